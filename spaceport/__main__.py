@@ -1,0 +1,5 @@
+import sys
+
+from spaceport.cli import main
+
+sys.exit(main())

@@ -1,0 +1,64 @@
+from dataclasses import dataclass
+from typing import Literal
+
+import pytest
+
+from spaceport.config import describe, field_docs, from_strings, to_strings
+from spaceport.errors import ConfigInvalid
+
+
+@dataclass(frozen=True)
+class Demo:
+    steps: int = 100
+    """Training steps."""
+    lr: float = 0.01
+    """Learning rate."""
+    mode: Literal["auto", "global", "incremental"] = "auto"
+    """Mapper."""
+    verbose: bool = False
+    """Print more."""
+    target: float | None = None
+    """Optional target."""
+    size: tuple[int, int] = (640, 480)
+    """Width and height."""
+
+
+def test_round_trip_through_strings():
+    cfg = Demo(steps=7, lr=0.5, mode="global", verbose=True, target=24.5, size=(32, 16))
+    strings = to_strings(cfg)
+    assert all(isinstance(v, str) for v in strings.values())
+    assert from_strings(Demo, strings) == cfg
+
+
+def test_parses_sagemaker_style_values():
+    cfg = from_strings(Demo, {"steps": "3e3", "verbose": "True", "target": "none", "size": "800,600"})
+    assert cfg.steps == 3000 and cfg.verbose is True and cfg.target is None and cfg.size == (800, 600)
+
+
+def test_dashes_are_accepted_and_base_is_kept():
+    cfg = from_strings(Demo, {"lr": "0.1"}, base=Demo(steps=5))
+    assert cfg.steps == 5 and cfg.lr == 0.1
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"stpes": "1"}, "Did you mean 'steps'"),
+        ({"steps": "many"}, "not an integer"),
+        ({"steps": "1.5"}, "not an integer"),
+        ({"lr": "nan"}, "finite"),
+        ({"mode": "fast"}, "not one of auto, global, incremental"),
+        ({"verbose": "maybe"}, "boolean"),
+        ({"size": "1,2,3"}, "2 comma-separated"),
+    ],
+)
+def test_bad_values_raise_config_invalid(values, needle):
+    with pytest.raises(ConfigInvalid) as info:
+        from_strings(Demo, values)
+    assert needle in str(info.value)
+
+
+def test_field_docs_are_read_from_source():
+    docs = field_docs(Demo)
+    assert docs["steps"] == "Training steps."
+    assert ("mode", "auto", "Mapper.") in describe(Demo)
