@@ -166,3 +166,17 @@ def test_settings_round_trip_through_mapping():
     assert P.settings_from_mapping(json.loads(json.dumps(m))) == SETTINGS
     with pytest.raises(ConfigInvalid):
         P.settings_from_mapping({"bogus": 1})
+
+
+def test_write_failure_covers_training_and_processing(tmp_path, monkeypatch):
+    from spaceport import contract
+    from spaceport.errors import SfmFailed, parse_failure
+
+    monkeypatch.setenv(contract.SM_ROOT_ENV, str(tmp_path))
+    contract.write_failure(SfmFailed("Only 3 of 40 images registered", "Take more photos"))
+    for name in ("failure", "message"):
+        text = (tmp_path / "output" / name).read_text()
+        assert parse_failure(text) == ("SfmFailed", "Only 3 of 40 images registered. Take more photos.")
+    # Non-ASCII reasons are cut at 1 KiB of UTF-8 without splitting a character.
+    contract.write_failure(SfmFailed("é" * 2000))
+    assert len((tmp_path / "output" / "message").read_bytes()) <= 1024
