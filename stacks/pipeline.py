@@ -57,7 +57,9 @@ class Pipeline(Construct):
         self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         self.state_machine = sfn.StateMachine(
             self, "StateMachine",
-            definition_body=sfn.DefinitionBody.from_file(str(ASL_PATH)),
+            # Inline (not an S3 asset) so the template alone holds the workflow; CloudFormation fills
+            # the ${...} substitutions with the ARNs of resources in this same stack.
+            definition_body=sfn.DefinitionBody.from_string(ASL_PATH.read_text()),
             definition_substitutions={
                 "SageMakerRoleArn": sagemaker_role.role_arn,
                 "RecordFunctionArn": record.function_arn,
