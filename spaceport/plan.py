@@ -93,8 +93,8 @@ class PlanSettings:
     """SfM processing job (CPU; pycolmap)."""
     train: StageResources = StageResources(instance_type="ml.g5.2xlarge", volume_gb=50, max_runtime_s=3 * 3600)
     """Training job (GPU; gsplat)."""
-    compress: StageResources = StageResources(instance_type="ml.g5.xlarge", volume_gb=30, max_runtime_s=3600)
-    """Compress processing job."""
+    compress: StageResources = StageResources(instance_type="ml.c5.2xlarge", volume_gb=30, max_runtime_s=3600)
+    """Compress processing job (CPU: the image carries CPU PyTorch and the Node splat tools)."""
     publish: StageResources = StageResources(instance_type="ml.m5.large", volume_gb=20, max_runtime_s=1800)
     """Publish processing job (runs ``spaceport publish`` in the compress image)."""
     use_spot: bool = False
