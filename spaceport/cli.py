@@ -21,6 +21,8 @@ from spaceport.errors import SpaceportError
 
 #: (module, attribute) of each subcommand, in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
+    ("spaceport.aws.command", "submit"),
+    ("spaceport.aws.command", "status"),
 ]
 
 
