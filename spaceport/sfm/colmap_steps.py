@@ -11,6 +11,7 @@ progress line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
@@ -18,7 +19,7 @@ import time
 import traceback
 from pathlib import Path
 
-import PIL.Image  # noqa: F401  (must load before pycolmap: see the module docstring)
+import PIL.Image  # must load before pycolmap: see the module docstring
 import PIL.PngImagePlugin  # noqa: F401
 
 import pycolmap  # isort: skip
@@ -29,10 +30,8 @@ from spaceport.sfm.retrieval import retrieval_pairs
 
 def _quiet() -> None:
     """Keep pycolmap's INFO chatter off stderr; warnings and errors still show."""
-    try:
+    with contextlib.suppress(AttributeError):  # older bindings
         pycolmap.logging.minloglevel = 1
-    except AttributeError:  # older bindings
-        pass
 
 
 def extract(database: Path, images: Path, names: list[str], job: dict) -> Path:

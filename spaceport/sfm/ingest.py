@@ -9,6 +9,7 @@ skipped and counted. Never imports pycolmap (see :mod:`spaceport.sfm`).
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import stat
@@ -315,7 +316,7 @@ def _decode(path: Path, scale_side: int | None):
 
 def _windows(n_frames: int, n_windows: int) -> list[range]:
     edges = np.linspace(0, n_frames, n_windows + 1).round().astype(int)
-    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+    return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
 def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:

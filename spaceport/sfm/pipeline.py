@@ -113,7 +113,7 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
             )
         with progress.phase("sfm", "summary", timings):
             model = colmap.read_model(out / "sparse" / "0")
-            (cam_id, cam), *_ = model.cameras.items()
+            (_cam_id, cam), *_ = model.cameras.items()
             first = result["attempts"][0]
             chosen = result["attempts"][result["chosen"]]
             summary = {
