@@ -21,6 +21,13 @@ from spaceport.errors import SpaceportError
 
 #: (module, attribute) of each subcommand, in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
+    ("spaceport.run_command", "run_command"),
+    ("spaceport.sfm.command", "sfm"),
+    ("spaceport.train.command", "train_command"),
+    ("spaceport.compress.command", "compress"),
+    ("spaceport.publish.command", "publish_command"),
+    ("spaceport.publish.command", "view_command"),
+    ("spaceport.scenes.command", "demo_scene"),
     ("spaceport.aws.command", "submit"),
     ("spaceport.aws.command", "status"),
 ]
