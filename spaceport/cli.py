@@ -22,6 +22,7 @@ from spaceport.errors import SpaceportError
 #: (module, attribute) of each subcommand, in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
     ("spaceport.scenes.command", "demo_scene"),
+    ("spaceport.train.command", "train_command"),
 ]
 
 

@@ -35,6 +35,8 @@ ALPHA_MAX = 0.999  # gsplat's clamp (the Inria rasterizer uses 0.99)
 ALPHA_MIN = 1.0 / 255.0  # ALPHA_THRESHOLD in gsplat's Common.h
 T_MIN = 1e-4  # a pixel is done when T would fall to this
 TILE = 16
+#: tile edge of the CPU compositor (px): tiles only bound work here, the image does not depend on it
+CPU_TILE = 8
 #: elements (tiles x 256 px x Gaussians) composited per slice: bounds the autograd memory per slice
 SLICE_ELEMENTS = 1 << 22
 
@@ -304,7 +306,7 @@ def rasterization_cpu(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
     viewmats: Tensor, Ks: Tensor, width: int, height: int, *, near_plane: float = 0.01,
     far_plane: float = 1e10, radius_clip: float = 0.0, eps2d: float = 0.3, sh_degree: int | None = None,
-    backgrounds: Tensor | None = None, rasterize_mode: str = "classic", tile_size: int = TILE,
+    backgrounds: Tensor | None = None, rasterize_mode: str = "classic", tile_size: int = CPU_TILE,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """The CPU path of :func:`rasterization` (same arguments and outputs as gsplat's)."""
     C = viewmats.shape[0]
