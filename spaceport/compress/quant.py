@@ -22,6 +22,10 @@ def pick_device(name: str = "auto") -> torch.device:
     import torch  # only the SH palette needs torch; SH0 scenes never import it (~1.5 s saved)
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if name == "cuda" and not torch.cuda.is_available():
+        from spaceport.errors import ConfigInvalid
+
+        raise ConfigInvalid("device=cuda but torch sees no CUDA GPU", "Use --device auto or cpu")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
