@@ -76,7 +76,12 @@ class _Axes:
                 px = self.px(t, self.yr[0])[0]
                 d.line([(px, yt), (px, yb)], fill=(232, 232, 232))
                 d.text((px, yb + 4), _label(t), fill="black", font=f, anchor="ma")
-        yticks = [10**e for e in range(math.floor(y0), math.ceil(y1) + 1)] if log_y else _nice_ticks(y0, y1)
+        if log_y:
+            # Decades, plus 2x and 5x when the axis spans less than two decades.
+            mults = (1,) if y1 - y0 > 2 else (1, 2, 5)
+            yticks = [m * 10**e for e in range(math.floor(y0), math.ceil(y1) + 1) for m in mults]
+        else:
+            yticks = _nice_ticks(y0, y1)
         for t in yticks:
             tv = math.log10(t) if log_y else t
             if self.yr[0] - 1e-9 <= tv <= self.yr[1] + 1e-9:
@@ -86,21 +91,26 @@ class _Axes:
         d.rectangle(self.box, outline="black")
 
     def _py(self, v: float) -> float:
-        x0, yt, x1, yb = self.box
+        _x0, yt, _x1, yb = self.box
         return yb - (v - self.yr[0]) / (self.yr[1] - self.yr[0]) * (yb - yt)
 
     def px(self, x: float, y: float) -> tuple[float, float]:
-        x0, yt, x1, yb = self.box
+        x0, _yt, x1, _yb = self.box
         if self.log_y:
             y = math.log10(max(y, 1e-12))
         return (x0 + (x - self.xr[0]) / (self.xr[1] - self.xr[0]) * (x1 - x0), self._py(y))
 
     def legend(self, names: Sequence[str]) -> None:
-        x, y = self.box[2] - 8, self.box[1] + 8
+        """Legend in the top-right corner on a white box sized to the longest name."""
+        width = max(self.draw.textlength(n, font=self.font) for n in names) + 40
+        x1, y0 = self.box[2] - 6, self.box[1] + 6
+        x0 = x1 - width
+        self.draw.rectangle([x0, y0, x1, y0 + 18 * len(names) + 6], fill="white", outline=(200, 200, 200))
         for i, name in enumerate(names):
             colour = PALETTE[i % len(PALETTE)]
-            self.draw.line([(x - 150, y + 7 + 18 * i), (x - 128, y + 7 + 18 * i)], fill=colour, width=3)
-            self.draw.text((x - 122, y + 18 * i), name, fill="black", font=self.font)
+            y = y0 + 5 + 18 * i
+            self.draw.line([(x0 + 6, y + 7), (x0 + 28, y + 7)], fill=colour, width=3)
+            self.draw.text((x0 + 34, y), name, fill="black", font=self.font)
 
     def png(self) -> bytes:
         buf = io.BytesIO()
@@ -159,7 +169,7 @@ def camera_plot(centers: Sequence[Sequence[float]], points: Sequence[Sequence[fl
         ax.draw.ellipse([p[0] - 4, p[1] - 4, p[0] + 4, p[1] + 4], fill=colour)
     if xy:
         ax.draw.text((xy[0][0] + 6, xy[0][1] - 6), "first", fill="black", font=ax.font)
-    names = ["cameras (path in capture order)"] + (["held-out cameras"] if test_mask is not None and any(test_mask) else [])
+    names = ["cameras (capture order)"] + (["held-out cameras"] if test_mask is not None and any(test_mask) else [])
     ax.legend(names)
     return ax.png()
 

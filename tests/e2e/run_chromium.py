@@ -9,6 +9,7 @@ frame and then stalled. Real time plus a ready flag set by the page is determini
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -114,20 +115,16 @@ class Chromium:
         return Path(path)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self.call("Browser.close")
-        except Exception:
-            pass
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         for fd in (self._r, self._w):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Chromium:
