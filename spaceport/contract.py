@@ -106,12 +106,24 @@ def read_hyperparameters(path: Path | None = None) -> dict[str, str]:
 
 
 def write_failure(error: BaseException, path: Path | None = None) -> Path:
-    """Write the one-line failure reason SageMaker shows as ``FailureReason`` (max 1 KiB)."""
-    path = path or training_paths().failure
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the one-line failure reason SageMaker shows for a failed job (max 1 KiB).
+
+    Training jobs read ``/opt/ml/output/failure`` (-> ``FailureReason``); Processing jobs read
+    ``/opt/ml/output/message`` (-> ``ExitMessage``). With no ``path`` both are written, so the
+    same entrypoint reports its error whichever kind of job runs it.
+    """
     if isinstance(error, SpaceportError):
         line = error.one_line()
     else:
         line = f"{type(error).__name__}: {error}".replace("\n", " ")
-    path.write_text(line[:1024])
-    return path
+    data = line.encode("utf-8")[:1024].decode("utf-8", "ignore")
+    paths = [path] if path else [training_paths().failure, processing_message_path()]
+    for target in paths:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(data, encoding="utf-8")
+    return paths[0]
+
+
+def processing_message_path() -> Path:
+    """``/opt/ml/output/message``: a Processing job's ``ExitMessage`` (first 1 KiB, UTF-8)."""
+    return sm_root() / "output" / "message"

@@ -1,0 +1,433 @@
+"""Request -> JobPlan: the one source of truth for a job's id, layout and per-stage job specs.
+
+Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same plan:
+
+- the ``start_job`` Lambda passes :meth:`JobPlan.to_execution_input` to Step Functions'
+  ``StartExecution`` (the ASL takes job names, URIs and hyperparameters from it with JSONPath);
+- the local runner (``spaceport run``) builds the plan with a ``file://`` root and runs each
+  stage entrypoint with the same arguments, mapping each URI to a folder.
+
+The layout under the root is (DESIGN.md)::
+
+    jobs/<job_id>/request.json  sfm/  train/  compressed/  report/  job.json
+
+Stage options come from each stage's config module (``spaceport.<stage>.config``) through
+:func:`stage_options`, the only place that imports them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from spaceport.errors import ConfigInvalid
+
+#: Stages in execution order. ``quality_gate`` runs no container; it checks train's metrics.
+STAGES: tuple[str, ...] = ("sfm", "train", "quality_gate", "compress", "publish")
+#: Stages that run a container, with the SageMaker job kind each runs as.
+JOB_KINDS: dict[str, Literal["processing", "training"]] = {
+    "sfm": "processing",
+    "train": "training",
+    "compress": "processing",
+    "publish": "processing",
+}
+#: Config class of each configurable stage (module ``spaceport.<stage>.config``).
+CONFIG_CLASSES: dict[str, str] = {"sfm": "SfmConfig", "train": "TrainConfig", "compress": "CompressConfig"}
+PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
+
+#: SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (63 chars). Step Functions execution
+#: names: 1-80 chars, no whitespace/brackets/wildcards/special chars. A job id is at most
+#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r9`` still fits in 63.
+JOB_ID_MAX = 36
+_SLUG_MAX = 16
+_HASH_LEN = 16
+
+#: SageMaker metric definitions matching spaceport.progress lines from the train stage:
+#: progress ``stage=train step=500 loss=0.0412 psnr=24.31`` and the final line
+#: ``stage=train final=1 test_psnr=.. test_ssim=.. num_gaussians=.. seconds=..``.
+_NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+METRIC_DEFINITIONS: tuple[tuple[str, str], ...] = (
+    ("loss", r"stage=train .*\bloss=" + _NUM),
+    ("psnr", r"stage=train .* psnr=" + _NUM),
+    ("test_psnr", r"stage=train final=1 .*\btest_psnr=" + _NUM),
+    ("test_ssim", r"stage=train final=1 .*\btest_ssim=" + _NUM),
+    ("num_gaussians", r"stage=train final=1 .*\bnum_gaussians=" + _NUM),
+    ("train_seconds", r"stage=train final=1 .*\bseconds=" + _NUM),
+)
+
+# Container paths of each stage (HELPERS.md contracts); the local runner lays folders out the same way.
+_PIN = "/opt/ml/processing/input/"
+_POUT = "/opt/ml/processing/output/"
+
+
+@dataclass(frozen=True)
+class StageResources:
+    """Where and how long one stage's SageMaker job runs."""
+
+    image: str = ""
+    """Container image URI (ECR). Empty for the local runner."""
+    instance_type: str = "ml.m5.xlarge"
+    """SageMaker instance type."""
+    volume_gb: int = 30
+    """EBS volume attached to the instance, in GB."""
+    max_runtime_s: int = 3600
+    """Hard stop for the job, in seconds."""
+
+
+@dataclass(frozen=True)
+class PlanSettings:
+    """Deployment-wide settings (from cdk.json context on AWS, defaults locally)."""
+
+    root: str = "file:///tmp/spaceport/"
+    """Root URI of the layout: ``s3://bucket/`` or ``file:///abs/dir/`` (ends with ``/``)."""
+    role_arn: str = ""
+    """SageMaker execution role ARN (empty locally)."""
+    sfm: StageResources = StageResources(instance_type="ml.c5.4xlarge", volume_gb=50, max_runtime_s=2 * 3600)
+    """SfM processing job (CPU; pycolmap)."""
+    train: StageResources = StageResources(instance_type="ml.g5.2xlarge", volume_gb=50, max_runtime_s=3 * 3600)
+    """Training job (GPU; gsplat)."""
+    compress: StageResources = StageResources(instance_type="ml.g5.xlarge", volume_gb=30, max_runtime_s=3600)
+    """Compress processing job."""
+    publish: StageResources = StageResources(instance_type="ml.m5.large", volume_gb=20, max_runtime_s=1800)
+    """Publish processing job (runs ``spaceport publish`` in the compress image)."""
+    use_spot: bool = False
+    """Managed spot training for the train stage (checkpoints make it resumable)."""
+    spot_max_wait_s: int = 6 * 3600
+    """Longest wait for spot capacity plus run time, in seconds (must be >= train max runtime)."""
+    min_psnr: float = 20.0
+    """Quality gate: held-out PSNR must be at least this (dB)."""
+    max_gaussians: int = 3_000_000
+    """Quality gate: the splat may hold at most this many Gaussians."""
+    default_preset: str = "default"
+    """Preset used when the request names none."""
+
+    def resources(self, stage: str) -> StageResources:
+        return getattr(self, stage)
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """What was asked: a source object (S3 or local) and the user's choices.
+
+    ``source_version`` is the S3 version id, else the ETag (S3), or a content fingerprint the
+    local runner computes; together with ``source_uri`` it fixes the job id.
+    """
+
+    source_uri: str
+    """``s3://bucket/key`` or ``file:///abs/path`` of the upload (a zip, a video, images)."""
+    source_version: str = ""
+    """S3 VersionId or ETag, or a local fingerprint: the same upload gives the same job id."""
+    email: str | None = None
+    """Where to send the result; None sends nothing."""
+    preset: str | None = None
+    """``fast``, ``default`` or ``quality``; None means the settings' default."""
+    options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Per-stage option overrides as strings: ``{"train": {"max_steps": "7000"}}``."""
+    size_bytes: int | None = None
+    """Size of the upload, when known (recorded, validated by the caller)."""
+
+    @classmethod
+    def from_s3(cls, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None,
+                **kwargs: Any) -> JobRequest:
+        """A request for ``s3://bucket/key`` (version id preferred over ETag for the job id)."""
+        version = version_id if version_id and version_id != "null" else (etag or "").strip('"')
+        return cls(source_uri=f"s3://{bucket}/{key}", source_version=version, **kwargs)
+
+    @property
+    def source_name(self) -> str:
+        return self.source_uri.rstrip("/").rsplit("/", 1)[-1]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_uri": self.source_uri,
+            "source_version": self.source_version,
+            "email": self.email,
+            "preset": self.preset,
+            "options": {k: dict(v) for k, v in self.options.items()},
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One input or output: the URI under the root and the container path it maps to."""
+
+    name: str
+    uri: str
+    path: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "uri": self.uri, "path": self.path}
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a job. Container stages carry a full SageMaker job spec."""
+
+    name: str
+    kind: Literal["processing", "training", "gate"]
+    job_name: str = ""
+    image: str = ""
+    instance_type: str = ""
+    volume_gb: int = 0
+    max_runtime_s: int = 0
+    entrypoint: tuple[str, ...] = ()
+    """Processing: container entrypoint (``spaceport <stage>``)."""
+    arguments: tuple[str, ...] = ()
+    """Processing: container arguments (``--field value`` for every resolved option)."""
+    hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    """Training: every resolved option as a string."""
+    options: Mapping[str, str] = field(default_factory=dict)
+    """The resolved options of the stage, as strings (what request.json records)."""
+    inputs: tuple[Channel, ...] = ()
+    outputs: tuple[Channel, ...] = ()
+    checkpoint_uri: str = ""
+    use_spot: bool = False
+    spot_max_wait_s: int = 0
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """Quality gate: ``min_psnr`` and ``max_gaussians``."""
+
+    def input(self, name: str) -> Channel:
+        return next(c for c in self.inputs if c.name == name)
+
+    def output(self, name: str) -> Channel:
+        return next(c for c in self.outputs if c.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON the state machine reads; SageMaker-shaped where the ASL passes blocks whole."""
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+        if self.kind == "gate":
+            out["thresholds"] = dict(self.thresholds)
+            return out
+        out.update(
+            job_name=self.job_name,
+            image=self.image,
+            options=dict(self.options),
+            inputs={c.name: c.to_dict() for c in self.inputs},
+            outputs={c.name: c.to_dict() for c in self.outputs},
+            cluster={"InstanceCount": 1, "InstanceType": self.instance_type, "VolumeSizeInGB": self.volume_gb},
+        )
+        if self.kind == "processing":
+            out.update(
+                entrypoint=list(self.entrypoint),
+                arguments=list(self.arguments),
+                stopping_condition={"MaxRuntimeInSeconds": self.max_runtime_s},
+            )
+        else:
+            stopping: dict[str, int] = {"MaxRuntimeInSeconds": self.max_runtime_s}
+            if self.use_spot:
+                stopping["MaxWaitTimeInSeconds"] = max(self.spot_max_wait_s, self.max_runtime_s)
+            out.update(
+                hyperparameters=dict(self.hyperparameters),
+                use_spot=self.use_spot,
+                stopping_condition=stopping,
+                checkpoint={"S3Uri": self.checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"},
+                metric_definitions=[{"Name": n, "Regex": r} for n, r in METRIC_DEFINITIONS],
+            )
+        return out
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """Everything a job will do, fixed before it starts."""
+
+    job_id: str
+    root: str
+    request: JobRequest
+    preset: str
+    stages: tuple[StageSpec, ...]
+    role_arn: str = ""
+
+    @property
+    def prefix(self) -> str:
+        """URI of the job's folder, ending with ``/``."""
+        return f"{self.root}jobs/{self.job_id}/"
+
+    @property
+    def request_uri(self) -> str:
+        return self.prefix + "request.json"
+
+    @property
+    def record_uri(self) -> str:
+        return self.prefix + "job.json"
+
+    @property
+    def execution_name(self) -> str:
+        """Step Functions execution name (the job id: one upload, one execution)."""
+        return self.job_id
+
+    def stage(self, name: str) -> StageSpec:
+        return next(s for s in self.stages if s.name == name)
+
+    def to_request_json(self) -> dict[str, Any]:
+        """``request.json``: what was asked and the defaults it resolved to."""
+        return {
+            "job_id": self.job_id,
+            "request": self.request.to_dict(),
+            "preset": self.preset,
+            "options": {s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
+            "quality_gate": dict(self.stage("quality_gate").thresholds),
+        }
+
+    def to_execution_input(self) -> dict[str, Any]:
+        """The StartExecution input: the ASL reads every stage parameter from ``$.plan``."""
+        return {
+            "job_id": self.job_id,
+            "plan": {
+                "job_id": self.job_id,
+                "root": self.root,
+                "prefix": self.prefix,
+                "request_uri": self.request_uri,
+                "record_uri": self.record_uri,
+                "preset": self.preset,
+                "email": self.request.email,
+                "source_uri": self.request.source_uri,
+                "order": [s.name for s in self.stages],
+                "stages": {s.name: s.to_dict() for s in self.stages},
+            },
+        }
+
+
+def _slug(text: str) -> str:
+    """ASCII letters/digits/hyphens from a file name (accents folded, rest dropped)."""
+    stem = text.rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
+    ascii_ = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", ascii_).strip("-").lower()
+    return slug[:_SLUG_MAX].strip("-")
+
+
+def job_id_for(source_uri: str, source_version: str) -> str:
+    """Deterministic job id: ``sp-<name slug>-<16 hex of sha256(uri, version)>``.
+
+    Valid as a SageMaker job name prefix and a Step Functions execution name.
+    """
+    digest = hashlib.sha256(f"{source_uri}\n{source_version}".encode()).hexdigest()[:_HASH_LEN]
+    slug = _slug(source_uri)
+    return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
+
+
+def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
+
+    The only place that imports the stage config modules (stdlib-only by contract).
+    """
+    if stage not in CONFIG_CLASSES:
+        if overrides:
+            raise ConfigInvalid(f"Stage {stage!r} takes no options", f"Remove the options for {stage!r}")
+        return {}
+    module = importlib.import_module(f"spaceport.{stage}.config")
+    cls = getattr(module, CONFIG_CLASSES[stage])
+    presets: Mapping[str, Mapping[str, str]] = getattr(module, "PRESETS", {})
+    if preset not in presets:
+        raise ConfigInvalid(
+            f"Unknown preset {preset!r} for {stage}",
+            f"Use one of: {', '.join(presets) or ', '.join(PRESET_NAMES)}",
+            preset=preset,
+        )
+    from spaceport.config import from_strings, to_strings
+
+    base = from_strings(cls, dict(presets[preset]))
+    resolved = from_strings(cls, dict(overrides or {}), base=base)
+    return to_strings(resolved)
+
+
+def _arguments(options: Mapping[str, str]) -> tuple[str, ...]:
+    args: list[str] = []
+    for key, value in options.items():
+        args += ["--" + key.replace("_", "-"), value]
+    return tuple(args)
+
+
+def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
+    """Build the plan of ``request`` under ``settings`` (pure; raises ConfigInvalid on bad options)."""
+    if not settings.root.endswith("/") or not settings.root.startswith(("s3://", "file://")):
+        raise ConfigInvalid(f"Plan root {settings.root!r} must be s3://bucket/ or file:///dir/ ending with '/'")
+    preset = request.preset or settings.default_preset
+    if preset not in PRESET_NAMES:
+        raise ConfigInvalid(f"Unknown preset {preset!r}", f"Use one of: {', '.join(PRESET_NAMES)}")
+    unknown = sorted(set(request.options) - set(CONFIG_CLASSES))
+    if unknown:
+        raise ConfigInvalid(
+            f"Options given for unknown stage(s) {', '.join(unknown)}",
+            f"Give options only for: {', '.join(CONFIG_CLASSES)}",
+        )
+    job_id = job_id_for(request.source_uri, request.source_version)
+    prefix = f"{settings.root}jobs/{job_id}/"
+    uri = {"sfm": prefix + "sfm/", "train": prefix + "train/", "compressed": prefix + "compressed/",
+           "report": prefix + "report/", "checkpoints": prefix + "checkpoints/"}
+    opts = {s: stage_options(s, preset, request.options.get(s)) for s in CONFIG_CLASSES}
+
+    def res(stage: str) -> dict[str, Any]:
+        r = settings.resources(stage)
+        return {"job_name": f"{job_id}-{stage}", "image": r.image, "instance_type": r.instance_type,
+                "volume_gb": r.volume_gb, "max_runtime_s": r.max_runtime_s}
+
+    stages = (
+        StageSpec(
+            name="sfm", kind="processing", **res("sfm"),
+            entrypoint=("spaceport", "sfm"), arguments=_arguments(opts["sfm"]), options=opts["sfm"],
+            inputs=(Channel("upload", request.source_uri, _PIN + "upload"),),
+            outputs=(Channel("sfm", uri["sfm"], _POUT + "sfm"),),
+        ),
+        StageSpec(
+            name="train", kind="training", **res("train"),
+            hyperparameters=opts["train"], options=opts["train"],
+            inputs=(Channel("sfm", uri["sfm"], "/opt/ml/input/data/sfm"),),
+            outputs=(Channel("model", uri["train"], "/opt/ml/model"),),
+            checkpoint_uri=uri["checkpoints"],
+            use_spot=settings.use_spot, spot_max_wait_s=settings.spot_max_wait_s,
+        ),
+        StageSpec(
+            name="quality_gate", kind="gate",
+            thresholds={"min_psnr": float(settings.min_psnr), "max_gaussians": int(settings.max_gaussians)},
+        ),
+        StageSpec(
+            name="compress", kind="processing", **res("compress"),
+            entrypoint=("spaceport", "compress"), arguments=_arguments(opts["compress"]),
+            options=opts["compress"],
+            # On AWS the ASL points this at the training job's model.tar.gz (its name is known
+            # only after the job ran); locally it is the train folder holding splat.ply.
+            inputs=(Channel("model", uri["train"], _PIN + "model"),),
+            outputs=(Channel("compressed", uri["compressed"], _POUT + "compressed"),),
+        ),
+        StageSpec(
+            name="publish", kind="processing", **res("publish"),
+            entrypoint=("spaceport", "publish"), arguments=(),
+            inputs=(
+                Channel("sfm", uri["sfm"], _PIN + "sfm"),
+                Channel("train", uri["train"], _PIN + "train"),
+                Channel("compressed", uri["compressed"], _PIN + "compressed"),
+            ),
+            outputs=(Channel("report", uri["report"], _POUT + "report"),),
+        ),
+    )
+    assert tuple(s.name for s in stages) == STAGES
+    return JobPlan(job_id=job_id, root=settings.root, request=request, preset=preset, stages=stages,
+                   role_arn=settings.role_arn)
+
+
+def settings_from_mapping(values: Mapping[str, Any], **overrides: Any) -> PlanSettings:
+    """PlanSettings from a flat JSON mapping (Lambda env, cdk.json): ``{"train": {"instance_type": ..}}``."""
+    data = {**values, **overrides}
+    kwargs: dict[str, Any] = {}
+    names = {f.name for f in dataclasses.fields(PlanSettings)}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigInvalid(f"Unknown plan setting {key!r}", f"Use one of: {', '.join(sorted(names))}")
+        if key in JOB_KINDS:
+            kwargs[key] = StageResources(**value) if isinstance(value, Mapping) else value
+        else:
+            kwargs[key] = value
+    return PlanSettings(**kwargs)
+
+
+def settings_to_mapping(settings: PlanSettings) -> dict[str, Any]:
+    """The inverse of :func:`settings_from_mapping` (JSON-able)."""
+    return dataclasses.asdict(settings)

@@ -1,0 +1,182 @@
+import json
+import re
+
+import pytest
+
+from spaceport import plan as P
+from spaceport.errors import ConfigInvalid
+from spaceport.plan import JobRequest, PlanSettings, StageResources, plan_job
+
+SETTINGS = PlanSettings(
+    root="s3://bucket/",
+    role_arn="arn:aws:iam::123456789012:role/sm",
+    train=StageResources(image="123.dkr.ecr.eu-west-1.amazonaws.com/train:abc", instance_type="ml.g5.2xlarge",
+                         volume_gb=50, max_runtime_s=7200),
+    min_psnr=22.5,
+    max_gaussians=1_000_000,
+)
+SM_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+SFN_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def _req(**kw):
+    return JobRequest.from_s3("bucket", "uploads/My Garden é.zip", etag='"abc123"', **kw)
+
+
+def test_same_upload_same_id_and_version_changes_it():
+    a, b = plan_job(_req(), SETTINGS), plan_job(_req(email="x@example.com"), SETTINGS)
+    assert a.job_id == b.job_id
+    other = plan_job(JobRequest.from_s3("bucket", "uploads/My Garden é.zip", etag="zzz"), SETTINGS)
+    assert other.job_id != a.job_id
+    # A version id wins over the ETag ("null" means an unversioned bucket).
+    v1 = JobRequest.from_s3("b", "k.zip", version_id="v1", etag="e")
+    assert v1.source_version == "v1"
+    assert JobRequest.from_s3("b", "k.zip", version_id="null", etag='"e"').source_version == "e"
+
+
+@pytest.mark.parametrize("key", ["uploads/My Garden é.zip", "uploads/" + "ü" * 300 + ".mov",
+                                 "uploads/[weird]*?name!!.zip", "uploads/.zip", "uploads/" + "a" * 500])
+def test_ids_respect_sagemaker_and_step_functions_name_rules(key):
+    p = plan_job(JobRequest.from_s3("bucket", key, etag="e"), SETTINGS)
+    assert len(p.job_id) <= P.JOB_ID_MAX and SFN_NAME.match(p.execution_name)
+    for s in p.stages:
+        if s.kind != "gate":
+            # The state machine appends -r<retry> to a retried job's name.
+            assert SM_NAME.match(s.job_name + "-r9"), s.job_name
+
+
+def test_job_id_shape():
+    assert plan_job(_req(), SETTINGS).job_id.startswith("sp-my-garden-e-")
+
+
+def test_layout_matches_design():
+    p = plan_job(_req(), SETTINGS)
+    pre = f"s3://bucket/jobs/{p.job_id}/"
+    assert p.prefix == pre and p.request_uri == pre + "request.json" and p.record_uri == pre + "job.json"
+    assert p.stage("sfm").input("upload").uri == "s3://bucket/uploads/My Garden é.zip"
+    assert p.stage("sfm").input("upload").path == "/opt/ml/processing/input/upload"
+    assert p.stage("sfm").output("sfm").uri == pre + "sfm/"
+    assert p.stage("sfm").output("sfm").path == "/opt/ml/processing/output/sfm"
+    assert p.stage("train").input("sfm").uri == pre + "sfm/"
+    assert p.stage("train").input("sfm").path == "/opt/ml/input/data/sfm"
+    assert p.stage("train").output("model").uri == pre + "train/"
+    assert p.stage("train").checkpoint_uri == pre + "checkpoints/"
+    assert p.stage("compress").input("model").path == "/opt/ml/processing/input/model"
+    assert p.stage("compress").output("compressed").uri == pre + "compressed/"
+    pub = p.stage("publish")
+    assert [c.name for c in pub.inputs] == ["sfm", "train", "compressed"]
+    assert [c.path for c in pub.inputs] == [f"/opt/ml/processing/input/{n}" for n in ("sfm", "train", "compressed")]
+    assert pub.output("report").uri == pre + "report/"
+    assert pub.entrypoint == ("spaceport", "publish")
+
+
+def test_stage_order_and_kinds():
+    p = plan_job(_req(), SETTINGS)
+    assert [s.name for s in p.stages] == ["sfm", "train", "quality_gate", "compress", "publish"]
+    assert [s.kind for s in p.stages] == ["processing", "training", "gate", "processing", "processing"]
+
+
+def test_presets_and_overrides_resolve_to_strings():
+    p = plan_job(_req(preset="fast", options={"train": {"max-steps": "500"}}), SETTINGS)
+    train = p.stage("train")
+    assert dict(train.hyperparameters) == {"max_steps": "500", "sh_degree": "1", "densify": "true"}
+    assert all(isinstance(v, str) for v in train.hyperparameters.values())
+    sfm = p.stage("sfm")
+    assert sfm.arguments == ("--max-side", "320", "--matcher", "exhaustive")
+    assert p.stage("compress").arguments == ("--iterations", "2")
+    assert p.preset == "fast"
+    assert plan_job(_req(), SETTINGS).preset == "default"
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [
+        ({"preset": "turbo"}, "Unknown preset"),
+        ({"options": {"train": {"max_stpes": "1"}}}, "Did you mean 'max_steps'"),
+        ({"options": {"train": {"max_steps": "lots"}}}, "not an integer"),
+        ({"options": {"render": {"x": "1"}}}, "unknown stage"),
+    ],
+)
+def test_bad_options_raise_config_invalid(kw, needle):
+    with pytest.raises(ConfigInvalid, match=needle):
+        plan_job(_req(**kw), SETTINGS)
+
+
+def test_root_must_be_s3_or_file():
+    with pytest.raises(ConfigInvalid):
+        plan_job(_req(), PlanSettings(root="/tmp/x"))
+
+
+def test_local_root_uses_the_same_layout():
+    req = JobRequest(source_uri="file:///data/photos.zip", source_version="sha256:00ff")
+    p = plan_job(req, PlanSettings(root="file:///work/out/"))
+    assert p.stage("train").output("model").uri == f"file:///work/out/jobs/{p.job_id}/train/"
+    assert p.stage("sfm").input("upload").uri == "file:///data/photos.zip"
+
+
+def test_execution_input_is_json_and_sagemaker_shaped():
+    p = plan_job(_req(email="a@b.co"), SETTINGS)
+    doc = p.to_execution_input()
+    assert json.loads(json.dumps(doc)) == doc
+    plan = doc["plan"]
+    assert doc["job_id"] == p.job_id and plan["email"] == "a@b.co"
+    assert plan["order"] == list(P.STAGES)
+    train = plan["stages"]["train"]
+    assert train["cluster"] == {"InstanceCount": 1, "InstanceType": "ml.g5.2xlarge", "VolumeSizeInGB": 50}
+    assert train["stopping_condition"] == {"MaxRuntimeInSeconds": 7200}
+    assert train["use_spot"] is False
+    assert train["image"].endswith("/train:abc")
+    assert {m["Name"] for m in train["metric_definitions"]} >= {"loss", "psnr", "test_psnr", "num_gaussians"}
+    assert plan["stages"]["quality_gate"]["thresholds"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
+    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"].startswith("s3://bucket/uploads/")
+
+
+def test_spot_sets_max_wait_at_least_runtime():
+    s = PlanSettings(root="s3://b/", use_spot=True, spot_max_wait_s=60,
+                     train=StageResources(max_runtime_s=7200))
+    train = plan_job(_req(), s).to_execution_input()["plan"]["stages"]["train"]
+    assert train["use_spot"] is True
+    assert train["stopping_condition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 7200}
+
+
+def test_metric_definitions_match_progress_lines(capsys):
+    from spaceport.progress import emit
+
+    emit("train", step=500, loss=0.0412, psnr=24.31)
+    emit("train", final=1, test_psnr=26.5, test_ssim=0.91, num_gaussians=123456, seconds=812.5)
+    lines = capsys.readouterr().out.splitlines()
+    found = {}
+    for name, regex in P.METRIC_DEFINITIONS:
+        for line in lines:
+            m = re.search(regex, line)
+            if m:
+                found[name] = float(m.group(1))
+    assert found == {"loss": 0.0412, "psnr": 24.31, "test_psnr": 26.5, "test_ssim": 0.91,
+                     "num_gaussians": 123456.0, "train_seconds": 812.5}
+
+
+def test_request_json_records_resolved_defaults():
+    doc = plan_job(_req(preset="quality"), SETTINGS).to_request_json()
+    assert doc["options"]["train"]["max_steps"] == "60000"
+    assert doc["quality_gate"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
+
+
+def test_settings_round_trip_through_mapping():
+    m = P.settings_to_mapping(SETTINGS)
+    assert P.settings_from_mapping(json.loads(json.dumps(m))) == SETTINGS
+    with pytest.raises(ConfigInvalid):
+        P.settings_from_mapping({"bogus": 1})
+
+
+def test_write_failure_covers_training_and_processing(tmp_path, monkeypatch):
+    from spaceport import contract
+    from spaceport.errors import SfmFailed, parse_failure
+
+    monkeypatch.setenv(contract.SM_ROOT_ENV, str(tmp_path))
+    contract.write_failure(SfmFailed("Only 3 of 40 images registered", "Take more photos"))
+    for name in ("failure", "message"):
+        text = (tmp_path / "output" / name).read_text()
+        assert parse_failure(text) == ("SfmFailed", "Only 3 of 40 images registered. Take more photos.")
+    # Non-ASCII reasons are cut at 1 KiB of UTF-8 without splitting a character.
+    contract.write_failure(SfmFailed("é" * 2000))
+    assert len((tmp_path / "output" / "message").read_bytes()) <= 1024
