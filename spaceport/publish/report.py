@@ -125,6 +125,8 @@ class StageInputs:
     train: Path | None = None
     compressed: Path | None = None
     job_record: Path | None = None
+    logs: Path | None = None
+    """Stage logs (``train.log``: the training curve when metrics.json holds no history)."""
     notes: list[str] = field(default_factory=list)
 
     @classmethod
@@ -133,7 +135,8 @@ class StageInputs:
         root = Path(root)
         pick = [root / n if (root / n).is_dir() else None for n in ("sfm", "train", "compressed")]
         job = root / "job.json"
-        return cls(*pick, job_record=job if job.is_file() else None)
+        logs = root / "logs"
+        return cls(*pick, job_record=job if job.is_file() else None, logs=logs if logs.is_dir() else None)
 
 
 def _unpack_model(train: Path, scratch: Path) -> Path:
@@ -151,20 +154,21 @@ def _unpack_model(train: Path, scratch: Path) -> Path:
     return scratch
 
 
-def training_curve(train: Path | None, metrics: dict[str, Any] | None) -> list[dict[str, float]]:
+def training_curve(train: Path | None, metrics: dict[str, Any] | None,
+                   logs: Path | None = None) -> list[dict[str, float]]:
     """Step records with loss/psnr: from metrics.json's history, else from the training log."""
     records: list[dict[str, Any]] = []
     for key in ("history", "curve", "log"):
         if metrics and isinstance(metrics.get(key), list):
             records = [r for r in metrics[key] if isinstance(r, dict)]
             break
-    if not records and train is not None:
-        for name in ("train.log", "progress.log", "stage.log"):
-            path = train / name
+    if not records:
+        candidates = [d / n for d in (train, logs) if d is not None for n in ("train.log", "progress.log")]
+        for path in candidates:
             if path.is_file():
                 for line in path.read_text(errors="replace").splitlines():
                     fields = parse_line(line)
-                    if fields and "step" in fields and "final" not in fields:
+                    if fields and fields.get("stage") == "train" and "step" in fields and "final" not in fields:
                         records.append(fields)
                 break
     out = []
@@ -355,7 +359,7 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
     else:
         body.append(_table([r for r in _flatten(met_j)
                             if not r[0].startswith(("seconds", "history", "curve", "log"))]))
-    curve = training_curve(train, met_j)
+    curve = training_curve(train, met_j, inputs.logs)
     if curve:
         loss = [(r["step"], r["loss"]) for r in curve if "loss" in r]
         psnr = [(r["step"], r.get("psnr", r.get("test_psnr"))) for r in curve
