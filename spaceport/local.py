@@ -21,6 +21,7 @@ half-written looks complete. Inputs are only linked, never written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -322,10 +323,8 @@ class LocalRunner:
                     os.killpg(proc.pid, signal.SIGTERM)
                     proc.wait(timeout=10)
                 except (ProcessLookupError, subprocess.TimeoutExpired, ChildProcessError):
-                    try:
+                    with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
                 raise
         return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0
 

@@ -144,7 +144,7 @@ def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, ca
 def test_quality_gate_stops_before_compress(photos, calls, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_PSNR", "14.0")
     out = tmp_path / "out"
-    with pytest.raises(QualityBelowTarget, match="14.00 dB is below the target 20.00"):
+    with pytest.raises(QualityBelowTarget, match=r"14\.00 dB is below the target 20\.00"):
         local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
     assert [c["stage"] for c in _calls(calls)] == ["sfm", "train"]
     rec = json.loads((out / "job.json").read_text())
@@ -155,9 +155,9 @@ def test_quality_gate_stops_before_compress(photos, calls, tmp_path, monkeypatch
 def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp_path):
     out = tmp_path / "out"
     code = (
-        "import sys; sys.path.insert(0, %r); import test_run_local as t; t.install_fake_configs();"
+        f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t; t.install_fake_configs();"
         "from spaceport import local;"
-        "local.run_local(%r, %r, 'fast', stage_argv=t.fake_argv)" % (str(FAKE.parent), str(photos), str(out))
+        f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', stage_argv=t.fake_argv)"
     )
     env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
