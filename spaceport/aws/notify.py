@@ -1,0 +1,114 @@
+"""Success and failure emails for a job record (SES, or an SNS topic when no SES sender is set).
+
+A failure to send is returned (and recorded by the caller), never raised: a job's outcome does
+not depend on its email.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from spaceport.plan import STAGES
+
+_STAGE_TITLES = {"sfm": "Camera poses (SfM)", "train": "Training", "compress": "Compression",
+                 "publish": "Report", "quality_gate": "Quality gate", "start": "Upload check"}
+
+
+def _minutes(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def _name(record: Mapping[str, Any]) -> str:
+    return str(record.get("source_uri") or record.get("job_id", "")).rstrip("/").rsplit("/", 1)[-1]
+
+
+def compose(record: Mapping[str, Any], links: Mapping[str, str], *, expiry_s: int) -> tuple[str, str]:
+    """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED)."""
+    name, job_id = _name(record), record.get("job_id", "")
+    if record.get("status") == "SUCCEEDED":
+        m = record.get("metrics", {})
+        lines = [f"Your 3D Gaussian splat of {name} is ready.", ""]
+        if links.get("report"):
+            lines.append(f"Report and viewer: {links['report']}")
+        for key, label in (("sog", "SOG (compressed, web viewer)"), ("ply", "PLY (full splat)"),
+                           ("spz", "SPZ (compressed)")):
+            if links.get(key):
+                lines.append(f"{label}: {links[key]}")
+        lines.append("")
+        if m:
+            lines.append(
+                "Quality: held-out PSNR {:.2f} dB, SSIM {:.3f}, {:,} Gaussians.".format(
+                    m.get("test_psnr", float("nan")), m.get("test_ssim", float("nan")),
+                    int(m.get("num_gaussians", 0))))
+        stages = record.get("stages", {})
+        if stages:
+            lines.append("Time per stage:")
+            for stage in sorted(stages, key=lambda x: STAGES.index(x) if x in STAGES else len(STAGES)):
+                s = stages[stage]
+                lines.append(f"  {_STAGE_TITLES.get(stage, stage)}: {_minutes(s.get('seconds'))}"
+                             f" on {s.get('instance_type', '?')}")
+        if record.get("cost_usd") is not None:
+            lines.append(f"Estimated cost: ${record['cost_usd']:.2f} (on-demand list prices).")
+        lines += ["", f"Links expire in {expiry_s // 3600} hours. Job id: {job_id}"]
+        return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
+    stage = _STAGE_TITLES.get(record.get("stage", ""), record.get("stage", "a stage"))
+    lines = [
+        f"Spaceport could not turn {name} into a splat.",
+        "",
+        f"Where: {stage}",
+        f"What went wrong: {record.get('reason') or record.get('cause') or 'unknown'}",
+        f"What to do: {record.get('fix') or 'Check the job logs, or try again.'}",
+        "",
+        f"Error: {record.get('error', 'StageFailed')}. Job id: {job_id}",
+    ]
+    return f"Spaceport could not process {name}"[:100], "\n".join(lines)
+
+
+def presigned_links(record: Mapping[str, Any], *, s3: Any, bucket: str, expiry_s: int) -> dict[str, str]:
+    """Presigned GET links to the outputs that exist (the PLY falls back to model.tar.gz)."""
+    outputs = dict(record.get("outputs", {}))
+    links: dict[str, str] = {}
+    for key in ("report", "sog", "ply", "spz"):
+        obj = outputs.get(key)
+        if key == "ply" and obj and not _exists(s3, bucket, obj):
+            obj = outputs.get("model")
+        if obj:
+            links[key] = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": obj},
+                                                   ExpiresIn=expiry_s)
+    return links
+
+
+def _exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        return False
+    return True
+
+
+def send(record: Mapping[str, Any], *, settings: Any, s3: Any, ses: Any, sns: Any) -> dict[str, Any]:
+    """Send the email of ``record``. Returns ``{"sent", "channel", "error"?}``; never raises for send errors."""
+    email = record.get("email")
+    if not email:
+        return {"sent": False, "channel": None, "skipped": "no address"}
+    links = presigned_links(record, s3=s3, bucket=settings.bucket, expiry_s=settings.link_expiry_s) \
+        if record.get("status") == "SUCCEEDED" else {}
+    subject, body = compose(record, links, expiry_s=settings.link_expiry_s)
+    try:
+        if settings.sender:
+            ses.send_email(
+                FromEmailAddress=settings.sender,
+                Destination={"ToAddresses": [email]},
+                Content={"Simple": {"Subject": {"Data": subject, "Charset": "UTF-8"},
+                                    "Body": {"Text": {"Data": body, "Charset": "UTF-8"}}}},
+            )
+            return {"sent": True, "channel": "ses"}
+        if settings.topic_arn:
+            sns.publish(TopicArn=settings.topic_arn, Subject=subject, Message=f"To: {email}\n\n{body}")
+            return {"sent": True, "channel": "sns"}
+        return {"sent": False, "channel": None, "skipped": "no sender or topic configured"}
+    except (ClientError, BotoCoreError) as exc:
+        return {"sent": False, "channel": "ses" if settings.sender else "sns", "error": f"{type(exc).__name__}: {exc}"}

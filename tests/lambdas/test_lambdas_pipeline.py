@@ -1,0 +1,149 @@
+"""The ASL executed by moto's Step Functions engine, end to end from an S3 upload event."""
+
+import json
+
+import boto3
+import pytest
+from conftest import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+
+
+def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
+    aws.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"email": email} if email else {})
+
+
+def _start(aws, key_encoded="uploads/My+Garden+%C3%A9.zip"):
+    return load_handler("start_job").handler(s3_event(key_encoded), FakeContext())
+
+
+def _record(job_id):
+    item = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
+    record = json.loads(item["record"]["S"])
+    mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
+    assert mirrored == record and item["status"]["S"] == record["status"]
+    return record
+
+
+def _run(machine, **kw):
+    _upload(machine, **kw)
+    out = _start(machine)["jobs"][0]
+    assert out["status"] == "started", out
+    return out, wait_for(machine.sfn, out["execution_arn"])
+
+
+def _sent(region=REGION):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    return ses_backends[DEFAULT_ACCOUNT_ID][region].sent_messages
+
+
+def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    stages = [stage for stage, _ in machine.fake.calls]
+    assert stages == ["sfm", "train", "compress", "publish"]
+    calls = dict(machine.fake.calls)
+    job_id = out["job_id"]
+    assert calls["sfm"]["ProcessingJobName"] == f"{job_id}-sfm"
+    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/uploads/My Garden é.zip"
+    assert calls["sfm"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "sfm"]
+    assert calls["train"]["HyperParameters"] and all(isinstance(v, str) for v in calls["train"]["HyperParameters"].values())
+    model = f"s3://{BUCKET}/jobs/{job_id}/train/{job_id}-train/output/model.tar.gz"
+    assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == model
+    assert calls["publish"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "publish"]
+    assert "ContainerArguments" not in calls["publish"]["AppSpecification"]
+
+    record = _record(job_id)
+    assert record["status"] == "SUCCEEDED"
+    assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
+    assert set(record["stages"]) == {"sfm", "train", "compress", "publish"}
+    assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
+    # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
+    assert record["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
+    assert record["outputs"]["sog"] == f"jobs/{job_id}/compressed/scene.sog"
+    assert record["notify"]["sent"] is True
+    (msg,) = _sent()
+    assert msg.destinations["ToAddresses"] == ["ana@example.com"]
+    assert "PSNR 26.50 dB" in msg.body and "X-Amz-Signature" in msg.body and "scene.sog" in msg.body
+
+
+def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
+    describe = {"ProcessingJobStatus": "Failed", "FailureReason": "AlgorithmError: See job logs",
+                "ExitMessage": "TooFewRegistered: Only 3 of 40 images registered. Take 60+ photos with overlap."}
+    # Real .sync failures are States.TaskFailed with the job description as Cause; moto forbids
+    # faking a States.* name, so the fake uses its own name with the same Cause.
+    machine.fake.script["sfm"] = [LambdaError("SageMakerJobFailed", json.dumps(describe))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["stage"] == "sfm"
+    assert record["error"] == "TooFewRegistered"
+    assert record["reason"] == "Only 3 of 40 images registered."
+    assert record["fix"] == "Take 60+ photos with overlap."
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed["error"] == "TooFewRegistered" and "Only 3 of 40" in failed["cause"]
+    (msg,) = _sent()
+    assert "Only 3 of 40 images registered." in msg.body and "Take 60+ photos" in msg.body
+
+
+def test_training_capacity_error_is_retried_then_succeeds(machine):
+    machine.fake.script["train"] = [
+        LambdaError("SageMaker.ResourceLimitExceededException", "The account-level service limit is 0 Instances")]
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
+    assert _record(out["job_id"])["status"] == "SUCCEEDED"
+
+
+def test_quality_gate_failure_stops_before_compress(machine):
+    machine.fake.metrics["test_psnr"] = 17.25
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
+    record = _record(out["job_id"])
+    assert record["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
+    assert "17.25 dB, below the 22.00 dB target" in record["reason"]
+    assert record["metrics"]["test_psnr"] == 17.25
+
+
+def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
+    env.setenv("SPACEPORT_SENDER", "unverified@example.org")  # SES rejects an unverified sender
+    from spaceport.aws import settings
+
+    settings.load.cache_clear()
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    record = _record(out["job_id"])
+    assert record["status"] == "SUCCEEDED"
+    assert record["notify"]["sent"] is False and "MessageRejected" in record["notify"]["error"]
+
+
+def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
+    machine.broken["spaceport-notify"] = RuntimeError("boom")
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    record = _record(out["job_id"])
+    assert record["status"] == "SUCCEEDED"
+    assert record["notify"]["sent"] is False and "boom" in record["notify"]["error"]
+
+
+def test_duplicate_upload_event_starts_nothing_new(machine):
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    again = _start(machine)["jobs"][0]
+    assert again["status"] == "duplicate" and again["job_id"] == out["job_id"]
+    executions = machine.sfn.list_executions(stateMachineArn=machine.state_machine_arn)["executions"]
+    assert len(executions) == 1
+    assert len(machine.fake.calls) == 4
+    assert _record(out["job_id"])["status"] == "SUCCEEDED"
+
+
+def test_no_address_skips_email(machine):
+    out, desc = _run(machine, email=None)
+    assert desc["status"] == "SUCCEEDED"
+    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address"}
+    assert _sent() == []
