@@ -1,0 +1,82 @@
+"""Options of the compression stage (one frozen dataclass; stdlib + spaceport.config only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from spaceport.errors import ConfigInvalid
+
+
+@dataclass(frozen=True)
+class CompressConfig:
+    """How `spaceport compress` turns a splat.ply into scene.sog / sog/ / scene.spz."""
+
+    sh_degree: int = 3
+    """Highest spherical-harmonics degree kept (0-3); bands above it are dropped before encoding."""
+
+    size_budget_mb: float | None = None
+    """Upper bound for scene.sog in MB (10^6 bytes). When the encoded file is larger, SH bands are
+    dropped first (3 -> 0), then the least visible Gaussians (opacity x area), until it fits."""
+
+    write_spz: bool = True
+    """Also write scene.spz (Niantic SPZ v3) from the same cleaned splat."""
+
+    sh_palette_size: int | None = None
+    """Entries of the SOG spherical-harmonics palette (k-means centroids, at most 65536). None uses
+    splat-transform's rule: min(64, 2^floor(log2(N / 1024))) x 1024."""
+
+    kmeans_iterations: int = 10
+    """Lloyd iterations of the SH palette k-means (splat-transform's default is 10)."""
+
+    webp_method: int = 4
+    """Lossless WebP effort 0-6 (Pillow's `method`); 4 is libwebp's default lossless setting."""
+
+    min_log_scale: float = -30.0
+    """Gaussians with a log-scale below this on every axis are degenerate (invisible) and dropped."""
+
+    max_log_scale: float = 12.0
+    """Gaussians with a log-scale above this on any axis are degenerate (sky-sized blobs) and dropped."""
+
+    max_gaussians: int = 20_000_000
+    """Refuse inputs with more Gaussians than this: the stage holds ~260 bytes per SH3 Gaussian in
+    memory, so 20M Gaussians need ~6 GB (the default Processing instance has 16 GB)."""
+
+    evaluate_quality: bool = True
+    """Render the original and the decoded splats and record PSNR/SSIM in compress.json."""
+
+    quality_views: int = 8
+    """Number of views rendered for the quality cost (held-out cameras first, else an orbit)."""
+
+    quality_resolution: int = 320
+    """Longest side in pixels of the quality renders (cameras are scaled down to it)."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where the k-means runs: auto picks CUDA when torch sees a GPU, else all CPU cores."""
+
+    seed: int = 0
+    """Seed of the k-means initialisation (output is deterministic for a given seed)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.sh_degree <= 3:
+            raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
+        if self.size_budget_mb is not None and self.size_budget_mb <= 0:
+            raise ConfigInvalid(f"size_budget_mb={self.size_budget_mb} must be positive")
+        if self.sh_palette_size is not None and not 1 <= self.sh_palette_size <= 65536:
+            raise ConfigInvalid(f"sh_palette_size={self.sh_palette_size} must be in 1..65536")
+        if self.kmeans_iterations < 1:
+            raise ConfigInvalid("kmeans_iterations must be at least 1")
+        if not 0 <= self.webp_method <= 6:
+            raise ConfigInvalid(f"webp_method={self.webp_method} must be in 0..6")
+        if self.max_gaussians < 1:
+            raise ConfigInvalid("max_gaussians must be at least 1")
+        if self.quality_views < 1 or self.quality_resolution < 16:
+            raise ConfigInvalid("quality_views must be >= 1 and quality_resolution >= 16")
+
+
+#: Named overrides of the defaults. "fast" is the CPU demo/test preset.
+PRESETS: dict[str, dict[str, str]] = {
+    "fast": {"kmeans_iterations": "4", "quality_views": "4", "quality_resolution": "160", "webp_method": "2"},
+    "default": {},
+    "quality": {"kmeans_iterations": "20", "quality_views": "16", "quality_resolution": "512", "webp_method": "6"},
+}

@@ -1,0 +1,205 @@
+"""Finding, unpacking, reading and cleaning the compression stage's input.
+
+The input is the training stage's ``splat.ply`` (with ``cameras.json`` beside it) or its
+``model.tar.gz``, or a folder holding either (the SageMaker Processing input). Archives are
+unpacked member by member: only regular files with relative paths inside the folder, no links,
+no devices, and a cap on the bytes written.
+
+Binary little-endian PLYs are read through a memory map, ``chunk`` rows at a time, straight into
+the float32 arrays the encoder uses: peak memory is the cleaned splat (4 bytes per float
+property: 248 B per SH3 Gaussian) plus one chunk, never a second full copy of the file.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from spaceport.errors import InputInvalid, ModelInvalid, UnsafeArchive
+from spaceport.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
+
+#: Only these members are taken from a model.tar.gz.
+WANTED = {"splat.ply", "cameras.json", "metrics.json"}
+PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "uchar": "u1", "uint8": "u1",
+             "char": "i1", "int8": "i1", "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
+             "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4"}
+
+
+@dataclass
+class ModelInput:
+    ply: Path
+    cameras: Path | None
+    input_bytes: int
+
+
+def locate(path: Path, workdir: Path, max_unpacked_bytes: int) -> ModelInput:
+    """Resolve INPUT (ply, tar.gz or a folder holding one) to a PLY path and optional cameras.json."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("splat.ply", "model.tar.gz"):
+            if (path / name).is_file():
+                return locate(path / name, workdir, max_unpacked_bytes)
+        plys = sorted(path.glob("*.ply"))
+        tars = sorted(path.glob("*.tar.gz"))
+        if len(plys) + len(tars) == 1:
+            return locate((plys + tars)[0], workdir, max_unpacked_bytes)
+        raise InputInvalid(f"{path} holds no splat.ply or model.tar.gz",
+                           "Pass the training stage's splat.ply or model.tar.gz")
+    if not path.is_file():
+        raise InputInvalid(f"{path} does not exist", "Pass the training stage's splat.ply or model.tar.gz")
+    size = path.stat().st_size
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        folder = unpack_model(path, workdir / "model", max_unpacked_bytes)
+        if not (folder / "splat.ply").is_file():
+            raise ModelInvalid(f"{path.name} has no splat.ply", "Pass the model.tar.gz written by `spaceport train`")
+        cams = folder / "cameras.json"
+        return ModelInput(folder / "splat.ply", cams if cams.is_file() else None, size)
+    cams = path.parent / "cameras.json"
+    return ModelInput(path, cams if cams.is_file() else None, size)
+
+
+def unpack_model(archive: Path, dest: Path, max_bytes: int) -> Path:
+    """Extract splat.ply / cameras.json / metrics.json from a model tarball, refusing anything unsafe."""
+    dest.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                name = PurePosixPath(member.name)
+                if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")):
+                    raise UnsafeArchive(f"{archive.name} has a member outside its folder: {member.name!r}",
+                                        "Re-create the tarball with relative paths only")
+                if member.issym() or member.islnk() or member.isdev() or member.isfifo():
+                    raise UnsafeArchive(f"{archive.name} has a link or device member: {member.name!r}",
+                                        "Re-create the tarball with regular files only")
+                if not member.isfile() or name.name not in WANTED:
+                    continue
+                written += member.size
+                if written > max_bytes:
+                    raise UnsafeArchive(f"{archive.name} unpacks to more than {max_bytes / 1e9:.1f} GB",
+                                        "Raise --max-gaussians or compress a smaller model")
+                src = tar.extractfile(member)
+                assert src is not None
+                with src, open(dest / name.name, "wb") as out:
+                    remaining = member.size
+                    while remaining > 0:
+                        block = src.read(min(1 << 24, remaining))
+                        if not block:
+                            raise ModelInvalid(f"{archive.name} is truncated inside {member.name}")
+                        out.write(block)
+                        remaining -= len(block)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        if isinstance(exc, UnsafeArchive):
+            raise
+        raise ModelInvalid(f"{archive.name} is not a readable tar.gz ({exc})",
+                           "Pass the model.tar.gz written by `spaceport train`") from exc
+    return dest
+
+
+def _parse_header(path: Path) -> tuple[str, int, list[tuple[str, str]], int]:
+    """(format, vertex count, vertex properties, header bytes) of a PLY; raises ModelInvalid."""
+    with open(path, "rb") as f:
+        head = f.read(65536)
+    if not head.startswith(b"ply"):
+        raise ModelInvalid(f"{path.name} is not a PLY file (it does not start with 'ply')",
+                           "Pass the splat.ply written by `spaceport train`")
+    end = head.find(b"end_header\n")
+    if end < 0:
+        raise ModelInvalid(f"{path.name} has no complete PLY header")
+    lines = head[:end].decode("ascii", "replace").splitlines()
+    fmt, count, props, element = "", -1, [], None
+    before_vertex = False
+    for line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if parts[0] == "format":
+            fmt = parts[1] if len(parts) > 1 else ""
+        elif parts[0] == "element":
+            element = parts[1] if len(parts) > 1 else None
+            if element == "vertex":
+                try:
+                    count = int(parts[2])
+                except (IndexError, ValueError) as exc:
+                    raise ModelInvalid(f"{path.name} has a malformed vertex count") from exc
+            elif count < 0:
+                before_vertex = True
+        elif parts[0] == "property" and element == "vertex":
+            if parts[1] == "list" or parts[1] not in PLY_TYPES:
+                raise ModelInvalid(f"{path.name}: unsupported vertex property {' '.join(parts[1:])!r}")
+            props.append((parts[2], PLY_TYPES[parts[1]]))
+    if count < 0:
+        raise ModelInvalid(f"{path.name} has no 'vertex' element")
+    if before_vertex:
+        fmt = "other"  # another element precedes the vertices: let plyfile handle it
+    return fmt, count, props, end + len(b"end_header\n")
+
+
+def read_model(path: Path, *, max_gaussians: int, chunk: int = 1 << 18) -> Splat:
+    """Read a 3DGS PLY into float32 arrays, chunk by chunk; raises ModelInvalid on any bad file."""
+    fmt, count, props, offset = _parse_header(path)
+    names = [p for p, _ in props]
+    missing = [p for p in REQUIRED if p not in names]
+    if missing:
+        raise ModelInvalid(f"{path.name} is missing the 3DGS properties {', '.join(missing)}",
+                           "Export the splat in the standard 3DGS PLY layout")
+    if count == 0:
+        raise ModelInvalid(f"{path.name} has 0 Gaussians", "Train the model again; it produced an empty splat")
+    if count > max_gaussians:
+        raise ModelInvalid(f"{path.name} has {count} Gaussians, more than the limit of {max_gaussians}",
+                           "Raise --max-gaussians on a machine with more memory, or train with fewer Gaussians")
+    if fmt != "binary_little_endian":
+        return read_ply(path)  # ascii / big-endian: plyfile (small files in practice)
+    dtype = np.dtype([(p, "<" + t) for p, t in props])
+    need = offset + count * dtype.itemsize
+    size = path.stat().st_size
+    if size < need:
+        raise ModelInvalid(f"{path.name} is truncated: {size} bytes, the header needs {need}",
+                           "Copy the splat.ply again; the transfer did not finish")
+    rec = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+    n_rest = len([p for p in names if p.startswith("f_rest_")])
+    degree = sh_degree_for_rest(n_rest)
+    k = sh_coeffs_for_degree(degree) - 1
+    out = Splat(means=np.empty((count, 3), np.float32), scales=np.empty((count, 3), np.float32),
+                quats=np.empty((count, 4), np.float32), opacities=np.empty(count, np.float32),
+                sh0=np.empty((count, 3), np.float32), shN=np.empty((count, k, 3), np.float32))
+    groups = [(out.means, ["x", "y", "z"]), (out.scales, ["scale_0", "scale_1", "scale_2"]),
+              (out.quats, ["rot_0", "rot_1", "rot_2", "rot_3"]), (out.sh0, ["f_dc_0", "f_dc_1", "f_dc_2"])]
+    for s in range(0, count, chunk):
+        block = np.asarray(rec[s:s + chunk])
+        for arr, cols in groups:
+            for j, c in enumerate(cols):
+                arr[s:s + len(block), j] = block[c]
+        out.opacities[s:s + len(block)] = block["opacity"]
+        for c in range(3):
+            for j in range(k):
+                out.shN[s:s + len(block), j, c] = block[f"f_rest_{c * k + j}"]
+    del rec
+    return out
+
+
+@dataclass
+class CleanReport:
+    input: int
+    kept: int
+    dropped_nonfinite: int
+    dropped_degenerate: int
+
+
+def clean(splat: Splat, *, min_log_scale: float, max_log_scale: float) -> tuple[Splat, CleanReport]:
+    """Drop Gaussians with NaN/Inf values and degenerate ones (zero quaternion, vanishing or huge scales)."""
+    n = len(splat)
+    finite = splat.finite_mask()
+    qn = np.linalg.norm(np.nan_to_num(splat.quats), axis=1)
+    sc = np.nan_to_num(splat.scales, nan=0.0)
+    degenerate = finite & ((qn < 1e-8) | (sc < min_log_scale).all(1) | (sc > max_log_scale).any(1))
+    keep = finite & ~degenerate
+    report = CleanReport(n, int(keep.sum()), int((~finite).sum()), int(degenerate.sum()))
+    if report.kept == 0:
+        raise ModelInvalid(f"none of the {n} Gaussians is usable ({report.dropped_nonfinite} have NaN/Inf values, "
+                           f"{report.dropped_degenerate} are degenerate)",
+                           "Train the model again; training diverged")
+    return (splat if keep.all() else splat.subset(np.flatnonzero(keep))), report

@@ -1,0 +1,300 @@
+"""PlayCanvas SOG (version 2): encoder and decoder.
+
+Layout (as written and read by @playcanvas/splat-transform 3.7.0, ``writers/write-sog.ts`` and
+``readers/read-sog.ts``): a ``meta.json`` plus lossless RGBA WebP images of
+``W = ceil(sqrt(N)/4)*4`` by ``H = ceil(N/W/4)*4`` texels, texel i holding Gaussian i in Morton
+order:
+
+- ``means_l.webp`` / ``means_u.webp``: low / high byte of a 16-bit lerp of
+  ``sign(x)*log(|x|+1)`` between ``meta.means.mins`` and ``maxs`` (per axis, RGB; A=255);
+- ``quats.webp``: smallest-three quaternion, components scaled by sqrt(2) and mapped to bytes,
+  A = 252 + index of the dropped (largest, made positive) component, order w, x, y, z;
+- ``scales.webp``: 3 indices into the 256-entry ``meta.scales.codebook`` of log-scales;
+- ``sh0.webp``: 3 indices into ``meta.sh0.codebook`` of DC coefficients, A = sigmoid(opacity)*255;
+- ``shN_labels.webp``: 16-bit palette index (R low, G high) per Gaussian;
+  ``shN_centroids.webp``: the palette, 64 entries per row, each entry ``coeffs`` texels whose RGB
+  are indices into ``meta.shN.codebook``.
+
+The bundled ``.sog`` is a zip (stored, not deflated: WebP is already compressed) of the same files.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from spaceport import __version__
+from spaceport.errors import CompressionFailed, ModelInvalid
+from spaceport.splat import Splat
+
+from .quant import kmeans, morton_order, pick_device, quantize_1d
+
+SH_COEFFS = [0, 3, 8, 15]
+SQRT2 = math.sqrt(2.0)
+FILES = ["means_l.webp", "means_u.webp", "quats.webp", "scales.webp", "sh0.webp"]
+SHN_FILES = ["shN_centroids.webp", "shN_labels.webp"]
+
+
+def texture_size(n: int) -> tuple[int, int]:
+    """(width, height) of the per-Gaussian textures, multiples of 4 (splat-transform's rule)."""
+    width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
+    height = max(4, math.ceil(n / width / 4) * 4)
+    return width, height
+
+
+def palette_size(n: int) -> int:
+    """splat-transform's SH palette size for N Gaussians: min(64, 2^floor(log2(N/1024))) * 1024."""
+    return int(min(64, 2.0 ** math.floor(math.log2(max(n, 1) / 1024))) * 1024)
+
+
+def log_transform(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def inv_log_transform(v: np.ndarray) -> np.ndarray:
+    return np.sign(v) * np.expm1(np.abs(v))
+
+
+def encode_webp(rgba: np.ndarray, method: int = 4) -> bytes:
+    """Lossless RGBA WebP; ``exact`` keeps RGB under alpha=0 (sh0 stores opacity in alpha)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba), "RGBA").save(
+        buf, "WEBP", lossless=True, quality=100 if method >= 5 else 70, method=method, exact=True)
+    return buf.getvalue()
+
+
+def decode_webp(data: bytes) -> np.ndarray:
+    """(H, W, 4) uint8 from WebP bytes."""
+    with Image.open(io.BytesIO(data)) as im:
+        return np.asarray(im.convert("RGBA"))
+
+
+def _texture(width: int, height: int, cols: list[np.ndarray], alpha: np.ndarray | int = 255) -> np.ndarray:
+    """Texture with texel i = (cols[0][i], cols[1][i], cols[2][i], alpha[i])."""
+    n = len(cols[0])
+    tex = np.zeros((width * height, 4), np.uint8)
+    for c, col in enumerate(cols):
+        tex[:n, c] = col
+    tex[:n, 3] = alpha
+    tex[n:, 3] = 255 if np.isscalar(alpha) else 0
+    return tex.reshape(height, width, 4)
+
+
+def pack_quats(q: np.ndarray) -> np.ndarray:
+    """(N, 4) wxyz -> (N, 4) uint8 smallest-three with the dropped index in the 4th byte (252+i)."""
+    q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    largest = np.argmax(np.abs(q), axis=1)
+    sign = np.where(q[np.arange(len(q)), largest] < 0, -1.0, 1.0)
+    q = q * (sign * SQRT2)[:, None]
+    keep = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[largest]
+    three = np.take_along_axis(q, keep, axis=1)
+    out = np.empty((len(q), 4), np.uint8)
+    out[:, :3] = np.clip(np.rint(255 * (three * 0.5 + 0.5)), 0, 255)
+    out[:, 3] = 252 + largest
+    return out
+
+
+def unpack_quats(px: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_quats` (tags outside 252..255 decode to identity, as the reader does)."""
+    px = px.astype(np.float64)
+    tag = px[:, 3].astype(np.int64) - 252
+    valid = (tag >= 0) & (tag <= 3)
+    tag = np.clip(tag, 0, 3)
+    abc = (px[:, :3] / 255 * 2 - 1) / SQRT2
+    q = np.zeros((len(px), 4))
+    keep = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])[tag]
+    np.put_along_axis(q, keep, abc, axis=1)
+    q[np.arange(len(px)), tag] = np.sqrt(np.maximum(0, 1 - (abc * abc).sum(1)))
+    q[~valid] = [1, 0, 0, 0]
+    return q.astype(np.float32)
+
+
+@dataclass
+class SogImages:
+    """The encoded SOG: meta.json and each WebP file, by name."""
+
+    meta: dict
+    files: dict[str, bytes] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def bytes_by_file(self) -> dict[str, int]:
+        out = {name: len(data) for name, data in self.files.items()}
+        out["meta.json"] = len(self.meta_json())
+        return out
+
+    def meta_json(self) -> bytes:
+        return json.dumps(self.meta, separators=(",", ":")).encode()
+
+    def write_dir(self, folder: Path) -> int:
+        """Unbundled output: ``folder/meta.json`` + the WebP files; returns total bytes."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "meta.json").write_bytes(self.meta_json())
+        for name, data in self.files.items():
+            (folder / name).write_bytes(data)
+        return sum(self.bytes_by_file().values())
+
+    def write_bundle(self, path: Path) -> int:
+        """Bundled ``.sog``: a stored zip with meta.json first; written via a temp file and renamed."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("meta.json", self.meta_json())
+            for name, data in self.files.items():
+                zf.writestr(name, data)
+        tmp.replace(path)
+        return path.stat().st_size
+
+
+def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None, webp_method: int = 4,
+               device: str = "auto", seed: int = 0) -> SogImages:
+    """Encode a cleaned splat (finite values, non-zero quaternions) as SOG version 2."""
+    import time
+
+    n = len(splat)
+    if n == 0:
+        raise CompressionFailed("There are no Gaussians left to encode")
+    width, height = texture_size(n)
+    if width > 16383 or height > 16383:
+        raise CompressionFailed(f"{n} Gaussians exceed SOG's 16383x16383 WebP texture limit")
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+    order = morton_order(splat.means)
+    s = splat.subset(order)
+    seconds["morton"] = time.perf_counter() - t
+    files: dict[str, bytes] = {}
+
+    t = time.perf_counter()
+    lp = log_transform(s.means.astype(np.float64))
+    mins, maxs = lp.min(0), lp.max(0)
+    rng = np.where(maxs > mins, maxs - mins, 1.0)
+    q16 = np.clip(np.rint(65535 * (lp - mins) / rng), 0, 65535).astype(np.uint16)
+    lo = (q16 & 0xFF).astype(np.uint8)
+    hi = (q16 >> 8).astype(np.uint8)
+    files["means_l.webp"] = encode_webp(_texture(width, height, [lo[:, 0], lo[:, 1], lo[:, 2]]), webp_method)
+    files["means_u.webp"] = encode_webp(_texture(width, height, [hi[:, 0], hi[:, 1], hi[:, 2]]), webp_method)
+
+    qp = pack_quats(s.quats.astype(np.float64))
+    files["quats.webp"] = encode_webp(_texture(width, height, [qp[:, 0], qp[:, 1], qp[:, 2]], qp[:, 3]), webp_method)
+
+    scb, slab = quantize_1d(s.scales)
+    files["scales.webp"] = encode_webp(_texture(width, height, [slab[:, 0], slab[:, 1], slab[:, 2]]), webp_method)
+
+    ccb, clab = quantize_1d(s.sh0)
+    alpha = np.clip(np.rint(255 / (1 + np.exp(-s.opacities.astype(np.float64)))), 0, 255).astype(np.uint8)
+    files["sh0.webp"] = encode_webp(_texture(width, height, [clab[:, 0], clab[:, 1], clab[:, 2]], alpha), webp_method)
+    seconds["geometry"] = time.perf_counter() - t
+
+    meta: dict = {
+        "version": 2,
+        "asset": {"generator": f"spaceport v{__version__}"},
+        "count": n,
+        "means": {"mins": mins.tolist(), "maxs": maxs.tolist(), "files": ["means_l.webp", "means_u.webp"]},
+        "scales": {"codebook": scb.tolist(), "files": ["scales.webp"]},
+        "quats": {"files": ["quats.webp"]},
+        "sh0": {"codebook": ccb.tolist(), "files": ["sh0.webp"]},
+    }
+
+    bands = s.sh_degree
+    if bands > 0:
+        t = time.perf_counter()
+        coeffs = SH_COEFFS[bands]
+        # f_rest order (channel-major): all R coefficients, then G, then B.
+        rest = np.ascontiguousarray(s.shN.transpose(0, 2, 1)).reshape(n, 3 * coeffs)
+        k = min(palette or palette_size(n), 65536)
+        centroids, labels = kmeans(rest, k, iterations, pick_device(device), seed)
+        seconds["kmeans"] = time.perf_counter() - t
+        t = time.perf_counter()
+        ncent = len(centroids)
+        shcb, cent_lab = quantize_1d(centroids)
+        rows = math.ceil(ncent / 64)
+        ctex = np.zeros((rows * 64, coeffs, 4), np.uint8)
+        ctex[:, :, 3] = 255
+        cl = cent_lab.reshape(ncent, 3, coeffs)
+        ctex[:ncent, :, 0], ctex[:ncent, :, 1], ctex[:ncent, :, 2] = cl[:, 0], cl[:, 1], cl[:, 2]
+        files["shN_centroids.webp"] = encode_webp(ctex.reshape(rows, 64 * coeffs, 4), webp_method)
+        lab16 = labels.astype(np.uint16)
+        files["shN_labels.webp"] = encode_webp(
+            _texture(width, height, [(lab16 & 0xFF).astype(np.uint8), (lab16 >> 8).astype(np.uint8),
+                                     np.zeros(n, np.uint8)]), webp_method)
+        meta["shN"] = {"count": ncent, "bands": bands, "codebook": shcb.tolist(), "files": list(SHN_FILES)}
+        seconds["sh_images"] = time.perf_counter() - t
+    return SogImages(meta=meta, files=files, seconds={k: round(v, 3) for k, v in seconds.items()})
+
+
+def _read_sog_files(path: Path) -> tuple[dict, dict[str, bytes]]:
+    path = Path(path)
+    try:
+        if path.is_dir() or path.name == "meta.json":
+            folder = path if path.is_dir() else path.parent
+            meta = json.loads((folder / "meta.json").read_text())
+            names = _meta_files(meta)
+            return meta, {name: (folder / name).read_bytes() for name in names}
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+            names = _meta_files(meta)
+            return meta, {name: zf.read(name) for name in names}
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ModelInvalid(f"{path.name} is not a readable SOG ({exc})") from exc
+
+
+def _meta_files(meta: dict) -> list[str]:
+    if meta.get("version") != 2:
+        raise ModelInvalid(f"SOG meta version {meta.get('version')!r} is not supported (only version 2)")
+    names = meta["means"]["files"] + meta["quats"]["files"] + meta["scales"]["files"] + meta["sh0"]["files"]
+    if "shN" in meta:
+        names += meta["shN"]["files"]
+    for name in names:
+        if "/" in name or "\\" in name or name.startswith("."):
+            raise ModelInvalid(f"SOG meta names an unsafe file {name!r}")
+    return names
+
+
+def decode_sog(path: Path) -> Splat:
+    """Read a bundled ``.sog``, an unbundled folder or its ``meta.json`` back into a :class:`Splat`."""
+    meta, files = _read_sog_files(path)
+    n = int(meta["count"])
+
+    def tex(name: str) -> np.ndarray:
+        img = decode_webp(files[name]).reshape(-1, 4)
+        if len(img) < n:
+            raise ModelInvalid(f"SOG texture {name} is smaller than count={n}")
+        return img[:n]
+
+    lo = tex(meta["means"]["files"][0]).astype(np.uint32)
+    hi = tex(meta["means"]["files"][1]).astype(np.uint32)
+    q16 = (lo[:, :3] | (hi[:, :3] << 8)).astype(np.float64)
+    mins, maxs = np.array(meta["means"]["mins"]), np.array(meta["means"]["maxs"])
+    rng = np.where(maxs - mins != 0, maxs - mins, 1.0)
+    means = inv_log_transform(mins + rng * (q16 / 65535)).astype(np.float32)
+    quats = unpack_quats(tex(meta["quats"]["files"][0]))
+    scb = np.asarray(meta["scales"]["codebook"], np.float32)
+    scales = scb[tex(meta["scales"]["files"][0])[:, :3]]
+    c0 = tex(meta["sh0"]["files"][0])
+    ccb = np.asarray(meta["sh0"]["codebook"], np.float32)
+    sh0 = ccb[c0[:, :3]]
+    a = np.clip(c0[:, 3] / 255.0, 1e-6, 1 - 1e-6)
+    opac = np.log(a / (1 - a)).astype(np.float32)
+    shn = np.zeros((n, 0, 3), np.float32)
+    if "shN" in meta and SH_COEFFS[meta["shN"]["bands"]] > 0:
+        coeffs = SH_COEFFS[meta["shN"]["bands"]]
+        cen = decode_webp(files[meta["shN"]["files"][0]])
+        if cen.shape[1] != 64 * coeffs:
+            raise ModelInvalid(f"SOG shN centroids width {cen.shape[1]} != {64 * coeffs}")
+        pal = cen.reshape(-1, coeffs, 4)[:, :, :3]  # (entries, coeffs, rgb)
+        lab = tex(meta["shN"]["files"][1]).astype(np.int64)
+        label = lab[:, 0] | (lab[:, 1] << 8)
+        cb = np.asarray(meta["shN"]["codebook"], np.float32)
+        valid = label < min(int(meta["shN"]["count"]), len(pal))
+        shn = cb[pal[np.where(valid, label, 0)]]  # (n, coeffs, 3)
+        shn[~valid] = 0
+    return Splat(means=means, scales=scales.astype(np.float32), quats=quats, opacities=opac,
+                 sh0=sh0.astype(np.float32), shN=np.ascontiguousarray(shn, dtype=np.float32))
+

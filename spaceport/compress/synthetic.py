@@ -1,0 +1,39 @@
+"""Synthetic splats for the compression tests and benchmark (deterministic, seeded)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spaceport.splat import Splat
+
+
+def synthetic_splat(n: int, degree: int, seed: int = 0) -> Splat:
+    """Gaussians on a few noisy surfaces (sphere, ground plane, box faces) with smooth colours.
+
+    Shaped like a trained scene: positions clustered on surfaces, log-scales around -4 with a
+    spread, opacities mostly high, SH DC from position-dependent colours, higher bands small.
+    """
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n)
+    p = np.empty((n, 3))
+    d = rng.normal(size=(n, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    p[kind == 0] = d[kind == 0] * 1.0 + [0, 0, 1]
+    m = kind == 1
+    p[m] = np.c_[rng.uniform(-3, 3, (m.sum(), 2)), np.zeros(m.sum())]
+    m = kind == 2
+    face = rng.integers(0, 3, m.sum())
+    q = rng.uniform(-0.5, 0.5, (m.sum(), 3))
+    q[np.arange(m.sum()), face] = rng.choice([-0.5, 0.5], m.sum())
+    p[m] = q + np.array([1.8, -1.2, 0.5])
+    p += rng.normal(scale=0.01, size=p.shape)
+    scales = rng.normal(-3.8, 0.5, (n, 3))
+    quats = rng.normal(size=(n, 4))
+    opac = rng.normal(2.0, 1.5, n)
+    col = 0.5 + 0.4 * np.sin(p * [1.7, 2.3, 2.9] + kind[:, None])
+    sh0 = (col - 0.5) / 0.28209479177387814
+    k = (degree + 1) ** 2 - 1
+    shn = rng.normal(scale=0.08, size=(n, k, 3)) * (0.6 ** np.sqrt(np.arange(1, k + 1)))[None, :, None]
+    shn += 0.1 * np.sin(p[:, None, :1] * np.arange(1, k + 1)[None, :, None])
+    f = np.float32
+    return Splat(p.astype(f), scales.astype(f), quats.astype(f), opac.astype(f), sh0.astype(f), shn.astype(f))

@@ -1,0 +1,125 @@
+"""SOG and SPZ encoders against their decoders: every attribute within the format's quantisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spaceport.compress import quant, sog, spz
+from spaceport.compress.synthetic import synthetic_splat
+from spaceport.splat import Splat
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1 / (1 + np.exp(-x.astype(np.float64)))
+
+
+def _unit(q: np.ndarray) -> np.ndarray:
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def _match(decoded: Splat, original: Splat) -> np.ndarray:
+    """Index into ``original`` of each decoded Gaussian (SOG reorders them along the Morton curve)."""
+    order = quant.morton_order(original.means)
+    return order
+
+
+def test_quaternion_packings_round_trip():
+    rng = np.random.default_rng(0)
+    q = _unit(rng.normal(size=(5000, 4)))
+    q[:4] = np.eye(4)  # each component the largest once
+    q[4] = [-1, 0, 0, 0]
+    for back in (sog.unpack_quats(sog.pack_quats(q)), spz.unpack_rotations(spz.pack_rotations(q.astype(np.float32)))):
+        dot = np.abs((_unit(back.astype(np.float64)) * q).sum(1))
+        assert dot.min() > 0.9999
+
+
+def test_morton_order_is_a_locality_preserving_permutation():
+    rng = np.random.default_rng(1)
+    p = rng.uniform(-5, 5, (4000, 3))
+    order = quant.morton_order(p)
+    assert sorted(order.tolist()) == list(range(4000))
+    step = np.linalg.norm(np.diff(p[order], axis=0), axis=1).mean()
+    assert step < 0.25 * np.linalg.norm(np.diff(p, axis=0), axis=1).mean()
+
+
+def test_quantize_1d_is_sorted_and_nearest():
+    rng = np.random.default_rng(2)
+    v = np.concatenate([rng.normal(-4, 0.5, 20000), rng.normal(0, 3, 200)]).astype(np.float32)
+    cb, lab = quant.quantize_1d(v)
+    assert cb.shape == (256,) and np.all(np.diff(cb) >= 0)
+    err = np.abs(cb[lab] - v)
+    best = np.abs(cb[None, :] - v[:, None]).min(1)
+    np.testing.assert_allclose(err, best, atol=1e-6)
+    assert err.mean() < 0.01
+
+
+@pytest.mark.parametrize("two_level", [False, True])
+def test_kmeans_distortion_and_labels(two_level):
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(64, 9))
+    x = (centres[rng.integers(0, 64, 6000)] + rng.normal(scale=0.05, size=(6000, 9))).astype(np.float32)
+    c, lab = quant.kmeans(x, 256, iterations=8, direct_limit=1.0 if two_level else 1e12)
+    assert len(c) <= 256 and lab.min() >= 0 and lab.max() < len(c)
+    mse = ((c[lab] - x) ** 2).sum(1).mean()
+    assert mse < 9 * 0.05**2  # no worse than the noise the clusters were drawn with
+
+
+def test_sog_round_trip_within_quantisation(tmp_path, sh3_splat):
+    s = sh3_splat
+    images = sog.encode_sog(s, iterations=5)
+    images.write_bundle(tmp_path / "scene.sog")
+    d = sog.decode_sog(tmp_path / "scene.sog")
+    o = s.subset(_match(d, s))
+    assert len(d) == len(s) and d.sh_degree == 3
+    lo = np.log1p(np.abs(o.means.astype(np.float64)))
+    rng = np.array(images.meta["means"]["maxs"]) - np.array(images.meta["means"]["mins"])
+    tol = np.exp(lo) * rng / 65535  # half a 16-bit step in log space, times d(exp)/dx, x2 margin
+    assert np.all(np.abs(d.means - o.means) <= tol + 1e-6)
+    scb = np.array(images.meta["scales"]["codebook"], np.float32)
+    best = np.abs(scb[None, None, :] - o.scales[..., None]).min(-1)
+    np.testing.assert_allclose(np.abs(d.scales - o.scales), best, atol=1e-5)
+    assert np.abs(_sigmoid(d.opacities) - _sigmoid(o.opacities)).max() <= 0.5 / 255 + 1e-5
+    assert np.abs((_unit(d.quats.astype(np.float64)) * _unit(o.quats.astype(np.float64))).sum(1)).min() > 0.9999
+    assert np.abs(d.sh0 - o.sh0).mean() < 0.01
+    rel = np.sqrt(((d.shN - o.shN) ** 2).mean() / (o.shN**2).mean())
+    assert rel < 0.5  # palette of ~N/1 entries keeps the SH energy; measured ~0.2
+
+
+def test_sog_folder_and_bundle_decode_the_same(tmp_path, small_splat):
+    images = sog.encode_sog(small_splat, iterations=3)
+    images.write_bundle(tmp_path / "scene.sog")
+    images.write_dir(tmp_path / "sog")
+    a, b = sog.decode_sog(tmp_path / "scene.sog"), sog.decode_sog(tmp_path / "sog" / "meta.json")
+    for f in ("means", "scales", "quats", "opacities", "sh0", "shN"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert images.meta["shN"]["count"] == sog.palette_size(len(small_splat)) == 1024
+
+
+def test_texture_size_matches_splat_transform():
+    assert sog.texture_size(1500) == (40, 40)
+    assert sog.texture_size(20000) == (144, 140)
+    assert sog.palette_size(20000) == 16384 and sog.palette_size(200000) == 65536 and sog.palette_size(500) == 256
+
+
+def test_spz_round_trip_within_quantisation(sh3_splat):
+    s = sh3_splat
+    d = spz.decode_spz(spz.encode_spz(s))
+    bits = spz.fractional_bits_for(s.means)
+    assert np.abs(d.means - s.means).max() <= 0.5 / (1 << bits) + 1e-6
+    assert np.abs(d.scales - s.scales).max() <= 0.5 / 16 + 1e-6
+    assert np.abs(_sigmoid(d.opacities) - _sigmoid(s.opacities)).max() <= 0.5 / 255 + 1e-5
+    inside = np.abs(s.sh0 * 0.15) < 0.5
+    assert np.abs(d.sh0 - s.sh0)[inside].max() <= 0.5 / 255 / 0.15 + 1e-5
+    assert np.abs((_unit(d.quats.astype(np.float64)) * _unit(s.quats.astype(np.float64))).sum(1)).min() > 0.9999
+    band1, rest = np.abs(d.shN - s.shN)[:, :3], np.abs(d.shN - s.shN)[:, 3:]
+    assert band1.max() <= 4 / 128 + 0.5 / 128 + 1e-6 and rest.max() <= 8 / 128 + 0.5 / 128 + 1e-6
+
+
+def test_spz_positions_far_from_origin_keep_24_bits():
+    s = synthetic_splat(200, 0, seed=9)
+    s.means[:] *= 5000.0  # beyond 2^23 / 2^12 = 2048: fewer fractional bits, never wrap
+    d = spz.decode_spz(spz.encode_spz(s))
+    bits = spz.fractional_bits_for(s.means)
+    assert bits < 12
+    assert np.abs(d.means - s.means).max() <= 0.5 / (1 << bits) * 1.01 + 1e-3
