@@ -385,6 +385,11 @@ class LocalRunner:
                 "test_psnr", "test_ssim", "num_gaussians", "steps", "sog_bytes", "spz_bytes", "input_bytes",
                 "ratio", "stage_peak_memory_mb")
         out = {k: data[k] for k in keep if k in data and not isinstance(data[k], (dict, list))}
+        outputs = data.get("outputs")
+        if isinstance(outputs, dict):  # compress.json: {"scene.sog": bytes, ...}
+            for name, key in (("scene.sog", "sog_bytes"), ("scene.spz", "spz_bytes")):
+                if isinstance(outputs.get(name), int):
+                    out[key] = outputs[name]
         if "peak_memory_mb" in data:
             out["reported_peak_memory_mb"] = data["peak_memory_mb"]
         return out

@@ -117,6 +117,17 @@ def _get(d: dict[str, Any] | None, *keys: str) -> Any:
     return None
 
 
+def _sog_bytes(cmp_j: dict[str, Any] | None) -> float | None:
+    """Size of scene.sog from compress.json (``outputs["scene.sog"]`` or ``sog_bytes``)."""
+    if not cmp_j:
+        return None
+    outputs = cmp_j.get("outputs")
+    if isinstance(outputs, dict) and isinstance(outputs.get("scene.sog"), (int, float)):
+        return float(outputs["scene.sog"])
+    v = _get(cmp_j, "sog_bytes")
+    return float(v) if isinstance(v, (int, float)) else None
+
+
 @dataclass
 class StageInputs:
     """The stage folders the report reads; any may be missing."""
@@ -311,7 +322,7 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
         ("held-out PSNR (dB)", _get(met_j, "test_psnr", "psnr")),
         ("held-out SSIM", _get(met_j, "test_ssim", "ssim")),
         ("Gaussians", _get(met_j, "num_gaussians", "gaussians")),
-        ("scene.sog", human_bytes(_get(cmp_j, "sog_bytes")) if _get(cmp_j, "sog_bytes") else None),
+        ("scene.sog", human_bytes(_sog_bytes(cmp_j)) if _sog_bytes(cmp_j) else None),
         ("total time (s)", (job_j or {}).get("seconds")),
     ):
         if value is not None:
@@ -388,8 +399,10 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
     else:
         body.append(_table([r for r in _flatten(cmp_j) if not r[0].startswith("seconds")]))
         sizes = {}
-        for label, keys in (("PLY", ("input_bytes", "ply_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
-            v = _get(cmp_j, *keys)
+        outputs = cmp_j.get("outputs") if isinstance(cmp_j.get("outputs"), dict) else {}
+        for label, keys in (("PLY", ("ply_bytes", "input_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
+            v = outputs.get(f"scene.{label.lower()}") if label != "PLY" else None
+            v = v if v is not None else _get(cmp_j, *keys)
             if isinstance(v, (int, float)):
                 sizes[label] = v / 1e6
         if inputs.compressed is not None:
