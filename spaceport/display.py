@@ -78,8 +78,8 @@ class JsonReporter(Reporter):
         self._out("finish", **{k: v for k, v in job.items() if k != "request"})
 
 
-def _summary_line(stage: str, record: dict[str, Any]) -> str:
-    status = record.get("status", "")
+def _extra(stage: str, record: dict[str, Any]) -> str:
+    """The stage's headline numbers, e.g. ``PSNR 24.10 dB, 30000 Gaussians``."""
     extra = ""
     if stage == "train" and record.get("test_psnr") is not None:
         extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} dB, {record.get('num_gaussians', '?')} Gaussians"
@@ -87,6 +87,16 @@ def _summary_line(stage: str, record: dict[str, Any]) -> str:
         extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} ≥ {record.get('min_psnr')}"
     if stage == "compress" and record.get("sog_bytes"):
         extra = f"  scene.sog {record['sog_bytes'] / 1e6:.2f} MB"
+    if stage == "sfm" and record.get("registered_images") is not None:
+        extra = f"  {record['registered_images']} images registered"
+    if record.get("error"):
+        extra = f"  {record['error']}: {record.get('reason', '')}"
+    return extra.strip()
+
+
+def _summary_line(stage: str, record: dict[str, Any]) -> str:
+    status = record.get("status", "")
+    extra = "  " + _extra(stage, record)
     mem = f"  peak {record['peak_memory_mb']:.0f} MB" if record.get("peak_memory_mb") else ""
     return f"{stage:<12} {status:<8} {_duration(record.get('seconds')):>8}{mem}{extra}"
 
@@ -200,12 +210,13 @@ class RichReporter(Reporter):
         row.update(state=record.get("status", "done"), seconds=record.get("seconds"),
                    peak_memory_mb=record.get("peak_memory_mb"))
         row["fields"] = {}
-        row["note"] = _summary_line(stage, record).split(None, 2)[-1].strip() if stage != "publish" else ""
+        row["note"] = _extra(stage, record)
         self._refresh()
 
     def finish(self, job: dict[str, Any]) -> None:
         self._refresh()
         self.live.__exit__(None, None, None)
+        self.console.print()
         self.console.print(f"done in {_duration(job.get('seconds'))}. Report: [bold]{job.get('report')}[/]")
         if job.get("viewer"):
             self.console.print(f"3-D viewer: spaceport view {job.get('out')}")
