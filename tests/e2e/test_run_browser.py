@@ -60,7 +60,7 @@ def test_viewer_renders_a_sog_fixture(chromium: str, tmp_path: Path) -> None:
     (tmp_path / "job" / "compressed").mkdir(parents=True)
     shutil.copyfile(SPHERE_SOG, tmp_path / "job" / "compressed" / "scene.sog")
     publish(tmp_path / "job", tmp_path / "report")
-    status, lit = _shoot(chromium, tmp_path / "report", tmp_path / "shot.png")
+    _, lit = _shoot(chromium, tmp_path / "report", tmp_path / "shot.png")
     print(f"fixture sphere: {lit:.1%} of the canvas lit")
     # The unit sphere seen from 3 units away covers ~35% of an 800x560 canvas.
     assert 0.15 < lit < 0.7
@@ -68,7 +68,7 @@ def test_viewer_renders_a_sog_fixture(chromium: str, tmp_path: Path) -> None:
 
 def test_viewer_renders_the_demo_splat(chromium: str, demo_run, tmp_path: Path) -> None:
     shot = Path(os.environ.get("SPACEPORT_SCREENSHOT_DIR", tmp_path)) / "viewer-demo.png"
-    status, lit = _shoot(chromium, demo_run.out / "report", shot)
+    _, lit = _shoot(chromium, demo_run.out / "report", shot)
     print(f"demo splat: {lit:.1%} of the canvas lit ({shot})")
     # Seen from the first training camera the scene fills most of the frame.
     assert lit > 0.3
