@@ -21,6 +21,7 @@ from spaceport.errors import SpaceportError
 
 #: (module, attribute) of each subcommand, in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
+    ("spaceport.sfm.command", "sfm"),
     ("spaceport.scenes.command", "demo_scene"),
     ("spaceport.compress.command", "compress"),
     ("spaceport.run_command", "run_command"),

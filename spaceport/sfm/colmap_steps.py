@@ -1,0 +1,188 @@
+"""The pycolmap phases of the SfM stage, run only as a worker process (``python -m spaceport.sfm.colmap_steps JOB``).
+
+Importing pycolmap makes the next PNG write of Pillow in the same process abort (pycolmap's
+bundled zlib), so :func:`spaceport.sfm.pipeline.run_sfm` never imports this module: it starts
+it as a separate process with a job JSON and reads a result JSON back. As a second line of
+defence this module imports Pillow's PNG codec before pycolmap (the order that is safe).
+
+Each phase is a small function taking and returning paths (hloc style) and prints one
+progress line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import PIL.Image  # must load before pycolmap: see the module docstring
+import PIL.PngImagePlugin  # noqa: F401
+
+import pycolmap  # isort: skip
+
+from spaceport import progress
+from spaceport.sfm.retrieval import retrieval_pairs
+
+
+def _quiet() -> None:
+    """Keep pycolmap's INFO chatter off stderr; warnings and errors still show."""
+    with contextlib.suppress(AttributeError):  # older bindings
+        pycolmap.logging.minloglevel = 1
+
+
+def extract(database: Path, images: Path, names: list[str], job: dict) -> Path:
+    """SIFT features of ``names`` into a new ``database``."""
+    cfg = job["config"]
+    reader = pycolmap.ImageReaderOptions()
+    reader.camera_model = cfg["camera_model"]
+    opts = pycolmap.FeatureExtractionOptions()
+    opts.num_threads = job["threads"]
+    opts.max_image_size = int(cfg["max_side"])
+    opts.sift.max_num_features = int(cfg["max_features"])
+    mode = pycolmap.CameraMode.SINGLE if cfg["single_camera"] else pycolmap.CameraMode.PER_IMAGE
+    pycolmap.extract_features(database, images, image_names=names, camera_mode=mode,
+                              reader_options=reader, extraction_options=opts, device=pycolmap.Device.auto)
+    return database
+
+
+def match(database: Path, matcher: str, job: dict) -> int:
+    """Match image pairs chosen by ``matcher`` and verify them geometrically; returns verified pairs."""
+    cfg = job["config"]
+    opts = pycolmap.FeatureMatchingOptions()
+    opts.num_threads = job["threads"]
+    if matcher == "exhaustive":
+        pycolmap.match_exhaustive(database, matching_options=opts, device=pycolmap.Device.auto)
+    elif matcher == "sequential":
+        pairing = pycolmap.SequentialPairingOptions()
+        pairing.overlap = int(cfg["sequential_overlap"])
+        pairing.quadratic_overlap = True
+        pairing.loop_detection = False  # needs a vocabulary tree file
+        pycolmap.match_sequential(database, matching_options=opts, pairing_options=pairing, device=pycolmap.Device.auto)
+    elif matcher == "retrieval":
+        pairs = retrieval_pairs(database, int(cfg["retrieval_neighbors"]), seed=int(cfg["seed"]))
+        pairs_file = database.with_suffix(".pairs.txt")
+        pairs_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = pairs_file
+        pycolmap.match_image_pairs(database, matching_options=opts, pairing_options=pairing, device=pycolmap.Device.auto)
+    else:
+        raise ValueError(f"unknown matcher {matcher!r}")
+    db = pycolmap.Database.open(database)
+    try:
+        return int(db.num_verified_image_pairs())
+    finally:
+        db.close()
+
+
+def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) -> tuple[Path | None, int]:
+    """Reconstruct; write the model with the most registered images to ``out/0``. Returns (model dir, registered)."""
+    out.mkdir(parents=True, exist_ok=True)
+    seed = int(job["config"]["seed"])
+    if mapper == "incremental":
+        opts = pycolmap.IncrementalPipelineOptions()
+        opts.num_threads = job["threads"]
+        opts.random_seed = seed
+        recs = pycolmap.incremental_mapping(database, images, out, options=opts)
+    elif mapper == "global":
+        opts = pycolmap.GlobalPipelineOptions()
+        opts.num_threads = job["threads"]
+        opts.random_seed = seed
+        recs = pycolmap.global_mapping(database, images, out, options=opts)
+    else:
+        raise ValueError(f"unknown mapper {mapper!r}")
+    if not recs:
+        return None, 0
+    best = max(recs.values(), key=lambda r: r.num_reg_images())
+    model = out / "best"
+    model.mkdir(parents=True, exist_ok=True)
+    best.write(model)
+    return model, int(best.num_reg_images())
+
+
+def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
+    """Undistort to PINHOLE: ``out/images`` and ``out/sparse/0/*.bin``."""
+    tmp = out / "_undistorted"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    pycolmap.undistort_images(tmp, model, images, output_type="COLMAP", num_threads=job["threads"])
+    for sub in ("images", "sparse"):
+        if (out / sub).exists():
+            shutil.rmtree(out / sub)
+    shutil.move(str(tmp / "images"), str(out / "images"))
+    (out / "sparse" / "0").mkdir(parents=True)
+    for name in ("cameras.bin", "images.bin", "points3D.bin"):
+        shutil.move(str(tmp / "sparse" / name), str(out / "sparse" / "0" / name))
+    shutil.rmtree(tmp)
+    return out / "sparse" / "0"
+
+
+def run(job: dict) -> dict:
+    """Extract once, then try each (matcher, mapper) in ``job["attempts"]`` until enough images register."""
+    _quiet()
+    pycolmap.set_random_seed(int(job["config"]["seed"]))
+    work, images, out = Path(job["work"]), Path(job["images"]), Path(job["out"])
+    names = job["names"]
+    timings: dict[str, float] = {}
+    features = work / "features.db"
+    if features.exists():
+        features.unlink()
+    with progress.phase("sfm", "extract", timings, images=len(names)):
+        extract(features, images, names, job)
+    attempts, matched, best = [], {}, None
+    for i, (matcher, mapper) in enumerate(job["attempts"]):
+        record: dict = {"matcher": matcher, "mapper": mapper}
+        database = work / f"{matcher}.db"
+        if matcher not in matched:
+            shutil.copyfile(features, database)
+            start = time.perf_counter()
+            matched[matcher] = match(database, matcher, job)
+            record["match_seconds"] = round(time.perf_counter() - start, 3)
+            timings["match"] = round(timings.get("match", 0) + record["match_seconds"], 3)
+            progress.emit("sfm", phase="match", matcher=matcher, seconds=record["match_seconds"], verified_pairs=matched[matcher])
+        record["verified_pairs"] = matched[matcher]
+        start = time.perf_counter()
+        model, registered = map_images(database, images, work / f"model_{i}", mapper, job)
+        record["map_seconds"] = round(time.perf_counter() - start, 3)
+        timings["map"] = round(timings.get("map", 0) + record["map_seconds"], 3)
+        record["registered"] = registered
+        progress.emit("sfm", phase="map", mapper=mapper, seconds=record["map_seconds"], registered=registered, images=len(names))
+        attempts.append(record)
+        if model is not None and (best is None or registered > best[1]):
+            best = (model, registered, i)
+        if registered >= job["min_registered"]:
+            break
+    result = {"timings": timings, "attempts": attempts, "registered": best[1] if best else 0,
+              "chosen": best[2] if best else None}
+    if best is None or best[1] < job["min_registered"]:
+        return result
+    rec = pycolmap.Reconstruction(best[0])
+    cam = next(iter(rec.cameras.values()))
+    result.update(
+        points=int(rec.num_points3D()),
+        mean_reprojection_error=float(rec.compute_mean_reprojection_error()),
+        mean_track_length=float(rec.compute_mean_track_length()),
+        camera={"model": str(cam.model.name), "params": [float(p) for p in cam.params],
+                "width": int(cam.width), "height": int(cam.height)},
+        registered_names=sorted(img.name for img in rec.images.values() if img.has_pose),
+    )
+    with progress.phase("sfm", "undistort", timings):
+        undistort(best[0], images, out, job)
+    return result
+
+
+def main(job_path: str) -> int:
+    job = json.loads(Path(job_path).read_text())
+    try:
+        result = run(job)
+    except Exception as exc:  # reported to the parent, which raises SfmFailed with it
+        result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+    Path(job["result"]).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,368 @@
+"""Turn an upload (folder, zip, video or a folder holding one of those) into a folder of usable images.
+
+The input is only ever read: a zip is extracted into the working folder after every entry has
+been checked (no ``../``, absolute paths or links; entry count and extracted bytes capped, both
+as declared and as actually streamed), a video is decoded with PyAV. Every image is decoded
+once with Pillow: EXIF orientation applied, downscaled to ``max_side``, and undecodable files
+skipped and counted. Never imports pycolmap (see :mod:`spaceport.sfm`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+import stat
+import zipfile
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from spaceport.errors import (
+    CorruptArchive,
+    EmptyInput,
+    NoUsableFrames,
+    TooFewImages,
+    UnsafeArchive,
+    UnsupportedInput,
+)
+from spaceport.sfm.config import SfmConfig
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: Largest image Pillow may decode (pixels); its default (~179 MP) would refuse big panoramas.
+MAX_IMAGE_PIXELS = 400_000_000
+#: Sharpness is measured at this longer side so the threshold does not depend on resolution.
+SHARPNESS_SIDE = 640
+CHUNK = 1 << 20
+
+
+@dataclass
+class Ingested:
+    """What :func:`ingest` made of the upload."""
+
+    kind: str  # "images", "zip" or "video"
+    images_dir: Path
+    names: list[str]  # in order (video: temporal order)
+    input_files: int = 0  # image files (or video frames decoded) considered
+    corrupt: int = 0  # images that could not be decoded, skipped
+    skipped_other: int = 0  # files that are neither images nor videos, ignored
+    downscaled: int = 0
+    exif_rotated: int = 0
+    frames_decoded: int = 0
+    frames_blurry: int = 0  # sampling windows with no sharp frame
+    sharpness: list[float] = field(default_factory=list)  # of the kept video frames
+
+    @property
+    def usable(self) -> int:
+        return len(self.names)
+
+    def summary(self) -> dict:
+        out = asdict(self)
+        out.pop("names")
+        out["images_dir"] = str(self.images_dir)
+        out["usable"] = self.usable
+        out["sharpness"] = [round(s, 1) for s in self.sharpness]
+        return out
+
+
+def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
+    """Resolve ``source`` and write its usable images to ``work/images``; raise a typed error on bad input."""
+    source = Path(source)
+    images_dir = work / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    kind, target = resolve(source)
+    if kind == "zip":
+        extracted = safe_extract(target, work / "unzipped", config)
+        inner_kind, inner = resolve(extracted, inside_archive=True)
+        if inner_kind == "zip":  # a zip inside a zip: one level, sharing the same caps
+            extracted = safe_extract(inner, work / "unzipped2", config)
+            inner_kind, inner = resolve(extracted, inside_archive=True)
+        if inner_kind == "zip":
+            raise UnsupportedInput("The zip holds zips nested more than one level deep", "Upload one zip of images")
+        result = _from_video(inner, images_dir, config) if inner_kind == "video" else _from_images(inner, images_dir, config)
+        result.kind = "zip"
+    elif kind == "video":
+        result = _from_video(target, images_dir, config)
+    else:
+        result = _from_images(target, images_dir, config)
+    if result.usable < config.min_images:
+        raise TooFewImages(
+            f"Only {result.usable} usable image(s) in the upload ({result.corrupt} unreadable), "
+            f"and SfM needs at least {config.min_images}",
+            usable=result.usable, corrupt=result.corrupt, minimum=config.min_images,
+        )
+    return result
+
+
+# ---------------------------------------------------------------- what is it?
+def _visible_files(folder: Path) -> list[Path]:
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder).parts
+        if any(part.startswith(".") or part == "__MACOSX" for part in rel):
+            continue
+        if p.is_symlink():
+            continue  # never follow links out of the upload
+        if p.is_file():
+            out.append(p)
+    return out
+
+
+def _sniff(path: Path) -> str:
+    """"zip", "video", "image" or "unknown" from the first bytes (and the extension for video)."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    ext = path.suffix.lower()
+    if head[:4] in ZIP_MAGIC:
+        return "zip"
+    if ext in VIDEO_EXTS or head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
+        return "video"
+    if ext in IMAGE_EXTS or head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image"
+    return "unknown"
+
+
+def resolve(source: Path, inside_archive: bool = False) -> tuple[str, Path]:
+    """Classify an upload: ("images", folder), ("zip", file) or ("video", file). Raises on bad input."""
+    what = "The zip" if inside_archive else "The upload"
+    if not source.exists():
+        raise EmptyInput(f"{source} does not exist", "Point the stage at an uploaded folder, zip or video")
+    if source.is_dir():
+        files = _visible_files(source)
+        if not files:
+            raise EmptyInput(f"{what} holds no files")
+        images = [p for p in files if p.suffix.lower() in IMAGE_EXTS]
+        if images:
+            return "images", source
+        if len(files) == 1:
+            return resolve(files[0], inside_archive)
+        raise UnsupportedInput(f"{what} holds {len(files)} files but no images (.jpg, .png) and not one zip or video")
+    if source.stat().st_size == 0:
+        raise EmptyInput(f"{what} {source.name} is empty (0 bytes)")
+    kind = _sniff(source)
+    if kind == "zip":
+        return "zip", source
+    if kind == "video":
+        return "video", source
+    if kind == "image":
+        return "images", source
+    if source.suffix.lower() == ".zip":
+        raise CorruptArchive(f"{source.name} is not a readable zip archive", "Re-create the zip and upload it again")
+    raise UnsupportedInput(f"{source.name} is not an image, a zip archive or a video")
+
+
+# ---------------------------------------------------------------- zip
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def _check_entry(info: zipfile.ZipInfo) -> None:
+    name = info.filename.replace("\\", "/")
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise UnsafeArchive(f"The zip entry {info.filename!r} is a symbolic link", entry=info.filename)
+    if name.startswith("/") or _DRIVE.match(name):
+        raise UnsafeArchive(f"The zip entry {info.filename!r} has an absolute path", entry=info.filename)
+    if ".." in PurePosixPath(name).parts:
+        raise UnsafeArchive(f"The zip entry {info.filename!r} points outside the archive (..)", entry=info.filename)
+
+
+def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
+    """Extract the image and video entries of ``archive`` into ``dest`` after checking all entries.
+
+    Refuses links, absolute and ``..`` paths (UnsafeArchive), more than ``max_files`` entries or
+    more than ``max_extracted_mb`` MiB declared or actually streamed (UnsafeArchive: zip bomb),
+    and unreadable archives (CorruptArchive). Other files are left out.
+    """
+    limit = config.max_extracted_mb * 1024 * 1024
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CorruptArchive(f"{archive.name} is not a readable zip archive ({exc})", "Re-create the zip and upload it again") from exc
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > config.max_files:
+            raise UnsafeArchive(f"The zip has {len(infos)} entries, more than the limit of {config.max_files} (zip bomb?)",
+                                "Upload fewer files, or raise max_files", entries=len(infos), limit=config.max_files)
+        for info in infos:
+            _check_entry(info)
+        files = [i for i in infos if not i.is_dir()]
+        if not files:
+            raise EmptyInput("The zip holds no files")
+        wanted = [i for i in files if PurePosixPath(i.filename).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS | {".zip"}]
+        declared = sum(i.file_size for i in wanted)
+        if declared > limit:
+            raise UnsafeArchive(f"The zip would extract to {declared / 2**20:.0f} MiB, more than the limit of "
+                                f"{config.max_extracted_mb} MiB (zip bomb?)", "Upload a smaller zip, or raise max_extracted_mb",
+                                declared_bytes=declared, limit_bytes=limit)
+        dest.mkdir(parents=True, exist_ok=True)
+        total = 0
+        for info in wanted:
+            rel = PurePosixPath(info.filename.replace("\\", "/"))
+            if any(part.startswith(".") or part == "__MACOSX" for part in rel.parts):
+                continue
+            target = dest.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            written = 0
+            try:
+                with zf.open(info) as src, open(target, "wb") as out:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        total += len(chunk)
+                        # the declared size can lie; the bytes actually inflated cannot
+                        if written > info.file_size or total > limit:
+                            raise UnsafeArchive(
+                                f"The zip entry {info.filename!r} inflates beyond its declared size or the "
+                                f"{config.max_extracted_mb} MiB limit (zip bomb?)", entry=info.filename, limit_bytes=limit)
+                        out.write(chunk)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+                raise CorruptArchive(f"The zip entry {info.filename!r} cannot be read ({exc})",
+                                     "Re-create the zip and upload it again", entry=info.filename) from exc
+    return dest
+
+
+# ---------------------------------------------------------------- images
+def _flat_name(rel: PurePosixPath, used: set[str], suffix: str) -> str:
+    stem = "__".join(rel.with_suffix("").parts)
+    name = stem + suffix
+    k = 1
+    while name.lower() in used:
+        name = f"{stem}_{k}{suffix}"
+        k += 1
+    used.add(name.lower())
+    return name
+
+
+def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
+    from PIL import Image, ImageOps
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    if source.is_file():
+        files, root = [source], source.parent
+    else:
+        files, root = _visible_files(source), source
+    result = Ingested("images", out, [])
+    used: set[str] = set()
+    for path in files:
+        if path.suffix.lower() not in IMAGE_EXTS and _sniff(path) != "image":
+            result.skipped_other += 1
+            continue
+        result.input_files += 1
+        try:
+            with Image.open(path) as im:
+                fmt, original = im.format, im.size
+                if fmt == "JPEG":
+                    im.draft("RGB", (config.max_side, config.max_side))  # decode at a reduced scale when possible
+                im.load()
+                orientation = im.getexif().get(0x0112, 1)
+                img = ImageOps.exif_transpose(im) if orientation != 1 else im
+                if img.mode not in ("RGB", "L"):
+                    img = img.convert("RGB")
+                changed = img is not im or im.size != original
+                w, h = img.size
+                if max(w, h) > config.max_side:
+                    s = config.max_side / max(w, h)
+                    img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
+                    changed = True
+                result.downscaled += max(original) > config.max_side
+                result.exif_rotated += orientation != 1
+                rel = PurePosixPath(path.relative_to(root).as_posix())
+                if not changed and fmt in ("JPEG", "PNG"):
+                    name = _flat_name(rel, used, path.suffix.lower())
+                    shutil.copyfile(path, out / name)
+                else:
+                    suffix = ".png" if fmt == "PNG" else ".jpg"
+                    name = _flat_name(rel, used, suffix)
+                    img.save(out / name, **({"quality": 95} if suffix == ".jpg" else {}))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, zlib.error):
+            result.corrupt += 1
+            continue
+        result.names.append(name)
+    return result
+
+
+# ---------------------------------------------------------------- video
+def sharpness(gray: np.ndarray) -> float:
+    """Variance of the 4-neighbour Laplacian of a grey image (0-255): low means blurry."""
+    g = gray.astype(np.float32)
+    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
+    return float(lap.var())
+
+
+def _decode(path: Path, scale_side: int | None):
+    """Yield (index, frame) of the first video stream; stops quietly at a corrupt tail."""
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise NoUsableFrames(f"{path.name} cannot be opened as a video ({exc})") from exc
+    with container:
+        if not container.streams.video:
+            raise NoUsableFrames(f"{path.name} has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        index = 0
+        try:
+            for frame in container.decode(stream):
+                yield index, frame
+                index += 1
+        except (av.error.FFmpegError, OSError, ValueError):
+            return  # keep the frames decoded so far
+
+
+def _windows(n_frames: int, n_windows: int) -> list[range]:
+    edges = np.linspace(0, n_frames, n_windows + 1).round().astype(int)
+    return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
+
+
+def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:
+    """Sample frames: split the video into equal windows and keep the sharpest frame of each, if sharp."""
+    result = Ingested("video", out, [])
+    scores, times = [], []
+    for _, frame in _decode(path, SHARPNESS_SIDE):
+        w, h = frame.width, frame.height
+        s = min(1.0, SHARPNESS_SIDE / max(w, h))
+        small = frame.reformat(width=max(2, round(w * s)), height=max(2, round(h * s)), format="gray")
+        scores.append(sharpness(small.to_ndarray()))
+        times.append(frame.time if frame.time is not None else len(times))
+    result.frames_decoded = result.input_files = len(scores)
+    if not scores:
+        raise NoUsableFrames(f"{path.name} has no decodable frames", frames=0)
+    if config.video_fps > 0:
+        duration = max(times[-1] - times[0], 1e-6)
+        n_windows = max(1, round(duration * config.video_fps))
+    else:
+        n_windows = config.video_frames
+    chosen = []
+    for win in _windows(len(scores), min(n_windows, len(scores))):
+        best = max(win, key=lambda i: scores[i])
+        if scores[best] >= config.min_sharpness:
+            chosen.append(best)
+        else:
+            result.frames_blurry += 1
+    if not chosen:
+        raise NoUsableFrames(
+            f"Every frame of {path.name} is blurry (sharpest {max(scores):.1f}, threshold {config.min_sharpness})",
+            frames=len(scores), sharpest=round(max(scores), 2), threshold=config.min_sharpness,
+        )
+    keep = set(chosen)
+    for index, frame in _decode(path, None):
+        if index not in keep:
+            continue
+        img = frame.to_image()
+        w, h = img.size
+        if max(w, h) > config.max_side:
+            from PIL import Image
+
+            s = config.max_side / max(w, h)
+            img = img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
+            result.downscaled += 1
+        name = f"frame_{index:06d}.jpg"
+        img.save(out / name, quality=95)
+        result.names.append(name)
+        result.sharpness.append(scores[index])
+    return result

@@ -1,0 +1,153 @@
+"""The SfM stage from upload to ``sparse/0`` + ``images/`` + ``sfm.json``.
+
+Phases: ingest (this process: Pillow, PyAV) -> extract, match, map, undistort (a worker process
+running :mod:`spaceport.sfm.colmap_steps`, because importing pycolmap breaks later PNG writes in
+the importing process) -> summary (this process, NumPy COLMAP reader).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import spaceport
+from spaceport import colmap, progress
+from spaceport.config import to_strings
+from spaceport.errors import SfmFailed, TooFewRegistered
+from spaceport.sfm.config import SfmConfig
+from spaceport.sfm.ingest import ingest
+
+
+def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
+    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``."""
+    matcher = config.matcher
+    if matcher == "auto":
+        if kind == "video":
+            matcher = "sequential"  # frames are in temporal order: neighbours overlap
+        elif images <= config.exhaustive_max_images:
+            matcher = "exhaustive"
+        else:
+            matcher = "retrieval"
+    mapper = config.mapper
+    if mapper == "auto":
+        mapper = "global" if images >= config.global_min_images else "incremental"
+    return matcher, mapper
+
+
+def plan_attempts(kind: str, images: int, config: SfmConfig) -> list[tuple[str, str]]:
+    """The first choice, then the fallbacks tried in order while too few images register."""
+    matcher, mapper = choose(kind, images, config)
+    other = "incremental" if mapper == "global" else "global"
+    attempts = [(matcher, mapper), (matcher, other)]
+    if matcher != "exhaustive":
+        attempts.append(("exhaustive", "incremental"))
+    return attempts
+
+
+def threads(config: SfmConfig) -> int:
+    if config.num_threads > 0:
+        return config.num_threads
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _run_worker(job: dict, work: Path) -> dict:
+    """Run the pycolmap phases in a fresh interpreter and return its result dict."""
+    job_file = work / "job.json"
+    job_file.write_text(json.dumps(job, indent=1))
+    log = work / "colmap.log"
+    # the worker must import this same spaceport package, wherever it was imported from
+    root = str(Path(spaceport.__file__).resolve().parent.parent)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    with open(log, "w") as err:
+        proc = subprocess.run([sys.executable, "-m", "spaceport.sfm.colmap_steps", str(job_file)],
+                              stdout=None, stderr=err, env=env, check=False)
+    result_file = Path(job["result"])
+    if proc.returncode != 0 or not result_file.exists():
+        tail = log.read_text(errors="replace")[-2000:]
+        raise SfmFailed(f"The pycolmap worker exited with code {proc.returncode}", tail=tail)
+    result = json.loads(result_file.read_text())
+    if "error" in result:
+        raise SfmFailed(f"pycolmap failed: {result['error']}", traceback=result.get("traceback", ""))
+    return result
+
+
+def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None) -> dict:
+    """Run the whole stage; returns the ``sfm.json`` summary. Raises typed errors on bad input or failure."""
+    config = config or SfmConfig()
+    source, out = Path(source), Path(out)
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    work = out / "_work"
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir()
+    timings: dict[str, float] = {}
+    try:
+        with progress.phase("sfm", "ingest", timings):
+            ing = ingest(source, work, config)
+        progress.emit("sfm", phase="ingested", kind=ing.kind, usable=ing.usable, corrupt=ing.corrupt,
+                      blurry_windows=ing.frames_blurry)
+        attempts = plan_attempts(ing.kind, ing.usable, config)
+        min_registered = math.ceil(config.min_registered_fraction * ing.usable)
+        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names,
+               "config": to_strings(config), "threads": threads(config), "attempts": attempts,
+               "min_registered": min_registered, "result": str(work / "result.json")}
+        result = _run_worker(job, work)
+        timings.update(result["timings"])
+        if result["registered"] < min_registered:
+            tried = ", ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']}" for a in result["attempts"])
+            raise TooFewRegistered(
+                f"SfM registered only {result['registered']} of {ing.usable} usable images "
+                f"(need {min_registered}, {config.min_registered_fraction:.0%}; tried {tried})",
+                registered=result["registered"], usable=ing.usable, required=min_registered,
+                attempts=result["attempts"],
+            )
+        with progress.phase("sfm", "summary", timings):
+            model = colmap.read_model(out / "sparse" / "0")
+            (_cam_id, cam), *_ = model.cameras.items()
+            first = result["attempts"][0]
+            chosen = result["attempts"][result["chosen"]]
+            summary = {
+                "input": str(source),
+                "input_kind": ing.kind,
+                "input_images": ing.input_files,
+                "usable_images": ing.usable,
+                "corrupt_images": ing.corrupt,
+                "registered_images": len(model.images),
+                "registered_fraction": round(len(model.images) / ing.usable, 4),
+                "points": len(model.points),
+                "mean_reprojection_error": round(result["mean_reprojection_error"], 4),
+                "mean_track_length": round(result["mean_track_length"], 3),
+                "matcher": chosen["matcher"],
+                "mapper": chosen["mapper"],
+                "auto": {"matcher": config.matcher == "auto", "mapper": config.mapper == "auto"},
+                "fallback": result["chosen"] != 0,
+                "first_choice": {"matcher": first["matcher"], "mapper": first["mapper"]},
+                "attempts": result["attempts"],
+                "camera_before_undistortion": result["camera"],
+                "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
+                           "params": [float(p) for p in cam.params]},
+                "ingest": ing.summary(),
+                "threads": job["threads"],
+                "config": to_strings(config),
+            }
+    finally:
+        if not config.keep_work:
+            shutil.rmtree(work, ignore_errors=True)
+    timings["total"] = round(time.perf_counter() - start, 3)
+    summary["seconds"] = timings
+    summary["peak_memory_mb"] = round(progress.peak_rss_mb(), 1)
+    (out / "sfm.json").write_text(json.dumps(summary, indent=1))
+    progress.emit("sfm", final=1, registered=summary["registered_images"], usable=summary["usable_images"],
+                  points=summary["points"], reproj_error=summary["mean_reprojection_error"],
+                  matcher=summary["matcher"], mapper=summary["mapper"], seconds=timings["total"])
+    return summary
