@@ -186,6 +186,6 @@ def bar_plot(values: dict[str, float], title: str, ylabel: str, log_y: bool = Fa
         x0, y0 = ax.px(i + 0.2, v)
         x1, y1 = ax.px(i + 0.8, lo)
         ax.draw.rectangle([x0, y0, x1, y1], fill=PALETTE[i % len(PALETTE)])
-        ax.draw.text(((x0 + x1) / 2, y0 - 3), _label(round(v, 2)), fill="black", font=ax.font, anchor="md")
+        ax.draw.text(((x0 + x1) / 2, y0 - 3), f"{v:.3g}", fill="black", font=ax.font, anchor="md")
         ax.draw.text(((x0 + x1) / 2, ax.box[3] + 4), name, fill="black", font=ax.font, anchor="ma")
     return ax.png()
