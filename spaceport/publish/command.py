@@ -13,7 +13,9 @@ from spaceport.errors import InputInvalid
 
 def publish(root: Path, out: Path, job_record: Path | None = None) -> dict:
     """Build the report and viewer from a folder holding sfm/, train/, compressed/; return a summary."""
-    from spaceport.publish.report import StageInputs, build_report
+    import tempfile
+
+    from spaceport.publish.report import StageInputs, build_report, unpack_model
     from spaceport.publish.viewer import build_viewer
 
     start = time.perf_counter()
@@ -29,14 +31,18 @@ def publish(root: Path, out: Path, job_record: Path | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sog = inputs.compressed / "scene.sog" if inputs.compressed else None
     viewer = None
-    with progress.phase("publish", "viewer", timings):
-        if sog is not None and sog.is_file():
-            cams = inputs.train / "cameras.json" if inputs.train else None
-            viewer = build_viewer(sog, out, cams)
-        else:
-            inputs.notes.append("No scene.sog: the viewer was not built.")
-    with progress.phase("publish", "report", timings):
-        index = build_report(inputs, out)
+    with tempfile.TemporaryDirectory(prefix="spaceport-publish-") as scratch:
+        if inputs.train is not None:
+            # On AWS train/ holds model.tar.gz: its small files (metrics, cameras, renders) are unpacked here.
+            inputs.train = unpack_model(inputs.train, Path(scratch))
+        with progress.phase("publish", "viewer", timings):
+            if sog is not None and sog.is_file():
+                cams = inputs.train / "cameras.json" if inputs.train else None
+                viewer = build_viewer(sog, out, cams)
+            else:
+                inputs.notes.append("No scene.sog: the viewer was not built.")
+        with progress.phase("publish", "report", timings):
+            index = build_report(inputs, out)
     summary = {
         "index": str(index),
         "viewer": str(viewer) if viewer else None,

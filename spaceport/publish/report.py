@@ -150,7 +150,7 @@ class StageInputs:
         return cls(*pick, job_record=job if job.is_file() else None, logs=logs if logs.is_dir() else None)
 
 
-def _unpack_model(train: Path, scratch: Path) -> Path:
+def unpack_model(train: Path, scratch: Path) -> Path:
     """When train/ holds only SageMaker's model.tar.gz, extract its small files (not the PLY)."""
     tar_path = train / "model.tar.gz"
     if (train / "metrics.json").exists() or not tar_path.is_file():
@@ -303,9 +303,23 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
     """Write ``index.html`` into ``out_dir`` and return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    import tempfile
+
     train = inputs.train
-    if train is not None:
-        train = _unpack_model(train, scratch or out_dir / ".model")
+    tmp = None
+    if train is not None and not (train / "metrics.json").exists() and (train / "model.tar.gz").is_file():
+        if scratch is None:
+            tmp = tempfile.TemporaryDirectory(prefix="spaceport-report-")
+            scratch = Path(tmp.name)
+        train = unpack_model(train, scratch)
+    try:
+        return _build(inputs, train, out_dir, title)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -> Path:
     sfm_j = _load_json(inputs.sfm / "sfm.json") if inputs.sfm else None
     met_j = _load_json(train / "metrics.json") if train else None
     cmp_j = _load_json(inputs.compressed / "compress.json") if inputs.compressed else None

@@ -68,6 +68,13 @@ def test_report_reads_sagemaker_model_tarball(tmp_path: Path, job_dir: Path) -> 
     page = (out / "index.html").read_text()
     assert "test_psnr" in page and "Held-out views (2)" in page
     assert not (tmp_path / "unpacked" / "splat.ply").exists()  # the PLY is not unpacked for the report
+    # The Publish job: the viewer's camera comes from cameras.json inside the tarball; nothing extra is left in OUT.
+    publish(job_dir, tmp_path / "r2")
+    assert sorted(p.name for p in (tmp_path / "r2").iterdir()) == [
+        "index.html", "playcanvas.min.mjs", "scene.sog", "viewer.html"]
+    page = (tmp_path / "r2" / "viewer.html").read_text()
+    cfg = json.loads(re.search(r'id="spaceport-config">(.*?)</script>', page).group(1))
+    assert max(abs(v) for v in cfg["target"]) < 1e-6
 
 
 def test_training_curve_from_log_when_no_history(tmp_path: Path) -> None:
