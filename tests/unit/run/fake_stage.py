@@ -31,6 +31,8 @@ def main(stage: str, args: list[str]) -> int:
     if stage == "sfm":
         upload = root / "processing/input/upload"
         assert upload.is_dir() and any(upload.iterdir()), "upload channel is empty"
+        for entry in upload.iterdir():
+            entry.read_bytes() if entry.is_file() else None  # the input is readable through the link
         progress.emit("sfm", phase="extract", seconds=0.1)
         out = root / "processing/output/sfm"
         if os.environ.get("FAKE_HANG") == "sfm":

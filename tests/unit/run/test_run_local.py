@@ -201,3 +201,20 @@ def test_cli_errors(args, message, photos, tmp_path, capsys):
     assert code == 2
     assert message.format(**fmt) in err and "fix: " in err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_single_file_input_arrives_as_a_folder_holding_it(tmp_path, calls):
+    upload = tmp_path / "photos.zip"
+    upload.write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    out = tmp_path / "out"
+    local.run_local(upload, out, "fast", min_psnr=0, stage_argv=fake_argv)
+    sfm_root = Path(_calls(calls)[0]["root"])
+    assert sfm_root == out / local.SCRATCH_DIR / "sfm"
+    req = json.loads((out / "request.json").read_text())
+    assert req["request"]["source_uri"] == upload.resolve().as_uri()
+    assert upload.read_bytes() == b"PK\x05\x06" + b"\0" * 18
+
+
+def test_view_refuses_a_folder_without_a_report(tmp_path, capsys):
+    assert main(["view", str(tmp_path), "--no-open"]) == 2
+    assert "holds no report" in capsys.readouterr().err
