@@ -88,6 +88,35 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> 
     return "\n".join(out)
 
 
+#: Headline numbers of each summary, by dotted key, in display order (whatever is present is shown).
+INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "ingest.downscaled",
+              "ingest.frames_decoded", "ingest.frames_blurry")
+SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
+            "mean_track_length", "matcher", "mapper", "fallback", "camera.model", "camera.width", "camera.height",
+            "peak_memory_mb")
+TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
+              "device", "stopped_early", "peak_memory_mb")
+COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs.scene.spz", "sog_bytes",
+                 "spz_bytes", "ratio.sog", "ratio.spz", "ratio", "gaussians.kept", "gaussians.input",
+                 "quality.formats.sog.psnr", "quality.formats.sog.ssim", "quality.formats.spz.psnr",
+                 "quality.formats.spz.ssim", "quality.psnr", "quality.ssim", "peak_memory_mb")
+
+
+def _pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
+    if not d:
+        return []
+    flat = dict(_flatten(d))
+    return [(k, flat[k]) for k in keys if k in flat]
+
+
+def _scalars(d: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in d.items() if not isinstance(v, (dict, list)) and k != "seconds"]
+
+
+def _details(summary: str, rows: list[tuple[str, Any]]) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{_table(rows)}</details>"
+
+
 def _seconds_total(summary: dict[str, Any] | None) -> float | None:
     if not summary:
         return None
@@ -354,12 +383,14 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # Input summary.
     body.append("<section><h2>Input</h2>")
     req = (job_j or {}).get("request") or {}
-    rows = [(k, v) for k, v in _flatten(req) if not isinstance(v, (dict, list))]
-    for k in ("input_images", "num_input_images", "input_kind", "input_type", "usable_images", "input"):
-        v = _get(sfm_j, k)
-        if v is not None:
-            rows.append((k, v))
+    req_rows = dict(_flatten(req))
+    rows = [(label, req_rows[k]) for label, k in (
+        ("source", "request.source_uri"), ("size (bytes)", "request.size_bytes"), ("preset", "preset"))
+        if req_rows.get(k) is not None]
+    rows += [(k, v) for k, v in _pick(sfm_j, INPUT_KEYS)]
     body.append(_table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>")
+    if req:
+        body.append(_details("every resolved option (request.json)", _flatten(req)))
     body.append("</section>")
 
     # SfM.
@@ -367,7 +398,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     if sfm_j is None:
         body.append("<p class=note>No sfm.json: the SfM stage has not run or its output is missing.</p>")
     else:
-        body.append(_table([r for r in _flatten(sfm_j) if not r[0].startswith("seconds")]))
+        body.append(_table(_pick(sfm_j, SFM_KEYS) or _scalars(sfm_j)))
+        body.append(_details("all of sfm.json", _flatten(sfm_j)))
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')
@@ -382,8 +414,9 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     if met_j is None:
         body.append("<p class=note>No metrics.json: the training stage has not run or its output is missing.</p>")
     else:
-        body.append(_table([r for r in _flatten(met_j)
-                            if not r[0].startswith(("seconds", "history", "curve", "log"))]))
+        body.append(_table(_pick(met_j, TRAIN_KEYS) or _scalars(met_j)))
+        body.append(_details("all of metrics.json", [r for r in _flatten(met_j)
+                                                     if not r[0].startswith(("history", "curve", "log"))]))
     curve = training_curve(train, met_j, inputs.logs)
     if curve:
         loss = [(r["step"], r["loss"]) for r in curve if "loss" in r]
@@ -411,7 +444,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     if cmp_j is None:
         body.append("<p class=note>No compress.json: the compression stage has not run or its output is missing.</p>")
     else:
-        body.append(_table([r for r in _flatten(cmp_j) if not r[0].startswith("seconds")]))
+        body.append(_table(_pick(cmp_j, COMPRESS_KEYS) or _scalars(cmp_j)))
+        body.append(_details("all of compress.json", _flatten(cmp_j)))
         sizes = {}
         outputs = cmp_j.get("outputs") if isinstance(cmp_j.get("outputs"), dict) else {}
         for label, keys in (("PLY", ("ply_bytes", "input_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
