@@ -113,3 +113,15 @@ def test_publish_rejects_a_folder_without_stages(tmp_path: Path) -> None:
 
     with pytest.raises(InputInvalid):
         publish(tmp_path, tmp_path / "out")
+
+
+def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from spaceport.cli import main
+
+    sm = tmp_path / "sm"
+    (sm / "processing").mkdir(parents=True)
+    shutil.copytree(job_dir, sm / "processing" / "input")
+    monkeypatch.setenv("SPACEPORT_SM_ROOT", str(sm))
+    assert main(["publish"]) == 0
+    out = sm / "processing" / "output" / "report"
+    assert (out / "index.html").is_file() and (out / "viewer.html").is_file()
