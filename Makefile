@@ -26,6 +26,8 @@ node_modules/.installed: package.json package-lock.json
 demo: setup
 	$(PY) -m spaceport demo-scene --out $(DEMO_DIR)/scene
 	$(PY) -m spaceport run $(DEMO_DIR)/scene/images --out $(DEMO_DIR)/out --preset fast
+	@echo "report: $(DEMO_DIR)/out/report/index.html"
+	@echo "3-D viewer: $(PY) -m spaceport view $(DEMO_DIR)/out   (serves it on http://127.0.0.1:8000)"
 
 test: setup
 	$(PY) -m ruff check .

@@ -1,0 +1,237 @@
+"""What `spaceport run` shows while it works: a live per-stage display, plain lines, JSON lines or quiet.
+
+The runner calls a :class:`Reporter` with events; the stage's own progress lines
+(``stage=train step=500 loss=0.04 psnr=24.3 ...``) arrive already parsed by
+:func:`spaceport.progress.parse_line`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+#: Stages shown, in order (the gate is folded into the table as its own row).
+ROWS = ("sfm", "train", "quality_gate", "compress", "publish")
+
+
+def _f(value: Any, fmt: str = "{:.4g}") -> str:
+    try:
+        return fmt.format(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+class Reporter:
+    """No-op base: the events the runner sends."""
+
+    def start(self, job_id: str, out_dir: str, stages: list[str]) -> None: ...
+    def stage_start(self, stage: str) -> None: ...
+    def stage_progress(self, stage: str, fields: dict[str, str]) -> None: ...
+    def stage_end(self, stage: str, record: dict[str, Any]) -> None: ...
+    def finish(self, job: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+class QuietReporter(Reporter):
+    """Prints only where the report is (errors go through the CLI's error boundary)."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+
+    def finish(self, job: dict[str, Any]) -> None:
+        if job.get("report"):
+            print(job["report"], file=self.stream, flush=True)
+
+
+class JsonReporter(Reporter):
+    """One JSON object per event, for logs and machines."""
+
+    def __init__(self, stream: TextIO | None = None):
+        self.stream = stream or sys.stdout
+
+    def _out(self, event: str, **data: Any) -> None:
+        print(json.dumps({"event": event, "t": round(time.time(), 3), **data}, default=str), file=self.stream,
+              flush=True)
+
+    def start(self, job_id: str, out_dir: str, stages: list[str]) -> None:
+        self._out("start", job_id=job_id, out=out_dir, stages=stages)
+
+    def stage_start(self, stage: str) -> None:
+        self._out("stage_start", stage=stage)
+
+    def stage_progress(self, stage: str, fields: dict[str, str]) -> None:
+        self._out("progress", **{**fields, "stage": stage})
+
+    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
+        self._out("stage_end", stage=stage, **record)
+
+    def finish(self, job: dict[str, Any]) -> None:
+        self._out("finish", **{k: v for k, v in job.items() if k != "request"})
+
+
+def _extra(stage: str, record: dict[str, Any]) -> str:
+    """The stage's headline numbers, e.g. ``PSNR 24.10 dB, 30000 Gaussians``."""
+    extra = ""
+    if stage == "train" and record.get("test_psnr") is not None:
+        extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} dB, {record.get('num_gaussians', '?')} Gaussians"
+    if stage == "quality_gate" and "test_psnr" in record:
+        extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} ≥ {record.get('min_psnr')}"
+    if stage == "compress" and record.get("sog_bytes"):
+        extra = f"  scene.sog {record['sog_bytes'] / 1e6:.2f} MB"
+    if stage == "sfm" and record.get("registered_images") is not None:
+        extra = f"  {record['registered_images']} images registered"
+    if record.get("error"):
+        extra = f"  {record['error']}: {record.get('reason', '')}"
+    return extra.strip()
+
+
+def _summary_line(stage: str, record: dict[str, Any]) -> str:
+    status = record.get("status", "")
+    extra = "  " + _extra(stage, record)
+    mem = f"  peak {record['peak_memory_mb']:.0f} MB" if record.get("peak_memory_mb") else ""
+    return f"{stage:<12} {status:<8} {_duration(record.get('seconds')):>8}{mem}{extra}"
+
+
+class PlainReporter(Reporter):
+    """Readable lines for a log file or a terminal without live updates."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0):
+        self.stream = stream or sys.stdout
+        self.every_s = every_s
+        self._last = 0.0
+
+    def _p(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def start(self, job_id: str, out_dir: str, stages: list[str]) -> None:
+        self._p(f"job {job_id} -> {out_dir}")
+
+    def stage_start(self, stage: str) -> None:
+        self._p(f"[{stage}] started")
+
+    def stage_progress(self, stage: str, fields: dict[str, str]) -> None:
+        now = time.monotonic()
+        if "phase" in fields or now - self._last >= self.every_s:
+            self._last = now
+            shown = " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("stage", "t"))
+            self._p(f"[{stage}] {shown}")
+
+    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
+        self._p(_summary_line(stage, record))
+
+    def finish(self, job: dict[str, Any]) -> None:
+        self._p(f"done in {_duration(job.get('seconds'))}: report {job.get('report')}")
+
+
+class RichReporter(Reporter):
+    """A live table: one row per stage with its state, time, memory and latest numbers."""
+
+    def __init__(self, console: Any = None):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = console or Console()
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.started: dict[str, float] = {}
+        self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
+        self.live.__enter__()
+        self.job_id = ""
+
+    def _detail(self, stage: str, row: dict[str, Any]) -> str:
+        f = row.get("fields", {})
+        if stage == "train" and "step" in f:
+            total = f.get("steps") or f.get("max_steps") or f.get("total")
+            step = f"step {f['step']}" + (f"/{total}" if total else "")
+            parts = [step]
+            if "loss" in f:
+                parts.append(f"loss {_f(f['loss'])}")
+            if "psnr" in f:
+                parts.append(f"PSNR {_f(f['psnr'], '{:.2f}')}")
+            if "gaussians" in f or "num_gaussians" in f:
+                parts.append(f"{f.get('gaussians', f.get('num_gaussians'))} G")
+            eta = f.get("eta_s") or f.get("eta")
+            if eta:
+                parts.append(f"ETA {_duration(float(eta))}")
+            return "  ".join(parts)
+        if "phase" in f:
+            return f"phase {f['phase']} ({_f(f.get('seconds', ''), '{:.1f}')}s)"
+        return row.get("note", "")
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, header_style="bold")
+        for col in ("stage", "state", "time", "peak MB", "progress"):
+            table.add_column(col)
+        for stage in ROWS:
+            row = self.rows.get(stage)
+            if row is None:
+                table.add_row(stage, "[dim]waiting[/]", "", "", "")
+                continue
+            state = row["state"]
+            style = {"running": "yellow", "done": "green", "skipped": "cyan", "failed": "red",
+                     "passed": "green"}.get(state, "")
+            secs = row.get("seconds")
+            if state == "running":
+                secs = time.monotonic() - self.started.get(stage, time.monotonic())
+            mem = row.get("peak_memory_mb")
+            table.add_row(stage, f"[{style}]{state}[/]", _duration(secs), f"{mem:.0f}" if mem else "",
+                          self._detail(stage, row))
+        return table
+
+    def _refresh(self) -> None:
+        self.live.update(self._render())
+
+    def start(self, job_id: str, out_dir: str, stages: list[str]) -> None:
+        self.job_id = job_id
+        self.console.print(f"job [bold]{job_id}[/] -> {out_dir}")
+
+    def stage_start(self, stage: str) -> None:
+        self.started[stage] = time.monotonic()
+        self.rows[stage] = {"state": "running", "fields": {}}
+        self._refresh()
+
+    def stage_progress(self, stage: str, fields: dict[str, str]) -> None:
+        row = self.rows.setdefault(stage, {"state": "running", "fields": {}})
+        row["fields"] = {**row["fields"], **fields} if "phase" not in fields else dict(fields)
+        self._refresh()
+
+    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
+        row = self.rows.setdefault(stage, {"fields": {}})
+        row.update(state=record.get("status", "done"), seconds=record.get("seconds"),
+                   peak_memory_mb=record.get("peak_memory_mb"))
+        row["fields"] = {}
+        row["note"] = _extra(stage, record)
+        self._refresh()
+
+    def finish(self, job: dict[str, Any]) -> None:
+        self._refresh()
+        self.live.__exit__(None, None, None)
+        self.console.print()
+        self.console.print(f"done in {_duration(job.get('seconds'))}. Report: [bold]{job.get('report')}[/]")
+        if job.get("viewer"):
+            self.console.print(f"3-D viewer: spaceport view {job.get('out')}")
+
+    def close(self) -> None:
+        if self.live.is_started:
+            self.live.__exit__(None, None, None)
+
+
+def make_reporter(mode: str) -> Reporter:
+    """``auto`` (live when stdout is a terminal, else plain), ``plain``, ``quiet`` or ``json``."""
+    if mode == "quiet":
+        return QuietReporter()
+    if mode == "json":
+        return JsonReporter()
+    if mode == "plain" or not sys.stdout.isatty():
+        return PlainReporter()
+    return RichReporter()

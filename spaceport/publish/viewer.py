@@ -1,0 +1,104 @@
+"""The browser viewer: ``viewer.html`` + the PlayCanvas engine + ``scene.sog``, side by side.
+
+The page loads ``scene.sog`` with the PlayCanvas engine's own SOG loader (``pc.Asset`` of type
+``gsplat``; the engine unzips the bundle and decodes the WebP textures on the GPU). The engine
+build (``playcanvas.min.mjs`` from the npm package) is copied beside the page at build time, so
+viewing needs no CDN and works from any static host (the S3 report prefix, or ``spaceport view``).
+The initial camera is the first training camera, looking at the point the cameras converge on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from spaceport.errors import ConfigInvalid
+
+#: Overrides where the PlayCanvas engine module is taken from.
+ENGINE_ENV = "SPACEPORT_PLAYCANVAS_JS"
+ENGINE_FILE = "playcanvas.min.mjs"
+_TEMPLATE = Path(__file__).with_name("assets") / "viewer.html"
+
+
+def find_engine() -> Path:
+    """The PlayCanvas engine module: $SPACEPORT_PLAYCANVAS_JS, else node_modules near the code or cwd."""
+    env = os.environ.get(ENGINE_ENV)
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise ConfigInvalid(f"{ENGINE_ENV}={env} is not a file", "Point it at node_modules/playcanvas/build/playcanvas.min.mjs")
+        return path
+    bases = [Path(__file__).resolve().parents[2], Path.cwd(), Path("/opt/spaceport")]
+    for base in bases:
+        path = base / "node_modules" / "playcanvas" / "build" / ENGINE_FILE
+        if path.is_file():
+            return path
+    raise ConfigInvalid(
+        "the PlayCanvas engine (node_modules/playcanvas/build/playcanvas.min.mjs) was not found",
+        f"Run `npm ci` in the repository root, or set {ENGINE_ENV}",
+    )
+
+
+def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
+    """Initial camera pose (position, orbit target, up) and vertical FOV from the training cameras."""
+    import numpy as np
+
+    if not cameras:
+        return {"position": [0, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0], "fov_deg": 50, "near": 0.01, "far": 1000}
+    w2c = np.array([c["world_to_camera"] for c in cameras], dtype=np.float64)
+    R, t = w2c[:, :3, :3], w2c[:, :3, 3]
+    centers = np.einsum("nji,nj->ni", R, -t)
+    forward = R[:, 2, :]  # OpenCV: camera +z looks forward; row 2 of R is that axis in world space
+    # Least-squares point closest to every optical axis: sum (I - d d^T) (p - c) = 0.
+    A = np.zeros((3, 3))
+    b = np.zeros(3)
+    for c, d in zip(centers, forward, strict=True):
+        P = np.eye(3) - np.outer(d, d)
+        A += P
+        b += P @ c
+    if len(cameras) >= 2 and np.linalg.cond(A) < 1e8:
+        target = np.linalg.solve(A, b)
+    else:
+        target = centers[0] + forward[0] * 3.0
+    first = next((i for i, c in enumerate(cameras) if c.get("split", "train") == "train"), 0)
+    K = np.asarray(cameras[first].get("K", [[1, 0, 0], [0, 1, 0], [0, 0, 1]]), dtype=np.float64)
+    h = float(cameras[first].get("height", 2 * K[1, 2] or 480))
+    fov = float(np.degrees(2 * np.arctan(h / (2 * K[1, 1])))) if K[1, 1] > 0 else 50.0
+    dist = float(np.linalg.norm(centers[first] - target)) or 1.0
+    up = -R[first, 1, :]  # OpenCV y points down in the image
+    return {
+        "position": centers[first].tolist(),
+        "target": target.tolist(),
+        "up": up.tolist(),
+        "fov_deg": round(fov, 3),
+        "near": dist * 0.01,
+        "far": dist * 100.0,
+    }
+
+
+def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
+                 label: str = "scene.sog", background: tuple[float, float, float] = (0.1, 0.1, 0.12)) -> Path:
+    """Write ``viewer.html``, the engine and a copy of ``scene.sog`` into ``out_dir``; return the page."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    engine = find_engine()
+    cameras: list[dict[str, Any]] = []
+    if cameras_json is not None and Path(cameras_json).is_file():
+        cameras = json.loads(Path(cameras_json).read_text()).get("cameras", [])
+    config = {**_camera_setup(cameras), "sog": "scene.sog", "label": label, "background": list(background)}
+    for src, name in ((engine, ENGINE_FILE), (Path(sog), "scene.sog")):
+        dst = out_dir / name
+        if dst.resolve() != src.resolve():
+            tmp = dst.with_name(dst.name + ".tmp")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+    # The config sits in a JSON script tag; "</" is escaped so no value can close the tag.
+    page = _TEMPLATE.read_text().replace("__CONFIG__", json.dumps(config).replace("</", "<\\/"))
+    path = out_dir / "viewer.html"
+    tmp = path.with_name("viewer.html.tmp")
+    tmp.write_text(page)
+    tmp.replace(path)
+    return path

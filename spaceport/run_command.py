@@ -1,0 +1,54 @@
+"""`spaceport run`: the whole pipeline on this machine (see :mod:`spaceport.local`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from spaceport.errors import ConfigInvalid
+
+STAGE_CHOICES = ("sfm", "train", "quality_gate", "compress", "publish")
+
+
+def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot or not stage or not name:
+            raise ConfigInvalid(f"--set {item!r} is not STAGE.OPTION=VALUE", "Write e.g. --set train.max_steps=500")
+        out.setdefault(stage, {})[name.replace("-", "_")] = value
+    return out
+
+
+@click.command("run")
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="Job folder: request.json, sfm/, train/, compressed/, report/, job.json land here.")
+@click.option("--preset", default="default", show_default=True, help="fast (CPU demo), default or quality.")
+@click.option("--from", "from_stage", type=click.Choice(STAGE_CHOICES),
+              help="Re-run from this stage even if its outputs are complete.")
+@click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
+              help="Override one stage option (repeatable), e.g. --set train.max_steps=500.")
+@click.option("--min-psnr", type=float, help="Quality gate: held-out PSNR target in dB (default: the plan's).")
+@click.option("--max-gaussians", type=int, help="Quality gate: largest Gaussian count (default: the plan's).")
+@click.option("--quiet", "mode", flag_value="quiet", help="Print only the report's path.")
+@click.option("--json", "mode", flag_value="json", help="Print JSON lines (one per event).")
+@click.option("--plain", "mode", flag_value="plain", help="Print plain progress lines (no live display).")
+def run_command(input_path: Path, out: Path, preset: str, from_stage: str | None, sets: tuple[str, ...],
+                min_psnr: float | None, max_gaussians: int | None, mode: str | None) -> None:
+    """Photos (a folder or a .zip) or a video in; a splat, a report and a 3-D viewer out.
+
+    Runs SfM -> Train -> QualityGate -> Compress -> Publish on this machine, each stage laid out
+    as its SageMaker job sees it. Re-running skips the stages whose outputs are complete.
+    """
+    from spaceport.display import make_reporter
+    from spaceport.local import run_local
+
+    reporter = make_reporter(mode or "auto")
+    try:
+        run_local(input_path, out, preset, force_from=from_stage, options=_parse_options(sets),
+                  min_psnr=min_psnr, max_gaussians=max_gaussians, reporter=reporter)
+    finally:
+        reporter.close()

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+import shutil
+import tarfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from spaceport.publish.command import publish
+from spaceport.publish.report import StageInputs, build_report, training_curve
+from spaceport.publish.serve import make_server
+
+
+def _images(page: str) -> list[Image.Image]:
+    out = []
+    for _mime, data in re.findall(r'src="data:(image/\w+);base64,([A-Za-z0-9+/=]+)"', page):
+        out.append(Image.open(io.BytesIO(base64.b64decode(data))))
+    return out
+
+
+def test_report_is_self_contained_with_every_section(job_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    summary = publish(job_dir, out)
+    page = (out / "index.html").read_text()
+    # No external fetches: every image is a data: URI, no script or stylesheet links.
+    assert not re.search(r'src="(?!data:)', page)
+    assert "<script" not in page and "<link" not in page
+    for heading in ("Input", "Structure from motion", "Training", "Held-out views (2)", "Compression",
+                    "Timings and memory"):
+        assert heading in page
+    imgs = _images(page)
+    # camera path + loss + PSNR + sizes plots, and 2 held-out views x (render, gt).
+    assert len(imgs) == 4 + 4
+    assert "24.5" in page and "registered_images" in page and "0.42" in page
+    assert summary["viewer"] and (out / "viewer.html").is_file() and (out / "scene.sog").is_file()
+    assert (out / "playcanvas.min.mjs").stat().st_size > 1_000_000
+
+
+def test_report_survives_missing_stages(tmp_path: Path, job_dir: Path) -> None:
+    shutil.rmtree(job_dir / "compressed")
+    shutil.rmtree(job_dir / "train")
+    out = tmp_path / "r"
+    summary = publish(job_dir, out)
+    page = (out / "index.html").read_text()
+    assert "No metrics.json" in page and "No compress.json" in page
+    assert summary["viewer"] is None and not (out / "viewer.html").exists()
+    # Only the SfM stage: the camera plot is still drawn.
+    assert len(_images(page)) == 1
+
+
+def test_report_reads_sagemaker_model_tarball(tmp_path: Path, job_dir: Path) -> None:
+    train = job_dir / "train"
+    tar_path = tmp_path / "model.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as tar:
+        for p in train.rglob("*"):
+            tar.add(p, arcname=str(p.relative_to(train)), recursive=False)
+    shutil.rmtree(train)
+    train.mkdir()
+    shutil.move(tar_path, train / "model.tar.gz")
+    out = tmp_path / "r"
+    build_report(StageInputs.from_root(job_dir), out, scratch=tmp_path / "unpacked")
+    page = (out / "index.html").read_text()
+    assert "test_psnr" in page and "Held-out views (2)" in page
+    assert not (tmp_path / "unpacked" / "splat.ply").exists()  # the PLY is not unpacked for the report
+    # The Publish job: the viewer's camera comes from cameras.json inside the tarball; nothing extra is left in OUT.
+    publish(job_dir, tmp_path / "r2")
+    assert sorted(p.name for p in (tmp_path / "r2").iterdir()) == [
+        "index.html", "playcanvas.min.mjs", "scene.sog", "viewer.html"]
+    page = (tmp_path / "r2" / "viewer.html").read_text()
+    cfg = json.loads(re.search(r'id="spaceport-config">(.*?)</script>', page).group(1))
+    assert max(abs(v) for v in cfg["target"]) < 1e-6
+
+
+def test_training_curve_from_log_when_no_history(tmp_path: Path) -> None:
+    (tmp_path / "train.log").write_text(
+        "noise\nstage=train step=10 loss=0.5 psnr=12\nstage=train step=20 loss=0.25 psnr=15\n"
+        "stage=train final=1 test_psnr=20 step=20\n")
+    curve = training_curve(tmp_path, {"test_psnr": 20})
+    assert [r["step"] for r in curve] == [10, 20] and curve[1]["loss"] == 0.25
+
+
+def test_view_server_binds_localhost_and_serves_module_js(job_dir: Path, tmp_path: Path) -> None:
+    publish(job_dir, tmp_path / "report")
+    server = make_server(tmp_path, port=0)  # the run folder: report/ is found inside it
+    try:
+        import threading
+
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        host, port = server.server_address[:2]
+        assert host == "127.0.0.1"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/playcanvas.min.mjs") as resp:
+            assert resp.headers["Content-Type"].startswith("text/javascript")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/viewer.html") as resp:
+            page = resp.read().decode()
+        cfg = json.loads(re.search(r'id="spaceport-config">(.*?)</script>', page).group(1))
+        # The initial camera is the first training camera; the orbit target is where the cameras look.
+        assert cfg["sog"] == "scene.sog"
+        assert max(abs(v) for v in cfg["target"]) < 1e-6
+        assert abs(sum(v * v for v in cfg["position"]) ** 0.5 - (9 + 0.25) ** 0.5) < 1e-6
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_publish_rejects_a_folder_without_stages(tmp_path: Path) -> None:
+    from spaceport.errors import InputInvalid
+
+    with pytest.raises(InputInvalid):
+        publish(tmp_path, tmp_path / "out")
+
+
+def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from spaceport.cli import main
+
+    sm = tmp_path / "sm"
+    (sm / "processing").mkdir(parents=True)
+    shutil.copytree(job_dir, sm / "processing" / "input")
+    monkeypatch.setenv("SPACEPORT_SM_ROOT", str(sm))
+    assert main(["publish"]) == 0
+    out = sm / "processing" / "output" / "report"
+    assert (out / "index.html").is_file() and (out / "viewer.html").is_file()
