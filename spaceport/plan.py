@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from spaceport.errors import ConfigInvalid
 
@@ -165,6 +166,13 @@ class Channel:
 
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "uri": self.uri, "path": self.path}
+
+    @property
+    def local_path(self) -> str:
+        """The filesystem path of a ``file://`` URI (percent-escapes decoded); ValueError for s3://."""
+        if not self.uri.startswith("file://"):
+            raise ValueError(f"{self.uri} is not a local (file://) URI")
+        return unquote(self.uri[len("file://"):])
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,8 @@ class Pipeline(Construct):
                 "NotifyFunctionArn": notify.function_arn,
             },
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Execution data holds the user's email: log every event but not the payloads.
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         # A raw ASL file gets no automatic grants: grant exactly what its states call.
         for fn in (record, quality_gate, notify):

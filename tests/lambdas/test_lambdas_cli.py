@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 from spaceport.cli import main
 

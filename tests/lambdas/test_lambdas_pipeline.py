@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):

@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 
 def _handler():

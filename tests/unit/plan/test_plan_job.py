@@ -112,6 +112,10 @@ def test_local_root_uses_the_same_layout():
     p = plan_job(req, PlanSettings(root="file:///work/out/"))
     assert p.stage("train").output("model").uri == f"file:///work/out/jobs/{p.job_id}/train/"
     assert p.stage("sfm").input("upload").uri == "file:///data/photos.zip"
+    assert p.stage("train").output("model").local_path == f"/work/out/jobs/{p.job_id}/train/"
+    assert JobRequest("file:///a%20b/c.zip").source_uri.endswith("c.zip")
+    with pytest.raises(ValueError):
+        _ = plan_job(_req(), SETTINGS).stage("sfm").output("sfm").local_path
 
 
 def test_execution_input_is_json_and_sagemaker_shaped():
