@@ -8,6 +8,7 @@ returns a Describe*Job-shaped result (or fails the way a job does), scripted per
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.util
 import io
@@ -38,33 +39,26 @@ def lambda_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
-def _install_fake_stage_configs() -> None:
-    """Until the stage helpers' config modules exist on this branch, use small stand-ins."""
-    from dataclasses import dataclass as dc
+def fake_stage_configs() -> dict[str, types.ModuleType]:
+    """Small stand-ins for spaceport.<stage>.config with one known field, ``steps``.
 
+    Installed per test (monkeypatched into sys.modules, then restored), so these tests do not
+    depend on the stage parts' real options and never leak fakes into other parts' tests.
+    """
+    mods = {}
     for stage, cls_name in (("sfm", "SfmConfig"), ("train", "TrainConfig"), ("compress", "CompressConfig")):
-        name = f"spaceport.{stage}.config"
-        if name in sys.modules:
-            continue
-        try:
-            if importlib.util.find_spec(name) is not None:
-                continue
-        except (ModuleNotFoundError, ValueError):
-            pass
-
-        @dc(frozen=True)
-        class Cfg:
-            steps: int = 100
-            """Steps."""
-
-        Cfg.__name__ = cls_name
-        mod = types.ModuleType(name)
-        setattr(mod, cls_name, Cfg)
+        cls = dataclasses.make_dataclass(cls_name, [("steps", int, dataclasses.field(default=100))], frozen=True)
+        mod = types.ModuleType(f"spaceport.{stage}.config")
+        setattr(mod, cls_name, cls)
         mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
-        sys.modules[name] = mod
+        mods[mod.__name__] = mod
+    return mods
 
 
-_install_fake_stage_configs()
+@pytest.fixture(autouse=True)
+def _fake_stage_configs(monkeypatch):
+    for name, mod in fake_stage_configs().items():
+        monkeypatch.setitem(sys.modules, name, mod)
 
 
 def load_handler(name: str):
