@@ -36,7 +36,8 @@ class Functions(Construct):
     def add_start_job(self, *, state_machine_arn: str) -> lambda_.Function:
         """start_job needs the state machine, which needs the other functions: it comes last."""
         self.start_job = self._function("StartJob", "start_job", "Validate an upload, plan it, start its execution",
-                                        timeout_s=60, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn})
+                                        # Staging a 5 GB upload is a multipart server-side copy.
+                                        timeout_s=300, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn})
         return self.start_job
 
     def _function(self, construct_id: str, handler: str, description: str, *, timeout_s: int = 30,

@@ -29,14 +29,14 @@ class SageMakerRole(Construct):
         super().__init__(scope, construct_id)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description="Spaceport SageMaker jobs: read uploads/jobs, write jobs/scratch")
-        # Reads: the upload (uploads/), earlier stages (jobs/), resumable checkpoints (scratch/).
-        bucket.grant_read(self.role, "uploads/*")
+        # Reads: the staged upload and earlier stages (jobs/), resumable checkpoints (scratch/).
+        # Not uploads/: start_job stages each upload under its job's prefix.
         bucket.grant_read(self.role, "jobs/*")
         bucket.grant_read_write(self.role, "scratch/*")
         bucket.grant_put(self.role, "jobs/*")
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": ["uploads/*", "jobs/*", "scratch/*"]}}))
+            conditions={"StringLike": {"s3:prefix": ["jobs/*", "scratch/*"]}}))
         for repo in repositories:
             repo.grant_pull(self.role)
         self.role.add_to_policy(iam.PolicyStatement(

@@ -61,7 +61,7 @@ class SpaceportStack(Stack):
 
         # Grants: each function gets exactly the data it touches.
         data, jobs = self.storage.data, self.storage.jobs
-        data.grant_read(start_job, "uploads/*")
+        data.grant_read(start_job, "uploads/*")  # head + copy of the exact version
         data.grant_put(start_job, "jobs/*")
         jobs.grant_read_write_data(start_job)
         self.pipeline.state_machine.grant_start_execution(start_job)

@@ -1,4 +1,4 @@
-"""S3 upload (or a direct JSON request) -> validated JobRequest -> plan -> job record -> StartExecution.
+"""S3 upload (or a direct JSON request) -> validated JobRequest -> plan -> staged copy -> job record -> StartExecution.
 
 The execution name is the plan's job id, derived from bucket/key/version-or-ETag, so a repeated
 S3 event starts nothing new: StartExecution is idempotent for the same name and input while the
@@ -104,6 +104,12 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     except SpaceportError as exc:
         return _reject(req, head, exc, clients)
     execution_input = plan.to_execution_input()
+    if plan.staged_upload_uri:
+        # The exact version that triggered the job, under the job's own prefix (see spaceport.plan).
+        dest = plan.staged_upload_uri.split("/", 3)[3]
+        source = {"Bucket": req.bucket, "Key": req.key, **({"VersionId": head["VersionId"]}
+                                                           if head.get("VersionId") else {})}
+        clients.s3.copy(source, cfg.bucket, dest)
     clients.s3.put_object(Bucket=cfg.bucket, Key=f"jobs/{plan.job_id}/request.json",
                           Body=json.dumps(plan.to_request_json(), indent=2, sort_keys=True).encode(),
                           ContentType="application/json")

@@ -176,6 +176,7 @@ def aws(env):
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as deployed
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName=TABLE, KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
@@ -233,7 +234,8 @@ def wait_for(sfn, execution_arn: str, timeout_s: float = 60) -> dict:
     raise AssertionError(f"execution still running after {timeout_s}s")
 
 
-def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: str = "0123abcd") -> dict:
+def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: str = "0123abcd",
+             version_id: str | None = None) -> dict:
     """An S3 ObjectCreated:Put notification as S3 delivers it (key URL-encoded, '+' for spaces)."""
     return {"Records": [{
         "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
@@ -243,7 +245,8 @@ def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: 
         "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
                "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"},
                           "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0A1B2C3D4E5F678901"}},
+               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0A1B2C3D4E5F678901",
+                          **({"versionId": version_id} if version_id else {})}},
     }]}
 
 

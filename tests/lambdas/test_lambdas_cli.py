@@ -19,8 +19,6 @@ def stack(started):
     }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Spaceport", TemplateBody=json.dumps(template))
-    boto3.client("s3", region_name=REGION).put_bucket_versioning(
-        Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return started
 
 

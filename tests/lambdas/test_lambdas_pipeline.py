@@ -47,7 +47,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     calls = dict(machine.fake.calls)
     job_id = out["job_id"]
     assert calls["sfm"]["ProcessingJobName"] == f"{job_id}-sfm"
-    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/uploads/My Garden é.zip"
+    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/jobs/{job_id}/upload/"
+    staged = machine.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/upload/My Garden é.zip")["Body"].read()
+    assert staged == b"PK\x03\x04 photos"
     assert calls["sfm"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "sfm"]
     assert calls["train"]["HyperParameters"] and all(isinstance(v, str) for v in calls["train"]["HyperParameters"].values())
     model = f"s3://{BUCKET}/jobs/{job_id}/train/{job_id}-train/output/model.tar.gz"

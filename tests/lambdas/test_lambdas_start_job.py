@@ -93,9 +93,13 @@ def test_missing_object_and_malformed_request(started):
     assert out["status"] == "rejected"
 
 
-def test_new_version_of_the_same_key_is_a_new_job(started):
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"one")
-    (a,) = _handler()(s3_event("uploads/v.zip"), FakeContext())["jobs"]
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"two")
-    (b,) = _handler()(s3_event("uploads/v.zip"), FakeContext())["jobs"]
+def test_each_version_is_its_own_job_and_stages_its_own_bytes(started):
+    v1 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"one")["VersionId"]
+    v2 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"two")["VersionId"]
+    # The event for the first version arrives after the second upload: it must still get "one".
+    (a,) = _handler()(s3_event("uploads/v.zip", version_id=v1), FakeContext())["jobs"]
+    (b,) = _handler()(s3_event("uploads/v.zip", version_id=v2), FakeContext())["jobs"]
     assert a["status"] == b["status"] == "started" and a["job_id"] != b["job_id"]
+    for job, body in ((a, b"one"), (b, b"two")):
+        staged = started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job['job_id']}/upload/v.zip")["Body"].read()
+        assert staged == body

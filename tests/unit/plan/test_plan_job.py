@@ -53,7 +53,9 @@ def test_layout_matches_design():
     p = plan_job(_req(), SETTINGS)
     pre = f"s3://bucket/jobs/{p.job_id}/"
     assert p.prefix == pre and p.request_uri == pre + "request.json" and p.record_uri == pre + "job.json"
-    assert p.stage("sfm").input("upload").uri == "s3://bucket/uploads/My Garden é.zip"
+    # The upload is staged at its exact version under the job's own prefix (start_job copies it).
+    assert p.stage("sfm").input("upload").uri == pre + "upload/"
+    assert p.staged_upload_uri == pre + "upload/My Garden é.zip"
     assert p.stage("sfm").input("upload").path == "/opt/ml/processing/input/upload"
     assert p.stage("sfm").output("sfm").uri == pre + "sfm/"
     assert p.stage("sfm").output("sfm").path == "/opt/ml/processing/output/sfm"
@@ -112,6 +114,7 @@ def test_local_root_uses_the_same_layout():
     p = plan_job(req, PlanSettings(root="file:///work/out/"))
     assert p.stage("train").output("model").uri == f"file:///work/out/jobs/{p.job_id}/train/"
     assert p.stage("sfm").input("upload").uri == "file:///data/photos.zip"
+    assert p.staged_upload_uri is None  # read in place
     assert p.stage("train").output("model").local_path == f"/work/out/jobs/{p.job_id}/train/"
     assert JobRequest("file:///a%20b/c.zip").source_uri.endswith("c.zip")
     with pytest.raises(ValueError):
@@ -132,7 +135,7 @@ def test_execution_input_is_json_and_sagemaker_shaped():
     assert train["image"].endswith("/train:abc")
     assert {m["Name"] for m in train["metric_definitions"]} >= {"loss", "psnr", "test_psnr", "num_gaussians"}
     assert plan["stages"]["quality_gate"]["thresholds"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
-    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"].startswith("s3://bucket/uploads/")
+    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"] == f"s3://bucket/jobs/{p.job_id}/upload/"
 
 
 def test_spot_sets_max_wait_at_least_runtime():
