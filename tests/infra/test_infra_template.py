@@ -153,6 +153,15 @@ def test_alarms_cover_failed_executions_and_every_lambda(synth):
     lambda_alarms = [a for a in alarms if a["Properties"]["MetricName"] == "Errors"]
     assert len(lambda_alarms) == 4
     assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
+
+
+def test_start_job_failed_events_land_in_an_encrypted_queue(synth):
+    fn = synth.template["Resources"][synth.logical_id(synth.stack.functions.start_job)]["Properties"]
+    queue_id = synth.logical_id(synth.stack.functions.start_job_dlq)
+    assert fn["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    assert synth.template["Resources"][queue_id]["Properties"]["SqsManagedSseEnabled"] is True
+    assert fn["Timeout"] == 300
 
 
 def test_codebuild_builds_from_buildspec_with_docker(t):
