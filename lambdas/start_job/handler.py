@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -29,6 +29,25 @@ from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportE
 from spaceport.plan import JobRequest, job_id_for, plan_job
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: Leading bytes of each accepted type; a renamed file is rejected here, not after a SageMaker job starts.
+_VIDEO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def check_magic(name: str, head: bytes) -> None:
+    """Raise UnsupportedInput when the first bytes contradict the file's suffix."""
+    suffix = name.lower().rsplit(".", 1)[-1]
+    ok = {
+        "zip": head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
+        "png": head.startswith(b"\x89PNG\r\n\x1a\n"),
+        "jpg": head.startswith(b"\xff\xd8\xff"),
+        "jpeg": head.startswith(b"\xff\xd8\xff"),
+        "mp4": head[4:8] in _VIDEO_BOXES,
+        "mov": head[4:8] in _VIDEO_BOXES,
+        "m4v": head[4:8] in _VIDEO_BOXES,
+    }.get(suffix, False)
+    if not ok:
+        raise UnsupportedInput(f"{name!r} is named .{suffix} but its content is not a {suffix.upper()} file",
+                               "Upload the original file; renaming a file does not convert it")
 
 
 class StartRequest(BaseModel):
@@ -56,7 +75,8 @@ def _requests(event: Mapping[str, Any]) -> list[StartRequest]:
     return [StartRequest.model_validate(event)]
 
 
-def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeSettings) -> JobRequest:
+def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeSettings,
+              first_bytes: Callable[[], bytes]) -> JobRequest:
     """The JobRequest of an upload; raises InputInvalid/ConfigInvalid with what to fix."""
     meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
     email = req.email or meta.get("email") or None
@@ -81,6 +101,7 @@ def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeS
     if size > cfg.max_upload_bytes:
         raise InputInvalid(f"The upload is {size / 1e9:.1f} GB, over the {cfg.max_upload_bytes / 1e9:.1f} GB limit",
                            "Upload fewer or smaller photos, or a shorter video")
+    check_magic(req.key.rsplit("/", 1)[-1], first_bytes())
     return JobRequest.from_s3(req.bucket, req.key, version_id=head.get("VersionId") or req.version_id,
                               etag=head.get("ETag"), email=email, preset=preset, options=options,
                               size_bytes=size)
@@ -99,7 +120,13 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
             return {"status": "missing", "key": req.key}
         raise
     try:
-        request = _validate(req, head, cfg)
+        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+
+        def first_bytes() -> bytes:
+            obj = clients.s3.get_object(Bucket=req.bucket, Key=req.key, Range="bytes=0-15", **version)
+            return obj["Body"].read()
+
+        request = _validate(req, head, cfg, first_bytes)
         plan = plan_job(request, cfg.plan())
     except SpaceportError as exc:
         return _reject(req, head, exc, clients)
