@@ -149,10 +149,10 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     except clients.sfn.exceptions.ExecutionAlreadyExists:
         duplicate, arn = True, None
     if created:
-        record = clients.store.get(plan.job_id) or records.new_record(execution_input["plan"])
-        if record["status"] == "QUEUED":
-            record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
-            clients.store.save(record)
+        record = records.new_record(execution_input["plan"])
+        record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
+        # Conditional: never overwrite a record the execution has already finalised.
+        clients.store.save(record, if_status="QUEUED")
     status = "duplicate" if duplicate else "started"
     logger.info("job " + status, extra={"job_id": plan.job_id, "execution_arn": arn})
     return {"status": status, "job_id": plan.job_id, "execution_arn": arn}

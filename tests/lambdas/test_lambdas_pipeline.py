@@ -149,3 +149,19 @@ def test_no_address_skips_email(machine):
     assert desc["status"] == "SUCCEEDED"
     assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address"}
     assert _sent() == []
+
+
+def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine):
+    machine.fake.script["train"] = [LambdaError("SageMakerJobFailed", json.dumps(
+        {"FailureReason": "AlgorithmError: OutOfMemory: CUDA out of memory at 2.1M Gaussians. Lower max_gaussians."}))]
+    machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed["error"] == "SageMakerJobFailed"  # the raw stage error (in AWS: States.TaskFailed)
+    (msg,) = _sent()
+    assert msg.destinations["ToAddresses"] == ["ana@example.com"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["error"] == "OutOfMemory"
+    assert record["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
