@@ -200,3 +200,13 @@ def test_settings_reject_unknown_context_keys():
         DeploySettings.from_context({"instance_type": {}})
     with pytest.raises(ValueError, match="unknown stage"):
         DeploySettings.from_context({"instance_types": {"render": "ml.m5.large"}})
+
+
+def test_cdk_json_documents_every_setting():
+    import dataclasses
+
+    from infra_support import context
+
+    keys = set(context()["spaceport"])
+    fields = {f.name for f in dataclasses.fields(DeploySettings)} - {"account", "region"}
+    assert keys == fields
