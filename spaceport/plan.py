@@ -9,7 +9,7 @@ Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same pla
 
 The layout under the root is (DESIGN.md)::
 
-    jobs/<job_id>/request.json  sfm/  train/  compressed/  report/  job.json
+    jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
 Stage options come from each stage's config module (``spaceport.<stage>.config``) through
@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from spaceport.errors import ConfigInvalid
 
@@ -166,6 +167,13 @@ class Channel:
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "uri": self.uri, "path": self.path}
 
+    @property
+    def local_path(self) -> str:
+        """The filesystem path of a ``file://`` URI (percent-escapes decoded); ValueError for s3://."""
+        if not self.uri.startswith("file://"):
+            raise ValueError(f"{self.uri} is not a local (file://) URI")
+        return unquote(self.uri[len("file://"):])
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -259,6 +267,12 @@ class JobPlan:
         return self.prefix + "job.json"
 
     @property
+    def staged_upload_uri(self) -> str | None:
+        """Where the executor must copy the upload before the sfm stage (None: read in place)."""
+        uri = self.stage("sfm").input("upload").uri
+        return uri + self.request.source_name if uri.endswith("/") else None
+
+    @property
     def execution_name(self) -> str:
         """Step Functions execution name (the job id: one upload, one execution)."""
         return self.job_id
@@ -339,6 +353,19 @@ def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None =
     return to_strings(resolved)
 
 
+def _upload_uri(request: JobRequest, prefix: str) -> str:
+    """Where the sfm stage reads the upload.
+
+    On S3 the upload is first copied (by start_job, at its exact version) to
+    ``jobs/<job_id>/upload/<name>``: SageMaker's S3Prefix input would otherwise also match other
+    keys that start with the same name and read whatever version is newest when the job starts.
+    Locally the source file is read where it is.
+    """
+    if prefix.startswith("s3://") and request.source_uri.startswith("s3://"):
+        return f"{prefix}upload/"
+    return request.source_uri
+
+
 def _arguments(options: Mapping[str, str]) -> tuple[str, ...]:
     args: list[str] = []
     for key, value in options.items():
@@ -376,7 +403,7 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
         StageSpec(
             name="sfm", kind="processing", **res("sfm"),
             entrypoint=("spaceport", "sfm"), arguments=_arguments(opts["sfm"]), options=opts["sfm"],
-            inputs=(Channel("upload", request.source_uri, _PIN + "upload"),),
+            inputs=(Channel("upload", _upload_uri(request, prefix), _PIN + "upload"),),
             outputs=(Channel("sfm", uri["sfm"], _POUT + "sfm"),),
         ),
         StageSpec(

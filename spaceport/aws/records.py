@@ -224,9 +224,19 @@ class JobStore:
         self._mirror(record)
         return True
 
-    def save(self, record: Mapping[str, Any]) -> None:
-        self.table.put_item(Item=self._item(record))
+    def save(self, record: Mapping[str, Any], *, if_status: str | None = None) -> bool:
+        """Store ``record``; with ``if_status``, only while the stored status is still that (no race
+        with a faster writer). Returns whether it was written."""
+        kwargs: dict[str, Any] = {}
+        if if_status is not None:
+            kwargs = {"ConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
+                      "ExpressionAttributeValues": {":s": if_status}}
+        try:
+            self.table.put_item(Item=self._item(record), **kwargs)
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
         self._mirror(record)
+        return True
 
     def _mirror(self, record: Mapping[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record['job_id']}/job.json",

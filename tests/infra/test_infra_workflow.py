@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT
+from infra_support import ROOT
 
 from spaceport.plan import JOB_KINDS, STAGES, JobRequest, PlanSettings, plan_job
 

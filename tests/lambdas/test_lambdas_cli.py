@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 from spaceport.cli import main
 
@@ -19,8 +19,6 @@ def stack(started):
     }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Spaceport", TemplateBody=json.dumps(template))
-    boto3.client("s3", region_name=REGION).put_bucket_versioning(
-        Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return started
 
 

@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -47,7 +47,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     calls = dict(machine.fake.calls)
     job_id = out["job_id"]
     assert calls["sfm"]["ProcessingJobName"] == f"{job_id}-sfm"
-    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/uploads/My Garden é.zip"
+    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/jobs/{job_id}/upload/"
+    staged = machine.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/upload/My Garden é.zip")["Body"].read()
+    assert staged == b"PK\x03\x04 photos"
     assert calls["sfm"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "sfm"]
     assert calls["train"]["HyperParameters"] and all(isinstance(v, str) for v in calls["train"]["HyperParameters"].values())
     model = f"s3://{BUCKET}/jobs/{job_id}/train/{job_id}-train/output/model.tar.gz"
@@ -147,3 +149,19 @@ def test_no_address_skips_email(machine):
     assert desc["status"] == "SUCCEEDED"
     assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address"}
     assert _sent() == []
+
+
+def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine):
+    machine.fake.script["train"] = [LambdaError("SageMakerJobFailed", json.dumps(
+        {"FailureReason": "AlgorithmError: OutOfMemory: CUDA out of memory at 2.1M Gaussians. Lower max_gaussians."}))]
+    machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed["error"] == "SageMakerJobFailed"  # the raw stage error (in AWS: States.TaskFailed)
+    (msg,) = _sent()
+    assert msg.destinations["ToAddresses"] == ["ana@example.com"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["error"] == "OutOfMemory"
+    assert record["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body

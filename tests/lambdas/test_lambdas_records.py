@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import load_handler
+from lambdas_support import load_handler
 
 from spaceport.aws import records
 from spaceport.errors import QualityBelowTarget
