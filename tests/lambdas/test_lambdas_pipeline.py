@@ -240,3 +240,17 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
     record = _record(out["job_id"])
     assert record["status"] == "FAILED" and record["error"] == "OutOfMemory"
     assert record["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
+
+
+def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):
+    machine.fake.script["compress"] = [LambdaError("SageMakerJobFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed", "FailureReason": CAPACITY}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    job_id = out["job_id"]
+    assert [e.get("ProcessingJobName") for s, e in machine.fake.calls if s == "compress"] == [
+        f"{job_id}-compress", f"{job_id}-compress-r2"]
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "compress", "publish"]
+    record = _record(job_id)
+    assert record["stages"]["compress"]["job_name"] == f"{job_id}-compress-r2"
+    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
