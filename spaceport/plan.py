@@ -45,8 +45,10 @@ PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
 
 #: SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (63 chars). Step Functions execution
 #: names: 1-80 chars, no whitespace/brackets/wildcards/special chars. A job id is at most
-#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r9`` still fits in 63.
+#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r99`` still fits in 63.
 JOB_ID_MAX = 36
+#: Highest attempt number a stage's job name can carry (see :func:`stage_job_name`).
+MAX_ATTEMPTS = 99
 _SLUG_MAX = 16
 _HASH_LEN = 16
 
@@ -216,6 +218,7 @@ class StageSpec:
             return out
         out.update(
             job_name=self.job_name,
+            attempt=1,  # the workflow bumps it (and the job name) when it retries the stage
             image=self.image,
             options=dict(self.options),
             inputs={c.name: c.to_dict() for c in self.inputs},
@@ -328,6 +331,18 @@ def job_id_for(source_uri: str, source_version: str) -> str:
     return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
 
 
+def stage_job_name(job_id: str, stage: str, attempt: int = 1) -> str:
+    """SageMaker job name of ``stage``'s ``attempt`` (1-based): ``<job_id>-<stage>[-r<attempt>]``.
+
+    SageMaker never reuses a job name, so a stage retried by the workflow (capacity lost inside
+    the job) runs under a new name: attempt 2 is ``<job_id>-train-r2``. At most 36 + 9 + 4 = 49
+    of the 63 characters SageMaker allows.
+    """
+    if not 1 <= attempt <= MAX_ATTEMPTS:
+        raise ValueError(f"attempt must be 1..{MAX_ATTEMPTS}, got {attempt}")
+    return f"{job_id}-{stage}" if attempt == 1 else f"{job_id}-{stage}-r{attempt}"
+
+
 def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
 
@@ -396,7 +411,7 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
 
     def res(stage: str) -> dict[str, Any]:
         r = settings.resources(stage)
-        return {"job_name": f"{job_id}-{stage}", "image": r.image, "instance_type": r.instance_type,
+        return {"job_name": stage_job_name(job_id, stage), "image": r.image, "instance_type": r.instance_type,
                 "volume_gb": r.volume_gb, "max_runtime_s": r.max_runtime_s}
 
     stages = (
@@ -434,6 +449,9 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
                 Channel("sfm", uri["sfm"], _PIN + "sfm"),
                 Channel("train", uri["train"], _PIN + "train"),
                 Channel("compressed", uri["compressed"], _PIN + "compressed"),
+                # The job record as it stands before publish (per-stage seconds, cost, metrics):
+                # one object, so SageMaker puts it at /opt/ml/processing/input/job/job.json.
+                Channel("job", prefix + "job.json", _PIN + "job"),
             ),
             outputs=(Channel("report", uri["report"], _POUT + "report"),),
         ),

@@ -112,11 +112,15 @@ class FakeSageMaker:
     def __init__(self) -> None:
         self.script: dict[str, list] = {}
         self.calls: list[tuple[str, dict]] = []
+        #: ``hooks[stage](event)`` runs when that stage's job "starts" (inside moto: it may read S3).
+        self.hooks: dict[str, object] = {}
         self.metrics = {"test_psnr": 26.5, "test_ssim": 0.91, "num_gaussians": 412345.0, "loss": 0.03}
 
     def __call__(self, event: dict) -> dict:
         stage = event["Environment"]["SPACEPORT_STAGE"]
         self.calls.append((stage, event))
+        if stage in self.hooks:
+            self.hooks[stage](event)
         outcomes = self.script.get(stage) or []
         outcome = outcomes.pop(0) if outcomes else "ok"
         if outcome != "ok":
@@ -198,6 +202,8 @@ def render_asl_for_moto() -> str:
         for retry in state.get("Retry", []):
             retry["IntervalSeconds"] = 1  # keep the test fast; the backoff shape is asserted elsewhere
             retry.pop("JitterStrategy", None)
+    # The workflow's own capacity retries wait 0 s here (the Wait state still runs).
+    asl["States"]["ClassifyFailure"]["Parameters"]["Payload"]["policy"]["interval_s"] = 0
     return json.dumps(asl)
 
 

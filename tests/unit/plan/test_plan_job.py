@@ -45,6 +45,18 @@ def test_ids_respect_sagemaker_and_step_functions_name_rules(key):
             assert SM_NAME.match(s.job_name + "-r9"), s.job_name
 
 
+def test_retried_job_names_are_unique_and_valid():
+    p = plan_job(JobRequest.from_s3("bucket", "uploads/" + "a" * 500, etag="e"), SETTINGS)
+    names = {P.stage_job_name(p.job_id, s, n) for s in P.JOB_KINDS for n in range(1, P.MAX_ATTEMPTS + 1)}
+    assert len(names) == len(P.JOB_KINDS) * P.MAX_ATTEMPTS
+    assert all(SM_NAME.match(n) for n in names)
+    assert P.stage_job_name(p.job_id, "train") == p.stage("train").job_name
+    assert P.stage_job_name(p.job_id, "train", 2) == p.stage("train").job_name + "-r2"
+    assert p.to_execution_input()["plan"]["stages"]["train"]["attempt"] == 1
+    with pytest.raises(ValueError):
+        P.stage_job_name(p.job_id, "train", 0)
+
+
 def test_job_id_shape():
     assert plan_job(_req(), SETTINGS).job_id.startswith("sp-my-garden-e-")
 
@@ -66,8 +78,11 @@ def test_layout_matches_design():
     assert p.stage("compress").input("model").path == "/opt/ml/processing/input/model"
     assert p.stage("compress").output("compressed").uri == pre + "compressed/"
     pub = p.stage("publish")
-    assert [c.name for c in pub.inputs] == ["sfm", "train", "compressed"]
-    assert [c.path for c in pub.inputs] == [f"/opt/ml/processing/input/{n}" for n in ("sfm", "train", "compressed")]
+    assert [c.name for c in pub.inputs] == ["sfm", "train", "compressed", "job"]
+    assert [c.path for c in pub.inputs] == [f"/opt/ml/processing/input/{n}"
+                                            for n in ("sfm", "train", "compressed", "job")]
+    # The job record (per-stage seconds for the report) is one object, not a folder.
+    assert pub.input("job").uri == p.record_uri == pre + "job.json"
     assert pub.output("report").uri == pre + "report/"
     assert pub.entrypoint == ("spaceport", "publish")
 
