@@ -267,7 +267,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"The loss became {float(loss)} at step {step + 1}; no splat was written",
+                raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
                                        step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
             loss.backward()
