@@ -271,3 +271,11 @@ def test_gaussian_cap_is_enforced(scene, tmp_path):
 
     metrics = train(scene, tmp_path, tiny(max_gaussians="1500", sky_points="0"))
     assert metrics["num_gaussians"] <= 1500
+
+
+def test_target_psnr_stops_early(scene, tmp_path, capsys):
+    from spaceport.train.trainer import train
+
+    metrics = train(scene, tmp_path, tiny(target_psnr="5", eval_every="10"))
+    assert metrics["stopped_early"] and metrics["steps"] == 10
+    assert "stage=train step=10 test_psnr=" in capsys.readouterr().out
