@@ -13,8 +13,9 @@ mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`
   stop (exclusively) once T would reach 1e-4,
   background weighted by the final T.
 
-Projection is written elementwise (one GEMM for the view rotation): gsplat's torch reference
-builds batched 3×3 einsums that cost ~30× more on CPU. Compositing gathers each tile's depth-sorted
+Projection is written elementwise (one GEMM for the view rotation) instead of gsplat's batched
+3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md; the issue's ~30× was
+measured with an older torch). Compositing gathers each tile's depth-sorted
 Gaussians into a padded ``[tiles, pixels, K]`` block (8×8 tiles: the image does not depend on the
 tile size, and small tiles waste fewer pixel-Gaussian pairs), tiles bucketed by list length so padding stays
 small, and K processed in slices that carry the transmittance so memory stays bounded.
