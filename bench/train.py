@@ -214,10 +214,14 @@ def gpu_part(steps: int = 7000) -> list[str]:
     train_v = [v for v in views if v.split == "train"]
     test_v = [v for v in views if v.split == "test"]
     dev = torch.device("cuda")
+    import numpy as np
+
+    centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
+    scene_scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1)
     params = init_params(model.points.xyz, model.points.rgb, cfg, dev)
-    opts = make_optimizers(params, cfg, 1.0)
+    opts = make_optimizers(params, cfg, scene_scale)
     strat = DefaultStrategy()
-    state = strat.initialize_state(scene_scale=1.0)
+    state = strat.initialize_state(scene_scale=scene_scale)
     torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
 
