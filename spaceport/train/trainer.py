@@ -271,6 +271,8 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
                                        step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
             loss.backward()
+            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+                info["means2d"].grad = torch.zeros_like(info["means2d"])
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
