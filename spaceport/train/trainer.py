@@ -266,11 +266,17 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             img, info = render(params, view, sh_now, bg)
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
+            if cfg.opacity_reg:
+                loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()
+            if cfg.scale_reg:
+                loss = loss + cfg.scale_reg * torch.exp(params["scales"]).mean()
             if not torch.isfinite(loss):
-                raise TrainingDiverged(f"The loss became {float(loss)} at step {step + 1}; no splat was written",
+                raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
                                        step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
             loss.backward()
+            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+                info["means2d"].grad = torch.zeros_like(info["means2d"])
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
@@ -344,6 +350,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if ckpt_path and ckpt_path.is_file():
         ckpt_path.unlink()  # finished: a later run with the same options starts afresh
+    if checkpoint_dir and checkpoint_dir.parent == out_dir and checkpoint_dir.is_dir() and not any(
+            checkpoint_dir.iterdir()):
+        checkpoint_dir.rmdir()  # the local default (OUT/checkpoints) leaves no empty folder behind
     progress.emit(STAGE, final=1, test_psnr=round(test_psnr, 3), test_ssim=round(test_ssim, 4),
                   num_gaussians=len(splat), seconds=seconds)
     return metrics
