@@ -21,6 +21,8 @@ from spaceport.errors import SpaceportError
 
 #: (module, attribute) of each subcommand, in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
+    ("spaceport.scenes.command", "demo_scene"),
+    ("spaceport.train.command", "train_command"),
     ("spaceport.compress.command", "compress"),
 ]
 
