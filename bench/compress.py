@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,25 +29,33 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spaceport.compress.quality import compare, orbit_cameras, render_all  # noqa: E402
+from spaceport.compress.quality import cameras_from_json, compare, orbit_cameras, render_all  # noqa: E402
 from spaceport.compress.sog import decode_sog  # noqa: E402
 from spaceport.compress.synthetic import synthetic_splat  # noqa: E402
-from spaceport.splat import write_ply  # noqa: E402
+from spaceport.splat import read_ply, write_ply  # noqa: E402
 
 SPLAT_TRANSFORM = ROOT / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"
 
 
 def timed(cmd: list[str], timeout: float) -> dict:
-    """Run under /usr/bin/time -v; wall seconds, peak RSS (MB), and whether it finished."""
+    """Run under /usr/bin/time -v; wall seconds, peak RSS (MB), and whether it finished.
+
+    The command runs in its own process group, so a timeout kills the tool itself and not just
+    /usr/bin/time (which would leave node holding the pipes and the wait hanging).
+    """
     t = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, timeout=timeout)
+        _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"ok": False, "seconds": round(time.perf_counter() - t, 1), "why": f"timeout after {timeout:.0f} s"}
     seconds = time.perf_counter() - t
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     if proc.returncode != 0:
-        return {"ok": False, "seconds": round(seconds, 1), "why": proc.stderr.strip().splitlines()[-1][:200]}
+        return {"ok": False, "seconds": round(seconds, 1), "why": err.strip().splitlines()[-1][:200]}
     return {"ok": True, "seconds": round(seconds, 2), "peak_mb": round(int(m.group(1)) / 1024, 1) if m else None}
 
 
@@ -77,38 +86,52 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to splat-transform per case")
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--ply", type=Path, action="append", default=[],
+                    help="also race on this (trained) splat.ply; its cameras.json is used when beside it")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compress.md")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     desc = machine()
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
-        for n in [int(x) for x in args.sizes.split(",")]:
-            for d in [int(x) for x in args.degrees.split(",")]:
-                case = Path(tmp) / f"n{n}_sh{d}"
-                case.mkdir()
+        cases = [(n, d, None) for n in [int(x) for x in args.sizes.split(",") if x]
+                 for d in [int(x) for x in args.degrees.split(",") if x]]
+        cases += [(None, None, p) for p in args.ply]
+        for n, d, given in cases:
+            case = Path(tmp) / (f"n{n}_sh{d}" if given is None else f"ply_{given.parent.name}")
+            case.mkdir()
+            if given is None:
                 splat = synthetic_splat(n, d, seed=n + d)
                 ply_bytes = write_ply(splat, case / "splat.ply")
-                ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
-                              str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
-                theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
-                                str(case / "theirs.sog")], args.timeout)
-                views = orbit_cameras(splat, args.views, args.resolution)
-                ref = render_all(splat, views)
-                row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs}
-                if ours["ok"]:
-                    summary = json.loads((case / "ours" / "compress.json").read_text())
-                    ours["bytes"] = summary["outputs"]["scene.sog"]
-                    ours["steps"] = summary["seconds"]["sog_steps"]
-                    ours.update(compare(ref, decode_sog(case / "ours" / "scene.sog"), views))
-                if theirs["ok"]:
-                    theirs["bytes"] = (case / "theirs.sog").stat().st_size
-                    theirs.update(compare(ref, decode_sog(case / "theirs.sog"), views))
-                else:
-                    notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
-                                 f"are a lower bound and its bytes/PSNR are unknown.")
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+            else:
+                splat = read_ply(given)
+                n, d = len(splat), splat.sh_degree
+                ply_bytes = given.stat().st_size
+                (case / "splat.ply").symlink_to(given.resolve())
+            ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
+                          str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
+            theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
+                            str(case / "theirs.sog")], args.timeout)
+            cams = given.parent / "cameras.json" if given is not None else None
+            views = (cameras_from_json(cams, args.views, args.resolution) if cams and cams.is_file()
+                     else orbit_cameras(splat, args.views, args.resolution))
+            ref = render_all(splat, views)
+            row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs,
+                   "scene": "synthetic" if given is None else f"trained ({given})",
+                   "views": "orbit" if not (cams and cams.is_file()) else "cameras.json"}
+            if ours["ok"]:
+                summary = json.loads((case / "ours" / "compress.json").read_text())
+                ours["bytes"] = summary["outputs"]["scene.sog"]
+                ours["steps"] = summary["seconds"]["sog_steps"]
+                ours.update(compare(ref, decode_sog(case / "ours" / "scene.sog"), views))
+            if theirs["ok"]:
+                theirs["bytes"] = (case / "theirs.sog").stat().st_size
+                theirs.update(compare(ref, decode_sog(case / "theirs.sog"), views))
+            else:
+                notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
+                             f"are a lower bound and its bytes/PSNR are unknown.")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
 
     lines = [
         "# Compression benchmark: spaceport vs splat-transform",
@@ -127,9 +150,9 @@ def main() -> None:
         f".sog vs renders of the uncompressed splat, {args.views} orbit views at {args.resolution} px "
         "(spaceport.train.rasterize on the CPU).",
         "",
-        "| N | SH | PLY MB | spaceport s | splat-transform s | speed-up | spaceport MB | splat-transform MB "
+        "| scene | N | SH | PLY MB | spaceport s | splat-transform s | speed-up | spaceport MB | splat-transform MB "
         "| size ours/theirs | PLY/ours | PSNR ours dB | PSNR theirs dB | SSIM ours | SSIM theirs | peak MB ours / theirs |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         o, t = r["ours"], r["theirs"]
@@ -138,7 +161,7 @@ def main() -> None:
         speed = (t["seconds"] / o["seconds"]) if o["ok"] else None
         speed_s = (f"{speed:.1f}x" if t["ok"] else f"> {speed:.0f}x") if speed else "-"
         ob, tb = o.get("bytes"), t.get("bytes")
-        cells = [r["n"], r["degree"], f"{r['ply_bytes'] / 1e6:.2f}", o_s, t_s, speed_s,
+        cells = [r.get("scene", "synthetic").split(" (")[0], r["n"], r["degree"], f"{r['ply_bytes'] / 1e6:.2f}", o_s, t_s, speed_s,
                  f"{ob / 1e6:.3f}" if ob else "-", f"{tb / 1e6:.3f}" if tb else "-",
                  f"{ob / tb:.3f}" if ob and tb else "-", f"{r['ply_bytes'] / ob:.1f}" if ob else "-",
                  o.get("psnr", "-"), t.get("psnr", "-"), o.get("ssim", "-"), t.get("ssim", "-"),
