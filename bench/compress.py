@@ -59,6 +59,28 @@ def timed(cmd: list[str], timeout: float) -> dict:
     return {"ok": True, "seconds": round(seconds, 2), "peak_mb": round(int(m.group(1)) / 1024, 1) if m else None}
 
 
+def ground_truth(folder: Path, views: list) -> list | None:
+    """The photos of the views, resized to the render size (None when any is missing)."""
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for v in views:
+        path = folder / v.name
+        if not path.is_file():
+            return None
+        with Image.open(path) as im:
+            out.append(np.asarray(im.convert("RGB").resize((v.width, v.height), Image.LANCZOS), np.float32) / 255)
+    return out
+
+
+def psnr_vs(renders: list, gt: list) -> float:
+    import numpy as np
+
+    mse = float(np.mean([np.mean((r - g) ** 2) for r, g in zip(renders, gt, strict=True)]))
+    return round(10 * np.log10(1 / max(mse, 1e-12)), 3)
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     try:
@@ -88,6 +110,8 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=256)
     ap.add_argument("--ply", type=Path, action="append", default=[],
                     help="also race on this (trained) splat.ply; its cameras.json is used when beside it")
+    ap.add_argument("--images", type=Path, default=None,
+                    help="ground-truth images named as in cameras.json: adds PSNR vs ground truth for --ply cases")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compress.md")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -171,6 +195,31 @@ def main() -> None:
     for r in rows:
         if r["ours"]["ok"]:
             lines.append(f"- N={r['n']}, SH{r['degree']}: {r['ours']['steps']}")
+    lines += ["", "Goals (issue #4), per case:", ""]
+    for r in rows:
+        o, t = r["ours"], r["theirs"]
+        if not o["ok"]:
+            continue
+        label = f"{r.get('scene', 'synthetic').split(' (')[0]} N={r['n']} SH{r['degree']}"
+        parts = []
+        if r["degree"] == 3:
+            speed = t["seconds"] / o["seconds"]
+            parts.append(f"speed-up {'>' if not t['ok'] else ''}{speed:.1f}x (goal >= 10x: "
+                         f"{'met' if speed >= 10 else ('met as a lower bound' if not t['ok'] else 'NOT met')})")
+        if t["ok"]:
+            parts.append(f"size ours/theirs {o['bytes'] / t['bytes']:.3f} (goal <= 1.05: "
+                         f"{'met' if o['bytes'] <= 1.05 * t['bytes'] else 'NOT met'})")
+            parts.append(f"PSNR ours - theirs {o['psnr'] - t['psnr']:+.2f} dB (goal >= 0: "
+                         f"{'met' if o['psnr'] >= t['psnr'] else 'NOT met'})")
+        ratio = r["ply_bytes"] / o["bytes"]
+        parts.append(f"PLY/SOG {ratio:.1f}x (goal >= 15x: {'met' if ratio >= 15 else 'NOT met'}; PSNR vs the "
+                     f"uncompressed render {o['psnr']:.1f} dB)")
+        if "gt_psnr_uncompressed" in r and "gt_psnr" in o:
+            loss = r["gt_psnr_uncompressed"] - o["gt_psnr"]
+            parts.append(f"PSNR vs ground-truth photos: uncompressed {r['gt_psnr_uncompressed']:.2f} dB, ours "
+                         f"{o['gt_psnr']:.2f} dB" + (f", theirs {t['gt_psnr']:.2f} dB" if "gt_psnr" in t else "")
+                         + f" -> loss {loss:.2f} dB (goal <= 0.5: {'met' if loss <= 0.5 else 'NOT met'})")
+        lines.append(f"- {label}: " + "; ".join(parts))
     if notes:
         lines += ["", "Skipped or unfinished:", ""] + [f"- {x}" for x in notes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
