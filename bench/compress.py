@@ -143,14 +143,23 @@ def main() -> None:
             row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs,
                    "scene": "synthetic" if given is None else f"trained ({given})",
                    "views": "orbit" if not (cams and cams.is_file()) else "cameras.json"}
+            gt = ground_truth(args.images, views) if given is not None and args.images else None
+            if gt is not None:
+                row["gt_psnr_uncompressed"] = psnr_vs(ref, gt)
             if ours["ok"]:
                 summary = json.loads((case / "ours" / "compress.json").read_text())
                 ours["bytes"] = summary["outputs"]["scene.sog"]
                 ours["steps"] = summary["seconds"]["sog_steps"]
-                ours.update(compare(ref, decode_sog(case / "ours" / "scene.sog"), views))
+                decoded = decode_sog(case / "ours" / "scene.sog")
+                ours.update(compare(ref, decoded, views))
+                if gt is not None:
+                    ours["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
             if theirs["ok"]:
                 theirs["bytes"] = (case / "theirs.sog").stat().st_size
-                theirs.update(compare(ref, decode_sog(case / "theirs.sog"), views))
+                decoded = decode_sog(case / "theirs.sog")
+                theirs.update(compare(ref, decoded, views))
+                if gt is not None:
+                    theirs["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
             else:
                 notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
                              f"are a lower bound and its bytes/PSNR are unknown.")
