@@ -151,3 +151,31 @@ def test_cuda_device_without_gpu_is_a_config_error():
 
     with pytest.raises(ConfigInvalid):
         quant.pick_device("cuda")
+
+
+def test_bundle_fits_the_playcanvas_engine_zip_reader(tmp_path, small_splat):
+    """The engine (playcanvas 2.23 SogBundleParser) reads the EOCD at exactly len-22 (no comment),
+    no Zip64, and only stored/deflate entries; check our bundle the way it parses it."""
+    import struct
+
+    images = sog.encode_sog(small_splat, iterations=2)
+    images.write_bundle(tmp_path / "scene.sog")
+    data = (tmp_path / "scene.sog").read_bytes()
+    magic, _, _, _, count, cd_size, cd_off, _ = struct.unpack("<IHHHHIIH", data[-22:])
+    assert magic == 0x06054B50 and cd_off + cd_size == len(data) - 22
+    names, off = [], cd_off
+    for _ in range(count):
+        assert struct.unpack("<I", data[off:off + 4])[0] == 0x02014B50
+        method, = struct.unpack("<H", data[off + 10:off + 12])
+        csize, = struct.unpack("<I", data[off + 20:off + 24])
+        nlen, elen, clen = struct.unpack("<HHH", data[off + 28:off + 34])
+        lfh, = struct.unpack("<I", data[off + 42:off + 46])
+        name = data[off + 46:off + 46 + nlen].decode()
+        assert method == 0 and struct.unpack("<I", data[lfh:lfh + 4])[0] == 0x04034B50
+        ln, le = struct.unpack("<HH", data[lfh + 26:lfh + 30])
+        body = data[lfh + 30 + ln + le:lfh + 30 + ln + le + csize]
+        expected = images.meta_json() if name == "meta.json" else images.files[name]
+        assert body == expected
+        names.append(name)
+        off += 46 + nlen + elen + clen
+    assert names[0] == "meta.json" and set(names) == {"meta.json", *images.files}

@@ -201,3 +201,27 @@ def test_presets_and_config_parse():
         assert isinstance(from_strings(CompressConfig, overrides), CompressConfig), name
     cfg = from_strings(CompressConfig, {"size-budget-mb": "2.5", "sh_degree": "1"})
     assert cfg.size_budget_mb == 2.5 and cfg.sh_degree == 1
+
+
+def test_sagemaker_processing_paths_by_default(tmp_path, small_ply, monkeypatch, capsys):
+    root = tmp_path / "ml"
+    model = root / "processing" / "input" / "model"
+    model.mkdir(parents=True)
+    (model / "splat.ply").write_bytes(small_ply.read_bytes())
+    monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
+    code, out, err = _run([*FAST, "--evaluate-quality", "false"], capsys)
+    assert code == 0, err
+    done = root / "processing" / "output" / "compressed"
+    assert (done / "scene.sog").is_file() and (done / "scene.spz").is_file() and (done / "compress.json").is_file()
+    assert "stage=compress final=1" in out
+
+
+def test_sagemaker_failure_file_names_the_error(tmp_path, monkeypatch, capsys):
+    root = tmp_path / "ml"
+    model = root / "processing" / "input" / "model"
+    model.mkdir(parents=True)
+    (model / "splat.ply").write_bytes(b"not a ply at all")
+    monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
+    code, _, err = _run(FAST, capsys)
+    assert code == 2 and "error: ModelInvalid" in err
+    assert (root / "output" / "failure").read_text().startswith("ModelInvalid: splat.ply is not a PLY file")
