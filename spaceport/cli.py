@@ -23,6 +23,7 @@ from spaceport.errors import SpaceportError
 COMMANDS: list[tuple[str, str]] = [
     ("spaceport.sfm.command", "sfm"),
     ("spaceport.scenes.command", "demo_scene"),
+    ("spaceport.train.command", "train_command"),
     ("spaceport.compress.command", "compress"),
     ("spaceport.run_command", "run_command"),
     ("spaceport.publish.command", "publish_command"),

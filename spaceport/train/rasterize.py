@@ -35,6 +35,8 @@ ALPHA_MAX = 0.999  # gsplat's clamp (the Inria rasterizer uses 0.99)
 ALPHA_MIN = 1.0 / 255.0  # ALPHA_THRESHOLD in gsplat's Common.h
 T_MIN = 1e-4  # a pixel is done when T would fall to this
 TILE = 16
+#: tile edge of the CPU compositor (px): tiles only bound work here, the image does not depend on it
+CPU_TILE = 8
 #: elements (tiles x 256 px x Gaussians) composited per slice: bounds the autograd memory per slice
 SLICE_ELEMENTS = 1 << 22
 
@@ -54,10 +56,9 @@ def tune_malloc() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    m_trim_threshold, m_mmap_threshold, m_arena_max = -1, -3, -8
+    m_trim_threshold, m_mmap_threshold = -1, -3
     ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1  # glibc's ceiling on 64-bit (HEAP_MAX / 2)
     ok &= libc.mallopt(m_trim_threshold, 1 << 30) == 1
-    ok &= libc.mallopt(m_arena_max, 2) == 1
     return bool(ok)
 
 
@@ -165,6 +166,57 @@ def intersect_tiles(
     return gauss, offsets
 
 
+class _CompositeSlice(torch.autograd.Function):
+    """Front-to-back compositing of one K-slice of a bucket of tiles, with a hand-written backward.
+
+    σ is a quadratic in the pixel position, so for all pixels of a tile at once it is one GEMM:
+    ``σ = feat [P,6] @ coef [B,6,k]`` with ``feat = (x², y², xy, x, y, 1)`` in tile-centred pixel
+    coordinates (small numbers, so float32 keeps ~1e-5 absolute precision) and ``coef`` built
+    differentiably from the conic and the 2D mean. The backward mirrors gsplat's kernel: no
+    gradient through the 0.999 clamp, the 1/255 skip or the T stop.
+    """
+
+    @staticmethod
+    def forward(ctx, coef, opac, colors, T0, feat, inside):
+        sigma = torch.matmul(feat, coef)  # [B, P, k]
+        raw = opac[:, None, :] * torch.exp(-sigma)
+        alpha = torch.clamp_max(raw, ALPHA_MAX)
+        keep = (sigma >= 0) & (alpha >= ALPHA_MIN) & inside[:, None, :]
+        alpha = alpha * keep
+        Tk = T0[..., None] * torch.cumprod(1 - alpha, -1)  # T after each Gaussian
+        # the pixel stops before the Gaussian that would take T to <= 1e-4 (monotone along k)
+        done = Tk <= T_MIN
+        alpha = alpha.masked_fill_(done, 0.0)
+        T_end = torch.minimum(Tk.masked_fill(done, 2.0).amin(-1), T0)
+        T_before = torch.cat([T0[..., None], Tk[..., :-1]], -1)
+        w = alpha * T_before
+        rgb = torch.bmm(w, colors)
+        free = keep & ~done & (raw < ALPHA_MAX)  # where α is differentiable
+        ctx.save_for_backward(alpha, T_before, T_end, T0, free, colors, feat, opac)
+        return rgb, T_end
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_T):
+        alpha, T_before, T_end, T0, free, colors, feat, opac = ctx.saved_tensors
+        g_T = torch.zeros_like(T_end) if g_T is None else g_T
+        cg = torch.bmm(g_rgb, colors.transpose(1, 2))  # c_i · dL/drgb, [B, P, k]
+        w = alpha * T_before
+        g_colors = torch.bmm(w.transpose(1, 2), g_rgb)
+        term = w * cg
+        tail = T_end * g_T  # the background / later slices see T_end
+        total = term.sum(-1) + tail
+        # contribution of everything behind Gaussian i: Σ_{j>i} w_j c_j·g + T_end g_T
+        behind = total[..., None] - torch.cumsum(term, -1)
+        g_alpha = T_before * cg - behind / (1 - alpha)
+        g_T0 = total / T0
+        g_alpha = g_alpha * free
+        # α = o·exp(-σ):  dα/dσ = -α,  dα/do = α/o
+        g_sigma = -(alpha * g_alpha)
+        g_opac = (alpha * g_alpha).sum(1) / opac.clamp(min=1e-12)
+        g_coef = torch.matmul(feat.transpose(-1, -2), g_sigma)  # [B, 6, k]
+        return g_coef, g_opac, g_colors, g_T0, None, None
+
+
 def composite_tiles(
     means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, background: Tensor,
     gauss: Tensor, offsets: Tensor, width: int, height: int, tile: int = TILE,
@@ -173,15 +225,17 @@ def composite_tiles(
 
     Returns ``colors [H,W,ch]`` and ``alphas [H,W,1]``; differentiable in every Gaussian input.
     """
+    dtype = means2d.dtype
     tile_w, tile_h = math.ceil(width / tile), math.ceil(height / tile)
     n_tiles = tile_w * tile_h
     ch = colors.shape[-1]
     counts = offsets[1:] - offsets[:-1]
     busy = torch.nonzero(counts).squeeze(1)
     busy = busy[torch.argsort(counts[busy], stable=True)]  # similar lengths together: little padding
-    yy, xx = torch.meshgrid(torch.arange(tile, dtype=means2d.dtype), torch.arange(tile, dtype=means2d.dtype),
-                            indexing="ij")
-    pix = torch.stack([xx.flatten(), yy.flatten()], -1) + 0.5  # pixel centres inside a tile [256, 2]
+    yy, xx = torch.meshgrid(torch.arange(tile, dtype=dtype), torch.arange(tile, dtype=dtype), indexing="ij")
+    half = tile / 2.0
+    px, py = xx.flatten() + 0.5 - half, yy.flatten() + 0.5 - half  # tile-centred pixel centres
+    feat = torch.stack([px * px, py * py, px * py, px, py, torch.ones_like(px)], -1)  # [P, 6]
     px_count = tile * tile
 
     out_rgb, out_T, out_tiles = [], [], []
@@ -196,10 +250,9 @@ def composite_tiles(
             j += 1
         tiles = busy[i:j]
         B = len(tiles)
-        origin = torch.stack([(tiles % tile_w) * tile, (tiles // tile_w) * tile], -1).to(means2d.dtype)
-        p = origin[:, None, :] + pix[None]  # [B, 256, 2]
-        T = torch.ones(B, px_count, dtype=means2d.dtype)
-        rgb = torch.zeros(B, px_count, ch, dtype=means2d.dtype)
+        centre = torch.stack([(tiles % tile_w) * tile, (tiles // tile_w) * tile], -1).to(dtype) + half
+        T = torch.ones(B, px_count, dtype=dtype)
+        rgb = torch.zeros(B, px_count, ch, dtype=dtype)
         kslice = max(1, SLICE_ELEMENTS // (B * px_count))
         ar = torch.arange(kmax)
         start, count = offsets[tiles], counts[tiles]
@@ -207,32 +260,26 @@ def composite_tiles(
             k = ar[k0:k0 + kslice]
             inside = k[None, :] < count[:, None]  # [B, k]
             g = gauss[torch.where(inside, start[:, None] + k[None, :], 0)]
-            d = p[:, :, None, :] - means2d[g][:, None, :, :]  # [B, 256, k, 2]
-            dx, dy = d[..., 0], d[..., 1]
-            con = conics[g][:, None]  # [B, 1, k, 3]
-            sigma = 0.5 * (con[..., 0] * dx * dx + con[..., 2] * dy * dy) + con[..., 1] * dx * dy
-            alpha = torch.clamp_max(opacities[g][:, None, :] * torch.exp(-sigma), ALPHA_MAX)
-            keep = (sigma >= 0) & (alpha >= ALPHA_MIN) & inside[:, None, :]
-            alpha = torch.where(keep, alpha, 0.0)
-            with torch.no_grad():  # the pixel stops before the Gaussian that takes T to <= 1e-4
-                done = (T.detach()[..., None] * torch.cumprod(1 - alpha, -1)) <= T_MIN
-            alpha = alpha.masked_fill(done, 0.0)
-            Tk = T[..., None] * torch.cumprod(1 - alpha, -1)  # T after each Gaussian
-            T_before = torch.cat([T[..., None], Tk[..., :-1]], -1)
-            w = alpha * T_before
-            rgb = rgb + torch.bmm(w, colors[g])
-            T = Tk[..., -1]
+            m = means2d[g] - centre[:, None, :]  # [B, k, 2]
+            con = conics[g]
+            a, b, c = con[..., 0], con[..., 1], con[..., 2]
+            mx, my = m[..., 0], m[..., 1]
+            # σ(x, y) = ½a(x-mx)² + ½c(y-my)² + b(x-mx)(y-my), expanded in (x², y², xy, x, y, 1)
+            coef = torch.stack([0.5 * a, 0.5 * c, b, -(a * mx + b * my), -(c * my + b * mx),
+                                0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my], 1)  # [B, 6, k]
+            d_rgb, T = _CompositeSlice.apply(coef, opacities[g], colors[g], T, feat, inside)
+            rgb = rgb + d_rgb
         out_rgb.append(rgb)
         out_T.append(T)
         out_tiles.append(tiles)
         i = j
 
-    full_rgb = background.to(means2d.dtype).expand(n_tiles, px_count, ch)
-    full_T = torch.ones(n_tiles, px_count, dtype=means2d.dtype)
+    full_rgb = background.to(dtype).expand(n_tiles, px_count, ch)
+    full_T = torch.ones(n_tiles, px_count, dtype=dtype)
     if out_tiles:
         idx = torch.cat(out_tiles)
         T_busy = torch.cat(out_T)
-        rgb_busy = torch.cat(out_rgb) + T_busy[..., None] * background.to(means2d.dtype)
+        rgb_busy = torch.cat(out_rgb) + T_busy[..., None] * background.to(dtype)
         full_rgb = full_rgb.index_copy(0, idx, rgb_busy)
         full_T = full_T.index_copy(0, idx, T_busy)
 
@@ -259,7 +306,7 @@ def rasterization_cpu(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
     viewmats: Tensor, Ks: Tensor, width: int, height: int, *, near_plane: float = 0.01,
     far_plane: float = 1e10, radius_clip: float = 0.0, eps2d: float = 0.3, sh_degree: int | None = None,
-    backgrounds: Tensor | None = None, rasterize_mode: str = "classic", tile_size: int = TILE,
+    backgrounds: Tensor | None = None, rasterize_mode: str = "classic", tile_size: int = CPU_TILE,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
     """The CPU path of :func:`rasterization` (same arguments and outputs as gsplat's)."""
     C = viewmats.shape[0]

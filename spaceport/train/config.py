@@ -1,0 +1,139 @@
+"""Options of the training stage: one frozen dataclass, a docstring per field, and three presets.
+
+Imports only the stdlib and spaceport.config/errors: the Lambdas and the CDK app read it to plan
+a job. Values arrive as strings (SageMaker hyperparameters, CLI flags) via
+:func:`spaceport.config.from_strings`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from spaceport.errors import ConfigInvalid
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to turn an SfM model and its images into a Gaussian splat."""
+
+    steps: int = 7000
+    """Optimisation steps (one image per step)."""
+    strategy: Literal["default", "mcmc"] = "default"
+    """Densification: gsplat's DefaultStrategy (split/clone/prune; CPU or GPU) or MCMCStrategy (CUDA only)."""
+    max_gaussians: int = 1_500_000
+    """Cap on the number of Gaussians (MCMC's cap_max; with 'default' the lowest-opacity ones are pruned)."""
+    sh_degree: int = 3
+    """Spherical-harmonics degree of the colours (0-3); bands are added progressively."""
+    sh_degree_interval: int = 1000
+    """Steps between adding one SH band."""
+    test_every: int = 8
+    """Hold out every Nth image (sorted by name) for evaluation; 0 holds out none."""
+    downscale: int = 1
+    """Integer factor to shrink the images (and intrinsics) by before training."""
+    model_dir: str = "sparse/0"
+    """Where the COLMAP model is inside the input folder (the synthetic scenes keep theirs in gt/sparse/0)."""
+    images_dir: str = "images"
+    """Where the images are inside the input folder."""
+    target_psnr: float | None = None
+    """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
+    eval_every: int = 1000
+    """Steps between held-out evaluations (for target_psnr and the progress lines)."""
+    ssim_lambda: float = 0.2
+    """Weight of the D-SSIM term in the loss (the rest is L1)."""
+    means_lr: float = 1.6e-4
+    """Learning rate of the positions, times the scene scale; decays to 1% by the last step."""
+    scales_lr: float = 5e-3
+    """Learning rate of the log-scales."""
+    quats_lr: float = 1e-3
+    """Learning rate of the rotations."""
+    opacities_lr: float = 5e-2
+    """Learning rate of the opacity logits."""
+    sh0_lr: float = 2.5e-3
+    """Learning rate of the base colour (SH band 0)."""
+    shN_lr: float = 1.25e-4
+    """Learning rate of the higher SH bands."""
+    init_opacity: float = 0.1
+    """Opacity of the Gaussians made from the sparse points."""
+    sky_points: int = 0
+    """Extra Gaussians on a sphere around the scene for the sky and far background (SfM has no points there)."""
+    init_scale: float = 1.0
+    """Initial size as a multiple of the mean distance to the 3 nearest points."""
+    refine_start: int = 500
+    """First step of densification."""
+    refine_stop: int = 15_000
+    """Last step of densification."""
+    refine_every: int = 100
+    """Steps between densification rounds."""
+    reset_every: int = 3000
+    """Steps between opacity resets ('default' strategy)."""
+    grow_grad2d: float = 0.0002
+    """Screen-space gradient above which a Gaussian is split or cloned ('default' strategy)."""
+    background: Literal["black", "white"] = "black"
+    """Background colour behind the splat (training and evaluation renders)."""
+    checkpoint_every: int = 1000
+    """Steps between resumable checkpoints (0: none)."""
+    log_every: int = 100
+    """Steps between progress lines."""
+    seed: int = 0
+    """Random seed; on CPU the same seed gives the same splat."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """Where to train: 'auto' uses CUDA when available."""
+    cpu_threads: int = 1
+    """Torch threads on CPU (0: torch's default). One thread measured 1.6-8x faster per step than two on a
+    shared 2-core machine (OpenMP threads spin while waiting for a busy core)."""
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "max_gaussians": self.max_gaussians, "downscale": self.downscale,
+                    "sh_degree_interval": self.sh_degree_interval, "eval_every": self.eval_every,
+                    "refine_every": self.refine_every, "log_every": self.log_every}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigInvalid(f"{name}={value} must be at least 1")
+        if not 0 <= self.sh_degree <= 3:
+            raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
+        for name in ("test_every", "checkpoint_every", "cpu_threads", "sky_points", "reset_every", "refine_start", "refine_stop"):
+            if getattr(self, name) < 0:
+                raise ConfigInvalid(f"{name}={getattr(self, name)} must not be negative")
+        if self.test_every == 1:
+            raise ConfigInvalid("test_every=1 would hold out every image", "Use 0 (none) or 2 and up")
+        if not 0.0 <= self.ssim_lambda <= 1.0:
+            raise ConfigInvalid(f"ssim_lambda={self.ssim_lambda} must be between 0 and 1")
+        for name in ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "init_scale",
+                     "grow_grad2d"):
+            if getattr(self, name) <= 0:
+                raise ConfigInvalid(f"{name}={getattr(self, name)} must be positive")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise ConfigInvalid(f"init_opacity={self.init_opacity} must be between 0 and 1 (exclusive)")
+        if self.target_psnr is not None and self.target_psnr <= 0:
+            raise ConfigInvalid(f"target_psnr={self.target_psnr} must be positive (or none)")
+
+
+#: Overrides of the defaults, as strings. "fast" is the CPU demo preset (24 views 640x480 train in
+#: about a minute on 2 cores); "default" is a GPU job's usual setting; "quality" uses MCMC on CUDA.
+PRESETS: dict[str, dict[str, str]] = {
+    "fast": {
+        "steps": "400", "downscale": "4", "sh_degree": "1", "sh_degree_interval": "200",
+        "refine_start": "100", "refine_stop": "350", "refine_every": "50", "reset_every": "0",
+        "grow_grad2d": "0.0002", "max_gaussians": "60000", "eval_every": "100", "checkpoint_every": "100",
+        "log_every": "50", "means_lr": "0.0005", "sh0_lr": "0.01", "scales_lr": "0.01", "init_opacity": "0.3",
+        "sky_points": "2000",
+    },
+    "default": {},
+    "quality": {
+        "steps": "30000", "strategy": "mcmc", "max_gaussians": "1500000", "refine_stop": "25000",
+        "init_opacity": "0.5", "init_scale": "0.1",
+    },
+}
+
+
+def config_for(preset: str | None = None, overrides: dict[str, str] | None = None) -> TrainConfig:
+    """The defaults, then a preset's overrides, then ``overrides`` (hyperparameters or CLI flags)."""
+    from spaceport.config import from_strings
+
+    base = TrainConfig()
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigInvalid(f"Unknown train preset {preset!r}", f"Use one of: {', '.join(PRESETS)}")
+        base = from_strings(TrainConfig, PRESETS[preset])
+    return from_strings(TrainConfig, overrides or {}, base=base)
