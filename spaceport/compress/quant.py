@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available; also sets torch to use every CPU core."""
+    import torch  # only the SH palette needs torch; SH0 scenes never import it (~1.5 s saved)
+
     torch.set_num_threads(max(1, os.cpu_count() or 1))
+    if name == "cuda" and not torch.cuda.is_available():
+        from spaceport.errors import ConfigInvalid
+
+        raise ConfigInvalid("device=cuda but torch sees no CUDA GPU", "Use --device auto or cpu")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
@@ -83,6 +92,8 @@ def nearest_sorted(codebook: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def _assign(x: torch.Tensor, c: torch.Tensor, block: int) -> torch.Tensor:
     """Nearest centroid of each row of x (squared L2), in blocks of rows."""
+    import torch
+
     cn = (c * c).sum(1)
     out = torch.empty(x.shape[0], dtype=torch.int64, device=x.device)
     for s in range(0, x.shape[0], block):
@@ -93,6 +104,8 @@ def _assign(x: torch.Tensor, c: torch.Tensor, block: int) -> torch.Tensor:
 
 
 def _lloyd(x: torch.Tensor, k: int, iterations: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     n = x.shape[0]
     if k >= n:
         return x.clone(), torch.arange(n, device=x.device)
@@ -119,6 +132,8 @@ def kmeans(data: np.ndarray, k: int, iterations: int = 10, device: torch.device 
     share of the k centroids and its own k-means. That cuts the assignment cost by ~sqrt(k) for
     a small loss in distortion (measured in bench/results/compress.md).
     """
+    import torch
+
     device = device or pick_device()
     gen = torch.Generator().manual_seed(seed)
     n, d = data.shape

@@ -123,3 +123,31 @@ def test_spz_positions_far_from_origin_keep_24_bits():
     bits = spz.fractional_bits_for(s.means)
     assert bits < 12
     assert np.abs(d.means - s.means).max() <= 0.5 / (1 << bits) * 1.01 + 1e-3
+
+
+@pytest.mark.gpu
+def test_kmeans_on_cuda_matches_cpu_distortion():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(20000, 24)).astype(np.float32)
+    for limit in (1e12, 1.0):  # direct and two-level
+        _, lab_gpu = quant.kmeans(x, 1024, 5, device=torch.device("cuda"), direct_limit=limit)
+        c_cpu, lab_cpu = quant.kmeans(x, 1024, 5, device=torch.device("cpu"), direct_limit=limit)
+        assert lab_gpu.max() < 1024
+        # Same seed and init; float reductions differ in order, so compare distortion, not labels.
+        c_gpu = np.stack([x[lab_gpu == i].mean(0) if (lab_gpu == i).any() else 0 * x[0] for i in range(1024)])
+        d_gpu = ((c_gpu[lab_gpu] - x) ** 2).sum(1).mean()
+        d_cpu = ((c_cpu[lab_cpu] - x) ** 2).sum(1).mean()
+        assert d_gpu < 1.05 * d_cpu
+
+
+def test_cuda_device_without_gpu_is_a_config_error():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from spaceport.errors import ConfigInvalid
+
+    with pytest.raises(ConfigInvalid):
+        quant.pick_device("cuda")

@@ -1,0 +1,160 @@
+"""Benchmark: `spaceport compress` against `splat-transform -g cpu` (3.7.0) on the same PLYs, side by side.
+
+For each synthetic scene (N Gaussians, SH degree D; see spaceport.compress.synthetic) both tools
+write a bundled .sog from the same splat.ply in one run; we record wall seconds and peak memory of
+each process, the .sog bytes, and the PSNR/SSIM of renders of each decoded .sog (both decoded by
+our decoder, which the tests show agrees with splat-transform's reader) against renders of the
+uncompressed splat from a fixed orbit. splat-transform runs under a per-case timeout; a case it
+does not finish is reported as such, with the time it was given as a lower bound.
+
+    nice -n 10 python bench/compress.py [--sizes 20000,200000] [--degrees 0,3] [--timeout 420]
+
+Writes bench/results/compress.md (the table, the machine, what was skipped and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spaceport.compress.quality import compare, orbit_cameras, render_all  # noqa: E402
+from spaceport.compress.sog import decode_sog  # noqa: E402
+from spaceport.compress.synthetic import synthetic_splat  # noqa: E402
+from spaceport.splat import write_ply  # noqa: E402
+
+SPLAT_TRANSFORM = ROOT / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"
+
+
+def timed(cmd: list[str], timeout: float) -> dict:
+    """Run under /usr/bin/time -v; wall seconds, peak RSS (MB), and whether it finished."""
+    t = time.perf_counter()
+    try:
+        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "seconds": round(time.perf_counter() - t, 1), "why": f"timeout after {timeout:.0f} s"}
+    seconds = time.perf_counter() - t
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    if proc.returncode != 0:
+        return {"ok": False, "seconds": round(seconds, 1), "why": proc.stderr.strip().splitlines()[-1][:200]}
+    return {"ok": True, "seconds": round(seconds, 2), "peak_mb": round(int(m.group(1)) / 1024, 1) if m else None}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 1024**2
+    except (OSError, AttributeError):
+        mem = float("nan")
+    import torch
+
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} logical cores, {mem:.0f} GiB RAM, {gpu}; Linux {platform.release()}, "
+            f"Python {platform.python_version()}, torch {torch.__version__}, node {node}; "
+            f"load average at start {load} (the cores are shared with other jobs, so seconds are noisy)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="20000,200000")
+    ap.add_argument("--degrees", default="0,3")
+    ap.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to splat-transform per case")
+    ap.add_argument("--views", type=int, default=3)
+    ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compress.md")
+    args = ap.parse_args()
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    desc = machine()
+    rows, notes = [], []
+    with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
+        for n in [int(x) for x in args.sizes.split(",")]:
+            for d in [int(x) for x in args.degrees.split(",")]:
+                case = Path(tmp) / f"n{n}_sh{d}"
+                case.mkdir()
+                splat = synthetic_splat(n, d, seed=n + d)
+                ply_bytes = write_ply(splat, case / "splat.ply")
+                ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
+                              str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
+                theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
+                                str(case / "theirs.sog")], args.timeout)
+                views = orbit_cameras(splat, args.views, args.resolution)
+                ref = render_all(splat, views)
+                row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs}
+                if ours["ok"]:
+                    summary = json.loads((case / "ours" / "compress.json").read_text())
+                    ours["bytes"] = summary["outputs"]["scene.sog"]
+                    ours["steps"] = summary["seconds"]["sog_steps"]
+                    ours.update(compare(ref, decode_sog(case / "ours" / "scene.sog"), views))
+                if theirs["ok"]:
+                    theirs["bytes"] = (case / "theirs.sog").stat().st_size
+                    theirs.update(compare(ref, decode_sog(case / "theirs.sog"), views))
+                else:
+                    notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
+                                 f"are a lower bound and its bytes/PSNR are unknown.")
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+
+    lines = [
+        "# Compression benchmark: spaceport vs splat-transform",
+        "",
+        f"Run {started} with `nice -n 10 python bench/compress.py --sizes {args.sizes} --degrees {args.degrees} "
+        f"--timeout {args.timeout:.0f}`.",
+        "",
+        f"Machine: {desc}.",
+        "",
+        "Scenes: `spaceport.compress.synthetic.synthetic_splat(N, degree)` (Gaussians on noisy surfaces; "
+        "higher SH bands are partly i.i.d. noise, so the SH palette compresses worse than on a trained scene). "
+        "Both tools write a bundled `.sog` from the same `splat.ply`: spaceport with its default preset "
+        "(10 k-means iterations, WebP method 4, splat-transform's palette size), splat-transform 3.7.0 with "
+        "`-g cpu` (its SOG writer needs a GPU adapter otherwise) and its defaults. Seconds are wall-clock for "
+        "the whole process (interpreter start-up, PLY read, encode, write). PSNR/SSIM: renders of the decoded "
+        f".sog vs renders of the uncompressed splat, {args.views} orbit views at {args.resolution} px "
+        "(spaceport.train.rasterize on the CPU).",
+        "",
+        "| N | SH | PLY MB | spaceport s | splat-transform s | speed-up | spaceport MB | splat-transform MB "
+        "| size ours/theirs | PLY/ours | PSNR ours dB | PSNR theirs dB | SSIM ours | SSIM theirs | peak MB ours / theirs |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        o, t = r["ours"], r["theirs"]
+        o_s = f"{o['seconds']:.2f}" if o["ok"] else "failed"
+        t_s = f"{t['seconds']:.1f}" if t["ok"] else f"> {t['seconds']:.0f} (not finished)"
+        speed = (t["seconds"] / o["seconds"]) if o["ok"] else None
+        speed_s = (f"{speed:.1f}x" if t["ok"] else f"> {speed:.0f}x") if speed else "-"
+        ob, tb = o.get("bytes"), t.get("bytes")
+        cells = [r["n"], r["degree"], f"{r['ply_bytes'] / 1e6:.2f}", o_s, t_s, speed_s,
+                 f"{ob / 1e6:.3f}" if ob else "-", f"{tb / 1e6:.3f}" if tb else "-",
+                 f"{ob / tb:.3f}" if ob and tb else "-", f"{r['ply_bytes'] / ob:.1f}" if ob else "-",
+                 o.get("psnr", "-"), t.get("psnr", "-"), o.get("ssim", "-"), t.get("ssim", "-"),
+                 f"{o.get('peak_mb', '-')} / {t.get('peak_mb', '-')}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines += ["", "Spaceport encoder step seconds (from compress.json):", ""]
+    for r in rows:
+        if r["ours"]["ok"]:
+            lines.append(f"- N={r['n']}, SH{r['degree']}: {r['ours']['steps']}")
+    if notes:
+        lines += ["", "Skipped or unfinished:", ""] + [f"- {x}" for x in notes]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    (args.out.with_suffix(".json")).write_text(json.dumps({"machine": desc, "rows": rows}, indent=1))
+    print(args.out.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""A real client reads our files, and we read its: @playcanvas/splat-transform 3.7 (node, -g cpu)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spaceport.compress import quant, sog, spz
+from spaceport.splat import Splat, read_ply
+
+pytestmark = pytest.mark.node
+FIELDS = ("means", "scales", "quats", "opacities", "sh0", "shN")
+
+
+def _same(a: Splat, b: Splat, atol: float = 1e-6) -> None:
+    assert len(a) == len(b) and a.sh_degree == b.sh_degree
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=atol, rtol=0, err_msg=f)
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory, small_splat) -> Path:
+    out = tmp_path_factory.mktemp("ours")
+    images = sog.encode_sog(small_splat, iterations=4)
+    images.write_bundle(out / "scene.sog")
+    images.write_dir(out / "sog")
+    (out / "scene.spz").write_bytes(spz.encode_spz(small_splat))
+    return out
+
+
+@pytest.mark.parametrize("name", ["scene.sog", "sog/meta.json", "scene.spz"])
+def test_splat_transform_reads_our_files_as_we_do(ours, tmp_path, splat_transform, name):
+    splat_transform(ours / name, tmp_path / "back.ply")
+    theirs = read_ply(tmp_path / "back.ply")
+    mine = spz.decode_spz(ours / name) if name.endswith(".spz") else sog.decode_sog(ours / name)
+    # Both decoders evaluate the same formulas in float32/float64: equal to float precision.
+    _same(mine, theirs, atol=2e-5)
+
+
+def test_we_read_a_sog_written_by_splat_transform(small_ply, small_splat, tmp_path, splat_transform):
+    splat_transform("-g", "cpu", small_ply, tmp_path / "theirs.sog")
+    splat_transform(tmp_path / "theirs.sog", tmp_path / "theirs.ply")
+    mine = sog.decode_sog(tmp_path / "theirs.sog")
+    _same(mine, read_ply(tmp_path / "theirs.ply"), atol=2e-5)
+    # And their encoding is within SOG's quantisation of the original (same Morton order as ours).
+    o = small_splat.subset(quant.morton_order(small_splat.means))
+    assert np.abs(mine.means - o.means).max() < 1e-3
+    dot = np.abs((mine.quats * (o.quats / np.linalg.norm(o.quats, axis=1, keepdims=True))).sum(1))
+    assert dot.min() > 0.999
+    assert np.abs(mine.sh0 - o.sh0).mean() < 0.01 and np.abs(mine.scales - o.scales).mean() < 0.05
+
+
+def test_splat_transform_reads_our_sh3_files(sh3_splat, tmp_path, splat_transform):
+    images = sog.encode_sog(sh3_splat, iterations=3)
+    images.write_bundle(tmp_path / "scene.sog")
+    (tmp_path / "scene.spz").write_bytes(spz.encode_spz(sh3_splat))
+    for name, decode in (("scene.sog", sog.decode_sog), ("scene.spz", spz.decode_spz)):
+        splat_transform(tmp_path / name, tmp_path / "back.ply")
+        _same(decode(tmp_path / name), read_ply(tmp_path / "back.ply"), atol=2e-5)
