@@ -28,6 +28,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("spaceport.run_command", "run_command"),
     ("spaceport.publish.command", "publish_command"),
     ("spaceport.publish.command", "view_command"),
+    ("spaceport.aws.command", "submit"),
+    ("spaceport.aws.command", "status"),
 ]
 
 

@@ -10,6 +10,7 @@ Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same pla
 The layout under the root is (DESIGN.md)::
 
     jobs/<job_id>/request.json  sfm/  train/  compressed/  report/  job.json
+    scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
 Stage options come from each stage's config module (``spaceport.<stage>.config``) through
 :func:`stage_options`, the only place that imports them.
@@ -92,8 +93,8 @@ class PlanSettings:
     """SfM processing job (CPU; pycolmap)."""
     train: StageResources = StageResources(instance_type="ml.g5.2xlarge", volume_gb=50, max_runtime_s=3 * 3600)
     """Training job (GPU; gsplat)."""
-    compress: StageResources = StageResources(instance_type="ml.g5.xlarge", volume_gb=30, max_runtime_s=3600)
-    """Compress processing job."""
+    compress: StageResources = StageResources(instance_type="ml.c5.2xlarge", volume_gb=30, max_runtime_s=3600)
+    """Compress processing job (CPU: the image carries CPU PyTorch and the Node splat tools)."""
     publish: StageResources = StageResources(instance_type="ml.m5.large", volume_gb=20, max_runtime_s=1800)
     """Publish processing job (runs ``spaceport publish`` in the compress image)."""
     use_spot: bool = False
@@ -361,7 +362,9 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
     job_id = job_id_for(request.source_uri, request.source_version)
     prefix = f"{settings.root}jobs/{job_id}/"
     uri = {"sfm": prefix + "sfm/", "train": prefix + "train/", "compressed": prefix + "compressed/",
-           "report": prefix + "report/", "checkpoints": prefix + "checkpoints/"}
+           "report": prefix + "report/",
+           # Checkpoints are scratch: under scratch/ so one bucket lifecycle rule expires them.
+           "checkpoints": f"{settings.root}scratch/{job_id}/checkpoints/"}
     opts = {s: stage_options(s, preset, request.options.get(s)) for s in CONFIG_CLASSES}
 
     def res(stage: str) -> dict[str, Any]:

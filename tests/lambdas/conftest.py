@@ -249,3 +249,18 @@ def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: 
                           "arn": f"arn:aws:s3:::{bucket}"},
                "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0A1B2C3D4E5F678901"}},
     }]}
+
+
+@pytest.fixture
+def started(aws, env):
+    """start_job against a one-state machine (the pipeline itself is tested in test_lambdas_pipeline)."""
+    from spaceport.aws import settings
+
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(
+        name="spaceport-stub", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+    env.setenv("SPACEPORT_STATE_MACHINE_ARN", arn)
+    settings.load.cache_clear()
+    aws.sfn, aws.state_machine_arn = sfn, arn
+    return aws

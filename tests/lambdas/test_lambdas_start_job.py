@@ -7,21 +7,6 @@ import pytest
 from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 
-@pytest.fixture
-def started(aws, env):
-    """start_job against a one-state machine (the pipeline itself is tested in test_lambdas_pipeline)."""
-    from spaceport.aws import settings
-
-    sfn = boto3.client("stepfunctions", region_name=REGION)
-    arn = sfn.create_state_machine(
-        name="spaceport-stub", roleArn="arn:aws:iam::123456789012:role/sfn",
-        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
-    env.setenv("SPACEPORT_STATE_MACHINE_ARN", arn)
-    settings.load.cache_clear()
-    aws.sfn, aws.state_machine_arn = sfn, arn
-    return aws
-
-
 def _handler():
     return load_handler("start_job").handler
 

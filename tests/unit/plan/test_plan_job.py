@@ -60,7 +60,7 @@ def test_layout_matches_design():
     assert p.stage("train").input("sfm").uri == pre + "sfm/"
     assert p.stage("train").input("sfm").path == "/opt/ml/input/data/sfm"
     assert p.stage("train").output("model").uri == pre + "train/"
-    assert p.stage("train").checkpoint_uri == pre + "checkpoints/"
+    assert p.stage("train").checkpoint_uri == f"s3://bucket/scratch/{p.job_id}/checkpoints/"
     assert p.stage("compress").input("model").path == "/opt/ml/processing/input/model"
     assert p.stage("compress").output("compressed").uri == pre + "compressed/"
     pub = p.stage("publish")

@@ -1,0 +1,1 @@
+"""CDK stacks and constructs of the cloud half of Spaceport (one construct per concern)."""

@@ -1,0 +1,60 @@
+"""The Lambda functions, each a thin handler bundled with the spaceport core modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from stacks.lambda_code import lambda_code
+
+#: Public SSM parameter holding the current Powertools v3 layer ARN (resolved at deploy time,
+#: so synth stays offline and the template deterministic).
+POWERTOOLS_LAYER_PARAMETER = "/aws/service/powertools/python/x86_64/python3.11/latest"
+RUNTIME = lambda_.Runtime.PYTHON_3_11
+
+
+class Functions(Construct):
+    """start_job, record, quality_gate and notify: one function per state (plus the S3 trigger)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, environment: Mapping[str, str],
+                 log_retention: logs.RetentionDays) -> None:
+        super().__init__(scope, construct_id)
+        layer_arn = ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER)
+        self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
+        self.environment = dict(environment)
+        self.log_retention = log_retention
+        self.record = self._function("Record", "record", "Write the final job record (DynamoDB + job.json)")
+        self.quality_gate = self._function("QualityGate", "quality_gate",
+                                           "Check held-out PSNR and Gaussian count against the targets")
+        self.notify = self._function("Notify", "notify", "Email the result or the failure (never fails the job)")
+
+    def add_start_job(self, *, state_machine_arn: str) -> lambda_.Function:
+        """start_job needs the state machine, which needs the other functions: it comes last."""
+        self.start_job = self._function("StartJob", "start_job", "Validate an upload, plan it, start its execution",
+                                        timeout_s=60, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn})
+        return self.start_job
+
+    def _function(self, construct_id: str, handler: str, description: str, *, timeout_s: int = 30,
+                  extra_env: Mapping[str, str] | None = None) -> lambda_.Function:
+        log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self.log_retention,
+                                  removal_policy=RemovalPolicy.DESTROY)
+        return lambda_.Function(
+            self, construct_id,
+            description=f"Spaceport: {description}",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,
+            handler="handler.handler",
+            code=lambda_code(handler),
+            layers=[self.powertools],
+            memory_size=256,
+            timeout=Duration.seconds(timeout_s),
+            environment={**self.environment, **(extra_env or {}), "POWERTOOLS_SERVICE_NAME": "spaceport",
+                         "POWERTOOLS_LOG_LEVEL": "INFO"},
+            tracing=lambda_.Tracing.ACTIVE,
+            log_group=log_group,
+        )

@@ -1,0 +1,65 @@
+"""ECR repositories for the three stage images and the CodeBuild project that builds them."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_codebuild as codebuild
+from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+#: Image name of each SageMaker stage (publish runs in the compress image).
+IMAGES = ("sfm", "train", "compress")
+STAGE_IMAGE = {"sfm": "sfm", "train": "train", "compress": "compress", "publish": "compress"}
+
+
+class Images(Construct):
+    """One ECR repository per image; CodeBuild builds, smoke-tests and pushes them (buildspec.yml)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, tag: str, source_bucket: s3.IBucket,
+                 github_owner: str, github_repo: str, log_retention: logs.RetentionDays) -> None:
+        super().__init__(scope, construct_id)
+        self.tag = tag
+        self.repositories: dict[str, ecr.Repository] = {}
+        for name in IMAGES:
+            self.repositories[name] = ecr.Repository(
+                self, f"{name.capitalize()}Repository",
+                repository_name=f"spaceport-{name}",
+                image_scan_on_push=True,
+                image_tag_mutability=ecr.TagMutability.MUTABLE,  # `latest` moves with each build
+                removal_policy=RemovalPolicy.RETAIN,
+                lifecycle_rules=[ecr.LifecycleRule(description="keep the last 20 images", max_image_count=20)],
+            )
+        if github_owner and github_repo:
+            source = codebuild.Source.git_hub(owner=github_owner, repo=github_repo, webhook=False)
+        else:
+            source = codebuild.Source.s3(bucket=source_bucket, path="source/spaceport.zip")
+        key = kms.Key(self, "BuildKey", enable_key_rotation=True, description="Spaceport image build artifacts")
+        self.project = codebuild.Project(
+            self, "Build",
+            description="Build, smoke-test and push the Spaceport stage images (buildspec.yml)",
+            source=source,
+            build_spec=codebuild.BuildSpec.from_source_filename("buildspec.yml"),
+            encryption_key=key,
+            environment=codebuild.BuildEnvironment(
+                build_image=codebuild.LinuxBuildImage.STANDARD_7_0,
+                compute_type=codebuild.ComputeType.LARGE,
+                privileged=True,  # docker build
+            ),
+            environment_variables={
+                **{f"{n.upper()}_REPOSITORY_URI": codebuild.BuildEnvironmentVariable(
+                    value=r.repository_uri) for n, r in self.repositories.items()},
+                "IMAGE_TAG": codebuild.BuildEnvironmentVariable(value=tag),
+            },
+            timeout=Duration.hours(3),
+            logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
+                log_group=logs.LogGroup(self, "BuildLogs", retention=log_retention,
+                                        removal_policy=RemovalPolicy.DESTROY))),
+        )
+        for repo in self.repositories.values():
+            repo.grant_pull_push(self.project)
+
+    def image_uri(self, stage: str) -> str:
+        return self.repositories[STAGE_IMAGE[stage]].repository_uri_for_tag(self.tag)

@@ -1,0 +1,67 @@
+"""Lambda code assets: the handler folder plus the ``spaceport`` core modules it imports.
+
+Bundled by copying files in Python (no Docker): the handlers import only stdlib, boto3 and the
+Powertools layer besides these modules, none of which need compiling. The asset hash is the
+hash of the bundled output, so a change to ``spaceport/plan.py`` redeploys every function.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
+from aws_cdk import aws_lambda as lambda_
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Core modules every Lambda gets (stdlib/pydantic/boto3 only; no numpy, torch or pycolmap).
+CORE_MODULES = (
+    "spaceport/__init__.py",
+    "spaceport/errors.py",
+    "spaceport/config.py",
+    "spaceport/plan.py",
+    "spaceport/aws/__init__.py",
+    "spaceport/aws/settings.py",
+    "spaceport/aws/records.py",
+    "spaceport/aws/cost.py",
+    "spaceport/aws/notify.py",
+    "spaceport/aws/runtime.py",
+)
+#: Stage config modules (owned by the stage parts; stdlib-only by contract), bundled when present.
+STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in ("sfm", "train", "compress") for n in ("__init__.py", "config.py"))
+
+
+def bundled_files(handler: str) -> list[str]:
+    """Repository-relative files in the asset of ``lambdas/<handler>``."""
+    files = [f"lambdas/{handler}/handler.py", *CORE_MODULES]
+    files += [f for f in STAGE_CONFIGS if (ROOT / f).exists()]
+    return files
+
+
+@jsii.implements(ILocalBundling)
+class _CopyFiles:
+    def __init__(self, handler: str) -> None:
+        self.handler = handler
+
+    def try_bundle(self, output_dir: str, _options: Any = None, **_kwargs: Any) -> bool:
+        out = Path(output_dir)
+        for rel in bundled_files(self.handler):
+            dest = out / ("handler.py" if rel.startswith("lambdas/") else rel)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ROOT / rel, dest)
+        return True
+
+
+def lambda_code(handler: str) -> lambda_.Code:
+    """Code asset of ``lambdas/<handler>/handler.py`` with the spaceport core modules beside it."""
+    return lambda_.Code.from_asset(
+        str(ROOT / "lambdas" / handler),
+        asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(
+            # Never pulled: local bundling always succeeds. CDK requires an image to be named.
+            image=DockerImage.from_registry("public.ecr.aws/sam/build-python3.11"),
+            local=_CopyFiles(handler),
+        ),
+    )

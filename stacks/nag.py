@@ -1,0 +1,71 @@
+"""cdk-nag AwsSolutions acknowledgments, each with the reason it is acceptable here.
+
+cdk-nag 3 names each finding ``AwsSolutions::<rule>[<finding>]`` and wants every finding
+acknowledged on its own; findings that name a resource embed its logical id, which is read
+from the stack here (never written by hand), so renaming a construct cannot silently
+un-acknowledge or mis-acknowledge anything.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+
+from stacks.pipeline import JOB_NAME_PATTERN
+from stacks.spaceport_stack import SpaceportStack
+
+PACK = "AwsSolutions::"
+S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")
+KMS_GRANT_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")
+
+
+def _ref(stack: cdk.Stack, construct: cdk.IResource | cdk.CfnResource, attr: str = "Arn") -> str:
+    cfn = construct if isinstance(construct, cdk.CfnResource) else construct.node.default_child
+    return f"<{stack.resolve(stack.get_logical_id(cfn))}.{attr}>"
+
+
+def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
+    """(finding id, reason) for every finding this design accepts."""
+    data = _ref(stack, stack.storage.data)
+    functions = [stack.functions.record, stack.functions.quality_gate, stack.functions.notify]
+    partition_acct = "arn:<AWS::Partition>:{svc}:<AWS::Region>:<AWS::AccountId>"
+    out: list[tuple[str, str]] = [
+        ("AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole]",
+         "AWSLambdaBasicExecutionRole only lets a function write its own CloudWatch logs; a custom copy adds nothing."),
+        ("AwsSolutions-L1",
+         "Python 3.11 is the project's runtime (pyproject, venv) and the Powertools layer parameter; they move together."),
+        ("AwsSolutions-IAM5[Resource::*]",
+         "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
+         "ecr:GetAuthorizationToken, and cloudwatch:PutMetricData limited by a namespace condition."),
+        (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
+         "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
+        (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
+         "Uploads arrive under uploads/ with any name; readers are limited to that prefix."),
+        (f"AwsSolutions-IAM5[Resource::{data}/scratch/*]",
+         "SageMaker checkpoints live under scratch/<job_id>/ (expired by lifecycle); limited to that prefix."),
+        ("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/sagemaker/*]",
+         "SageMaker jobs log to log groups SageMaker names under /aws/sagemaker/; nothing narrower exists."),
+        (f"AwsSolutions-IAM5[Resource::{partition_acct.format(svc='sagemaker')}:processing-job/{JOB_NAME_PATTERN}]",
+         "Job names are <job_id>-<stage> with ids made at run time; every id starts with 'sp-'."),
+        (f"AwsSolutions-IAM5[Resource::{partition_acct.format(svc='sagemaker')}:training-job/{JOB_NAME_PATTERN}]",
+         "Job names are <job_id>-<stage> with ids made at run time; every id starts with 'sp-'."),
+    ]
+    out += [(f"AwsSolutions-IAM5[Action::{a}]",
+             "Action wildcards come from CDK's grant_read/grant_put helpers and stay on the granted bucket prefixes.")
+            for a in S3_GRANT_ACTIONS]
+    out += [(f"AwsSolutions-IAM5[Action::{a}]",
+             "CDK's KMS grant for the build/topic keys; limited to that one key.") for a in KMS_GRANT_ACTIONS]
+    out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
+             "grant_invoke covers the function's versions and aliases (ARN:*), nothing else.") for fn in functions]
+    build = _ref(stack, stack.images.project, "Ref").removesuffix(".Ref>") + ">"
+    out += [
+        (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/{build}:*]",
+         "CodeBuild's default logging grant for its own log group streams."),
+        (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/{build}-*]",
+         "CodeBuild's default grant for its own test report groups."),
+    ]
+    return out
+
+
+def acknowledge(stack: SpaceportStack) -> None:
+    for rule, reason in acknowledgments(stack):
+        cdk.Validations.of(stack).acknowledge(cdk.Acknowledgment(id=PACK + rule, reason=reason))

@@ -1,0 +1,84 @@
+"""Deployment settings: read once from cdk.json context (``spaceport`` key) into a frozen object."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spaceport.plan import JOB_KINDS, PlanSettings, StageResources
+
+STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
+
+
+@dataclass(frozen=True)
+class DeploySettings:
+    """Everything the CDK app needs; no lookups, no account calls (synth is offline)."""
+
+    stack_name: str = "Spaceport"
+    account: str | None = None
+    """Target account; None synthesizes an environment-agnostic template."""
+    region: str | None = None
+    image_tag: str = "latest"
+    """Tag of the stage images the state machine runs (buildspec pushes commit and latest)."""
+    instance_types: Mapping[str, str] = field(default_factory=dict)
+    volume_gb: Mapping[str, int] = field(default_factory=dict)
+    max_runtime_s: Mapping[str, int] = field(default_factory=dict)
+    use_spot: bool = False
+    spot_max_wait_s: int = 6 * 3600
+    min_psnr: float = 20.0
+    max_gaussians: int = 3_000_000
+    default_preset: str = "default"
+    max_upload_mb: int = 5120
+    link_expiry_hours: int = 168
+    """Presigned link lifetime (SigV4 caps it at 7 days = 168 h)."""
+    sender_email: str = ""
+    """Verified SES identity to send from. Empty: emails go to an SNS topic instead."""
+    notify_topic_email: str = ""
+    """With no SES sender: an address subscribed to the notification topic."""
+    alarm_email: str = ""
+    """Address subscribed to the alarm topic (optional)."""
+    scratch_expiry_days: int = 7
+    upload_expiry_days: int = 30
+    log_expiry_days: int = 90
+    retain_data: bool = True
+    """Keep buckets and the jobs table when the stack is deleted."""
+    github_owner: str = ""
+    github_repo: str = ""
+    """CodeBuild source. Empty: a source zip at s3://<artifacts bucket>/source/spaceport.zip."""
+
+    def __post_init__(self) -> None:
+        for name in ("instance_types", "volume_gb", "max_runtime_s"):
+            unknown = set(getattr(self, name)) - set(JOB_KINDS)
+            if unknown:
+                raise ValueError(f"context spaceport.{name}: unknown stage(s) {sorted(unknown)}")
+        if not 1 <= self.link_expiry_hours <= 168:
+            raise ValueError("context spaceport.link_expiry_hours must be 1..168 (SigV4 limit)")
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any] | None) -> DeploySettings:
+        """Parse the ``spaceport`` context dict; unknown keys are an error (typos must not pass)."""
+        context = dict(context or {})
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(context) - names)
+        if unknown:
+            raise ValueError(f"unknown cdk.json context key(s) under 'spaceport': {unknown}")
+        return cls(**context)
+
+    def stage_resources(self, stage: str, image: str) -> StageResources:
+        base = STAGE_DEFAULTS[stage]
+        return StageResources(
+            image=image,
+            instance_type=self.instance_types.get(stage, base.instance_type),
+            volume_gb=int(self.volume_gb.get(stage, base.volume_gb)),
+            max_runtime_s=int(self.max_runtime_s.get(stage, base.max_runtime_s)),
+        )
+
+    def plan_settings(self, *, images: Mapping[str, str], role_arn: str) -> dict[str, Any]:
+        """The plan settings the Lambdas receive (JSON-able; the root is the bucket, added at run time)."""
+        out: dict[str, Any] = {stage: dataclasses.asdict(self.stage_resources(stage, images[stage]))
+                               for stage in JOB_KINDS}
+        out.update(role_arn=role_arn, use_spot=self.use_spot, spot_max_wait_s=self.spot_max_wait_s,
+                   min_psnr=self.min_psnr, max_gaussians=self.max_gaussians, default_preset=self.default_preset)
+        return out

@@ -1,0 +1,94 @@
+"""The Spaceport stack: composes the constructs and does the grants between them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_s3_notifications as s3n
+from constructs import Construct
+
+from spaceport.aws.settings import ENV, UPLOAD_SUFFIXES
+from stacks.functions import Functions
+from stacks.images import Images
+from stacks.monitoring import Monitoring
+from stacks.notifications import Notifications
+from stacks.pipeline import Pipeline, SageMakerRole
+from stacks.settings import DeploySettings
+from stacks.storage import Storage
+
+#: Stack output names `spaceport submit/status` look up (spaceport.aws.jobs).
+OUTPUTS = ("BucketName", "TableName", "StateMachineArn", "StartJobFunctionName")
+
+
+class SpaceportStack(Stack):
+    """Upload -> start_job -> state machine (SageMaker stages) -> email, with storage, images and alarms."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, settings: DeploySettings, **kwargs: Any) -> None:
+        super().__init__(scope, construct_id, description="Spaceport: photos or video to a 3D Gaussian splat",
+                         **kwargs)
+        retention = logs.RetentionDays.THREE_MONTHS
+        self.storage = Storage(self, "Storage", retain=settings.retain_data,
+                               scratch_expiry_days=settings.scratch_expiry_days,
+                               upload_expiry_days=settings.upload_expiry_days,
+                               log_expiry_days=settings.log_expiry_days)
+        self.images = Images(self, "Images", tag=settings.image_tag, source_bucket=self.storage.access_logs,
+                             github_owner=settings.github_owner, github_repo=settings.github_repo,
+                             log_retention=retention)
+        self.sagemaker = SageMakerRole(self, "SageMaker", bucket=self.storage.data,
+                                       repositories=list(self.images.repositories.values()))
+        self.notifications = Notifications(self, "Notifications", sender_email=settings.sender_email,
+                                           topic_email=settings.notify_topic_email)
+        plan_settings = settings.plan_settings(
+            images={stage: self.images.image_uri(stage) for stage in ("sfm", "train", "compress", "publish")},
+            role_arn=self.sagemaker.role.role_arn)
+        environment = {
+            ENV["bucket"]: self.storage.data.bucket_name,
+            ENV["table"]: self.storage.jobs.table_name,
+            ENV["plan_settings"]: self.to_json_string(plan_settings),
+            ENV["sender"]: settings.sender_email,
+            ENV["topic_arn"]: self.notifications.topic_arn,
+            ENV["link_expiry_s"]: str(settings.link_expiry_hours * 3600),
+            ENV["max_upload_bytes"]: str(settings.max_upload_mb * 1024 * 1024),
+        }
+        self.functions = Functions(self, "Functions", environment=environment, log_retention=retention)
+        self.pipeline = Pipeline(self, "Pipeline", sagemaker_role=self.sagemaker.role,
+                                 record=self.functions.record, quality_gate=self.functions.quality_gate,
+                                 notify=self.functions.notify, log_retention=retention)
+        start_job = self.functions.add_start_job(state_machine_arn=self.pipeline.state_machine.state_machine_arn)
+
+        # Grants: each function gets exactly the data it touches.
+        data, jobs = self.storage.data, self.storage.jobs
+        data.grant_read(start_job, "uploads/*")
+        data.grant_put(start_job, "jobs/*")
+        jobs.grant_read_write_data(start_job)
+        self.pipeline.state_machine.grant_start_execution(start_job)
+        for fn in (self.functions.record, self.functions.notify):
+            jobs.grant_read_write_data(fn)
+            data.grant_put(fn, "jobs/*")
+        data.grant_read(self.functions.notify, "jobs/*")  # presigned links are signed with its credentials
+        for fn in (start_job, self.functions.notify):
+            self.notifications.grant_send(fn)
+
+        # The trigger: every object created under uploads/ with a supported suffix.
+        for suffix in sorted({s.lower() for s in UPLOAD_SUFFIXES}):
+            data.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(start_job),
+                                        s3.NotificationKeyFilter(prefix="uploads/", suffix=suffix))
+
+        self.monitoring = Monitoring(
+            self, "Monitoring", state_machine=self.pipeline.state_machine,
+            functions={"StartJob": start_job, "Record": self.functions.record,
+                       "QualityGate": self.functions.quality_gate, "Notify": self.functions.notify},
+            alarm_email=settings.alarm_email, dashboard_name=f"{construct_id}-jobs")
+
+        for name, value in {
+            "BucketName": data.bucket_name,
+            "TableName": jobs.table_name,
+            "StateMachineArn": self.pipeline.state_machine.state_machine_arn,
+            "StartJobFunctionName": start_job.function_name,
+            "BuildProjectName": self.images.project.project_name,
+            **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
+        }.items():
+            CfnOutput(self, name, value=value)

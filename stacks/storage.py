@@ -1,0 +1,56 @@
+"""Buckets and the jobs table."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+
+class Storage(Construct):
+    """The data bucket (uploads/, jobs/, scratch/), its access-log bucket, and the jobs table."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, retain: bool, scratch_expiry_days: int,
+                 upload_expiry_days: int, log_expiry_days: int) -> None:
+        super().__init__(scope, construct_id)
+        removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
+        common = dict(
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            removal_policy=removal,
+            auto_delete_objects=False,
+        )
+        self.access_logs = s3.Bucket(
+            self, "AccessLogs", **common,
+            lifecycle_rules=[s3.LifecycleRule(id="expire-logs", expiration=Duration.days(log_expiry_days))],
+        )
+        self.data = s3.Bucket(
+            self, "Data", **common,
+            # Versioned: a re-upload to the same key is a new version, hence a new job id.
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix="data/",
+            cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.GET], allowed_origins=["*"],
+                              allowed_headers=["*"], max_age=3600)],
+            lifecycle_rules=[
+                s3.LifecycleRule(id="expire-scratch", prefix="scratch/",
+                                 expiration=Duration.days(scratch_expiry_days),
+                                 noncurrent_version_expiration=Duration.days(1)),
+                s3.LifecycleRule(id="expire-uploads", prefix="uploads/",
+                                 expiration=Duration.days(upload_expiry_days),
+                                 noncurrent_version_expiration=Duration.days(7)),
+                s3.LifecycleRule(id="abort-multipart", abort_incomplete_multipart_upload_after=Duration.days(2)),
+                s3.LifecycleRule(id="old-versions", noncurrent_version_expiration=Duration.days(30)),
+            ],
+        )
+        self.jobs = dynamodb.TableV2(
+            self, "Jobs",
+            partition_key=dynamodb.Attribute(name="job_id", type=dynamodb.AttributeType.STRING),
+            billing=dynamodb.Billing.on_demand(),
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            removal_policy=removal,
+        )

@@ -1,0 +1,193 @@
+"""Fine-grained assertions on the synthesized template (no hashed logical ids written by hand)."""
+
+import json
+
+import pytest
+from aws_cdk.assertions import Match, Template
+
+from spaceport.aws.settings import ENV
+from stacks.settings import DeploySettings
+
+
+@pytest.fixture(scope="module")
+def t(synth):
+    return Template.from_json(synth.template)
+
+
+def test_resource_inventory(t):
+    t.resource_count_is("AWS::StepFunctions::StateMachine", 1)
+    t.resource_count_is("AWS::ECR::Repository", 3)
+    t.resource_count_is("AWS::DynamoDB::GlobalTable", 1)
+    t.resource_count_is("AWS::S3::Bucket", 2)
+    t.resource_count_is("AWS::CodeBuild::Project", 1)
+    t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
+    # start_job, record, quality_gate, notify (+ CDK's bucket-notification helper).
+    t.resource_count_is("AWS::Lambda::Function", 5)
+
+
+def test_buckets_private_encrypted_ssl_only_logged(t, synth):
+    for bucket in synth.resources("AWS::S3::Bucket").values():
+        props = bucket["Properties"]
+        assert props["PublicAccessBlockConfiguration"] == {
+            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0][
+            "ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    policies = synth.resources("AWS::S3::BucketPolicy").values()
+    assert len(policies) == 2
+    for pol in policies:
+        deny = [s for s in pol["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+        assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in deny)
+    data = synth.template["Resources"][synth.logical_id(synth.stack.storage.data)]["Properties"]
+    assert data["LoggingConfiguration"]["DestinationBucketName"] == {
+        "Ref": synth.logical_id(synth.stack.storage.access_logs)}
+    assert data["VersioningConfiguration"] == {"Status": "Enabled"}
+    rules = {r["Id"]: r for r in data["LifecycleConfiguration"]["Rules"]}
+    assert rules["expire-scratch"]["Prefix"] == "scratch/" and rules["expire-scratch"]["ExpirationInDays"] == 7
+    assert rules["expire-uploads"]["Prefix"] == "uploads/"
+
+
+def test_jobs_table(t):
+    t.has_resource_properties("AWS::DynamoDB::GlobalTable", {
+        "KeySchema": [{"AttributeName": "job_id", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+        "Replicas": [Match.object_like({"PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})],
+    })
+
+
+def test_ecr_repositories_scan_on_push(t):
+    for name in ("sfm", "train", "compress"):
+        t.has_resource_properties("AWS::ECR::Repository", {
+            "RepositoryName": f"spaceport-{name}", "ImageScanningConfiguration": {"ScanOnPush": True}})
+
+
+def test_upload_trigger_only_under_uploads(synth):
+    (notif,) = synth.resources("Custom::S3BucketNotifications").values()
+    configs = notif["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+    start_job = synth.logical_id(synth.stack.functions.start_job)
+    suffixes = set()
+    for c in configs:
+        assert c["Events"] == ["s3:ObjectCreated:*"]
+        assert c["LambdaFunctionArn"] == {"Fn::GetAtt": [start_job, "Arn"]}
+        rules = {r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
+        assert rules["prefix"] == "uploads/"
+        suffixes.add(rules["suffix"])
+    assert suffixes == {".zip", ".mp4", ".mov", ".m4v", ".jpg", ".jpeg", ".png"}
+
+
+def test_lambda_environment_carries_plan_settings(synth):
+    fn = synth.template["Resources"][synth.logical_id(synth.stack.functions.start_job)]["Properties"]
+    env = fn["Environment"]["Variables"]
+    assert set(env) >= {ENV["bucket"], ENV["table"], ENV["plan_settings"], ENV["state_machine_arn"],
+                        ENV["link_expiry_s"], ENV["max_upload_bytes"]}
+    assert env[ENV["link_expiry_s"]] == str(168 * 3600)
+    assert fn["Runtime"] == "python3.11" and fn["Handler"] == "handler.handler"
+    assert fn["TracingConfig"] == {"Mode": "Active"}
+    # Plan settings are a JSON document with tokens for the image URIs and the role.
+    text = json.dumps(env[ENV["plan_settings"]])
+    assert "ml.g5.2xlarge" in text and "min_psnr" in text and "role_arn" in text
+
+
+def test_sagemaker_role_is_scoped_to_its_prefixes(synth):
+    role_id = synth.logical_id(synth.stack.sagemaker.role)
+    role = synth.template["Resources"][role_id]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert "ManagedPolicyArns" not in role
+    (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    data = synth.logical_id(synth.stack.storage.data)
+    s3_objects = set()
+    for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if any(a.startswith("s3:") for a in actions):
+            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+            for r in resources:
+                if isinstance(r, dict) and "Fn::Join" in r:
+                    s3_objects.add(r["Fn::Join"][1][1])
+                else:
+                    assert r == {"Fn::GetAtt": [data, "Arn"]}  # bucket-level (ListBucket) only
+    assert s3_objects == {"/uploads/*", "/jobs/*", "/scratch/*"}
+
+
+def test_state_machine_grants_are_narrow(synth):
+    sm = synth.stack.pipeline.state_machine
+    role_id = synth.logical_id(sm.role)
+    (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
+                 if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+    statements = policy["Properties"]["PolicyDocument"]["Statement"]
+    by_action: dict[str, list] = {}
+    for st in statements:
+        for a in st["Action"] if isinstance(st["Action"], list) else [st["Action"]]:
+            by_action.setdefault(a, []).append(st)
+    assert {a for a in by_action if a.startswith("sagemaker:")} == {
+        "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
+        "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
+        "sagemaker:AddTags"}
+    (passrole,) = by_action["iam:PassRole"]
+    assert passrole["Resource"] == {"Fn::GetAtt": [synth.logical_id(synth.stack.sagemaker.role), "Arn"]}
+    assert passrole["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    (events,) = {json.dumps(s, sort_keys=True): s for s in by_action["events:PutRule"]}.values()
+    assert len(events["Resource"]) == 2 and all(
+        "StepFunctionsGetEventsForSageMaker" in json.dumps(r) for r in events["Resource"])
+    invoked = set()
+    for st in by_action["lambda:InvokeFunction"]:
+        for r in st["Resource"]:
+            ref = r.get("Fn::GetAtt") or r["Fn::Join"][1][0]["Fn::GetAtt"]
+            invoked.add(ref[0])
+    f = synth.stack.functions
+    assert invoked == {synth.logical_id(x) for x in (f.record, f.quality_gate, f.notify)}
+    assert "*" not in json.dumps([s["Resource"] for s in statements if "lambda:InvokeFunction" in json.dumps(s)]
+                                 ).replace(":*", "")
+
+
+def test_state_machine_logs_and_traces(t):
+    t.has_resource_properties("AWS::StepFunctions::StateMachine", {
+        "TracingConfiguration": {"Enabled": True},
+        "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+    })
+
+
+def test_alarms_cover_failed_executions_and_every_lambda(synth):
+    alarms = synth.resources("AWS::CloudWatch::Alarm").values()
+    metrics = {(a["Properties"]["Namespace"], a["Properties"]["MetricName"]) for a in alarms}
+    assert ("AWS/States", "ExecutionsFailed") in metrics and ("AWS/Lambda", "Errors") in metrics
+    lambda_alarms = [a for a in alarms if a["Properties"]["MetricName"] == "Errors"]
+    assert len(lambda_alarms) == 4
+    assert all(a["Properties"]["AlarmActions"] for a in alarms)
+
+
+def test_codebuild_builds_from_buildspec_with_docker(t):
+    t.has_resource_properties("AWS::CodeBuild::Project", {
+        "Environment": Match.object_like({"PrivilegedMode": True, "EnvironmentVariables": Match.array_with([
+            Match.object_like({"Name": "TRAIN_REPOSITORY_URI"})])}),
+        "Source": Match.object_like({"BuildSpec": "buildspec.yml"}),
+    })
+
+
+def test_sns_used_when_no_ses_sender_and_ses_when_configured(synth, tmp_path_factory):
+    from conftest import context, synth_app
+
+    assert synth.resources("AWS::SES::EmailIdentity") == {}
+    assert len(synth.resources("AWS::SNS::Topic")) == 2  # notifications + alarms
+    ctx = context()
+    ctx["spaceport"] = {**ctx["spaceport"], "sender_email": "splats@example.com", "use_spot": True}
+    other = synth_app(tmp_path_factory.mktemp("ses"), ctx)
+    (identity,) = other.resources("AWS::SES::EmailIdentity").values()
+    assert identity["Properties"]["EmailIdentity"] == "splats@example.com"
+    assert len(other.resources("AWS::SNS::Topic")) == 1
+    env = other.template["Resources"][other.logical_id(other.stack.functions.notify)]["Properties"][
+        "Environment"]["Variables"]
+    assert env[ENV["sender"]] == "splats@example.com"
+
+
+def test_synth_is_deterministic(synth, tmp_path_factory):
+    from conftest import synth_app
+
+    again = synth_app(tmp_path_factory.mktemp("again"))
+    assert json.dumps(again.template, sort_keys=True) == json.dumps(synth.template, sort_keys=True)
+
+
+def test_settings_reject_unknown_context_keys():
+    with pytest.raises(ValueError, match=r"unknown cdk\.json context"):
+        DeploySettings.from_context({"instance_type": {}})
+    with pytest.raises(ValueError, match="unknown stage"):
+        DeploySettings.from_context({"instance_types": {"render": "ml.m5.large"}})

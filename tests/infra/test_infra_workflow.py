@@ -1,0 +1,131 @@
+"""The rendered ASL: valid (asl-validator), names only resources of this template, agrees with the plan."""
+
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+from conftest import ROOT
+
+from spaceport.plan import JOB_KINDS, STAGES, JobRequest, PlanSettings, plan_job
+
+VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
+
+
+def _state_machine(synth):
+    (sm,) = synth.resources("AWS::StepFunctions::StateMachine").values()
+    return sm["Properties"]
+
+
+def render(synth) -> tuple[dict, dict[str, str]]:
+    """The definition with each substitution replaced by a fake ARN naming its logical id."""
+    props = _state_machine(synth)
+    text = props["DefinitionString"]
+    refs = {}
+    for key, value in props["DefinitionSubstitutions"].items():
+        logical, attr = value["Fn::GetAtt"]
+        assert attr == "Arn"
+        refs[key] = logical
+        kind = synth.template["Resources"][logical]["Type"]
+        arn = (f"arn:aws:lambda:us-east-1:123456789012:function:{logical}" if kind == "AWS::Lambda::Function"
+               else f"arn:aws:iam::123456789012:role/{logical}")
+        text = text.replace("${" + key + "}", arn)
+    assert "${" not in text, "a substitution in the ASL has no value in the template"
+    return json.loads(text), refs
+
+
+@pytest.mark.node
+def test_asl_validator_accepts_the_rendered_definition(synth, tmp_path):
+    if not VALIDATOR.exists() or not shutil.which("node"):
+        pytest.skip("asl-validator (npm) not installed")
+    asl, _ = render(synth)
+    path = tmp_path / "pipeline.json"
+    path.write_text(json.dumps(asl))
+    out = subprocess.run([str(VALIDATOR), "--json-path", str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_every_resource_the_asl_names_exists_in_the_template(synth):
+    _asl, refs = render(synth)
+    resources = synth.template["Resources"]
+    placeholders = set(re.findall(r"\$\{(\w+)\}", _state_machine(synth)["DefinitionString"]))
+    assert placeholders == set(refs)
+    f = synth.stack.functions
+    expected = {"RecordFunctionArn": f.record, "QualityGateFunctionArn": f.quality_gate,
+                "NotifyFunctionArn": f.notify, "SageMakerRoleArn": synth.stack.sagemaker.role}
+    assert {k: synth.logical_id(v) for k, v in expected.items()} == refs
+    for key, logical in refs.items():
+        assert resources[logical]["Type"] == ("AWS::IAM::Role" if key.endswith("RoleArn") else "AWS::Lambda::Function")
+    # Every Lambda task calls one of those functions; no ARN is written into the file by hand.
+    raw = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    for name, state in raw["States"].items():
+        if state.get("Resource") == "arn:aws:states:::lambda:invoke":
+            assert re.fullmatch(r"\$\{\w+FunctionArn\}", state["Parameters"]["FunctionName"]), name
+        if "Resource" in state:
+            assert state["Resource"].startswith("arn:aws:states:::"), name
+
+
+def _success_path(asl: dict) -> list[str]:
+    order, name = [], asl["StartAt"]
+    while name:
+        order.append(name)
+        state = asl["States"][name]
+        name = state.get("Next") if not state.get("End") and state["Type"] not in ("Succeed", "Fail") else None
+    return order
+
+
+def _stage_of(state: dict) -> str | None:
+    found = set(re.findall(r"\$\.plan\.stages\.(\w+)\.", json.dumps(state)))
+    assert len(found) <= 1, found
+    return found.pop() if found else None
+
+
+def test_plan_and_asl_agree_on_stages_order_and_names():
+    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    path = _success_path(asl)
+    stages = [s for s in (_stage_of(asl["States"][n]) for n in path) if s]
+    assert stages == list(STAGES)
+    plan = plan_job(JobRequest.from_s3("b", "uploads/x.zip", etag="e"), PlanSettings(root="s3://b/"))
+    doc = plan.to_execution_input()["plan"]["stages"]
+    for name in path:
+        state, stage = asl["States"][name], _stage_of(asl["States"][name])
+        if stage not in JOB_KINDS:
+            continue
+        params = state["Parameters"]
+        spec = plan.stage(stage)
+        if JOB_KINDS[stage] == "processing":
+            assert state["Resource"] == "arn:aws:states:::sagemaker:createProcessingJob.sync"
+            assert params["ProcessingJobName.$"] == f"$.plan.stages.{stage}.job_name"
+            assert [i["InputName"] for i in params["ProcessingInputs"]] == [c.name for c in spec.inputs]
+            assert [o["OutputName"] for o in params["ProcessingOutputConfig"]["Outputs"]] == [
+                c.name for c in spec.outputs]
+            assert params["Environment"]["SPACEPORT_STAGE"] == stage
+            if "ContainerArguments.$" not in params["AppSpecification"]:
+                assert spec.arguments == ()  # the ASL may only drop arguments the plan does not have
+        else:
+            assert state["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
+            assert params["TrainingJobName.$"] == f"$.plan.stages.{stage}.job_name"
+            assert [c["ChannelName"] for c in params["InputDataConfig"]] == [c.name for c in spec.inputs]
+        # Every $.plan path the state reads exists in the plan's execution input.
+        for path_ in re.findall(r"\$\.plan\.stages\.[\w.]+", json.dumps(params)):
+            node = {"plan": {"stages": doc}}
+            for part in path_[2:].split("."):
+                node = node[part]
+
+
+def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
+    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    for name in ("SfM", "Train", "QualityGate", "Compress", "Publish", "RecordSuccess"):
+        state = asl["States"][name]
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+        retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+        assert not retried & {"States.ALL", "States.TaskFailed", "InputInvalid", "ConfigInvalid", "SfmFailed"}
+        if name in ("SfM", "Train", "Compress", "Publish"):
+            (retry,) = state["Retry"]
+            assert {"SageMaker.ResourceLimitExceededException", "CapacityError"} <= retried
+            assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 3
+    assert asl["States"]["NotifySuccess"]["Catch"][0]["Next"] == "RecordNotifyFailure"
+    assert asl["States"]["RecordNotifyFailure"]["Next"] == "Succeeded"
+    assert asl["States"]["Failed"] == {**asl["States"]["Failed"], "Type": "Fail",
+                                       "ErrorPath": "$.record.value.error", "CausePath": "$.record.value.cause"}

@@ -1,0 +1,62 @@
+"""`spaceport submit` and `spaceport status` against a moto-deployed stack's outputs."""
+
+import json
+from urllib.parse import quote_plus
+
+import boto3
+import pytest
+from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+
+from spaceport.cli import main
+
+
+@pytest.fixture
+def stack(started):
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"BucketName": {"Value": BUCKET}, "TableName": {"Value": TABLE},
+                    "StateMachineArn": {"Value": started.state_machine_arn}},
+    }
+    boto3.client("cloudformation", region_name=REGION).create_stack(
+        StackName="Spaceport", TemplateBody=json.dumps(template))
+    boto3.client("s3", region_name=REGION).put_bucket_versioning(
+        Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    return started
+
+
+
+def test_submit_folder_then_status_follows_the_job(stack, tmp_path, capsys):
+    photos = tmp_path / "my garden"
+    photos.mkdir()
+    for i in range(3):
+        (photos / f"view_{i:03d}.jpg").write_bytes(b"\xff\xd8jpeg" + bytes([i]))
+    rc = main(["submit", str(photos), "--email", "ana@example.com", "--preset", "fast",
+               "--option", "train.steps=12", "--region", REGION])
+    assert rc == 0
+    out = capsys.readouterr().out
+    job_id = out.split("job ")[1].split()[0]
+    head = stack.s3.head_object(Bucket=BUCKET, Key="uploads/my garden.zip")
+    assert head["Metadata"] == {"email": "ana@example.com", "preset": "fast",
+                                "options": json.dumps({"train": {"steps": "12"}})}
+    # The S3 trigger (start_job) derives the same job id from the upload.
+    (started_job,) = load_handler("start_job").handler(
+        s3_event(quote_plus("uploads/my garden.zip")), FakeContext())["jobs"]
+    assert started_job["job_id"] == job_id and started_job["status"] == "started"
+
+    assert main(["status", job_id, "--region", REGION]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"job {job_id}: RUNNING") and "execution SUCCEEDED" in text
+    assert main(["status", job_id, "--json", "--region", REGION]) == 0
+    assert json.loads(capsys.readouterr().out)["email"] == "ana@example.com"
+
+
+def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
+    assert main(["status", "sp-nope-0000", "--region", REGION]) == 2
+    assert "error: InputInvalid: No job 'sp-nope-0000'" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("x")
+    assert main(["submit", str(tmp_path / "notes.txt"), "--region", REGION]) == 2
+    assert "UnsupportedInput" in capsys.readouterr().err
+    assert main(["submit", str(tmp_path / "notes.txt"), "--option", "oops", "--region", REGION]) == 2
+    assert "STAGE.NAME=VALUE" in capsys.readouterr().err
+    assert main(["status", "x", "--stack", "Missing", "--region", REGION]) == 2
+    assert "No CloudFormation stack named 'Missing'" in capsys.readouterr().err
