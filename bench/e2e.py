@@ -64,6 +64,7 @@ def main() -> int:
     ap.add_argument("--keep", type=Path, help="Run in this folder and keep it (default: a temporary one).")
     a = ap.parse_args()
 
+    load_before = os.getloadavg()[0]
     work = a.keep or Path(tempfile.mkdtemp(prefix="spaceport-bench-"))
     scene, out = work / "scene", work / "out"
     t0 = time.perf_counter()
@@ -78,6 +79,7 @@ def main() -> int:
     if run.returncode:
         print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
         return 1
+    load_after = os.getloadavg()[0]
     job = json.loads((out / "job.json").read_text())
     metrics = json.loads((out / "train" / "metrics.json").read_text())
     sog = (out / "compressed" / "scene.sog").stat().st_size
@@ -110,6 +112,9 @@ def main() -> int:
         f"{int(metrics['num_gaussians'])} Gaussians; splat.ply {ply / 1e6:.2f} MB -> scene.sog {sog / 1e6:.3f} MB "
         f"({ply / sog:.1f}x smaller).",
         "- Peak memory is each stage process's `ru_maxrss` (from `wait4`, includes its worker processes).",
+        f"- 1-minute load average {load_before:.1f} before and {load_after:.1f} after the run "
+        f"({os.cpu_count()} logical CPUs): above the core count, other work shared the cores and the "
+        "wall times are upper bounds.",
         "",
     ])
     a.out.parent.mkdir(parents=True, exist_ok=True)
