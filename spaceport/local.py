@@ -296,8 +296,8 @@ class LocalRunner:
         env["PYTHONPATH"] = os.pathsep.join([pkg_root, *filter(None, [env.get("PYTHONPATH")])])
         return env
 
-    def run_process(self, spec: planlib.StageSpec, sm_root: Path) -> tuple[int, float, float]:
-        """Run the stage process; stream its progress; return (exit code, seconds, peak RSS MiB)."""
+    def run_process(self, spec: planlib.StageSpec, sm_root: Path) -> tuple[int, float, float, float]:
+        """Run the stage process; stream its progress; return (exit code, seconds, peak RSS MiB, CPU seconds)."""
         argv = [*self.stage_argv(spec), *spec.arguments]
         log_path = self.job.log(spec.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +326,8 @@ class LocalRunner:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                 raise
-        return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0
+        cpu = usage.ru_utime + usage.ru_stime  # user + system CPU of the stage and its reaped children
+        return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0, cpu
 
     def _failure(self, spec: planlib.StageSpec, sm_root: Path, code: int) -> SpaceportError:
         for name in ("output/failure", "output/message"):
@@ -349,7 +350,7 @@ class LocalRunner:
             return StageRun("skipped", 0.0, old.get("peak_memory_mb"), self._numbers(spec, dest))
         self.job.marker(spec.name).unlink(missing_ok=True)
         sm_root, produced = self.prepare_scratch(spec)
-        code, seconds, peak = self.run_process(spec, sm_root)
+        code, seconds, peak, cpu = self.run_process(spec, sm_root)
         if code != 0:
             raise self._failure(spec, sm_root, code)
         missing = [r for r in REQUIRED.get(spec.name, ()) if not (produced / r).exists()]
@@ -364,7 +365,7 @@ class LocalRunner:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(produced), str(dest))
         shutil.rmtree(old, ignore_errors=True)
-        run = StageRun("done", seconds, peak, self._numbers(spec, dest))
+        run = StageRun("done", seconds, peak, {"cpu_seconds": round(cpu, 2), **self._numbers(spec, dest)})
         files = file_manifest(dest)
         self.outputs[spec.name] = _digest(files)
         _write_json(self.job.marker(spec.name),
