@@ -313,6 +313,8 @@ class LocalRunner:
                     log.write(line)
                     fields = progress.parse_line(line)
                     if fields and fields.get("stage") == spec.name:
+                        if "step" in fields and "steps" in spec.options:
+                            fields.setdefault("steps", spec.options["steps"])  # the display shows step/steps
                         self.reporter.stage_progress(spec.name, fields)
                 # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux), not the runner's.
                 _, status, usage = os.wait4(proc.pid, 0)
