@@ -87,8 +87,11 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     work = out / "_work"
-    if work.exists():
-        shutil.rmtree(work)
+    # a failed run must not leave an earlier run's results looking current
+    for stale in (work, out / "sparse", out / "images"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    (out / "sfm.json").unlink(missing_ok=True)
     work.mkdir()
     timings: dict[str, float] = {}
     try:
