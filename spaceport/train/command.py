@@ -35,8 +35,7 @@ def resolve(input_dir: Path | None, out: Path | None, checkpoints: Path | None, 
     values.update(overrides)
     cfg = config_for(preset, values)
     input_dir = input_dir or sm.channel("sfm")
-    if out is None:
-        out = sm.model if input_dir == sm.channel("sfm") or contract.in_sagemaker() else input_dir / "train"
+    out = out or sm.model
     if checkpoints is None:
         checkpoints = sm.checkpoints if out == sm.model else out / "checkpoints"
     return input_dir, out, checkpoints, cfg

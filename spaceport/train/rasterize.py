@@ -8,13 +8,16 @@ mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`
   field of view, ``eps2d`` (0.3 px²) low-pass, near/far culling, opacity-aware radius
   ``min(3.33, sqrt(2 ln(255 o)))`` σ, culling of opacity < 1/255 and of boxes off the image;
 * colour from SH with gsplat's ``_spherical_harmonics`` (``clamp_min(sh + 0.5, 0)``);
-* compositing (``RasterizeToPixels3DGSFwd.cu``): front to back per 16×16 tile, in depth order,
-  α = min(0.999, o·exp(-σ)), skip σ < 0 or α < 1/255, stop (exclusively) once T would reach 1e-4,
+* compositing (``RasterizeToPixels3DGSFwd.cu``): front to back per tile, in depth order,
+  α = min(0.999, o·exp(-σ)), skip α < 1/255 (σ < 0 cannot occur: the conic is positive definite),
+  stop (exclusively) once T would reach 1e-4,
   background weighted by the final T.
 
-Projection is written elementwise (one GEMM for the view rotation): gsplat's torch reference
-builds batched 3×3 einsums that cost ~30× more on CPU. Compositing gathers each tile's depth-sorted
-Gaussians into a padded ``[tiles, 256, K]`` block, tiles bucketed by list length so padding stays
+Projection is written elementwise (one GEMM for the view rotation) instead of gsplat's batched
+3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md; the issue's ~30× was
+measured with an older torch). Compositing gathers each tile's depth-sorted
+Gaussians into a padded ``[tiles, pixels, K]`` block (8×8 tiles: the image does not depend on the
+tile size, and small tiles waste fewer pixel-Gaussian pairs), tiles bucketed by list length so padding stays
 small, and K processed in slices that carry the transmittance so memory stays bounded.
 """
 
@@ -169,52 +172,46 @@ def intersect_tiles(
 class _CompositeSlice(torch.autograd.Function):
     """Front-to-back compositing of one K-slice of a bucket of tiles, with a hand-written backward.
 
-    σ is a quadratic in the pixel position, so for all pixels of a tile at once it is one GEMM:
-    ``σ = feat [P,6] @ coef [B,6,k]`` with ``feat = (x², y², xy, x, y, 1)`` in tile-centred pixel
-    coordinates (small numbers, so float32 keeps ~1e-5 absolute precision) and ``coef`` built
-    differentiably from the conic and the 2D mean. The backward mirrors gsplat's kernel: no
-    gradient through the 0.999 clamp, the 1/255 skip or the T stop.
+    ``log(o) - σ`` is a quadratic in the pixel position, so for all pixels of a tile at once it is
+    one GEMM: ``feat [P,6] @ coef [B,6,k]`` with ``feat = (x², y², xy, x, y, 1)`` in tile-centred
+    pixel coordinates (small numbers, so float32 keeps ~1e-5 absolute precision) and ``coef``
+    built differentiably from the conic, the 2D mean and the opacity; α = min(0.999, exp(that)).
+    The backward mirrors gsplat's kernel: no gradient through the 0.999 clamp, the 1/255 skip or
+    the T stop. Passes over the ``[B, P, k]`` block are kept few: they are the CPU cost.
     """
 
     @staticmethod
-    def forward(ctx, coef, opac, colors, T0, feat, inside):
-        sigma = torch.matmul(feat, coef)  # [B, P, k]
-        raw = opac[:, None, :] * torch.exp(-sigma)
-        alpha = torch.clamp_max(raw, ALPHA_MAX)
-        keep = (sigma >= 0) & (alpha >= ALPHA_MIN) & inside[:, None, :]
-        alpha = alpha * keep
-        Tk = T0[..., None] * torch.cumprod(1 - alpha, -1)  # T after each Gaussian
+    def forward(ctx, coef, colors, T0, feat):
+        raw = torch.exp(torch.matmul(feat, coef))  # o·exp(-σ), [B, P, k]
+        alpha = torch.where(raw >= ALPHA_MIN, torch.clamp_max(raw, ALPHA_MAX), 0.0)
+        del raw
+        Tk = torch.cumprod(1 - alpha, -1).mul_(T0[..., None])  # T after each Gaussian
         # the pixel stops before the Gaussian that would take T to <= 1e-4 (monotone along k)
         done = Tk <= T_MIN
-        alpha = alpha.masked_fill_(done, 0.0)
-        T_end = torch.minimum(Tk.masked_fill(done, 2.0).amin(-1), T0)
+        alpha.masked_fill_(done, 0.0)
+        Tk.masked_fill_(done, 2.0)  # done entries have α = 0, so their T is never used
+        T_end = torch.minimum(Tk.amin(-1), T0)
         T_before = torch.cat([T0[..., None], Tk[..., :-1]], -1)
         w = alpha * T_before
         rgb = torch.bmm(w, colors)
-        free = keep & ~done & (raw < ALPHA_MAX)  # where α is differentiable
-        ctx.save_for_backward(alpha, T_before, T_end, T0, free, colors, feat, opac)
+        ctx.save_for_backward(alpha, w, T_end, T0, colors, feat)
         return rgb, T_end
 
     @staticmethod
     def backward(ctx, g_rgb, g_T):
-        alpha, T_before, T_end, T0, free, colors, feat, opac = ctx.saved_tensors
+        alpha, w, T_end, T0, colors, feat = ctx.saved_tensors
         g_T = torch.zeros_like(T_end) if g_T is None else g_T
-        cg = torch.bmm(g_rgb, colors.transpose(1, 2))  # c_i · dL/drgb, [B, P, k]
-        w = alpha * T_before
         g_colors = torch.bmm(w.transpose(1, 2), g_rgb)
-        term = w * cg
-        tail = T_end * g_T  # the background / later slices see T_end
-        total = term.sum(-1) + tail
-        # contribution of everything behind Gaussian i: Σ_{j>i} w_j c_j·g + T_end g_T
-        behind = total[..., None] - torch.cumsum(term, -1)
-        g_alpha = T_before * cg - behind / (1 - alpha)
+        term = torch.bmm(g_rgb, colors.transpose(1, 2)).mul_(w)  # w_i c_i·dL/drgb, [B, P, k]
+        total = term.sum(-1) + T_end * g_T  # the background / later slices see T_end
         g_T0 = total / T0
-        g_alpha = g_alpha * free
-        # α = o·exp(-σ):  dα/dσ = -α,  dα/do = α/o
-        g_sigma = -(alpha * g_alpha)
-        g_opac = (alpha * g_alpha).sum(1) / opac.clamp(min=1e-12)
-        g_coef = torch.matmul(feat.transpose(-1, -2), g_sigma)  # [B, 6, k]
-        return g_coef, g_opac, g_colors, g_T0, None, None
+        # behind_i = Σ_{j>i} w_j c_j·g + T_end g_T;  dL/dα_i = T_i c_i·g - behind_i / (1 - α_i)
+        # and with α = exp(log o - σ):  dL/d(log o - σ) = α dL/dα = term_i - behind_i α_i / (1 - α_i)
+        behind = torch.cumsum(term, -1).neg_().add_(total[..., None])
+        g_q = term.sub_(behind.mul_(alpha).div_(1 - alpha))
+        g_q.masked_fill_(alpha >= ALPHA_MAX, 0.0)  # clamped: no gradient (α = 0 entries give 0 already)
+        g_coef = torch.matmul(feat.transpose(-1, -2), g_q)  # [B, 6, k]
+        return g_coef, g_colors, g_T0, None
 
 
 def composite_tiles(
@@ -264,10 +261,12 @@ def composite_tiles(
             con = conics[g]
             a, b, c = con[..., 0], con[..., 1], con[..., 2]
             mx, my = m[..., 0], m[..., 1]
-            # σ(x, y) = ½a(x-mx)² + ½c(y-my)² + b(x-mx)(y-my), expanded in (x², y², xy, x, y, 1)
-            coef = torch.stack([0.5 * a, 0.5 * c, b, -(a * mx + b * my), -(c * my + b * mx),
-                                0.5 * a * mx * mx + 0.5 * c * my * my + b * mx * my], 1)  # [B, 6, k]
-            d_rgb, T = _CompositeSlice.apply(coef, opacities[g], colors[g], T, feat, inside)
+            # σ(x, y) = ½a(x-mx)² + ½c(y-my)² + b(x-mx)(y-my), expanded in (x², y², xy, x, y, 1);
+            # log(o) - σ with padding entries pushed to exp(-1e4) = 0
+            const = torch.where(inside, torch.log(opacities[g]) - (0.5 * a * mx * mx + 0.5 * c * my * my
+                                                                   + b * mx * my), -1e4)
+            coef = torch.stack([-0.5 * a, -0.5 * c, -b, a * mx + b * my, c * my + b * mx, const], 1)  # [B, 6, k]
+            d_rgb, T = _CompositeSlice.apply(coef, colors[g], T, feat)
             rgb = rgb + d_rgb
         out_rgb.append(rgb)
         out_T.append(T)

@@ -344,6 +344,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if ckpt_path and ckpt_path.is_file():
         ckpt_path.unlink()  # finished: a later run with the same options starts afresh
+    if checkpoint_dir and checkpoint_dir.parent == out_dir and checkpoint_dir.is_dir() and not any(
+            checkpoint_dir.iterdir()):
+        checkpoint_dir.rmdir()  # the local default (OUT/checkpoints) leaves no empty folder behind
     progress.emit(STAGE, final=1, test_psnr=round(test_psnr, 3), test_ssim=round(test_ssim, 4),
                   num_gaussians=len(splat), seconds=seconds)
     return metrics

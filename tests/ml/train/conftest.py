@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-#: 12 views at 160x120: small enough to train a few hundred steps in seconds on one core
-SCENE_VIEWS, SCENE_SIZE = 12, (160, 120)
+#: 24 views (the demo path) at 160x120: small enough to train a few hundred steps in seconds on one core
+SCENE_VIEWS, SCENE_SIZE = 24, (160, 120)
 
 
 @pytest.fixture(scope="session")

@@ -36,20 +36,20 @@ def tiny(**extra: str) -> TrainConfig:
 def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     from spaceport.train.trainer import train
 
-    cfg = config_for("fast", {**SMALL, "steps": "250"})
+    cfg = config_for("fast", {**SMALL, "steps": "300"})
     metrics = train(scene, tmp_path / "out", cfg)
     out = tmp_path / "out"
-    # measured 2026-11-23: 250 steps on this scene give ~22 dB held out; the bar leaves margin
-    assert metrics["test_psnr"] > 19.0, metrics
-    assert metrics["test_ssim"] > 0.6
+    # measured 2026-11-23 on this scene: 300 steps give 20.0 dB / SSIM 0.64 held out (200 steps: 19.2 dB)
+    assert metrics["test_psnr"] > 18.5, metrics
+    assert metrics["test_ssim"] > 0.55
     assert metrics["lpips"] is None and "offline" in metrics["lpips_note"]
-    assert metrics["held_out"] == ["view_000.png", "view_008.png"]
-    assert metrics["steps"] == 250 and metrics["peak_memory_mb"] > 0
+    assert metrics["held_out"] == ["view_000.png", "view_008.png", "view_016.png"]
+    assert metrics["steps"] == 300 and metrics["peak_memory_mb"] > 0
     splat = read_ply(out / "splat.ply")
     assert len(splat) == metrics["num_gaussians"] and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
     cams = json.loads((out / "cameras.json").read_text())["cameras"]
-    assert [c["split"] for c in cams].count("test") == 2 and len(cams) == 12
+    assert [c["split"] for c in cams].count("test") == 3 and len(cams) == 24
     assert np.asarray(cams[0]["world_to_camera"]).shape == (4, 4) and cams[0]["width"] == 160
     assert sorted(p.name for p in (out / "renders").iterdir())[:2] == ["view_000_gt.png", "view_000_render.png"]
     lines = capsys.readouterr().out.strip().splitlines()
@@ -221,7 +221,7 @@ def test_registered_images_missing_on_disk(scene, tmp_path):
 
     copy = _copy_scene(scene, tmp_path / "s")
     (copy / "images" / "view_003.png").unlink()
-    with pytest.raises(InputInvalid, match=r"1 of 12 registered images are missing.*view_003.png"):
+    with pytest.raises(InputInvalid, match=r"1 of 24 registered images are missing.*view_003.png"):
         train(copy, tmp_path / "o", tiny())
 
 
@@ -271,3 +271,11 @@ def test_gaussian_cap_is_enforced(scene, tmp_path):
 
     metrics = train(scene, tmp_path, tiny(max_gaussians="1500", sky_points="0"))
     assert metrics["num_gaussians"] <= 1500
+
+
+def test_target_psnr_stops_early(scene, tmp_path, capsys):
+    from spaceport.train.trainer import train
+
+    metrics = train(scene, tmp_path, tiny(target_psnr="5", eval_every="10"))
+    assert metrics["stopped_early"] and metrics["steps"] == 10
+    assert "stage=train step=10 test_psnr=" in capsys.readouterr().out
