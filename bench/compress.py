@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -28,26 +29,56 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spaceport.compress.quality import compare, orbit_cameras, render_all  # noqa: E402
+from spaceport.compress.quality import cameras_from_json, compare, orbit_cameras, render_all  # noqa: E402
 from spaceport.compress.sog import decode_sog  # noqa: E402
 from spaceport.compress.synthetic import synthetic_splat  # noqa: E402
-from spaceport.splat import write_ply  # noqa: E402
+from spaceport.splat import read_ply, write_ply  # noqa: E402
 
 SPLAT_TRANSFORM = ROOT / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"
 
 
 def timed(cmd: list[str], timeout: float) -> dict:
-    """Run under /usr/bin/time -v; wall seconds, peak RSS (MB), and whether it finished."""
+    """Run under /usr/bin/time -v; wall seconds, peak RSS (MB), and whether it finished.
+
+    The command runs in its own process group, so a timeout kills the tool itself and not just
+    /usr/bin/time (which would leave node holding the pipes and the wait hanging).
+    """
     t = time.perf_counter()
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
     try:
-        proc = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, timeout=timeout)
+        _, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"ok": False, "seconds": round(time.perf_counter() - t, 1), "why": f"timeout after {timeout:.0f} s"}
     seconds = time.perf_counter() - t
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     if proc.returncode != 0:
-        return {"ok": False, "seconds": round(seconds, 1), "why": proc.stderr.strip().splitlines()[-1][:200]}
+        return {"ok": False, "seconds": round(seconds, 1), "why": err.strip().splitlines()[-1][:200]}
     return {"ok": True, "seconds": round(seconds, 2), "peak_mb": round(int(m.group(1)) / 1024, 1) if m else None}
+
+
+def ground_truth(folder: Path, views: list) -> list | None:
+    """The photos of the views, resized to the render size (None when any is missing)."""
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for v in views:
+        path = folder / v.name
+        if not path.is_file():
+            return None
+        with Image.open(path) as im:
+            out.append(np.asarray(im.convert("RGB").resize((v.width, v.height), Image.LANCZOS), np.float32) / 255)
+    return out
+
+
+def psnr_vs(renders: list, gt: list) -> float:
+    import numpy as np
+
+    mse = float(np.mean([np.mean((r - g) ** 2) for r, g in zip(renders, gt, strict=True)]))
+    return round(10 * np.log10(1 / max(mse, 1e-12)), 3)
 
 
 def machine() -> str:
@@ -77,38 +108,63 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=420.0, help="seconds allowed to splat-transform per case")
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--resolution", type=int, default=256)
+    ap.add_argument("--ply", type=Path, action="append", default=[],
+                    help="also race on this (trained) splat.ply; its cameras.json is used when beside it")
+    ap.add_argument("--images", type=Path, default=None,
+                    help="ground-truth images named as in cameras.json: adds PSNR vs ground truth for --ply cases")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compress.md")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     desc = machine()
     rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
-        for n in [int(x) for x in args.sizes.split(",")]:
-            for d in [int(x) for x in args.degrees.split(",")]:
-                case = Path(tmp) / f"n{n}_sh{d}"
-                case.mkdir()
+        cases = [(n, d, None) for n in [int(x) for x in args.sizes.split(",") if x]
+                 for d in [int(x) for x in args.degrees.split(",") if x]]
+        cases += [(None, None, p) for p in args.ply]
+        for n, d, given in cases:
+            case = Path(tmp) / (f"n{n}_sh{d}" if given is None else f"ply_{given.parent.name}")
+            case.mkdir()
+            if given is None:
                 splat = synthetic_splat(n, d, seed=n + d)
                 ply_bytes = write_ply(splat, case / "splat.ply")
-                ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
-                              str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
-                theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
-                                str(case / "theirs.sog")], args.timeout)
-                views = orbit_cameras(splat, args.views, args.resolution)
-                ref = render_all(splat, views)
-                row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs}
-                if ours["ok"]:
-                    summary = json.loads((case / "ours" / "compress.json").read_text())
-                    ours["bytes"] = summary["outputs"]["scene.sog"]
-                    ours["steps"] = summary["seconds"]["sog_steps"]
-                    ours.update(compare(ref, decode_sog(case / "ours" / "scene.sog"), views))
-                if theirs["ok"]:
-                    theirs["bytes"] = (case / "theirs.sog").stat().st_size
-                    theirs.update(compare(ref, decode_sog(case / "theirs.sog"), views))
-                else:
-                    notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
-                                 f"are a lower bound and its bytes/PSNR are unknown.")
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+            else:
+                splat = read_ply(given)
+                n, d = len(splat), splat.sh_degree
+                ply_bytes = given.stat().st_size
+                (case / "splat.ply").symlink_to(given.resolve())
+            ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
+                          str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
+            theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
+                            str(case / "theirs.sog")], args.timeout)
+            cams = given.parent / "cameras.json" if given is not None else None
+            views = (cameras_from_json(cams, args.views, args.resolution) if cams and cams.is_file()
+                     else orbit_cameras(splat, args.views, args.resolution))
+            ref = render_all(splat, views)
+            row = {"n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs,
+                   "scene": "synthetic" if given is None else f"trained ({given})",
+                   "views": "orbit" if not (cams and cams.is_file()) else "cameras.json"}
+            gt = ground_truth(args.images, views) if given is not None and args.images else None
+            if gt is not None:
+                row["gt_psnr_uncompressed"] = psnr_vs(ref, gt)
+            if ours["ok"]:
+                summary = json.loads((case / "ours" / "compress.json").read_text())
+                ours["bytes"] = summary["outputs"]["scene.sog"]
+                ours["steps"] = summary["seconds"]["sog_steps"]
+                decoded = decode_sog(case / "ours" / "scene.sog")
+                ours.update(compare(ref, decoded, views))
+                if gt is not None:
+                    ours["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
+            if theirs["ok"]:
+                theirs["bytes"] = (case / "theirs.sog").stat().st_size
+                decoded = decode_sog(case / "theirs.sog")
+                theirs.update(compare(ref, decoded, views))
+                if gt is not None:
+                    theirs["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
+            else:
+                notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
+                             f"are a lower bound and its bytes/PSNR are unknown.")
+            print(json.dumps(row), flush=True)
+            rows.append(row)
 
     lines = [
         "# Compression benchmark: spaceport vs splat-transform",
@@ -127,9 +183,9 @@ def main() -> None:
         f".sog vs renders of the uncompressed splat, {args.views} orbit views at {args.resolution} px "
         "(spaceport.train.rasterize on the CPU).",
         "",
-        "| N | SH | PLY MB | spaceport s | splat-transform s | speed-up | spaceport MB | splat-transform MB "
+        "| scene | N | SH | PLY MB | spaceport s | splat-transform s | speed-up | spaceport MB | splat-transform MB "
         "| size ours/theirs | PLY/ours | PSNR ours dB | PSNR theirs dB | SSIM ours | SSIM theirs | peak MB ours / theirs |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         o, t = r["ours"], r["theirs"]
@@ -138,7 +194,7 @@ def main() -> None:
         speed = (t["seconds"] / o["seconds"]) if o["ok"] else None
         speed_s = (f"{speed:.1f}x" if t["ok"] else f"> {speed:.0f}x") if speed else "-"
         ob, tb = o.get("bytes"), t.get("bytes")
-        cells = [r["n"], r["degree"], f"{r['ply_bytes'] / 1e6:.2f}", o_s, t_s, speed_s,
+        cells = [r.get("scene", "synthetic").split(" (")[0], r["n"], r["degree"], f"{r['ply_bytes'] / 1e6:.2f}", o_s, t_s, speed_s,
                  f"{ob / 1e6:.3f}" if ob else "-", f"{tb / 1e6:.3f}" if tb else "-",
                  f"{ob / tb:.3f}" if ob and tb else "-", f"{r['ply_bytes'] / ob:.1f}" if ob else "-",
                  o.get("psnr", "-"), t.get("psnr", "-"), o.get("ssim", "-"), t.get("ssim", "-"),
@@ -148,6 +204,31 @@ def main() -> None:
     for r in rows:
         if r["ours"]["ok"]:
             lines.append(f"- N={r['n']}, SH{r['degree']}: {r['ours']['steps']}")
+    lines += ["", "Goals (issue #4), per case:", ""]
+    for r in rows:
+        o, t = r["ours"], r["theirs"]
+        if not o["ok"]:
+            continue
+        label = f"{r.get('scene', 'synthetic').split(' (')[0]} N={r['n']} SH{r['degree']}"
+        parts = []
+        if r["degree"] == 3:
+            speed = t["seconds"] / o["seconds"]
+            parts.append(f"speed-up {'>' if not t['ok'] else ''}{speed:.1f}x (goal >= 10x: "
+                         f"{'met' if speed >= 10 else ('met as a lower bound' if not t['ok'] else 'NOT met')})")
+        if t["ok"]:
+            parts.append(f"size ours/theirs {o['bytes'] / t['bytes']:.3f} (goal <= 1.05: "
+                         f"{'met' if o['bytes'] <= 1.05 * t['bytes'] else 'NOT met'})")
+            parts.append(f"PSNR ours - theirs {o['psnr'] - t['psnr']:+.2f} dB (goal >= 0: "
+                         f"{'met' if o['psnr'] >= t['psnr'] else 'NOT met'})")
+        ratio = r["ply_bytes"] / o["bytes"]
+        parts.append(f"PLY/SOG {ratio:.1f}x (goal >= 15x: {'met' if ratio >= 15 else 'NOT met'}; PSNR vs the "
+                     f"uncompressed render {o['psnr']:.1f} dB)")
+        if "gt_psnr_uncompressed" in r and "gt_psnr" in o:
+            loss = r["gt_psnr_uncompressed"] - o["gt_psnr"]
+            parts.append(f"PSNR vs ground-truth photos: uncompressed {r['gt_psnr_uncompressed']:.2f} dB, ours "
+                         f"{o['gt_psnr']:.2f} dB" + (f", theirs {t['gt_psnr']:.2f} dB" if "gt_psnr" in t else "")
+                         + f" -> loss {loss:.2f} dB (goal <= 0.5: {'met' if loss <= 0.5 else 'NOT met'})")
+        lines.append(f"- {label}: " + "; ".join(parts))
     if notes:
         lines += ["", "Skipped or unfinished:", ""] + [f"- {x}" for x in notes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
