@@ -9,7 +9,7 @@ Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same pla
 
 The layout under the root is (DESIGN.md)::
 
-    jobs/<job_id>/request.json  sfm/  train/  compressed/  report/  job.json
+    jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
 Stage options come from each stage's config module (``spaceport.<stage>.config``) through
@@ -26,6 +26,7 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import unquote
 
 from spaceport.errors import ConfigInvalid
 
@@ -44,8 +45,10 @@ PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
 
 #: SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (63 chars). Step Functions execution
 #: names: 1-80 chars, no whitespace/brackets/wildcards/special chars. A job id is at most
-#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r9`` still fits in 63.
+#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r99`` still fits in 63.
 JOB_ID_MAX = 36
+#: Highest attempt number a stage's job name can carry (see :func:`stage_job_name`).
+MAX_ATTEMPTS = 99
 _SLUG_MAX = 16
 _HASH_LEN = 16
 
@@ -166,6 +169,13 @@ class Channel:
     def to_dict(self) -> dict[str, str]:
         return {"name": self.name, "uri": self.uri, "path": self.path}
 
+    @property
+    def local_path(self) -> str:
+        """The filesystem path of a ``file://`` URI (percent-escapes decoded); ValueError for s3://."""
+        if not self.uri.startswith("file://"):
+            raise ValueError(f"{self.uri} is not a local (file://) URI")
+        return unquote(self.uri[len("file://"):])
+
 
 @dataclass(frozen=True)
 class StageSpec:
@@ -208,6 +218,7 @@ class StageSpec:
             return out
         out.update(
             job_name=self.job_name,
+            attempt=1,  # the workflow bumps it (and the job name) when it retries the stage
             image=self.image,
             options=dict(self.options),
             inputs={c.name: c.to_dict() for c in self.inputs},
@@ -257,6 +268,12 @@ class JobPlan:
     @property
     def record_uri(self) -> str:
         return self.prefix + "job.json"
+
+    @property
+    def staged_upload_uri(self) -> str | None:
+        """Where the executor must copy the upload before the sfm stage (None: read in place)."""
+        uri = self.stage("sfm").input("upload").uri
+        return uri + self.request.source_name if uri.endswith("/") else None
 
     @property
     def execution_name(self) -> str:
@@ -314,6 +331,18 @@ def job_id_for(source_uri: str, source_version: str) -> str:
     return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
 
 
+def stage_job_name(job_id: str, stage: str, attempt: int = 1) -> str:
+    """SageMaker job name of ``stage``'s ``attempt`` (1-based): ``<job_id>-<stage>[-r<attempt>]``.
+
+    SageMaker never reuses a job name, so a stage retried by the workflow (capacity lost inside
+    the job) runs under a new name: attempt 2 is ``<job_id>-train-r2``. At most 36 + 9 + 4 = 49
+    of the 63 characters SageMaker allows.
+    """
+    if not 1 <= attempt <= MAX_ATTEMPTS:
+        raise ValueError(f"attempt must be 1..{MAX_ATTEMPTS}, got {attempt}")
+    return f"{job_id}-{stage}" if attempt == 1 else f"{job_id}-{stage}-r{attempt}"
+
+
 def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
 
@@ -337,6 +366,19 @@ def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None =
     base = from_strings(cls, dict(presets[preset]))
     resolved = from_strings(cls, dict(overrides or {}), base=base)
     return to_strings(resolved)
+
+
+def _upload_uri(request: JobRequest, prefix: str) -> str:
+    """Where the sfm stage reads the upload.
+
+    On S3 the upload is first copied (by start_job, at its exact version) to
+    ``jobs/<job_id>/upload/<name>``: SageMaker's S3Prefix input would otherwise also match other
+    keys that start with the same name and read whatever version is newest when the job starts.
+    Locally the source file is read where it is.
+    """
+    if prefix.startswith("s3://") and request.source_uri.startswith("s3://"):
+        return f"{prefix}upload/"
+    return request.source_uri
 
 
 def _arguments(options: Mapping[str, str]) -> tuple[str, ...]:
@@ -369,14 +411,14 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
 
     def res(stage: str) -> dict[str, Any]:
         r = settings.resources(stage)
-        return {"job_name": f"{job_id}-{stage}", "image": r.image, "instance_type": r.instance_type,
+        return {"job_name": stage_job_name(job_id, stage), "image": r.image, "instance_type": r.instance_type,
                 "volume_gb": r.volume_gb, "max_runtime_s": r.max_runtime_s}
 
     stages = (
         StageSpec(
             name="sfm", kind="processing", **res("sfm"),
             entrypoint=("spaceport", "sfm"), arguments=_arguments(opts["sfm"]), options=opts["sfm"],
-            inputs=(Channel("upload", request.source_uri, _PIN + "upload"),),
+            inputs=(Channel("upload", _upload_uri(request, prefix), _PIN + "upload"),),
             outputs=(Channel("sfm", uri["sfm"], _POUT + "sfm"),),
         ),
         StageSpec(
@@ -407,6 +449,9 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
                 Channel("sfm", uri["sfm"], _PIN + "sfm"),
                 Channel("train", uri["train"], _PIN + "train"),
                 Channel("compressed", uri["compressed"], _PIN + "compressed"),
+                # The job record as it stands before publish (per-stage seconds, cost, metrics):
+                # one object, so SageMaker puts it at /opt/ml/processing/input/job/job.json.
+                Channel("job", prefix + "job.json", _PIN + "job"),
             ),
             outputs=(Channel("report", uri["report"], _POUT + "report"),),
         ),

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
@@ -34,13 +35,22 @@ class Functions(Construct):
         self.notify = self._function("Notify", "notify", "Email the result or the failure (never fails the job)")
 
     def add_start_job(self, *, state_machine_arn: str) -> lambda_.Function:
-        """start_job needs the state machine, which needs the other functions: it comes last."""
+        """start_job needs the state machine, which needs the other functions: it comes last.
+
+        S3 invokes it asynchronously (two retries); an event that still fails lands in a queue an
+        operator can replay from, and an alarm watches that queue.
+        """
+        self.start_job_dlq = sqs.Queue(self, "StartJobDeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,
+                                       enforce_ssl=True, retention_period=Duration.days(14))
         self.start_job = self._function("StartJob", "start_job", "Validate an upload, plan it, start its execution",
-                                        timeout_s=60, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn})
+                                        # Staging a 5 GB upload is a multipart server-side copy.
+                                        timeout_s=300, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn},
+                                        dead_letter_queue=self.start_job_dlq)
         return self.start_job
 
     def _function(self, construct_id: str, handler: str, description: str, *, timeout_s: int = 30,
-                  extra_env: Mapping[str, str] | None = None) -> lambda_.Function:
+                  extra_env: Mapping[str, str] | None = None,
+                  dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
         log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self.log_retention,
                                   removal_policy=RemovalPolicy.DESTROY)
         return lambda_.Function(
@@ -57,4 +67,5 @@ class Functions(Construct):
                          "POWERTOOLS_LOG_LEVEL": "INFO"},
             tracing=lambda_.Tracing.ACTIVE,
             log_group=log_group,
+            dead_letter_queue=dead_letter_queue,
         )

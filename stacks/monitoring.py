@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
@@ -18,7 +19,8 @@ class Monitoring(Construct):
     """An alarm topic, one alarm per concern, and a dashboard of executions and Lambda health."""
 
     def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.StateMachine,
-                 functions: dict[str, lambda_.Function], alarm_email: str, dashboard_name: str) -> None:
+                 functions: dict[str, lambda_.Function], dead_letters: sqs.IQueue, alarm_email: str,
+                 dashboard_name: str) -> None:
         super().__init__(scope, construct_id)
         key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="Spaceport alarms")
         # CloudWatch publishes to the encrypted topic: it needs to use the key.
@@ -35,6 +37,9 @@ class Monitoring(Construct):
             "ExecutionsThrottled": state_machine.metric_throttled(period=five_min),
         }.items():
             self.alarms[name] = self._alarm(name, metric, action)
+        self.alarms["UploadEventsDeadLettered"] = self._alarm(
+            "UploadEventsDeadLettered", dead_letters.metric_approximate_number_of_messages_visible(period=five_min),
+            action, statistic="Maximum")
         for name, fn in functions.items():
             self.alarms[f"{name}Errors"] = self._alarm(f"{name}Errors", fn.metric_errors(period=five_min), action)
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=dashboard_name)
@@ -50,8 +55,9 @@ class Monitoring(Construct):
             cw.AlarmStatusWidget(title="Alarms", width=24, alarms=list(self.alarms.values())),
         )
 
-    def _alarm(self, name: str, metric: cw.Metric, action: cw_actions.SnsAction) -> cw.Alarm:
-        alarm = cw.Alarm(self, name, metric=metric.with_(statistic="Sum"), threshold=1, evaluation_periods=1,
+    def _alarm(self, name: str, metric: cw.Metric, action: cw_actions.SnsAction, *,
+               statistic: str = "Sum") -> cw.Alarm:
+        alarm = cw.Alarm(self, name, metric=metric.with_(statistic=statistic), threshold=1, evaluation_periods=1,
                          comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                          treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
                          alarm_description=f"Spaceport: {name} in the last 5 minutes")

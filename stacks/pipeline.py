@@ -29,14 +29,14 @@ class SageMakerRole(Construct):
         super().__init__(scope, construct_id)
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description="Spaceport SageMaker jobs: read uploads/jobs, write jobs/scratch")
-        # Reads: the upload (uploads/), earlier stages (jobs/), resumable checkpoints (scratch/).
-        bucket.grant_read(self.role, "uploads/*")
+        # Reads: the staged upload and earlier stages (jobs/), resumable checkpoints (scratch/).
+        # Not uploads/: start_job stages each upload under its job's prefix.
         bucket.grant_read(self.role, "jobs/*")
         bucket.grant_read_write(self.role, "scratch/*")
         bucket.grant_put(self.role, "jobs/*")
         self.role.add_to_policy(iam.PolicyStatement(
             actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": ["uploads/*", "jobs/*", "scratch/*"]}}))
+            conditions={"StringLike": {"s3:prefix": ["jobs/*", "scratch/*"]}}))
         for repo in repositories:
             repo.grant_pull(self.role)
         self.role.add_to_policy(iam.PolicyStatement(
@@ -67,7 +67,8 @@ class Pipeline(Construct):
                 "NotifyFunctionArn": notify.function_arn,
             },
             tracing_enabled=True,
-            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            # Execution data holds the user's email: log every event but not the payloads.
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
         )
         # A raw ASL file gets no automatic grants: grant exactly what its states call.
         for fn in (record, quality_gate, notify):

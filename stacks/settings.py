@@ -46,7 +46,7 @@ class DeploySettings:
     """Keep buckets and the jobs table when the stack is deleted."""
     github_owner: str = ""
     github_repo: str = ""
-    """CodeBuild source. Empty: a source zip at s3://<artifacts bucket>/source/spaceport.zip."""
+    """CodeBuild source. Empty: a source zip at s3://<data bucket>/source/spaceport.zip."""
 
     def __post_init__(self) -> None:
         for name in ("instance_types", "volume_gb", "max_runtime_s"):

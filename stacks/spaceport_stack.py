@@ -34,7 +34,7 @@ class SpaceportStack(Stack):
                                scratch_expiry_days=settings.scratch_expiry_days,
                                upload_expiry_days=settings.upload_expiry_days,
                                log_expiry_days=settings.log_expiry_days)
-        self.images = Images(self, "Images", tag=settings.image_tag, source_bucket=self.storage.access_logs,
+        self.images = Images(self, "Images", tag=settings.image_tag, source_bucket=self.storage.data,
                              github_owner=settings.github_owner, github_repo=settings.github_repo,
                              log_retention=retention)
         self.sagemaker = SageMakerRole(self, "SageMaker", bucket=self.storage.data,
@@ -61,7 +61,7 @@ class SpaceportStack(Stack):
 
         # Grants: each function gets exactly the data it touches.
         data, jobs = self.storage.data, self.storage.jobs
-        data.grant_read(start_job, "uploads/*")
+        data.grant_read(start_job, "uploads/*")  # head + copy of the exact version
         data.grant_put(start_job, "jobs/*")
         jobs.grant_read_write_data(start_job)
         self.pipeline.state_machine.grant_start_execution(start_job)
@@ -81,7 +81,8 @@ class SpaceportStack(Stack):
             self, "Monitoring", state_machine=self.pipeline.state_machine,
             functions={"StartJob": start_job, "Record": self.functions.record,
                        "QualityGate": self.functions.quality_gate, "Notify": self.functions.notify},
-            alarm_email=settings.alarm_email, dashboard_name=f"{construct_id}-jobs")
+            dead_letters=self.functions.start_job_dlq, alarm_email=settings.alarm_email,
+            dashboard_name=f"{construct_id}-jobs")
 
         for name, value in {
             "BucketName": data.bucket_name,

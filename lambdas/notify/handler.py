@@ -14,8 +14,12 @@ from spaceport.aws.runtime import Clients, logger
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     clients = Clients(settings.load())
     job_id = event["job_id"]
-    # The stored record is the truth; the event's copy covers a record step that failed.
-    record = clients.store.get(job_id) or dict(event.get("record") or {"job_id": job_id})
+    # The event's record is what the record step returned (or, when that step failed, the raw
+    # error); the stored record fills in what it lacks (the address, the source).
+    record = {**(clients.store.get(job_id) or {"job_id": job_id}), **(event.get("record") or {})}
+    if record.get("status") == "FAILED" and not record.get("reason"):
+        # The raw Step Functions error of a failed record step: make it readable the same way.
+        record.update(records.describe_failure({"Error": record.get("error"), "Cause": record.get("cause")}))
     outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)
     if outcome.get("error"):
         logger.error("notification failed", extra={"job_id": job_id, **outcome})

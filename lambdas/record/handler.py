@@ -1,8 +1,14 @@
-"""Job record steps of the state machine: ``succeeded``, ``failed`` and ``notify_failed``.
+"""Job record steps of the state machine: ``progress``, ``retry``, ``succeeded``, ``failed`` and
+``notify_failed``.
 
-``failed`` turns the caught ``{"Error", "Cause"}`` into the typed error the email and the Fail
-state use (the stage is the first with no result; the reason comes from the SageMaker job's
-FailureReason/ExitMessage through spaceport.errors.parse_failure).
+- ``progress`` (before Publish) stores the stages done so far, so ``jobs/<id>/job.json`` holds
+  per-stage seconds and cost when the publish job reads it.
+- ``retry`` (a SageMaker stage was caught) decides whether to run the stage again: only a job
+  that failed inside SageMaker for lack of capacity, within the ASL's policy; it returns the
+  plan with that stage's attempt and job name bumped (spaceport.aws.records.plan_retry).
+- ``failed`` turns the caught ``{"Error", "Cause"}`` into the typed error the email and the Fail
+  state use (the stage is the first with no result; the reason comes from the SageMaker job's
+  FailureReason/ExitMessage through spaceport.errors.parse_failure).
 """
 
 from __future__ import annotations
@@ -20,7 +26,16 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     clients = Clients(settings.load())
     plan, action = event["plan"], event["action"]
     record = clients.store.get(plan["job_id"]) or records.new_record(plan)
-    if action == "succeeded":
+    if action == "retry":
+        decision = records.plan_retry(plan, event.get("results"), event.get("error"), event.get("policy", {}))
+        log = {k: v for k, v in decision.items() if k != "plan"}
+        logger.info("stage failure classified", extra={"job_id": plan["job_id"], **log})
+        if decision["retry"]:
+            clients.store.save(records.retried(record, decision, event.get("error")))
+        return decision
+    if action == "progress":
+        record = records.progress(record, plan, event.get("results", {}))
+    elif action == "succeeded":
         record = records.succeeded(record, plan, event.get("results", {}))
     elif action == "failed":
         record = records.failed(record, plan, event.get("results"), event.get("error"))

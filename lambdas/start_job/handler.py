@@ -1,4 +1,4 @@
-"""S3 upload (or a direct JSON request) -> validated JobRequest -> plan -> job record -> StartExecution.
+"""S3 upload (or a direct JSON request) -> validated JobRequest -> plan -> staged copy -> job record -> StartExecution.
 
 The execution name is the plan's job id, derived from bucket/key/version-or-ETag, so a repeated
 S3 event starts nothing new: StartExecution is idempotent for the same name and input while the
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -29,6 +29,25 @@ from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportE
 from spaceport.plan import JobRequest, job_id_for, plan_job
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: Leading bytes of each accepted type; a renamed file is rejected here, not after a SageMaker job starts.
+_VIDEO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+
+
+def check_magic(name: str, head: bytes) -> None:
+    """Raise UnsupportedInput when the first bytes contradict the file's suffix."""
+    suffix = name.lower().rsplit(".", 1)[-1]
+    ok = {
+        "zip": head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
+        "png": head.startswith(b"\x89PNG\r\n\x1a\n"),
+        "jpg": head.startswith(b"\xff\xd8\xff"),
+        "jpeg": head.startswith(b"\xff\xd8\xff"),
+        "mp4": head[4:8] in _VIDEO_BOXES,
+        "mov": head[4:8] in _VIDEO_BOXES,
+        "m4v": head[4:8] in _VIDEO_BOXES,
+    }.get(suffix, False)
+    if not ok:
+        raise UnsupportedInput(f"{name!r} is named .{suffix} but its content is not a {suffix.upper()} file",
+                               "Upload the original file; renaming a file does not convert it")
 
 
 class StartRequest(BaseModel):
@@ -56,7 +75,8 @@ def _requests(event: Mapping[str, Any]) -> list[StartRequest]:
     return [StartRequest.model_validate(event)]
 
 
-def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeSettings) -> JobRequest:
+def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeSettings,
+              first_bytes: Callable[[], bytes]) -> JobRequest:
     """The JobRequest of an upload; raises InputInvalid/ConfigInvalid with what to fix."""
     meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
     email = req.email or meta.get("email") or None
@@ -81,6 +101,7 @@ def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeS
     if size > cfg.max_upload_bytes:
         raise InputInvalid(f"The upload is {size / 1e9:.1f} GB, over the {cfg.max_upload_bytes / 1e9:.1f} GB limit",
                            "Upload fewer or smaller photos, or a shorter video")
+    check_magic(req.key.rsplit("/", 1)[-1], first_bytes())
     return JobRequest.from_s3(req.bucket, req.key, version_id=head.get("VersionId") or req.version_id,
                               etag=head.get("ETag"), email=email, preset=preset, options=options,
                               size_bytes=size)
@@ -99,11 +120,23 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
             return {"status": "missing", "key": req.key}
         raise
     try:
-        request = _validate(req, head, cfg)
+        version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+
+        def first_bytes() -> bytes:
+            obj = clients.s3.get_object(Bucket=req.bucket, Key=req.key, Range="bytes=0-15", **version)
+            return obj["Body"].read()
+
+        request = _validate(req, head, cfg, first_bytes)
         plan = plan_job(request, cfg.plan())
     except SpaceportError as exc:
         return _reject(req, head, exc, clients)
     execution_input = plan.to_execution_input()
+    if plan.staged_upload_uri:
+        # The exact version that triggered the job, under the job's own prefix (see spaceport.plan).
+        dest = plan.staged_upload_uri.split("/", 3)[3]
+        source = {"Bucket": req.bucket, "Key": req.key, **({"VersionId": head["VersionId"]}
+                                                           if head.get("VersionId") else {})}
+        clients.s3.copy(source, cfg.bucket, dest)
     clients.s3.put_object(Bucket=cfg.bucket, Key=f"jobs/{plan.job_id}/request.json",
                           Body=json.dumps(plan.to_request_json(), indent=2, sort_keys=True).encode(),
                           ContentType="application/json")
@@ -116,10 +149,10 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     except clients.sfn.exceptions.ExecutionAlreadyExists:
         duplicate, arn = True, None
     if created:
-        record = clients.store.get(plan.job_id) or records.new_record(execution_input["plan"])
-        if record["status"] == "QUEUED":
-            record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
-            clients.store.save(record)
+        record = records.new_record(execution_input["plan"])
+        record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
+        # Conditional: never overwrite a record the execution has already finalised.
+        clients.store.save(record, if_status="QUEUED")
     status = "duplicate" if duplicate else "started"
     logger.info("job " + status, extra={"job_id": plan.job_id, "execution_arn": arn})
     return {"status": status, "job_id": plan.job_id, "execution_arn": arn}

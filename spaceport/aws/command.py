@@ -43,7 +43,11 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
-def status(job_id: str, stack: str, region: str | None, as_json: bool) -> None:
+@click.option("--links", "links_hours", type=click.IntRange(1, 168), default=None, metavar="HOURS",
+              help="Also print fresh presigned links to the outputs, valid this many hours (1-168). They are "
+                   "signed with YOUR credentials: long-term IAM user keys keep them valid that long; "
+                   "role/SSO credentials end them when the session ends.")
+def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hours: int | None) -> None:
     """Show a cloud job's status, error, metrics, per-stage times and cost."""
     from spaceport.aws import jobs
 
@@ -51,4 +55,11 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool) -> None:
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
     record = jobs.status(job_id, dynamodb=session.client("dynamodb"), sfn=session.client("stepfunctions"),
                          deployment=deployment)
+    if links_hours is not None:
+        from botocore.config import Config
+
+        from spaceport.aws.notify import presigned_links
+
+        s3 = session.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+        record["links"] = presigned_links(record, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))

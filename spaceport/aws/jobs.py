@@ -128,4 +128,9 @@ def format_status(record: Mapping[str, Any]) -> str:
     for name, key in sorted((record.get("outputs") or {}).items()):
         if key:
             lines.append(f"{name}: {key}")
+    for name, url in (record.get("links") or {}).items():
+        lines.append(f"link {name}: {url}")
+    for r in record.get("retries") or []:
+        lines.append(f"retried {r.get('stage')} as attempt {r.get('attempt')} after {r.get('error')}: "
+                     f"{r.get('reason', '')}")
     return "\n".join(lines)

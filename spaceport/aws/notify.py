@@ -52,7 +52,11 @@ def compose(record: Mapping[str, Any], links: Mapping[str, str], *, expiry_s: in
                              f" on {s.get('instance_type', '?')}")
         if record.get("cost_usd") is not None:
             lines.append(f"Estimated cost: ${record['cost_usd']:.2f} (on-demand list prices).")
-        lines += ["", f"Links expire in {expiry_s // 3600} hours. Job id: {job_id}"]
+        # A presigned link dies with the credentials that signed it: the notify Lambda's role
+        # session, which ends after a few hours however long the link asked for (docs/aws.md).
+        lines += ["", f"These links are temporary: they stop working after at most {expiry_s // 3600} hours, "
+                  "and may stop within a few hours. If a link has expired, ask for fresh ones quoting the "
+                  f"job id. Job id: {job_id}"]
         return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
     stage = _STAGE_TITLES.get(record.get("stage", ""), record.get("stage", "a stage"))
     lines = [

@@ -8,6 +8,7 @@ build records are pure; :class:`JobStore` does the I/O.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping
@@ -16,10 +17,16 @@ from typing import Any
 
 from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, parse_failure
-from spaceport.plan import JOB_KINDS, STAGES
+from spaceport.plan import JOB_KINDS, MAX_ATTEMPTS, STAGES, stage_job_name
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 _KNOWN = re.compile(r"\b(" + "|".join(sorted(ERRORS, key=len, reverse=True)) + r"):")
+#: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
+#: ends Failed/Stopped and ``.sync`` raises States.TaskFailed with this in FailureReason.
+_CAPACITY = re.compile(
+    r"\bCapacityError\b|Insufficient\w*Capacity|insufficient capacity|"
+    r"Unable to provision requested ML compute capacity|spot (?:instance )?interrupt",
+    re.IGNORECASE)
 
 
 def now_iso() -> str:
@@ -75,16 +82,15 @@ def failed_stage(plan: Mapping[str, Any], results: Mapping[str, Any]) -> str:
     return "record"
 
 
-def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
-    """Turn a Step Functions ``{"Error", "Cause"}`` into ``{"error", "reason", "fix", "cause"}``.
+def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]:
+    """``(error name, the line that explains it, the job's failure texts)``.
 
-    ``Cause`` is a Lambda error payload (``errorType``/``errorMessage``), a SageMaker job
-    description (``FailureReason``/``ExitMessage`` holding our ``ClassName: reason fix`` line,
-    maybe behind ``AlgorithmError:``), or plain text.
+    The last item is empty unless ``Cause`` is a SageMaker job description (a job that ran and
+    failed, as opposed to an API error when creating it).
     """
     error = error or {}
     name, cause = str(error.get("Error", "StageFailed")), str(error.get("Cause", "") or "")
-    text = cause
+    text, job_texts = cause, []
     try:
         doc = json.loads(cause)
     except (ValueError, TypeError):
@@ -101,6 +107,71 @@ def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
         if "errorType" not in doc:
             # Processing jobs put our line in ExitMessage; training jobs in FailureReason.
             text = str(doc.get("ExitMessage") or doc.get("FailureReason") or cause)
+            job_texts = [str(doc[k]) for k in ("ExitMessage", "FailureReason") if doc.get(k)]
+            if not job_texts and any(k in doc for k in ("TrainingJobStatus", "ProcessingJobStatus")):
+                job_texts = [cause]
+    return name, text, job_texts
+
+
+def is_capacity_failure(error: Mapping[str, Any] | None) -> bool:
+    """Whether a caught stage error is a SageMaker job that failed for lack of capacity.
+
+    Only job failures count (the Cause is the job's description): capacity errors at job
+    *creation* (``SageMaker.ResourceLimitExceededException``, throttling) are already retried by
+    the state's own ``Retry``. A typed Spaceport error in the job's failure text decides: bad
+    input is never retried, whatever else the text says.
+    """
+    _name, _text, job_texts = _failure_text(error)
+    for text in job_texts:
+        known = _KNOWN.search(text)
+        if known:
+            return ERRORS[known.group(1)].retryable
+    return any(_CAPACITY.search(text) for text in job_texts)
+
+
+def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
+    """Seconds to wait before attempt ``attempt + 1``: ``interval_s * backoff_rate**(attempt-1)``, capped."""
+    interval = float(policy.get("interval_s", 120))
+    rate = float(policy.get("backoff_rate", 2.0))
+    cap = float(policy.get("max_delay_s", 1800))
+    return int(min(cap, interval * rate ** max(0, attempt - 1)))
+
+
+def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error: Mapping[str, Any] | None,
+               policy: Mapping[str, Any]) -> dict[str, Any]:
+    """Decide whether the workflow runs the failed stage again (capacity lost inside the job).
+
+    Returns ``{"retry": False, "stage", "why"}`` or ``{"retry": True, "stage", "attempt",
+    "wait_s", "job_name", "plan"}`` where ``plan`` is the execution input's plan with the stage's
+    ``attempt`` and ``job_name`` bumped (SageMaker rejects a reused job name). ``policy``:
+    ``max_attempts`` (total runs of one stage, first included), ``interval_s``, ``backoff_rate``,
+    ``max_delay_s``.
+    """
+    stage = failed_stage(plan, results or {})
+    if stage not in JOB_KINDS:
+        return {"retry": False, "stage": stage, "why": "not a SageMaker stage"}
+    if not is_capacity_failure(error):
+        return {"retry": False, "stage": stage, "why": "not a capacity failure"}
+    spec = plan["stages"][stage]
+    attempt = int(spec.get("attempt", 1))
+    max_attempts = min(int(policy.get("max_attempts", 3)), MAX_ATTEMPTS)
+    if attempt >= max_attempts:
+        return {"retry": False, "stage": stage, "why": f"capacity: {attempt} of {max_attempts} attempts used"}
+    new_plan = copy.deepcopy(dict(plan))
+    job_name = stage_job_name(plan["job_id"], stage, attempt + 1)
+    new_plan["stages"][stage].update(attempt=attempt + 1, job_name=job_name)
+    return {"retry": True, "stage": stage, "attempt": attempt + 1, "wait_s": retry_delay_s(attempt, policy),
+            "job_name": job_name, "plan": new_plan}
+
+
+def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
+    """Turn a Step Functions ``{"Error", "Cause"}`` into ``{"error", "reason", "fix", "cause"}``.
+
+    ``Cause`` is a Lambda error payload (``errorType``/``errorMessage``), a SageMaker job
+    description (``FailureReason``/``ExitMessage`` holding our ``ClassName: reason fix`` line,
+    maybe behind ``AlgorithmError:``), or plain text.
+    """
+    name, text, _job = _failure_text(error)
     match = _KNOWN.search(text)
     if match:
         text = text[match.start():]
@@ -108,7 +179,8 @@ def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
     parsed_name, message = parse_failure(text)
     if parsed_name == "StageFailed" and name in ERRORS:
         parsed_name = name
-    if parsed_name == "StageFailed" and ("ResourceLimitExceeded" in name or "Throttl" in name):
+    if parsed_name == "StageFailed" and ("ResourceLimitExceeded" in name or "Throttl" in name
+                                         or _CAPACITY.search(text)):
         parsed_name = "CapacityError"
     elif parsed_name == "StageFailed" and name not in ("States.TaskFailed", "States.ALL"):
         parsed_name = name.replace(".", "") or "StageFailed"
@@ -183,6 +255,29 @@ def succeeded(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mappi
     return out
 
 
+def progress(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[str, Any],
+             *, at: str | None = None) -> dict[str, Any]:
+    """The record of a running job with the stages done so far (what the publish stage reads)."""
+    out = dict(record)
+    stages = _stage_table(plan, results)
+    out.update(updated_at=at or now_iso(), stages=stages, cost_usd=_total_cost(stages),
+               metrics=training_metrics(results.get("train") or {}))
+    return out
+
+
+def retried(record: Mapping[str, Any], decision: Mapping[str, Any], error: Mapping[str, Any] | None,
+            *, at: str | None = None) -> dict[str, Any]:
+    """The record after the workflow chose to run a stage again (``decision`` from :func:`plan_retry`)."""
+    out = dict(record)
+    failure = describe_failure(error)
+    out["retries"] = [*record.get("retries", []), {
+        "stage": decision["stage"], "attempt": decision["attempt"], "job_name": decision["job_name"],
+        "wait_s": decision["wait_s"], "error": failure["error"], "reason": failure["reason"],
+        "at": at or now_iso()}]
+    out["updated_at"] = at or now_iso()
+    return out
+
+
 def failed(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[str, Any] | None,
            error: Mapping[str, Any] | None, *, at: str | None = None) -> dict[str, Any]:
     """The final record of a job that stopped at a stage, with its typed error."""
@@ -224,9 +319,19 @@ class JobStore:
         self._mirror(record)
         return True
 
-    def save(self, record: Mapping[str, Any]) -> None:
-        self.table.put_item(Item=self._item(record))
+    def save(self, record: Mapping[str, Any], *, if_status: str | None = None) -> bool:
+        """Store ``record``; with ``if_status``, only while the stored status is still that (no race
+        with a faster writer). Returns whether it was written."""
+        kwargs: dict[str, Any] = {}
+        if if_status is not None:
+            kwargs = {"ConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
+                      "ExpressionAttributeValues": {":s": if_status}}
+        try:
+            self.table.put_item(Item=self._item(record), **kwargs)
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
         self._mirror(record)
+        return True
 
     def _mirror(self, record: Mapping[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record['job_id']}/job.json",

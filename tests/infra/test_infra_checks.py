@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ROOT
+from infra_support import ROOT
 
 from stacks import nag
 from stacks.lambda_code import CORE_MODULES

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT
+from infra_support import ROOT
 
 IMAGES = {"sfm": "sfm", "train": "train", "compress": "compress"}
 

@@ -105,7 +105,7 @@ def test_sagemaker_role_is_scoped_to_its_prefixes(synth):
                     s3_objects.add(r["Fn::Join"][1][1])
                 else:
                     assert r == {"Fn::GetAtt": [data, "Arn"]}  # bucket-level (ListBucket) only
-    assert s3_objects == {"/uploads/*", "/jobs/*", "/scratch/*"}
+    assert s3_objects == {"/jobs/*", "/scratch/*"}  # not uploads/: start_job stages each upload
 
 
 def test_state_machine_grants_are_narrow(synth):
@@ -142,7 +142,7 @@ def test_state_machine_grants_are_narrow(synth):
 def test_state_machine_logs_and_traces(t):
     t.has_resource_properties("AWS::StepFunctions::StateMachine", {
         "TracingConfiguration": {"Enabled": True},
-        "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": True}),
+        "LoggingConfiguration": Match.object_like({"Level": "ALL", "IncludeExecutionData": False}),
     })
 
 
@@ -153,6 +153,15 @@ def test_alarms_cover_failed_executions_and_every_lambda(synth):
     lambda_alarms = [a for a in alarms if a["Properties"]["MetricName"] == "Errors"]
     assert len(lambda_alarms) == 4
     assert all(a["Properties"]["AlarmActions"] for a in alarms)
+    assert ("AWS/SQS", "ApproximateNumberOfMessagesVisible") in metrics
+
+
+def test_start_job_failed_events_land_in_an_encrypted_queue(synth):
+    fn = synth.template["Resources"][synth.logical_id(synth.stack.functions.start_job)]["Properties"]
+    queue_id = synth.logical_id(synth.stack.functions.start_job_dlq)
+    assert fn["DeadLetterConfig"] == {"TargetArn": {"Fn::GetAtt": [queue_id, "Arn"]}}
+    assert synth.template["Resources"][queue_id]["Properties"]["SqsManagedSseEnabled"] is True
+    assert fn["Timeout"] == 300
 
 
 def test_codebuild_builds_from_buildspec_with_docker(t):
@@ -164,7 +173,7 @@ def test_codebuild_builds_from_buildspec_with_docker(t):
 
 
 def test_sns_used_when_no_ses_sender_and_ses_when_configured(synth, tmp_path_factory):
-    from conftest import context, synth_app
+    from infra_support import context, synth_app
 
     assert synth.resources("AWS::SES::EmailIdentity") == {}
     assert len(synth.resources("AWS::SNS::Topic")) == 2  # notifications + alarms
@@ -180,7 +189,7 @@ def test_sns_used_when_no_ses_sender_and_ses_when_configured(synth, tmp_path_fac
 
 
 def test_synth_is_deterministic(synth, tmp_path_factory):
-    from conftest import synth_app
+    from infra_support import synth_app
 
     again = synth_app(tmp_path_factory.mktemp("again"))
     assert json.dumps(again.template, sort_keys=True) == json.dumps(synth.template, sort_keys=True)
@@ -191,3 +200,13 @@ def test_settings_reject_unknown_context_keys():
         DeploySettings.from_context({"instance_type": {}})
     with pytest.raises(ValueError, match="unknown stage"):
         DeploySettings.from_context({"instance_types": {"render": "ml.m5.large"}})
+
+
+def test_cdk_json_documents_every_setting():
+    import dataclasses
+
+    from infra_support import context
+
+    keys = set(context()["spaceport"])
+    fields = {f.name for f in dataclasses.fields(DeploySettings)} - {"account", "region"}
+    assert keys == fields

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 
 import pytest
-from conftest import ROOT
+from infra_support import ROOT
 
 from spaceport.plan import JOB_KINDS, STAGES, JobRequest, PlanSettings, plan_job
 
@@ -116,16 +116,57 @@ def test_plan_and_asl_agree_on_stages_order_and_names():
 
 def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
     asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    states = asl["States"]
     for name in ("SfM", "Train", "QualityGate", "Compress", "Publish", "RecordSuccess"):
-        state = asl["States"][name]
-        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "RecordFailure"}]
+        state = states[name]
+        # SageMaker stages go through ClassifyFailure (capacity lost inside the job may be retried);
+        # the others fail the job straight away.
+        target = "ClassifyFailure" if name in ("SfM", "Train", "Compress", "Publish") else "RecordFailure"
+        assert state["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": target}]
         retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
         assert not retried & {"States.ALL", "States.TaskFailed", "InputInvalid", "ConfigInvalid", "SfmFailed"}
         if name in ("SfM", "Train", "Compress", "Publish"):
             (retry,) = state["Retry"]
             assert {"SageMaker.ResourceLimitExceededException", "CapacityError"} <= retried
             assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 3
-    assert asl["States"]["NotifySuccess"]["Catch"][0]["Next"] == "RecordNotifyFailure"
-    assert asl["States"]["RecordNotifyFailure"]["Next"] == "Succeeded"
-    assert asl["States"]["Failed"] == {**asl["States"]["Failed"], "Type": "Fail",
-                                       "ErrorPath": "$.record.value.error", "CausePath": "$.record.value.cause"}
+    assert states["NotifySuccess"]["Catch"][0]["Next"] == "RecordNotifyFailure"
+    assert states["RecordNotifyFailure"]["Next"] == "Succeeded"
+    assert states["Failed"] == {**states["Failed"], "Type": "Fail",
+                                "ErrorPath": "$.record.value.error", "CausePath": "$.record.value.cause"}
+
+
+def test_capacity_retry_loop_is_bounded_backs_off_and_returns_to_the_failed_stage():
+    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    states = asl["States"]
+    classify = states["ClassifyFailure"]
+    payload = classify["Parameters"]["Payload"]
+    assert payload["action"] == "retry" and payload["error.$"] == "$.error"
+    policy = payload["policy"]
+    assert 2 <= policy["max_attempts"] <= 5 and policy["backoff_rate"] >= 2 and policy["interval_s"] >= 30
+    assert classify["Catch"][0]["Next"] == "RecordFailure" and classify["Catch"][0]["ResultPath"] != "$.error"
+    choice = states["RetryOrFail"]
+    assert choice["Default"] == "RecordFailure"
+    assert choice["Choices"] == [{"Variable": "$.retry.value.retry", "BooleanEquals": True, "Next": "WaitBeforeRetry"}]
+    assert states["WaitBeforeRetry"]["SecondsPath"] == "$.retry.value.wait_s"
+    assert states[states["WaitBeforeRetry"]["Next"]] == {**states["UseRetryPlan"], "InputPath": "$.retry.value.plan",
+                                                         "ResultPath": "$.plan"}
+    back = {c["StringEquals"]: c["Next"] for c in states[states["UseRetryPlan"]["Next"]]["Choices"]}
+    # Every SageMaker stage can be re-entered, at the state that runs that stage's job.
+    assert set(back) == set(JOB_KINDS)
+    for stage, name in back.items():
+        assert _stage_of(states[name]) == stage
+        assert states[name]["Catch"][0]["Next"] == "ClassifyFailure"
+
+
+def test_publish_reads_the_job_record_written_just_before_it():
+    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    states = asl["States"]
+    assert states["Compress"]["Next"] == "RecordProgress" and states["RecordProgress"]["Next"] == "Publish"
+    progress = states["RecordProgress"]
+    assert progress["Parameters"]["Payload"]["action"] == "progress"
+    # A failed progress write must not fail the job: Publish still runs (the record exists since start_job).
+    assert progress["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.progress_error", "Next": "Publish"}]
+    (job,) = [i for i in states["Publish"]["Parameters"]["ProcessingInputs"] if i["InputName"] == "job"]
+    assert job["S3Input"]["S3Uri.$"] == "$.plan.stages.publish.inputs.job.uri"
+    plan = plan_job(JobRequest.from_s3("b", "uploads/x.zip", etag="e"), PlanSettings(root="s3://b/"))
+    assert plan.stage("publish").input("job").uri == plan.record_uri

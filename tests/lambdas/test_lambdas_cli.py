@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 from spaceport.cli import main
 
@@ -19,8 +19,6 @@ def stack(started):
     }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Spaceport", TemplateBody=json.dumps(template))
-    boto3.client("s3", region_name=REGION).put_bucket_versioning(
-        Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
     return started
 
 
@@ -60,3 +58,22 @@ def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
     assert "STAGE.NAME=VALUE" in capsys.readouterr().err
     assert main(["status", "x", "--stack", "Missing", "--region", REGION]) == 2
     assert "No CloudFormation stack named 'Missing'" in capsys.readouterr().err
+
+
+def test_status_links_are_fresh_presigned_urls_signed_by_the_caller(stack, capsys):
+    job_id = "sp-garden-0123456789abcdef"
+    record = {"job_id": job_id, "status": "SUCCEEDED", "updated_at": "2026-11-23T05:00:00+00:00",
+              "outputs": {"sog": f"jobs/{job_id}/compressed/scene.sog", "report": f"jobs/{job_id}/report/index.html",
+                          "ply": f"jobs/{job_id}/report/splat.ply", "model": f"jobs/{job_id}/train/model.tar.gz"},
+              "retries": [{"stage": "train", "attempt": 2, "error": "CapacityError", "reason": "No spot capacity."}]}
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=TABLE, Item={
+        "job_id": {"S": job_id}, "status": {"S": "SUCCEEDED"}, "record": {"S": json.dumps(record)}})
+    stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/train/model.tar.gz", Body=b"x")
+    assert main(["status", job_id, "--links", "24", "--region", REGION]) == 0
+    text = capsys.readouterr().out
+    assert "retried train as attempt 2 after CapacityError: No spot capacity." in text
+    links = dict(line[len("link "):].split(": ", 1) for line in text.splitlines() if line.startswith("link "))
+    assert set(links) == {"report", "sog", "ply"}
+    assert "X-Amz-Expires=86400" in links["sog"] and "scene.sog" in links["sog"]
+    assert "model.tar.gz" in links["ply"]  # no splat.ply in the report: the PLY link falls back to the model
+    assert main(["status", job_id, "--links", "500", "--region", REGION]) == 2  # SigV4 allows 7 days at most

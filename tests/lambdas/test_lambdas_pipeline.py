@@ -4,7 +4,7 @@ import json
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -40,6 +40,15 @@ def _sent(region=REGION):
 
 
 def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
+    seen = {}
+
+    def publish_starts(event):  # what the publish job would download as its `job` input
+        (job,) = [i["S3Input"] for i in event["ProcessingInputs"] if i["InputName"] == "job"]
+        key = job["S3Uri"].split("/", 3)[3]
+        seen["local"] = job["LocalPath"]
+        seen["record"] = json.loads(machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+    machine.fake.hooks["publish"] = publish_starts
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     stages = [stage for stage, _ in machine.fake.calls]
@@ -47,13 +56,22 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     calls = dict(machine.fake.calls)
     job_id = out["job_id"]
     assert calls["sfm"]["ProcessingJobName"] == f"{job_id}-sfm"
-    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/uploads/My Garden é.zip"
+    assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/jobs/{job_id}/upload/"
+    staged = machine.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/upload/My Garden é.zip")["Body"].read()
+    assert staged == b"PK\x03\x04 photos"
     assert calls["sfm"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "sfm"]
     assert calls["train"]["HyperParameters"] and all(isinstance(v, str) for v in calls["train"]["HyperParameters"].values())
     model = f"s3://{BUCKET}/jobs/{job_id}/train/{job_id}-train/output/model.tar.gz"
     assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == model
     assert calls["publish"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "publish"]
     assert "ContainerArguments" not in calls["publish"]["AppSpecification"]
+    # Publish reads the job record with every earlier stage's seconds and cost (the report's timings).
+    assert [i["InputName"] for i in calls["publish"]["ProcessingInputs"]] == ["sfm", "train", "compressed", "job"]
+    assert seen["local"] == "/opt/ml/processing/input/job"
+    assert seen["record"]["status"] == "RUNNING" and seen["record"]["job_id"] == job_id
+    assert set(seen["record"]["stages"]) == {"sfm", "train", "compress"}
+    assert seen["record"]["stages"]["train"]["seconds"] == 1800 and seen["record"]["metrics"]["test_psnr"] == 26.5
+    assert seen["record"]["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
 
     record = _record(job_id)
     assert record["status"] == "SUCCEEDED"
@@ -97,6 +115,65 @@ def test_training_capacity_error_is_retried_then_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     assert _record(out["job_id"])["status"] == "SUCCEEDED"
+
+
+def _job_failed(reason: str, **extra) -> LambdaError:
+    """A SageMaker job that ran and failed: .sync raises States.TaskFailed with the job description
+    as Cause (moto forbids faking a States.* name, so the fake uses its own name)."""
+    return LambdaError("SageMakerJobFailed", json.dumps(
+        {"TrainingJobStatus": "Failed", "FailureReason": reason, **extra}))
+
+
+CAPACITY = "CapacityError: Unable to provision requested ML compute capacity. Please retry using a different ML instance type."
+SPOT = "InsufficientInstanceCapacity: Insufficient capacity for spot instance ml.g5.2xlarge in us-east-1."
+
+
+def test_training_capacity_lost_inside_sagemaker_is_retried_under_new_job_names(machine):
+    machine.fake.script["train"] = [_job_failed(CAPACITY), _job_failed(SPOT)]
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train", "compress", "publish"]
+    job_id = out["job_id"]
+    names = [e["TrainingJobName"] for s, e in machine.fake.calls if s == "train"]
+    assert names == [f"{job_id}-train", f"{job_id}-train-r2", f"{job_id}-train-r3"]
+    # Every attempt resumes from the same checkpoints; the later stages read the last attempt's model.
+    assert len({e["CheckpointConfig"]["S3Uri"] for s, e in machine.fake.calls if s == "train"}) == 1
+    calls = dict(machine.fake.calls)
+    assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith(
+        f"/{job_id}-train-r3/output/model.tar.gz")
+    record = _record(job_id)
+    assert record["status"] == "SUCCEEDED" and record["stages"]["train"]["job_name"] == f"{job_id}-train-r3"
+    assert [(r["stage"], r["attempt"], r["error"]) for r in record["retries"]] == [
+        ("train", 2, "CapacityError"), ("train", 3, "CapacityError")]
+    assert "Unable to provision" in record["retries"][0]["reason"]
+    assert "Insufficient capacity for spot" in record["retries"][1]["reason"]
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    waits = [e for e in history if e["type"] == "WaitStateEntered"]
+    assert len(waits) == 2
+
+
+def test_capacity_retries_are_bounded_and_end_in_capacity_error(machine):
+    machine.fake.script["train"] = [_job_failed(CAPACITY)] * 5
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train"]  # max_attempts = 3
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["stage"] == "train" and record["error"] == "CapacityError"
+    assert len(record["retries"]) == 2
+    (msg,) = _sent()
+    assert "Unable to provision requested ML compute capacity" in msg.body
+
+
+def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(machine):
+    machine.fake.script["train"] = [_job_failed(
+        "AlgorithmError: TooFewRegistered: Only 3 of 40 images registered (insufficient capacity to match). "
+        "Take 60+ photos with overlap., exit code: 2")]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
+    record = _record(out["job_id"])
+    assert record["error"] == "TooFewRegistered" and record["stage"] == "train"
+    assert "retries" not in record
 
 
 def test_quality_gate_failure_stops_before_compress(machine):
@@ -147,3 +224,19 @@ def test_no_address_skips_email(machine):
     assert desc["status"] == "SUCCEEDED"
     assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address"}
     assert _sent() == []
+
+
+def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine):
+    machine.fake.script["train"] = [LambdaError("SageMakerJobFailed", json.dumps(
+        {"FailureReason": "AlgorithmError: OutOfMemory: CUDA out of memory at 2.1M Gaussians. Lower max_gaussians."}))]
+    machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed["error"] == "SageMakerJobFailed"  # the raw stage error (in AWS: States.TaskFailed)
+    (msg,) = _sent()
+    assert msg.destinations["ToAddresses"] == ["ana@example.com"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["error"] == "OutOfMemory"
+    assert record["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import load_handler
+from lambdas_support import load_handler
 
 from spaceport.aws import records
 from spaceport.errors import QualityBelowTarget
@@ -66,3 +66,64 @@ def test_quality_gate_checks_psnr_and_gaussian_cap():
         check({"min_psnr": 20.0, "max_gaussians": 999}, training)
     with pytest.raises(QualityBelowTarget, match="no held-out PSNR"):
         check({"min_psnr": 20.0, "max_gaussians": 999}, {})
+
+
+def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
+    doc = {status_key: "Failed"}
+    if reason:
+        doc["FailureReason"] = reason
+    if exit_message:
+        doc["ExitMessage"] = exit_message
+    return {"Error": "States.TaskFailed", "Cause": json.dumps(doc)}
+
+
+@pytest.mark.parametrize(
+    ("error", "capacity"),
+    [
+        (_job("CapacityError: Unable to provision requested ML compute capacity. Please retry."), True),
+        (_job("InsufficientInstanceCapacity: no spot capacity for ml.g5.2xlarge"), True),
+        (_job("ClientError: Insufficient capacity error: ml.g5.xlarge", status_key="ProcessingJobStatus"), True),
+        # Our typed errors decide: bad input is never retried, whatever else the text says.
+        (_job("AlgorithmError: TooFewRegistered: Only 3 of 40 images registered. Insufficient capacity."), False),
+        (_job("AlgorithmError: See job logs", "CorruptArchive: The zip cannot be read."), False),
+        (_job("AlgorithmError: OutOfMemory: CUDA out of memory. Lower max_gaussians."), False),
+        # Our own CapacityError (retryable by definition) written by a stage.
+        (_job("AlgorithmError: CapacityError: GPU unavailable on the host."), True),
+        (_job("AlgorithmError: exit code 1"), False),
+        # Create-time API errors: the state's own Retry handles these; not retried a second time.
+        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "Insufficient capacity"}, False),
+        ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
+                                                              "errorMessage": "capacity"})}, False),
+        (None, False),
+    ],
+)
+def test_is_capacity_failure(error, capacity):
+    assert records.is_capacity_failure(error) is capacity
+
+
+PLAN = {"job_id": "sp-x-0123456789abcdef", "order": ["sfm", "train", "quality_gate", "compress", "publish"],
+        "stages": {"sfm": {"job_name": "sp-x-0123456789abcdef-sfm", "attempt": 1},
+                   "train": {"job_name": "sp-x-0123456789abcdef-train", "attempt": 1}}}
+POLICY = {"max_attempts": 3, "interval_s": 120, "backoff_rate": 2.0, "max_delay_s": 200}
+
+
+def test_plan_retry_bumps_attempt_and_job_name_with_backoff_then_stops():
+    capacity = _job("CapacityError: Unable to provision requested ML compute capacity.")
+    first = records.plan_retry(PLAN, {"sfm": {}}, capacity, POLICY)
+    assert first["retry"] and first["stage"] == "train" and first["attempt"] == 2 and first["wait_s"] == 120
+    assert first["plan"]["stages"]["train"] == {"job_name": "sp-x-0123456789abcdef-train-r2", "attempt": 2}
+    assert PLAN["stages"]["train"]["attempt"] == 1  # the input plan is not modified
+    second = records.plan_retry(first["plan"], {"sfm": {}}, capacity, POLICY)
+    assert second["attempt"] == 3 and second["wait_s"] == 200  # 240 capped at max_delay_s
+    assert second["plan"]["stages"]["train"]["job_name"].endswith("-train-r3")
+    third = records.plan_retry(second["plan"], {"sfm": {}}, capacity, POLICY)
+    assert third["retry"] is False and "3 of 3" in third["why"]
+    bad = records.plan_retry(PLAN, {}, _job("AlgorithmError: See logs", "TooFewImages: Only 2 images."), POLICY)
+    assert bad == {"retry": False, "stage": "sfm", "why": "not a capacity failure"}
+    gate = records.plan_retry(PLAN, {"sfm": {}, "train": {}}, capacity, POLICY)
+    assert gate["retry"] is False and gate["stage"] == "quality_gate"
+
+
+def test_capacity_failure_reads_as_capacity_error_in_the_record():
+    got = records.describe_failure(_job("InsufficientInstanceCapacity: no spot capacity for ml.g5.2xlarge"))
+    assert got["error"] == "CapacityError" and "no spot capacity" in got["reason"]

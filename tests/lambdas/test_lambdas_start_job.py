@@ -4,7 +4,12 @@ import json
 
 import boto3
 import pytest
-from conftest import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+
+from spaceport.errors import UnsupportedInput
+
+ZIP = b"PK\x03\x04\x14\x00\x00\x00"
+MAGIC = {"zip": ZIP, "mov": b"\x00\x00\x00\x14ftypqt  ", "mp4": b"\x00\x00\x00\x18ftypmp42"}
 
 
 def _handler():
@@ -26,7 +31,8 @@ def _record(job_id):
     ],
 )
 def test_s3_event_keys_are_decoded(started, encoded, key):
-    started.s3.put_object(Bucket=BUCKET, Key=key, Body=b"data", Metadata={"email": "x@example.com"})
+    started.s3.put_object(Bucket=BUCKET, Key=key, Body=MAGIC[key.rsplit(".", 1)[-1]],
+                          Metadata={"email": "x@example.com"})
     (out,) = _handler()(s3_event(encoded), FakeContext())["jobs"]
     assert out["status"] == "started"
     req = json.loads(started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{out['job_id']}/request.json")["Body"].read())
@@ -38,7 +44,7 @@ def test_s3_event_keys_are_decoded(started, encoded, key):
 
 
 def test_direct_request_with_preset_and_options(started):
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/scene.zip", Body=b"zip")
+    started.s3.put_object(Bucket=BUCKET, Key="uploads/scene.zip", Body=ZIP)
     out = _handler()({"bucket": BUCKET, "key": "uploads/scene.zip", "email": "y@example.com", "preset": "fast",
                       "options": {"train": {"steps": "42"}}}, FakeContext())
     assert out["status"] == "started"
@@ -48,7 +54,7 @@ def test_direct_request_with_preset_and_options(started):
 
 
 def test_metadata_preset_and_options_are_read(started):
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/m.zip", Body=b"zip",
+    started.s3.put_object(Bucket=BUCKET, Key="uploads/m.zip", Body=ZIP,
                           Metadata={"preset": "quality", "options": json.dumps({"sfm": {"steps": "7"}})})
     (out,) = _handler()(s3_event("uploads/m.zip"), FakeContext())["jobs"]
     plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
@@ -60,10 +66,12 @@ def test_metadata_preset_and_options_are_read(started):
     [
         ("uploads/notes.txt", b"hello", {}, "UnsupportedInput"),
         ("uploads/empty.zip", b"", {}, "EmptyInput"),
-        ("uploads/big.zip", b"x" * (50 * 1024 * 1024 + 1), {}, "InputInvalid"),
-        ("uploads/bad-email.zip", b"zip", {"email": "not-an-address"}, "InputInvalid"),
-        ("uploads/bad-option.zip", b"zip", {"options": json.dumps({"train": {"stpes": "1"}})}, "ConfigInvalid"),
-        ("uploads/bad-preset.zip", b"zip", {"preset": "turbo"}, "ConfigInvalid"),
+        ("uploads/big.zip", ZIP + b"x" * (50 * 1024 * 1024), {}, "InputInvalid"),
+        ("uploads/bad-email.zip", ZIP, {"email": "not-an-address"}, "InputInvalid"),
+        ("uploads/bad-option.zip", ZIP, {"options": json.dumps({"train": {"stpes": "1"}})}, "ConfigInvalid"),
+        ("uploads/bad-preset.zip", ZIP, {"preset": "turbo"}, "ConfigInvalid"),
+        ("uploads/renamed.zip", b"\x89PNG\r\n\x1a\n....", {}, "UnsupportedInput"),
+        ("uploads/text.mp4", b"just some text here", {}, "UnsupportedInput"),
     ],
 )
 def test_bad_uploads_are_rejected_recorded_and_never_started(started, key, body, meta, error):
@@ -93,9 +101,28 @@ def test_missing_object_and_malformed_request(started):
     assert out["status"] == "rejected"
 
 
-def test_new_version_of_the_same_key_is_a_new_job(started):
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"one")
-    (a,) = _handler()(s3_event("uploads/v.zip"), FakeContext())["jobs"]
-    started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=b"two")
-    (b,) = _handler()(s3_event("uploads/v.zip"), FakeContext())["jobs"]
+def test_each_version_is_its_own_job_and_stages_its_own_bytes(started):
+    v1 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=ZIP + b"one")["VersionId"]
+    v2 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=ZIP + b"two")["VersionId"]
+    # The event for the first version arrives after the second upload: it must still get "one".
+    (a,) = _handler()(s3_event("uploads/v.zip", version_id=v1), FakeContext())["jobs"]
+    (b,) = _handler()(s3_event("uploads/v.zip", version_id=v2), FakeContext())["jobs"]
     assert a["status"] == b["status"] == "started" and a["job_id"] != b["job_id"]
+    for job, body in ((a, ZIP + b"one"), (b, ZIP + b"two")):
+        staged = started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job['job_id']}/upload/v.zip")["Body"].read()
+        assert staged == body
+
+
+@pytest.mark.parametrize(
+    ("name", "head", "ok"),
+    [("a.zip", ZIP, True), ("a.ZIP", b"PK\x05\x06" + b"\0" * 18, True), ("a.jpg", b"\xff\xd8\xff\xe0", True),
+     ("a.png", b"\x89PNG\r\n\x1a\n", True), ("a.mov", b"\0\0\0\x08wide", True), ("a.zip", b"Rar!\x1a\x07", False),
+     ("a.jpg", b"\x89PNG\r\n\x1a\n", False), ("a.mp4", b"", False)],
+)
+def test_check_magic(name, head, ok):
+    check = load_handler("start_job").check_magic
+    if ok:
+        check(name, head)
+    else:
+        with pytest.raises(UnsupportedInput, match="renaming a file does not convert it"):
+            check(name, head)

@@ -1,6 +1,5 @@
 """Fake stage config modules, so the plan is tested against known options and presets."""
 
-from __future__ import annotations
 
 import sys
 import types

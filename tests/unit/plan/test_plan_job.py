@@ -45,6 +45,18 @@ def test_ids_respect_sagemaker_and_step_functions_name_rules(key):
             assert SM_NAME.match(s.job_name + "-r9"), s.job_name
 
 
+def test_retried_job_names_are_unique_and_valid():
+    p = plan_job(JobRequest.from_s3("bucket", "uploads/" + "a" * 500, etag="e"), SETTINGS)
+    names = {P.stage_job_name(p.job_id, s, n) for s in P.JOB_KINDS for n in range(1, P.MAX_ATTEMPTS + 1)}
+    assert len(names) == len(P.JOB_KINDS) * P.MAX_ATTEMPTS
+    assert all(SM_NAME.match(n) for n in names)
+    assert P.stage_job_name(p.job_id, "train") == p.stage("train").job_name
+    assert P.stage_job_name(p.job_id, "train", 2) == p.stage("train").job_name + "-r2"
+    assert p.to_execution_input()["plan"]["stages"]["train"]["attempt"] == 1
+    with pytest.raises(ValueError):
+        P.stage_job_name(p.job_id, "train", 0)
+
+
 def test_job_id_shape():
     assert plan_job(_req(), SETTINGS).job_id.startswith("sp-my-garden-e-")
 
@@ -53,7 +65,9 @@ def test_layout_matches_design():
     p = plan_job(_req(), SETTINGS)
     pre = f"s3://bucket/jobs/{p.job_id}/"
     assert p.prefix == pre and p.request_uri == pre + "request.json" and p.record_uri == pre + "job.json"
-    assert p.stage("sfm").input("upload").uri == "s3://bucket/uploads/My Garden é.zip"
+    # The upload is staged at its exact version under the job's own prefix (start_job copies it).
+    assert p.stage("sfm").input("upload").uri == pre + "upload/"
+    assert p.staged_upload_uri == pre + "upload/My Garden é.zip"
     assert p.stage("sfm").input("upload").path == "/opt/ml/processing/input/upload"
     assert p.stage("sfm").output("sfm").uri == pre + "sfm/"
     assert p.stage("sfm").output("sfm").path == "/opt/ml/processing/output/sfm"
@@ -64,8 +78,11 @@ def test_layout_matches_design():
     assert p.stage("compress").input("model").path == "/opt/ml/processing/input/model"
     assert p.stage("compress").output("compressed").uri == pre + "compressed/"
     pub = p.stage("publish")
-    assert [c.name for c in pub.inputs] == ["sfm", "train", "compressed"]
-    assert [c.path for c in pub.inputs] == [f"/opt/ml/processing/input/{n}" for n in ("sfm", "train", "compressed")]
+    assert [c.name for c in pub.inputs] == ["sfm", "train", "compressed", "job"]
+    assert [c.path for c in pub.inputs] == [f"/opt/ml/processing/input/{n}"
+                                            for n in ("sfm", "train", "compressed", "job")]
+    # The job record (per-stage seconds for the report) is one object, not a folder.
+    assert pub.input("job").uri == p.record_uri == pre + "job.json"
     assert pub.output("report").uri == pre + "report/"
     assert pub.entrypoint == ("spaceport", "publish")
 
@@ -112,6 +129,11 @@ def test_local_root_uses_the_same_layout():
     p = plan_job(req, PlanSettings(root="file:///work/out/"))
     assert p.stage("train").output("model").uri == f"file:///work/out/jobs/{p.job_id}/train/"
     assert p.stage("sfm").input("upload").uri == "file:///data/photos.zip"
+    assert p.staged_upload_uri is None  # read in place
+    assert p.stage("train").output("model").local_path == f"/work/out/jobs/{p.job_id}/train/"
+    assert JobRequest("file:///a%20b/c.zip").source_uri.endswith("c.zip")
+    with pytest.raises(ValueError):
+        _ = plan_job(_req(), SETTINGS).stage("sfm").output("sfm").local_path
 
 
 def test_execution_input_is_json_and_sagemaker_shaped():
@@ -128,7 +150,7 @@ def test_execution_input_is_json_and_sagemaker_shaped():
     assert train["image"].endswith("/train:abc")
     assert {m["Name"] for m in train["metric_definitions"]} >= {"loss", "psnr", "test_psnr", "num_gaussians"}
     assert plan["stages"]["quality_gate"]["thresholds"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
-    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"].startswith("s3://bucket/uploads/")
+    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"] == f"s3://bucket/jobs/{p.job_id}/upload/"
 
 
 def test_spot_sets_max_wait_at_least_runtime():
@@ -180,3 +202,27 @@ def test_write_failure_covers_training_and_processing(tmp_path, monkeypatch):
     # Non-ASCII reasons are cut at 1 KiB of UTF-8 without splitting a character.
     contract.write_failure(SfmFailed("é" * 2000))
     assert len((tmp_path / "output" / "message").read_bytes()) <= 1024
+
+
+def test_real_stage_configs_plan_every_preset():
+    """With the stage parts' real config modules (when present): every preset plans, all strings."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    if not all((root / "spaceport" / s / "config.py").exists() for s in ("sfm", "train", "compress")):
+        pytest.skip("stage config modules not on this branch yet")
+    code = (
+        "from spaceport.plan import JobRequest, PlanSettings, plan_job, PRESET_NAMES\n"
+        "for preset in PRESET_NAMES:\n"
+        "    p = plan_job(JobRequest.from_s3('b', 'uploads/x.zip', etag='e', preset=preset), PlanSettings(root='s3://b/'))\n"
+        "    hp = p.stage('train').hyperparameters\n"
+        "    assert hp and all(isinstance(v, str) for v in hp.values()), hp\n"
+        "    assert p.stage('sfm').arguments and p.stage('compress').arguments\n"
+        "import sys\n"
+        "heavy = {'numpy', 'torch', 'pycolmap', 'gsplat'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]

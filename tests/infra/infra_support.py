@@ -1,0 +1,74 @@
+"""One synth per session: the app built from cdk.json's context, with cdk-nag on."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+
+
+def fake_stage_configs() -> dict[str, types.ModuleType]:
+    """Small stand-ins for spaceport.<stage>.config with one known field, ``steps``.
+
+    Installed per test (monkeypatched into sys.modules, then restored), so these tests do not
+    depend on the stage parts' real options and never leak fakes into other parts' tests.
+    """
+    mods = {}
+    for stage, cls_name in (("sfm", "SfmConfig"), ("train", "TrainConfig"), ("compress", "CompressConfig")):
+        cls = dataclasses.make_dataclass(cls_name, [("steps", int, dataclasses.field(default=100))], frozen=True)
+        mod = types.ModuleType(f"spaceport.{stage}.config")
+        setattr(mod, cls_name, cls)
+        mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
+        mods[mod.__name__] = mod
+    return mods
+
+
+@pytest.fixture(autouse=True)
+def _fake_stage_configs(monkeypatch):
+    for name, mod in fake_stage_configs().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+@dataclass
+class Synth:
+    stack: Any
+    template: dict
+    outdir: Path
+
+    def resources(self, type_: str) -> dict[str, dict]:
+        return {k: v for k, v in self.template["Resources"].items() if v["Type"] == type_}
+
+    def logical_id(self, construct: Any) -> str:
+        cfn = construct.node.default_child if hasattr(construct, "node") and construct.node.default_child else construct
+        return self.stack.resolve(self.stack.get_logical_id(cfn))
+
+
+def context() -> dict:
+    return json.loads((ROOT / "cdk.json").read_text())["context"]
+
+
+def synth_app(outdir: Path, ctx: dict | None = None) -> Synth:
+    import aws_cdk as cdk
+
+    from app import build
+
+    app = cdk.App(context=ctx or context(), outdir=str(outdir))
+    stack = build(app)
+    assembly = app.synth()
+    template = assembly.get_stack_by_name(stack.stack_name).template
+    return Synth(stack=stack, template=template, outdir=outdir)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory) -> Synth:
+    return synth_app(tmp_path_factory.mktemp("cdk.out"))

@@ -1,0 +1,271 @@
+"""Handlers under moto, and the state machine executed by moto's Step Functions engine.
+
+moto does not run Lambda code without Docker and has no ``.sync`` SageMaker integration
+(STYLE.md), so: the simple Lambda backend's ``invoke`` is patched to call our handlers in
+process, and each SageMaker ``.sync`` task is rewritten to a fake "sagemaker" Lambda that
+returns a Describe*Job-shaped result (or fails the way a job does), scripted per test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import io
+import json
+import sys
+import time
+import types
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION, ACCOUNT = "us-east-1", "123456789012"
+BUCKET, TABLE = "spaceport-data", "spaceport-jobs"
+SENDER = "splats@example.com"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/spaceport-sagemaker"
+FUNCTIONS = {"RecordFunctionArn": "spaceport-record", "QualityGateFunctionArn": "spaceport-quality-gate",
+             "NotifyFunctionArn": "spaceport-notify"}
+HANDLERS = {"spaceport-record": "record", "spaceport-quality-gate": "quality_gate",
+            "spaceport-notify": "notify", "spaceport-start-job": "start_job"}
+FAKE_SAGEMAKER = "fake-sagemaker"
+
+
+def lambda_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def fake_stage_configs() -> dict[str, types.ModuleType]:
+    """Small stand-ins for spaceport.<stage>.config with one known field, ``steps``.
+
+    Installed per test (monkeypatched into sys.modules, then restored), so these tests do not
+    depend on the stage parts' real options and never leak fakes into other parts' tests.
+    """
+    mods = {}
+    for stage, cls_name in (("sfm", "SfmConfig"), ("train", "TrainConfig"), ("compress", "CompressConfig")):
+        cls = dataclasses.make_dataclass(cls_name, [("steps", int, dataclasses.field(default=100))], frozen=True)
+        mod = types.ModuleType(f"spaceport.{stage}.config")
+        setattr(mod, cls_name, cls)
+        mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
+        mods[mod.__name__] = mod
+    return mods
+
+
+@pytest.fixture(autouse=True)
+def _fake_stage_configs(monkeypatch):
+    for name, mod in fake_stage_configs().items():
+        monkeypatch.setitem(sys.modules, name, mod)
+
+
+def load_handler(name: str):
+    return importlib.import_module(f"lambdas.{name}.handler")
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "spaceport-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = lambda_arn("spaceport-test")
+    aws_request_id: str = "req-1"
+
+
+PLAN_SETTINGS = {
+    "sfm": {"image": "123.dkr.ecr.us-east-1.amazonaws.com/sfm:t", "instance_type": "ml.c5.4xlarge",
+            "volume_gb": 50, "max_runtime_s": 7200},
+    "train": {"image": "123.dkr.ecr.us-east-1.amazonaws.com/train:t", "instance_type": "ml.g5.2xlarge",
+              "volume_gb": 50, "max_runtime_s": 10800},
+    "compress": {"image": "123.dkr.ecr.us-east-1.amazonaws.com/compress:t", "instance_type": "ml.g5.xlarge",
+                 "volume_gb": 30, "max_runtime_s": 3600},
+    "publish": {"image": "123.dkr.ecr.us-east-1.amazonaws.com/compress:t", "instance_type": "ml.m5.large",
+                "volume_gb": 20, "max_runtime_s": 1800},
+    "role_arn": ROLE,
+    "min_psnr": 22.0,
+    "max_gaussians": 2000000,
+}
+
+
+@pytest.fixture
+def env(monkeypatch):
+    from spaceport.aws import settings
+
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION,
+        "SPACEPORT_BUCKET": BUCKET, "SPACEPORT_TABLE": TABLE, "SPACEPORT_SENDER": SENDER,
+        "SPACEPORT_PLAN_SETTINGS": json.dumps(PLAN_SETTINGS), "SPACEPORT_LINK_EXPIRY_S": "86400",
+        "SPACEPORT_MAX_UPLOAD_BYTES": str(50 * 1024 * 1024), "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("SPACEPORT_TOPIC_ARN", raising=False)
+    settings.load.cache_clear()
+    yield monkeypatch
+    settings.load.cache_clear()
+
+
+class FakeSageMaker:
+    """Scripted SageMaker jobs: ``script[stage]`` is a list of outcomes, one per call ("ok" by default)."""
+
+    def __init__(self) -> None:
+        self.script: dict[str, list] = {}
+        self.calls: list[tuple[str, dict]] = []
+        #: ``hooks[stage](event)`` runs when that stage's job "starts" (inside moto: it may read S3).
+        self.hooks: dict[str, object] = {}
+        self.metrics = {"test_psnr": 26.5, "test_ssim": 0.91, "num_gaussians": 412345.0, "loss": 0.03}
+
+    def __call__(self, event: dict) -> dict:
+        stage = event["Environment"]["SPACEPORT_STAGE"]
+        self.calls.append((stage, event))
+        if stage in self.hooks:
+            self.hooks[stage](event)
+        outcomes = self.script.get(stage) or []
+        outcome = outcomes.pop(0) if outcomes else "ok"
+        if outcome != "ok":
+            raise outcome
+        t0 = 1_763_870_400_000  # epoch ms, as Step Functions renders SageMaker timestamps
+        if "TrainingJobName" in event:
+            name = event["TrainingJobName"]
+            return {
+                "TrainingJobName": name, "TrainingJobStatus": "Completed",
+                "TrainingStartTime": t0, "TrainingEndTime": t0 + 1_800_000,
+                "TrainingTimeInSeconds": 1800, "BillableTimeInSeconds": 1800,
+                "ResourceConfig": event["ResourceConfig"],
+                "ModelArtifacts": {"S3ModelArtifacts":
+                                   f"{event['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"},
+                "FinalMetricDataList": [{"MetricName": k, "Value": v, "Timestamp": t0}
+                                        for k, v in self.metrics.items()],
+            }
+        return {"ProcessingJobName": event["ProcessingJobName"], "ProcessingJobStatus": "Completed",
+                "ProcessingStartTime": t0, "ProcessingEndTime": t0 + 600_000,
+                "ProcessingResources": event["ProcessingResources"]}
+
+
+class LambdaError(Exception):
+    """Raised by a fake to fail the invocation with a chosen ``errorType``."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+@pytest.fixture
+def aws(env):
+    """moto with Step Functions execution on; bucket, table and SES identity created; Lambdas in process."""
+    from moto import mock_aws
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    fake = FakeSageMaker()
+    broken: dict[str, Exception] = {}
+
+    def invoke(self, function_name, qualifier, body, headers, response_headers):
+        name = function_name.rsplit(":", 1)[-1] if function_name.startswith("arn:") else function_name
+        event = json.loads(body or "{}")
+        try:
+            if name in broken:
+                raise broken[name]
+            if name == FAKE_SAGEMAKER:
+                result = fake(event)
+            else:
+                result = load_handler(HANDLERS[name]).handler(event, FakeContext(function_name=name))
+        except Exception as exc:  # the Lambda runtime reports any exception as a function error
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": getattr(exc, "error_type", type(exc).__name__),
+                               "errorMessage": str(exc)}).encode()
+        return json.dumps(result, default=str).encode()
+
+    env.setattr(LambdaSimpleBackend, "invoke", invoke)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
+        s3 = boto3.client("s3", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET)
+        s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as deployed
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=TABLE, KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST")
+        boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=SENDER)
+        yield types.SimpleNamespace(s3=s3, fake=fake, broken=broken, region=REGION)
+
+
+def render_asl_for_moto() -> str:
+    """The real ASL with substitutions filled and SageMaker .sync tasks pointed at the fake Lambda."""
+    text = (ROOT / "statemachine" / "pipeline.asl.json").read_text()
+    text = text.replace("${SageMakerRoleArn}", ROLE)
+    for key, name in FUNCTIONS.items():
+        text = text.replace("${" + key + "}", lambda_arn(name))
+    asl = json.loads(text)
+    for state in asl["States"].values():
+        if state.get("Resource", "").startswith("arn:aws:states:::sagemaker:"):
+            state["Resource"] = lambda_arn(FAKE_SAGEMAKER)
+        for retry in state.get("Retry", []):
+            retry["IntervalSeconds"] = 1  # keep the test fast; the backoff shape is asserted elsewhere
+            retry.pop("JitterStrategy", None)
+    # The workflow's own capacity retries wait 0 s here (the Wait state still runs).
+    asl["States"]["ClassifyFailure"]["Parameters"]["Payload"]["policy"]["interval_s"] = 0
+    return json.dumps(asl)
+
+
+@pytest.fixture
+def machine(aws, env):
+    """The state machine and the Lambdas it calls, created in moto."""
+    lam = boto3.client("lambda", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    role = iam.create_role(RoleName="lambda-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("handler.py", "def handler(event, context):\n    return event\n")
+    for name in [*FUNCTIONS.values(), FAKE_SAGEMAKER]:
+        lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="handler.handler",
+                            Code={"ZipFile": buf.getvalue()})
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(name="spaceport-pipeline", definition=render_asl_for_moto(),
+                                   roleArn=role)["stateMachineArn"]
+    from spaceport.aws import settings
+
+    env.setenv("SPACEPORT_STATE_MACHINE_ARN", arn)
+    settings.load.cache_clear()
+    aws.sfn, aws.state_machine_arn = sfn, arn
+    return aws
+
+
+def wait_for(sfn, execution_arn: str, timeout_s: float = 60) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        desc = sfn.describe_execution(executionArn=execution_arn)
+        if desc["status"] != "RUNNING":
+            return desc
+        time.sleep(0.1)
+    raise AssertionError(f"execution still running after {timeout_s}s")
+
+
+def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: str = "0123abcd",
+             version_id: str | None = None) -> dict:
+    """An S3 ObjectCreated:Put notification as S3 delivers it (key URL-encoded, '+' for spaces)."""
+    return {"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
+        "eventTime": "2026-11-23T04:00:00.000Z", "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:EXAMPLE"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "EXAMPLE", "x-amz-id-2": "EXAMPLE"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"},
+                          "arn": f"arn:aws:s3:::{bucket}"},
+               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0A1B2C3D4E5F678901",
+                          **({"versionId": version_id} if version_id else {})}},
+    }]}
+
+
+@pytest.fixture
+def started(aws, env):
+    """start_job against a one-state machine (the pipeline itself is tested in test_lambdas_pipeline)."""
+    from spaceport.aws import settings
+
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    arn = sfn.create_state_machine(
+        name="spaceport-stub", roleArn="arn:aws:iam::123456789012:role/sfn",
+        definition=json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}))["stateMachineArn"]
+    env.setenv("SPACEPORT_STATE_MACHINE_ARN", arn)
+    settings.load.cache_clear()
+    aws.sfn, aws.state_machine_arn = sfn, arn
+    return aws
