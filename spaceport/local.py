@@ -56,6 +56,18 @@ SCRATCH_DIR = ".scratch"
 LOG_DIR = "logs"
 
 
+def _die_with_parent() -> None:
+    """In the stage process before exec: get SIGTERM if the runner dies (Linux), so a killed runner
+    leaves no stage writing into scratch behind it. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class StageFailed(SpaceportError):
     """A stage process exited with an error that carried no typed reason."""
 
@@ -221,6 +233,8 @@ class LocalRunner:
         for ch in spec.inputs:
             if ch.name == "upload":
                 upstream[ch.name] = self.job.plan.request.source_version
+            elif ch.name == "job":
+                continue  # the job record changes on every run; the report does not depend on its timings
             else:
                 producer = {"sfm": "sfm", "model": "train", "train": "train", "compressed": "compress"}[ch.name]
                 upstream[ch.name] = self.outputs.get(producer, "")
@@ -262,7 +276,11 @@ class LocalRunner:
         sm = "/opt/ml/"
         for ch in spec.inputs:
             local = root / ch.path[len(sm):]
-            if ch.name == "upload":
+            if ch.name == "job":
+                # The job record as it stands now (per-stage timings so far), where SageMaker puts
+                # the one-object input: processing/input/job/job.json.
+                _write_json(local / "job.json", self.job_record("running"))
+            elif ch.name == "upload":
                 if self.job.source.is_dir():
                     self._link(self.job.source, local)
                 else:  # a single zip/video/image: a folder holding it, as the S3 download would be
@@ -279,8 +297,7 @@ class LocalRunner:
             ckpt.mkdir(parents=True, exist_ok=True)
             self._link(ckpt, root / "checkpoints")
         if spec.name == "publish":
-            # The interim job record and the logs feed the report's timings and training curve.
-            _write_json(root / "processing" / "input" / "job.json", self.job_record("running"))
+            # Local only: the stage logs give the report its training curve when metrics.json has none.
             self._link(self.job.out / LOG_DIR, root / "processing" / "input" / "logs")
         out_dir = root / spec.outputs[0].path[len(sm):]
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +323,8 @@ class LocalRunner:
             log.write("$ " + " ".join(argv) + "\n")
             log.flush()
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    env=self._env(sm_root), cwd=sm_root, start_new_session=True)
+                                    env=self._env(sm_root), cwd=sm_root, start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:

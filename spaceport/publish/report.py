@@ -171,12 +171,13 @@ class StageInputs:
 
     @classmethod
     def from_root(cls, root: Path) -> StageInputs:
-        """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json)."""
+        """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json or job/job.json)."""
         root = Path(root)
         pick = [root / n if (root / n).is_dir() else None for n in ("sfm", "train", "compressed")]
-        job = root / "job.json"
+        # The Publish job gets the record as input channel "job" (job/job.json); a local folder has job.json.
+        job = next((p for p in (root / "job" / "job.json", root / "job.json") if p.is_file()), None)
         logs = root / "logs"
-        return cls(*pick, job_record=job if job.is_file() else None, logs=logs if logs.is_dir() else None)
+        return cls(*pick, job_record=job, logs=logs if logs.is_dir() else None)
 
 
 def unpack_model(train: Path, scratch: Path) -> Path:
