@@ -41,6 +41,10 @@ class TrainConfig:
     """Steps between held-out evaluations (for target_psnr and the progress lines)."""
     ssim_lambda: float = 0.2
     """Weight of the D-SSIM term in the loss (the rest is L1)."""
+    opacity_reg: float = 0.0
+    """Weight of the mean opacity in the loss (MCMC uses 0.01: unused Gaussians fade and get relocated)."""
+    scale_reg: float = 0.0
+    """Weight of the mean scale in the loss (MCMC uses 0.01)."""
     means_lr: float = 1.6e-4
     """Learning rate of the positions, times the scene scale; decays to 1% by the last step."""
     scales_lr: float = 5e-3
@@ -97,6 +101,8 @@ class TrainConfig:
                 raise ConfigInvalid(f"{name}={getattr(self, name)} must not be negative")
         if self.test_every == 1:
             raise ConfigInvalid("test_every=1 would hold out every image", "Use 0 (none) or 2 and up")
+        if self.opacity_reg < 0 or self.scale_reg < 0:
+            raise ConfigInvalid("opacity_reg and scale_reg must not be negative")
         if not 0.0 <= self.ssim_lambda <= 1.0:
             raise ConfigInvalid(f"ssim_lambda={self.ssim_lambda} must be between 0 and 1")
         for name in ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "init_scale",
@@ -122,7 +128,7 @@ PRESETS: dict[str, dict[str, str]] = {
     "default": {},
     "quality": {
         "steps": "30000", "strategy": "mcmc", "max_gaussians": "1500000", "refine_stop": "25000",
-        "init_opacity": "0.5", "init_scale": "0.1",
+        "init_opacity": "0.5", "init_scale": "0.1", "opacity_reg": "0.01", "scale_reg": "0.01",
     },
 }
 

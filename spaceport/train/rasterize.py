@@ -358,7 +358,7 @@ def rasterization_dense(
     means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, colors: Tensor,
     viewmats: Tensor, Ks: Tensor, width: int, height: int, *, sh_degree: int | None = None,
     backgrounds: Tensor | None = None, near_plane: float = 0.01, far_plane: float = 1e10,
-    eps2d: float = 0.3, pixel_chunk: int = 4096,
+    eps2d: float = 0.3, pixel_chunk: int = 4096, rasterize_mode: str = "classic",
 ) -> tuple[Tensor, Tensor]:
     """The straightforward reference: gsplat's torch projection, then every pixel against every Gaussian.
 
@@ -368,8 +368,10 @@ def rasterization_dense(
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
     covars, _ = _quat_scale_to_covar_preci(quats, scales, compute_preci=False)
-    radii, means2d, depths, conics, _ = _fully_fused_projection(
-        means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane)
+    aa = rasterize_mode == "antialiased"
+    radii, means2d, depths, conics, comp = _fully_fused_projection(
+        means, covars, viewmats, Ks, width, height, eps2d=eps2d, near_plane=near_plane, far_plane=far_plane,
+        calc_compensations=aa)
     ys, xs = torch.meshgrid(torch.arange(height, dtype=means.dtype), torch.arange(width, dtype=means.dtype),
                             indexing="ij")
     pix = torch.stack([xs.flatten(), ys.flatten()], -1) + 0.5
@@ -379,6 +381,8 @@ def rasterization_dense(
         ids = ids[torch.argsort(depths[c][ids], stable=True)]
         col = _colors_for(colors, c, ids, means, viewmats[c], sh_degree)
         m, con, op = means2d[c][ids], conics[c][ids], opacities[ids]
+        if aa:  # antialiased: opacity times the low-pass filter's energy compensation
+            op = op * comp[c][ids]
         bg = backgrounds[c] if backgrounds is not None else torch.zeros(col.shape[-1], dtype=means.dtype)
         rows, acc = [], []
         for p0 in range(0, pix.shape[0], pixel_chunk):

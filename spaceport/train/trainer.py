@@ -266,11 +266,17 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             img, info = render(params, view, sh_now, bg)
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
+            if cfg.opacity_reg:
+                loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()
+            if cfg.scale_reg:
+                loss = loss + cfg.scale_reg * torch.exp(params["scales"]).mean()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
                                        step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
             loss.backward()
+            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+                info["means2d"].grad = torch.zeros_like(info["means2d"])
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)

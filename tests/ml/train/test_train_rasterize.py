@@ -136,3 +136,22 @@ def test_render_splat_contract():
     empty = render_splat(splat.subset(np.zeros(100, bool)), K[0].numpy(), vm[0].numpy(), 8, 6,
                          background=(0.2, 0.4, 0.6))
     np.testing.assert_allclose(empty, np.broadcast_to([0.2, 0.4, 0.6], (6, 8, 3)), atol=1e-7)
+
+
+def test_nothing_visible_gives_background_and_zero_gradients():
+    means, quats, scales, opac, colors, vm, K = random_scene(30, 8, dtype=torch.float32)
+    means = (means - torch.tensor([0.0, 0.0, 10.0])).requires_grad_(True)  # all behind the camera
+    bg = torch.tensor([[0.3, 0.6, 0.9]])
+    img, alpha, info = rasterization(means, quats, scales, opac, colors, vm[:1], K[:1], 64, 48, backgrounds=bg)
+    torch.testing.assert_close(img, bg.view(1, 1, 1, 3).expand(1, 48, 64, 3))
+    assert (alpha == 0).all() and (info["radii"] == 0).all()
+
+
+def test_antialiased_mode_matches_dense_reference():
+    means, quats, scales, opac, colors, vm, K = random_scene(200, 10)
+    scales = scales * 0.2  # small Gaussians: the compensation matters
+    img, _, _ = rasterization_cpu(means, quats, scales, opac, colors, vm, K, 64, 48, rasterize_mode="antialiased")
+    ref, _ = rasterization_dense(means, quats, scales, opac, colors, vm, K, 64, 48, rasterize_mode="antialiased")
+    classic, _, _ = rasterization_cpu(means, quats, scales, opac, colors, vm, K, 64, 48)
+    torch.testing.assert_close(img, ref, atol=1e-9, rtol=1e-9)
+    assert (img - classic).abs().max() > 1e-2

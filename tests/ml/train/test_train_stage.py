@@ -279,3 +279,12 @@ def test_target_psnr_stops_early(scene, tmp_path, capsys):
     metrics = train(scene, tmp_path, tiny(target_psnr="5", eval_every="10"))
     assert metrics["stopped_early"] and metrics["steps"] == 10
     assert "stage=train step=10 test_psnr=" in capsys.readouterr().out
+
+
+def test_opacity_regulariser_lowers_opacities(scene, tmp_path):
+    from spaceport.train.trainer import train
+
+    train(scene, tmp_path / "a", tiny(steps="15", refine_start="100"))
+    train(scene, tmp_path / "b", tiny(steps="15", refine_start="100", opacity_reg="1.0"))
+    a, b = read_ply(tmp_path / "a" / "splat.ply"), read_ply(tmp_path / "b" / "splat.ply")
+    assert len(a) == len(b) and b.opacities.mean() < a.opacities.mean() - 0.05
