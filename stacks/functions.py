@@ -29,7 +29,8 @@ class Functions(Construct):
         self.powertools = lambda_.LayerVersion.from_layer_version_arn(self, "Powertools", layer_arn)
         self.environment = dict(environment)
         self.log_retention = log_retention
-        self.record = self._function("Record", "record", "Write the final job record (DynamoDB + job.json)")
+        self.record = self._function("Record", "record",
+                                     "Job record steps (DynamoDB + job.json): progress, capacity retry, final record")
         self.quality_gate = self._function("QualityGate", "quality_gate",
                                            "Check held-out PSNR and Gaussian count against the targets")
         self.notify = self._function("Notify", "notify", "Email the result or the failure (never fails the job)")

@@ -20,6 +20,8 @@ from spaceport.errors import ERRORS, parse_failure
 from spaceport.plan import JOB_KINDS, MAX_ATTEMPTS, STAGES, stage_job_name
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
+#: Record fields kept out of ``jobs/<id>/job.json`` (personal data; DynamoDB only).
+PRIVATE_FIELDS = ("email",)
 _KNOWN = re.compile(r"\b(" + "|".join(sorted(ERRORS, key=len, reverse=True)) + r"):")
 #: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
 #: ends Failed/Stopped and ``.sync`` raises States.TaskFailed with this in FailureReason.
@@ -297,7 +299,8 @@ def failed(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[
 
 
 class JobStore:
-    """Job records in DynamoDB (``job_id`` key) and as ``jobs/<id>/job.json`` in the bucket."""
+    """Job records in DynamoDB (``job_id`` key) and as ``jobs/<id>/job.json`` in the bucket (without
+    :data:`PRIVATE_FIELDS`)."""
 
     def __init__(self, *, table: Any, s3: Any, bucket: str) -> None:
         self.table, self.s3, self.bucket = table, s3, bucket
@@ -334,6 +337,9 @@ class JobStore:
         return True
 
     def _mirror(self, record: Mapping[str, Any]) -> None:
+        # The publish job reads job.json to build the report, which is shared by link: the user's
+        # address stays in the table only (the notify step reads it from there).
+        public = {k: v for k, v in record.items() if k not in PRIVATE_FIELDS}
         self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record['job_id']}/job.json",
-                           Body=json.dumps(record, indent=2, sort_keys=True, default=str).encode(),
+                           Body=json.dumps(public, indent=2, sort_keys=True, default=str).encode(),
                            ContentType="application/json")
