@@ -384,6 +384,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # Input summary.
     body.append("<section><h2>Input</h2>")
     req = (job_j or {}).get("request") or {}
+    # The report is shared by link: never print the user's e-mail address.
+    req = json.loads(json.dumps(req, default=str), object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
     req_rows = dict(_flatten(req))
     rows = [(label, req_rows[k]) for label, k in (
         ("source", "request.source_uri"), ("size (bytes)", "request.size_bytes"), ("preset", "preset"))
@@ -483,6 +485,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     rows_html.append("</table>")
     body.append("\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>")
     if job_j:
+        job_j = json.loads(json.dumps(job_j, default=str),
+                           object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
         body.append("<details><summary>job record</summary><pre>"
                     f"{html.escape(json.dumps(job_j, indent=2, default=str))}</pre></details>")
     body.append("</section>")
