@@ -129,6 +129,9 @@ class PlainReporter(Reporter):
         self._p(_summary_line(stage, record))
 
     def finish(self, job: dict[str, Any]) -> None:
+        self._p("summary:")
+        for stage, record in (job.get("stages") or {}).items():
+            self._p("  " + _summary_line(stage, record))
         self._p(f"done in {_duration(job.get('seconds'))}: report {job.get('report')}")
 
 

@@ -56,6 +56,18 @@ SCRATCH_DIR = ".scratch"
 LOG_DIR = "logs"
 
 
+def _die_with_parent() -> None:
+    """In the stage process before exec: get SIGTERM if the runner dies (Linux), so a killed runner
+    leaves no stage writing into scratch behind it. Elsewhere a no-op."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class StageFailed(SpaceportError):
     """A stage process exited with an error that carried no typed reason."""
 
@@ -221,6 +233,8 @@ class LocalRunner:
         for ch in spec.inputs:
             if ch.name == "upload":
                 upstream[ch.name] = self.job.plan.request.source_version
+            elif ch.name == "job":
+                continue  # the job record changes on every run; the report does not depend on its timings
             else:
                 producer = {"sfm": "sfm", "model": "train", "train": "train", "compressed": "compress"}[ch.name]
                 upstream[ch.name] = self.outputs.get(producer, "")
@@ -262,7 +276,11 @@ class LocalRunner:
         sm = "/opt/ml/"
         for ch in spec.inputs:
             local = root / ch.path[len(sm):]
-            if ch.name == "upload":
+            if ch.name == "job":
+                # The job record as it stands now (per-stage timings so far), where SageMaker puts
+                # the one-object input: processing/input/job/job.json.
+                _write_json(local / "job.json", self.job_record("running"))
+            elif ch.name == "upload":
                 if self.job.source.is_dir():
                     self._link(self.job.source, local)
                 else:  # a single zip/video/image: a folder holding it, as the S3 download would be
@@ -279,8 +297,7 @@ class LocalRunner:
             ckpt.mkdir(parents=True, exist_ok=True)
             self._link(ckpt, root / "checkpoints")
         if spec.name == "publish":
-            # The interim job record and the logs feed the report's timings and training curve.
-            _write_json(root / "processing" / "input" / "job.json", self.job_record("running"))
+            # Local only: the stage logs give the report its training curve when metrics.json has none.
             self._link(self.job.out / LOG_DIR, root / "processing" / "input" / "logs")
         out_dir = root / spec.outputs[0].path[len(sm):]
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -296,8 +313,8 @@ class LocalRunner:
         env["PYTHONPATH"] = os.pathsep.join([pkg_root, *filter(None, [env.get("PYTHONPATH")])])
         return env
 
-    def run_process(self, spec: planlib.StageSpec, sm_root: Path) -> tuple[int, float, float]:
-        """Run the stage process; stream its progress; return (exit code, seconds, peak RSS MiB)."""
+    def run_process(self, spec: planlib.StageSpec, sm_root: Path) -> tuple[int, float, float, float]:
+        """Run the stage process; stream its progress; return (exit code, seconds, peak RSS MiB, CPU seconds)."""
         argv = [*self.stage_argv(spec), *spec.arguments]
         log_path = self.job.log(spec.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,13 +323,16 @@ class LocalRunner:
             log.write("$ " + " ".join(argv) + "\n")
             log.flush()
             proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                    env=self._env(sm_root), cwd=sm_root, start_new_session=True)
+                                    env=self._env(sm_root), cwd=sm_root, start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             try:
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     log.write(line)
                     fields = progress.parse_line(line)
                     if fields and fields.get("stage") == spec.name:
+                        if "step" in fields and "steps" in spec.options:
+                            fields.setdefault("steps", spec.options["steps"])  # the display shows step/steps
                         self.reporter.stage_progress(spec.name, fields)
                 # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux), not the runner's.
                 _, status, usage = os.wait4(proc.pid, 0)
@@ -326,7 +346,8 @@ class LocalRunner:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGKILL)
                 raise
-        return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0
+        cpu = usage.ru_utime + usage.ru_stime  # user + system CPU of the stage and its reaped children
+        return proc.returncode, time.perf_counter() - start, usage.ru_maxrss / 1024.0, cpu
 
     def _failure(self, spec: planlib.StageSpec, sm_root: Path, code: int) -> SpaceportError:
         for name in ("output/failure", "output/message"):
@@ -349,7 +370,7 @@ class LocalRunner:
             return StageRun("skipped", 0.0, old.get("peak_memory_mb"), self._numbers(spec, dest))
         self.job.marker(spec.name).unlink(missing_ok=True)
         sm_root, produced = self.prepare_scratch(spec)
-        code, seconds, peak = self.run_process(spec, sm_root)
+        code, seconds, peak, cpu = self.run_process(spec, sm_root)
         if code != 0:
             raise self._failure(spec, sm_root, code)
         missing = [r for r in REQUIRED.get(spec.name, ()) if not (produced / r).exists()]
@@ -364,7 +385,7 @@ class LocalRunner:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(produced), str(dest))
         shutil.rmtree(old, ignore_errors=True)
-        run = StageRun("done", seconds, peak, self._numbers(spec, dest))
+        run = StageRun("done", seconds, peak, {"cpu_seconds": round(cpu, 2), **self._numbers(spec, dest)})
         files = file_manifest(dest)
         self.outputs[spec.name] = _digest(files)
         _write_json(self.job.marker(spec.name),

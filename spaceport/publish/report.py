@@ -171,12 +171,13 @@ class StageInputs:
 
     @classmethod
     def from_root(cls, root: Path) -> StageInputs:
-        """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json)."""
+        """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json or job/job.json)."""
         root = Path(root)
         pick = [root / n if (root / n).is_dir() else None for n in ("sfm", "train", "compressed")]
-        job = root / "job.json"
+        # The Publish job gets the record as input channel "job" (job/job.json); a local folder has job.json.
+        job = next((p for p in (root / "job" / "job.json", root / "job.json") if p.is_file()), None)
         logs = root / "logs"
-        return cls(*pick, job_record=job if job.is_file() else None, logs=logs if logs.is_dir() else None)
+        return cls(*pick, job_record=job, logs=logs if logs.is_dir() else None)
 
 
 def unpack_model(train: Path, scratch: Path) -> Path:
@@ -383,6 +384,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # Input summary.
     body.append("<section><h2>Input</h2>")
     req = (job_j or {}).get("request") or {}
+    # The report is shared by link: never print the user's e-mail address.
+    req = json.loads(json.dumps(req, default=str), object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
     req_rows = dict(_flatten(req))
     rows = [(label, req_rows[k]) for label, k in (
         ("source", "request.source_uri"), ("size (bytes)", "request.size_bytes"), ("preset", "preset"))
@@ -482,6 +485,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     rows_html.append("</table>")
     body.append("\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>")
     if job_j:
+        job_j = json.loads(json.dumps(job_j, default=str),
+                           object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
         body.append("<details><summary>job record</summary><pre>"
                     f"{html.escape(json.dumps(job_j, indent=2, default=str))}</pre></details>")
     body.append("</section>")

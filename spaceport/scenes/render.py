@@ -147,6 +147,9 @@ class Box:
         hit = (tmax >= tmin) & (tmin > 1e-6)
         return np.where(hit, tmin, np.inf)
 
+    def bound(self) -> tuple[np.ndarray, float]:
+        return self.centre, float(np.linalg.norm(self.half))
+
     def shade(self, p: np.ndarray) -> np.ndarray:
         """Colour of world points ``p`` (N, 3) lying on the box surface."""
         R = self.rot
@@ -198,6 +201,9 @@ class Sphere:
         sq = np.sqrt(np.maximum(disc, 0))
         t = -b - sq
         return np.where((disc >= 0) & (t > 1e-6), t, np.inf)
+
+    def bound(self) -> tuple[np.ndarray, float]:
+        return self.centre, float(self.radius)
 
     def shade(self, p: np.ndarray) -> np.ndarray:
         n = (p - self.centre) / self.radius
@@ -251,7 +257,20 @@ class Scene:
 
     def trace(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Colour (N, 3) in [0, 1] and ray parameter (inf = sky) of unit rays ``d`` from ``o``."""
-        ts = np.stack([obj.intersect(o, d) for obj in self.objects])
+        ts = np.full((len(self.objects), len(d)), np.inf)
+        for i, obj in enumerate(self.objects):
+            bound = getattr(obj, "bound", None)
+            if bound is None:
+                ts[i] = obj.intersect(o, d)
+                continue
+            # only rays that pass through the object's bounding sphere can hit it
+            centre, radius = bound()
+            oc = o - centre
+            b = d @ oc
+            disc = b * b - (oc @ oc - radius * radius)
+            cand = np.flatnonzero((disc >= 0) & (np.sqrt(np.maximum(disc, 0)) - b > 0))
+            if len(cand):
+                ts[i, cand] = obj.intersect(o, d[cand])
         which = np.argmin(ts, axis=0)
         t = ts[which, np.arange(len(d))]
         # sky: a vertical gradient (featureless, so it never produces matches)

@@ -91,6 +91,11 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) 
         opts = pycolmap.GlobalPipelineOptions()
         opts.num_threads = job["threads"]
         opts.random_seed = seed
+        # Global positioning and bundle adjustment on a subset of tracks that still gives every
+        # image this many; retriangulation afterwards brings back the rest of the points.
+        mapper_opts = opts.mapper
+        mapper_opts.track_required_tracks_per_view = int(job["config"]["global_tracks_per_view"])
+        opts.mapper = mapper_opts
         recs = pycolmap.global_mapping(database, images, out, options=opts)
     else:
         raise ValueError(f"unknown mapper {mapper!r}")

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import spaceport
 from spaceport import colmap, progress
 from spaceport.config import to_strings
-from spaceport.errors import SfmFailed, TooFewRegistered
+from spaceport.errors import OutOfMemory, SfmFailed, TooFewRegistered
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.ingest import ingest
 
@@ -73,6 +74,9 @@ def _run_worker(job: dict, work: Path) -> dict:
     result_file = Path(job["result"])
     if proc.returncode != 0 or not result_file.exists():
         tail = log.read_text(errors="replace")[-2000:]
+        if proc.returncode == -signal.SIGKILL:  # what the kernel's OOM killer sends
+            raise OutOfMemory("The pycolmap worker was killed, most likely out of memory",
+                              "Lower max_side or max_features, or use an instance with more memory", tail=tail)
         raise SfmFailed(f"The pycolmap worker exited with code {proc.returncode}", tail=tail)
     result = json.loads(result_file.read_text())
     if "error" in result:
@@ -87,8 +91,11 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     work = out / "_work"
-    if work.exists():
-        shutil.rmtree(work)
+    # a failed run must not leave an earlier run's results looking current
+    for stale in (work, out / "sparse", out / "images"):
+        if stale.exists():
+            shutil.rmtree(stale)
+    (out / "sfm.json").unlink(missing_ok=True)
     work.mkdir()
     timings: dict[str, float] = {}
     try:

@@ -35,7 +35,7 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
 def test_layout_and_json_matches_colmap_text(small_scene):
     out, summary = small_scene
     names = sorted(p.name for p in (out / "images").iterdir())
-    assert names == [f"view_{i:03d}.png" for i in range(16)]
+    assert names == [f"view_{i:03d}.png" for i in range(24)]
     assert Image.open(out / "images" / names[0]).size == (320, 240)
     model = colmap.read_model(out / "gt" / "sparse" / "0")
     (cam,) = model.cameras.values()

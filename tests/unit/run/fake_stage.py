@@ -21,7 +21,7 @@ def main(stage: str, args: list[str]) -> int:
     root = contract.sm_root()
     calls = Path(os.environ["FAKE_CALLS"])
     with calls.open("a") as f:
-        f.write(json.dumps({"stage": stage, "args": args, "root": str(root)}) + "\n")
+        f.write(json.dumps({"stage": stage, "args": args, "root": str(root), "pid": os.getpid()}) + "\n")
     if os.environ.get("FAKE_FAIL") == stage:
         err = SfmFailed("only 2 of 12 images registered")
         contract.write_failure(err)

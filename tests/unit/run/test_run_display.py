@@ -19,7 +19,8 @@ def _drive(r) -> None:
     r.stage_start("train")
     r.stage_progress("train", parse_line(TRAIN_LINE))
     r.stage_end("train", {"status": "skipped", "seconds": 0.0, "test_psnr": 24.1, "num_gaussians": 30000})
-    r.finish({"seconds": 100.0, "report": "/tmp/o/report/index.html", "viewer": "v", "out": "/tmp/o"})
+    r.finish({"seconds": 100.0, "report": "/tmp/o/report/index.html", "viewer": "v", "out": "/tmp/o",
+              "stages": {"sfm": {"status": "done", "seconds": 3.2, "peak_memory_mb": 400.0}}})
 
 
 def test_rich_display_shows_training_progress_and_a_final_table() -> None:
@@ -53,3 +54,4 @@ def test_quiet_prints_only_the_report_path_and_plain_prints_lines() -> None:
     buf = io.StringIO()
     _drive(PlainReporter(buf))
     assert "[sfm] phase=match" in buf.getvalue() and "report /tmp/o/report/index.html" in buf.getvalue()
+    assert "summary:\n  sfm          done         3.2s  peak 400 MB" in buf.getvalue()

@@ -168,6 +168,7 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     assert list((out / local.SCRATCH_DIR).rglob("sfm.json")), "the stage never wrote its half output"
     os.killpg(proc.pid, 9)  # the harshest interruption: no cleanup code runs at all
     proc.wait()
+    _assert_gone(_calls(calls)[0]["pid"])  # the stage dies with its runner (PR_SET_PDEATHSIG)
     assert not (out / "sfm").exists() and not (out / local.STATE_DIR / "sfm.json").exists()
     # The next run cleans the scratch and completes.
     job = local.run_local(photos, out, "fast", min_psnr=0, stage_argv=fake_argv)
@@ -218,3 +219,42 @@ def test_a_single_file_input_arrives_as_a_folder_holding_it(tmp_path, calls):
 def test_view_refuses_a_folder_without_a_report(tmp_path, capsys):
     assert main(["view", str(tmp_path), "--no-open"]) == 2
     assert "holds no report" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_path):
+    import signal
+
+    out = tmp_path / "out"
+    code = (
+        f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
+        "from spaceport import local\n"
+        "try:\n"
+        f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', stage_argv=t.fake_argv)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list((out / local.SCRATCH_DIR).rglob("sfm.json")):
+        assert proc.poll() is None, "the runner exited before the stage started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    rec = json.loads((out / "job.json").read_text())
+    assert rec["status"] == "interrupted" and rec["stages"]["sfm"]["status"] == "interrupted"
+    assert not (out / local.SCRATCH_DIR).exists() and not (out / "sfm").exists()
+    # The stage process (its own session) was stopped too: no fake stage is left sleeping.
+    _assert_gone(_calls(calls)[0]["pid"])
+
+
+def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, 9)
+    raise AssertionError(f"stage process {pid} outlived the runner")

@@ -125,3 +125,12 @@ def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: 
     assert main(["publish"]) == 0
     out = sm / "processing" / "output" / "report"
     assert (out / "index.html").is_file() and (out / "viewer.html").is_file()
+
+
+def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
+    (job_dir / "job.json").write_text(json.dumps({
+        "job_id": "sp-x", "request": {"request": {"email": "someone@example.com", "preset": "fast"}},
+        "stages": {}, "email": "someone@example.com"}))
+    publish(job_dir, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "someone@example.com" not in page and "sp-x" in page
