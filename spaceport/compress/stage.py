@@ -84,7 +84,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         target = cleaned.with_sh_degree(min(cfg.sh_degree, cleaned.sh_degree))
 
         def encode(s: Splat) -> SogImages:
-            return encode_sog(s, iterations=cfg.kmeans_iterations, palette=cfg.sh_palette_size,
+            return encode_sog(s, iterations=cfg.kmeans_iterations, palette=cfg.sh_palette,
+                              palette_max_error=cfg.sh_palette_max_error,
                               webp_method=cfg.webp_method, device=cfg.device, seed=cfg.seed)
 
         with progress.phase(STAGE, "encode_sog", timings):
@@ -119,6 +120,7 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         "ratio": {"sog": round(src.input_bytes / sog_bytes, 2),
                   "spz": round(src.input_bytes / spz_bytes, 2) if spz_bytes else None},
         "bytes_per_attribute": _attribute_bytes(images),
+        "sh_palette": images.palette,
         "bytes_per_gaussian": {"sog": round(sog_bytes / n, 3), "spz": round(spz_bytes / n, 3) if spz_bytes else None},
         "budget": {"size_budget_mb": cfg.size_budget_mb, "attempts": attempts},
         "quality": quality,
