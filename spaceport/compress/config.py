@@ -47,8 +47,8 @@ class CompressConfig:
 
     max_gaussians: int = 8_000_000
     """Refuse inputs with more Gaussians than this. Peak memory measured at 200k SH3 Gaussians:
-    ~250 MB (torch) + ~1.7 KB per Gaussian (arrays, encode temporaries, k-means copies), so the
-    default bounds a run at ~14 GB; ~0.3 KB per Gaussian at SH0."""
+    ~250 MB (torch) + ~1.9 KB per Gaussian (arrays, encode temporaries, k-means copies), so the
+    default bounds a run at ~15 GB; ~0.3 KB per Gaussian at SH0."""
 
     evaluate_quality: bool = True
     """Render the original and the decoded splats and record PSNR/SSIM in compress.json."""

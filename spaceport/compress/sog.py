@@ -86,13 +86,17 @@ def choose_palette(rest: np.ndarray, weights: np.ndarray, policy: int | str, max
     n = len(rest)
     dev = pick_device(device)
     cap = min(palette_size(n), 65536)
-    runs: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    errors: dict[int, float] = {}
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # only the smallest passing palette so far
 
-    def run(k: int) -> tuple[np.ndarray, np.ndarray, float]:
-        if k not in runs:
+    def run(k: int) -> float:
+        if k not in errors:
             c, lab = kmeans(rest, k, iterations, dev, seed)
-            runs[k] = (c, lab, sh_colour_error(rest, c, lab, weights))
-        return runs[k]
+            errors[k] = sh_colour_error(rest, c, lab, weights)
+            if policy != "auto" or errors[k] <= max_error or k == cap:
+                kept.clear()
+                kept[k] = (c, lab)
+        return errors[k]
 
     if policy == "auto":
         sizes = [cap]
@@ -100,23 +104,27 @@ def choose_palette(rest: np.ndarray, weights: np.ndarray, policy: int | str, max
             sizes.insert(0, sizes[0] // 2)
         chosen = sizes[-1]
         if len(sizes) > 1:
-            if run(sizes[0])[2] <= max_error:
+            if run(sizes[0]) <= max_error:
                 chosen = sizes[0]
             else:
                 lo, hi = 1, len(sizes) - 1  # sizes[hi] is the fallback; sizes[0] failed
                 while lo < hi:
                     mid = (lo + hi) // 2
-                    if run(sizes[mid])[2] <= max_error:
+                    if run(sizes[mid]) <= max_error:
                         hi = mid
                     else:
                         lo = mid + 1
                 chosen = sizes[hi]
     else:
         chosen = cap if policy == "splat-transform" else min(int(policy), 65536)
-    c, lab, err = run(chosen)
-    info = {"policy": str(policy), "entries": int(min(chosen, n)), "colour_error_levels": round(err, 4),
+    if chosen not in kept:
+        kept.clear()
+        errors.pop(chosen, None)
+        run(chosen)
+    c, lab = kept[chosen]
+    info = {"policy": str(policy), "entries": int(min(chosen, n)), "colour_error_levels": round(errors[chosen], 4),
             "max_error_levels": max_error if policy == "auto" else None,
-            "tried": {str(k): round(v[2], 4) for k, v in sorted(runs.items())}}
+            "tried": {str(k): round(v, 4) for k, v in sorted(errors.items())}}
     return c, lab, info
 
 

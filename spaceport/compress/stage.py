@@ -126,7 +126,7 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         "quality": quality,
         "seconds": {**timings, "sog_steps": images.seconds},
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
-        "memory_bound": (f"peak ~250 MB + ~1.7 KB per SH3 Gaussian (~0.3 KB at SH0), measured 578 MB at 200k SH3 "
+        "memory_bound": (f"peak ~250 MB + ~1.9 KB per SH3 Gaussian (~0.3 KB at SH0), measured 621 MB at 200k SH3 "
                          f"(bench/results/compress.md); PLYs are read 262144 rows at a time from a memory map; "
                          f"inputs above max_gaussians={cfg.max_gaussians} are refused before any allocation"),
         "config": to_dict(cfg),
