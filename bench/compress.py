@@ -206,6 +206,8 @@ def main() -> None:
         o, t = r["ours"], r["theirs"]
         o_s = f"{o['seconds']:.2f}" if o["ok"] else "failed"
         t_s = f"{t['seconds']:.1f}" if t["ok"] else f"> {t['seconds']:.0f} (not finished)"
+        if t.get("reused"):
+            t_s += " (reused†)"
         speed = (t["seconds"] / o["seconds"]) if o["ok"] else None
         speed_s = (f"{speed:.1f}x" if t["ok"] else f"> {speed:.0f}x") if speed else "-"
         ob, tb = o.get("bytes"), t.get("bytes")
@@ -215,6 +217,10 @@ def main() -> None:
                  o.get("psnr", "-"), t.get("psnr", "-"), o.get("ssim", "-"), t.get("ssim", "-"),
                  f"{o.get('peak_mb', '-')} / {t.get('peak_mb', '-')}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if any(r["theirs"].get("reused") for r in rows):
+        lines += ["", "† splat-transform not re-run for this row: its seconds, bytes, PSNR and SSIM are from "
+                  f"{next(r['theirs']['reused'] for r in rows if r['theirs'].get('reused'))}, on the same seeded "
+                  "input PLY and the same views."]
     lines += ["", "Spaceport encoder step seconds, SH palette choice and SOG bytes per attribute (from compress.json):", ""]
     for r in rows:
         if r["ours"]["ok"]:
