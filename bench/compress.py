@@ -112,11 +112,15 @@ def main() -> None:
                     help="also race on this (trained) splat.ply; its cameras.json is used when beside it")
     ap.add_argument("--images", type=Path, default=None,
                     help="ground-truth images named as in cameras.json: adds PSNR vs ground truth for --ply cases")
+    ap.add_argument("--reuse-theirs", type=Path, default=None,
+                    help="a previous results .json: reuse its splat-transform result for synthetic cases with the "
+                         "same N, degree and PLY bytes (same seeded input) instead of running node again")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "compress.md")
     args = ap.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     desc = machine()
     rows, notes = [], []
+    previous = json.loads(args.reuse_theirs.read_text()) if args.reuse_theirs else None
     with tempfile.TemporaryDirectory(prefix="bench-compress-") as tmp:
         cases = [(n, d, None) for n in [int(x) for x in args.sizes.split(",") if x]
                  for d in [int(x) for x in args.degrees.split(",") if x]]
@@ -134,8 +138,15 @@ def main() -> None:
                 (case / "splat.ply").symlink_to(given.resolve())
             ours = timed([sys.executable, "-m", "spaceport", "compress", str(case / "splat.ply"), "--out",
                           str(case / "ours"), "--evaluate-quality", "false", "--write-spz", "false"], 1800)
-            theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
-                            str(case / "theirs.sog")], args.timeout)
+            reused = None
+            if previous is not None and given is None:
+                reused = next((r for r in previous["rows"] if r["n"] == n and r["degree"] == d
+                               and r["ply_bytes"] == ply_bytes and r.get("scene", "synthetic") == "synthetic"), None)
+            if reused is not None:
+                theirs = {**reused["theirs"], "reused": f"{args.reuse_theirs.name} ({previous.get('started', 'earlier run')})"}
+            else:
+                theirs = timed(["node", str(SPLAT_TRANSFORM), "-w", "-q", "-g", "cpu", str(case / "splat.ply"),
+                                str(case / "theirs.sog")], args.timeout)
             cams = given.parent / "cameras.json" if given is not None else None
             views = (cameras_from_json(cams, args.views, args.resolution) if cams and cams.is_file()
                      else orbit_cameras(splat, args.views, args.resolution))
@@ -150,17 +161,22 @@ def main() -> None:
                 summary = json.loads((case / "ours" / "compress.json").read_text())
                 ours["bytes"] = summary["outputs"]["scene.sog"]
                 ours["steps"] = summary["seconds"]["sog_steps"]
+                ours["sh_palette"] = summary.get("sh_palette")
+                ours["bytes_per_attribute"] = summary["bytes_per_attribute"]
                 decoded = decode_sog(case / "ours" / "scene.sog")
                 ours.update(compare(ref, decoded, views))
                 if gt is not None:
                     ours["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
-            if theirs["ok"]:
+            if reused is not None:
+                notes.append(f"splat-transform on synthetic N={n}, SH{d}: not re-run; its result is reused from "
+                             f"{theirs['reused']} (same seeded input, {ply_bytes} PLY bytes, same views).")
+            elif theirs["ok"]:
                 theirs["bytes"] = (case / "theirs.sog").stat().st_size
                 decoded = decode_sog(case / "theirs.sog")
                 theirs.update(compare(ref, decoded, views))
                 if gt is not None:
                     theirs["gt_psnr"] = psnr_vs(render_all(decoded, views), gt)
-            else:
+            if not theirs["ok"]:
                 notes.append(f"splat-transform on N={n}, SH{d}: not finished ({theirs['why']}); its seconds "
                              f"are a lower bound and its bytes/PSNR are unknown.")
             print(json.dumps(row), flush=True)
@@ -169,15 +185,14 @@ def main() -> None:
     lines = [
         "# Compression benchmark: spaceport vs splat-transform",
         "",
-        f"Run {started} with `nice -n 10 python bench/compress.py --sizes {args.sizes} --degrees {args.degrees} "
-        f"--timeout {args.timeout:.0f}`.",
+        f"Run {started} with `nice -n 10 python bench/compress.py {' '.join(sys.argv[1:])}`.",
         "",
         f"Machine: {desc}.",
         "",
         "Scenes: `spaceport.compress.synthetic.synthetic_splat(N, degree)` (Gaussians on noisy surfaces; "
         "higher SH bands are partly i.i.d. noise, so the SH palette compresses worse than on a trained scene). "
         "Both tools write a bundled `.sog` from the same `splat.ply`: spaceport with its default preset "
-        "(10 k-means iterations, WebP method 4, splat-transform's palette size), splat-transform 3.7.0 with "
+        "(10 k-means iterations, WebP method 4, `sh_palette=auto`), splat-transform 3.7.0 with "
         "`-g cpu` (its SOG writer needs a GPU adapter otherwise) and its defaults. Seconds are wall-clock for "
         "the whole process (interpreter start-up, PLY read, encode, write). PSNR/SSIM: renders of the decoded "
         f".sog vs renders of the uncompressed splat, {args.views} orbit views at {args.resolution} px "
@@ -191,6 +206,8 @@ def main() -> None:
         o, t = r["ours"], r["theirs"]
         o_s = f"{o['seconds']:.2f}" if o["ok"] else "failed"
         t_s = f"{t['seconds']:.1f}" if t["ok"] else f"> {t['seconds']:.0f} (not finished)"
+        if t.get("reused"):
+            t_s += " (reused†)"
         speed = (t["seconds"] / o["seconds"]) if o["ok"] else None
         speed_s = (f"{speed:.1f}x" if t["ok"] else f"> {speed:.0f}x") if speed else "-"
         ob, tb = o.get("bytes"), t.get("bytes")
@@ -200,10 +217,18 @@ def main() -> None:
                  o.get("psnr", "-"), t.get("psnr", "-"), o.get("ssim", "-"), t.get("ssim", "-"),
                  f"{o.get('peak_mb', '-')} / {t.get('peak_mb', '-')}"]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    lines += ["", "Spaceport encoder step seconds (from compress.json):", ""]
+    if any(r["theirs"].get("reused") for r in rows):
+        lines += ["", "† splat-transform not re-run for this row: its seconds, bytes, PSNR and SSIM are from "
+                  f"{next(r['theirs']['reused'] for r in rows if r['theirs'].get('reused'))}, on the same seeded "
+                  "input PLY and the same views."]
+    lines += ["", "Spaceport encoder step seconds, SH palette choice and SOG bytes per attribute (from compress.json):", ""]
     for r in rows:
         if r["ours"]["ok"]:
-            lines.append(f"- N={r['n']}, SH{r['degree']}: {r['ours']['steps']}")
+            pal = r["ours"].get("sh_palette")
+            pal_s = (f"; palette {pal['entries']} entries ({pal['policy']}; colour error levels tried "
+                     f"{pal['tried']})" if pal else "")
+            lines.append(f"- {r.get('scene', 'synthetic').split(' (')[0]} N={r['n']}, SH{r['degree']}: "
+                         f"{r['ours']['steps']}{pal_s}; bytes {r['ours'].get('bytes_per_attribute')}")
     lines += ["", "Goals (issue #4), per case:", ""]
     for r in rows:
         o, t = r["ours"], r["theirs"]
@@ -233,7 +258,7 @@ def main() -> None:
         lines += ["", "Skipped or unfinished:", ""] + [f"- {x}" for x in notes]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
-    (args.out.with_suffix(".json")).write_text(json.dumps({"machine": desc, "rows": rows}, indent=1))
+    (args.out.with_suffix(".json")).write_text(json.dumps({"machine": desc, "started": started, "rows": rows}, indent=1))
     print(args.out.read_text())
 
 

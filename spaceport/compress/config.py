@@ -22,9 +22,16 @@ class CompressConfig:
     write_spz: bool = True
     """Also write scene.spz (Niantic SPZ v3) from the same cleaned splat."""
 
-    sh_palette_size: int | None = None
-    """Entries of the SOG spherical-harmonics palette (k-means centroids, at most 65536). None uses
-    splat-transform's rule: min(64, 2^floor(log2(N / 1024))) x 1024."""
+    sh_palette: str = "auto"
+    """Entries of the SOG spherical-harmonics palette (k-means centroids). "splat-transform" uses its
+    rule, min(64, 2^floor(log2(N / 1024))) x 1024; a number (1-65536) fixes it; "auto" picks the
+    smallest power of two from 1024 up to splat-transform's size whose palette keeps the view-dependent
+    colour error within `sh_palette_max_error` (else splat-transform's size): splats whose higher
+    SH bands carry little get a small palette, noisy ones the full one."""
+
+    sh_palette_max_error: float = 0.5
+    """For sh_palette=auto: largest opacity-weighted RMS error, in 8-bit colour levels (1/255),
+    that the palette may add to the view-dependent colour (averaged over view directions)."""
 
     kmeans_iterations: int = 10
     """Lloyd iterations of the SH palette k-means (splat-transform's default is 10)."""
@@ -40,8 +47,8 @@ class CompressConfig:
 
     max_gaussians: int = 8_000_000
     """Refuse inputs with more Gaussians than this. Peak memory measured at 200k SH3 Gaussians:
-    ~250 MB (torch) + ~1.7 KB per Gaussian (arrays, encode temporaries, k-means copies), so the
-    default bounds a run at ~14 GB; ~0.3 KB per Gaussian at SH0."""
+    ~250 MB (torch) + ~1.9 KB per Gaussian (arrays, encode temporaries, k-means copies), so the
+    default bounds a run at ~15 GB; ~0.3 KB per Gaussian at SH0."""
 
     evaluate_quality: bool = True
     """Render the original and the decoded splats and record PSNR/SSIM in compress.json."""
@@ -63,8 +70,11 @@ class CompressConfig:
             raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
         if self.size_budget_mb is not None and self.size_budget_mb <= 0:
             raise ConfigInvalid(f"size_budget_mb={self.size_budget_mb} must be positive")
-        if self.sh_palette_size is not None and not 1 <= self.sh_palette_size <= 65536:
-            raise ConfigInvalid(f"sh_palette_size={self.sh_palette_size} must be in 1..65536")
+        if self.sh_palette not in ("auto", "splat-transform") and not (
+                self.sh_palette.isdigit() and 1 <= int(self.sh_palette) <= 65536):
+            raise ConfigInvalid(f"sh_palette={self.sh_palette!r} must be auto, splat-transform or a number 1..65536")
+        if not self.sh_palette_max_error > 0:
+            raise ConfigInvalid(f"sh_palette_max_error={self.sh_palette_max_error} must be positive")
         if self.kmeans_iterations < 1:
             raise ConfigInvalid("kmeans_iterations must be at least 1")
         if not 0 <= self.webp_method <= 6:

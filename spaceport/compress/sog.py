@@ -54,6 +54,86 @@ def palette_size(n: int) -> int:
     return int(min(64, 2.0 ** math.floor(math.log2(max(n, 1) / 1024))) * 1024)
 
 
+#: Smallest palette the "auto" policy tries (never more than splat-transform's size).
+AUTO_PALETTE_MIN = 1024
+
+
+def sh_colour_error(rest: np.ndarray, centroids: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
+    """Weighted RMS error, in 8-bit levels, of the view-dependent colour when ``rest`` -> ``centroids[labels]``.
+
+    The SH basis is orthonormal, so each basis function's square averages 1/(4 pi) over view
+    directions: a colour channel's mean squared error is the sum of its coefficients' squared
+    errors / (4 pi). ``rest`` rows hold the 3 channels' coefficients; weights are opacities.
+    """
+    err = np.zeros(len(rest))
+    for s in range(0, len(rest), 65536):
+        d = rest[s:s + 65536] - centroids[labels[s:s + 65536]]
+        err[s:s + 65536] = np.einsum("ij,ij->i", d, d, dtype=np.float64)
+    mse = float((err * weights).sum() / max(float(weights.sum()), 1e-30)) / 3 / (4 * math.pi)
+    return math.sqrt(mse) * 255
+
+
+def choose_palette(rest: np.ndarray, weights: np.ndarray, policy: int | str, max_error: float, iterations: int,
+                   device: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """k-means palette of the SH rows under a size policy; returns (centroids, labels, info for compress.json).
+
+    ``policy``: a number of entries, "splat-transform" (its size rule, :func:`palette_size`) or
+    "auto": the smallest power of two in [min(1024, cap), cap] (cap = splat-transform's size) whose
+    :func:`sh_colour_error` is at most ``max_error`` levels, found by testing the smallest size
+    first and then bisecting (the error falls as the palette grows); the cap is used when no
+    smaller size passes, so "auto" is never larger (or, for the SH, worse) than splat-transform.
+    """
+    n = len(rest)
+    dev = pick_device(device)
+    cap = min(palette_size(n), 65536)
+    errors: dict[int, float] = {}
+    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # only the smallest passing palette so far
+
+    def run(k: int) -> float:
+        if k not in errors:
+            c, lab = kmeans(rest, k, iterations, dev, seed)
+            errors[k] = sh_colour_error(rest, c, lab, weights)
+            if policy != "auto" or errors[k] <= max_error or k == cap:
+                kept.clear()
+                kept[k] = (c, lab)
+        return errors[k]
+
+    if policy == "auto":
+        sizes = [cap]
+        while sizes[0] // 2 >= min(AUTO_PALETTE_MIN, cap):
+            sizes.insert(0, sizes[0] // 2)
+        chosen = sizes[-1]
+        if len(sizes) > 1:
+            if run(sizes[0]) <= max_error:
+                chosen = sizes[0]
+            else:
+                lo, hi = 1, len(sizes) - 1  # sizes[hi] is the fallback; sizes[0] failed
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if run(sizes[mid]) <= max_error:
+                        hi = mid
+                    else:
+                        lo = mid + 1
+                chosen = sizes[hi]
+    else:
+        chosen = cap if policy == "splat-transform" else min(int(policy), 65536)
+    if chosen not in kept:
+        kept.clear()
+        errors.pop(chosen, None)
+        run(chosen)
+    c, lab = kept[chosen]
+    info = {"policy": str(policy), "entries": int(min(chosen, n)), "colour_error_levels": round(errors[chosen], 4),
+            "max_error_levels": max_error if policy == "auto" else None,
+            "tried": {str(k): round(v, 4) for k, v in sorted(errors.items())}}
+    return c, lab, info
+
+
+def short_floats(values: np.ndarray) -> list[float]:
+    """float32 values as the shortest decimals that read back to the same float32 (meta.json ~2x smaller)."""
+    return [float(np.format_float_positional(v, unique=True, trim="-")) if np.isfinite(v) else 0.0
+            for v in np.asarray(values, np.float32)]
+
+
 def log_transform(x: np.ndarray) -> np.ndarray:
     return np.sign(x) * np.log1p(np.abs(x))
 
@@ -123,6 +203,8 @@ class SogImages:
     meta: dict
     files: dict[str, bytes] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    palette: dict | None = None
+    """How the SH palette size was chosen (:func:`choose_palette`), None at SH degree 0."""
 
     def bytes_by_file(self) -> dict[str, int]:
         out = {name: len(data) for name, data in self.files.items()}
@@ -153,9 +235,12 @@ class SogImages:
         return path.stat().st_size
 
 
-def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None, webp_method: int = 4,
-               device: str = "auto", seed: int = 0) -> SogImages:
-    """Encode a cleaned splat (finite values, non-zero quaternions) as SOG version 2."""
+def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | str = "auto", palette_max_error: float = 0.5,
+               webp_method: int = 4, device: str = "auto", seed: int = 0) -> SogImages:
+    """Encode a cleaned splat (finite values, non-zero quaternions) as SOG version 2.
+
+    ``palette``/``palette_max_error``: the SH palette size policy (see :func:`choose_palette`).
+    """
     import time
 
     n = len(splat)
@@ -197,19 +282,21 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None
         "asset": {"generator": f"spaceport v{__version__}"},
         "count": n,
         "means": {"mins": mins.tolist(), "maxs": maxs.tolist(), "files": ["means_l.webp", "means_u.webp"]},
-        "scales": {"codebook": scb.tolist(), "files": ["scales.webp"]},
+        "scales": {"codebook": short_floats(scb), "files": ["scales.webp"]},
         "quats": {"files": ["quats.webp"]},
-        "sh0": {"codebook": ccb.tolist(), "files": ["sh0.webp"]},
+        "sh0": {"codebook": short_floats(ccb), "files": ["sh0.webp"]},
     }
 
     bands = s.sh_degree
+    palette_info = None
     if bands > 0:
         t = time.perf_counter()
         coeffs = SH_COEFFS[bands]
         # f_rest order (channel-major): all R coefficients, then G, then B.
         rest = np.ascontiguousarray(s.shN.transpose(0, 2, 1)).reshape(n, 3 * coeffs)
-        k = min(palette or palette_size(n), 65536)
-        centroids, labels = kmeans(rest, k, iterations, pick_device(device), seed)
+        weights = 1 / (1 + np.exp(-s.opacities.astype(np.float64)))
+        centroids, labels, palette_info = choose_palette(rest, weights, palette, palette_max_error, iterations,
+                                                         device, seed)
         seconds["kmeans"] = time.perf_counter() - t
         centroids, labels = first_use_order(centroids, labels)
         t = time.perf_counter()
@@ -225,9 +312,10 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | None = None
         files["shN_labels.webp"] = encode_webp(
             _texture(width, height, [(lab16 & 0xFF).astype(np.uint8), (lab16 >> 8).astype(np.uint8),
                                      np.zeros(n, np.uint8)]), webp_method)
-        meta["shN"] = {"count": ncent, "bands": bands, "codebook": shcb.tolist(), "files": list(SHN_FILES)}
+        meta["shN"] = {"count": ncent, "bands": bands, "codebook": short_floats(shcb), "files": list(SHN_FILES)}
         seconds["sh_images"] = time.perf_counter() - t
-    return SogImages(meta=meta, files=files, seconds={k: round(v, 3) for k, v in seconds.items()})
+    return SogImages(meta=meta, files=files, seconds={k: round(v, 3) for k, v in seconds.items()},
+                     palette=palette_info if bands > 0 else None)
 
 
 def first_use_order(centroids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

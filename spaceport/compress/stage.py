@@ -84,7 +84,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         target = cleaned.with_sh_degree(min(cfg.sh_degree, cleaned.sh_degree))
 
         def encode(s: Splat) -> SogImages:
-            return encode_sog(s, iterations=cfg.kmeans_iterations, palette=cfg.sh_palette_size,
+            return encode_sog(s, iterations=cfg.kmeans_iterations, palette=cfg.sh_palette,
+                              palette_max_error=cfg.sh_palette_max_error,
                               webp_method=cfg.webp_method, device=cfg.device, seed=cfg.seed)
 
         with progress.phase(STAGE, "encode_sog", timings):
@@ -119,12 +120,13 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         "ratio": {"sog": round(src.input_bytes / sog_bytes, 2),
                   "spz": round(src.input_bytes / spz_bytes, 2) if spz_bytes else None},
         "bytes_per_attribute": _attribute_bytes(images),
+        "sh_palette": images.palette,
         "bytes_per_gaussian": {"sog": round(sog_bytes / n, 3), "spz": round(spz_bytes / n, 3) if spz_bytes else None},
         "budget": {"size_budget_mb": cfg.size_budget_mb, "attempts": attempts},
         "quality": quality,
         "seconds": {**timings, "sog_steps": images.seconds},
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
-        "memory_bound": (f"peak ~250 MB + ~1.7 KB per SH3 Gaussian (~0.3 KB at SH0), measured 578 MB at 200k SH3 "
+        "memory_bound": (f"peak ~250 MB + ~1.9 KB per SH3 Gaussian (~0.3 KB at SH0), measured 621 MB at 200k SH3 "
                          f"(bench/results/compress.md); PLYs are read 262144 rows at a time from a memory map; "
                          f"inputs above max_gaussians={cfg.max_gaussians} are refused before any allocation"),
         "config": to_dict(cfg),

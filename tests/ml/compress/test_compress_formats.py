@@ -179,3 +179,41 @@ def test_bundle_fits_the_playcanvas_engine_zip_reader(tmp_path, small_splat):
         names.append(name)
         off += 46 + nlen + elen + clen
     assert names[0] == "meta.json" and set(names) == {"meta.json", *images.files}
+
+
+def test_sh_colour_error_is_the_rms_colour_error_over_view_directions():
+    # One Gaussian, SH degree 1, only the R channel's first band-1 coefficient set (= a); the
+    # palette entry is zero. Colour error in R is -SH_C1 * y * a; average its square over directions.
+    a = 0.3
+    rest = np.zeros((1, 9), np.float32)
+    rest[0, 0] = a
+    got = sog.sh_colour_error(rest, np.zeros((1, 9), np.float32), np.zeros(1, np.int64), np.ones(1))
+    d = np.random.default_rng(0).normal(size=(400_000, 3))
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    mse_r = np.mean((0.4886025119029199 * d[:, 1] * a) ** 2)
+    assert got == pytest.approx(np.sqrt(mse_r / 3) * 255, rel=0.01)
+
+
+def test_auto_palette_is_small_for_smooth_sh_and_full_for_noisy_sh():
+    noisy = synthetic_splat(5000, 1, seed=9)  # its SH bands are partly i.i.d. noise
+    assert sog.palette_size(5000) == 4096
+    images = sog.encode_sog(noisy, iterations=3, webp_method=0)
+    assert images.palette["policy"] == "auto" and images.palette["entries"] == 4096
+    assert min(images.palette["tried"].values()) > images.palette["max_error_levels"]
+    smooth = synthetic_splat(5000, 1, seed=9)
+    smooth.shN *= 0.02  # a barely view-dependent splat (like a short CPU training run)
+    images = sog.encode_sog(smooth, iterations=3, webp_method=0)
+    assert images.palette["entries"] == images.meta["shN"]["count"] == 1024
+    assert images.palette["colour_error_levels"] <= 0.5 and list(images.palette["tried"]) == ["1024"]
+    fixed = sog.encode_sog(smooth, iterations=3, webp_method=0, palette="512")
+    assert fixed.meta["shN"]["count"] == 512 and fixed.palette["tried"] == {"512": fixed.palette["colour_error_levels"]}
+    st = sog.encode_sog(smooth, iterations=3, webp_method=0, palette="splat-transform")
+    assert st.meta["shN"]["count"] == 4096 and st.palette["colour_error_levels"] < images.palette["colour_error_levels"]
+
+
+def test_meta_codebooks_are_short_and_exact(sh3_splat, tmp_path):
+    images = sog.encode_sog(sh3_splat, iterations=2, webp_method=0)
+    for key in ("scales", "sh0", "shN"):
+        cb = images.meta[key]["codebook"]
+        assert np.array_equal(np.asarray(cb, np.float32).astype(np.float64), np.asarray(cb, np.float32))
+        assert all(len(repr(v)) <= 16 for v in cb), key

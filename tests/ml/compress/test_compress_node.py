@@ -59,3 +59,13 @@ def test_splat_transform_reads_our_sh3_files(sh3_splat, tmp_path, splat_transfor
     for name, decode in (("scene.sog", sog.decode_sog), ("scene.spz", spz.decode_spz)):
         splat_transform(tmp_path / name, tmp_path / "back.ply")
         _same(decode(tmp_path / name), read_ply(tmp_path / "back.ply"), atol=2e-5)
+
+
+def test_splat_transform_reads_a_small_auto_palette(sh3_splat, tmp_path, splat_transform):
+    smooth = Splat(means=sh3_splat.means, scales=sh3_splat.scales, quats=sh3_splat.quats,
+                   opacities=sh3_splat.opacities, sh0=sh3_splat.sh0, shN=sh3_splat.shN * 0.02)
+    images = sog.encode_sog(smooth, iterations=3)
+    assert images.meta["shN"]["count"] == 1024 < sog.palette_size(len(smooth))
+    images.write_bundle(tmp_path / "scene.sog")
+    splat_transform(tmp_path / "scene.sog", tmp_path / "back.ply")
+    _same(sog.decode_sog(tmp_path / "scene.sog"), read_ply(tmp_path / "back.ply"), atol=2e-5)
