@@ -42,6 +42,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sfm.md"))
     ap.add_argument("--work", default=None, help="Scratch folder (default: a temporary one, removed)")
+    ap.add_argument("--repeats", type=int, default=2,
+                    help="Runs of each configuration, alternating; the fastest counts (the machine is shared)")
     args = ap.parse_args()
 
     from importlib.metadata import version
@@ -63,26 +65,32 @@ def main() -> None:
         ("spaceport auto", SfmConfig()),
         ("exhaustive + incremental (baseline)", SfmConfig(matcher="exhaustive", mapper="incremental")),
     ]
-    rows = []
-    for label, cfg in runs:
-        out = work / label.split()[0]
-        t = time.perf_counter()
-        summary = run_sfm(scene / "images", out, cfg)
-        seconds = time.perf_counter() - t
-        err = compare(out / "sparse" / "0", scene / "gt" / "sparse" / "0")
-        s = summary["seconds"]
-        rows.append({
-            "label": label, "choice": f"{summary['matcher']} + {summary['mapper']}", "seconds": seconds,
-            "extract": s.get("extract", 0), "match": s.get("match", 0), "map": s.get("map", 0),
-            "registered": f"{summary['registered_images']}/{summary['usable_images']}",
-            "pairs": sum(a["verified_pairs"] for a in summary["attempts"] if "match_seconds" in a),
-            "points": summary["points"], "centre": err.get("center_rmse_frac", float("nan")),
-            "centre_max": err.get("center_max_frac", float("nan")), "rot": err.get("rotation_max_deg", float("nan")),
-            "focal": err.get("focal_rel_error", float("nan")), "fallback": summary["fallback"],
-            "load": os.getloadavg()[0],
-        })
-        print(f"{label}: {seconds:.1f} s, registered {rows[-1]['registered']}, centre rmse {rows[-1]['centre']:.3%} of radius")
-
+    best: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        for label, cfg in runs:  # alternate, so that a busy spell hurts both configurations alike
+            out = work / label.split()[0]
+            t = time.perf_counter()
+            summary = run_sfm(scene / "images", out, cfg)
+            seconds = time.perf_counter() - t
+            err = compare(out / "sparse" / "0", scene / "gt" / "sparse" / "0")
+            s = summary["seconds"]
+            row = {
+                "label": label, "choice": f"{summary['matcher']} + {summary['mapper']}", "seconds": seconds,
+                "extract": s.get("extract", 0), "match": s.get("match", 0), "map": s.get("map", 0),
+                "registered": f"{summary['registered_images']}/{summary['usable_images']}",
+                "pairs": sum(a["verified_pairs"] for a in summary["attempts"] if "match_seconds" in a),
+                "points": summary["points"], "centre": err.get("center_rmse_frac", float("nan")),
+                "centre_max": err.get("center_max_frac", float("nan")), "rot": err.get("rotation_max_deg", float("nan")),
+                "focal": err.get("focal_rel_error", float("nan")), "fallback": summary["fallback"],
+                "load": os.getloadavg()[0], "all_seconds": [*best.get(label, {}).get("all_seconds", []), round(seconds, 1)],
+            }
+            print(f"[{rep + 1}/{args.repeats}] {label}: {seconds:.1f} s, registered {row['registered']}, "
+                  f"centre rmse {row['centre']:.3%} of radius")
+            if label not in best or seconds < best[label]["seconds"]:
+                best[label] = row
+            else:
+                best[label]["all_seconds"] = row["all_seconds"]
+    rows = [best[label] for label, _ in runs]
     auto, base = rows
     ratio = base["seconds"] / auto["seconds"]
     ratio_mm = (base["match"] + base["map"]) / max(auto["match"] + auto["map"], 1e-9)
@@ -91,19 +99,22 @@ def main() -> None:
         "",
         f"Scene: `spaceport.scenes` orbit, {args.views} views at {width}x{height}, seed {args.seed} "
         f"(radius {info['radius']:.2f} m). `auto` chose **{choose('images', args.views, SfmConfig())[0]} + "
-        f"{choose('images', args.views, SfmConfig())[1]}**. Both runs in one process, one after the other.",
+        f"{choose('images', args.views, SfmConfig())[1]}**. Both configurations in one process, "
+        f"alternating, {args.repeats} run(s) each; the table shows each one's fastest run.",
         "",
         f"Machine: {desc}. pycolmap {version('pycolmap')} (CPU).",
         "",
         "| run | matcher + mapper | total s | extract s | match s | map s | verified pairs | registered | points "
-        "| centre RMSE (% radius) | centre max (% radius) | rotation max (deg) | focal error | load avg (1 min) at end |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| centre RMSE (% radius) | centre max (% radius) | rotation max (deg) | focal error | load avg (1 min) at end "
+        "| every run's total s |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['label']} | {r['choice']}{' (fallback)' if r['fallback'] else ''} | {r['seconds']:.1f} | {r['extract']:.1f} "
             f"| {r['match']:.1f} | {r['map']:.1f} | {r['pairs']} | {r['registered']} | {r['points']} | {r['centre']:.3%} "
-            f"| {r['centre_max']:.3%} | {r['rot']:.3f} | {r['focal']:.3%} | {r['load']:.1f} |")
+            f"| {r['centre_max']:.3%} | {r['rot']:.3f} | {r['focal']:.3%} | {r['load']:.1f} "
+            f"| {', '.join(map(str, r['all_seconds']))} |")
     lines += [
         "",
         f"**Speed-up of `auto`: {ratio:.2f}x end to end** (stage wall-clock, including ingest, SIFT extraction "

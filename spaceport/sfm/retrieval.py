@@ -47,20 +47,27 @@ def _assign(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.argmax(x @ centres.T - 0.5 * (centres * centres).sum(1), axis=1)
 
 
-def retrieval_pairs(database: Path, k: int, words: int = 512, sample: int = 100_000, seed: int = 0) -> list[tuple[str, str]]:
-    """Pairs (name_a, name_b), each image with its ``k`` nearest images by tf-idf bag-of-words similarity."""
+def retrieval_pairs(database: Path, k: int, words: int = 1024, sample: int = 20_000, per_image: int = 1500,
+                    seed: int = 0) -> list[tuple[str, str]]:
+    """Pairs (name_a, name_b), each image with its ``k`` nearest images by tf-idf bag-of-words similarity.
+
+    The vocabulary (``words`` centres) is learned from ``sample`` descriptors drawn across the
+    images; each image's histogram uses at most ``per_image`` of its descriptors (a random
+    subset describes the image as well as all of them, at a fraction of the cost).
+    """
     names, descs = read_descriptors(database)
     n = len(names)
     if n < 2:
         return []
     rng = np.random.default_rng(seed)
-    per_image = max(1, sample // n)
-    pool = np.concatenate([d[rng.permutation(len(d))[:per_image]] for d in descs if len(d)]).astype(np.float32)
+    take = max(1, sample // n)
+    pool = np.concatenate([d[rng.permutation(len(d))[:take]] for d in descs if len(d)]).astype(np.float32)
     words = int(min(words, max(2, len(pool) // 20)))
     centres = _kmeans(pool, words, rng)
     hist = np.zeros((n, words), np.float32)
     for i, d in enumerate(descs):
         if len(d):
+            d = d[rng.permutation(len(d))[:per_image]]
             hist[i] = np.bincount(_assign(d.astype(np.float32), centres), minlength=words)
     idf = np.log(n / np.maximum((hist > 0).sum(0), 1)).astype(np.float32)
     vec = hist / np.maximum(hist.sum(1, keepdims=True), 1) * idf
