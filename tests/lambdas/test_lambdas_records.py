@@ -24,6 +24,11 @@ from spaceport.errors import QualityBelowTarget
         ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
           "errorMessage": "Held-out PSNR is 18.00 dB. Capture more views."})},
          ("QualityBelowTarget", "Held-out PSNR is 18.00 dB.", "Capture more views.")),
+        # A reason that ends with a question keeps it; the fix is the last sentence.
+        ({"Error": "States.TaskFailed", "Cause": json.dumps({"FailureReason": "AlgorithmError: See job logs",
+          "ExitMessage": "ConfigInvalid: Unknown train option 'stpes'. Did you mean 'steps'? Use an option "
+                         "listed by --help."})},
+         ("ConfigInvalid", "Unknown train option 'stpes'. Did you mean 'steps'?", "Use an option listed by --help.")),
         # Capacity errors that outlived their retries.
         ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "limit is 0"},
          ("CapacityError", "limit is 0", None)),
