@@ -154,3 +154,8 @@ def test_report_shows_no_account_arn_bucket_or_email_from_the_job_record(job_dir
     assert "sp-my-garden-3f9a1c2b7d" in text and "My Garden.zip" in text
     assert "ml.g5.2xlarge" in text and "811" in text and "0.4213" in text
     assert "options.train.steps" in text and "48,213,377" in text
+    # Nothing else published beside the report (viewer, summaries) carries them either.
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json", ".txt"):
+            body = path.read_text(errors="replace")
+            assert "123456789012" not in body and "alice.smith" not in body, path
