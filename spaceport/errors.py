@@ -8,6 +8,12 @@ and the failure email match on it. Each error carries a one-sentence reason and 
 from __future__ import annotations
 
 
+def as_sentence(text: str) -> str:
+    """``text`` ending in exactly one full stop, unless it already ends with '?' or '!'."""
+    text = text.rstrip()
+    return text if text.endswith(("?", "!")) else text.rstrip(".") + "."
+
+
 class SpaceportError(Exception):
     """Base class. ``reason`` says what was wrong, ``fix`` says what the user should do."""
 
@@ -17,8 +23,8 @@ class SpaceportError(Exception):
     default_fix: str = "Check the input and try again."
 
     def __init__(self, reason: str, fix: str | None = None, **details: object) -> None:
-        self.reason = reason.rstrip(".") + "."
-        self.fix = (fix or self.default_fix).rstrip(".") + "."
+        self.reason = as_sentence(reason)
+        self.fix = as_sentence(fix or self.default_fix)
         #: Numbers that explain the failure (counts, thresholds), recorded in the job record.
         self.details = details
         super().__init__(f"{self.reason} {self.fix}")

@@ -22,6 +22,8 @@ CORE_MODULES = (
     "spaceport/errors.py",
     "spaceport/config.py",
     "spaceport/plan.py",
+    "spaceport/quality.py",  # the quality gate (shared with the local runner)
+    "spaceport/progress.py",  # stdlib only; spaceport.quality.parse_final_line uses it
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/records.py",

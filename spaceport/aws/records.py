@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from spaceport.aws.cost import stage_cost_usd
-from spaceport.errors import ERRORS, parse_failure
+from spaceport.errors import ERRORS, as_sentence, parse_failure
 from spaceport.plan import JOB_KINDS, MAX_ATTEMPTS, STAGES, stage_job_name
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
@@ -166,6 +166,10 @@ def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error
             "job_name": job_name, "plan": new_plan}
 
 
+#: The space after a sentence's closing '.', '?' or '!'.
+_SENTENCE_END = re.compile(r"(?<=[.?!]) +")
+
+
 def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
     """Turn a Step Functions ``{"Error", "Cause"}`` into ``{"error", "reason", "fix", "cause"}``.
 
@@ -190,10 +194,11 @@ def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
     fix = cls.default_fix if cls else "Check the job logs in CloudWatch, or try again."
     if cls and message.endswith(fix):
         message = message[: -len(fix)].strip()
-    elif cls and parsed_name in text and ". " in message.rstrip("."):
-        # Our one-line form is "Name: reason. fix." -- the last sentence is the fix.
-        message, fix = message.rstrip(".").rsplit(". ", 1)
-        message, fix = message + ".", fix + "."
+    elif cls and parsed_name in text and len(_SENTENCE_END.split(message.strip())) > 1:
+        # Our one-line form is "Name: reason. fix." -- the last sentence is the fix (a reason may
+        # end with '?' or '!', as "Did you mean 'steps'?").
+        *head, fix = _SENTENCE_END.split(message.strip())
+        message, fix = as_sentence(" ".join(head)), as_sentence(fix)
     reason = message or "The stage failed without a reason."
     return {"error": parsed_name, "reason": reason, "fix": fix, "cause": f"{reason} {fix}".strip()[:1024]}
 

@@ -14,6 +14,7 @@ import html
 import io
 import json
 import math
+import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +101,50 @@ COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs
                  "spz_bytes", "ratio.sog", "ratio.spz", "ratio", "gaussians.kept", "gaussians.input",
                  "quality.formats.sog.psnr", "quality.formats.sog.ssim", "quality.formats.spz.psnr",
                  "quality.formats.spz.ssim", "quality.psnr", "quality.ssim", "peak_memory_mb")
+
+
+#: The report is shared by link, so of the job record it shows only these fields (never the
+#: source URI, bucket prefix, execution ARN, account id, job names or the user's e-mail).
+JOB_FIELDS = ("job_id", "status", "preset", "created_at", "updated_at", "seconds", "cost_usd")
+#: Per-stage fields of the job record shown (strings among them still pass :func:`_is_sensitive`).
+STAGE_FIELDS = ("status", "seconds", "billable_seconds", "cpu_seconds", "peak_memory_mb", "instance_type",
+                "cost_usd", "attempts", "error", "reason", "fix", "registered_images", "num_registered", "points",
+                "num_points", "mean_reprojection_error", "test_psnr", "test_ssim", "num_gaussians", "steps",
+                "sog_bytes", "spz_bytes", "input_bytes", "ratio", "passed", "min_psnr", "max_gaussians")
+_SENSITIVE = re.compile(r"arn:aws|s3://|file://|[^\s@]+@[^\s@]+\.[a-z]{2,}|(?<!\d)\d{12}(?!\d)|^/", re.IGNORECASE)
+
+
+def _is_sensitive(value: Any) -> bool:
+    """A string that could identify the account, the bucket, a local path or a person."""
+    return isinstance(value, str) and bool(_SENSITIVE.search(value))
+
+
+def _safe(rows: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``rows`` without the sensitive values (and without keys that name an e-mail)."""
+    return [(k, v) for k, v in rows if not _is_sensitive(v) and "email" not in str(k).lower()]
+
+
+def job_record_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The chosen, non-sensitive fields of a job record (job.json), as (dotted key, value)."""
+    rows: list[tuple[str, Any]] = [(k, job[k]) for k in JOB_FIELDS if k in job and not isinstance(job[k], dict)]
+    for name, stage in (job.get("stages") or {}).items():
+        if isinstance(stage, dict):
+            rows += [(f"stages.{name}.{k}", stage[k]) for k in STAGE_FIELDS
+                     if k in stage and not isinstance(stage[k], (dict, list))]
+    metrics = job.get("metrics")
+    if isinstance(metrics, dict):
+        rows += [(f"metrics.{k}", v) for k, v in metrics.items() if isinstance(v, (int, float))]
+    return _safe(rows)
+
+
+def _source_name(uri: Any) -> str | None:
+    """The upload's file name only (its bucket, prefix or local folder stay out of the report)."""
+    if not isinstance(uri, str) or not uri:
+        return None
+    from urllib.parse import unquote
+
+    name = unquote(uri.rstrip("/").rsplit("/", 1)[-1])
+    return None if _is_sensitive(name) else name
 
 
 def _pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
@@ -384,16 +429,17 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # Input summary.
     body.append("<section><h2>Input</h2>")
     req = (job_j or {}).get("request") or {}
-    # The report is shared by link: never print the user's e-mail address.
-    req = json.loads(json.dumps(req, default=str), object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
-    req_rows = dict(_flatten(req))
-    rows = [(label, req_rows[k]) for label, k in (
-        ("source", "request.source_uri"), ("size (bytes)", "request.size_bytes"), ("preset", "preset"))
-        if req_rows.get(k) is not None]
-    rows += [(k, v) for k, v in _pick(sfm_j, INPUT_KEYS)]
+    inner = req.get("request") if isinstance(req.get("request"), dict) else {}
+    rows = [(label, v) for label, v in (
+        ("source", _source_name(inner.get("source_uri") or (job_j or {}).get("source_uri"))),
+        ("size (bytes)", inner.get("size_bytes")),
+        ("preset", req.get("preset") or (job_j or {}).get("preset"))) if v is not None]
+    rows += [(k, v) for k, v in _safe(_pick(sfm_j, INPUT_KEYS))]
     body.append(_table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>")
-    if req:
-        body.append(_details("every resolved option (request.json)", _flatten(req)))
+    # Only the resolved stage options and gate thresholds of request.json: never who asked, or where.
+    opts = {k: req[k] for k in ("options", "quality_gate") if isinstance(req.get(k), dict)}
+    if opts:
+        body.append(_details("every resolved option (request.json)", _safe(_flatten(opts))))
     body.append("</section>")
 
     # SfM.
@@ -402,7 +448,7 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append("<p class=note>No sfm.json: the SfM stage has not run or its output is missing.</p>")
     else:
         body.append(_table(_pick(sfm_j, SFM_KEYS) or _scalars(sfm_j)))
-        body.append(_details("all of sfm.json", _flatten(sfm_j)))
+        body.append(_details("all of sfm.json", _safe(_flatten(sfm_j))))
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')
@@ -418,8 +464,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append("<p class=note>No metrics.json: the training stage has not run or its output is missing.</p>")
     else:
         body.append(_table(_pick(met_j, TRAIN_KEYS) or _scalars(met_j)))
-        body.append(_details("all of metrics.json", [r for r in _flatten(met_j)
-                                                     if not r[0].startswith(("history", "curve", "log"))]))
+        body.append(_details("all of metrics.json", _safe([r for r in _flatten(met_j)
+                                                           if not r[0].startswith(("history", "curve", "log"))])))
     curve = training_curve(train, met_j, inputs.logs)
     if curve:
         loss = [(r["step"], r["loss"]) for r in curve if "loss" in r]
@@ -448,7 +494,7 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append("<p class=note>No compress.json: the compression stage has not run or its output is missing.</p>")
     else:
         body.append(_table(_pick(cmp_j, COMPRESS_KEYS) or _scalars(cmp_j)))
-        body.append(_details("all of compress.json", _flatten(cmp_j)))
+        body.append(_details("all of compress.json", _safe(_flatten(cmp_j))))
         sizes = {}
         outputs = cmp_j.get("outputs") if isinstance(cmp_j.get("outputs"), dict) else {}
         for label, keys in (("PLY", ("ply_bytes", "input_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
@@ -484,11 +530,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
                          f"<td>{_fmt(mem) if mem is not None else '–'}</td><td>{html.escape(phase_txt)}</td></tr>")
     rows_html.append("</table>")
     body.append("\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>")
-    if job_j:
-        job_j = json.loads(json.dumps(job_j, default=str),
-                           object_hook=lambda d: {k: v for k, v in d.items() if "email" not in k})
-        body.append("<details><summary>job record</summary><pre>"
-                    f"{html.escape(json.dumps(job_j, indent=2, default=str))}</pre></details>")
+    if job_j and job_record_rows(job_j):
+        body.append(_details("job record (chosen fields)", job_record_rows(job_j)))
     body.append("</section>")
     for note in inputs.notes:
         body.append(f"<p class=note>{html.escape(note)}</p>")

@@ -1,3 +1,3 @@
 """The session-scoped synth fixture (helpers live in infra_support, a uniquely named module)."""
 
-from infra_support import _fake_stage_configs, synth  # noqa: F401
+from infra_support import synth  # noqa: F401

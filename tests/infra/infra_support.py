@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,28 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-
-
-def fake_stage_configs() -> dict[str, types.ModuleType]:
-    """Small stand-ins for spaceport.<stage>.config with one known field, ``steps``.
-
-    Installed per test (monkeypatched into sys.modules, then restored), so these tests do not
-    depend on the stage parts' real options and never leak fakes into other parts' tests.
-    """
-    mods = {}
-    for stage, cls_name in (("sfm", "SfmConfig"), ("train", "TrainConfig"), ("compress", "CompressConfig")):
-        cls = dataclasses.make_dataclass(cls_name, [("steps", int, dataclasses.field(default=100))], frozen=True)
-        mod = types.ModuleType(f"spaceport.{stage}.config")
-        setattr(mod, cls_name, cls)
-        mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
-        mods[mod.__name__] = mod
-    return mods
-
-
-@pytest.fixture(autouse=True)
-def _fake_stage_configs(monkeypatch):
-    for name, mod in fake_stage_configs().items():
-        monkeypatch.setitem(sys.modules, name, mod)
 
 
 @dataclass

@@ -1,3 +1,3 @@
 """Fixtures of the Lambda tests (helpers live in lambdas_support, a uniquely named module)."""
 
-from lambdas_support import _fake_stage_configs, aws, env, machine, started  # noqa: F401
+from lambdas_support import aws, env, machine, started  # noqa: F401

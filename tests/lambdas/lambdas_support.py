@@ -8,12 +8,10 @@ returns a Describe*Job-shaped result (or fails the way a job does), scripted per
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import io
 import json
-import sys
 import time
 import types
 import zipfile
@@ -37,28 +35,6 @@ FAKE_SAGEMAKER = "fake-sagemaker"
 
 def lambda_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
-
-
-def fake_stage_configs() -> dict[str, types.ModuleType]:
-    """Small stand-ins for spaceport.<stage>.config with one known field, ``steps``.
-
-    Installed per test (monkeypatched into sys.modules, then restored), so these tests do not
-    depend on the stage parts' real options and never leak fakes into other parts' tests.
-    """
-    mods = {}
-    for stage, cls_name in (("sfm", "SfmConfig"), ("train", "TrainConfig"), ("compress", "CompressConfig")):
-        cls = dataclasses.make_dataclass(cls_name, [("steps", int, dataclasses.field(default=100))], frozen=True)
-        mod = types.ModuleType(f"spaceport.{stage}.config")
-        setattr(mod, cls_name, cls)
-        mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
-        mods[mod.__name__] = mod
-    return mods
-
-
-@pytest.fixture(autouse=True)
-def _fake_stage_configs(monkeypatch):
-    for name, mod in fake_stage_configs().items():
-        monkeypatch.setitem(sys.modules, name, mod)
 
 
 def load_handler(name: str):

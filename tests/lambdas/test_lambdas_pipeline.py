@@ -186,7 +186,7 @@ def test_quality_gate_failure_stops_before_compress(machine):
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
     assert record["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
-    assert "17.25 dB, below the 22.00 dB target" in record["reason"]
+    assert "held-out PSNR 17.25 dB is below the target 22.00 dB" in record["reason"]
     assert record["metrics"]["test_psnr"] == 17.25
 
 

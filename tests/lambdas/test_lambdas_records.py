@@ -24,6 +24,11 @@ from spaceport.errors import QualityBelowTarget
         ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
           "errorMessage": "Held-out PSNR is 18.00 dB. Capture more views."})},
          ("QualityBelowTarget", "Held-out PSNR is 18.00 dB.", "Capture more views.")),
+        # A reason that ends with a question keeps it; the fix is the last sentence.
+        ({"Error": "States.TaskFailed", "Cause": json.dumps({"FailureReason": "AlgorithmError: See job logs",
+          "ExitMessage": "ConfigInvalid: Unknown train option 'stpes'. Did you mean 'steps'? Use an option "
+                         "listed by --help."})},
+         ("ConfigInvalid", "Unknown train option 'stpes'. Did you mean 'steps'?", "Use an option listed by --help.")),
         # Capacity errors that outlived their retries.
         ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "limit is 0"},
          ("CapacityError", "limit is 0", None)),
@@ -56,15 +61,24 @@ def test_stage_summary_handles_iso_and_epoch_times():
 
 
 def test_quality_gate_checks_psnr_and_gaussian_cap():
+    """The Lambda applies spaceport.quality's gate (the local runner's) to SageMaker's final metrics."""
+    from spaceport import quality
+    from spaceport.errors import ModelInvalid
+
     check = load_handler("quality_gate").check
     training = {"FinalMetricDataList": [{"MetricName": "test_psnr", "Value": 25.0},
                                         {"MetricName": "num_gaussians", "Value": 1000.0}]}
-    assert check({"min_psnr": 24.0, "max_gaussians": 1000}, training)["test_psnr"] == 25.0
-    with pytest.raises(QualityBelowTarget, match=r"below the 26\.00 dB target"):
+    passed = check({"min_psnr": 24.0, "max_gaussians": 1000}, training)
+    assert passed == quality.check({"test_psnr": 25.0, "num_gaussians": 1000},
+                                   quality.QualityTargets(24.0, 1000)).to_dict()
+    assert passed == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 24.0,
+                      "max_gaussians": 1000}
+    with pytest.raises(QualityBelowTarget, match=r"25\.00 dB is below the target 26\.00 dB") as info:
         check({"min_psnr": 26.0, "max_gaussians": 1000}, training)
-    with pytest.raises(QualityBelowTarget, match="over the cap of 999"):
+    assert info.value.details["test_psnr"] == 25.0 and info.value.details["min_psnr"] == 26.0
+    with pytest.raises(QualityBelowTarget, match="1000 Gaussians exceed the cap of 999"):
         check({"min_psnr": 20.0, "max_gaussians": 999}, training)
-    with pytest.raises(QualityBelowTarget, match="no held-out PSNR"):
+    with pytest.raises(ModelInvalid, match="lack test_psnr, num_gaussians"):
         check({"min_psnr": 20.0, "max_gaussians": 999}, {})
 
 

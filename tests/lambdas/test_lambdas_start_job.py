@@ -55,10 +55,10 @@ def test_direct_request_with_preset_and_options(started):
 
 def test_metadata_preset_and_options_are_read(started):
     started.s3.put_object(Bucket=BUCKET, Key="uploads/m.zip", Body=ZIP,
-                          Metadata={"preset": "quality", "options": json.dumps({"sfm": {"steps": "7"}})})
+                          Metadata={"preset": "quality", "options": json.dumps({"sfm": {"max_side": "1234"}})})
     (out,) = _handler()(s3_event("uploads/m.zip"), FakeContext())["jobs"]
     plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
-    assert plan["preset"] == "quality" and plan["stages"]["sfm"]["options"]["steps"] == "7"
+    assert plan["preset"] == "quality" and plan["stages"]["sfm"]["options"]["max_side"] == "1234"
 
 
 @pytest.mark.parametrize(

@@ -39,9 +39,14 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     cfg = config_for("fast", {**SMALL, "steps": "300"})
     metrics = train(scene, tmp_path / "out", cfg)
     out = tmp_path / "out"
-    # measured 2026-11-23 on this scene: 300 steps give 20.0 dB / SSIM 0.64 held out (200 steps: 19.2 dB)
-    assert metrics["test_psnr"] > 18.5, metrics
-    assert metrics["test_ssim"] > 0.55
+    # Measured 2026-11-23 05:20 UTC on the current scene (scenes 8d5b781, seed 0, 160x120, 2000 points):
+    # 300 steps give 18.44 dB / SSIM 0.530 held out, identical over two runs (deterministic on CPU).
+    # The earlier 20.0 dB / 0.64 was measured on the first scene (1c131a1); the current trainer on that
+    # scene still gives 19.86 dB / 0.629 (the trainer of 049563f: 20.00 / 0.635), so the drop is the harder
+    # scene (higher orbit, photo patches), not a training regression. 30 steps give 13.0 dB / 0.26, so
+    # the bars (~0.9 dB and 0.05 below the measurement) still tell training from no training.
+    assert metrics["test_psnr"] > 17.5, metrics
+    assert metrics["test_ssim"] > 0.48, metrics
     assert metrics["lpips"] is None and "offline" in metrics["lpips_note"]
     assert metrics["held_out"] == ["view_000.png", "view_008.png", "view_016.png"]
     assert metrics["steps"] == 300 and metrics["peak_memory_mb"] > 0

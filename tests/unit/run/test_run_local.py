@@ -5,8 +5,6 @@ import os
 import subprocess
 import sys
 import time
-import types
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,36 +14,6 @@ from spaceport.cli import main
 from spaceport.errors import QualityBelowTarget, SfmFailed
 
 FAKE = Path(__file__).with_name("fake_stage.py")
-
-
-@dataclass(frozen=True)
-class _Cfg:
-    steps: int = 100
-    """Steps."""
-
-
-def install_fake_configs(setitem=None) -> None:
-    """Stage config modules as the contract shapes them, where the real ones are not merged yet."""
-    for stage in ("sfm", "train", "compress"):
-        name = f"spaceport.{stage}.config"
-        try:
-            __import__(name)
-            continue  # the real module exists: use it
-        except ImportError:
-            pass
-        mod = types.ModuleType(name)
-        cls_name = {"sfm": "SfmConfig", "train": "TrainConfig", "compress": "CompressConfig"}[stage]
-        setattr(mod, cls_name, _Cfg)
-        mod.PRESETS = {"fast": {"steps": "10"}, "default": {}, "quality": {"steps": "1000"}}
-        if setitem:
-            setitem(sys.modules, name, mod)
-        else:
-            sys.modules[name] = mod
-
-
-@pytest.fixture(autouse=True)
-def fake_stage_configs(monkeypatch):
-    install_fake_configs(monkeypatch.setitem)
 
 
 def fake_argv(spec):
@@ -155,7 +123,7 @@ def test_quality_gate_stops_before_compress(photos, calls, tmp_path, monkeypatch
 def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp_path):
     out = tmp_path / "out"
     code = (
-        f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t; t.install_fake_configs();"
+        f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
         "from spaceport import local;"
         f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', stage_argv=t.fake_argv)"
     )

@@ -134,3 +134,28 @@ def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
     publish(job_dir, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()
     assert "someone@example.com" not in page and "sp-x" in page
+
+
+def test_report_shows_no_account_arn_bucket_or_email_from_the_job_record(job_dir: Path, tmp_path: Path) -> None:
+    """The report is shared by link: of the job record it shows chosen fields only."""
+    record = (Path(__file__).parent / "data" / "job_aws.json").read_text()
+    (job_dir / "job.json").write_text(record)
+    publish(job_dir, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    import html as html_mod
+    import re
+
+    text = html_mod.unescape(page)
+    for secret in ("123456789012", "arn:", "alice.smith", "example.org", "s3://", "spaceport-data",
+                   "3HL4kqtJlcpXroDTDmJ", "sp-my-garden-3f9a1c2b7d-sfm", "checkpoints"):
+        assert secret not in text, secret
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", text)
+    # What is shown: the job id, the upload's file name, chosen numbers and the resolved options.
+    assert "sp-my-garden-3f9a1c2b7d" in text and "My Garden.zip" in text
+    assert "ml.g5.2xlarge" in text and "811" in text and "0.4213" in text
+    assert "options.train.steps" in text and "48,213,377" in text
+    # Nothing else published beside the report (viewer, summaries) carries them either.
+    for path in (tmp_path / "r").rglob("*"):
+        if path.is_file() and path.suffix in (".html", ".json", ".txt"):
+            body = path.read_text(errors="replace")
+            assert "123456789012" not in body and "alice.smith" not in body, path
