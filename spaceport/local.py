@@ -56,16 +56,24 @@ SCRATCH_DIR = ".scratch"
 LOG_DIR = "logs"
 
 
-def _die_with_parent() -> None:
-    """In the stage process before exec: get SIGTERM if the runner dies (Linux), so a killed runner
-    leaves no stage writing into scratch behind it. Elsewhere a no-op."""
+def _load_prctl():
+    """libc's prctl, loaded once in the runner: the forked child must not import or load anything."""
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        return ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+_PRCTL = _load_prctl() if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the stage process before exec: get SIGTERM if the runner dies (Linux), so a killed runner
+    leaves no stage writing into scratch behind it. Elsewhere a no-op."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class StageFailed(SpaceportError):

@@ -202,13 +202,18 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
         "    sys.exit(130)\n"
     )
     env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list((out / local.SCRATCH_DIR).rglob("sfm.json")):
         assert proc.poll() is None, "the runner exited before the stage started"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=30) == 130
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"the runner ignored Ctrl-C; its stderr: {proc.communicate()[1][-2000:]}") from None
+    assert code == 130, proc.stderr.read()[-2000:]
     rec = json.loads((out / "job.json").read_text())
     assert rec["status"] == "interrupted" and rec["stages"]["sfm"]["status"] == "interrupted"
     assert not (out / local.SCRATCH_DIR).exists() and not (out / "sfm").exists()
