@@ -118,8 +118,9 @@ def main() -> int:
         f"({ply / sog:.1f}x smaller).",
         "- Peak memory is each stage process's `ru_maxrss` (from `wait4`, includes its worker processes).",
         f"- 1-minute load average {load_before:.1f} before and {load_after:.1f} after the run "
-        f"({os.cpu_count()} logical CPUs): above the core count, other work shared the cores and the "
-        "wall times are upper bounds.",
+        f"({os.cpu_count()} logical CPUs): "
+        + ("above the core count, other work shared the cores and the wall times are upper bounds."
+           if max(load_before, load_after) > (os.cpu_count() or 1) else "the machine was otherwise idle."),
         "",
     ])
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         stage, dot, name = key.partition(".")
         if not sep or not dot or not stage or not name:
-            raise ConfigInvalid(f"--set {item!r} is not STAGE.OPTION=VALUE", "Write e.g. --set train.max_steps=500")
+            raise ConfigInvalid(f"--set {item!r} is not STAGE.OPTION=VALUE", "Write e.g. --set train.steps=500")
         out.setdefault(stage, {})[name.replace("-", "_")] = value
     return out
 
@@ -30,7 +30,7 @@ def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
 @click.option("--from", "from_stage", type=click.Choice(STAGE_CHOICES),
               help="Re-run from this stage even if its outputs are complete.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
-              help="Override one stage option (repeatable), e.g. --set train.max_steps=500.")
+              help="Override one stage option (repeatable), e.g. --set train.steps=500.")
 @click.option("--min-psnr", type=float, help="Quality gate: held-out PSNR target in dB (default: the plan's).")
 @click.option("--max-gaussians", type=int, help="Quality gate: largest Gaussian count (default: the plan's).")
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only the report's path.")

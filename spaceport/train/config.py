@@ -84,8 +84,10 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: 'auto' uses CUDA when available."""
     cpu_threads: int = 1
-    """Torch threads on CPU (0: torch's default). One thread measured 1.6-8x faster per step than two on a
-    shared 2-core machine (OpenMP threads spin while waiting for a busy core)."""
+    """Torch threads on CPU (0: torch's default). 1 keeps a seeded run bit-for-bit reproducible; more
+    threads change float summation order (two runs with 2 threads gave 24.22 and 24.25 dB). Measured on
+    the fast demo: idle 2-core machine, 2 threads 49.6 s vs 1 thread 74.4 s; on a busy shared 2-core
+    machine one thread was 1.6-8x faster per step (OpenMP threads spin while waiting for a core)."""
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "max_gaussians": self.max_gaussians, "downscale": self.downscale,
