@@ -189,6 +189,19 @@ def describe(cls: type) -> list[tuple[str, str, str]]:
     return rows
 
 
+def parse_stage_options(pairs: list[str] | tuple[str, ...], flag: str = "--set") -> dict[str, dict[str, str]]:
+    """``["train.steps=500"]`` -> ``{"train": {"steps": "500"}}`` (values stay strings; the stage's
+    config validates them). The CLI's ``run --set`` and ``submit --option`` both use this."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot or not stage or not name:
+            raise ConfigInvalid(f"{flag} {pair!r} is not STAGE.OPTION=VALUE", f"Write e.g. {flag} train.steps=500")
+        out.setdefault(stage, {})[name.replace("-", "_")] = value
+    return out
+
+
 def click_options(cls: type) -> Callable[[Callable], Callable]:
     """Decorator adding one ``--field-name VALUE`` click option per field of ``cls``.
 

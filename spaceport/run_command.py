@@ -6,20 +6,10 @@ from pathlib import Path
 
 import click
 
-from spaceport.errors import ConfigInvalid
+from spaceport.config import parse_stage_options
 
 STAGE_CHOICES = ("sfm", "train", "quality_gate", "compress", "publish")
 
-
-def _parse_options(values: tuple[str, ...]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for item in values:
-        key, sep, value = item.partition("=")
-        stage, dot, name = key.partition(".")
-        if not sep or not dot or not stage or not name:
-            raise ConfigInvalid(f"--set {item!r} is not STAGE.OPTION=VALUE", "Write e.g. --set train.steps=500")
-        out.setdefault(stage, {})[name.replace("-", "_")] = value
-    return out
 
 
 @click.command("run")
@@ -48,7 +38,7 @@ def run_command(input_path: Path, out: Path, preset: str, from_stage: str | None
 
     reporter = make_reporter(mode or "auto")
     try:
-        run_local(input_path, out, preset, force_from=from_stage, options=_parse_options(sets),
+        run_local(input_path, out, preset, force_from=from_stage, options=parse_stage_options(sets),
                   min_psnr=min_psnr, max_gaussians=max_gaussians, reporter=reporter)
     finally:
         reporter.close()

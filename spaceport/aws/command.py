@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from spaceport.aws.jobs import DEFAULT_STACK
+from spaceport.config import parse_stage_options
 
 
 def _session(region: str | None):
@@ -32,7 +33,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
     out = jobs.submit(path, s3=session.client("s3"), deployment=deployment, email=email, preset=preset,
-                      options=jobs.parse_options(list(options)))
+                      options=parse_stage_options(list(options), flag="--option"))
     click.echo(f"uploaded {out['uri']}")
     click.echo(f"job {out['job_id']}")
     click.echo(f"follow it with: spaceport status {out['job_id']}" + (f" --stack {stack}" if stack != DEFAULT_STACK else ""))

@@ -47,17 +47,6 @@ def find_deployment(cfn: Any, stack_name: str = DEFAULT_STACK) -> Deployment:
     return Deployment.from_outputs(stack_name, outputs)
 
 
-def parse_options(pairs: list[str]) -> dict[str, dict[str, str]]:
-    """``["train.max_steps=7000"]`` -> ``{"train": {"max_steps": "7000"}}``."""
-    out: dict[str, dict[str, str]] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        stage, dot, name = key.partition(".")
-        if not sep or not dot or not stage or not name:
-            raise ConfigInvalid(f"Option {pair!r} is not STAGE.NAME=VALUE", "For example: --option train.max_steps=7000")
-        out.setdefault(stage, {})[name.replace("-", "_")] = value
-    return out
-
 
 def _archive(folder: Path, workdir: Path) -> Path:
     if not any(p.is_file() for p in folder.rglob("*")):

@@ -55,7 +55,7 @@ def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
     assert main(["submit", str(tmp_path / "notes.txt"), "--region", REGION]) == 2
     assert "UnsupportedInput" in capsys.readouterr().err
     assert main(["submit", str(tmp_path / "notes.txt"), "--option", "oops", "--region", REGION]) == 2
-    assert "STAGE.NAME=VALUE" in capsys.readouterr().err
+    assert "STAGE.OPTION=VALUE" in capsys.readouterr().err
     assert main(["status", "x", "--stack", "Missing", "--region", REGION]) == 2
     assert "No CloudFormation stack named 'Missing'" in capsys.readouterr().err
 

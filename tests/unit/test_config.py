@@ -62,3 +62,14 @@ def test_field_docs_are_read_from_source():
     docs = field_docs(Demo)
     assert docs["steps"] == "Training steps."
     assert ("mode", "auto", "Mapper.") in describe(Demo)
+
+
+def test_stage_options_parse_and_reject():
+    from spaceport.config import parse_stage_options
+
+    assert parse_stage_options(["train.steps=500", "sfm.max-side=800"]) == {
+        "train": {"steps": "500"}, "sfm": {"max_side": "800"},
+    }
+    for bad in ("train.steps", "steps=5", ".steps=5", "train.=5"):
+        with pytest.raises(ConfigInvalid, match=r"STAGE\.OPTION=VALUE"):
+            parse_stage_options([bad], flag="--option")
