@@ -162,6 +162,15 @@ def _details(summary: str, rows: list[tuple[str, Any]]) -> str:
     return f"<details><summary>{html.escape(summary)}</summary>{_table(rows)}</details>"
 
 
+def _stage_summary(summary: dict[str, Any] | None, file: str, stage: str, keys: tuple[str, ...],
+                   detail_rows: list[tuple[str, Any]] | None = None) -> list[str]:
+    """A stage's headline table and its full summary folded away, or a note when the stage has not run."""
+    if summary is None:
+        return [f"<p class=note>No {file}: the {stage} stage has not run or its output is missing.</p>"]
+    rows = detail_rows if detail_rows is not None else _flatten(summary)
+    return [_table(_pick(summary, keys) or _scalars(summary)), _details(f"all of {file}", _safe(rows))]
+
+
 def _seconds_total(summary: dict[str, Any] | None) -> float | None:
     if not summary:
         return None
@@ -444,11 +453,7 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
 
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
-    if sfm_j is None:
-        body.append("<p class=note>No sfm.json: the SfM stage has not run or its output is missing.</p>")
-    else:
-        body.append(_table(_pick(sfm_j, SFM_KEYS) or _scalars(sfm_j)))
-        body.append(_details("all of sfm.json", _safe(_flatten(sfm_j))))
+    body += _stage_summary(sfm_j, "sfm.json", "SfM", SFM_KEYS)
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')
@@ -460,12 +465,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     from spaceport.publish import plots
 
     body.append("<section><h2>Training</h2>")
-    if met_j is None:
-        body.append("<p class=note>No metrics.json: the training stage has not run or its output is missing.</p>")
-    else:
-        body.append(_table(_pick(met_j, TRAIN_KEYS) or _scalars(met_j)))
-        body.append(_details("all of metrics.json", _safe([r for r in _flatten(met_j)
-                                                           if not r[0].startswith(("history", "curve", "log"))])))
+    body += _stage_summary(met_j, "metrics.json", "training", TRAIN_KEYS,
+                           [r for r in _flatten(met_j or {}) if not r[0].startswith(("history", "curve", "log"))])
     curve = training_curve(train, met_j, inputs.logs)
     if curve:
         loss = [(r["step"], r["loss"]) for r in curve if "loss" in r]
@@ -490,11 +491,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
 
     # Compression.
     body.append("<section><h2>Compression</h2>")
-    if cmp_j is None:
-        body.append("<p class=note>No compress.json: the compression stage has not run or its output is missing.</p>")
-    else:
-        body.append(_table(_pick(cmp_j, COMPRESS_KEYS) or _scalars(cmp_j)))
-        body.append(_details("all of compress.json", _safe(_flatten(cmp_j))))
+    body += _stage_summary(cmp_j, "compress.json", "compression", COMPRESS_KEYS)
+    if cmp_j is not None:
         sizes = {}
         outputs = cmp_j.get("outputs") if isinstance(cmp_j.get("outputs"), dict) else {}
         for label, keys in (("PLY", ("ply_bytes", "input_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
