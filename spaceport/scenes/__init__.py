@@ -12,24 +12,16 @@ from pathlib import Path
 from typing import Any
 
 
-def make_scene(
-    out_dir: str | Path,
-    views: int = 24,
-    size: tuple[int, int] = (640, 480),
-    seed: int = 0,
-    path: str = "orbit",
-    video: bool = False,
-    **kwargs: Any,
-) -> dict[str, Any]:
+def make_scene(out_dir: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Render a deterministic synthetic scene into ``out_dir``; returns a summary dict.
 
-    ``size`` is (width, height) in pixels; ``path`` is ``"orbit"`` (all round the objects) or
-    ``"walk"`` (a sideways dolly past them). Extra keyword arguments go to
-    :func:`spaceport.scenes.render.make_scene` (``video_fps``, ``supersample``).
+    The keyword arguments are those of :func:`spaceport.scenes.render.make_scene` (``views``,
+    ``size`` as (width, height), ``seed``, ``path`` "orbit" or "walk", ``video``, ...); this
+    wrapper only defers the NumPy import to the first call.
     """
     from spaceport.scenes.render import make_scene as _make
 
-    return _make(out_dir, views=views, size=size, seed=seed, path=path, video=video, **kwargs)
+    return _make(out_dir, **kwargs)
 
 
 __all__ = ["make_scene"]
