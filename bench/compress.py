@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model, mem_gib
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -82,15 +84,7 @@ def psnr_vs(renders: list, gt: list) -> float:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 1024**2
-    except (OSError, AttributeError):
-        mem = float("nan")
+    cpu, mem = cpu_model(), mem_gib()
     import torch
 
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()

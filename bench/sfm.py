@@ -18,18 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_model, mem_gib
+
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem_kb = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal")))
-        mem = f"{mem_kb / 2**20:.1f} GiB RAM"
-    except (OSError, StopIteration, ValueError):
-        mem = "unknown RAM"
+    cpu, mem = cpu_model(), f"{mem_gib():.1f} GiB RAM"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return f"{cores} cores usable (nproc), {cpu}, {mem}, {platform.system()} {platform.release()}; load average at start {load}"

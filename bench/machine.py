@@ -1,0 +1,25 @@
+"""What the bench tables say about the machine they ran on (shared by every bench script)."""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, or what platform knows elsewhere."""
+    try:
+        match = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        match = None
+    return match.group(1).strip() if match else (platform.processor() or platform.machine() or "unknown CPU")
+
+
+def mem_gib() -> float:
+    """Total memory in GiB from /proc/meminfo (NaN where it cannot be read)."""
+    try:
+        match = re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text())
+    except OSError:
+        match = None
+    return int(match.group(1)) / 2**20 if match else float("nan")
