@@ -25,6 +25,7 @@ import PIL.PngImagePlugin  # noqa: F401
 import pycolmap  # isort: skip
 
 from spaceport import progress
+from spaceport.sfm import validate
 from spaceport.sfm.retrieval import retrieval_pairs
 
 
@@ -78,14 +79,21 @@ def match(database: Path, matcher: str, job: dict) -> int:
         db.close()
 
 
-def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) -> tuple[Path | None, int]:
-    """Reconstruct; write the model with the most registered images to ``out/0``. Returns (model dir, registered)."""
+def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) -> tuple[Path | None, int, list[int]]:
+    """Reconstruct; write the model with the most registered images to ``out/best``.
+
+    Returns (model dir or None, its registered images, registered images of every model the
+    mapper made, largest first: two large models mean two unconnected groups of images).
+    """
     out.mkdir(parents=True, exist_ok=True)
-    seed = int(job["config"]["seed"])
+    cfg = job["config"]
+    seed = int(cfg["seed"])
+    refine_pp = str(cfg.get("refine_principal_point", "false")).lower() == "true"
     if mapper == "incremental":
         opts = pycolmap.IncrementalPipelineOptions()
         opts.num_threads = job["threads"]
         opts.random_seed = seed
+        opts.ba_refine_principal_point = refine_pp
         recs = pycolmap.incremental_mapping(database, images, out, options=opts)
     elif mapper == "global":
         opts = pycolmap.GlobalPipelineOptions()
@@ -94,18 +102,22 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) 
         # Global positioning and bundle adjustment on a subset of tracks that still gives every
         # image this many; retriangulation afterwards brings back the rest of the points.
         mapper_opts = opts.mapper
-        mapper_opts.track_required_tracks_per_view = int(job["config"]["global_tracks_per_view"])
+        mapper_opts.track_required_tracks_per_view = int(cfg["global_tracks_per_view"])
+        ba = mapper_opts.bundle_adjustment
+        ba.refine_principal_point = refine_pp
+        mapper_opts.bundle_adjustment = ba
         opts.mapper = mapper_opts
         recs = pycolmap.global_mapping(database, images, out, options=opts)
     else:
         raise ValueError(f"unknown mapper {mapper!r}")
     if not recs:
-        return None, 0
+        return None, 0, []
+    sizes = sorted((int(r.num_reg_images()) for r in recs.values()), reverse=True)
     best = max(recs.values(), key=lambda r: r.num_reg_images())
     model = out / "best"
     model.mkdir(parents=True, exist_ok=True)
     best.write(model)
-    return model, int(best.num_reg_images())
+    return model, int(best.num_reg_images()), sizes
 
 
 def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
@@ -125,8 +137,23 @@ def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
     return out / "sparse" / "0"
 
 
+def _check(model: Path, database: Path, job: dict) -> dict:
+    """Validation verdict of one attempt's model (see spaceport.sfm.validate)."""
+    order = job["names"] if job.get("kind") == "video" else None
+    return validate.validate(model, database, order)
+
+
+def _pick(attempts: list[dict], min_registered: int) -> int | None:
+    """Index of the attempt to keep: enough images and validated (the best such), else the one with most images."""
+    made = [i for i, a in enumerate(attempts) if a.get("validation")]
+    good = [i for i in made if attempts[i]["registered"] >= min_registered and attempts[i]["validation"]["passed"]]
+    if good:
+        return max(good, key=lambda i: validate.score(attempts[i]["validation"]))
+    return max(made, key=lambda i: attempts[i]["registered"], default=None)
+
+
 def run(job: dict) -> dict:
-    """Extract once, then try each (matcher, mapper) in ``job["attempts"]`` until enough images register."""
+    """Extract once, then try each (matcher, mapper) in ``job["attempts"]`` until a model registers enough images and validates."""
     _quiet()
     pycolmap.set_random_seed(int(job["config"]["seed"]))
     work, images, out = Path(job["work"]), Path(job["images"]), Path(job["out"])
@@ -137,7 +164,7 @@ def run(job: dict) -> dict:
         features.unlink()
     with progress.phase("sfm", "extract", timings, images=len(names)):
         extract(features, images, names, job)
-    attempts, matched, best = [], {}, None
+    attempts, matched, models = [], {}, {}
     for i, (matcher, mapper) in enumerate(job["attempts"]):
         record: dict = {"matcher": matcher, "mapper": mapper}
         database = work / f"{matcher}.db"
@@ -150,21 +177,35 @@ def run(job: dict) -> dict:
             progress.emit("sfm", phase="match", matcher=matcher, seconds=record["match_seconds"], verified_pairs=matched[matcher])
         record["verified_pairs"] = matched[matcher]
         start = time.perf_counter()
-        model, registered = map_images(database, images, work / f"model_{i}", mapper, job)
+        model, registered, sizes = map_images(database, images, work / f"model_{i}", mapper, job)
         record["map_seconds"] = round(time.perf_counter() - start, 3)
         timings["map"] = round(timings.get("map", 0) + record["map_seconds"], 3)
         record["registered"] = registered
+        record["models"] = sizes
         progress.emit("sfm", phase="map", mapper=mapper, seconds=record["map_seconds"], registered=registered, images=len(names))
+        if model is not None:
+            start = time.perf_counter()
+            record["validation"] = _check(model, database, job)
+            timings["validate"] = round(timings.get("validate", 0) + time.perf_counter() - start, 3)
+            models[i] = model
+            v = record["validation"]
+            progress.emit("sfm", phase="validate", mapper=mapper, passed=int(v["passed"]), failed=",".join(v["failed"]) or "-",
+                          triangulation_deg=v["figures"]["median_triangulation_deg"],
+                          baseline_ratio=v["figures"]["baseline_depth_ratio"])
         attempts.append(record)
-        if model is not None and (best is None or registered > best[1]):
-            best = (model, registered, i)
-        if registered >= job["min_registered"]:
+        if registered >= job["min_registered"] and model is not None and record["validation"]["passed"]:
             break
-    result = {"timings": timings, "attempts": attempts, "registered": best[1] if best else 0,
-              "chosen": best[2] if best else None}
-    if best is None or best[1] < job["min_registered"]:
+    chosen = _pick(attempts, job["min_registered"])
+    result = {"timings": timings, "attempts": attempts, "chosen": chosen,
+              "registered": attempts[chosen]["registered"] if chosen is not None else 0}
+    if chosen is None:
         return result
-    rec = pycolmap.Reconstruction(best[0])
+    best = models[chosen]
+    rec = pycolmap.Reconstruction(best)
+    result["registered_names"] = sorted(img.name for img in rec.images.values() if img.has_pose)
+    result["validation"] = attempts[chosen]["validation"]
+    if result["registered"] < job["min_registered"] or not result["validation"]["passed"]:
+        return result  # the parent raises TooFewRegistered or SfmDegenerate: nothing is undistorted
     cam = next(iter(rec.cameras.values()))
     result.update(
         points=int(rec.num_points3D()),
@@ -172,10 +213,9 @@ def run(job: dict) -> dict:
         mean_track_length=float(rec.compute_mean_track_length()),
         camera={"model": str(cam.model.name), "params": [float(p) for p in cam.params],
                 "width": int(cam.width), "height": int(cam.height)},
-        registered_names=sorted(img.name for img in rec.images.values() if img.has_pose),
     )
     with progress.phase("sfm", "undistort", timings):
-        undistort(best[0], images, out, job)
+        undistort(best, images, out, job)
     return result
 
 

@@ -45,6 +45,8 @@ class SfmConfig:
     """Maximum SIFT features per image."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
     """COLMAP camera model estimated before undistortion (the output is always PINHOLE)."""
+    refine_principal_point: bool = False
+    """Bundle adjustment also refines the principal point (COLMAP keeps it at the image centre by default)."""
     single_camera: bool = True
     """Whether all images share one camera (true for a video or one phone); false gives each image its own."""
     num_threads: int = 0

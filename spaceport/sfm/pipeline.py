@@ -20,7 +20,8 @@ from pathlib import Path
 import spaceport
 from spaceport import colmap, progress
 from spaceport.config import to_strings
-from spaceport.errors import OutOfMemory, SfmFailed, TooFewRegistered
+from spaceport.errors import OutOfMemory, SfmDegenerate, SfmFailed, TooFewRegistered
+from spaceport.sfm import validate
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.ingest import ingest
 
@@ -84,6 +85,41 @@ def _run_worker(job: dict, work: Path) -> dict:
     return result
 
 
+def _tried(attempts: list[dict]) -> str:
+    return "; ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']} registered"
+                     + (f", failed {'/'.join(a['validation']['failed'])}" if a.get("validation", {}).get("failed") else "")
+                     for a in attempts)
+
+
+def _raise_if_unusable(result: dict, names: list[str], min_registered: int, config: SfmConfig) -> None:
+    """TooFewRegistered (listing the images left out) or SfmDegenerate (saying what the capture lacked)."""
+    usable = len(names)
+    if result["registered"] < min_registered:
+        left_out = sorted(set(names) - set(result.get("registered_names", [])))
+        groups = max((a.get("models", []) for a in result["attempts"]), key=lambda m: sum(n >= 3 for n in m), default=[])
+        groups = [n for n in groups if n >= 3]
+        split = (f"; the images form {len(groups)} unconnected groups ({', '.join(map(str, groups))} images), "
+                 "as if they showed unrelated scenes") if len(groups) > 1 else ""
+        shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
+        raise TooFewRegistered(
+            f"SfM registered only {result['registered']} of {usable} usable images "
+            f"(need {min_registered}, {config.min_registered_fraction:.0%}){split}; left out: {shown or 'all'} "
+            f"(tried {_tried(result['attempts'])})",
+            "Upload photos of one scene per job, taken while walking around it with about 70% overlap between "
+            "neighbouring views, and retake the images left out" if split else None,
+            registered=result["registered"], usable=usable, required=min_registered,
+            attempts=result["attempts"], left_out=left_out, groups=groups,
+        )
+    verdict = result["validation"]
+    if not verdict["passed"]:
+        raise SfmDegenerate(
+            f"Every reconstruction of the {usable} images failed validation, so none is used: "
+            f"{verdict['problems'][0]} (tried {_tried(result['attempts'])})",
+            validate.fix_for(verdict["failed"]),
+            validation=verdict, attempts=result["attempts"],
+        )
+
+
 def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None) -> dict:
     """Run the whole stage; returns the ``sfm.json`` summary. Raises typed errors on bad input or failure."""
     config = config or SfmConfig()
@@ -105,19 +141,12 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                       blurry_windows=ing.frames_blurry)
         attempts = plan_attempts(ing.kind, ing.usable, config)
         min_registered = math.ceil(config.min_registered_fraction * ing.usable)
-        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names,
+        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names, "kind": ing.kind,
                "config": to_strings(config), "threads": threads(config), "attempts": attempts,
                "min_registered": min_registered, "result": str(work / "result.json")}
         result = _run_worker(job, work)
         timings.update(result["timings"])
-        if result["registered"] < min_registered:
-            tried = ", ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']}" for a in result["attempts"])
-            raise TooFewRegistered(
-                f"SfM registered only {result['registered']} of {ing.usable} usable images "
-                f"(need {min_registered}, {config.min_registered_fraction:.0%}; tried {tried})",
-                registered=result["registered"], usable=ing.usable, required=min_registered,
-                attempts=result["attempts"],
-            )
+        _raise_if_unusable(result, ing.names, min_registered, config)
         with progress.phase("sfm", "summary", timings):
             model = colmap.read_model(out / "sparse" / "0")
             (_cam_id, cam), *_ = model.cameras.items()
@@ -140,6 +169,8 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "fallback": result["chosen"] != 0,
                 "first_choice": {"matcher": first["matcher"], "mapper": first["mapper"]},
                 "attempts": result["attempts"],
+                "validation": result["validation"],
+                "unregistered_images": sorted(set(ing.names) - set(result["registered_names"])),
                 "camera_before_undistortion": result["camera"],
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
