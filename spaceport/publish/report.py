@@ -94,7 +94,8 @@ INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "
               "ingest.frames_decoded", "ingest.frames_blurry")
 SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
             "mean_track_length", "matcher", "mapper", "fallback", "camera.model", "camera.width", "camera.height",
-            "peak_memory_mb")
+            "validation.figures.baseline_depth_ratio", "validation.figures.median_triangulation_deg",
+            "validation.figures.pair_agreement", "peak_memory_mb")
 TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
               "device", "stopped_early", "peak_memory_mb")
 COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs.scene.spz", "sog_bytes",
@@ -454,6 +455,11 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
     body += _stage_summary(sfm_j, "sfm.json", "SfM", SFM_KEYS)
+    if sfm_j and isinstance(sfm_j.get("validation"), dict):  # spaceport.sfm.validate's verdict
+        v, left = sfm_j["validation"], sfm_j.get("unregistered_images") or []
+        body.append(f"<p class={'pass' if v.get('passed') else 'fail'}>Validation (collapse / parallax checks): "
+                    f"{'passed' if v.get('passed') else 'failed: ' + html.escape('; '.join(v.get('problems', [])))}"
+                    f"{'; images left out: ' + html.escape(', '.join(left)) if left else ''}</p>")
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')

@@ -176,6 +176,7 @@ def run(job: dict) -> dict:
             timings["match"] = round(timings.get("match", 0) + record["match_seconds"], 3)
             progress.emit("sfm", phase="match", matcher=matcher, seconds=record["match_seconds"], verified_pairs=matched[matcher])
         record["verified_pairs"] = matched[matcher]
+        record["planar_or_panoramic_pairs"] = validate.planar_or_panoramic_pairs(database)
         start = time.perf_counter()
         model, registered, sizes = map_images(database, images, work / f"model_{i}", mapper, job)
         record["map_seconds"] = round(time.perf_counter() - start, 3)

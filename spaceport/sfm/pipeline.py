@@ -61,6 +61,10 @@ def threads(config: SfmConfig) -> int:
         return os.cpu_count() or 1
 
 
+#: The module run as the pycolmap worker (``python -m WORKER_MODULE job.json``).
+WORKER_MODULE = "spaceport.sfm.colmap_steps"
+
+
 def _run_worker(job: dict, work: Path) -> dict:
     """Run the pycolmap phases in a fresh interpreter and return its result dict."""
     job_file = work / "job.json"
@@ -70,7 +74,7 @@ def _run_worker(job: dict, work: Path) -> dict:
     root = str(Path(spaceport.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     with open(log, "w") as err:
-        proc = subprocess.run([sys.executable, "-m", "spaceport.sfm.colmap_steps", str(job_file)],
+        proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, str(job_file)],
                               stdout=None, stderr=err, env=env, check=False)
     result_file = Path(job["result"])
     if proc.returncode != 0 or not result_file.exists():
@@ -98,15 +102,24 @@ def _raise_if_unusable(result: dict, names: list[str], min_registered: int, conf
         left_out = sorted(set(names) - set(result.get("registered_names", [])))
         groups = max((a.get("models", []) for a in result["attempts"]), key=lambda m: sum(n >= 3 for n in m), default=[])
         groups = [n for n in groups if n >= 3]
-        split = (f"; the images form {len(groups)} unconnected groups ({', '.join(map(str, groups))} images), "
+        why = (f"; the images form {len(groups)} unconnected groups ({', '.join(map(str, groups))} images), "
                  "as if they showed unrelated scenes") if len(groups) > 1 else ""
+        rotation = max((a.get("planar_or_panoramic_pairs") or 0.0 for a in result["attempts"]), default=0.0)
+        if not why and rotation >= validate.MOSTLY_ROTATION:
+            why = (f"; {rotation:.0%} of the matched image pairs are related by a pure rotation or a plane "
+                     "(too little parallax: the camera turned on the spot)")
         shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
+        fix = None
+        if "unrelated" in why:
+            fix = ("Upload photos of one scene per job, taken while walking around it with about 70% overlap between "
+                   "neighbouring views")
+        elif why:
+            fix = validate.fix_for(["baseline"])
         raise TooFewRegistered(
             f"SfM registered only {result['registered']} of {usable} usable images "
-            f"(need {min_registered}, {config.min_registered_fraction:.0%}){split}; left out: {shown or 'all'} "
+            f"(need {min_registered}, {config.min_registered_fraction:.0%}){why}; left out: {shown or 'all'} "
             f"(tried {_tried(result['attempts'])})",
-            "Upload photos of one scene per job, taken while walking around it with about 70% overlap between "
-            "neighbouring views, and retake the images left out" if split else None,
+            fix,
             registered=result["registered"], usable=usable, required=min_registered,
             attempts=result["attempts"], left_out=left_out, groups=groups,
         )

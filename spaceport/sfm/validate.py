@@ -39,18 +39,20 @@ PATH_WINDOW = 3
 MAX_IMAGES = 2147483647
 #: Two-view geometry types that carry no parallax (COLMAP ``TwoViewGeometry::ConfigurationType``).
 PLANAR_OR_PANORAMIC = (4, 5, 6)
+#: Above this fraction of homography pairs, a failed registration is blamed on a camera turned on the spot.
+MOSTLY_ROTATION = 0.7
 
 
 @dataclass(frozen=True)
 class Limits:
     """Where a figure makes a model unusable (see ``bench/results/sfm_validation.md`` for the measurements)."""
 
-    min_baseline_depth_ratio: float = 0.02
-    """Good captures measured 0.10-1.2; centres scaled to 6% of their spread and crops of one photo measured below 0.01."""
-    min_median_triangulation_deg: float = 1.5
-    """Good captures measured 3-20 degrees; a collapsed or rotation-only model stays below 1."""
-    min_usable_points_fraction: float = 0.25
-    """Good captures measured 0.65-0.99 of points with at least USABLE_ANGLE_DEG."""
+    min_baseline_depth_ratio: float = 0.08
+    """Good captures measured 0.36 (herzjesu-P8) to 0.60 (fountain-P11); their centres collapsed to 6% of their spread 0.024-0.050."""
+    min_median_triangulation_deg: float = 4.0
+    """Good captures measured 30-41 degrees; collapsed to 6%, 1.7-2.1 degrees."""
+    min_usable_points_fraction: float = 0.6
+    """Good captures measured 1.0 of points with at least USABLE_ANGLE_DEG; collapsed to 6%, 0.41-0.54."""
     min_pair_agreement: float = 0.2
     """Good captures keep 0.45-0.9 of each verified pair's matches as shared points."""
     min_path_neighbour_fraction: float = 0.5
@@ -180,8 +182,19 @@ def pair_figures(model: colmap.Model, database: Path, min_inliers: int = 15) -> 
         "pairs_checked": len(fractions),
         "pair_agreement": float(np.median(fractions)) if fractions else None,
         "pairs_below_agreement": int(np.sum(np.array(fractions) < LIMITS.min_pair_agreement)) if fractions else 0,
-        "planar_or_panoramic_pairs": float(np.mean([c in PLANAR_OR_PANORAMIC for c in configs])) if configs else None,
+        "planar_or_panoramic_pairs": planar_or_panoramic_pairs(configs),
     }
+
+
+def planar_or_panoramic_pairs(configs: list[int] | Path) -> float | None:
+    """Fraction of verified pairs (their COLMAP geometry types, or read from a database) related by a homography."""
+    if isinstance(configs, Path):
+        con = sqlite3.connect(f"file:{configs}?mode=ro", uri=True)
+        try:
+            configs = [c for (c,) in con.execute("SELECT config FROM two_view_geometries WHERE rows > 0")]
+        finally:
+            con.close()
+    return float(np.mean([c in PLANAR_OR_PANORAMIC for c in configs])) if configs else None
 
 
 def figures(model: colmap.Model, database: Path | None = None, order: list[str] | None = None) -> dict:
