@@ -27,7 +27,21 @@ from spaceport.sfm.ingest import ingest
 
 
 def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
-    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``."""
+    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``.
+
+    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, issue 11):
+
+    - Mapper: on the laser-scanned fountain-P11 and herzjesu-P8 the two mappers were equally
+      accurate (median centre error 6.0 vs 6.2 mm and 8.0 vs 7.7 mm; 2.8-3.9 mm for both with the
+      principal point refined), and global mapping is the faster one (3x at 120 synthetic views).
+      But the global mapper is the one seen to collapse a real 50-frame capture intermittently,
+      and incremental mapping costs little next to matching below ~100 images. So ``auto`` maps
+      incrementally below ``global_min_images`` (100) and globally from there, where its speed
+      counts; any model that fails validation falls back to the other mapper (plan_attempts).
+    - Matcher: accuracy was not at stake in matching fewer pairs (retrieval + global at 120 views:
+      centre RMSE 0.025% of the radius vs 0.032% exhaustive, 7x faster matching), so video keeps
+      sequential matching and large sets (above ``exhaustive_max_images``) retrieval.
+    """
     matcher = config.matcher
     if matcher == "auto":
         if kind == "video":
@@ -43,7 +57,7 @@ def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
 
 
 def plan_attempts(kind: str, images: int, config: SfmConfig) -> list[tuple[str, str]]:
-    """The first choice, then the fallbacks tried in order while too few images register."""
+    """The first choice, then the fallbacks tried in order while too few images register or the model fails validation."""
     matcher, mapper = choose(kind, images, config)
     other = "incremental" if mapper == "global" else "global"
     attempts = [(matcher, mapper), (matcher, other)]
@@ -107,7 +121,7 @@ def _raise_if_unusable(result: dict, names: list[str], min_registered: int, conf
         rotation = max((a.get("planar_or_panoramic_pairs") or 0.0 for a in result["attempts"]), default=0.0)
         if not why and rotation >= validate.MOSTLY_ROTATION:
             why = (f"; {rotation:.0%} of the matched image pairs are related by a pure rotation or a plane "
-                     "(too little parallax: the camera turned on the spot)")
+                     "(too little parallax: the camera turned on the spot or stood still)")
         shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
         fix = None
         if "unrelated" in why:

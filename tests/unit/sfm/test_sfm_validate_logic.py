@@ -1,0 +1,95 @@
+"""The validation figures on hand-made models whose answers are known (no pycolmap, no images)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from spaceport import colmap
+from spaceport.sfm import validate
+from spaceport.sfm.evaluate import collapse_centres
+
+
+def _look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation of a camera at ``centre`` looking at ``target`` (z forward)."""
+    z = target - centre
+    z /= np.linalg.norm(z)
+    x = np.cross([0.0, 0.0, 1.0], z)
+    x /= np.linalg.norm(x)
+    return np.stack([x, np.cross(z, x), z])
+
+
+def _model(centres: np.ndarray, n_points: int = 400, seed: int = 0) -> colmap.Model:
+    """Points in a 1 m ball at the origin, every point seen by every camera (keypoint index = point index)."""
+    rng = np.random.default_rng(seed)
+    xyz = rng.uniform(-0.5, 0.5, (n_points, 3))
+    images = {}
+    for i, c in enumerate(centres, start=1):
+        R = _look_at(c, np.zeros(3))
+        images[i] = colmap.Image(i, colmap.rotmat_to_qvec(R), -R @ c, 1, f"frame_{i:04d}.jpg",
+                                 np.zeros((n_points, 2)), np.arange(n_points, dtype=np.int64))
+    points = colmap.Points3D(np.arange(n_points, dtype=np.int64), xyz, np.zeros((n_points, 3), np.uint8),
+                             np.zeros(n_points), np.full(n_points, len(centres), np.int64))
+    cam = colmap.Camera(1, "PINHOLE", 640, 480, np.array([500.0, 500.0, 320.0, 240.0]))
+    return colmap.Model({1: cam}, images, points)
+
+
+def _ring(n: int, radius: float = 4.0, arc_deg: float = 90.0) -> np.ndarray:
+    a = np.radians(np.linspace(0, arc_deg, n))
+    return np.stack([radius * np.cos(a), radius * np.sin(a), np.full(n, 0.5)], 1)
+
+
+def test_an_arc_around_the_object_passes_with_the_expected_angles():
+    figs = validate.figures(_model(_ring(10)))
+    # cameras on a 90-degree arc at 4 m: every point's rays span about 90 degrees
+    assert 80 < figs["median_triangulation_deg"] < 100
+    assert figs["usable_points_fraction"] == 1.0
+    assert 0.3 < figs["baseline_depth_ratio"] < 1.0
+    assert validate.verdict(figs)["passed"]
+
+
+def test_a_collapsed_path_and_a_camera_turned_on_the_spot_fail():
+    good = _model(_ring(10))
+    collapsed = validate.verdict(validate.figures(collapse_centres(good, 0.06)))
+    assert not collapsed["passed"] and "baseline" in collapsed["failed"]
+    assert 4 < collapsed["figures"]["median_triangulation_deg"] < 7  # 6% of the ~90-degree spread
+    spot = np.tile([[4.0, 0.0, 0.5]], (10, 1)) + np.random.default_rng(1).normal(0, 1e-4, (10, 3))
+    turned = validate.verdict(validate.figures(_model(spot)))
+    assert not turned["passed"] and turned["figures"]["median_triangulation_deg"] < 0.01
+    assert "parallax" in turned["problems"][0]
+    assert "walk" in validate.fix_for(turned["failed"]).lower()
+
+
+def test_video_path_order_is_measured():
+    model = _model(_ring(12))
+    order = [f"frame_{i:04d}.jpg" for i in range(1, 13)]
+    assert validate.path_neighbour_fraction(model, order) == 1.0
+    shuffled = [order[i] for i in (9, 2, 7, 4, 5, 11, 0, 3, 6, 10, 8, 1)]  # no frame next to its spatial neighbours
+    assert validate.path_neighbour_fraction(model, shuffled) == 0.0
+
+
+def _database(path, pairs: dict[tuple[int, int], tuple[np.ndarray, int]]) -> None:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE two_view_geometries (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, "
+                "cols INTEGER NOT NULL, data BLOB, config INTEGER NOT NULL)")
+    for (a, b), (matches, config) in pairs.items():
+        con.execute("INSERT INTO two_view_geometries VALUES (?, ?, 2, ?, ?)",
+                    (a * validate.MAX_IMAGES + b, len(matches), matches.astype(np.uint32).tobytes(), config))
+    con.commit()
+    con.close()
+
+
+def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
+    model = _model(_ring(3), n_points=100)
+    same = np.stack([np.arange(100), np.arange(100)], 1)  # keypoint k of both images is point k: all kept
+    crossed = np.stack([np.arange(100), (np.arange(100) + 1) % 100], 1)  # never the same point
+    half = np.concatenate([same[:50], crossed[50:]])
+    _database(tmp_path / "db", {(1, 2): (same, 3), (1, 3): (half, 3), (2, 3): (crossed, 5)})
+    figs = validate.pair_figures(model, tmp_path / "db")
+    assert figs["pairs_checked"] == 3
+    assert figs["pair_agreement"] == pytest.approx(0.5)  # median of 1.0, 0.5, 0.0
+    assert figs["pairs_below_agreement"] == 1
+    assert figs["planar_or_panoramic_pairs"] == pytest.approx(1 / 3)
+    assert validate.planar_or_panoramic_pairs(tmp_path / "db") == pytest.approx(1 / 3)
