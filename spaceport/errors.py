@@ -130,6 +130,12 @@ class CapacityError(SpaceportError):
     default_fix = "Wait and retry, or request a quota increase for the instance type."
 
 
+class UnsupportedSplat(ModelInvalid):
+    """The compression input is not a splat format the stage reads (PLY, SPZ, SOG, model.tar.gz)."""
+
+    default_fix = "Pass a 3DGS .ply, an .spz, a .sog (or its folder) or the training stage's model.tar.gz."
+
+
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.
 ERRORS: dict[str, type[SpaceportError]] = {}
 

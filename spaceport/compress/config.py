@@ -10,7 +10,7 @@ from spaceport.errors import ConfigInvalid
 
 @dataclass(frozen=True)
 class CompressConfig:
-    """How `spaceport compress` turns a splat.ply into scene.sog / sog/ / scene.spz."""
+    """How `spaceport compress` turns a splat (PLY, SPZ, SOG or model.tar.gz) into scene.sog / sog/ / scene.spz."""
 
     sh_degree: int = 3
     """Highest spherical-harmonics degree kept (0-3); bands above it are dropped before encoding."""
@@ -20,7 +20,11 @@ class CompressConfig:
     dropped first (3 -> 0), then the least visible Gaussians (opacity x area), until it fits."""
 
     write_spz: bool = True
-    """Also write scene.spz (Niantic SPZ v3) from the same cleaned splat."""
+    """Also write scene.spz (Niantic SPZ) from the same cleaned splat."""
+
+    spz_version: int = 4
+    """SPZ version of scene.spz: 4 (ZSTD streams, Niantic's current format and splat-transform's
+    default) or 3 (one gzip stream, for readers that predate v4)."""
 
     sh_palette: str = "auto"
     """Entries of the SOG spherical-harmonics palette (k-means centroids). "splat-transform" uses its
@@ -68,6 +72,8 @@ class CompressConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.sh_degree <= 3:
             raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
+        if self.spz_version not in (3, 4):
+            raise ConfigInvalid(f"spz_version={self.spz_version} must be 3 or 4")
         if self.size_budget_mb is not None and self.size_budget_mb <= 0:
             raise ConfigInvalid(f"size_budget_mb={self.size_budget_mb} must be positive")
         if self.sh_palette not in ("auto", "splat-transform") and not (

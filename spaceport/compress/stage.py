@@ -15,7 +15,7 @@ from spaceport.errors import CompressionFailed
 from spaceport.splat import Splat
 
 from .config import CompressConfig
-from .inputs import clean, locate, read_model
+from .inputs import clean, locate, read_splat
 from .sog import SogImages, decode_sog, encode_sog
 from .spz import decode_spz, encode_spz
 
@@ -73,8 +73,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         max_bytes = cfg.max_gaussians * (BYTES_PER_GAUSSIAN[3] + 64)
         with progress.phase(STAGE, "read", timings):
             src = locate(Path(input_path), Path(work), max_bytes)
-            ply_bytes = src.ply.stat().st_size
-            raw = read_model(src.ply, max_gaussians=cfg.max_gaussians)
+            ply_bytes = src.path.stat().st_size if src.format == "ply" else None
+            raw = read_splat(src, max_gaussians=cfg.max_gaussians)
         input_degree = raw.sh_degree
         with progress.phase(STAGE, "clean", timings):
             cleaned, report = clean(raw, min_log_scale=cfg.min_log_scale, max_log_scale=cfg.max_log_scale)
@@ -95,7 +95,7 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         spz_bytes = None
         if cfg.write_spz:
             with progress.phase(STAGE, "encode_spz", timings):
-                data = encode_spz(final)
+                data = encode_spz(final, cfg.spz_version)
                 tmp = out / "scene.spz.tmp"
                 tmp.write_bytes(data)
                 tmp.replace(out / "scene.spz")
@@ -111,7 +111,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
     timings["total"] = round(time.perf_counter() - t0, 3)
     n = len(final)
     summary = {
-        "input": {"path": str(input_path), "bytes": src.input_bytes, "ply_bytes": ply_bytes, "sh_degree": input_degree},
+        "input": {"path": str(input_path), "format": src.format, "bytes": src.input_bytes, "ply_bytes": ply_bytes,
+                  "sh_degree": input_degree},
         "gaussians": {"input": report.input, "kept": n, "dropped_nonfinite": report.dropped_nonfinite,
                       "dropped_degenerate": report.dropped_degenerate,
                       "dropped_for_budget": report.kept - n},
