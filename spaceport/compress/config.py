@@ -63,6 +63,12 @@ class CompressConfig:
     quality_resolution: int = 320
     """Longest side in pixels of the quality renders (cameras are scaled down to it)."""
 
+    quality_seconds: float = 20.0
+    """Time budget of the quality measurement, seconds: views are measured in order while their
+    measured cost fits; the first always is, cropped to a centred window when its renders would
+    overrun (compress.json records views, crop and seconds). A CPU render of a 500k-Gaussian
+    splat takes ~8-40 s on 2 shared cores, almost independent of resolution (bench/results)."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the k-means runs: auto picks CUDA when torch sees a GPU, else all CPU cores."""
 
@@ -87,6 +93,8 @@ class CompressConfig:
             raise ConfigInvalid(f"webp_method={self.webp_method} must be in 0..6")
         if self.max_gaussians < 1:
             raise ConfigInvalid("max_gaussians must be at least 1")
+        if not self.quality_seconds > 0:
+            raise ConfigInvalid(f"quality_seconds={self.quality_seconds} must be positive")
         if self.quality_views < 1 or self.quality_resolution < 16:
             raise ConfigInvalid("quality_views must be >= 1 and quality_resolution >= 16")
 

@@ -34,7 +34,8 @@ from spaceport import __version__
 from spaceport.errors import CompressionFailed, ModelInvalid
 from spaceport.splat import Splat
 
-from .quant import kmeans, morton_order, pick_device, quantize_1d
+from .palette import choose_palette
+from .quant import morton_order, quantize_1d
 
 SH_COEFFS = [0, 3, 8, 15]
 SQRT2 = math.sqrt(2.0)
@@ -47,85 +48,6 @@ def texture_size(n: int) -> tuple[int, int]:
     width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
     height = max(4, math.ceil(n / width / 4) * 4)
     return width, height
-
-
-def palette_size(n: int) -> int:
-    """splat-transform's SH palette size for N Gaussians: min(64, 2^floor(log2(N/1024))) * 1024."""
-    return int(min(64, 2.0 ** math.floor(math.log2(max(n, 1) / 1024))) * 1024)
-
-
-#: Smallest palette the "auto" policy tries (never more than splat-transform's size).
-AUTO_PALETTE_MIN = 1024
-
-
-def sh_colour_error(rest: np.ndarray, centroids: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted RMS error, in 8-bit levels, of the view-dependent colour when ``rest`` -> ``centroids[labels]``.
-
-    The SH basis is orthonormal, so each basis function's square averages 1/(4 pi) over view
-    directions: a colour channel's mean squared error is the sum of its coefficients' squared
-    errors / (4 pi). ``rest`` rows hold the 3 channels' coefficients; weights are opacities.
-    """
-    err = np.zeros(len(rest))
-    for s in range(0, len(rest), 65536):
-        d = rest[s:s + 65536] - centroids[labels[s:s + 65536]]
-        err[s:s + 65536] = np.einsum("ij,ij->i", d, d, dtype=np.float64)
-    mse = float((err * weights).sum() / max(float(weights.sum()), 1e-30)) / 3 / (4 * math.pi)
-    return math.sqrt(mse) * 255
-
-
-def choose_palette(rest: np.ndarray, weights: np.ndarray, policy: int | str, max_error: float, iterations: int,
-                   device: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """k-means palette of the SH rows under a size policy; returns (centroids, labels, info for compress.json).
-
-    ``policy``: a number of entries, "splat-transform" (its size rule, :func:`palette_size`) or
-    "auto": the smallest power of two in [min(1024, cap), cap] (cap = splat-transform's size) whose
-    :func:`sh_colour_error` is at most ``max_error`` levels, found by testing the smallest size
-    first and then bisecting (the error falls as the palette grows); the cap is used when no
-    smaller size passes, so "auto" is never larger (or, for the SH, worse) than splat-transform.
-    """
-    n = len(rest)
-    dev = pick_device(device)
-    cap = min(palette_size(n), 65536)
-    errors: dict[int, float] = {}
-    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # only the smallest passing palette so far
-
-    def run(k: int) -> float:
-        if k not in errors:
-            c, lab = kmeans(rest, k, iterations, dev, seed)
-            errors[k] = sh_colour_error(rest, c, lab, weights)
-            if policy != "auto" or errors[k] <= max_error or k == cap:
-                kept.clear()
-                kept[k] = (c, lab)
-        return errors[k]
-
-    if policy == "auto":
-        sizes = [cap]
-        while sizes[0] // 2 >= min(AUTO_PALETTE_MIN, cap):
-            sizes.insert(0, sizes[0] // 2)
-        chosen = sizes[-1]
-        if len(sizes) > 1:
-            if run(sizes[0]) <= max_error:
-                chosen = sizes[0]
-            else:
-                lo, hi = 1, len(sizes) - 1  # sizes[hi] is the fallback; sizes[0] failed
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if run(sizes[mid]) <= max_error:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                chosen = sizes[hi]
-    else:
-        chosen = cap if policy == "splat-transform" else min(int(policy), 65536)
-    if chosen not in kept:
-        kept.clear()
-        errors.pop(chosen, None)
-        run(chosen)
-    c, lab = kept[chosen]
-    info = {"policy": str(policy), "entries": int(min(chosen, n)), "colour_error_levels": round(errors[chosen], 4),
-            "max_error_levels": max_error if policy == "auto" else None,
-            "tried": {str(k): round(v, 4) for k, v in sorted(errors.items())}}
-    return c, lab, info
 
 
 def short_floats(values: np.ndarray) -> list[float]:

@@ -92,6 +92,10 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
             final, images, attempts = fit_budget(target, cfg, encode)
             sog_bytes = images.write_bundle(out / "scene.sog")
             sog_dir_bytes = images.write_dir(out / "sog")
+        if images.palette and images.palette["target_met"] is False:
+            pal = images.palette
+            progress.emit(STAGE, warning="sh_palette_target_missed", target=pal["max_error_levels"],
+                          achieved=pal["colour_error_levels"], cap=pal["cap"])
         spz_bytes = None
         if cfg.write_spz:
             with progress.phase(STAGE, "encode_spz", timings):
@@ -148,16 +152,15 @@ def _attribute_bytes(images: SogImages) -> dict[str, int]:
 
 
 def measure_quality(original: Splat, out: Path, cameras: Path | None, cfg: CompressConfig) -> dict:
-    """PSNR/SSIM of renders of the decoded SOG/SPZ against renders of the cleaned original."""
-    from .quality import cameras_from_json, compare, orbit_cameras, render_all
+    """PSNR/SSIM of renders of the decoded SOG/SPZ against renders of the cleaned original (time-budgeted)."""
+    from .quality import cameras_from_json, measure, orbit_cameras
 
     if cameras is not None:
         views, source = cameras_from_json(cameras, cfg.quality_views, cfg.quality_resolution), "cameras.json"
     else:
         views, source = orbit_cameras(original, cfg.quality_views, cfg.quality_resolution), "orbit"
-    reference = render_all(original, views)
-    formats = {"sog": compare(reference, decode_sog(out / "scene.sog"), views)}
+    decoded = {"sog": decode_sog(out / "scene.sog")}
     if (out / "scene.spz").exists() and cfg.write_spz:
-        formats["spz"] = compare(reference, decode_spz(out / "scene.spz"), views)
-    return {"views": len(views), "camera_source": source, "resolution": [views[0].width, views[0].height],
-            "formats": formats}
+        decoded["spz"] = decode_spz(out / "scene.spz")
+    result = measure(original, decoded, views, cfg.quality_seconds)
+    return {"camera_source": source, "resolution": [views[0].width, views[0].height], **result}

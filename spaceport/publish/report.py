@@ -100,7 +100,9 @@ TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", 
 COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs.scene.spz", "sog_bytes",
                  "spz_bytes", "ratio.sog", "ratio.spz", "ratio", "gaussians.kept", "gaussians.input",
                  "quality.formats.sog.psnr", "quality.formats.sog.ssim", "quality.formats.spz.psnr",
-                 "quality.formats.spz.ssim", "quality.psnr", "quality.ssim", "peak_memory_mb")
+                 "quality.formats.spz.ssim", "quality.psnr", "quality.ssim", "peak_memory_mb",
+                 "sh_palette.entries", "sh_palette.colour_error_levels", "sh_palette.max_error_levels",
+                 "sh_palette.target_met", "sh_palette.note")
 
 
 #: The report is shared by link, so of the job record it shows only these fields (never the

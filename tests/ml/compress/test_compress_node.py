@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaceport.compress import quant, sog, spz
+from spaceport.compress import palette, quant, sog, spz
 from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat, read_ply, write_ply
 
@@ -66,7 +66,7 @@ def test_splat_transform_reads_a_small_auto_palette(sh3_splat, tmp_path, splat_t
     smooth = Splat(means=sh3_splat.means, scales=sh3_splat.scales, quats=sh3_splat.quats,
                    opacities=sh3_splat.opacities, sh0=sh3_splat.sh0, shN=sh3_splat.shN * 0.02)
     images = sog.encode_sog(smooth, iterations=3)
-    assert images.meta["shN"]["count"] == 1024 < sog.palette_size(len(smooth))
+    assert images.meta["shN"]["count"] == 1024 < palette.palette_size(len(smooth))
     images.write_bundle(tmp_path / "scene.sog")
     splat_transform(tmp_path / "scene.sog", tmp_path / "back.ply")
     _same(sog.decode_sog(tmp_path / "scene.sog"), read_ply(tmp_path / "back.ply"), atol=2e-5)
