@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from spaceport import progress
-from spaceport.errors import ConfigInvalid, OutOfMemory, TrainingDiverged
+from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
 from spaceport.splat import SH_C0, Splat, write_ply
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
@@ -140,6 +141,25 @@ def _oom(exc: BaseException, cfg: TrainConfig, n: int) -> OutOfMemory:
         "or use an instance with more memory", gaussians=n)
 
 
+def _is_cuda_error(exc: BaseException) -> bool:
+    """A failed CUDA call or kernel (torch raises AcceleratorError/RuntimeError "CUDA error: ...")."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("CUDA error" in text or "CUDA kernel errors" in text)
+
+
+def _cuda_failure(exc: BaseException, step: int, phase: str) -> GpuKernelFailed:
+    """The typed error for a CUDA failure: which step, and which kernel (the innermost gsplat call on
+    the stack, else the loop phase; CUDA errors surface at the next launch or sync)."""
+    kernel = phase
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] == "gsplat":
+            kernel = f"{module}.{frame.f_code.co_qualname}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return GpuKernelFailed(f"CUDA failed at training step {step} in {kernel} ({phase}): {first}",
+                           step=step, kernel=kernel, phase=phase)
+
+
 def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed) -> None:
     data = {
         "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed,
@@ -250,7 +270,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     order: list[int] = list(resumed_order)  # the epoch in progress (image indices still to visit)
 
     last_psnr, loss_v, step = float("nan"), float("nan"), start_step
-    stopped_early = False
+    stopped_early, phase = False, "start"
     t_loop = time.perf_counter()
     try:
         for step in range(start_step, cfg.steps):
@@ -263,6 +283,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             for group in optimizers["means"].param_groups:
                 group["lr"] = means_lr0 * gamma**step
 
+            phase = "rasterize"  # what the step is doing, for a CUDA failure's record
             img, info = render(params, view, sh_now, bg)
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
@@ -274,12 +295,15 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
                 raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
                                        step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
+            phase = "backward"
             loss.backward()
             if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
                 info["means2d"].grad = torch.zeros_like(info["means2d"])
+            phase = "optimizer"
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            phase = "densify"
             if cfg.strategy == "mcmc":
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info,
                                             lr=means_lr0 * gamma**step)
@@ -312,6 +336,8 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     except (RuntimeError, MemoryError) as exc:
         if _is_oom(exc):
             raise _oom(exc, cfg, len(params["means"])) from exc
+        if _is_cuda_error(exc):
+            raise _cuda_failure(exc, step + 1, phase) from exc
         raise
     timings["optimise"] = round(time.perf_counter() - t_loop, 3)
     check_finite(params, step)
