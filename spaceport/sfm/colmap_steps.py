@@ -19,12 +19,13 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import PIL.Image  # must load before pycolmap: see the module docstring
 import PIL.PngImagePlugin  # noqa: F401
 
 import pycolmap  # isort: skip
 
-from spaceport import progress
+from spaceport import progress, upright
 from spaceport.config import from_strings
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.retrieval import retrieval_pairs
@@ -111,6 +112,19 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) 
     return model, int(best.num_reg_images())
 
 
+def orient(model: Path) -> dict:
+    """Turn the model in place so its cameras' mean up direction is the world's up (-Y, see
+    :mod:`spaceport.upright`): everything downstream (splat, cameras.json, viewer) is then upright.
+    Returns the up direction found and the rotation applied (new_from_old), for sfm.json."""
+    rec = pycolmap.Reconstruction(model)
+    rotations = np.stack([im.cam_from_world().rotation.matrix() for im in rec.images.values() if im.has_pose])
+    up = upright.world_up(rotations)
+    rotation = upright.rotation_to_up(up)
+    rec.transform(pycolmap.Sim3d(1.0, pycolmap.Rotation3d(rotation), np.zeros(3)))
+    rec.write(model)
+    return {"found_up": [round(float(v), 6) for v in up], "rotation": rotation.round(9).tolist()}
+
+
 def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
     """Undistort to PINHOLE: ``out/images`` and ``out/sparse/0/*.bin``."""
     tmp = out / "_undistorted"
@@ -177,6 +191,8 @@ def run(job: dict) -> dict:
                 "width": int(cam.width), "height": int(cam.height)},
         registered_names=sorted(img.name for img in rec.images.values() if img.has_pose),
     )
+    with progress.phase("sfm", "orient", timings):
+        result["upright"] = orient(best[0])
     with progress.phase("sfm", "undistort", timings):
         undistort(best[0], images, out, job)
     return result

@@ -147,6 +147,9 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
                 "camera_mode": job["camera_mode"],
+                # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up
+                # direction SfM found, and the rotation applied to it (new_from_old world)
+                "upright": result["upright"],
                 "cameras": len(model.cameras),
                 "ingest": ing.summary(),
                 "threads": job["threads"],
