@@ -85,15 +85,17 @@ def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
     images_dir.mkdir(parents=True, exist_ok=True)
     kind, target = resolve(source)
     if kind == "zip":
-        extracted = safe_extract(target, work / "unzipped", config)
+        extracted, left_out = safe_extract(target, work / "unzipped", config)
         inner_kind, inner = resolve(extracted, inside_archive=True)
         if inner_kind == "zip":  # a zip inside a zip: one level, sharing the same caps
-            extracted = safe_extract(inner, work / "unzipped2", config)
+            extracted, more = safe_extract(inner, work / "unzipped2", config)
+            left_out += more
             inner_kind, inner = resolve(extracted, inside_archive=True)
         if inner_kind == "zip":
             raise UnsupportedInput("The zip holds zips nested more than one level deep", "Upload one zip of images")
         result = _from_video(inner, images_dir, config) if inner_kind == "video" else _from_images(inner, images_dir, config)
         result.kind = "zip"
+        result.skipped_other += left_out
     elif kind == "video":
         result = _from_video(target, images_dir, config)
     else:
@@ -198,12 +200,12 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
         raise UnsafeArchive(f"The zip entry {info.filename!r} points outside the archive (..)", entry=info.filename)
 
 
-def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
+def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> tuple[Path, int]:
     """Extract the image and video entries of ``archive`` into ``dest`` after checking all entries.
 
     Refuses links, absolute and ``..`` paths (UnsafeArchive), more than ``max_files`` entries or
     more than ``max_extracted_mb`` MiB declared or actually streamed (UnsafeArchive: zip bomb),
-    and unreadable archives (CorruptArchive). Other files are left out.
+    and unreadable archives (CorruptArchive). Other files are left out; returns (dest, how many).
     """
     limit = config.max_extracted_mb * 1024 * 1024
     try:
@@ -221,6 +223,7 @@ def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
         if not files:
             raise EmptyInput("The zip holds no files")
         wanted = [i for i in files if PurePosixPath(i.filename).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS | {".zip"}]
+        left_out = len(files) - len(wanted)
         declared = sum(i.file_size for i in wanted)
         if declared > limit:
             raise UnsafeArchive(f"The zip would extract to {declared / 2**20:.0f} MiB, more than the limit of "
@@ -249,7 +252,7 @@ def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
                 raise CorruptArchive(f"The zip entry {info.filename!r} cannot be read ({exc})",
                                      "Re-create the zip and upload it again", entry=info.filename) from exc
-    return dest
+    return dest, left_out
 
 
 # ---------------------------------------------------------------- images

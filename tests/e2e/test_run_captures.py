@@ -117,7 +117,7 @@ def test_zip_every_readable_photo_is_used_and_the_rest_counted(zip_run: Run) -> 
     s = zip_run.sfm
     assert s["input_kind"] == "zip"
     assert s["input_images"] == 23 + 2 + 2  # the tree, the fountain, two unreadable; notes.txt is not an image
-    assert s["corrupt_images"] == 2 and s["ingest"]["skipped_other"] == 1
+    assert s["corrupt_images"] == 2 and s["ingest"]["skipped_other"] == 1  # notes.txt, left in the zip
     assert s["usable_images"] == 25
     # 19 photos carry EXIF orientation 6; the HEICs come upright from libheif, the sideways ones were reset
     assert s["ingest"]["exif_rotated"] == 19 - len(HEIC) - len(SIDEWAYS)
@@ -172,3 +172,52 @@ def test_video_frames_are_turned_upright(video_run: Run) -> None:
     assert len(level) >= 15 and max(level) < 20, ups
     assert all(70 < a < 110 for n, a in ups.items() if int(n[6:12]) in landscape), ups
     assert (video_run.out / "report" / "viewer.html").is_file()
+
+
+# ---------------------------------------------------------------- the viewer, in a browser
+@pytest.mark.browser
+def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run, tmp_path: Path) -> None:
+    """The first frame, seen from the first training camera, looks like that camera's photo, and
+    clearly more like it than like the photo turned a quarter (what a rolled viewer shows)."""
+    import os
+    import threading
+
+    from spaceport.publish.serve import make_server
+
+    from .run_chromium import Chromium, find_chromium
+
+    chromium = find_chromium()
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed on CI (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    first = next(c for c in zip_run.cameras if c["split"] == "train")
+    photo = Image.open(zip_run.out / "sfm" / "images" / first["name"]).convert("L")
+    assert np.allclose(zip_run.viewer["position"],
+                       -np.array(first["world_to_camera"])[:3, :3].T @ np.array(first["world_to_camera"])[:3, 3])
+    # A window of the photo's shape, so the vertical field of view frames what the photo framed.
+    size = (round(600 * photo.width / photo.height), 600) if photo.height >= photo.width else (800, round(800 * photo.height / photo.width))
+    shot = Path(os.environ.get("SPACEPORT_SCREENSHOT_DIR", tmp_path)) / "viewer-monstree.png"
+    server = make_server(zip_run.out / "report", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Chromium(chromium, size=size) as page:
+            page.goto(f"http://127.0.0.1:{server.server_address[1]}/viewer.html")
+            state = page.wait_for("document.body.dataset.ready", 120, lambda v: v in ("1", "error"))
+            page.screenshot(shot)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert state == "1"
+    frame = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    keep = frame.shape[0] - 40  # the status line at the bottom is not the scene
+    frame = frame[:keep]
+
+    def corr(img: Image.Image) -> float:
+        ref = np.asarray(img.resize((frame.shape[1], frame.shape[0] + 40)), dtype=np.float64)[:keep]
+        a, b = frame - frame.mean(), ref - ref.mean()
+        return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
+
+    upright, quarter = corr(photo), corr(photo.transpose(Image.Transpose.ROTATE_90))
+    print(f"viewer vs {first['name']}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
+    assert upright > 0.5 and upright > quarter + 0.3
