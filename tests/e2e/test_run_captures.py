@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from spaceport.upright import UP, camera_ups
+from spaceport.upright import UP
 from tests.real_captures import capture
 
 from .conftest import _events, _spaceport
@@ -102,14 +102,15 @@ def video_run(tmp_path_factory) -> Run:
     return _run(capture("monstree", "monstree_portrait.mp4"), tmp_path_factory.mktemp("monstree_video") / "out")
 
 
-def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.degrees(np.arccos(np.clip(a @ b, -1.0, 1.0)))
-
-
 def _ups(run: Run) -> dict[str, float]:
-    """Angle (degrees) between each training camera's image-up and the world up, by image name."""
-    w2c = np.array([c["world_to_camera"] for c in run.cameras])
-    return {c["name"]: float(a) for c, a in zip(run.cameras, _angle_deg(camera_ups(w2c), UP), strict=True)}
+    """Each training camera's roll (degrees): how far the world's up, seen in its image, leans from the
+    image's top edge. 0 for a photo held level, about 90 for one held sideways; pitch (looking up
+    the trunk) does not count."""
+    out = {}
+    for c in run.cameras:
+        x, y, _ = np.array(c["world_to_camera"])[:3, :3] @ UP  # world up in camera axes (x right, y down)
+        out[c["name"]] = abs(float(np.degrees(np.arctan2(x, -y))))
+    return out
 
 
 # ---------------------------------------------------------------- the zip
@@ -147,10 +148,10 @@ def test_zip_result_is_upright(zip_run: Run) -> None:
     ups = _ups(zip_run)
     sideways = {f"tree__{Path(n).stem}.jpg" for n in SIDEWAYS}
     level = [a for n, a in ups.items() if n not in sideways]
-    # Every photo held upright (portrait or landscape) has its image-up within 20 degrees of the world up;
-    # the three turned a quarter are rolled by about a quarter.
-    assert max(level) < 20, ups
-    assert all(70 < ups[n] < 110 for n in sideways), ups
+    # Measured: the 20 photos held upright (portrait or landscape) roll 0-20 degrees (hand-held), the
+    # three turned a quarter 76-86 degrees.
+    assert max(level) < 25, ups
+    assert all(65 < ups[n] < 115 for n in sideways), ups
     assert np.allclose(zip_run.viewer["world_up"], UP, atol=0.05)
     assert zip_run.sfm["upright"]["rotation"] and len(zip_run.sfm["upright"]["found_up"]) == 3
     assert (zip_run.out / "report" / "index.html").is_file() and (zip_run.out / "compressed" / "scene.sog").is_file()
@@ -169,8 +170,8 @@ def test_video_frames_are_turned_upright(video_run: Run) -> None:
     landscape = {i for i, p in enumerate(photos) if ImageOps.exif_transpose(Image.open(p)).width > 756}
     ups = _ups(video_run)
     level = [a for n, a in ups.items() if int(n[6:12]) not in landscape]
-    assert len(level) >= 15 and max(level) < 20, ups
-    assert all(70 < a < 110 for n, a in ups.items() if int(n[6:12]) in landscape), ups
+    assert len(level) >= 15 and max(level) < 25, ups
+    assert all(65 < a < 115 for n, a in ups.items() if int(n[6:12]) in landscape), ups
     assert (video_run.out / "report" / "viewer.html").is_file()
 
 
@@ -195,8 +196,7 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
     photo = Image.open(zip_run.out / "sfm" / "images" / first["name"]).convert("L")
     assert np.allclose(zip_run.viewer["position"],
                        -np.array(first["world_to_camera"])[:3, :3].T @ np.array(first["world_to_camera"])[:3, 3])
-    # A window of the photo's shape, so the vertical field of view frames what the photo framed.
-    size = (round(600 * photo.width / photo.height), 600) if photo.height >= photo.width else (800, round(800 * photo.height / photo.width))
+    size = (800, 800)  # the viewport comes out a little smaller (browser chrome); its centre is compared
     shot = Path(os.environ.get("SPACEPORT_SCREENSHOT_DIR", tmp_path)) / "viewer-monstree.png"
     server = make_server(zip_run.out / "report", port=0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -209,15 +209,20 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
         server.shutdown()
         server.server_close()
     assert state == "1"
-    frame = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
-    keep = frame.shape[0] - 40  # the status line at the bottom is not the scene
-    frame = frame[:keep]
+    # The viewer's vertical field of view is the photo's: the photo spans the canvas height, centred.
+    canvas = Image.open(shot).convert("L")
+    width = round(canvas.height * photo.width / photo.height)
+    left = (canvas.width - width) // 2
+    assert left >= 0, "the viewport is narrower than the photo's aspect"
+    keep = canvas.height - 40  # the status line at the bottom is not the scene
+    frame = np.asarray(canvas.crop((left, 0, left + width, keep)), dtype=np.float64)
 
     def corr(img: Image.Image) -> float:
-        ref = np.asarray(img.resize((frame.shape[1], frame.shape[0] + 40)), dtype=np.float64)[:keep]
+        ref = np.asarray(img.resize((width, canvas.height)), dtype=np.float64)[:keep]
         a, b = frame - frame.mean(), ref - ref.mean()
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
     upright, quarter = corr(photo), corr(photo.transpose(Image.Transpose.ROTATE_90))
     print(f"viewer vs {first['name']}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
-    assert upright > 0.5 and upright > quarter + 0.3
+    # measured on the 150-step splat: r=0.84 against the photo, -0.11 against it turned
+    assert upright > 0.6 and upright > quarter + 0.4
