@@ -29,7 +29,7 @@ def _record(job_id):
 
 def _run(machine, **kw):
     _upload(machine, **kw)
-    out = _start(machine)["jobs"][0]
+    out = _start(machine)
     assert out["status"] == "started", out
     return out, wait_for(machine.sfn, out["execution_arn"])
 
@@ -214,7 +214,7 @@ def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
 def test_duplicate_upload_event_starts_nothing_new(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
-    again = _start(machine)["jobs"][0]
+    again = _start(machine)
     assert again["status"] == "duplicate" and again["job_id"] == out["job_id"]
     executions = machine.sfn.list_executions(stateMachineArn=machine.state_machine_arn)["executions"]
     assert len(executions) == 1
