@@ -28,6 +28,7 @@ CORE_MODULES = (
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts
     "spaceport/aws/records.py",
+    "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",
