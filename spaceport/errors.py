@@ -148,6 +148,13 @@ class GpuKernelFailed(SpaceportError):
                    "report the step and kernel named here")
 
 
+class QuotaExceeded(SpaceportError):
+    """The account's SageMaker quota for the instance type is below what one job needs (0 in a new
+    account): waiting cannot help, so it is never retried."""
+
+    default_fix = "Request a SageMaker quota increase for the instance type in Service Quotas (docs/aws.md lists them)."
+
+
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.
 ERRORS: dict[str, type[SpaceportError]] = {}
 
