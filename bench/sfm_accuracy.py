@@ -36,10 +36,10 @@ PLAN = [(1600, 8192, list(VARIANTS)), (1600, 4096, ["SR-inc", "SR-glob"]), (1024
 
 
 def _job(side: int, feats: int, threads: int, refine_pp: bool = False) -> dict:
-    from spaceport.config import to_strings
     from spaceport.sfm.config import SfmConfig
 
-    return {"threads": threads, "config": to_strings(SfmConfig(max_side=side, max_features=feats, refine_principal_point=refine_pp))}
+    return {"threads": threads, "camera_mode": "SINGLE",
+            "config": SfmConfig(max_side=side, max_features=feats, refine_principal_point=refine_pp)}
 
 
 def _set_camera_model(database: Path, model: str) -> None:

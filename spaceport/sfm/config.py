@@ -47,8 +47,8 @@ class SfmConfig:
     """COLMAP camera model estimated before undistortion (the output is always PINHOLE)."""
     refine_principal_point: bool = True
     """Bundle adjustment also refines the principal point (COLMAP keeps it at the image centre): halved the median camera-centre error on fountain-P11 (6.0 -> 2.8 mm) and herzjesu-P8 (8.0 -> 3.9 mm) against their laser scans."""
-    single_camera: bool = True
-    """Whether all images share one camera (true for a video or one phone); false gives each image its own."""
+    single_camera: Literal["auto"] | bool = "auto"
+    """Camera grouping: auto shares one camera among images with the same size and EXIF make/model/focal (COLMAP's AUTO mode; a video is one camera); true forces one camera for all; false gives each image its own."""
     num_threads: int = 0
     """CPU threads for pycolmap; 0 means all cores this process may use."""
     seed: int = 0
