@@ -130,14 +130,6 @@ class CapacityError(SpaceportError):
     default_fix = "Wait and retry, or request a quota increase for the instance type."
 
 
-<<<<<<< HEAD
-
-class SfmDegenerate(SfmFailed):
-    """Every reconstruction failed validation: a collapsed camera path or too little parallax (spaceport.sfm.validate)."""
-
-    default_fix = ("Capture again walking around the scene (do not turn on the spot or zoom), so that every part is "
-                   "seen from several positions with about 70% overlap between neighbouring views.")
-=======
 class UnsupportedSplat(ModelInvalid):
     """The compression input is not a splat format the stage reads (PLY, SPZ, SOG, model.tar.gz)."""
 
@@ -161,7 +153,13 @@ class QuotaExceeded(SpaceportError):
     account): waiting cannot help, so it is never retried."""
 
     default_fix = "Request a SageMaker quota increase for the instance type in Service Quotas (docs/aws.md lists them)."
->>>>>>> main
+
+
+class SfmDegenerate(SfmFailed):
+    """Every reconstruction failed validation: a collapsed camera path or too little parallax (spaceport.sfm.validate)."""
+
+    default_fix = ("Capture again walking around the scene (do not turn on the spot or zoom), so that every part is "
+                   "seen from several positions with about 70% overlap between neighbouring views.")
 
 
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.

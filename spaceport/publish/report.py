@@ -93,15 +93,10 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> 
 INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "ingest.downscaled",
               "ingest.exif_rotated", "ingest.video_rotation", "ingest.frames_decoded", "ingest.frames_blurry")
 SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
-<<<<<<< HEAD
-            "mean_track_length", "matcher", "mapper", "fallback", "camera.model", "camera.width", "camera.height",
-            "validation.figures.baseline_depth_ratio", "validation.figures.median_triangulation_deg",
-            "validation.figures.pair_agreement", "peak_memory_mb")
-=======
             "mean_track_length", "matcher", "mapper", "fallback", "camera_mode", "cameras", "camera.model",
-            "camera.width", "camera.height",
+            "camera.width", "camera.height", "validation.figures.baseline_depth_ratio",
+            "validation.figures.median_triangulation_deg", "validation.figures.pair_agreement",
             "peak_memory_mb")
->>>>>>> main
 TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
               "device", "stopped_early", "peak_memory_mb")
 COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs.scene.spz", "sog_bytes",
@@ -457,18 +452,14 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
     body += _stage_summary(sfm_j, "sfm.json", "SfM", SFM_KEYS)
-<<<<<<< HEAD
     if sfm_j and isinstance(sfm_j.get("validation"), dict):  # spaceport.sfm.validate's verdict
-        v, left = sfm_j["validation"], sfm_j.get("unregistered_images") or []
+        v = sfm_j["validation"]
         body.append(f"<p class={'pass' if v.get('passed') else 'fail'}>Validation (collapse / parallax checks): "
-                    f"{'passed' if v.get('passed') else 'failed: ' + html.escape('; '.join(v.get('problems', [])))}"
-                    f"{'; images left out: ' + html.escape(', '.join(left)) if left else ''}</p>")
-=======
+                    f"{'passed' if v.get('passed') else 'failed: ' + html.escape('; '.join(v.get('problems', [])))}</p>")
     left_out = (sfm_j or {}).get("unregistered_images")
     if isinstance(left_out, list) and left_out:
         body.append(f"<p class=note>{len(left_out)} of {_fmt((sfm_j or {}).get('usable_images'))} usable images "
                     f"could not be placed and are not in the splat: {html.escape(', '.join(map(str, left_out)))}.</p>")
->>>>>>> main
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')

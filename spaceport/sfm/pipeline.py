@@ -200,7 +200,6 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "first_choice": {"matcher": first["matcher"], "mapper": first["mapper"]},
                 "attempts": result["attempts"],
                 "validation": result["validation"],
-                "unregistered_images": sorted(set(ing.names) - set(result["registered_names"])),
                 "camera_before_undistortion": result["camera"],
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
