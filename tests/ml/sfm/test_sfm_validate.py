@@ -58,8 +58,10 @@ def fountain(tmp_path_factory):
     return summary, out, capture
 
 
-# (capture fixture, median mm, max mm): measured at SMALL (see the module docstring)
-GT_BOUNDS = {"fountain": (12.0, 20.0), "herzjesu": (12.0, 20.0)}
+# capture fixture -> (median mm, max mm) bounds. Measured at SMALL with the default principal-point
+# refinement: fountain-P11 3.2 / 5.0 mm, herzjesu-P8 5.0 / 9.5 mm (exhaustive + incremental at full
+# size without it: 6.0 / 8.8 and 8.0 / 10.7); repeated extractions moved them by about 1 mm.
+GT_BOUNDS = {"fountain": (6.0, 9.0), "herzjesu": (8.0, 14.0)}
 
 
 @pytest.mark.parametrize("name", sorted(GT_BOUNDS))
