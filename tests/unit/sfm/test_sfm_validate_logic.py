@@ -83,7 +83,8 @@ def _database(path, pairs: dict[tuple[int, int], tuple[np.ndarray, int]]) -> Non
 
 
 def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
-    model = _model(_ring(3), n_points=100)
+    a = np.radians([0.0, 30.0, 90.0])  # pair distances 2.1 m (1-2) < 4.0 m (2-3) < 5.7 m (1-3)
+    model = _model(np.stack([4 * np.cos(a), 4 * np.sin(a), np.full(3, 0.5)], 1), n_points=100)
     same = np.stack([np.arange(100), np.arange(100)], 1)  # keypoint k of both images is point k: all kept
     crossed = np.stack([np.arange(100), (np.arange(100) + 1) % 100], 1)  # never the same point
     half = np.concatenate([same[:50], crossed[50:]])
@@ -94,6 +95,11 @@ def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
     assert figs["pairs_below_agreement"] == 1
     assert figs["planar_or_panoramic_pairs"] == pytest.approx(1 / 3)
     assert validate.planar_or_panoramic_pairs(tmp_path / "db") == pytest.approx(1 / 3)
+    # the pairs at least the median distance (4.0 m) apart: 2-3 (a homography) and 1-3
+    assert figs["wide_planar_pairs"] == pytest.approx(0.5)
+    _database(tmp_path / "flat", {(1, 2): (same, 6), (1, 3): (same, 5), (2, 3): (same, 3)})
+    flat = validate.verdict({**validate.figures(model), **validate.pair_figures(model, tmp_path / "flat")})
+    assert flat["failed"] == ["homographies"] and "turned on the spot" in flat["problems"][0]
 
 
 def test_report_shows_the_verdict(tmp_path):
