@@ -29,6 +29,8 @@ VARIANTS = {
     "SR-inc-pp": ("SIMPLE_RADIAL", "incremental", True),
     "SR-glob-pp": ("SIMPLE_RADIAL", "global", True),
     "OPENCV-inc-pp": ("OPENCV", "incremental", True),
+    "OPENCV-glob": ("OPENCV", "global", False),
+    "OPENCV-glob-pp": ("OPENCV", "global", True),
 }
 #: (max image side, max features, variants)
 PLAN = [(1600, 8192, list(VARIANTS)), (1600, 4096, ["SR-inc", "SR-glob"]), (1024, 8192, ["SR-inc", "SR-glob"]),
