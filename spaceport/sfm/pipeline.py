@@ -201,6 +201,8 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "attempts": result["attempts"],
                 "validation": result["validation"],
                 "camera_before_undistortion": result["camera"],
+                # the final principal-point refinement: kept, or dropped as a drift (colmap_steps.refine_principal_point)
+                "principal_point": result.get("principal_point"),
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
                 "camera_mode": job["camera_mode"],
