@@ -26,26 +26,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spaceport.aws import notify, records, settings
 from spaceport.aws.runtime import Clients, logger
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportError, UnsupportedInput
-from spaceport.plan import JobRequest, job_id_for, plan_job
+from spaceport.files import sniff
+from spaceport.plan import JobRequest, job_id_for, plan_job, source_version
+from spaceport.summaries import Notification
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-#: Leading bytes of each accepted type; a renamed file is rejected here, not after a SageMaker job starts.
-_VIDEO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+#: What each accepted suffix must be by its first bytes (spaceport.files.sniff); a renamed file is
+#: rejected here, not after a SageMaker job starts.
+_SUFFIX_KIND = {"zip": "zip", "png": "image", "jpg": "image", "jpeg": "image", "mp4": "video", "mov": "video",
+                "m4v": "video"}
 
 
 def check_magic(name: str, head: bytes) -> None:
     """Raise UnsupportedInput when the first bytes contradict the file's suffix."""
     suffix = name.lower().rsplit(".", 1)[-1]
-    ok = {
-        "zip": head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
-        "png": head.startswith(b"\x89PNG\r\n\x1a\n"),
-        "jpg": head.startswith(b"\xff\xd8\xff"),
-        "jpeg": head.startswith(b"\xff\xd8\xff"),
-        "mp4": head[4:8] in _VIDEO_BOXES,
-        "mov": head[4:8] in _VIDEO_BOXES,
-        "m4v": head[4:8] in _VIDEO_BOXES,
-    }.get(suffix, False)
-    if not ok:
+    if _SUFFIX_KIND.get(suffix) is None or sniff(head) != _SUFFIX_KIND[suffix]:
         raise UnsupportedInput(f"{name!r} is named .{suffix} but its content is not a {suffix.upper()} file",
                                "Upload the original file; renaming a file does not convert it")
 
@@ -149,8 +144,8 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     except clients.sfn.exceptions.ExecutionAlreadyExists:
         duplicate, arn = True, None
     if created:
-        record = records.new_record(execution_input["plan"])
-        record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
+        record = records.new_record(execution_input["plan"]).model_copy(
+            update={"status": "RUNNING", "execution_arn": arn, "updated_at": records.now_iso()})
         # Conditional: never overwrite a record the execution has already finalised.
         clients.store.save(record, if_status="QUEUED")
     status = "duplicate" if duplicate else "started"
@@ -160,18 +155,16 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
 
 def _reject(req: StartRequest, head: Mapping[str, Any], exc: SpaceportError, clients: Clients) -> dict[str, Any]:
     source = f"s3://{req.bucket}/{req.key}"
-    job_id = job_id_for(source, head.get("VersionId") or str(head.get("ETag", "")).strip('"'))
+    job_id = job_id_for(source, source_version(head.get("VersionId"), head.get("ETag")))
     meta = {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
     email = req.email or meta.get("email")
     record = records.new_record({"job_id": job_id, "source_uri": source,
                                  "email": email if email and EMAIL.match(email) else None},
                                 status="REJECTED")
-    record.update(stage="start", **exc.to_dict(), cause=f"{exc.reason} {exc.fix}")
-    record.pop("details", None)
+    record = record.model_copy(update={"stage": "start", "failure": exc.record("start")})
     if clients.store.create(record):
-        record["notify"] = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses,
-                                       sns=clients.sns)
-        clients.store.save(record)
+        outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)
+        clients.store.save(record.model_copy(update={"notify": Notification(**outcome)}))
     logger.warning("upload rejected", extra={"job_id": job_id, "error": exc.name, "reason": exc.reason})
     return {"status": "rejected", "job_id": job_id, "error": exc.name, "reason": exc.reason, "fix": exc.fix}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from spaceport.aws.settings import UPLOAD_SUFFIXES
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
-from spaceport.plan import job_id_for
+from spaceport.plan import job_id_for, source_version
 
 DEFAULT_STACK = "Spaceport"
 
@@ -75,10 +75,7 @@ def submit(path: Path, *, s3: Any, deployment: Deployment, email: str | None = N
         s3.upload_file(str(upload), deployment.bucket, key,
                        ExtraArgs={"Metadata": metadata, "ContentType": content_type})
     head = s3.head_object(Bucket=deployment.bucket, Key=key)
-    version = head.get("VersionId") or str(head.get("ETag", "")).strip('"')
-    if version == "null":
-        version = str(head.get("ETag", "")).strip('"')
-    job_id = job_id_for(f"s3://{deployment.bucket}/{key}", version)
+    job_id = job_id_for(f"s3://{deployment.bucket}/{key}", source_version(head.get("VersionId"), head.get("ETag")))
     return {"job_id": job_id, "uri": f"s3://{deployment.bucket}/{key}"}
 
 
@@ -102,9 +99,10 @@ def format_status(record: Mapping[str, Any]) -> str:
              + (f" (execution {record['execution_status']})" if record.get("execution_status") else "")]
     if record.get("source_uri"):
         lines.append(f"source: {record['source_uri']}")
-    if record.get("error"):
-        lines += [f"failed at: {record.get('stage', '?')}", f"error: {record['error']}: {record.get('reason', '')}",
-                  f"fix: {record.get('fix', '')}"]
+    failure = record.get("failure") or {}
+    if failure:
+        lines += [f"failed at: {record.get('stage', '?')}", f"error: {failure['error']}: {failure['reason']}",
+                  f"fix: {failure['fix']}"]
     m = record.get("metrics") or {}
     if m:
         lines.append("metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())))

@@ -1,18 +1,23 @@
-from spaceport.errors import ERRORS, TooFewRegistered, parse_failure
+from spaceport.errors import ERRORS, FailureRecord, StageFailed, TooFewRegistered, parse_failure
 
 
-def test_one_line_names_the_class_reason_and_fix():
+def test_the_record_names_the_class_reason_fix_and_details():
     err = TooFewRegistered("Only 3 of 20 images registered", registered=3, total=20)
-    line = err.one_line()
-    assert line.startswith("TooFewRegistered: Only 3 of 20 images registered.")
-    assert "overlap" in line
-    assert err.to_dict()["details"] == {"registered": 3, "total": 20}
+    rec = err.record("sfm")
+    assert rec == FailureRecord(error="TooFewRegistered", reason="Only 3 of 20 images registered.",
+                                fix=TooFewRegistered.default_fix, details={"registered": 3, "total": 20}, stage="sfm")
+    back = rec.to_error()
+    assert type(back) is TooFewRegistered and back.reason == err.reason and back.details == err.details
 
 
-def test_parse_failure_round_trips_known_names():
-    assert parse_failure(TooFewRegistered("x").one_line())[0] == "TooFewRegistered"
-    assert parse_failure("Segmentation fault") == ("StageFailed", "Segmentation fault")
-    assert "InputInvalid" in ERRORS and "QualityBelowTarget" in ERRORS
+def test_parse_failure_reads_records_lambda_errors_and_plain_text():
+    assert parse_failure(TooFewRegistered("x").record().line()).error == "TooFewRegistered"
+    # A Lambda's typed error (Step Functions: errorType + message "reason fix").
+    lam = parse_failure("ConfigInvalid: bad steps. " + ERRORS["ConfigInvalid"].default_fix)
+    assert (lam.error, lam.reason) == ("ConfigInvalid", "bad steps.")
+    crash = parse_failure("Segmentation fault")
+    assert (crash.error, crash.reason, crash.fix) == ("StageFailed", "Segmentation fault.", StageFailed.default_fix)
+    assert "InputInvalid" in ERRORS and "QualityBelowTarget" in ERRORS and ERRORS["StageFailed"] is StageFailed
 
 
 def test_reason_and_fix_end_in_one_stop_but_keep_question_and_exclamation_marks():
@@ -23,7 +28,7 @@ def test_reason_and_fix_end_in_one_stop_but_keep_question_and_exclamation_marks(
     assert err.fix == "Fix the option name!"
     assert str(err) == "Unknown train option 'stpes'. Did you mean 'steps'? Fix the option name!"
     assert ConfigInvalid("No images", "Add some").reason == "No images."
-    assert ConfigInvalid("No images...", "Add some.").one_line().endswith("No images. Add some.")
+    assert str(ConfigInvalid("No images...", "Add some.")) == "No images. Add some."
 
 
 def test_unknown_option_suggestion_is_not_followed_by_a_stop():
