@@ -50,6 +50,13 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     assert metrics["lpips"] is None and "offline" in metrics["lpips_note"]
     assert metrics["held_out"] == ["view_000.png", "view_008.png", "view_016.png"]
     assert metrics["steps"] == 300 and metrics["peak_memory_mb"] > 0
+    # metrics.json is the TrainMetrics model, with the curve: one point per log_every steps.
+    from spaceport.summaries import TrainMetrics, read_summary
+
+    written = read_summary(TrainMetrics, out / "metrics.json")
+    assert [p.step for p in written.history] == list(range(cfg.log_every, 301, cfg.log_every))
+    assert all(p.loss > 0 and p.psnr > 0 for p in written.history)
+    assert written.history[-1].psnr > written.history[0].psnr  # it learned
     splat = read_ply(out / "splat.ply")
     assert len(splat) == metrics["num_gaussians"] and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
@@ -95,6 +102,10 @@ def test_resume_gives_the_same_splat(scene, tmp_path):
     assert not (tmp_path / "resumed" / "splat.ply").exists()
     metrics = train(scene, tmp_path / "resumed", cfg, checkpoint_dir=tmp_path / "ckpt")
     assert metrics["resumed_from_step"] == 20
+    # The curve survives the interruption: the steps before it come from the checkpoint.
+    assert [p["step"] for p in metrics["history"]] == [10, 20, 30, 40]
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())["history"]
+    assert [p["loss"] for p in metrics["history"]] == [p["loss"] for p in straight]
     a, b = read_ply(tmp_path / "straight" / "splat.ply"), read_ply(tmp_path / "resumed" / "splat.ply")
     assert len(a) == len(b)
     for field in ("means", "scales", "quats", "opacities", "sh0", "shN"):
