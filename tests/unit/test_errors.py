@@ -42,3 +42,19 @@ def test_unknown_option_suggestion_is_not_followed_by_a_stop():
         from_strings(TrainConfig, {"stpes": "1"})
     assert "Did you mean 'steps'?" in str(info.value)
     assert "?." not in str(info.value)
+
+
+def test_look_at_and_psnr_are_the_ones_every_part_uses():
+    import math
+
+    import numpy as np
+
+    from spaceport.imaging import look_at, psnr_db
+
+    w2c = look_at(np.array([0.0, -5.0, 0.0]), np.zeros(3))
+    # The target lies on the optical axis (+z), 5 m ahead; world up (+z) is image up (-y).
+    assert np.allclose(w2c @ [0, 0, 0, 1], [0, 0, 5, 1]) and np.allclose(w2c[:3, :3] @ [0, 0, 1], [0, -1, 0])
+    assert np.allclose(w2c[:3, :3] @ w2c[:3, :3].T, np.eye(3))
+    straight_down = look_at(np.array([0.0, 0.0, 5.0]), np.zeros(3))  # up parallel to the view: still a rotation
+    assert np.allclose(straight_down[:3, :3] @ straight_down[:3, :3].T, np.eye(3))
+    assert psnr_db(0.01) == 20.0 and psnr_db(0.0) == 100.0 and math.isclose(psnr_db(1e-3), 30.0)

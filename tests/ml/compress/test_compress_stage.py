@@ -236,4 +236,7 @@ def test_sagemaker_failure_file_names_the_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     code, _, err = _run(FAST, capsys)
     assert code == 2 and "error: ModelInvalid" in err
-    assert (root / "output" / "failure").read_text().startswith("ModelInvalid: splat.ply is not a PLY file")
+    from spaceport.contract import read_failure
+
+    failure = read_failure(root)
+    assert failure.error == "ModelInvalid" and failure.reason.startswith("splat.ply is not a PLY file")

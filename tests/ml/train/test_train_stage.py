@@ -183,12 +183,17 @@ def test_sagemaker_unknown_hyperparameter_writes_failure(scene, tmp_path, monkey
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     _sagemaker_layout(root, scene, {"preset": "fast", "stepz": "12"})
     assert main(["train"]) == 2
-    assert (root / "output" / "failure").read_text().startswith("ConfigInvalid: Unknown option 'stepz'")
+    from spaceport.contract import read_failure
+    from spaceport.errors import parse_failure
+
+    failure = read_failure(root)  # failure.json, and the same record on SageMaker's one line
+    assert failure.error == "ConfigInvalid" and failure.reason.startswith("Unknown option 'stepz'")
+    assert parse_failure((root / "output" / "failure").read_text()) == failure
     assert "error: ConfigInvalid" in capsys.readouterr().err
     _sagemaker_layout(tmp_path / "other", scene, {})
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"steps": 12}))
     assert main(["train"]) == 2
-    assert "not strings" in (root / "output" / "failure").read_text()
+    assert "not strings" in read_failure(root).reason
 
 
 def test_cli_local_run(scene, tmp_path, capsys):

@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from spaceport import colmap
 from spaceport.compress.spz import encode_spz
 from spaceport.compress.synthetic import synthetic_splat
+from spaceport.imaging import look_at
 from spaceport.splat import Splat, write_ply
 from spaceport.summaries import (
     CameraInfo,
@@ -40,14 +41,7 @@ def _orbit_cameras(n: int = 12, radius: float = 3.0, size: tuple[int, int] = (64
     for i in range(n):
         a = 2 * math.pi * i / n
         c = np.array([radius * math.sin(a), -0.5, -radius * math.cos(a)])
-        z = -c / np.linalg.norm(c)
-        x = np.cross([0, 1, 0], z)
-        x /= np.linalg.norm(x)
-        y = np.cross(z, x)
-        R = np.stack([x, y, z])
-        w2c = np.eye(4)
-        w2c[:3, :3] = R
-        w2c[:3, 3] = -R @ c
+        w2c = look_at(c, np.zeros(3), up=np.array([0.0, -1.0, 0.0]))  # world up is -y here
         cams.append({"name": f"view_{i:03d}.png", "split": "test" if i % 8 == 0 else "train",
                      "width": w, "height": h, "K": K, "world_to_camera": w2c.tolist()})
     return cams
