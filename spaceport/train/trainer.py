@@ -300,7 +300,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             if not math.isfinite(loss_v):
                 raise TrainingDiverged(f"The loss became {loss_v} at step {step + 1}; no splat was written",
                                        step=step + 1)
-            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+            # DefaultStrategy reads the screen-space gradient (nothing visible from this view: none); MCMC never
+            # retains it, and reading .grad of that non-leaf only draws a warning (seen on the GPU run)
+            if cfg.strategy == "default" and info["means2d"].grad is None:
                 info["means2d"].grad = torch.zeros_like(info["means2d"])
             phase = "optimizer"
             for opt in optimizers.values():
