@@ -2,7 +2,8 @@
 
 One error boundary (:func:`main`): a :class:`SpaceportError` prints ``error: <Name>: reason``
 and ``fix: ...`` and exits 2 (inside a SageMaker job it also writes the failure record,
-:func:`spaceport.contract.write_failure`); any other exception keeps its traceback and exits 1. Library code never calls ``sys.exit``.
+:func:`spaceport.contract.write_failure`); any other exception keeps its traceback and exits 1.
+Library code never calls ``sys.exit``.
 
 Each subcommand lives in ``spaceport/<part>/command.py`` as a click command and is listed in
 ``COMMANDS``; those modules import their heavy dependencies inside the command body so that

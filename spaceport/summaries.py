@@ -97,10 +97,25 @@ class IngestSummary(_Model):
     skipped_other: int
     downscaled: int
     exif_rotated: int
+    exif_cameras: int = 0
+    """Images whose EXIF names the camera (make, model and a focal length)."""
+    sizes: int = 0
+    """Distinct pixel sizes among the usable images."""
     frames_decoded: int
     frames_blurry: int
+    video_rotation: int = 0
+    """Display rotation applied to the video's frames, degrees counter-clockwise."""
     sharpness: list[float]
     usable: int
+
+
+class Upright(_Model):
+    """How the model was turned so the cameras' mean up is the world's up (spaceport.upright)."""
+
+    found_up: list[float]
+    """The up direction SfM's world had (unit vector)."""
+    rotation: list[list[float]]
+    """3x3 rotation applied, new_from_old."""
 
 
 class SfmSummary(Summary):
@@ -115,6 +130,8 @@ class SfmSummary(Summary):
     corrupt_images: int
     registered_images: int
     registered_fraction: float
+    unregistered_images: list[str] = Field(default_factory=list)
+    """Usable images SfM could not place (ingest's names: folders joined by ``__``)."""
     points: int
     mean_reprojection_error: float
     """Pixels."""
@@ -127,6 +144,12 @@ class SfmSummary(Summary):
     attempts: list[SfmAttempt]
     camera_before_undistortion: CameraInfo
     camera: CameraInfo
+    """The first camera after undistortion (PINHOLE)."""
+    camera_mode: str | None = None
+    """COLMAP camera grouping used: AUTO, SINGLE or PER_IMAGE."""
+    cameras: int = 1
+    """Cameras in the model (one per group of photos that share one)."""
+    upright: Upright | None = None
     ingest: IngestSummary
     threads: int
     config: dict[str, Any]
@@ -195,6 +218,8 @@ class TrainMetrics(Summary):
 # ---- compress.json ----
 class CompressInput(_Model):
     path: str
+    format: str | None = None
+    """What the input was read as (ply, spz, sog, model.tar.gz)."""
     bytes: int
     """Size of what the stage was given (PLY or model.tar.gz)."""
     ply_bytes: int
@@ -242,7 +267,15 @@ class FormatQuality(_Model):
 
 
 class CompressQuality(_Model):
+    """What was measured, within the stage's time budget (a partial measurement says so)."""
+
     views: int
+    """Views measured."""
+    views_planned: int | None = None
+    crop: float = 1.0
+    """Fraction of each view's pixels compared (1: whole views)."""
+    budget_seconds: float | None = None
+    seconds: float | None = None
     camera_source: str
     resolution: list[int]
     formats: dict[str, FormatQuality]

@@ -28,7 +28,9 @@ CORE_MODULES = (
     "spaceport/gate.py",  # the quality gate (shared with the local runner)
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
+    "spaceport/aws/uploads.py",  # what each object under uploads/ starts
     "spaceport/aws/records.py",
+    "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",
