@@ -138,8 +138,8 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
     record = _record(out["job_id"])
-    assert record["error"] == "QuotaExceeded" and record["stage"] == "train"
-    assert record["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+    assert record["failure"]["error"] == "QuotaExceeded" and record["stage"] == "train"
+    assert record["failure"]["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
                                 "'ml.g5.2xlarge for training job usage' is 0.")
     (msg,) = _sent()
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
