@@ -13,37 +13,27 @@ The layout under the root is (DESIGN.md)::
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
 Stage options come from each stage's config module (``spaceport.<stage>.config``) through
-:func:`stage_options`, the only place that imports them.
+:func:`stage_options`, the only place that imports them. The stage graph is
+:mod:`spaceport.graph`; job ids and job names are :mod:`spaceport.jobid` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from spaceport import graph
 from spaceport.errors import ConfigInvalid
+from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
 
 #: The stage graph (order, kinds, images, channels) lives in spaceport.graph; re-exported here.
 STAGES, JOB_KINDS = graph.STAGES, graph.JOB_KINDS
 #: Config class of each configurable stage (module ``spaceport.<stage>.config``).
 CONFIG_CLASSES: dict[str, str] = {"sfm": "SfmConfig", "train": "TrainConfig", "compress": "CompressConfig"}
 PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
-
-#: SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (63 chars). Step Functions execution
-#: names: 1-80 chars, no whitespace/brackets/wildcards/special chars. A job id is at most
-#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r99`` still fits in 63.
-JOB_ID_MAX = 36
-#: Highest attempt number a stage's job name can carry (see :func:`stage_job_name`).
-MAX_ATTEMPTS = 99
-_SLUG_MAX = 16
-_HASH_LEN = 16
 
 #: SageMaker metric definitions matching spaceport.progress lines from the train stage:
 #: progress ``stage=train step=500 loss=0.0412 psnr=24.31`` and the final line
@@ -302,37 +292,6 @@ class JobPlan:
         }
 
 
-def _slug(text: str) -> str:
-    """ASCII letters/digits/hyphens from a file name (accents folded, rest dropped)."""
-    stem = text.rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
-    ascii_ = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", ascii_).strip("-").lower()
-    return slug[:_SLUG_MAX].strip("-")
-
-
-def job_id_for(source_uri: str, source_version: str) -> str:
-    """Deterministic job id: ``sp-<name slug>-<16 hex of sha256(uri, version)>``.
-
-    Valid as a SageMaker job name prefix and a Step Functions execution name.
-    """
-    digest = hashlib.sha256(f"{source_uri}\n{source_version}".encode()).hexdigest()[:_HASH_LEN]
-    slug = _slug(source_uri)
-    return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
-
-
-def stage_job_name(job_id: str, stage: str, attempt: int = 1) -> str:
-    """SageMaker job name of ``stage``'s ``attempt`` (1-based): ``<job_id>-<stage>[-r<attempt>]``.
-
-    SageMaker never reuses a job name, so a stage retried by the workflow (capacity lost inside
-    the job) runs under a new name: attempt 2 is ``<job_id>-train-r2``. At most 36 + 9 + 4 = 49
-    of the 63 characters SageMaker allows.
-    """
-    if not 1 <= attempt <= MAX_ATTEMPTS:
-        raise ValueError(f"attempt must be 1..{MAX_ATTEMPTS}, got {attempt}")
-    return f"{job_id}-{stage}" if attempt == 1 else f"{job_id}-{stage}-r{attempt}"
-
-
 def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
 
@@ -376,15 +335,6 @@ def _arguments(options: Mapping[str, str]) -> tuple[str, ...]:
     for key, value in options.items():
         args += ["--" + key.replace("_", "-"), value]
     return tuple(args)
-
-
-def source_version(version_id: str | None, etag: str | None) -> str:
-    """What identifies one upload's bytes: the S3 version id, else the ETag (unquoted).
-
-    S3 reports ``"null"`` as the version id of an object written before versioning was enabled:
-    that is no version, so the ETag decides. The one rule for the job id; every caller uses it.
-    """
-    return version_id if version_id and version_id != "null" else (etag or "").strip('"')
 
 
 def _channel_in(stage: graph.StageDef, inp: graph.Input, request: JobRequest, prefix: str) -> Channel:

@@ -19,6 +19,7 @@ import torch
 
 from spaceport import progress
 from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
+from spaceport.files import atomic_path
 from spaceport.splat import SH_C0, Splat, write_ply
 from spaceport.summaries import TrainMetrics, write_summary
 from spaceport.train.config import TrainConfig
@@ -172,10 +173,8 @@ def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, 
         "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in strategy_state.items()},
         "rng": torch.get_rng_state(), "gen": gen.get_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)  # atomic: a spot interruption never leaves half a checkpoint
+    with atomic_path(path) as tmp:  # a spot interruption never leaves half a checkpoint
+        torch.save(data, tmp)
 
 
 def _resumable(cfg: TrainConfig, saved: dict) -> bool:

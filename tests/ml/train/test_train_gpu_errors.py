@@ -53,9 +53,9 @@ def test_cuda_kernel_error_names_step_and_kernel(scene, tmp_path, monkeypatch):
         trainer.train(scene, tmp_path / "o", tiny())
     e = err.value
     assert e.details == {"step": 9, "kernel": "gsplat.cuda._wrapper.rasterize_to_pixels", "phase": "rasterize"}
-    line = e.one_line()  # what the SageMaker failure file and the job record carry
-    assert line.startswith("GpuKernelFailed: CUDA failed at training step 9 in gsplat.cuda._wrapper.rasterize_to_pixels")
-    assert "illegal memory access" in line and "\n" not in line
+    line = e.record("train").line()  # what the SageMaker failure file and the job record carry
+    assert e.reason.startswith("CUDA failed at training step 9 in gsplat.cuda._wrapper.rasterize_to_pixels")
+    assert "illegal memory access" in e.reason and "\n" not in line
     assert "CUDA_LAUNCH_BLOCKING=1" in e.fix
     assert not (tmp_path / "o" / "splat.ply").exists()
 
