@@ -365,7 +365,7 @@ def _rotation(frame, path: Path) -> int:
     Phones store portrait video as landscape frames plus this rotation (PyAV reads it from the
     stream's display matrix side data); players turn the frames by it and so must we.
     """
-    raw = float(getattr(frame, "rotation", 0) or 0)
+    raw = float(frame.rotation or 0)  # VideoFrame.rotation: PyAV 14 and later (the sfm extra pins it)
     turns = round(raw / 90.0)
     if abs(raw - 90.0 * turns) > 0.5:
         raise UnsupportedInput(
