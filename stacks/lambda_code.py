@@ -22,11 +22,15 @@ CORE_MODULES = (
     "spaceport/errors.py",
     "spaceport/config.py",
     "spaceport/plan.py",
-    "spaceport/quality.py",  # the quality gate (shared with the local runner)
-    "spaceport/progress.py",  # stdlib only; spaceport.quality.parse_final_line uses it
+    "spaceport/graph.py",  # the stage graph (plan, records, notification links)
+    "spaceport/files.py",  # atomic writes, safe unpacking, input sniffing (stdlib only)
+    "spaceport/summaries.py",  # the summary and job record models (pydantic only)
+    "spaceport/gate.py",  # the quality gate (shared with the local runner)
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
+    "spaceport/aws/uploads.py",  # what each object under uploads/ starts
     "spaceport/aws/records.py",
+    "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",

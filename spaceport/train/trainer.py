@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 
 from spaceport import progress
-from spaceport.errors import ConfigInvalid, OutOfMemory, TrainingDiverged
+from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
+from spaceport.files import atomic_path
 from spaceport.splat import SH_C0, Splat, write_ply
+from spaceport.summaries import TrainMetrics, write_summary
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
 from spaceport.train.metrics import psnr, ssim
@@ -85,8 +88,10 @@ def make_optimizers(params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scal
                     ) -> dict[str, torch.optim.Optimizer]:
     lrs = {"means": cfg.means_lr * scene_scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
            "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
-    # eps 1e-15 as gsplat's simple_trainer: the gradients of tiny Gaussians are tiny too
-    return {name: torch.optim.Adam([{"params": params[name], "lr": lr, "name": name}], eps=1e-15)
+    # eps 1e-15 as gsplat's simple_trainer: the gradients of tiny Gaussians are tiny too. Fused on CUDA (one
+    # kernel per parameter instead of several, as simple_trainer); the CPU path keeps torch's default.
+    return {name: torch.optim.Adam([{"params": params[name], "lr": lr, "name": name}], eps=1e-15,
+                                   fused=params[name].is_cuda or None)
             for name, lr in lrs.items()}
 
 
@@ -140,18 +145,36 @@ def _oom(exc: BaseException, cfg: TrainConfig, n: int) -> OutOfMemory:
         "or use an instance with more memory", gaussians=n)
 
 
-def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed) -> None:
+def _is_cuda_error(exc: BaseException) -> bool:
+    """A failed CUDA call or kernel (torch raises AcceleratorError/RuntimeError "CUDA error: ...")."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("CUDA error" in text or "CUDA kernel errors" in text)
+
+
+def _cuda_failure(exc: BaseException, step: int, phase: str) -> GpuKernelFailed:
+    """The typed error for a CUDA failure: which step, and which kernel (the innermost gsplat call on
+    the stack, else the loop phase; CUDA errors surface at the next launch or sync)."""
+    kernel = phase
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] == "gsplat":
+            kernel = f"{module}.{frame.f_code.co_qualname}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return GpuKernelFailed(f"CUDA failed at training step {step} in {kernel} ({phase}): {first}",
+                           step=step, kernel=kernel, phase=phase)
+
+
+def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed,
+                     history: list[dict]) -> None:
     data = {
-        "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed,
+        "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed, "history": list(history),
         "params": {k: v.detach().cpu() for k, v in params.items()},
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in strategy_state.items()},
         "rng": torch.get_rng_state(), "gen": gen.get_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)  # atomic: a spot interruption never leaves half a checkpoint
+    with atomic_path(path) as tmp:  # a spot interruption never leaves half a checkpoint
+        torch.save(data, tmp)
 
 
 def _resumable(cfg: TrainConfig, saved: dict) -> bool:
@@ -224,6 +247,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         torch.cuda.reset_peak_memory_stats()
 
     start_step, prior_seconds, resumed_order = 0, 0.0, []
+    history: list[dict] = []  # metrics.json's curve: every progress line, kept across a resume
     ckpt_path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
     if ckpt_path and ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -239,6 +263,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             gen.set_state(saved["gen"])
             start_step, prior_seconds = int(saved["step"]), float(saved["seconds"])
             resumed_order = saved["order"]
+            history = list(saved.get("history", []))
             progress.emit(STAGE, phase="resume", step=start_step)
         else:
             progress.emit(STAGE, phase="resume", skipped="options_differ")
@@ -250,7 +275,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     order: list[int] = list(resumed_order)  # the epoch in progress (image indices still to visit)
 
     last_psnr, loss_v, step = float("nan"), float("nan"), start_step
-    stopped_early = False
+    stopped_early, phase = False, "start"
     t_loop = time.perf_counter()
     try:
         for step in range(start_step, cfg.steps):
@@ -263,6 +288,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             for group in optimizers["means"].param_groups:
                 group["lr"] = means_lr0 * gamma**step
 
+            phase = "rasterize"  # what the step is doing, for a CUDA failure's record
             img, info = render(params, view, sh_now, bg)
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
@@ -270,33 +296,41 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
                 loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()
             if cfg.scale_reg:
                 loss = loss + cfg.scale_reg * torch.exp(params["scales"]).mean()
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
-                                       step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
+            phase = "backward"
             loss.backward()
-            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+            loss_v = float(loss.detach())  # the step's one host sync, after backward as in gsplat's simple_trainer
+            if not math.isfinite(loss_v):
+                raise TrainingDiverged(f"The loss became {loss_v} at step {step + 1}; no splat was written",
+                                       step=step + 1)
+            # DefaultStrategy reads the screen-space gradient (nothing visible from this view: none); MCMC never
+            # retains it, and reading .grad of that non-leaf only draws a warning (seen on the GPU run)
+            if cfg.strategy == "default" and info["means2d"].grad is None:
                 info["means2d"].grad = torch.zeros_like(info["means2d"])
+            phase = "optimizer"
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            phase = "densify"
             if cfg.strategy == "mcmc":
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info,
                                             lr=means_lr0 * gamma**step)
             else:
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info, packed=False)
                 _enforce_cap(params, optimizers, strategy_state, cfg.max_gaussians)
-            loss_v = float(loss.detach())
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 last_psnr = psnr(img.detach(), gt)
                 rate = (time.perf_counter() - t_loop) / (done - start_step)
-                progress.emit(STAGE, step=done, loss=round(loss_v, 5), psnr=round(last_psnr, 3),
-                              num_gaussians=len(params["means"]), eta_s=round(rate * (cfg.steps - done), 1))
+                point = {"step": done, "loss": round(loss_v, 5), "psnr": round(last_psnr, 3),
+                         "num_gaussians": len(params["means"])}
+                history.append(point)
+                progress.emit(STAGE, **point, eta_s=round(rate * (cfg.steps - done), 1))
             if cfg.target_psnr is not None and done % cfg.eval_every == 0 and done < cfg.steps:
                 test_psnr, _, _ = evaluate(params, test_views, min(done // cfg.sh_degree_interval, cfg.sh_degree),
                                            eval_bg)
-                progress.emit(STAGE, step=done, test_psnr=round(test_psnr, 3))
+                history.append({"step": done, "test_psnr": round(test_psnr, 3)})
+                progress.emit(STAGE, **history[-1])
                 if test_psnr >= cfg.target_psnr:
                     stopped_early = True
                     step += 1
@@ -304,7 +338,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             if ckpt_path and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 check_finite(params, done)
                 _save_checkpoint(ckpt_path, done, params, optimizers, strategy_state, gen, order, cfg,
-                                 prior_seconds + time.perf_counter() - t_start)
+                                 prior_seconds + time.perf_counter() - t_start, history)
             if stop_after is not None and done >= stop_after:
                 return {"interrupted_at": done}
         else:
@@ -312,6 +346,8 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     except (RuntimeError, MemoryError) as exc:
         if _is_oom(exc):
             raise _oom(exc, cfg, len(params["means"])) from exc
+        if _is_cuda_error(exc):
+            raise _cuda_failure(exc, step + 1, phase) from exc
         raise
     timings["optimise"] = round(time.perf_counter() - t_loop, 3)
     check_finite(params, step)
@@ -346,8 +382,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
         "peak_cuda_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
         "config": asdict(cfg),
+        "history": history,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_summary(TrainMetrics.model_validate(metrics), out_dir)
     if ckpt_path and ckpt_path.is_file():
         ckpt_path.unlink()  # finished: a later run with the same options starts afresh
     if checkpoint_dir and checkpoint_dir.parent == out_dir and checkpoint_dir.is_dir() and not any(

@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event, timer_messages
 
 from spaceport.cli import main
 
@@ -28,17 +28,25 @@ def test_submit_folder_then_status_follows_the_job(stack, tmp_path, capsys):
     photos.mkdir()
     for i in range(3):
         (photos / f"view_{i:03d}.jpg").write_bytes(b"\xff\xd8jpeg" + bytes([i]))
+    (photos / ".DS_Store").write_bytes(b"finder")  # hidden: not uploaded
     rc = main(["submit", str(photos), "--email", "ana@example.com", "--preset", "fast",
                "--option", "train.steps=12", "--region", REGION])
     assert rc == 0
     out = capsys.readouterr().out
-    job_id = out.split("job ")[1].split()[0]
-    head = stack.s3.head_object(Bucket=BUCKET, Key="uploads/my garden.zip")
+    assert f"uploaded s3://{BUCKET}/uploads/my garden/" in out
+    assert "starts one job from the 3 file(s)" in out and "for 180 s" in out
+    job_id = out.split("\njob ")[1].split()[0]
+    keys = [f"uploads/my garden/view_{i:03d}.jpg" for i in range(3)]
+    listed = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == keys
+    head = stack.s3.head_object(Bucket=BUCKET, Key=keys[0])
     assert head["Metadata"] == {"email": "ana@example.com", "preset": "fast",
                                 "options": json.dumps({"train": {"steps": "12"}})}
-    # The S3 trigger (start_job) derives the same job id from the upload.
-    (started_job,) = load_handler("start_job").handler(
-        s3_event(quote_plus("uploads/my garden.zip")), FakeContext())["jobs"]
+    # The trigger: each photo arms the folder's timer; the quiet folder starts the job submit named.
+    handler = load_handler("start_job").handler
+    for key in keys:
+        assert handler(s3_event(quote_plus(key)), FakeContext())["status"] == "waiting"
+    (started_job,) = handler({"Records": timer_messages()}, FakeContext())["batches"]
     assert started_job["job_id"] == job_id and started_job["status"] == "started"
 
     assert main(["status", job_id, "--region", REGION]) == 0
@@ -54,6 +62,12 @@ def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert main(["submit", str(tmp_path / "notes.txt"), "--region", REGION]) == 2
     assert "UnsupportedInput" in capsys.readouterr().err
+    (tmp_path / "IMG_0001.JPG").write_bytes(b"\xff\xd8\xff")
+    assert main(["submit", str(tmp_path / "IMG_0001.JPG"), "--region", REGION]) == 2
+    assert "Pass the folder that holds the photos" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["submit", str(tmp_path / "empty"), "--region", REGION]) == 2
+    assert "EmptyInput" in capsys.readouterr().err
     assert main(["submit", str(tmp_path / "notes.txt"), "--option", "oops", "--region", REGION]) == 2
     assert "STAGE.OPTION=VALUE" in capsys.readouterr().err
     assert main(["status", "x", "--stack", "Missing", "--region", REGION]) == 2
@@ -64,16 +78,19 @@ def test_status_links_are_fresh_presigned_urls_signed_by_the_caller(stack, capsy
     job_id = "sp-garden-0123456789abcdef"
     record = {"job_id": job_id, "status": "SUCCEEDED", "updated_at": "2026-11-23T05:00:00+00:00",
               "outputs": {"sog": f"jobs/{job_id}/compressed/scene.sog", "report": f"jobs/{job_id}/report/index.html",
-                          "ply": f"jobs/{job_id}/report/splat.ply", "model": f"jobs/{job_id}/train/model.tar.gz"},
-              "retries": [{"stage": "train", "attempt": 2, "error": "CapacityError", "reason": "No spot capacity."}]}
+                          "spz": f"jobs/{job_id}/compressed/scene.spz", "model": f"jobs/{job_id}/train/model.tar.gz"},
+              "retries": [{"stage": "train", "attempt": 2, "job_name": f"{job_id}-train-r2", "wait_s": 120,
+                           "error": "CapacityError", "reason": "No spot capacity.", "at": "2026-11-23T04:00:00+00:00"}]}
     boto3.client("dynamodb", region_name=REGION).put_item(TableName=TABLE, Item={
         "job_id": {"S": job_id}, "status": {"S": "SUCCEEDED"}, "record": {"S": json.dumps(record)}})
-    stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/train/model.tar.gz", Body=b"x")
+    for name in ("train/model.tar.gz", "compressed/scene.sog", "report/index.html"):
+        stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/{name}", Body=b"x")
     assert main(["status", job_id, "--links", "24", "--region", REGION]) == 0
     text = capsys.readouterr().out
     assert "retried train as attempt 2 after CapacityError: No spot capacity." in text
     links = dict(line[len("link "):].split(": ", 1) for line in text.splitlines() if line.startswith("link "))
-    assert set(links) == {"report", "sog", "ply"}
+    # Links only to outputs that exist (no scene.spz was written here).
+    assert set(links) == {"report", "sog", "model"}
     assert "X-Amz-Expires=86400" in links["sog"] and "scene.sog" in links["sog"]
-    assert "model.tar.gz" in links["ply"]  # no splat.ply in the report: the PLY link falls back to the model
+    assert "model.tar.gz" in links["model"]
     assert main(["status", job_id, "--links", "500", "--region", REGION]) == 2  # SigV4 allows 7 days at most
