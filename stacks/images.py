@@ -10,9 +10,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from spaceport.graph import STAGE_IMAGE
+
 #: Image name of each SageMaker stage (publish runs in the compress image).
-IMAGES = ("sfm", "train", "compress")
-STAGE_IMAGE = {"sfm": "sfm", "train": "train", "compress": "compress", "publish": "compress"}
+#: Image of each SageMaker stage (publish runs in the compress image): the stage graph's.
+IMAGES = tuple(dict.fromkeys(STAGE_IMAGE.values()))
 
 
 class Images(Construct):

@@ -99,15 +99,15 @@ def test_table_and_goals():
 def test_runner_writes_rows_and_table_as_it_goes(scene, tmp_path):
     """Two runs, each in its own process, on CPU at toy size; results.json and gpu.md hold both rows."""
     out = tmp_path / "out"
-    bench.main(["--scene", str(scene), "--model-dir", "gt/sparse/0", "--steps", "15", "--downscale", "2",
+    bench.main(["--scene", str(scene), "--model-dir", "gt/sparse/0", "--steps", "5", "--downscale", "4",
                 "--device", "cpu", "--runs", "reference,default", "--out", str(out), "--work", str(tmp_path / "w"),
                 "--capture", "demo"])
     rows = json.loads((out / "results.json").read_text())
     assert set(rows) == {"reference", "default"} and sorted(p.name for p in out.iterdir()) == ["gpu.md", "results.json"]
     for r in rows.values():
-        assert r["steps"] == 15 and r["device"] == "cpu" and math.isfinite(r["test_psnr"]) and r["env"]["gsplat"]
+        assert r["steps"] == 5 and r["device"] == "cpu" and math.isfinite(r["test_psnr"]) and r["env"]["gsplat"]
     md = (out / "gpu.md").read_text()
-    assert md.count("| 15 |") == 2 and "Device: no CUDA device" in md
+    assert md.count("| 5 |") == 2 and "Device: no CUDA device" in md
 
 
 def test_runner_skips_what_cannot_finish(scene, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 import numpy as np
@@ -99,23 +98,39 @@ def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
     assert figs["wide_planar_pairs"] == pytest.approx(0.5)
 
 
-def test_report_shows_the_verdict(tmp_path):
+def _sfm_json(folder, validation: dict, left_out: list[str]) -> None:
+    """A minimal valid sfm.json (spaceport.summaries.SfmSummary) carrying ``validation``."""
+    from spaceport.summaries import SfmSummary, write_summary
+
+    cam = {"model": "PINHOLE", "width": 640, "height": 480, "params": [500.0, 500.0, 320.0, 240.0]}
+    attempt = {"matcher": "exhaustive", "mapper": "incremental", "verified_pairs": 45, "registered": 10,
+               "map_seconds": 1.0, "validation": validation}
+    write_summary(SfmSummary.model_validate({
+        "input": "upload", "input_kind": "images", "input_images": 10, "usable_images": 10, "corrupt_images": 0,
+        "registered_images": 10 - len(left_out), "registered_fraction": 1 - len(left_out) / 10,
+        "unregistered_images": left_out, "points": 400, "mean_reprojection_error": 0.3, "mean_track_length": 10.0,
+        "matcher": "exhaustive", "mapper": "incremental", "auto": {"matcher": True, "mapper": True},
+        "fallback": False, "first_choice": {"matcher": "exhaustive", "mapper": "incremental"},
+        "attempts": [attempt], "validation": validation, "camera_before_undistortion": cam, "camera": cam,
+        "ingest": {"kind": "images", "images_dir": "images", "input_files": 10, "corrupt": 0, "skipped_other": 0,
+                   "downscaled": 0, "exif_rotated": 0, "frames_decoded": 0, "frames_blurry": 0, "sharpness": [],
+                   "usable": 10},
+        "threads": 2, "config": {}, "seconds": {"total": 1.0}, "peak_memory_mb": 1.0}), folder)
+
+
+def test_verdict_fits_sfm_json_and_the_report_shows_it(tmp_path):
     from spaceport.publish.report import StageInputs, build_report
 
     sfm = tmp_path / "sfm"
     sfm.mkdir()
-    verdict = validate.verdict(validate.figures(_model(_ring(10))))
-    (sfm / "sfm.json").write_text(json.dumps({"registered_images": 9, "usable_images": 10, "validation": verdict,
-                                              "unregistered_images": ["frame_0007.jpg"]}))
+    _sfm_json(sfm, validate.verdict(validate.figures(_model(_ring(10)))), ["frame_0007.jpg"])
     page = build_report(StageInputs(sfm=sfm), tmp_path / "report").read_text()
     assert "<p class=pass>Validation (collapse / parallax checks): passed</p>" in page
     assert "could not be placed and are not in the splat: frame_0007.jpg" in page
     assert "median_triangulation_deg" in page
-    failed = validate.verdict(validate.figures(collapse_centres(_model(_ring(10)), 0.06)))
-    (sfm / "sfm.json").write_text(json.dumps({"registered_images": 10, "validation": failed}))
+    _sfm_json(sfm, validate.verdict(validate.figures(collapse_centres(_model(_ring(10)), 0.06))), [])
     page = build_report(StageInputs(sfm=sfm), tmp_path / "report2").read_text()
     assert "<p class=fail>Validation (collapse / parallax checks): failed: the camera positions barely differ" in page
-
 
 def _strafe(depth_relief: float) -> colmap.Model:
     """Cameras moving sideways in a line, all looking +z at points on (or near) the plane z = 4."""
