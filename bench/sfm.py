@@ -73,7 +73,7 @@ def main() -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="spaceport-bench-sfm-"))
     desc = machine()
     inputs: dict[str, dict] = {}
-    for name in args.captures.split(","):
+    for name in filter(None, args.captures.split(",")):
         if name == "monstree-video":
             inputs[name] = {"source": CAPTURES / "monstree" / "monstree_portrait.mp4"}
         else:
