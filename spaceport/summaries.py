@@ -222,8 +222,9 @@ class CompressInput(_Model):
     format: str | None = None
     """What the input was read as (ply, spz, sog, model.tar.gz)."""
     bytes: int
-    """Size of what the stage was given (PLY or model.tar.gz)."""
-    ply_bytes: int
+    """Size of what the stage was given (PLY, SPZ, SOG or model.tar.gz)."""
+    ply_bytes: int | None = None
+    """Size of the PLY read (None when the input was another format)."""
     sh_degree: int
 
 
