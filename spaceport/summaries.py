@@ -395,8 +395,8 @@ class JobRecord(Summary):
     notify: Notification | None = None
 
     def public(self) -> dict[str, Any]:
-        """The record without personal data (what ``jobs/<id>/job.json`` holds on S3)."""
-        return self.model_dump(mode="json", exclude={"email"})
+        """The record without personal data and without unset fields (what ``job.json`` holds)."""
+        return self.model_dump(mode="json", exclude={"email"}, exclude_none=True)
 
 
 SUMMARIES: dict[str, type[Summary]] = {m.FILE: m for m in (SfmSummary, TrainMetrics, CompressSummary, JobRecord)}
