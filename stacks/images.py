@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_kms as kms
@@ -13,6 +13,8 @@ from constructs import Construct
 #: Image name of each SageMaker stage (publish runs in the compress image).
 IMAGES = ("sfm", "train", "compress")
 STAGE_IMAGE = {"sfm": "sfm", "train": "train", "compress": "compress", "publish": "compress"}
+#: Tag of the BuildKit registry cache (buildspec.yml): an unchanged gsplat layer is not recompiled.
+BUILD_CACHE_TAG = "buildcache"
 
 
 class Images(Construct):
@@ -23,20 +25,31 @@ class Images(Construct):
         super().__init__(scope, construct_id)
         self.tag = tag
         self.repositories: dict[str, ecr.Repository] = {}
+        prefix = Stack.of(self).stack_name.lower()  # ECR names are lower-case
         for name in IMAGES:
             self.repositories[name] = ecr.Repository(
                 self, f"{name.capitalize()}Repository",
-                repository_name=f"spaceport-{name}",
+                # Named after the stack: a second stack (or a redeploy after a delete) gets its own.
+                repository_name=f"{prefix}-{name}",
                 image_scan_on_push=True,
                 image_tag_mutability=ecr.TagMutability.MUTABLE,  # `latest` moves with each build
-                removal_policy=RemovalPolicy.RETAIN,
-                lifecycle_rules=[ecr.LifecycleRule(description="keep the last 20 images", max_image_count=20)],
+                # Images are rebuilt from the source by the build project: deleted with the stack.
+                removal_policy=RemovalPolicy.DESTROY,
+                empty_on_delete=True,
+                lifecycle_rules=[
+                    # The build cache (buildspec.yml) is one tag that must outlive the image count.
+                    ecr.LifecycleRule(description="keep the build cache", tag_prefix_list=[BUILD_CACHE_TAG],
+                                      max_image_count=1, rule_priority=1),
+                    ecr.LifecycleRule(description="keep the last 20 images", max_image_count=20, rule_priority=2),
+                ],
             )
         if github_owner and github_repo:
             source = codebuild.Source.git_hub(owner=github_owner, repo=github_repo, webhook=False)
         else:
             source = codebuild.Source.s3(bucket=source_bucket, path="source/spaceport.zip")
-        key = kms.Key(self, "BuildKey", enable_key_rotation=True, description="Spaceport image build artifacts")
+        # Encrypts build artifacts only (no user data): deleted with the stack, after KMS's 7-day wait.
+        key = kms.Key(self, "BuildKey", enable_key_rotation=True, description="Spaceport image build artifacts",
+                      removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7))
         self.project = codebuild.Project(
             self, "Build",
             description="Build, smoke-test and push the Spaceport stage images (buildspec.yml)",

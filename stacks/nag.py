@@ -56,6 +56,10 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
              "CDK's KMS grant for the build/topic keys; limited to that one key.") for a in KMS_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
              "grant_invoke covers the function's versions and aliases (ARN:*), nothing else.") for fn in functions]
+    if stack.notifications.sender_email:
+        out.append((f"AwsSolutions-IAM5[Resource::{partition_acct.format(svc='ses')}:identity/*]",
+                    "SES authorizes the recipient's identity too (each uploader's, in the sandbox); the "
+                    "ses:FromAddress condition keeps the sender to the one configured address."))
     build = _ref(stack, stack.images.project, "Ref").removesuffix(".Ref>") + ">"
     out += [
         (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/{build}:*]",

@@ -6,12 +6,14 @@ not depend on its email.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spaceport.plan import STAGES
+from spaceport.plan import JOB_KINDS, STAGES, stage_job_name
 
 _STAGE_TITLES = {"sfm": "Camera poses (SfM)", "train": "Training", "compress": "Compression",
                  "publish": "Report", "quality_gate": "Quality gate", "start": "Upload check"}
@@ -25,7 +27,30 @@ def _name(record: Mapping[str, Any]) -> str:
     return str(record.get("source_uri") or record.get("job_id", "")).rstrip("/").rsplit("/", 1)[-1]
 
 
-def compose(record: Mapping[str, Any], links: Mapping[str, str], *, expiry_s: int) -> tuple[str, str]:
+#: CloudWatch log group of each SageMaker job kind; a job's streams start with its job name.
+LOG_GROUPS = {"training": "/aws/sagemaker/TrainingJobs", "processing": "/aws/sagemaker/ProcessingJobs"}
+
+
+def stage_logs(record: Mapping[str, Any], region: str | None) -> tuple[str, str, str | None] | None:
+    """``(log group, stream prefix, console URL)`` of the failed stage's SageMaker job, or None when
+    the failure was not in a SageMaker stage. The job name is the stage's last attempt's."""
+    stage = record.get("stage")
+    if stage not in JOB_KINDS or not record.get("job_id"):
+        return None
+    attempts = [r for r in record.get("retries") or [] if r.get("stage") == stage]
+    job_name = attempts[-1]["job_name"] if attempts else stage_job_name(record["job_id"], stage)
+    group = LOG_GROUPS[JOB_KINDS[stage]]
+    url = None
+    if region:
+        # The console's log-events URL escapes '/' as $252F and '?'/'=' as $253F/$253D.
+        esc = group.replace("/", "$252F")
+        url = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+               f"log-group/{esc}/log-events$3FlogStreamNameFilter$3D{quote(job_name)}")
+    return group, job_name, url
+
+
+def compose(record: Mapping[str, Any], links: Mapping[str, str], *, expiry_s: int,
+            region: str | None = None) -> tuple[str, str]:
     """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED)."""
     name, job_id = _name(record), record.get("job_id", "")
     if record.get("status") == "SUCCEEDED":
@@ -59,15 +84,26 @@ def compose(record: Mapping[str, Any], links: Mapping[str, str], *, expiry_s: in
                   f"job id. Job id: {job_id}"]
         return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
     stage = _STAGE_TITLES.get(record.get("stage", ""), record.get("stage", "a stage"))
+    error = record.get("error") or "StageFailed"
+    reason = record.get("reason") or record.get("cause") or "unknown"
+    logs = stage_logs(record, region)
+    if error == "StageFailed":
+        # No typed error: the stage crashed before writing its failure file (a segfault, the
+        # instance killed it, an import error). Say so, quote what SageMaker said, point at the logs.
+        reason = f"The {stage} stage stopped without saying why (SageMaker reported: {reason.rstrip('.')})."
     lines = [
         f"Spaceport could not turn {name} into a splat.",
         "",
         f"Where: {stage}",
-        f"What went wrong: {record.get('reason') or record.get('cause') or 'unknown'}",
+        f"What went wrong: {reason}",
         f"What to do: {record.get('fix') or 'Check the job logs, or try again.'}",
         "",
-        f"Error: {record.get('error', 'StageFailed')}. Job id: {job_id}",
+        f"Error: {error}. Job id: {job_id}",
     ]
+    if logs:
+        group, job_name, url = logs
+        lines.append(f"Logs: CloudWatch log group {group}, log streams starting with {job_name}"
+                     + (f": {url}" if url else ""))
     return f"Spaceport could not process {name}"[:100], "\n".join(lines)
 
 
@@ -100,7 +136,7 @@ def send(record: Mapping[str, Any], *, settings: Any, s3: Any, ses: Any, sns: An
         return {"sent": False, "channel": None, "skipped": "no address"}
     links = presigned_links(record, s3=s3, bucket=settings.bucket, expiry_s=settings.link_expiry_s) \
         if record.get("status") == "SUCCEEDED" else {}
-    subject, body = compose(record, links, expiry_s=settings.link_expiry_s)
+    subject, body = compose(record, links, expiry_s=settings.link_expiry_s, region=os.environ.get("AWS_REGION"))
     try:
         if settings.sender:
             ses.send_email(
