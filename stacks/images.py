@@ -5,6 +5,7 @@ from __future__ import annotations
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_codebuild as codebuild
 from aws_cdk import aws_ecr as ecr
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -65,6 +66,7 @@ class Images(Construct):
                 **{f"{n.upper()}_REPOSITORY_URI": codebuild.BuildEnvironmentVariable(
                     value=r.repository_uri) for n, r in self.repositories.items()},
                 "IMAGE_TAG": codebuild.BuildEnvironmentVariable(value=tag),
+                "BUILD_CACHE_TAG": codebuild.BuildEnvironmentVariable(value=BUILD_CACHE_TAG),
             },
             timeout=Duration.hours(3),
             logging=codebuild.LoggingOptions(cloud_watch=codebuild.CloudWatchLoggingOptions(
@@ -73,6 +75,9 @@ class Images(Construct):
         )
         for repo in self.repositories.values():
             repo.grant_pull_push(self.project)
+        # Authenticated ECR Public pulls of the base images (these two actions take no resource).
+        self.project.add_to_role_policy(iam.PolicyStatement(
+            actions=["ecr-public:GetAuthorizationToken", "sts:GetServiceBearerToken"], resources=["*"]))
 
     def image_uri(self, stage: str) -> str:
         return self.repositories[STAGE_IMAGE[stage]].repository_uri_for_tag(self.tag)

@@ -35,7 +35,8 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
          "Python 3.11 is the project's runtime (pyproject, venv) and the Powertools layer parameter; they move together."),
         ("AwsSolutions-IAM5[Resource::*]",
          "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
-         "ecr:GetAuthorizationToken, and cloudwatch:PutMetricData limited by a namespace condition."),
+         "ecr:GetAuthorizationToken, ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken "
+         "(ECR Public login for base images), and cloudwatch:PutMetricData limited by a namespace condition."),
         (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
          "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
         (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
