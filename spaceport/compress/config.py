@@ -10,7 +10,7 @@ from spaceport.errors import ConfigInvalid
 
 @dataclass(frozen=True)
 class CompressConfig:
-    """How `spaceport compress` turns a splat.ply into scene.sog / sog/ / scene.spz."""
+    """How `spaceport compress` turns a splat (PLY, SPZ, SOG or model.tar.gz) into scene.sog / sog/ / scene.spz."""
 
     sh_degree: int = 3
     """Highest spherical-harmonics degree kept (0-3); bands above it are dropped before encoding."""
@@ -20,7 +20,11 @@ class CompressConfig:
     dropped first (3 -> 0), then the least visible Gaussians (opacity x area), until it fits."""
 
     write_spz: bool = True
-    """Also write scene.spz (Niantic SPZ v3) from the same cleaned splat."""
+    """Also write scene.spz (Niantic SPZ) from the same cleaned splat."""
+
+    spz_version: int = 4
+    """SPZ version of scene.spz: 4 (ZSTD streams, Niantic's current format and splat-transform's
+    default) or 3 (one gzip stream, for readers that predate v4)."""
 
     sh_palette: str = "auto"
     """Entries of the SOG spherical-harmonics palette (k-means centroids). "splat-transform" uses its
@@ -59,6 +63,12 @@ class CompressConfig:
     quality_resolution: int = 320
     """Longest side in pixels of the quality renders (cameras are scaled down to it)."""
 
+    quality_seconds: float = 20.0
+    """Time budget of the quality measurement, seconds: views are measured in order while their
+    measured cost fits; the first always is, cropped to a centred window when its renders would
+    overrun (compress.json records views, crop and seconds). A CPU render of a 500k-Gaussian
+    splat takes ~8-40 s on 2 shared cores, almost independent of resolution (bench/results)."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the k-means runs: auto picks CUDA when torch sees a GPU, else all CPU cores."""
 
@@ -68,6 +78,8 @@ class CompressConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.sh_degree <= 3:
             raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
+        if self.spz_version not in (3, 4):
+            raise ConfigInvalid(f"spz_version={self.spz_version} must be 3 or 4")
         if self.size_budget_mb is not None and self.size_budget_mb <= 0:
             raise ConfigInvalid(f"size_budget_mb={self.size_budget_mb} must be positive")
         if self.sh_palette not in ("auto", "splat-transform") and not (
@@ -81,6 +93,8 @@ class CompressConfig:
             raise ConfigInvalid(f"webp_method={self.webp_method} must be in 0..6")
         if self.max_gaussians < 1:
             raise ConfigInvalid("max_gaussians must be at least 1")
+        if not self.quality_seconds > 0:
+            raise ConfigInvalid(f"quality_seconds={self.quality_seconds} must be positive")
         if self.quality_views < 1 or self.quality_resolution < 16:
             raise ConfigInvalid("quality_views must be >= 1 and quality_resolution >= 16")
 

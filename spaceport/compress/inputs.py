@@ -1,7 +1,10 @@
 """Finding, unpacking, reading and cleaning the compression stage's input.
 
-The input is the training stage's ``splat.ply`` (with ``cameras.json`` beside it) or its
-``model.tar.gz``, or a folder holding either (the SageMaker Processing input). Archives are
+The input is any splat: a 3DGS ``.ply``, an ``.spz`` (v1-v4), a ``.sog`` (bundle, folder or its
+``meta.json``) or the training stage's ``model.tar.gz``, or a folder holding one (the SageMaker
+Processing input); the format is sniffed from the content, never the file name alone, and
+anything else is an :class:`UnsupportedSplat` error naming what is accepted. ``cameras.json``
+beside the splat (or in the tarball) gives the quality views. Archives are
 unpacked member by member: only regular files with relative paths inside the folder, no links,
 no devices, and a cap on the bytes written.
 
@@ -12,13 +15,16 @@ property: 248 B per SH3 Gaussian) plus one chunk, never a second full copy of th
 
 from __future__ import annotations
 
+import json
 import tarfile
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from spaceport.errors import InputInvalid, ModelInvalid, UnsafeArchive
+from spaceport.errors import InputInvalid, ModelInvalid, UnsafeArchive, UnsupportedSplat
 from spaceport.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
 
 #: Only these members are taken from a model.tar.gz.
@@ -28,37 +34,112 @@ PLY_TYPES = {"float": "f4", "float32": "f4", "double": "f8", "float64": "f8", "u
              "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4"}
 
 
+#: What `spaceport compress` takes, for the error that names anything else.
+ACCEPTED = ("a 3DGS .ply, an .spz (SPZ v1-v4), a .sog (bundle, or a folder / its meta.json) "
+            "or the training stage's model.tar.gz")
+
+
 @dataclass
 class ModelInput:
-    ply: Path
+    path: Path
+    """The splat: a PLY or SPZ file, a SOG bundle, or a SOG folder."""
+    format: str
+    """"ply", "spz" or "sog", sniffed from the content (not the file name)."""
     cameras: Path | None
     input_bytes: int
+    """Bytes of what was passed (the archive, the file, or every file of a SOG folder)."""
+
+
+def sniff(path: Path) -> str:
+    """What a file holds, from its first bytes: "ply", "spz", "sog", "sog-meta", "tar" or "unknown"."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(b"ply") and head[3:4] in (b"\n", b"\r"):
+        return "ply"
+    if head[:4] == b"NGSP":
+        return "spz"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                return "sog" if "meta.json" in zf.namelist() else "unknown"
+        except (zipfile.BadZipFile, OSError):
+            return "unknown"
+    if head[:2] == b"\x1f\x8b":
+        with open(path, "rb") as f:
+            chunk = f.read(65536)  # enough deflate input for the first 512 bytes out
+        try:
+            inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(chunk, 512)
+        except zlib.error:
+            return "unknown"
+        if inner[:4] == b"NGSP":
+            return "spz"
+        return "tar" if inner[257:262] == b"ustar" else "unknown"
+    if head[257:262] == b"ustar":
+        return "tar"
+    if head.lstrip()[:1] == b"{":
+        try:
+            meta = json.loads(path.read_bytes()) if path.stat().st_size < 1 << 24 else {}
+        except (ValueError, UnicodeDecodeError):
+            return "unknown"
+        return "sog-meta" if isinstance(meta, dict) and "means" in meta and "count" in meta else "unknown"
+    return "unknown"
 
 
 def locate(path: Path, workdir: Path, max_unpacked_bytes: int) -> ModelInput:
-    """Resolve INPUT (ply, tar.gz or a folder holding one) to a PLY path and optional cameras.json."""
+    """Resolve INPUT (a splat file, a SOG folder, a model.tar.gz or a folder holding one) by its content."""
     path = Path(path)
     if path.is_dir():
+        if (path / "meta.json").is_file():
+            return _located(path / "meta.json", "sog-meta", workdir, max_unpacked_bytes)
         for name in ("splat.ply", "model.tar.gz"):
             if (path / name).is_file():
                 return locate(path / name, workdir, max_unpacked_bytes)
-        plys = sorted(path.glob("*.ply"))
-        tars = sorted(path.glob("*.tar.gz"))
-        if len(plys) + len(tars) == 1:
-            return locate((plys + tars)[0], workdir, max_unpacked_bytes)
-        raise InputInvalid(f"{path} holds no splat.ply or model.tar.gz",
-                           "Pass the training stage's splat.ply or model.tar.gz")
+        files = [p for p in sorted(path.iterdir()) if p.is_file() and not p.name.startswith(".")]
+        kinds = [(p, sniff(p)) for p in files]
+        known = [(p, k) for p, k in kinds if k != "unknown"]
+        if len(known) == 1:
+            return _located(*known[0], workdir, max_unpacked_bytes)
+        what = "several splats: " + ", ".join(p.name for p, _ in known) if known else "no splat"
+        raise InputInvalid(f"{path} holds {what}", f"Pass one of them: {ACCEPTED}")
     if not path.is_file():
-        raise InputInvalid(f"{path} does not exist", "Pass the training stage's splat.ply or model.tar.gz")
+        raise InputInvalid(f"{path} does not exist", f"Pass {ACCEPTED}")
+    return _located(path, sniff(path), workdir, max_unpacked_bytes)
+
+
+def _located(path: Path, kind: str, workdir: Path, max_unpacked_bytes: int) -> ModelInput:
     size = path.stat().st_size
-    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if kind == "tar":
         folder = unpack_model(path, workdir / "model", max_unpacked_bytes)
         if not (folder / "splat.ply").is_file():
             raise ModelInvalid(f"{path.name} has no splat.ply", "Pass the model.tar.gz written by `spaceport train`")
         cams = folder / "cameras.json"
-        return ModelInput(folder / "splat.ply", cams if cams.is_file() else None, size)
+        return ModelInput(folder / "splat.ply", "ply", cams if cams.is_file() else None, size)
+    if kind == "sog-meta":
+        folder = path.parent
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        return ModelInput(folder, "sog", _cameras_beside(folder), size)
+    if kind in ("ply", "spz", "sog"):
+        return ModelInput(path, kind, _cameras_beside(path), size)
+    raise UnsupportedSplat(f"{path.name} is not a splat this stage can read (its content is none of: {ACCEPTED})",
+                           f"Pass {ACCEPTED}")
+
+
+def _cameras_beside(path: Path) -> Path | None:
     cams = path.parent / "cameras.json"
-    return ModelInput(path, cams if cams.is_file() else None, size)
+    return cams if cams.is_file() else None
+
+
+def read_splat(src: ModelInput, *, max_gaussians: int) -> Splat:
+    """Read the located splat into float32 arrays, refusing more than ``max_gaussians`` before allocating."""
+    if src.format == "ply":
+        return read_model(src.path, max_gaussians=max_gaussians)
+    if src.format == "spz":
+        from .spz import decode_spz
+
+        return decode_spz(src.path, max_gaussians=max_gaussians)
+    from .sog import decode_sog
+
+    return decode_sog(src.path, max_gaussians=max_gaussians)
 
 
 def unpack_model(archive: Path, dest: Path, max_bytes: int) -> Path:

@@ -112,3 +112,68 @@ def compare(reference: list[np.ndarray], splat: Splat, views: list[View]) -> dic
     value = 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
     return {"psnr": round(value, 3), "ssim": round(float(np.mean([ssim(r, ref) for r, ref in
                                                                    zip(renders, reference, strict=True)])), 4)}
+
+
+#: Smallest share of a view's pixels the budgeted measurement crops the decoded renders to.
+MIN_CROP = 1 / 16
+
+
+def crop_view(view: View, fraction: float) -> tuple[View, tuple[slice, slice]]:
+    """The centred sub-window holding ``fraction`` of the view's pixels, as a camera, and its slice of the image.
+
+    A render of the sub-window camera equals that slice of the full render (each pixel depends
+    only on the Gaussians whose footprint covers it), at the cost of the Gaussians inside it.
+    Offsets are multiples of 8 px and sides at least 16 px (SSIM's window needs 7).
+    """
+    side = math.sqrt(max(min(fraction, 1.0), 0.0))
+    w, h = max(16, round(view.width * side)), max(16, round(view.height * side))
+    w, h = min(w, view.width), min(h, view.height)
+    x0, y0 = (view.width - w) // 2 // 8 * 8, (view.height - h) // 2 // 8 * 8
+    K = view.K.copy()
+    K[0, 2] -= x0
+    K[1, 2] -= y0
+    return View(view.name, K, view.world_to_camera, w, h), (slice(y0, y0 + h), slice(x0, x0 + w))
+
+
+def measure(original: Splat, decoded: dict[str, Splat], views: list[View], budget_s: float) -> dict:
+    """PSNR/SSIM of each decoded splat's renders against the original's, within a time budget.
+
+    Views are taken in order (held-out cameras first) while the measured cost of a view (one
+    render of the original plus one per format) still fits ``budget_s``; the first is always
+    measured, and when even its renders of the decoded splats would overrun the budget they are
+    cropped to a centred sub-window of the view (down to :data:`MIN_CROP` of its pixels) and
+    compared with the same window of the original's render. What was measured (views, crop,
+    seconds) is recorded, so a partial measurement is never presented as a full one. On a GPU the
+    renders are gsplat's CUDA kernels (:func:`spaceport.train.rasterize.render_splat`).
+    """
+    import time
+
+    from spaceport.train.rasterize import render_splat
+
+    t0 = time.perf_counter()
+    errors: dict[str, list[tuple[float, float]]] = {f: [] for f in decoded}
+    crop, per_view, used = 1.0, 0.0, 0
+    for i, view in enumerate(views):
+        if i and time.perf_counter() - t0 + per_view > budget_s:
+            break
+        t = time.perf_counter()
+        ref = render_splat(original, view.K, view.world_to_camera, view.width, view.height)
+        t_ref = time.perf_counter() - t
+        per_view = t_ref * (1 + len(decoded))
+        if i == 0:
+            left = budget_s - (time.perf_counter() - t0)
+            if t_ref * len(decoded) > left:
+                crop = max(MIN_CROP, left / (t_ref * len(decoded)))
+        target, window = crop_view(view, crop) if crop < 1.0 else (view, (slice(None), slice(None)))
+        ref = ref[window]
+        for fmt, splat in decoded.items():
+            img = render_splat(splat, target.K, target.world_to_camera, target.width, target.height)
+            errors[fmt].append((float(np.mean((img.astype(np.float64) - ref) ** 2)), ssim(img, ref)))
+        used += 1
+    formats = {}
+    for fmt, pairs in errors.items():
+        mse = float(np.mean([m for m, _ in pairs]))
+        formats[fmt] = {"psnr": round(100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse), 3),
+                        "ssim": round(float(np.mean([s for _, s in pairs])), 4)}
+    return {"views": used, "views_planned": len(views), "crop": round(crop, 4), "budget_seconds": budget_s,
+            "seconds": round(time.perf_counter() - t0, 3), "formats": formats}

@@ -34,7 +34,8 @@ from spaceport import __version__
 from spaceport.errors import CompressionFailed, ModelInvalid
 from spaceport.splat import Splat
 
-from .quant import kmeans, morton_order, pick_device, quantize_1d
+from .palette import choose_palette
+from .quant import morton_order, quantize_1d
 
 SH_COEFFS = [0, 3, 8, 15]
 SQRT2 = math.sqrt(2.0)
@@ -47,85 +48,6 @@ def texture_size(n: int) -> tuple[int, int]:
     width = max(4, math.ceil(math.sqrt(n) / 4) * 4)
     height = max(4, math.ceil(n / width / 4) * 4)
     return width, height
-
-
-def palette_size(n: int) -> int:
-    """splat-transform's SH palette size for N Gaussians: min(64, 2^floor(log2(N/1024))) * 1024."""
-    return int(min(64, 2.0 ** math.floor(math.log2(max(n, 1) / 1024))) * 1024)
-
-
-#: Smallest palette the "auto" policy tries (never more than splat-transform's size).
-AUTO_PALETTE_MIN = 1024
-
-
-def sh_colour_error(rest: np.ndarray, centroids: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> float:
-    """Weighted RMS error, in 8-bit levels, of the view-dependent colour when ``rest`` -> ``centroids[labels]``.
-
-    The SH basis is orthonormal, so each basis function's square averages 1/(4 pi) over view
-    directions: a colour channel's mean squared error is the sum of its coefficients' squared
-    errors / (4 pi). ``rest`` rows hold the 3 channels' coefficients; weights are opacities.
-    """
-    err = np.zeros(len(rest))
-    for s in range(0, len(rest), 65536):
-        d = rest[s:s + 65536] - centroids[labels[s:s + 65536]]
-        err[s:s + 65536] = np.einsum("ij,ij->i", d, d, dtype=np.float64)
-    mse = float((err * weights).sum() / max(float(weights.sum()), 1e-30)) / 3 / (4 * math.pi)
-    return math.sqrt(mse) * 255
-
-
-def choose_palette(rest: np.ndarray, weights: np.ndarray, policy: int | str, max_error: float, iterations: int,
-                   device: str, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """k-means palette of the SH rows under a size policy; returns (centroids, labels, info for compress.json).
-
-    ``policy``: a number of entries, "splat-transform" (its size rule, :func:`palette_size`) or
-    "auto": the smallest power of two in [min(1024, cap), cap] (cap = splat-transform's size) whose
-    :func:`sh_colour_error` is at most ``max_error`` levels, found by testing the smallest size
-    first and then bisecting (the error falls as the palette grows); the cap is used when no
-    smaller size passes, so "auto" is never larger (or, for the SH, worse) than splat-transform.
-    """
-    n = len(rest)
-    dev = pick_device(device)
-    cap = min(palette_size(n), 65536)
-    errors: dict[int, float] = {}
-    kept: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # only the smallest passing palette so far
-
-    def run(k: int) -> float:
-        if k not in errors:
-            c, lab = kmeans(rest, k, iterations, dev, seed)
-            errors[k] = sh_colour_error(rest, c, lab, weights)
-            if policy != "auto" or errors[k] <= max_error or k == cap:
-                kept.clear()
-                kept[k] = (c, lab)
-        return errors[k]
-
-    if policy == "auto":
-        sizes = [cap]
-        while sizes[0] // 2 >= min(AUTO_PALETTE_MIN, cap):
-            sizes.insert(0, sizes[0] // 2)
-        chosen = sizes[-1]
-        if len(sizes) > 1:
-            if run(sizes[0]) <= max_error:
-                chosen = sizes[0]
-            else:
-                lo, hi = 1, len(sizes) - 1  # sizes[hi] is the fallback; sizes[0] failed
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if run(sizes[mid]) <= max_error:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                chosen = sizes[hi]
-    else:
-        chosen = cap if policy == "splat-transform" else min(int(policy), 65536)
-    if chosen not in kept:
-        kept.clear()
-        errors.pop(chosen, None)
-        run(chosen)
-    c, lab = kept[chosen]
-    info = {"policy": str(policy), "entries": int(min(chosen, n)), "colour_error_levels": round(errors[chosen], 4),
-            "max_error_levels": max_error if policy == "auto" else None,
-            "tried": {str(k): round(v, 4) for k, v in sorted(errors.items())}}
-    return c, lab, info
 
 
 def short_floats(values: np.ndarray) -> list[float]:
@@ -332,49 +254,118 @@ def first_use_order(centroids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarr
     return centroids[order], remap[labels]
 
 
-def _read_sog_files(path: Path) -> tuple[dict, dict[str, bytes]]:
+def _read_sog_files(path: Path, max_bytes: int) -> tuple[dict, dict[str, bytes]]:
+    """meta.json and the files it names, from a bundle, a folder or its meta.json; ModelInvalid on any gap."""
     path = Path(path)
     try:
         if path.is_dir() or path.name == "meta.json":
             folder = path if path.is_dir() else path.parent
-            meta = json.loads((folder / "meta.json").read_text())
+            meta = _meta(json.loads((folder / "meta.json").read_bytes()))
             names = _meta_files(meta)
-            return meta, {name: (folder / name).read_bytes() for name in names}
+            missing = [n for n in names if not (folder / n).is_file()]
+            sizes = {n: (folder / n).stat().st_size for n in names if n not in missing}
+            where = f"the folder {folder.name}"
+        else:
+            with zipfile.ZipFile(path) as zf:
+                meta = _meta(json.loads(zf.read("meta.json")))
+                names = _meta_files(meta)
+                listed = {i.filename: i.file_size for i in zf.infolist()}
+                missing = [n for n in names if n not in listed]
+                sizes = {n: listed[n] for n in names if n in listed}
+            where = f"the bundle {path.name}"
+        if missing:
+            raise ModelInvalid(f"SOG meta.json names {', '.join(missing)}, which {where} does not hold",
+                               "Copy the whole SOG (every file meta.json names), or export it again")
+        if sum(sizes.values()) > max_bytes:
+            raise ModelInvalid(f"SOG files total {sum(sizes.values())} bytes, more than {max_bytes} for "
+                               f"{meta['count']} Gaussians", "Export the SOG again")
+        if path.is_dir() or path.name == "meta.json":
+            return meta, {n: (folder / n).read_bytes() for n in names}
         with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("meta.json"))
-            names = _meta_files(meta)
-            return meta, {name: zf.read(name) for name in names}
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ModelInvalid(f"{path.name} is not a readable SOG ({exc})") from exc
+            return meta, {n: zf.read(n) for n in names}
+    except ModelInvalid:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelInvalid(f"{path.name} is not a readable SOG ({exc})", "Export the SOG again") from exc
+
+
+def _meta(meta: object) -> dict:
+    if not isinstance(meta, dict) or meta.get("version") != 2:
+        version = meta.get("version") if isinstance(meta, dict) else None
+        raise ModelInvalid(f"SOG meta version {version!r} is not supported (only version 2)",
+                           "Export the SOG with splat-transform 1.x or later")
+    try:
+        count = meta["count"]
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"count={count!r}")
+        for key in ("means", "scales", "quats", "sh0"):
+            if not isinstance(meta[key]["files"], list):
+                raise ValueError(f"{key}.files is not a list")
+        for key in ("scales", "sh0"):
+            if len(meta[key]["codebook"]) != 256:
+                raise ValueError(f"{key}.codebook has {len(meta[key]['codebook'])} entries, not 256")
+        if len(meta["means"]["mins"]) != 3 or len(meta["means"]["maxs"]) != 3:
+            raise ValueError("means.mins/maxs are not 3 numbers")
+        if "shN" in meta and (meta["shN"]["bands"] not in (1, 2, 3) or len(meta["shN"]["codebook"]) != 256):
+            raise ValueError("shN.bands or shN.codebook is malformed")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelInvalid(f"SOG meta.json is malformed ({exc})", "Export the SOG again") from exc
+    return meta
 
 
 def _meta_files(meta: dict) -> list[str]:
-    if meta.get("version") != 2:
-        raise ModelInvalid(f"SOG meta version {meta.get('version')!r} is not supported (only version 2)")
-    names = meta["means"]["files"] + meta["quats"]["files"] + meta["scales"]["files"] + meta["sh0"]["files"]
-    if "shN" in meta:
-        names += meta["shN"]["files"]
+    names = meta["means"]["files"][:2] + meta["quats"]["files"][:1] + meta["scales"]["files"][:1]
+    names += meta["sh0"]["files"][:1] + (meta["shN"]["files"][:2] if "shN" in meta else [])
+    if len(names) != (7 if "shN" in meta else 5):
+        raise ModelInvalid("SOG meta.json lists too few files", "Export the SOG again")
     for name in names:
-        if "/" in name or "\\" in name or name.startswith("."):
-            raise ModelInvalid(f"SOG meta names an unsafe file {name!r}")
+        if not isinstance(name, str) or "/" in name or "\\" in name or name.startswith("."):
+            raise ModelInvalid(f"SOG meta names an unsafe file {name!r}", "Export the SOG again")
     return names
 
 
-def decode_sog(path: Path) -> Splat:
-    """Read a bundled ``.sog``, an unbundled folder or its ``meta.json`` back into a :class:`Splat`."""
-    meta, files = _read_sog_files(path)
+#: Bytes of SOG files accepted per Gaussian (lossless WebP of 4-byte texels, 7 images, and margin).
+MAX_SOG_BYTES_PER_GAUSSIAN = 64
+
+
+def decode_sog(path: Path, *, max_gaussians: int = 10_000_000) -> Splat:
+    """Read a bundled ``.sog``, an unbundled folder or its ``meta.json`` back into a :class:`Splat`.
+
+    The count is checked against ``max_gaussians`` and the files' sizes against the count before
+    any image is decoded; a missing file, a truncated or corrupt image, an image smaller than the
+    count or palette labels beyond the palette raise :class:`ModelInvalid`.
+    """
+    meta, files = _read_sog_files(path, max_bytes=MAX_SOG_BYTES_PER_GAUSSIAN * max_gaussians + (1 << 20))
     n = int(meta["count"])
+    if n > max_gaussians:
+        raise ModelInvalid(f"the SOG has {n} Gaussians, more than the limit of {max_gaussians}",
+                           "Raise --max-gaussians on a machine with more memory, or pass a smaller splat")
+    width, height = texture_size(n)
+
+    def image(name: str) -> np.ndarray:
+        try:
+            with Image.open(io.BytesIO(files[name])) as im:
+                # Per-Gaussian images are width x height; the palette at most 64 x 15 texels x 1024 rows.
+                if im.size[0] * im.size[1] > max(4 * width * height + 4096, 64 * 15 * 1024):
+                    raise ModelInvalid(f"SOG image {name} is {im.size[0]}x{im.size[1]}, far larger than "
+                                       f"{n} Gaussians need", "Export the SOG again")
+                return np.asarray(im.convert("RGBA"))
+        except ModelInvalid:
+            raise
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise ModelInvalid(f"SOG image {name} is truncated or corrupt ({exc})", "Export the SOG again") from exc
 
     def tex(name: str) -> np.ndarray:
-        img = decode_webp(files[name]).reshape(-1, 4)
+        img = image(name).reshape(-1, 4)
         if len(img) < n:
-            raise ModelInvalid(f"SOG texture {name} is smaller than count={n}")
+            raise ModelInvalid(f"SOG texture {name} has {len(img)} texels, fewer than count={n}",
+                               "Export the SOG again; its meta.json and images disagree")
         return img[:n]
 
     lo = tex(meta["means"]["files"][0]).astype(np.uint32)
     hi = tex(meta["means"]["files"][1]).astype(np.uint32)
     q16 = (lo[:, :3] | (hi[:, :3] << 8)).astype(np.float64)
-    mins, maxs = np.array(meta["means"]["mins"]), np.array(meta["means"]["maxs"])
+    mins, maxs = np.array(meta["means"]["mins"], np.float64), np.array(meta["means"]["maxs"], np.float64)
     rng = np.where(maxs - mins != 0, maxs - mins, 1.0)
     means = inv_log_transform(mins + rng * (q16 / 65535)).astype(np.float32)
     quats = unpack_quats(tex(meta["quats"]["files"][0]))
@@ -386,18 +377,19 @@ def decode_sog(path: Path) -> Splat:
     a = np.clip(c0[:, 3] / 255.0, 1e-6, 1 - 1e-6)
     opac = np.log(a / (1 - a)).astype(np.float32)
     shn = np.zeros((n, 0, 3), np.float32)
-    if "shN" in meta and SH_COEFFS[meta["shN"]["bands"]] > 0:
+    if "shN" in meta:
         coeffs = SH_COEFFS[meta["shN"]["bands"]]
-        cen = decode_webp(files[meta["shN"]["files"][0]])
+        cen = image(meta["shN"]["files"][0])
         if cen.shape[1] != 64 * coeffs:
-            raise ModelInvalid(f"SOG shN centroids width {cen.shape[1]} != {64 * coeffs}")
+            raise ModelInvalid(f"SOG shN centroids width {cen.shape[1]} != {64 * coeffs}", "Export the SOG again")
         pal = cen.reshape(-1, coeffs, 4)[:, :, :3]  # (entries, coeffs, rgb)
         lab = tex(meta["shN"]["files"][1]).astype(np.int64)
         label = lab[:, 0] | (lab[:, 1] << 8)
+        entries = min(int(meta["shN"]["count"]), len(pal))
+        if label.size and int(label.max()) >= entries:
+            raise ModelInvalid(f"SOG shN labels reach {int(label.max())}, beyond the palette's {entries} entries",
+                               "Export the SOG again; its palette and labels disagree")
         cb = np.asarray(meta["shN"]["codebook"], np.float32)
-        valid = label < min(int(meta["shN"]["count"]), len(pal))
-        shn = cb[pal[np.where(valid, label, 0)]]  # (n, coeffs, 3)
-        shn[~valid] = 0
+        shn = cb[pal[label]]  # (n, coeffs, 3)
     return Splat(means=means, scales=scales.astype(np.float32), quats=quats, opacities=opac,
                  sh0=sh0.astype(np.float32), shN=np.ascontiguousarray(shn, dtype=np.float32))
-

@@ -15,7 +15,7 @@ from spaceport.errors import CompressionFailed
 from spaceport.splat import Splat
 
 from .config import CompressConfig
-from .inputs import clean, locate, read_model
+from .inputs import clean, locate, read_splat
 from .sog import SogImages, decode_sog, encode_sog
 from .spz import decode_spz, encode_spz
 
@@ -73,8 +73,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         max_bytes = cfg.max_gaussians * (BYTES_PER_GAUSSIAN[3] + 64)
         with progress.phase(STAGE, "read", timings):
             src = locate(Path(input_path), Path(work), max_bytes)
-            ply_bytes = src.ply.stat().st_size
-            raw = read_model(src.ply, max_gaussians=cfg.max_gaussians)
+            ply_bytes = src.path.stat().st_size if src.format == "ply" else None
+            raw = read_splat(src, max_gaussians=cfg.max_gaussians)
         input_degree = raw.sh_degree
         with progress.phase(STAGE, "clean", timings):
             cleaned, report = clean(raw, min_log_scale=cfg.min_log_scale, max_log_scale=cfg.max_log_scale)
@@ -92,10 +92,14 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
             final, images, attempts = fit_budget(target, cfg, encode)
             sog_bytes = images.write_bundle(out / "scene.sog")
             sog_dir_bytes = images.write_dir(out / "sog")
+        if images.palette and images.palette["target_met"] is False:
+            pal = images.palette
+            progress.emit(STAGE, warning="sh_palette_target_missed", target=pal["max_error_levels"],
+                          achieved=pal["colour_error_levels"], cap=pal["cap"])
         spz_bytes = None
         if cfg.write_spz:
             with progress.phase(STAGE, "encode_spz", timings):
-                data = encode_spz(final)
+                data = encode_spz(final, cfg.spz_version)
                 tmp = out / "scene.spz.tmp"
                 tmp.write_bytes(data)
                 tmp.replace(out / "scene.spz")
@@ -111,7 +115,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
     timings["total"] = round(time.perf_counter() - t0, 3)
     n = len(final)
     summary = {
-        "input": {"path": str(input_path), "bytes": src.input_bytes, "ply_bytes": ply_bytes, "sh_degree": input_degree},
+        "input": {"path": str(input_path), "format": src.format, "bytes": src.input_bytes, "ply_bytes": ply_bytes,
+                  "sh_degree": input_degree},
         "gaussians": {"input": report.input, "kept": n, "dropped_nonfinite": report.dropped_nonfinite,
                       "dropped_degenerate": report.dropped_degenerate,
                       "dropped_for_budget": report.kept - n},
@@ -147,16 +152,15 @@ def _attribute_bytes(images: SogImages) -> dict[str, int]:
 
 
 def measure_quality(original: Splat, out: Path, cameras: Path | None, cfg: CompressConfig) -> dict:
-    """PSNR/SSIM of renders of the decoded SOG/SPZ against renders of the cleaned original."""
-    from .quality import cameras_from_json, compare, orbit_cameras, render_all
+    """PSNR/SSIM of renders of the decoded SOG/SPZ against renders of the cleaned original (time-budgeted)."""
+    from .quality import cameras_from_json, measure, orbit_cameras
 
     if cameras is not None:
         views, source = cameras_from_json(cameras, cfg.quality_views, cfg.quality_resolution), "cameras.json"
     else:
         views, source = orbit_cameras(original, cfg.quality_views, cfg.quality_resolution), "orbit"
-    reference = render_all(original, views)
-    formats = {"sog": compare(reference, decode_sog(out / "scene.sog"), views)}
+    decoded = {"sog": decode_sog(out / "scene.sog")}
     if (out / "scene.spz").exists() and cfg.write_spz:
-        formats["spz"] = compare(reference, decode_spz(out / "scene.spz"), views)
-    return {"views": len(views), "camera_source": source, "resolution": [views[0].width, views[0].height],
-            "formats": formats}
+        decoded["spz"] = decode_spz(out / "scene.spz")
+    result = measure(original, decoded, views, cfg.quality_seconds)
+    return {"camera_source": source, "resolution": [views[0].width, views[0].height], **result}

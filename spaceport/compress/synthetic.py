@@ -37,3 +37,39 @@ def synthetic_splat(n: int, degree: int, seed: int = 0) -> Splat:
     shn += 0.1 * np.sin(p[:, None, :1] * np.arange(1, k + 1)[None, :, None])
     f = np.float32
     return Splat(p.astype(f), scales.astype(f), quats.astype(f), opac.astype(f), sh0.astype(f), shn.astype(f))
+
+
+def upscaled(splat: Splat, n: int, seed: int = 0) -> Splat:
+    """A real (trained) splat grown to ``n`` Gaussians, for benchmarks at a size CPU training cannot reach.
+
+    Each child copies a parent (every parent ``n // N`` or ``n // N + 1`` times), is placed at a
+    sample of the parent's Gaussian, shrinks its scales by the cube root of the split factor (the
+    children fill the parent's volume), and blends its colour, SH and opacity with those of a
+    random other Gaussian among the parent's 8 nearest (t ~ U(0, 0.5)): the children's values stay
+    on the trained splat's own distribution instead of repeating it exactly, which would make
+    the SH palette trivially small.
+    """
+    from scipy.spatial import cKDTree
+
+    rng = np.random.default_rng(seed)
+    m = len(splat)
+    parent = np.sort(np.concatenate([np.arange(m).repeat(n // m), rng.choice(m, n - (n // m) * m, replace=False)]))
+    factor = n / m
+    q = splat.quats[parent].astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    rot = np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+                    2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+                    2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], 1).reshape(-1, 3, 3)
+    local = rng.normal(size=(n, 3)) * np.exp(splat.scales[parent].astype(np.float64))
+    means = splat.means[parent] + np.einsum("nij,nj->ni", rot, local)
+    _, nbrs = cKDTree(splat.means).query(splat.means, k=min(9, m))
+    other = nbrs[parent, rng.integers(1, nbrs.shape[1], n)] if m > 1 else parent
+    t = rng.uniform(0, 0.5, n).astype(np.float32)
+
+    def blend(a: np.ndarray) -> np.ndarray:
+        tt = t.reshape((-1,) + (1,) * (a.ndim - 1))
+        return (a[parent] * (1 - tt) + a[other] * tt).astype(np.float32)
+
+    return Splat(means.astype(np.float32), (splat.scales[parent] - np.log(factor) / 3).astype(np.float32),
+                 splat.quats[parent].astype(np.float32), blend(splat.opacities), blend(splat.sh0), blend(splat.shN))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spaceport.compress import quant, sog, spz
+from spaceport.compress import palette, quant, sog, spz
 from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat
 
@@ -93,13 +93,13 @@ def test_sog_folder_and_bundle_decode_the_same(tmp_path, small_splat):
     a, b = sog.decode_sog(tmp_path / "scene.sog"), sog.decode_sog(tmp_path / "sog" / "meta.json")
     for f in ("means", "scales", "quats", "opacities", "sh0", "shN"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
-    assert images.meta["shN"]["count"] == sog.palette_size(len(small_splat)) == 1024
+    assert images.meta["shN"]["count"] == palette.palette_size(len(small_splat)) == 1024
 
 
 def test_texture_size_matches_splat_transform():
     assert sog.texture_size(1500) == (40, 40)
     assert sog.texture_size(20000) == (144, 140)
-    assert sog.palette_size(20000) == 16384 and sog.palette_size(200000) == 65536 and sog.palette_size(500) == 256
+    assert palette.palette_size(20000) == 16384 and palette.palette_size(200000) == 65536 and palette.palette_size(500) == 256
 
 
 def test_spz_round_trip_within_quantisation(sh3_splat):
@@ -187,7 +187,7 @@ def test_sh_colour_error_is_the_rms_colour_error_over_view_directions():
     a = 0.3
     rest = np.zeros((1, 9), np.float32)
     rest[0, 0] = a
-    got = sog.sh_colour_error(rest, np.zeros((1, 9), np.float32), np.zeros(1, np.int64), np.ones(1))
+    got = palette.sh_colour_error(rest, np.zeros((1, 9), np.float32), np.zeros(1, np.int64), np.ones(1))
     d = np.random.default_rng(0).normal(size=(400_000, 3))
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     mse_r = np.mean((0.4886025119029199 * d[:, 1] * a) ** 2)
@@ -196,7 +196,7 @@ def test_sh_colour_error_is_the_rms_colour_error_over_view_directions():
 
 def test_auto_palette_is_small_for_smooth_sh_and_full_for_noisy_sh():
     noisy = synthetic_splat(5000, 1, seed=9)  # its SH bands are partly i.i.d. noise
-    assert sog.palette_size(5000) == 4096
+    assert palette.palette_size(5000) == 4096
     images = sog.encode_sog(noisy, iterations=3, webp_method=0)
     assert images.palette["policy"] == "auto" and images.palette["entries"] == 4096
     assert min(images.palette["tried"].values()) > images.palette["max_error_levels"]

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaceport.compress import quant, sog, spz
-from spaceport.splat import Splat, read_ply
+from spaceport.compress import palette, quant, sog, spz
+from spaceport.compress.synthetic import synthetic_splat
+from spaceport.splat import Splat, read_ply, write_ply
 
 pytestmark = pytest.mark.node
 FIELDS = ("means", "scales", "quats", "opacities", "sh0", "shN")
@@ -65,7 +66,37 @@ def test_splat_transform_reads_a_small_auto_palette(sh3_splat, tmp_path, splat_t
     smooth = Splat(means=sh3_splat.means, scales=sh3_splat.scales, quats=sh3_splat.quats,
                    opacities=sh3_splat.opacities, sh0=sh3_splat.sh0, shN=sh3_splat.shN * 0.02)
     images = sog.encode_sog(smooth, iterations=3)
-    assert images.meta["shN"]["count"] == 1024 < sog.palette_size(len(smooth))
+    assert images.meta["shN"]["count"] == 1024 < palette.palette_size(len(smooth))
     images.write_bundle(tmp_path / "scene.sog")
     splat_transform(tmp_path / "scene.sog", tmp_path / "back.ply")
     _same(sog.decode_sog(tmp_path / "scene.sog"), read_ply(tmp_path / "back.ply"), atol=2e-5)
+
+
+@pytest.mark.parametrize("version", [3, 4])
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_spz_round_trips_with_splat_transform(version, degree, tmp_path, splat_transform):
+    """Both directions, both versions it writes, SH 0-3: it reads ours as we do; we read its within SPZ's steps."""
+    from test_spz import _within_quantisation
+
+    s = synthetic_splat(400, degree, seed=20 + degree)
+    (tmp_path / "ours.spz").write_bytes(spz.encode_spz(s, version))
+    splat_transform(tmp_path / "ours.spz", tmp_path / "ours.ply")
+    # Same values in its PLY (RDF, raw) as in ours: our v4 coordinate-system record says RDF and
+    # changes nothing for a raw reader.
+    _same(spz.decode_spz(tmp_path / "ours.spz"), read_ply(tmp_path / "ours.ply"), atol=2e-5)
+    write_ply(s, tmp_path / "in.ply")
+    splat_transform("--spz-version", str(version), tmp_path / "in.ply", tmp_path / "theirs.spz")
+    theirs, info = spz.read_spz((tmp_path / "theirs.spz").read_bytes())
+    assert (info.version, info.count, info.sh_degree, info.coordinate_system) == (version, 400, degree, None)
+    _within_quantisation(theirs, s, bits=12)  # Niantic's packer always uses 12 fractional bits
+
+
+def test_we_read_the_antialiased_flag_splat_transform_writes(tmp_path, splat_transform, small_splat):
+    """Postshot's `antialiased 1` PLY comment makes splat-transform set SPZ header flag 0x1."""
+    write_ply(small_splat, tmp_path / "plain.ply")
+    data = (tmp_path / "plain.ply").read_bytes()
+    (tmp_path / "aa.ply").write_bytes(data.replace(b"format binary_little_endian 1.0\n",
+                                                   b"format binary_little_endian 1.0\ncomment antialiased 1\n", 1))
+    splat_transform(tmp_path / "aa.ply", tmp_path / "aa.spz")
+    splat, info = spz.read_spz((tmp_path / "aa.spz").read_bytes())
+    assert info.antialiased and len(splat) == len(small_splat)

@@ -123,15 +123,15 @@ def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
     return p
 
 
-@pytest.mark.parametrize("case, needle", [
-    ("not_ply", "is not a PLY file"),
-    ("truncated", "is truncated"),
-    ("missing", "missing the 3DGS properties"),
-    ("empty", "has 0 Gaussians"),
-    ("all_nan", "none of the 3 Gaussians is usable"),
-    ("too_many", "more than the limit"),
+@pytest.mark.parametrize("case, error, needle", [
+    ("not_ply", "UnsupportedSplat", "is not a splat this stage can read"),
+    ("truncated", "ModelInvalid", "is truncated"),
+    ("missing", "ModelInvalid", "missing the 3DGS properties"),
+    ("empty", "ModelInvalid", "has 0 Gaussians"),
+    ("all_nan", "ModelInvalid", "none of the 3 Gaussians is usable"),
+    ("too_many", "ModelInvalid", "more than the limit"),
 ])
-def test_bad_inputs_get_typed_errors(tmp_path, small_ply, capsys, case, needle):
+def test_bad_inputs_get_typed_errors(tmp_path, small_ply, capsys, case, error, needle):
     args: list = []
     if case == "not_ply":
         path = _bad(tmp_path, "splat.ply", b"\x89PNG\r\n\x1a\n not a splat")
@@ -152,7 +152,7 @@ def test_bad_inputs_get_typed_errors(tmp_path, small_ply, capsys, case, needle):
         path, args = small_ply, ["--max-gaussians", "1000"]
     code, _, err = _run([path, "--out", tmp_path / "out", *FAST, *args], capsys)
     assert code == 2
-    assert "error: ModelInvalid" in err and needle in err, err
+    assert f"error: {error}" in err and needle in err, err
 
 
 def _tar_with(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
@@ -232,5 +232,5 @@ def test_sagemaker_failure_file_names_the_error(tmp_path, monkeypatch, capsys):
     (model / "splat.ply").write_bytes(b"not a ply at all")
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     code, _, err = _run(FAST, capsys)
-    assert code == 2 and "error: ModelInvalid" in err
-    assert (root / "output" / "failure").read_text().startswith("ModelInvalid: splat.ply is not a PLY file")
+    assert code == 2 and "error: UnsupportedSplat" in err
+    assert (root / "output" / "failure").read_text().startswith("UnsupportedSplat: splat.ply is not a splat")
