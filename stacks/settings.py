@@ -12,6 +12,9 @@ from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
 from spaceport.plan import JOB_KINDS, PlanSettings, StageResources
 
 STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
+#: GPU families whose architectures the train image is compiled for: A100 (p4d/p4de, sm_80), A10G
+#: (g5, sm_86), L4/L40S (g6/g6e, sm_89), H100/H200 (p5/p5e/p5en, sm_90). T4 (g4dn) and V100 (p3) are not.
+TRAIN_FAMILIES = ("ml.p4d.", "ml.p4de.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p5.", "ml.p5e.", "ml.p5en.")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,10 @@ class DeploySettings:
                 "No email would reach anyone: set context spaceport.sender_email to an SES-verified address "
                 "(`npx cdk deploy -c spaceport.sender_email=you@example.com`, docs/aws.md 'Email'), or "
                 "spaceport.notify_topic_email to an operator address that receives every job's email.")
+        train = self.instance_types.get("train", STAGE_DEFAULTS["train"].instance_type)
+        if not train.startswith(TRAIN_FAMILIES):
+            raise ValueError(f"context spaceport.instance_types.train {train!r}: the train image is compiled for "
+                             f"sm_80, sm_86, sm_89, sm_90 (containers/train/Dockerfile); use one of {TRAIN_FAMILIES}")
         if not 0 <= self.folder_quiet_s <= MAX_QUIET_S:
             raise ValueError(f"context spaceport.folder_quiet_s must be 0..{MAX_QUIET_S} (the SQS delay limit)")
         if not 1 <= self.link_expiry_hours <= 168:

@@ -208,3 +208,9 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
         QueueUrl=QUEUE_URL, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"
     assert timer_messages() == []  # not delivered before the quiet time
+
+
+def test_every_photo_type_the_bucket_batches_is_one_the_sfm_stage_reads():
+    from spaceport.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
+
+    assert set(uploads.PHOTO_SUFFIXES) <= IMAGE_EXTS and set(uploads.VIDEO_SUFFIXES) <= VIDEO_EXTS
