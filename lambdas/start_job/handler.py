@@ -278,6 +278,10 @@ def start_batch(bucket: str, batch: str, members: list[uploads.Listed], clients:
                 req: StartRequest | None = None) -> dict[str, Any]:
     """Start one job from a folder's photos (or refuse the folder, once, with the reason)."""
     cfg = clients.settings
+    if uploads.is_bare_batch(batch):
+        # Refused anyway: only the burst that armed this timer, so an earlier burst's uploader is
+        # not counted or emailed again.
+        members = uploads.latest_burst(members, cfg.quiet_s)
     source, version = uploads.batch_source_uri(bucket, batch), uploads.batch_version(members)
     photos = [m for m in members if uploads.is_photo(m.key)]
     head = _batch_heads(clients, bucket, photos + [m for m in members if m not in photos])
