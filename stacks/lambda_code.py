@@ -27,6 +27,7 @@ CORE_MODULES = (
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts
+    "spaceport/aws/intake.py",  # start_job's work
     "spaceport/aws/records.py",
     "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
