@@ -36,8 +36,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
 #: Photos the sfm stage reads from a folder (HEIC: iPhone default; decoded by the sfm stage).
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif")
 FILE_SUFFIXES = ARCHIVE_SUFFIXES + VIDEO_SUFFIXES
-#: What ``spaceport submit`` and the docs call acceptable uploads.
-UPLOAD_SUFFIXES = FILE_SUFFIXES + PHOTO_SUFFIXES
 #: Default quiet time before a folder of photos starts (seconds; SQS delays allow at most 900).
 DEFAULT_QUIET_S = 180
 MAX_QUIET_S = 900

@@ -239,3 +239,12 @@ def test_latest_burst_stops_at_the_first_quiet_gap():
         "uploads/new1.jpg", "uploads/new2.jpg", "uploads/new3.jpg"]
     assert len(uploads.latest_burst(listed, 600)) == 5
     assert uploads.latest_burst([], 180) == []
+
+
+def test_a_direct_request_for_a_folder_starts_it_now(started):
+    for i in range(2):
+        started.s3.put_object(Bucket=BUCKET, Key=f"uploads/porch/{i}.png", Body=b"\x89PNG\r\n\x1a\n" + bytes([i]))
+    out = _handler({"bucket": BUCKET, "key": "uploads/porch/", "email": "ed@example.com", "preset": "fast"})
+    assert out["status"] == "started" and out["job_id"].startswith("sp-porch-")
+    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
+    assert plan["email"] == "ed@example.com" and plan["preset"] == "fast"
