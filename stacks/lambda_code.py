@@ -22,8 +22,11 @@ CORE_MODULES = (
     "spaceport/errors.py",
     "spaceport/config.py",
     "spaceport/plan.py",
-    "spaceport/quality.py",  # the quality gate (shared with the local runner)
-    "spaceport/progress.py",  # stdlib only; spaceport.quality.parse_final_line uses it
+    "spaceport/jobid.py",  # job ids and job names (plan, records, notify)
+    "spaceport/graph.py",  # the stage graph (plan, records, notification links)
+    "spaceport/files.py",  # atomic writes, safe unpacking, input sniffing (stdlib only)
+    "spaceport/summaries.py",  # the summary and job record models (pydantic only)
+    "spaceport/gate.py",  # the quality gate (shared with the local runner)
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts

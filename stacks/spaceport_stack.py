@@ -70,6 +70,7 @@ class SpaceportStack(Stack):
             jobs.grant_read_write_data(fn)
             data.grant_put(fn, "jobs/*")
         data.grant_read(self.functions.notify, "jobs/*")  # presigned links are signed with its credentials
+        data.grant_read(self.functions.quality_gate, "jobs/*")  # metrics.json inside the model artifact
         for fn in (start_job, self.functions.notify):
             self.notifications.grant_send(fn)
 

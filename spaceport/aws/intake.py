@@ -35,26 +35,21 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from spaceport.aws import notify, records, settings, uploads
 from spaceport.aws.runtime import Clients, logger
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportError, UnsupportedInput
-from spaceport.plan import JobPlan, JobRequest, job_id_for, plan_job
+from spaceport.files import sniff
+from spaceport.plan import JobPlan, JobRequest, job_id_for, plan_job, source_version
+from spaceport.summaries import Notification
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-#: Leading bytes of each accepted type; a renamed file is rejected here, not after a SageMaker job starts.
-_VIDEO_BOXES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+#: What each accepted suffix must be by its first bytes (spaceport.files.sniff); a renamed file is
+#: rejected here, not after a SageMaker job starts.
+_SUFFIX_KIND = {"zip": "zip", "png": "image", "jpg": "image", "jpeg": "image", "mp4": "video", "mov": "video",
+                "m4v": "video"}
 
 
 def check_magic(name: str, head: bytes) -> None:
     """Raise UnsupportedInput when the first bytes contradict the file's suffix."""
     suffix = name.lower().rsplit(".", 1)[-1]
-    ok = {
-        "zip": head.startswith((b"PK\x03\x04", b"PK\x05\x06")),
-        "png": head.startswith(b"\x89PNG\r\n\x1a\n"),
-        "jpg": head.startswith(b"\xff\xd8\xff"),
-        "jpeg": head.startswith(b"\xff\xd8\xff"),
-        "mp4": head[4:8] in _VIDEO_BOXES,
-        "mov": head[4:8] in _VIDEO_BOXES,
-        "m4v": head[4:8] in _VIDEO_BOXES,
-    }.get(suffix, False)
-    if not ok:
+    if _SUFFIX_KIND.get(suffix) is None or sniff(head) != _SUFFIX_KIND[suffix]:
         raise UnsupportedInput(f"{name!r} is named .{suffix} but its content is not a {suffix.upper()} file",
                                "Upload the original file; renaming a file does not convert it")
 
@@ -169,7 +164,7 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
         plan = plan_job(request, cfg.plan())
     except SpaceportError as exc:
         email = req.email or {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}.get("email")
-        return _reject(f"s3://{req.bucket}/{req.key}", head.get("VersionId") or str(head.get("ETag", "")).strip('"'),
+        return _reject(f"s3://{req.bucket}/{req.key}", source_version(head.get("VersionId"), head.get("ETag")),
                        email, exc, clients)
     # The exact version that triggered the job, under the job's own prefix (see spaceport.plan).
     copies = [({"Bucket": req.bucket, "Key": req.key, **version}, plan.staged_upload_uri, None)] \
@@ -209,8 +204,8 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     except clients.sfn.exceptions.ExecutionAlreadyExists:
         duplicate, arn = True, None
     if created:
-        record = records.new_record(execution_input["plan"])
-        record.update(status="RUNNING", execution_arn=arn, updated_at=records.now_iso())
+        record = records.new_record(execution_input["plan"]).model_copy(
+            update={"status": "RUNNING", "execution_arn": arn, "updated_at": records.now_iso()})
         # Conditional: never overwrite a record the execution has already finalised.
         clients.store.save(record, if_status="QUEUED")
     status = "duplicate" if duplicate else "started"
@@ -224,12 +219,10 @@ def _reject(source: str, version: str, email: str | None, exc: SpaceportError, c
     record = records.new_record({"job_id": job_id, "source_uri": source,
                                  "email": email if email and EMAIL.match(email) else None},
                                 status="REJECTED")
-    record.update(stage="start", **exc.to_dict(), cause=f"{exc.reason} {exc.fix}")
-    record.pop("details", None)
+    record = record.model_copy(update={"stage": "start", "failure": exc.record("start")})
     if clients.store.create(record):
-        record["notify"] = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses,
-                                       sns=clients.sns)
-        clients.store.save(record)
+        outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)
+        clients.store.save(record.model_copy(update={"notify": Notification(**outcome)}))
     logger.warning("upload rejected", extra={"job_id": job_id, "error": exc.name, "reason": exc.reason})
     return {"status": "rejected", "job_id": job_id, "error": exc.name, "reason": exc.reason, "fix": exc.fix}
 

@@ -28,13 +28,11 @@ from spaceport.errors import (
     UnsafeArchive,
     UnsupportedInput,
 )
+from spaceport.files import sniff_file
 from spaceport.sfm.config import SfmConfig
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-#: ISO-BMFF major brands of HEIF still images (an ``ftyp`` box with another brand is a video).
-HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 #: EXIF tags kept on re-encoded images (orientation reset to 1): COLMAP groups cameras and seeds
 #: the focal length from Make, Model and FocalLength / FocalLengthIn35mmFilm (EXIF sub-IFD).
 EXIF_ORIENTATION = 0x0112
@@ -141,19 +139,8 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _sniff(path: Path) -> str:
-    """"zip", "video", "image" or "unknown" from the first bytes (and the extension for video)."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    ext = path.suffix.lower()
-    if head[:4] in ZIP_MAGIC:
-        return "zip"
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
-        return "image"
-    if ext in VIDEO_EXTS or head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
-        return "video"
-    if ext in IMAGE_EXTS or head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image"
-    return "unknown"
+    """"zip", "video", "image" or "unknown": the first bytes, else the extension (one sniffer: spaceport.files)."""
+    return sniff_file(path, IMAGE_EXTS, VIDEO_EXTS)
 
 
 def resolve(source: Path, inside_archive: bool = False) -> tuple[str, Path]:
@@ -378,7 +365,7 @@ def _rotation(frame, path: Path) -> int:
     Phones store portrait video as landscape frames plus this rotation (PyAV reads it from the
     stream's display matrix side data); players turn the frames by it and so must we.
     """
-    raw = float(getattr(frame, "rotation", 0) or 0)
+    raw = float(frame.rotation or 0)  # VideoFrame.rotation: PyAV 14 and later (the sfm extra pins it)
     turns = round(raw / 90.0)
     if abs(raw - 90.0 * turns) > 0.5:
         raise UnsupportedInput(

@@ -151,7 +151,7 @@ def test_folder_without_photos_is_refused_once_with_the_reason_and_an_email(star
     assert all(r["status"] in ("rejected", "duplicate") or r == out for r in rest)
     record = _record(out["job_id"])
     assert record["status"] == "REJECTED" and record["stage"] == "start"
-    assert record["reason"] == "The folder 'docs' holds no photos (2 other file(s))."
+    assert record["failure"]["reason"] == "The folder 'docs' holds no photos (2 other file(s))."
     assert _executions(started) == []
     (msg,) = _sent()  # the address on any object of the folder
     assert msg.destinations["ToAddresses"] == ["bo@example.com"] and "holds no photos" in msg.body
@@ -182,8 +182,8 @@ def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
     assert {o["status"] for o in outcomes} <= {"rejected", "duplicate"}
     (job_id,) = {o["job_id"] for o in outcomes}
     record = _record(job_id)
-    assert record["error"] == "UnsupportedInput"
-    assert record["reason"] == "3 photo(s) were uploaded directly under uploads/, not in a folder."
+    assert record["failure"]["error"] == "UnsupportedInput"
+    assert record["failure"]["reason"] == "3 photo(s) were uploaded directly under uploads/, not in a folder."
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["cy@example.com"]
     assert "uploads/<scene name>/" in msg.body and "Upload check" in msg.body
