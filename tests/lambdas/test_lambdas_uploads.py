@@ -248,3 +248,29 @@ def test_a_direct_request_for_a_folder_starts_it_now(started):
     assert out["status"] == "started" and out["job_id"].startswith("sp-porch-")
     plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
     assert plan["email"] == "ed@example.com" and plan["preset"] == "fast"
+
+
+def test_a_folder_job_runs_every_stage_on_its_staged_photos(machine):
+    from lambdas_support import wait_for
+
+    seen = {}
+
+    def sfm_starts(event):  # what the SfM processing job would download as its `upload` input
+        (upload,) = [i["S3Input"] for i in event["ProcessingInputs"] if i["InputName"] == "upload"]
+        listed = machine.s3.list_objects_v2(Bucket=BUCKET, Prefix=upload["S3Uri"].split("/", 3)[3])
+        seen["keys"] = sorted(o["Key"].rsplit("/", 2)[-2] + "/" + o["Key"].rsplit("/", 1)[-1]
+                              for o in listed["Contents"])
+
+    machine.fake.hooks["sfm"] = sfm_starts
+    for i in range(3):
+        machine.s3.put_object(Bucket=BUCKET, Key=f"uploads/Back Yard/IMG_{i}.HEIC", Body=b"\0\0\0\x18ftypheic" + bytes(8),
+                              Metadata={"email": "fa@example.com"})
+        _handler(s3_event(f"uploads/Back+Yard/IMG_{i}.HEIC"))
+    (job,) = _fire_timers()
+    assert job["status"] == "started"
+    desc = wait_for(machine.sfn, job["execution_arn"])
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish"]
+    assert seen["keys"] == [f"Back Yard/IMG_{i}.HEIC" for i in range(3)]
+    (msg,) = _sent()
+    assert msg.subject == "Your Spaceport splat is ready: Back Yard"
