@@ -67,7 +67,7 @@ class DeploySettings:
         if not self.sender_email and not self.notify_topic_email:
             raise ValueError(
                 "No email would reach anyone: set context spaceport.sender_email to an SES-verified address "
-                "(`npx cdk deploy -c spaceport.sender_email=you@example.com`, docs/aws.md 'Email'), or "
+                "(`npx cdk deploy -c spaceport.sender_email=you@example.com`; docs/aws.md, step 3), or "
                 "spaceport.notify_topic_email to an operator address that receives every job's email.")
         train = self.instance_types.get("train", STAGE_DEFAULTS["train"].instance_type)
         if not train.startswith(TRAIN_FAMILIES):
