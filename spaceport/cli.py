@@ -65,6 +65,8 @@ def report_error(exc: SpaceportError) -> None:
 
     click.echo(f"error: {exc.name}: {exc.reason}", err=True)
     click.echo(f"fix: {exc.fix}", err=True)
+    if exc.details.get("log"):  # a stage of `spaceport run`: where its full output is
+        click.echo(f"log: {exc.details['log']}", err=True)
     if contract.in_sagemaker():
         contract.write_failure(exc, os.environ.get("SPACEPORT_STAGE"))
 

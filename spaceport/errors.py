@@ -202,7 +202,8 @@ class QuotaExceeded(SpaceportError):
 class StageFailed(SpaceportError):
     """A stage process ended with an error that carried no typed reason (a crash, a kill)."""
 
-    default_fix = "Read the stage's log and re-run; finished stages are skipped."
+    default_fix = ("Read the stage's log (CloudWatch /aws/sagemaker/*Jobs on AWS, DIR/logs/<stage>.log for "
+                   "`spaceport run`) and try again.")
 
 
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.

@@ -11,9 +11,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-#: Image name of each SageMaker stage (publish runs in the compress image).
-IMAGES = ("sfm", "train", "compress")
-STAGE_IMAGE = {"sfm": "sfm", "train": "train", "compress": "compress", "publish": "compress"}
+from spaceport.graph import STAGE_IMAGE
+
+#: Image of each SageMaker stage (publish runs in the compress image): the stage graph's.
+IMAGES = tuple(dict.fromkeys(STAGE_IMAGE.values()))
 #: Tag of the BuildKit registry cache (buildspec.yml): an unchanged gsplat layer is not recompiled.
 BUILD_CACHE_TAG = "buildcache"
 

@@ -15,6 +15,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from spaceport.plan import CONFIG_CLASSES
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Core modules every Lambda gets (stdlib/pydantic/boto3 only; no numpy, torch or pycolmap).
 CORE_MODULES = (
@@ -38,7 +40,7 @@ CORE_MODULES = (
     "spaceport/aws/runtime.py",
 )
 #: Stage config modules (owned by the stage parts; stdlib-only by contract), bundled when present.
-STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in ("sfm", "train", "compress") for n in ("__init__.py", "config.py"))
+STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in CONFIG_CLASSES for n in ("__init__.py", "config.py"))
 
 
 def bundled_files(handler: str) -> list[str]:

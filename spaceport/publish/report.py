@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from spaceport.files import unpack_members, write_atomic
+from spaceport.graph import stage_def
 from spaceport.publish.tables import (
     CSS,
     data_uri,
@@ -41,6 +42,8 @@ from spaceport.summaries import (
     read_summary,
 )
 
+#: The Publish job's stage-output channels (the stage graph's), in StageInputs' field order.
+STAGE_FOLDERS = tuple(i.channel for i in stage_def("publish").inputs if i.form != "record")
 #: Largest number of held-out render pairs shown (the rest are counted, not shown).
 MAX_RENDERS = 6
 #: Renders are downscaled to this width (pixels) before embedding.
@@ -109,7 +112,7 @@ class StageInputs:
     def from_root(cls, root: Path) -> StageInputs:
         """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json or job/job.json)."""
         root = Path(root)
-        pick_ = [root / n if (root / n).is_dir() else None for n in ("sfm", "train", "compressed")]
+        pick_ = [root / name if (root / name).is_dir() else None for name in STAGE_FOLDERS]
         # The Publish job gets the record as input channel "job" (job/job.json); a local folder has job.json.
         job = next((p for p in (root / "job" / "job.json", root / "job.json") if p.is_file()), None)
         return cls(*pick_, job_record=job)

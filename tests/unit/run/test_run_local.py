@@ -103,11 +103,18 @@ def test_changed_output_or_options_rerun_only_what_depends_on_them(photos, calls
     assert [c["stage"] for c in _calls(calls)][8:] == ["sfm", "train", "compress"]
 
 
-def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, calls, tmp_path, monkeypatch):
+def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, calls, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     monkeypatch.setenv("FAKE_FAIL", "sfm")
-    with pytest.raises(SfmFailed, match="Only 2 of 12"):
+    with pytest.raises(SfmFailed, match="Only 2 of 12") as info:
         local.run_local(photos, out, "fast", program=FAKE_PROGRAM)
+    # The CLI prints the stage's own reason and fix from its failure record, and where its log is.
+    from spaceport.cli import report_error
+
+    report_error(info.value)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: SfmFailed: Only 2 of 12 images registered.", f"fix: {SfmFailed.default_fix}",
+        f"log: {out / 'logs' / 'sfm.log'}"]
     rec = json.loads((out / "job.json").read_text())
     assert rec["status"] == "FAILED" and rec["stage"] == "sfm"
     # The stage's failure record (failure.json) crossed the process boundary whole.
