@@ -237,8 +237,9 @@ class CompressInput(_Model):
     format: str | None = None
     """What the input was read as (ply, spz, sog, model.tar.gz)."""
     bytes: int
-    """Size of what the stage was given (PLY or model.tar.gz)."""
-    ply_bytes: int
+    """Size of what the stage was given (PLY, SPZ, SOG or model.tar.gz)."""
+    ply_bytes: int | None = None
+    """Size of the PLY read (None when the input was another format)."""
     sh_degree: int
 
 
@@ -409,8 +410,8 @@ class JobRecord(Summary):
     notify: Notification | None = None
 
     def public(self) -> dict[str, Any]:
-        """The record without personal data (what ``jobs/<id>/job.json`` holds on S3)."""
-        return self.model_dump(mode="json", exclude={"email"})
+        """The record without personal data and without unset fields (what ``job.json`` holds)."""
+        return self.model_dump(mode="json", exclude={"email"}, exclude_none=True)
 
 
 SUMMARIES: dict[str, type[Summary]] = {m.FILE: m for m in (SfmSummary, TrainMetrics, CompressSummary, JobRecord)}
