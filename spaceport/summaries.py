@@ -165,6 +165,19 @@ class IngestSummary(_Model):
     usable: int
 
 
+class CameraPrior(_Model):
+    """A camera as feature extraction made it, before SfM refined it."""
+
+    width: int
+    height: int
+    focal: float
+    """Starting focal length, pixels."""
+    from_exif: bool
+    """True: a prior from the photos' EXIF focal length; false: COLMAP's guess (1.2 x the longer side)."""
+    images: int
+    """Images sharing this camera."""
+
+
 class Upright(_Model):
     """How the model was turned so the cameras' mean up is the world's up (spaceport.upright)."""
 
@@ -208,6 +221,8 @@ class SfmSummary(Summary):
     """COLMAP camera grouping used: AUTO, SINGLE or PER_IMAGE."""
     cameras: int = 1
     """Cameras in the model (one per group of photos that share one)."""
+    camera_priors: list[CameraPrior] = Field(default_factory=list)
+    """Every camera feature extraction made (also those of images that did not register)."""
     upright: Upright | None = None
     ingest: IngestSummary
     threads: int
@@ -280,8 +295,9 @@ class CompressInput(_Model):
     format: str | None = None
     """What the input was read as (ply, spz, sog, model.tar.gz)."""
     bytes: int
-    """Size of what the stage was given (PLY or model.tar.gz)."""
-    ply_bytes: int
+    """Size of what the stage was given (PLY, SPZ, SOG or model.tar.gz)."""
+    ply_bytes: int | None = None
+    """Size of the PLY read (None when the input was another format)."""
     sh_degree: int
 
 
@@ -452,8 +468,8 @@ class JobRecord(Summary):
     notify: Notification | None = None
 
     def public(self) -> dict[str, Any]:
-        """The record without personal data (what ``jobs/<id>/job.json`` holds on S3)."""
-        return self.model_dump(mode="json", exclude={"email"})
+        """The record without personal data and without unset fields (what ``job.json`` holds)."""
+        return self.model_dump(mode="json", exclude={"email"}, exclude_none=True)
 
 
 SUMMARIES: dict[str, type[Summary]] = {m.FILE: m for m in (SfmSummary, TrainMetrics, CompressSummary, JobRecord)}

@@ -24,6 +24,7 @@ CORE_MODULES = (
     "spaceport/errors.py",
     "spaceport/config.py",
     "spaceport/plan.py",
+    "spaceport/jobid.py",  # job ids and job names (plan, records, notify)
     "spaceport/graph.py",  # the stage graph (plan, records, notification links)
     "spaceport/files.py",  # atomic writes, safe unpacking, input sniffing (stdlib only)
     "spaceport/summaries.py",  # the summary and job record models (pydantic only)
@@ -31,6 +32,7 @@ CORE_MODULES = (
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts
+    "spaceport/aws/intake.py",  # start_job's work
     "spaceport/aws/records.py",
     "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",

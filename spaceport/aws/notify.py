@@ -6,12 +6,15 @@ not depend on its email.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spaceport.graph import GRAPH, PRODUCTS, STAGES
+from spaceport.graph import GRAPH, JOB_KINDS, PRODUCTS, STAGES
+from spaceport.jobid import stage_job_name
 from spaceport.summaries import JobRecord
 
 _STAGE_TITLES = {**{s.name: s.title for s in GRAPH}, "start": "Upload check"}
@@ -27,7 +30,30 @@ def _name(record: JobRecord) -> str:
     return str(record.source_uri or record.job_id).rstrip("/").rsplit("/", 1)[-1]
 
 
-def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int) -> tuple[str, str]:
+#: CloudWatch log group of each SageMaker job kind; a job's streams start with its job name.
+LOG_GROUPS = {"training": "/aws/sagemaker/TrainingJobs", "processing": "/aws/sagemaker/ProcessingJobs"}
+
+
+def stage_logs(record: JobRecord, region: str | None) -> tuple[str, str, str | None] | None:
+    """``(log group, stream prefix, console URL)`` of the failed stage's SageMaker job, or None when
+    the failure was not in a SageMaker stage. The job name is the stage's last attempt's."""
+    stage = record.stage
+    if stage not in JOB_KINDS:
+        return None
+    attempts = [r for r in record.retries if r.stage == stage]
+    job_name = attempts[-1].job_name if attempts else stage_job_name(record.job_id, stage)
+    group = LOG_GROUPS[JOB_KINDS[stage]]
+    url = None
+    if region:
+        # The console's log-events URL escapes '/' as $252F and '?'/'=' as $253F/$253D.
+        esc = group.replace("/", "$252F")
+        url = (f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logsV2:log-groups/"
+               f"log-group/{esc}/log-events$3FlogStreamNameFilter$3D{quote(job_name)}")
+    return group, job_name, url
+
+
+def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int,
+            region: str | None = None) -> tuple[str, str]:
     """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED)."""
     name, job_id = _name(record), record.job_id
     if record.status == "SUCCEEDED":
@@ -59,15 +85,26 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int) -> tu
         return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
     stage = _STAGE_TITLES.get(record.stage or "", record.stage or "a stage")
     failure = record.failure
+    error = failure.error if failure else "StageFailed"
+    reason = failure.reason if failure else "unknown"
+    if error == "StageFailed":
+        # No typed error: the stage crashed before writing its failure file (a segfault, the
+        # instance killed it, an import error). Say so, quote what SageMaker said, point at the logs.
+        reason = f"The {stage} stage stopped without saying why (SageMaker reported: {reason.rstrip('.')})."
     lines = [
         f"Spaceport could not turn {name} into a splat.",
         "",
         f"Where: {stage}",
-        f"What went wrong: {failure.reason if failure else 'unknown'}",
+        f"What went wrong: {reason}",
         f"What to do: {failure.fix if failure else 'Check the job logs, or try again.'}",
         "",
-        f"Error: {failure.error if failure else 'StageFailed'}. Job id: {job_id}",
+        f"Error: {error}. Job id: {job_id}",
     ]
+    logs = stage_logs(record, region)
+    if logs:
+        group, job_name, url = logs
+        lines.append(f"Logs: CloudWatch log group {group}, log streams starting with {job_name}"
+                     + (f": {url}" if url else ""))
     return f"Spaceport could not process {name}"[:100], "\n".join(lines)
 
 
@@ -97,7 +134,7 @@ def send(record: JobRecord, *, settings: Any, s3: Any, ses: Any, sns: Any) -> di
         return {"sent": False, "channel": None, "skipped": "no address"}
     links = presigned_links(record, s3=s3, bucket=settings.bucket, expiry_s=settings.link_expiry_s) \
         if record.status == "SUCCEEDED" else {}
-    subject, body = compose(record, links, expiry_s=settings.link_expiry_s)
+    subject, body = compose(record, links, expiry_s=settings.link_expiry_s, region=os.environ.get("AWS_REGION"))
     try:
         if settings.sender:
             ses.send_email(

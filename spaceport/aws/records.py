@@ -21,7 +21,7 @@ from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
 from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
 from spaceport.plan import MAX_ATTEMPTS, stage_job_name
-from spaceport.summaries import JobRecord, Retry, StageRecord
+from spaceport.summaries import GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 #: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
@@ -224,6 +224,9 @@ def _key(uri: str) -> str:
 def _update(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any], at: str | None,
             **changes: Any) -> JobRecord:
     stages = _stage_table(plan, results)
+    gate = (results.get("quality_gate") or {}).get("value")  # the QualityGate Lambda's GateResult
+    if gate is not None:
+        changes["quality_gate"] = GateResult.model_validate(gate)
     return record.model_copy(update=dict(updated_at=at or now_iso(), stages=stages, cost_usd=_total_cost(stages),
                                          metrics=training_metrics(results.get("train") or {}), **changes))
 

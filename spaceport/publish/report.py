@@ -335,7 +335,9 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     if cmp is not None:
         from spaceport.publish import plots
 
-        sizes = {"PLY": cmp.input.ply_bytes / 1e6, "SOG": cmp.outputs.sog / 1e6}
+        src = ("PLY", cmp.input.ply_bytes) if cmp.input.ply_bytes is not None else (
+            (cmp.input.format or "input").upper(), cmp.input.bytes)
+        sizes = {src[0]: src[1] / 1e6, "SOG": cmp.outputs.sog / 1e6}
         if cmp.outputs.spz is not None:
             sizes["SPZ"] = cmp.outputs.spz / 1e6
         body.append(f'<figure><img alt="sizes" src="{data_uri(plots.bar_plot(sizes, "File sizes", "MB", log_y=True))}"></figure>')

@@ -7,6 +7,7 @@ import pytest
 from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
 
 from spaceport.errors import OutOfMemory, TooFewRegistered
+from spaceport.summaries import JobRecord
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -24,7 +25,8 @@ def _record(job_id):
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
     # job.json (read by the publish job, whose report is shared) carries no email address.
-    assert "email" not in mirrored and mirrored == {k: v for k, v in record.items() if k != "email"}
+    assert "email" not in mirrored
+    assert JobRecord.model_validate(mirrored) == JobRecord.model_validate(record).model_copy(update={"email": None})
     assert item["status"]["S"] == record["status"]
     return record
 
@@ -84,6 +86,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     record = _record(job_id)
     assert record["status"] == "SUCCEEDED"
     assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
+    # The gate's numbers (from metrics.json in model.tar.gz): the report's quality-gate line on AWS too.
+    assert record["quality_gate"] == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
+                                      "min_psnr": 22.0, "max_gaussians": 2000000}
     assert set(record["stages"]) == {"sfm", "train", "compress", "publish"}
     assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
