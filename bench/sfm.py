@@ -97,8 +97,9 @@ def main() -> None:
             try:
                 s = run_sfm(inp["source"], out, cfg)
             except SpaceportError as exc:
-                rows.append({"capture": name, "run": label, "error": exc.one_line()})
-                print(f"{name} {label}: {exc.one_line()}")
+                error = f"{exc.name}: {exc.reason} {exc.fix}"
+                rows.append({"capture": name, "run": label, "error": error})
+                print(f"{name} {label}: {error}")
                 continue
             seconds = time.perf_counter() - t
             outs[label] = out

@@ -56,7 +56,7 @@ def main() -> None:
         try:
             s = run_sfm(args.video, out, from_strings(SfmConfig, {"mapper": "global"}, base=base))
         except SpaceportError as exc:
-            rows.append({"run": f"global {i + 1}", "error": exc.one_line(), "seconds": time.perf_counter() - t})
+            rows.append({"run": f"global {i + 1}", "error": f"{exc.name}: {exc.reason} {exc.fix}", "seconds": time.perf_counter() - t})
             continue
         e = compare_runs(out / "sparse" / "0", ref / "sparse" / "0")
         first = s["attempts"][0]

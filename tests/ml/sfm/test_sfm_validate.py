@@ -159,7 +159,7 @@ def test_pure_rotation_is_refused_with_a_parallax_sentence(tmp_path, tree_digest
         run_sfm(upload, tmp_path / "out", SfmConfig(max_features=2048))
     assert tree_digest(upload) == before
     err = info.value
-    print(f"\n{err.one_line()}")
+    print(f"\n{err.name}: {err.reason} {err.fix}")
     assert "parallax" in err.reason or "turn" in err.reason
     assert "walk" in err.fix.lower()
     assert not (tmp_path / "out" / "sfm.json").exists()
@@ -175,7 +175,7 @@ def test_two_unrelated_scenes_name_the_groups_and_the_images_left_out(tmp_path):
     with pytest.raises(TooFewRegistered) as info:
         run_sfm(upload, tmp_path / "out", SfmConfig(max_side=512, max_features=2048))
     err = info.value
-    print(f"\n{err.one_line()}")
+    print(f"\n{err.name}: {err.reason} {err.fix}")
     assert err.details["usable"] == 19 and err.details["groups"][:2] == [11, 8]
     assert "2 unconnected groups" in err.reason and "unrelated scenes" in err.reason
     assert err.details["left_out"] == sorted(f"herzjesu-P8_{i:04d}.jpg" for i in range(8))
