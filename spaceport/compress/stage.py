@@ -133,7 +133,8 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
         "memory_bound": (f"peak ~250 MB + ~1.9 KB per SH3 Gaussian (~0.3 KB at SH0), measured 621 MB at 200k SH3 "
                          f"(bench/results/compress.md); PLYs are read 262144 rows at a time from a memory map; "
-                         f"inputs above max_gaussians={cfg.max_gaussians} are refused before any allocation"),
+                         f"inputs above max_gaussians={cfg.max_gaussians} (PLY header, SPZ header, SOG meta.json) "
+                         f"are refused before any allocation or decompression"),
         "config": to_dict(cfg),
     }
     tmp = out / "compress.json.tmp"
