@@ -7,7 +7,7 @@ scene's points, no densification so both do identical work) with
 each in its own process (so malloc settings and thread counts are clean), reporting CPU and wall
 seconds per step and the held-out PSNR after the same steps; plus projection alone (ours vs gsplat's
 batched einsums) and the 'fast' preset end to end on the demo scene (24 views 640x480).
-GPU part (only where CUDA exists): our stage against a plain gsplat loop on the same scene and steps.
+The GPU comparison (our stage against a plain gsplat loop on a real capture) is bench/gpu/run.sh.
 
     python bench/train.py [--steps 40] [--out bench/results/train.md]
 """
@@ -179,72 +179,6 @@ def fast_preset_run() -> dict:
     return {"wall_s": wall, "cpu_s": cpu, "metrics": metrics, "final_line": final}
 
 
-def gpu_part(steps: int = 7000) -> list[str]:
-    """Our stage vs a plain gsplat loop (simple_trainer's defaults) on CUDA; only where CUDA exists."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return ["GPU part not run: no CUDA device on this machine."]
-    from gsplat import rasterization
-    from gsplat.strategy import DefaultStrategy
-
-    from spaceport.train.config import config_for
-    from spaceport.train.data import load_model, load_views
-    from spaceport.train.metrics import psnr
-    from spaceport.train.trainer import init_params, make_optimizers, train
-
-    scene = scene_dir()
-    rows = []
-    torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    m = train(scene, WORK / "gpu_ours", config_for("default", {"model_dir": "gt/sparse/0", "steps": str(steps)}))
-    rows.append(("ours (spaceport train, default preset)", time.perf_counter() - t, m["test_psnr"],
-                 m["peak_cuda_memory_mb"]))
-    # plain loop: simple_trainer defaults (DefaultStrategy, L1 + 0.2 D-SSIM, SH 3), no extras
-    from spaceport.train.metrics import ssim
-
-    cfg = config_for("default", {"model_dir": "gt/sparse/0"})
-    model = load_model(scene / "gt" / "sparse" / "0")
-    views = load_views(model, scene / "images", 8, 1)
-    train_v = [v for v in views if v.split == "train"]
-    test_v = [v for v in views if v.split == "test"]
-    dev = torch.device("cuda")
-    import numpy as np
-
-    centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
-    scene_scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1)
-    params = init_params(model.points.xyz, model.points.rgb, cfg, dev)
-    opts = make_optimizers(params, cfg, scene_scale)
-    strat = DefaultStrategy()
-    state = strat.initialize_state(scene_scale=scene_scale)
-    torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-
-    def rend(v, sh):
-        vm = torch.as_tensor(v.world_to_camera, dtype=torch.float32, device=dev)[None]
-        K = torch.as_tensor(v.K, dtype=torch.float32, device=dev)[None]
-        return rasterization(params["means"], params["quats"], torch.exp(params["scales"]),
-                             torch.sigmoid(params["opacities"]), torch.cat([params["sh0"], params["shN"]], 1),
-                             vm, K, v.width, v.height, sh_degree=sh)
-
-    for s in range(steps):
-        v = train_v[s % len(train_v)]
-        img, _, info = rend(v, min(s // 1000, 3))
-        gt = torch.from_numpy(v.image).to(dev)
-        loss = 0.8 * (img[0] - gt).abs().mean() + 0.2 * (1 - ssim(img[0], gt))
-        strat.step_pre_backward(params, opts, state, s, info)
-        loss.backward()
-        for o in opts.values():
-            o.step()
-            o.zero_grad(set_to_none=True)
-        strat.step_post_backward(params, opts, state, s, info)
-    with torch.no_grad():
-        p = sum(psnr(rend(v, 3)[0][0].clamp(0, 1).cpu(), torch.from_numpy(v.image)) for v in test_v) / len(test_v)
-    rows.append(("plain gsplat loop", time.perf_counter() - t, p, torch.cuda.max_memory_allocated() / 2**20))
-    lines = [f"| {n} | {s:.1f} | {p:.2f} | {mem:.0f} |" for n, s, p, mem in rows]
-    return ["| GPU run | seconds | held-out PSNR (dB) | peak CUDA MiB |", "|---|---|---|---|", *lines]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--worker", choices=["ours", "dense"])
@@ -303,7 +237,8 @@ def main() -> None:
                   f"| {fast['wall_s']:.1f} | {fast['cpu_s']:.1f} | {m['seconds']['total']:.1f} | {m['steps']} | {m['seconds_per_step']:.3f} | "
                   f"{m['test_psnr']:.2f} | {m['test_ssim']:.3f} | {m['num_gaussians']} | {m['peak_memory_mb']:.0f} |",
                   "", f"Final line: `{fast['final_line']}`"]
-    lines += ["", "## GPU", "", *gpu_part()]
+    lines += ["", "## GPU", "", "The GPU comparison (our stage vs a plain gsplat loop, MCMC) is bench/gpu/run.sh; results in "
+              "bench/results/gpu.md."]
     lines += ["", "CPU and wall times are per step after one warm-up step; the machine is shared, so wall "
               "times include waiting for a core (CPU times do not).", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -136,6 +136,25 @@ class UnsupportedSplat(ModelInvalid):
     default_fix = "Pass a 3DGS .ply, an .spz, a .sog (or its folder) or the training stage's model.tar.gz."
 
 
+class GpuKernelFailed(SpaceportError):
+    """A CUDA kernel or call failed during training (illegal address, launch failure, ...).
+
+    ``details`` name the training step and the kernel (the gsplat operation on the stack, else the
+    loop phase). CUDA reports errors asynchronously, so the kernel is the one whose launch or sync
+    surfaced the error; ``CUDA_LAUNCH_BLOCKING=1`` pins it exactly.
+    """
+
+    default_fix = ("Retry the job once; if it fails again at the same step, rerun with CUDA_LAUNCH_BLOCKING=1 and "
+                   "report the step and kernel named here")
+
+
+class QuotaExceeded(SpaceportError):
+    """The account's SageMaker quota for the instance type is below what one job needs (0 in a new
+    account): waiting cannot help, so it is never retried."""
+
+    default_fix = "Request a SageMaker quota increase for the instance type in Service Quotas (docs/aws.md lists them)."
+
+
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.
 ERRORS: dict[str, type[SpaceportError]] = {}
 

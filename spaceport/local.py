@@ -132,6 +132,28 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def place_upload(source: Path, dest: Path) -> None:
+    """Put a single-file upload into the stage's channel folder as a real file, as SageMaker's S3
+    download does: a hard link (same file system), else a reflink clone, else a copy. Never a
+    symlink: ingest refuses links inside an upload, so a linked file would read as an empty upload.
+    The source is never opened for writing; a hard link shares its bytes but the stage only reads."""
+    import fcntl
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, dest)
+        return
+    except OSError:  # another file system, or a file this user may not link (fs.protected_hardlinks)
+        pass
+    with open(source, "rb") as src, open(dest, "wb") as out:
+        try:
+            fcntl.ioctl(out.fileno(), 0x40049409, src.fileno())  # FICLONE: share extents (btrfs, xfs)
+            return
+        except OSError:
+            pass
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
 @dataclass
 class LocalJob:
     """A plan bound to a local folder."""
@@ -292,7 +314,7 @@ class LocalRunner:
                 if self.job.source.is_dir():
                     self._link(self.job.source, local)
                 else:  # a single zip/video/image: a folder holding it, as the S3 download would be
-                    self._link(self.job.source, local / self.job.source.name)
+                    place_upload(self.job.source, local / self.job.source.name)
             else:
                 src = self.job.path_of(ch.uri)
                 if not src.exists():

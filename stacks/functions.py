@@ -6,11 +6,13 @@ from collections.abc import Mapping
 
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_events
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from spaceport.aws.settings import ENV
 from stacks.lambda_code import lambda_code
 
 #: Public SSM parameter holding the current Powertools v3 layer ARN (resolved at deploy time,
@@ -20,7 +22,7 @@ RUNTIME = lambda_.Runtime.PYTHON_3_11
 
 
 class Functions(Construct):
-    """start_job, record, quality_gate and notify: one function per state (plus the S3 trigger)."""
+    """start_job, record, quality_gate and notify: one function per state (plus the upload trigger)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, environment: Mapping[str, str],
                  log_retention: logs.RetentionDays) -> None:
@@ -35,18 +37,30 @@ class Functions(Construct):
                                            "Check held-out PSNR and Gaussian count against the targets")
         self.notify = self._function("Notify", "notify", "Email the result or the failure (never fails the job)")
 
-    def add_start_job(self, *, state_machine_arn: str) -> lambda_.Function:
+    def add_start_job(self, *, state_machine_arn: str, quiet_s: int) -> lambda_.Function:
         """start_job needs the state machine, which needs the other functions: it comes last.
 
-        S3 invokes it asynchronously (two retries); an event that still fails lands in a queue an
-        operator can replay from, and an alarm watches that queue.
+        It is invoked by the upload rule (EventBridge, asynchronously: two retries) and by the
+        folder quiet-timer queue it writes to (``quiet_s``-delayed messages; see
+        spaceport.aws.uploads). An event or timer that still fails lands in one dead-letter queue
+        an operator can replay from, and an alarm watches that queue.
         """
         self.start_job_dlq = sqs.Queue(self, "StartJobDeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,
                                        enforce_ssl=True, retention_period=Duration.days(14))
+        timeout_s = 300  # staging a 5 GB upload is a multipart server-side copy
+        self.quiet_timers = sqs.Queue(
+            self, "FolderQuietTimers", encryption=sqs.QueueEncryption.SQS_MANAGED, enforce_ssl=True,
+            # Lambda's guidance for an SQS event source: visibility >= 6x the function timeout.
+            visibility_timeout=Duration.seconds(6 * timeout_s), retention_period=Duration.days(4),
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5, queue=self.start_job_dlq))
         self.start_job = self._function("StartJob", "start_job", "Validate an upload, plan it, start its execution",
-                                        # Staging a 5 GB upload is a multipart server-side copy.
-                                        timeout_s=300, extra_env={"SPACEPORT_STATE_MACHINE_ARN": state_machine_arn},
+                                        timeout_s=timeout_s,
+                                        extra_env={ENV["state_machine_arn"]: state_machine_arn,
+                                                   ENV["quiet_queue_url"]: self.quiet_timers.queue_url,
+                                                   ENV["quiet_s"]: str(quiet_s)},
                                         dead_letter_queue=self.start_job_dlq)
+        self.quiet_timers.grant_send_messages(self.start_job)
+        self.start_job.add_event_source(lambda_events.SqsEventSource(self.quiet_timers, batch_size=10))
         return self.start_job
 
     def _function(self, construct_id: str, handler: str, description: str, *, timeout_s: int = 30,

@@ -26,7 +26,9 @@ CORE_MODULES = (
     "spaceport/progress.py",  # stdlib only; spaceport.quality.parse_final_line uses it
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
+    "spaceport/aws/uploads.py",  # what each object under uploads/ starts
     "spaceport/aws/records.py",
+    "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",

@@ -77,7 +77,9 @@ class Pipeline(Construct):
         self.state_machine.add_to_role_policy(iam.PolicyStatement(
             actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
                      "sagemaker:StopProcessingJob", "sagemaker:CreateTrainingJob",
-                     "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:AddTags"],
+                     "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", "sagemaker:AddTags",
+                     # The .sync integrations read the job's tags while they wait on it.
+                     "sagemaker:ListTags"],
             resources=[f"{account}:processing-job/{JOB_NAME_PATTERN}", f"{account}:training-job/{JOB_NAME_PATTERN}"]))
         self.state_machine.add_to_role_policy(iam.PolicyStatement(
             actions=["iam:PassRole"], resources=[sagemaker_role.role_arn],

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
 from spaceport.plan import JOB_KINDS, PlanSettings, StageResources
 
 STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
@@ -31,6 +32,9 @@ class DeploySettings:
     max_gaussians: int = 3_000_000
     default_preset: str = "default"
     max_upload_mb: int = 5120
+    """Largest upload (a zip, a video, or the photos of one folder together), in MiB."""
+    folder_quiet_s: int = DEFAULT_QUIET_S
+    """Seconds without a new object in uploads/<folder>/ before its photos start one job (<= 900)."""
     link_expiry_hours: int = 168
     """Presigned link lifetime (SigV4 caps it at 7 days = 168 h)."""
     sender_email: str = ""
@@ -53,6 +57,8 @@ class DeploySettings:
             unknown = set(getattr(self, name)) - set(JOB_KINDS)
             if unknown:
                 raise ValueError(f"context spaceport.{name}: unknown stage(s) {sorted(unknown)}")
+        if not 0 <= self.folder_quiet_s <= MAX_QUIET_S:
+            raise ValueError(f"context spaceport.folder_quiet_s must be 0..{MAX_QUIET_S} (the SQS delay limit)")
         if not 1 <= self.link_expiry_hours <= 168:
             raise ValueError("context spaceport.link_expiry_hours must be 1..168 (SigV4 limit)")
 

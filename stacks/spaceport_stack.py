@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_cdk import CfnOutput, Stack
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
-from aws_cdk import aws_s3 as s3
-from aws_cdk import aws_s3_notifications as s3n
 from constructs import Construct
 
-from spaceport.aws.settings import ENV, UPLOAD_SUFFIXES
+from spaceport.aws.settings import ENV
 from stacks.functions import Functions
 from stacks.images import Images
 from stacks.monitoring import Monitoring
@@ -57,7 +57,8 @@ class SpaceportStack(Stack):
         self.pipeline = Pipeline(self, "Pipeline", sagemaker_role=self.sagemaker.role,
                                  record=self.functions.record, quality_gate=self.functions.quality_gate,
                                  notify=self.functions.notify, log_retention=retention)
-        start_job = self.functions.add_start_job(state_machine_arn=self.pipeline.state_machine.state_machine_arn)
+        start_job = self.functions.add_start_job(state_machine_arn=self.pipeline.state_machine.state_machine_arn,
+                                                 quiet_s=settings.folder_quiet_s)
 
         # Grants: each function gets exactly the data it touches.
         data, jobs = self.storage.data, self.storage.jobs
@@ -72,10 +73,16 @@ class SpaceportStack(Stack):
         for fn in (start_job, self.functions.notify):
             self.notifications.grant_send(fn)
 
-        # The trigger: every object created under uploads/ with a supported suffix.
-        for suffix in sorted({s.lower() for s in UPLOAD_SUFFIXES}):
-            data.add_event_notification(s3.EventType.OBJECT_CREATED, s3n.LambdaDestination(start_job),
-                                        s3.NotificationKeyFilter(prefix="uploads/", suffix=suffix))
+        # The trigger: every object created under uploads/, whatever its name or letter case
+        # (S3 notification suffix filters are case-sensitive); start_job decides what it starts.
+        events.Rule(
+            self, "UploadRule", description="Objects created under uploads/ -> start_job",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"], detail_type=["Object Created"],
+                detail={"bucket": {"name": [data.bucket_name]}, "object": {"key": [{"prefix": "uploads/"}]}}),
+            targets=[targets.LambdaFunction(start_job, dead_letter_queue=self.functions.start_job_dlq,
+                                            retry_attempts=4, max_event_age=Duration.hours(6))],
+        )
 
         self.monitoring = Monitoring(
             self, "Monitoring", state_machine=self.pipeline.state_machine,
@@ -89,6 +96,7 @@ class SpaceportStack(Stack):
             "TableName": jobs.table_name,
             "StateMachineArn": self.pipeline.state_machine.state_machine_arn,
             "StartJobFunctionName": start_job.function_name,
+            "FolderQuietSeconds": str(settings.folder_quiet_s),
             "BuildProjectName": self.images.project.project_name,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
         }.items():

@@ -31,6 +31,9 @@ class Storage(Construct):
             self, "Data", **common,
             # Versioned: a re-upload to the same key is a new version, hence a new job id.
             versioned=True,
+            # Object events go to EventBridge, where the upload rule matches the uploads/ prefix in
+            # any letter case (spaceport.aws.uploads decides what each object starts).
+            event_bridge_enabled=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="data/",
             cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.GET], allowed_origins=["*"],

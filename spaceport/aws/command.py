@@ -27,7 +27,8 @@ def _session(region: str | None):
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 def submit(path: Path, email: str | None, preset: str | None, options: tuple[str, ...], stack: str,
            region: str | None) -> None:
-    """Upload photos (a zip or a folder), a video or an image to the deployed stack; prints the job id."""
+    """Upload a folder of photos, a zip of photos or a video to the deployed stack; prints the job id and
+    what the bucket will do with the upload (a folder starts once its uploads go quiet)."""
     from spaceport.aws import jobs
 
     session = _session(region)
@@ -35,6 +36,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
     out = jobs.submit(path, s3=session.client("s3"), deployment=deployment, email=email, preset=preset,
                       options=parse_stage_options(list(options), flag="--option"))
     click.echo(f"uploaded {out['uri']}")
+    click.echo(out["what"])
     click.echo(f"job {out['job_id']}")
     click.echo(f"follow it with: spaceport status {out['job_id']}" + (f" --stack {stack}" if stack != DEFAULT_STACK else ""))
 

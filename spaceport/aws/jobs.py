@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import mimetypes
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaceport.aws.settings import UPLOAD_SUFFIXES
+from spaceport.aws import uploads
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
-from spaceport.plan import job_id_for
+from spaceport.plan import JobRequest, job_id_for
 
 DEFAULT_STACK = "Spaceport"
 
@@ -26,6 +24,8 @@ class Deployment:
     bucket: str
     table: str
     state_machine_arn: str
+    quiet_s: int = uploads.DEFAULT_QUIET_S
+    """Seconds a folder of photos must stay quiet before its job starts."""
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: Mapping[str, str]) -> Deployment:
@@ -33,7 +33,8 @@ class Deployment:
         if missing:
             raise ConfigInvalid(f"Stack {stack_name} has no output(s) {', '.join(missing)}",
                                 "Deploy the Spaceport stack with `cdk deploy` (or pass --stack NAME)")
-        return cls(stack_name, outputs["BucketName"], outputs["TableName"], outputs["StateMachineArn"])
+        return cls(stack_name, outputs["BucketName"], outputs["TableName"], outputs["StateMachineArn"],
+                   int(outputs.get("FolderQuietSeconds", uploads.DEFAULT_QUIET_S)))
 
 
 def find_deployment(cfn: Any, stack_name: str = DEFAULT_STACK) -> Deployment:
@@ -47,39 +48,56 @@ def find_deployment(cfn: Any, stack_name: str = DEFAULT_STACK) -> Deployment:
     return Deployment.from_outputs(stack_name, outputs)
 
 
-
-def _archive(folder: Path, workdir: Path) -> Path:
-    if not any(p.is_file() for p in folder.rglob("*")):
-        raise EmptyInput(f"{folder} holds no files")
-    return Path(shutil.make_archive(str(workdir / folder.name), "zip", root_dir=folder))
+def _photos(folder: Path) -> list[Path]:
+    """The photos in ``folder`` (any depth), hidden files and folders skipped, as the bucket sees them."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and uploads.is_photo(p.relative_to(folder).as_posix()))
 
 
 def submit(path: Path, *, s3: Any, deployment: Deployment, email: str | None = None, preset: str | None = None,
            options: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
-    """Upload ``path`` (a zip, video, image, or a folder of photos, zipped here) to ``uploads/``.
-
-    The S3 trigger starts the job; the returned job id is the one start_job derives.
+    """Upload ``path`` to ``uploads/``: a zip or a video as one object, a folder as its photos under
+    ``uploads/<folder name>/``. Returns the job id start_job derives, the URI, and what the bucket
+    will do with it (``what``), in one sentence.
     """
     if not path.exists():
-        raise InputInvalid(f"{path} does not exist", "Pass a zip, a video, an image or a folder of photos")
-    with tempfile.TemporaryDirectory() as tmp:
-        upload = _archive(path, Path(tmp)) if path.is_dir() else path
-        if not upload.name.lower().endswith(UPLOAD_SUFFIXES):
-            raise UnsupportedInput(f"{upload.name} is not a zip, a video or an image")
-        if upload.stat().st_size == 0:
-            raise EmptyInput(f"{upload} is empty")
-        key = f"uploads/{upload.name}"
-        metadata = {k: v for k, v in {"email": email or "", "preset": preset or "",
-                                      "options": json.dumps(options) if options else ""}.items() if v}
-        content_type = mimetypes.guess_type(upload.name)[0] or "application/octet-stream"
-        s3.upload_file(str(upload), deployment.bucket, key,
-                       ExtraArgs={"Metadata": metadata, "ContentType": content_type})
-    head = s3.head_object(Bucket=deployment.bucket, Key=key)
-    version = head.get("VersionId") or str(head.get("ETag", "")).strip('"')
-    if version == "null":
-        version = str(head.get("ETag", "")).strip('"')
-    job_id = job_id_for(f"s3://{deployment.bucket}/{key}", version)
-    return {"job_id": job_id, "uri": f"s3://{deployment.bucket}/{key}"}
+        raise InputInvalid(f"{path} does not exist", "Pass a zip, a video or a folder of photos")
+    metadata = {k: v for k, v in {"email": email or "", "preset": preset or "",
+                                  "options": json.dumps(options) if options else ""}.items() if v}
+    bucket = deployment.bucket
+    if path.is_dir():
+        photos = _photos(path)
+        if not photos:
+            raise EmptyInput(f"{path} holds no photos", "Pass a folder of JPEG, PNG or HEIC photos")
+        batch = f"{uploads.PREFIX}{path.name}/"
+        for photo in photos:
+            s3.upload_file(str(photo), bucket, batch + photo.relative_to(path).as_posix(),
+                           ExtraArgs={"Metadata": metadata, "ContentType": _content_type(photo)})
+        members = [uploads.Listed.from_listing(o) for page in s3.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=batch) for o in page.get("Contents", [])]
+        members = uploads.batch_members(batch, members)
+        job_id = job_id_for(uploads.batch_source_uri(bucket, batch), uploads.batch_version(members))
+        what = (f"The bucket starts one job from the {len(members)} file(s) in s3://{bucket}/{batch} once no new "
+                f"file has arrived there for {deployment.quiet_s} s.")
+        return {"job_id": job_id, "uri": f"s3://{bucket}/{batch}", "what": what}
+    decision = uploads.classify(f"{uploads.PREFIX}{path.name}")
+    if decision.kind is not uploads.Kind.FILE:
+        one_photo = path.name.lower().endswith(uploads.PHOTO_SUFFIXES)
+        raise UnsupportedInput(
+            f"{path.name} is one photo" if one_photo else f"{path.name} is not a zip, a video or a folder of photos",
+            "Pass the folder that holds the photos (or a zip of them); one photo cannot make a 3D scene"
+            if one_photo else None)
+    if path.stat().st_size == 0:
+        raise EmptyInput(f"{path} is empty")
+    key = f"{uploads.PREFIX}{path.name}"
+    s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": metadata, "ContentType": _content_type(path)})
+    head = s3.head_object(Bucket=bucket, Key=key)
+    request = JobRequest.from_s3(bucket, key, version_id=head.get("VersionId"), etag=head.get("ETag"))
+    return {"job_id": job_id_for(request.source_uri, request.source_version), "uri": request.source_uri,
+            "what": "The bucket starts one job from it now."}
+
+
+def _content_type(path: Path) -> str:
+    return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 def status(job_id: str, *, dynamodb: Any, sfn: Any, deployment: Deployment) -> dict[str, Any]:

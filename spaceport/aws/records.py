@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from spaceport.aws import quota
 from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, as_sentence, parse_failure
 from spaceport.plan import JOB_KINDS, MAX_ATTEMPTS, STAGES, stage_job_name
@@ -118,12 +119,16 @@ def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]
 def is_capacity_failure(error: Mapping[str, Any] | None) -> bool:
     """Whether a caught stage error is a SageMaker job that failed for lack of capacity.
 
-    Only job failures count (the Cause is the job's description): capacity errors at job
-    *creation* (``SageMaker.ResourceLimitExceededException``, throttling) are already retried by
-    the state's own ``Retry``. A typed Spaceport error in the job's failure text decides: bad
-    input is never retried, whatever else the text says.
+    Job failures count (the Cause is the job's description), and at job *creation* a
+    ``ResourceLimitExceeded`` whose quota other jobs hold (spaceport.aws.quota; a quota too small
+    for one job is never retried). Throttling is retried by the state's own ``Retry``. A typed
+    Spaceport error in the job's failure text decides: bad input is never retried, whatever else
+    the text says.
     """
-    _name, _text, job_texts = _failure_text(error)
+    name, text, job_texts = _failure_text(error)
+    limit = quota.parse(name, text)
+    if limit is not None:
+        return limit.transient
     for text in job_texts:
         known = _KNOWN.search(text)
         if known:
@@ -178,6 +183,10 @@ def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
     maybe behind ``AlgorithmError:``), or plain text.
     """
     name, text, _job = _failure_text(error)
+    limit = quota.parse(name, text)
+    if limit is not None and not limit.transient:
+        exc = limit.error()
+        return {"error": exc.name, "reason": exc.reason, "fix": exc.fix, "cause": f"{exc.reason} {exc.fix}"[:1024]}
     match = _KNOWN.search(text)
     if match:
         text = text[match.start():]

@@ -35,6 +35,10 @@ class Clients:
         return boto3.client("stepfunctions")
 
     @cached_property
+    def sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    @cached_property
     def ses(self) -> Any:
         return boto3.client("sesv2")
 

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
 from spaceport.plan import PlanSettings, settings_from_mapping
 
 #: Environment variable names, shared with the CDK constructs that set them.
@@ -21,10 +22,9 @@ ENV = {
     "topic_arn": "SPACEPORT_TOPIC_ARN",
     "link_expiry_s": "SPACEPORT_LINK_EXPIRY_S",
     "max_upload_bytes": "SPACEPORT_MAX_UPLOAD_BYTES",
+    "quiet_queue_url": "SPACEPORT_QUIET_QUEUE_URL",
+    "quiet_s": "SPACEPORT_QUIET_S",
 }
-
-#: Upload types the sfm stage accepts (a zip of photos, a video, or a single image).
-UPLOAD_SUFFIXES = (".zip", ".mp4", ".mov", ".m4v", ".jpg", ".jpeg", ".png")
 
 
 class RuntimeSettings(BaseModel):
@@ -42,6 +42,10 @@ class RuntimeSettings(BaseModel):
     link_expiry_s: int = 7 * 24 * 3600
     """Presigned link lifetime in seconds (SigV4 allows at most 7 days)."""
     max_upload_bytes: int = 5 * 1024**3
+    quiet_queue_url: str = ""
+    """SQS queue of folder quiet timers (start_job sends, then receives, each delayed message)."""
+    quiet_s: int = Field(default=DEFAULT_QUIET_S, ge=0, le=MAX_QUIET_S)
+    """Seconds without a new object in a folder before its photos start one job (SQS delay <= 900)."""
 
     @field_validator("plan_settings", mode="before")
     @classmethod

@@ -91,9 +91,10 @@ def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> 
 
 #: Headline numbers of each summary, by dotted key, in display order (whatever is present is shown).
 INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "ingest.downscaled",
-              "ingest.frames_decoded", "ingest.frames_blurry")
+              "ingest.exif_rotated", "ingest.video_rotation", "ingest.frames_decoded", "ingest.frames_blurry")
 SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
-            "mean_track_length", "matcher", "mapper", "fallback", "camera.model", "camera.width", "camera.height",
+            "mean_track_length", "matcher", "mapper", "fallback", "camera_mode", "cameras", "camera.model",
+            "camera.width", "camera.height",
             "peak_memory_mb")
 TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
               "device", "stopped_early", "peak_memory_mb")
@@ -281,23 +282,14 @@ def training_curve(train: Path | None, metrics: dict[str, Any] | None,
     return out
 
 
-def _pca_2d(xyz: Any) -> tuple[Any, Any]:
-    """Project points onto the two axes of largest spread (a top-down view for an orbit)."""
-    import numpy as np
-
-    xyz = np.asarray(xyz, dtype=np.float64)
-    mean = xyz.mean(0)
-    _, _, vt = np.linalg.svd(xyz - mean, full_matrices=False)
-    return mean, vt[:2]
-
-
 def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None, str]:
     """Camera-path plot from the sparse model (or cameras.json); (png, note)."""
     import numpy as np
 
     from spaceport.publish import plots
+    from spaceport.upright import ground_axes, world_up
 
-    centers = None
+    centers = rotations = None
     points = np.zeros((0, 3))
     test_mask = None
     if sfm is not None and (sfm / "sparse" / "0").is_dir():
@@ -309,6 +301,7 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
             return None, f"the sparse model could not be read ({type(exc).__name__}: {exc})"
         images = sorted(model.images.values(), key=lambda im: im.name)
         centers = np.array([im.center() for im in images]) if images else None
+        rotations = np.array([im.world_to_camera()[:3, :3] for im in images]) if images else None
         points = model.points.xyz if len(model.points) else points
     if centers is None and train is not None and (train / "cameras.json").is_file():
         cams = (_load_json(train / "cameras.json") or {}).get("cameras", [])
@@ -316,6 +309,7 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
         if cams:
             w2c = np.array([c["world_to_camera"] for c in cams], dtype=np.float64)
             centers = np.einsum("nji,nj->ni", w2c[:, :3, :3], -w2c[:, :3, 3])
+            rotations = w2c[:, :3, :3]
             test_mask = [c.get("split") == "test" for c in cams]
     if centers is None or len(centers) == 0:
         return None, "no camera poses found"
@@ -324,8 +318,9 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
         split = {c.get("name"): c.get("split") for c in cams}
         names = sorted(im.name for im in model.images.values())
         test_mask = [split.get(n) == "test" for n in names]
-    basis_src = centers if len(centers) >= 3 else np.vstack([centers, points])
-    mean, basis = _pca_2d(basis_src)
+    # Seen from above: the ground plane perpendicular to the up direction the cameras agree on.
+    basis = ground_axes(world_up(rotations))
+    mean = centers.mean(0)
     c2 = (centers - mean) @ basis.T
     if len(points) > 4000:
         points = points[np.random.default_rng(0).choice(len(points), 4000, replace=False)]
@@ -334,7 +329,7 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
     if len(p2):
         radius = np.abs(c2).max() * 1.5 + 1e-9
         p2 = p2[(np.abs(p2) <= radius).all(1)]
-    png = plots.camera_plot(c2, p2, "Camera path (top-down, principal axes)", ("axis 1", "axis 2"), test_mask)
+    png = plots.camera_plot(c2, p2, "Camera path (seen from above)", ("ground axis 1", "ground axis 2"), test_mask)
     return png, ""
 
 
@@ -456,6 +451,10 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
     body += _stage_summary(sfm_j, "sfm.json", "SfM", SFM_KEYS)
+    left_out = (sfm_j or {}).get("unregistered_images")
+    if isinstance(left_out, list) and left_out:
+        body.append(f"<p class=note>{len(left_out)} of {_fmt((sfm_j or {}).get('usable_images'))} usable images "
+                    f"could not be placed and are not in the splat: {html.escape(', '.join(map(str, left_out)))}.</p>")
     png, note = camera_path_png(inputs.sfm, train)
     if png:
         body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')

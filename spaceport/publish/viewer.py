@@ -4,7 +4,8 @@ The page loads ``scene.sog`` with the PlayCanvas engine's own SOG loader (``pc.A
 ``gsplat``; the engine unzips the bundle and decodes the WebP textures on the GPU). The engine
 build (``playcanvas.min.mjs`` from the npm package) is copied beside the page at build time, so
 viewing needs no CDN and works from any static host (the S3 report prefix, or ``spaceport view``).
-The initial camera is the first training camera, looking at the point the cameras converge on.
+The initial camera is the first training camera, with its roll, looking where it looked; dragging
+orbits about the world's up direction estimated from all cameras (:mod:`spaceport.upright`).
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ def find_engine() -> Path:
 
 
 def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
-    """Initial camera pose (position, orbit target, up) and vertical FOV from the training cameras."""
+    """Initial camera (the first training camera: its position, view direction and roll), the
+    orbit centre in front of it, the world's up (the orbit axis) and the vertical FOV."""
     import numpy as np
 
+    from spaceport.upright import world_up
+
     if not cameras:
-        return {"position": [0, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0], "fov_deg": 50, "near": 0.01, "far": 1000}
+        return {"position": [0, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0], "world_up": [0, -1, 0],
+                "fov_deg": 50, "near": 0.01, "far": 1000}
     w2c = np.array([c["world_to_camera"] for c in cameras], dtype=np.float64)
     R, t = w2c[:, :3, :3], w2c[:, :3, 3]
     centers = np.einsum("nji,nj->ni", R, -t)
@@ -59,23 +64,26 @@ def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
         P = np.eye(3) - np.outer(d, d)
         A += P
         b += P @ c
-    if len(cameras) >= 2 and np.linalg.cond(A) < 1e8:
-        target = np.linalg.solve(A, b)
-    else:
-        target = centers[0] + forward[0] * 3.0
+    converge = np.linalg.solve(A, b) if len(cameras) >= 2 and np.linalg.cond(A) < 1e8 else None
     first = next((i for i, c in enumerate(cameras) if c.get("split", "train") == "train"), 0)
     K = np.asarray(cameras[first].get("K", [[1, 0, 0], [0, 1, 0], [0, 0, 1]]), dtype=np.float64)
     h = float(cameras[first].get("height", 2 * K[1, 2] or 480))
     fov = float(np.degrees(2 * np.arctan(h / (2 * K[1, 1])))) if K[1, 1] > 0 else 50.0
-    dist = float(np.linalg.norm(centers[first] - target)) or 1.0
-    up = -R[first, 1, :]  # OpenCV y points down in the image
+    # Orbit about the point on the first camera's optical axis nearest to where the cameras look,
+    # so the first frame looks exactly where that camera looked (same view as its photo).
+    depth = float((converge - centers[first]) @ forward[first]) if converge is not None else 0.0
+    if not depth > 0:
+        spread = float(np.linalg.norm(centers - centers.mean(0), axis=1).mean())
+        depth = spread or 3.0
+    target = centers[first] + forward[first] * depth
     return {
         "position": centers[first].tolist(),
         "target": target.tolist(),
-        "up": up.tolist(),
+        "up": (-R[first, 1, :]).tolist(),  # that camera's roll: OpenCV y points down in the image
+        "world_up": world_up(R).tolist(),  # the orbit axis
         "fov_deg": round(fov, 3),
-        "near": dist * 0.01,
-        "far": dist * 100.0,
+        "near": depth * 0.01,
+        "far": depth * 100.0,
     }
 
 

@@ -19,12 +19,15 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import PIL.Image  # must load before pycolmap: see the module docstring
 import PIL.PngImagePlugin  # noqa: F401
 
 import pycolmap  # isort: skip
 
-from spaceport import progress
+from spaceport import progress, upright
+from spaceport.config import from_strings
+from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.retrieval import retrieval_pairs
 
 
@@ -36,14 +39,15 @@ def _quiet() -> None:
 
 def extract(database: Path, images: Path, names: list[str], job: dict) -> Path:
     """SIFT features of ``names`` into a new ``database``."""
-    cfg = job["config"]
+    cfg: SfmConfig = job["config"]
     reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = cfg["camera_model"]
+    reader.camera_model = cfg.camera_model
     opts = pycolmap.FeatureExtractionOptions()
     opts.num_threads = job["threads"]
-    opts.max_image_size = int(cfg["max_side"])
-    opts.sift.max_num_features = int(cfg["max_features"])
-    mode = pycolmap.CameraMode.SINGLE if cfg["single_camera"] else pycolmap.CameraMode.PER_IMAGE
+    opts.max_image_size = cfg.max_side
+    opts.sift.max_num_features = cfg.max_features
+    # AUTO, SINGLE or PER_IMAGE, decided from the upload by spaceport.sfm.ingest.camera_mode
+    mode = getattr(pycolmap.CameraMode, job["camera_mode"])
     pycolmap.extract_features(database, images, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=opts, device=pycolmap.Device.auto)
     return database
@@ -51,19 +55,19 @@ def extract(database: Path, images: Path, names: list[str], job: dict) -> Path:
 
 def match(database: Path, matcher: str, job: dict) -> int:
     """Match image pairs chosen by ``matcher`` and verify them geometrically; returns verified pairs."""
-    cfg = job["config"]
+    cfg: SfmConfig = job["config"]
     opts = pycolmap.FeatureMatchingOptions()
     opts.num_threads = job["threads"]
     if matcher == "exhaustive":
         pycolmap.match_exhaustive(database, matching_options=opts, device=pycolmap.Device.auto)
     elif matcher == "sequential":
         pairing = pycolmap.SequentialPairingOptions()
-        pairing.overlap = int(cfg["sequential_overlap"])
+        pairing.overlap = cfg.sequential_overlap
         pairing.quadratic_overlap = True
         pairing.loop_detection = False  # needs a vocabulary tree file
         pycolmap.match_sequential(database, matching_options=opts, pairing_options=pairing, device=pycolmap.Device.auto)
     elif matcher == "retrieval":
-        pairs = retrieval_pairs(database, int(cfg["retrieval_neighbors"]), seed=int(cfg["seed"]))
+        pairs = retrieval_pairs(database, cfg.retrieval_neighbors, seed=cfg.seed)
         pairs_file = database.with_suffix(".pairs.txt")
         pairs_file.write_text("".join(f"{a} {b}\n" for a, b in pairs))
         pairing = pycolmap.ImportedPairingOptions()
@@ -81,7 +85,7 @@ def match(database: Path, matcher: str, job: dict) -> int:
 def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) -> tuple[Path | None, int]:
     """Reconstruct; write the model with the most registered images to ``out/0``. Returns (model dir, registered)."""
     out.mkdir(parents=True, exist_ok=True)
-    seed = int(job["config"]["seed"])
+    seed = job["config"].seed
     if mapper == "incremental":
         opts = pycolmap.IncrementalPipelineOptions()
         opts.num_threads = job["threads"]
@@ -94,7 +98,7 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) 
         # Global positioning and bundle adjustment on a subset of tracks that still gives every
         # image this many; retriangulation afterwards brings back the rest of the points.
         mapper_opts = opts.mapper
-        mapper_opts.track_required_tracks_per_view = int(job["config"]["global_tracks_per_view"])
+        mapper_opts.track_required_tracks_per_view = job["config"].global_tracks_per_view
         opts.mapper = mapper_opts
         recs = pycolmap.global_mapping(database, images, out, options=opts)
     else:
@@ -106,6 +110,19 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: dict) 
     model.mkdir(parents=True, exist_ok=True)
     best.write(model)
     return model, int(best.num_reg_images())
+
+
+def orient(model: Path) -> dict:
+    """Turn the model in place so its cameras' mean up direction is the world's up (-Y, see
+    :mod:`spaceport.upright`): everything downstream (splat, cameras.json, viewer) is then upright.
+    Returns the up direction found and the rotation applied (new_from_old), for sfm.json."""
+    rec = pycolmap.Reconstruction(model)
+    rotations = np.stack([im.cam_from_world().rotation.matrix() for im in rec.images.values() if im.has_pose])
+    up = upright.world_up(rotations)
+    rotation = upright.rotation_to_up(up)
+    rec.transform(pycolmap.Sim3d(1.0, pycolmap.Rotation3d(rotation), np.zeros(3)))
+    rec.write(model)
+    return {"found_up": [round(float(v), 6) for v in up], "rotation": rotation.round(9).tolist()}
 
 
 def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
@@ -128,7 +145,7 @@ def undistort(model: Path, images: Path, out: Path, job: dict) -> Path:
 def run(job: dict) -> dict:
     """Extract once, then try each (matcher, mapper) in ``job["attempts"]`` until enough images register."""
     _quiet()
-    pycolmap.set_random_seed(int(job["config"]["seed"]))
+    pycolmap.set_random_seed(job["config"].seed)
     work, images, out = Path(job["work"]), Path(job["images"]), Path(job["out"])
     names = job["names"]
     timings: dict[str, float] = {}
@@ -174,6 +191,8 @@ def run(job: dict) -> dict:
                 "width": int(cam.width), "height": int(cam.height)},
         registered_names=sorted(img.name for img in rec.images.values() if img.has_pose),
     )
+    with progress.phase("sfm", "orient", timings):
+        result["upright"] = orient(best[0])
     with progress.phase("sfm", "undistort", timings):
         undistort(best[0], images, out, job)
     return result
@@ -182,6 +201,9 @@ def run(job: dict) -> dict:
 def main(job_path: str) -> int:
     job = json.loads(Path(job_path).read_text())
     try:
+        # The options cross the process boundary as strings (to_strings); rebuild the typed config
+        # once here so no phase ever tests a string like "false" for truth.
+        job["config"] = from_strings(SfmConfig, job["config"])
         result = run(job)
     except Exception as exc:  # reported to the parent, which raises SfmFailed with it
         result = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}

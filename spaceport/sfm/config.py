@@ -45,8 +45,8 @@ class SfmConfig:
     """Maximum SIFT features per image."""
     camera_model: Literal["SIMPLE_PINHOLE", "PINHOLE", "SIMPLE_RADIAL", "RADIAL", "OPENCV"] = "SIMPLE_RADIAL"
     """COLMAP camera model estimated before undistortion (the output is always PINHOLE)."""
-    single_camera: bool = True
-    """Whether all images share one camera (true for a video or one phone); false gives each image its own."""
+    single_camera: Literal["auto"] | bool = "auto"
+    """Camera grouping: auto shares one camera among images with the same size and EXIF make/model/focal (COLMAP's AUTO mode; a video is one camera); true forces one camera for all; false gives each image its own."""
     num_threads: int = 0
     """CPU threads for pycolmap; 0 means all cores this process may use."""
     seed: int = 0

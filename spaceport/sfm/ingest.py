@@ -30,9 +30,15 @@ from spaceport.errors import (
 )
 from spaceport.sfm.config import SfmConfig
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+#: ISO-BMFF major brands of HEIF still images (an ``ftyp`` box with another brand is a video).
+HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
+#: EXIF tags kept on re-encoded images (orientation reset to 1): COLMAP groups cameras and seeds
+#: the focal length from Make, Model and FocalLength / FocalLengthIn35mmFilm (EXIF sub-IFD).
+EXIF_ORIENTATION = 0x0112
+EXIF_IFD = 0x8769
 #: Largest image Pillow may decode (pixels); its default (~179 MP) would refuse big panoramas.
 MAX_IMAGE_PIXELS = 400_000_000
 #: Sharpness is measured at this longer side so the threshold does not depend on resolution.
@@ -52,8 +58,11 @@ class Ingested:
     skipped_other: int = 0  # files that are neither images nor videos, ignored
     downscaled: int = 0
     exif_rotated: int = 0
+    exif_cameras: int = 0  # images whose EXIF names the camera (make, model and a focal length)
+    sizes: int = 0  # distinct pixel sizes (width x height) among the usable images
     frames_decoded: int = 0
     frames_blurry: int = 0  # sampling windows with no sharp frame
+    video_rotation: int = 0  # display rotation applied to the frames (degrees counter-clockwise)
     sharpness: list[float] = field(default_factory=list)  # of the kept video frames
 
     @property
@@ -76,15 +85,17 @@ def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
     images_dir.mkdir(parents=True, exist_ok=True)
     kind, target = resolve(source)
     if kind == "zip":
-        extracted = safe_extract(target, work / "unzipped", config)
+        extracted, left_out = safe_extract(target, work / "unzipped", config)
         inner_kind, inner = resolve(extracted, inside_archive=True)
         if inner_kind == "zip":  # a zip inside a zip: one level, sharing the same caps
-            extracted = safe_extract(inner, work / "unzipped2", config)
+            extracted, more = safe_extract(inner, work / "unzipped2", config)
+            left_out += more
             inner_kind, inner = resolve(extracted, inside_archive=True)
         if inner_kind == "zip":
             raise UnsupportedInput("The zip holds zips nested more than one level deep", "Upload one zip of images")
         result = _from_video(inner, images_dir, config) if inner_kind == "video" else _from_images(inner, images_dir, config)
         result.kind = "zip"
+        result.skipped_other += left_out
     elif kind == "video":
         result = _from_video(target, images_dir, config)
     else:
@@ -96,6 +107,23 @@ def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
             usable=result.usable, corrupt=result.corrupt, minimum=config.min_images,
         )
     return result
+
+
+def camera_mode(ing: Ingested, config: SfmConfig) -> str:
+    """The COLMAP camera mode (AUTO, SINGLE, PER_IMAGE) for ``config.single_camera`` on this upload.
+
+    ``auto``: a video's frames are one camera; photos go to COLMAP's AUTO grouping (same EXIF make,
+    model, focal and pixel size share a camera, with the EXIF focal length as the prior), except when
+    no photo names its camera and all have one size (exported frames, renders): AUTO would then give
+    every image its own camera, so they share one.
+    """
+    if config.single_camera is True:
+        return "SINGLE"
+    if config.single_camera is False:
+        return "PER_IMAGE"
+    if ing.kind == "video" or (ing.exif_cameras == 0 and ing.sizes <= 1):
+        return "SINGLE"
+    return "AUTO"
 
 
 # ---------------------------------------------------------------- what is it?
@@ -119,6 +147,8 @@ def _sniff(path: Path) -> str:
     ext = path.suffix.lower()
     if head[:4] in ZIP_MAGIC:
         return "zip"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
+        return "image"
     if ext in VIDEO_EXTS or head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
         return "video"
     if ext in IMAGE_EXTS or head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
@@ -140,7 +170,7 @@ def resolve(source: Path, inside_archive: bool = False) -> tuple[str, Path]:
             return "images", source
         if len(files) == 1:
             return resolve(files[0], inside_archive)
-        raise UnsupportedInput(f"{what} holds {len(files)} files but no images (.jpg, .png) and not one zip or video")
+        raise UnsupportedInput(f"{what} holds {len(files)} files but no images (.jpg, .png, .heic) and not one zip or video")
     if source.stat().st_size == 0:
         raise EmptyInput(f"{what} {source.name} is empty (0 bytes)")
     kind = _sniff(source)
@@ -170,12 +200,12 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
         raise UnsafeArchive(f"The zip entry {info.filename!r} points outside the archive (..)", entry=info.filename)
 
 
-def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
+def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> tuple[Path, int]:
     """Extract the image and video entries of ``archive`` into ``dest`` after checking all entries.
 
     Refuses links, absolute and ``..`` paths (UnsafeArchive), more than ``max_files`` entries or
     more than ``max_extracted_mb`` MiB declared or actually streamed (UnsafeArchive: zip bomb),
-    and unreadable archives (CorruptArchive). Other files are left out.
+    and unreadable archives (CorruptArchive). Other files are left out; returns (dest, how many).
     """
     limit = config.max_extracted_mb * 1024 * 1024
     try:
@@ -193,6 +223,7 @@ def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
         if not files:
             raise EmptyInput("The zip holds no files")
         wanted = [i for i in files if PurePosixPath(i.filename).suffix.lower() in IMAGE_EXTS | VIDEO_EXTS | {".zip"}]
+        left_out = len(files) - len(wanted)
         declared = sum(i.file_size for i in wanted)
         if declared > limit:
             raise UnsafeArchive(f"The zip would extract to {declared / 2**20:.0f} MiB, more than the limit of "
@@ -221,7 +252,7 @@ def safe_extract(archive: Path, dest: Path, config: SfmConfig) -> Path:
             except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
                 raise CorruptArchive(f"The zip entry {info.filename!r} cannot be read ({exc})",
                                      "Re-create the zip and upload it again", entry=info.filename) from exc
-    return dest
+    return dest, left_out
 
 
 # ---------------------------------------------------------------- images
@@ -236,16 +267,27 @@ def _flat_name(rel: PurePosixPath, used: set[str], suffix: str) -> str:
     return name
 
 
-def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
-    from PIL import Image, ImageOps
+def _open_images():
+    """Pillow with the HEIF opener registered (pillow-heif: iPhone photos are HEIC)."""
+    import pillow_heif
+    from PIL import Image
 
+    pillow_heif.register_heif_opener()
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    return Image
+
+
+def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
+    from PIL import ImageOps
+
+    Image = _open_images()
     if source.is_file():
         files, root = [source], source.parent
     else:
         files, root = _visible_files(source), source
     result = Ingested("images", out, [])
     used: set[str] = set()
+    sizes: set[tuple[int, int]] = set()
     for path in files:
         if path.suffix.lower() not in IMAGE_EXTS and _sniff(path) != "image":
             result.skipped_other += 1
@@ -257,7 +299,8 @@ def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
                 if fmt == "JPEG":
                     im.draft("RGB", (config.max_side, config.max_side))  # decode at a reduced scale when possible
                 im.load()
-                orientation = im.getexif().get(0x0112, 1)
+                exif = im.getexif()
+                orientation = exif.get(EXIF_ORIENTATION, 1)
                 img = ImageOps.exif_transpose(im) if orientation != 1 else im
                 if img.mode not in ("RGB", "L"):
                     img = img.convert("RGB")
@@ -268,6 +311,8 @@ def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
                     img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
                     changed = True
                 result.downscaled += max(original) > config.max_side
+                sizes.add(img.size)
+                result.exif_cameras += _names_camera(exif)
                 result.exif_rotated += orientation != 1
                 rel = PurePosixPath(path.relative_to(root).as_posix())
                 if not changed and fmt in ("JPEG", "PNG"):
@@ -276,12 +321,25 @@ def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
                 else:
                     suffix = ".png" if fmt == "PNG" else ".jpg"
                     name = _flat_name(rel, used, suffix)
-                    img.save(out / name, **({"quality": 95} if suffix == ".jpg" else {}))
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, zlib.error):
+                    # The pixels are upright now: keep the camera tags, say so in the orientation.
+                    if EXIF_ORIENTATION in exif:
+                        exif[EXIF_ORIENTATION] = 1
+                    kwargs: dict = {"quality": 95} if suffix == ".jpg" else {}
+                    if exif:
+                        kwargs["exif"] = exif.tobytes()
+                    img.save(out / name, **kwargs)
+        except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError, zlib.error):
             result.corrupt += 1
             continue
         result.names.append(name)
+    result.sizes = len(sizes)
     return result
+
+
+def _names_camera(exif) -> bool:
+    """Whether the EXIF says which camera took the photo (what COLMAP's AUTO mode groups on)."""
+    sub = exif.get_ifd(EXIF_IFD)
+    return bool(exif.get(0x010F) and exif.get(0x0110) and (sub.get(0x920A) or sub.get(0xA405)))
 
 
 # ---------------------------------------------------------------- video
@@ -314,6 +372,30 @@ def _decode(path: Path, scale_side: int | None):
             return  # keep the frames decoded so far
 
 
+def _rotation(frame, path: Path) -> int:
+    """The frame's display rotation (degrees counter-clockwise, 0/90/180/270) from its display matrix.
+
+    Phones store portrait video as landscape frames plus this rotation (PyAV reads it from the
+    stream's display matrix side data); players turn the frames by it and so must we.
+    """
+    raw = float(getattr(frame, "rotation", 0) or 0)
+    turns = round(raw / 90.0)
+    if abs(raw - 90.0 * turns) > 0.5:
+        raise UnsupportedInput(
+            f"{path.name} asks players to turn its frames by {raw:g} degrees, which is not a multiple of 90",
+            "Re-export the video upright (any editor's rotate or straighten), or upload the photos instead",
+            rotation_degrees=raw)
+    return (90 * turns) % 360
+
+
+def _upright(img, rotation: int):
+    """``img`` turned counter-clockwise by ``rotation`` degrees (0/90/180/270), as a player shows it."""
+    from PIL import Image
+
+    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+    return img.transpose(turn[rotation]) if rotation else img
+
+
 def _windows(n_frames: int, n_windows: int) -> list[range]:
     edges = np.linspace(0, n_frames, n_windows + 1).round().astype(int)
     return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
@@ -321,9 +403,11 @@ def _windows(n_frames: int, n_windows: int) -> list[range]:
 
 def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:
     """Sample frames: split the video into equal windows and keep the sharpest frame of each, if sharp."""
-    result = Ingested("video", out, [])
+    result = Ingested("video", out, [], sizes=1)
     scores, times = [], []
-    for _, frame in _decode(path, SHARPNESS_SIDE):
+    for index, frame in _decode(path, SHARPNESS_SIDE):
+        if index == 0:
+            result.video_rotation = _rotation(frame, path)  # refuse a skewed video before decoding it all
         w, h = frame.width, frame.height
         s = min(1.0, SHARPNESS_SIDE / max(w, h))
         small = frame.reformat(width=max(2, round(w * s)), height=max(2, round(h * s)), format="gray")
@@ -353,7 +437,7 @@ def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:
     for index, frame in _decode(path, None):
         if index not in keep:
             continue
-        img = frame.to_image()
+        img = _upright(frame.to_image(), _rotation(frame, path))
         w, h = img.size
         if max(w, h) > config.max_side:
             from PIL import Image

@@ -22,7 +22,7 @@ from spaceport import colmap, progress
 from spaceport.config import to_strings
 from spaceport.errors import OutOfMemory, SfmFailed, TooFewRegistered
 from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import ingest
+from spaceport.sfm.ingest import camera_mode, ingest
 
 
 def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
@@ -106,7 +106,8 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
         attempts = plan_attempts(ing.kind, ing.usable, config)
         min_registered = math.ceil(config.min_registered_fraction * ing.usable)
         job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names,
-               "config": to_strings(config), "threads": threads(config), "attempts": attempts,
+               "config": to_strings(config), "camera_mode": camera_mode(ing, config),
+               "threads": threads(config), "attempts": attempts,
                "min_registered": min_registered, "result": str(work / "result.json")}
         result = _run_worker(job, work)
         timings.update(result["timings"])
@@ -131,6 +132,8 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "corrupt_images": ing.corrupt,
                 "registered_images": len(model.images),
                 "registered_fraction": round(len(model.images) / ing.usable, 4),
+                # which usable images SfM could not place (ingest's names: folders joined by "__")
+                "unregistered_images": sorted(set(ing.names) - {im.name for im in model.images.values()}),
                 "points": len(model.points),
                 "mean_reprojection_error": round(result["mean_reprojection_error"], 4),
                 "mean_track_length": round(result["mean_track_length"], 3),
@@ -143,6 +146,11 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "camera_before_undistortion": result["camera"],
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
+                "camera_mode": job["camera_mode"],
+                # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up
+                # direction SfM found, and the rotation applied to it (new_from_old world)
+                "upright": result["upright"],
+                "cameras": len(model.cameras),
                 "ingest": ing.summary(),
                 "threads": job["threads"],
                 "config": to_strings(config),

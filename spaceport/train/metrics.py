@@ -15,8 +15,9 @@ def psnr(img: Tensor, ref: Tensor) -> float:
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def _window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32) -> Tensor:
-    x = torch.arange(size, dtype=dtype) - (size - 1) / 2
+def _window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
+            device: torch.device | str = "cpu") -> Tensor:
+    x = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(x * x) / (2 * sigma * sigma))
     return g / g.sum()
 
@@ -33,7 +34,7 @@ def ssim(img: Tensor, ref: Tensor) -> Tensor:
     x = img.permute(0, 3, 1, 2)
     y = ref.permute(0, 3, 1, 2)
     ch = x.shape[1]
-    g = _window(dtype=x.dtype)
+    g = _window(dtype=x.dtype, device=x.device)  # on the images' device: CUDA images need a CUDA window
     wx = g.view(1, 1, 1, -1).repeat(ch, 1, 1, 1)
     wy = g.view(1, 1, -1, 1).repeat(ch, 1, 1, 1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import traceback
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 from spaceport import progress
-from spaceport.errors import ConfigInvalid, OutOfMemory, TrainingDiverged
+from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
 from spaceport.splat import SH_C0, Splat, write_ply
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
@@ -85,8 +86,10 @@ def make_optimizers(params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scal
                     ) -> dict[str, torch.optim.Optimizer]:
     lrs = {"means": cfg.means_lr * scene_scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
            "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
-    # eps 1e-15 as gsplat's simple_trainer: the gradients of tiny Gaussians are tiny too
-    return {name: torch.optim.Adam([{"params": params[name], "lr": lr, "name": name}], eps=1e-15)
+    # eps 1e-15 as gsplat's simple_trainer: the gradients of tiny Gaussians are tiny too. Fused on CUDA (one
+    # kernel per parameter instead of several, as simple_trainer); the CPU path keeps torch's default.
+    return {name: torch.optim.Adam([{"params": params[name], "lr": lr, "name": name}], eps=1e-15,
+                                   fused=params[name].is_cuda or None)
             for name, lr in lrs.items()}
 
 
@@ -138,6 +141,25 @@ def _oom(exc: BaseException, cfg: TrainConfig, n: int) -> OutOfMemory:
         f"Ran out of memory with {n} Gaussians at {cfg.downscale}x downscale ({type(exc).__name__})",
         f"Lower max_gaussians (now {cfg.max_gaussians}) or raise downscale (now {cfg.downscale}), "
         "or use an instance with more memory", gaussians=n)
+
+
+def _is_cuda_error(exc: BaseException) -> bool:
+    """A failed CUDA call or kernel (torch raises AcceleratorError/RuntimeError "CUDA error: ...")."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("CUDA error" in text or "CUDA kernel errors" in text)
+
+
+def _cuda_failure(exc: BaseException, step: int, phase: str) -> GpuKernelFailed:
+    """The typed error for a CUDA failure: which step, and which kernel (the innermost gsplat call on
+    the stack, else the loop phase; CUDA errors surface at the next launch or sync)."""
+    kernel = phase
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        module = frame.f_globals.get("__name__", "")
+        if module.split(".")[0] == "gsplat":
+            kernel = f"{module}.{frame.f_code.co_qualname}"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return GpuKernelFailed(f"CUDA failed at training step {step} in {kernel} ({phase}): {first}",
+                           step=step, kernel=kernel, phase=phase)
 
 
 def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed) -> None:
@@ -250,7 +272,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     order: list[int] = list(resumed_order)  # the epoch in progress (image indices still to visit)
 
     last_psnr, loss_v, step = float("nan"), float("nan"), start_step
-    stopped_early = False
+    stopped_early, phase = False, "start"
     t_loop = time.perf_counter()
     try:
         for step in range(start_step, cfg.steps):
@@ -263,6 +285,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             for group in optimizers["means"].param_groups:
                 group["lr"] = means_lr0 * gamma**step
 
+            phase = "rasterize"  # what the step is doing, for a CUDA failure's record
             img, info = render(params, view, sh_now, bg)
             l1 = torch.abs(img - gt).mean()
             loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
@@ -270,23 +293,28 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
                 loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()
             if cfg.scale_reg:
                 loss = loss + cfg.scale_reg * torch.exp(params["scales"]).mean()
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"The loss became {float(loss.detach())} at step {step + 1}; no splat was written",
-                                       step=step + 1)
             strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
+            phase = "backward"
             loss.backward()
-            if info["means2d"].grad is None:  # nothing visible from this view: no screen-space gradient
+            loss_v = float(loss.detach())  # the step's one host sync, after backward as in gsplat's simple_trainer
+            if not math.isfinite(loss_v):
+                raise TrainingDiverged(f"The loss became {loss_v} at step {step + 1}; no splat was written",
+                                       step=step + 1)
+            # DefaultStrategy reads the screen-space gradient (nothing visible from this view: none); MCMC never
+            # retains it, and reading .grad of that non-leaf only draws a warning (seen on the GPU run)
+            if cfg.strategy == "default" and info["means2d"].grad is None:
                 info["means2d"].grad = torch.zeros_like(info["means2d"])
+            phase = "optimizer"
             for opt in optimizers.values():
                 opt.step()
                 opt.zero_grad(set_to_none=True)
+            phase = "densify"
             if cfg.strategy == "mcmc":
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info,
                                             lr=means_lr0 * gamma**step)
             else:
                 strategy.step_post_backward(params, optimizers, strategy_state, step, info, packed=False)
                 _enforce_cap(params, optimizers, strategy_state, cfg.max_gaussians)
-            loss_v = float(loss.detach())
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 last_psnr = psnr(img.detach(), gt)
@@ -312,6 +340,8 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     except (RuntimeError, MemoryError) as exc:
         if _is_oom(exc):
             raise _oom(exc, cfg, len(params["means"])) from exc
+        if _is_cuda_error(exc):
+            raise _cuda_failure(exc, step + 1, phase) from exc
         raise
     timings["optimise"] = round(time.perf_counter() - t_loop, 3)
     check_finite(params, step)

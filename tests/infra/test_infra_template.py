@@ -60,18 +60,33 @@ def test_ecr_repositories_scan_on_push(t):
             "RepositoryName": f"spaceport-{name}", "ImageScanningConfiguration": {"ScanOnPush": True}})
 
 
-def test_upload_trigger_only_under_uploads(synth):
-    (notif,) = synth.resources("Custom::S3BucketNotifications").values()
-    configs = notif["Properties"]["NotificationConfiguration"]["LambdaFunctionConfigurations"]
+def test_upload_trigger_is_one_rule_on_the_uploads_prefix_any_case(synth):
+    """No suffix filters (they are case-sensitive: IMG_0420.MOV would never start): every object
+    created under uploads/ reaches start_job through EventBridge, which decides."""
+    (notif,) = synth.resources("Custom::S3BucketNotifications").values()  # CDK's way to turn EventBridge on
+    assert notif["Properties"]["NotificationConfiguration"] == {"EventBridgeConfiguration": {}}
+    (rule,) = synth.resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"] == {"key": [{"prefix": "uploads/"}]}
+    assert pattern["detail"]["bucket"]["name"] == [{"Ref": synth.logical_id(synth.stack.storage.data)}]
+    (target,) = rule["Properties"]["Targets"]
     start_job = synth.logical_id(synth.stack.functions.start_job)
-    suffixes = set()
-    for c in configs:
-        assert c["Events"] == ["s3:ObjectCreated:*"]
-        assert c["LambdaFunctionArn"] == {"Fn::GetAtt": [start_job, "Arn"]}
-        rules = {r["Name"]: r["Value"] for r in c["Filter"]["Key"]["FilterRules"]}
-        assert rules["prefix"] == "uploads/"
-        suffixes.add(rules["suffix"])
-    assert suffixes == {".zip", ".mp4", ".mov", ".m4v", ".jpg", ".jpeg", ".png"}
+    assert target["Arn"] == {"Fn::GetAtt": [start_job, "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": [synth.logical_id(synth.stack.functions.start_job_dlq),
+                                                                "Arn"]}
+
+
+def test_folder_timers_queue_feeds_start_job_with_its_delay(synth):
+    queue = synth.logical_id(synth.stack.functions.quiet_timers)
+    (mapping,) = synth.resources("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queue, "Arn"]}
+    assert mapping["Properties"]["FunctionName"] == {"Ref": synth.logical_id(synth.stack.functions.start_job)}
+    props = synth.template["Resources"][queue]["Properties"]
+    assert props["VisibilityTimeout"] >= 6 * 300 and props["RedrivePolicy"]["maxReceiveCount"] == 5
+    env = synth.template["Resources"][synth.logical_id(synth.stack.functions.start_job)]["Properties"][
+        "Environment"]["Variables"]
+    assert env[ENV["quiet_s"]] == "180" and env[ENV["quiet_queue_url"]] == {"Ref": queue}
 
 
 def test_lambda_environment_carries_plan_settings(synth):

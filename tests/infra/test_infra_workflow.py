@@ -127,7 +127,9 @@ def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
         assert not retried & {"States.ALL", "States.TaskFailed", "InputInvalid", "ConfigInvalid", "SfmFailed"}
         if name in ("SfM", "Train", "Compress", "Publish"):
             (retry,) = state["Retry"]
-            assert {"SageMaker.ResourceLimitExceededException", "CapacityError"} <= retried
+            assert {"SageMaker.ThrottlingException", "SageMaker.AmazonSageMakerException"} <= retried
+            # A quota error is not blindly retried here: ClassifyFailure tells 0 (fail now) from in use.
+            assert "SageMaker.ResourceLimitExceededException" not in retried
             assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 3
     assert states["NotifySuccess"]["Catch"][0]["Next"] == "RecordNotifyFailure"
     assert states["RecordNotifyFailure"]["Next"] == "Succeeded"

@@ -16,6 +16,7 @@ import time
 import types
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -31,6 +32,7 @@ FUNCTIONS = {"RecordFunctionArn": "spaceport-record", "QualityGateFunctionArn": 
 HANDLERS = {"spaceport-record": "record", "spaceport-quality-gate": "quality_gate",
             "spaceport-notify": "notify", "spaceport-start-job": "start_job"}
 FAKE_SAGEMAKER = "fake-sagemaker"
+QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/spaceport-quiet"
 
 
 def lambda_arn(name: str) -> str:
@@ -74,6 +76,8 @@ def env(monkeypatch):
         "SPACEPORT_BUCKET": BUCKET, "SPACEPORT_TABLE": TABLE, "SPACEPORT_SENDER": SENDER,
         "SPACEPORT_PLAN_SETTINGS": json.dumps(PLAN_SETTINGS), "SPACEPORT_LINK_EXPIRY_S": "86400",
         "SPACEPORT_MAX_UPLOAD_BYTES": str(50 * 1024 * 1024), "POWERTOOLS_LOG_LEVEL": "WARNING",
+        # Timers due at once: the tests deliver them by hand (the quiet logic compares event times).
+        "SPACEPORT_QUIET_QUEUE_URL": QUEUE_URL, "SPACEPORT_QUIET_S": "0",
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("SPACEPORT_TOPIC_ARN", raising=False)
@@ -162,6 +166,7 @@ def aws(env):
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST")
         boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=SENDER)
+        boto3.client("sqs", region_name=REGION).create_queue(QueueName=QUEUE_URL.rsplit("/", 1)[-1])
         yield types.SimpleNamespace(s3=s3, fake=fake, broken=broken, region=REGION)
 
 
@@ -216,20 +221,35 @@ def wait_for(sfn, execution_arn: str, timeout_s: float = 60) -> dict:
     raise AssertionError(f"execution still running after {timeout_s}s")
 
 
-def s3_event(key_encoded: str, *, bucket: str = BUCKET, size: int = 1234, etag: str = "0123abcd",
-             version_id: str | None = None) -> dict:
-    """An S3 ObjectCreated:Put notification as S3 delivers it (key URL-encoded, '+' for spaces)."""
-    return {"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": REGION,
-        "eventTime": "2026-11-23T04:00:00.000Z", "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:EXAMPLE"}, "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "EXAMPLE", "x-amz-id-2": "EXAMPLE"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "EXAMPLE"},
-                          "arn": f"arn:aws:s3:::{bucket}"},
-               "object": {"key": key_encoded, "size": size, "eTag": etag, "sequencer": "0A1B2C3D4E5F678901",
-                          **({"versionId": version_id} if version_id else {})}},
-    }]}
+def s3_event(key: str, *, bucket: str = BUCKET, size: int = 1234, etag: str = "0123abcd",
+             version_id: str | None = None, time: str | None = None) -> dict:
+    """An S3 "Object Created" event as EventBridge delivers it to start_job (``key`` as given:
+    the handler accepts it verbatim or URL-encoded), sent now unless ``time`` says otherwise."""
+    time = time or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        "version": "0", "id": "17793124-05d4-b198-2fde-7ededc63b103", "detail-type": "Object Created",
+        "source": "aws.s3", "account": ACCOUNT, "time": time, "region": REGION,
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {"version": "0", "bucket": {"name": bucket},
+                   "object": {"key": key, "size": size, "etag": etag, "sequencer": "617f08299329d189",
+                              **({"version-id": version_id} if version_id else {})},
+                   "request-id": "N4N7GDK58NMKJ12R", "requester": ACCOUNT, "source-ip-address": "1.2.3.4",
+                   "reason": "PutObject"},
+    }
+
+
+def timer_messages(max_messages: int = 10) -> list[dict]:
+    """Receive (and delete) the quiet-timer messages start_job queued, as an SQS event's records."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    out = []
+    while True:
+        got = sqs.receive_message(QueueUrl=QUEUE_URL, MaxNumberOfMessages=max_messages).get("Messages", [])
+        if not got:
+            return out
+        for m in got:
+            sqs.delete_message(QueueUrl=QUEUE_URL, ReceiptHandle=m["ReceiptHandle"])
+            out.append({"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                        "eventSource": "aws:sqs", "awsRegion": REGION})
 
 
 @pytest.fixture

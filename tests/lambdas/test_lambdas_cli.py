@@ -5,7 +5,7 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event, timer_messages
 
 from spaceport.cli import main
 
@@ -28,17 +28,25 @@ def test_submit_folder_then_status_follows_the_job(stack, tmp_path, capsys):
     photos.mkdir()
     for i in range(3):
         (photos / f"view_{i:03d}.jpg").write_bytes(b"\xff\xd8jpeg" + bytes([i]))
+    (photos / ".DS_Store").write_bytes(b"finder")  # hidden: not uploaded
     rc = main(["submit", str(photos), "--email", "ana@example.com", "--preset", "fast",
                "--option", "train.steps=12", "--region", REGION])
     assert rc == 0
     out = capsys.readouterr().out
-    job_id = out.split("job ")[1].split()[0]
-    head = stack.s3.head_object(Bucket=BUCKET, Key="uploads/my garden.zip")
+    assert f"uploaded s3://{BUCKET}/uploads/my garden/" in out
+    assert "starts one job from the 3 file(s)" in out and "for 180 s" in out
+    job_id = out.split("\njob ")[1].split()[0]
+    keys = [f"uploads/my garden/view_{i:03d}.jpg" for i in range(3)]
+    listed = stack.s3.list_objects_v2(Bucket=BUCKET, Prefix="uploads/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == keys
+    head = stack.s3.head_object(Bucket=BUCKET, Key=keys[0])
     assert head["Metadata"] == {"email": "ana@example.com", "preset": "fast",
                                 "options": json.dumps({"train": {"steps": "12"}})}
-    # The S3 trigger (start_job) derives the same job id from the upload.
-    (started_job,) = load_handler("start_job").handler(
-        s3_event(quote_plus("uploads/my garden.zip")), FakeContext())["jobs"]
+    # The trigger: each photo arms the folder's timer; the quiet folder starts the job submit named.
+    handler = load_handler("start_job").handler
+    for key in keys:
+        assert handler(s3_event(quote_plus(key)), FakeContext())["status"] == "waiting"
+    (started_job,) = handler({"Records": timer_messages()}, FakeContext())["batches"]
     assert started_job["job_id"] == job_id and started_job["status"] == "started"
 
     assert main(["status", job_id, "--region", REGION]) == 0
@@ -54,6 +62,12 @@ def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("x")
     assert main(["submit", str(tmp_path / "notes.txt"), "--region", REGION]) == 2
     assert "UnsupportedInput" in capsys.readouterr().err
+    (tmp_path / "IMG_0001.JPG").write_bytes(b"\xff\xd8\xff")
+    assert main(["submit", str(tmp_path / "IMG_0001.JPG"), "--region", REGION]) == 2
+    assert "Pass the folder that holds the photos" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["submit", str(tmp_path / "empty"), "--region", REGION]) == 2
+    assert "EmptyInput" in capsys.readouterr().err
     assert main(["submit", str(tmp_path / "notes.txt"), "--option", "oops", "--region", REGION]) == 2
     assert "STAGE.OPTION=VALUE" in capsys.readouterr().err
     assert main(["status", "x", "--stack", "Missing", "--region", REGION]) == 2

@@ -29,7 +29,7 @@ def _record(job_id):
 
 def _run(machine, **kw):
     _upload(machine, **kw)
-    out = _start(machine)["jobs"][0]
+    out = _start(machine)
     assert out["status"] == "started", out
     return out, wait_for(machine.sfn, out["execution_arn"])
 
@@ -111,13 +111,33 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert "Only 3 of 40 images registered." in msg.body and "Take 60+ photos" in msg.body
 
 
-def test_training_capacity_error_is_retried_then_succeeds(machine):
+_QUOTA = ("The account-level service limit 'ml.g5.2xlarge for training job usage' is {limit} Instances, with "
+          "current utilization of {used} Instances and a request delta of 1 Instances. Please use AWS Service "
+          "Quotas to request an increase for this quota.")
+
+
+def test_training_quota_in_use_is_retried_then_succeeds(machine):
     machine.fake.script["train"] = [
-        LambdaError("SageMaker.ResourceLimitExceededException", "The account-level service limit is 0 Instances")]
+        LambdaError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=1, used=1))]
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
-    assert _record(out["job_id"])["status"] == "SUCCEEDED"
+    record = _record(out["job_id"])
+    assert record["status"] == "SUCCEEDED" and record["retries"][0]["error"] == "CapacityError"
+
+
+def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
+    machine.fake.script["train"] = [
+        LambdaError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=0, used=0))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
+    record = _record(out["job_id"])
+    assert record["error"] == "QuotaExceeded" and record["stage"] == "train"
+    assert record["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+                                "'ml.g5.2xlarge for training job usage' is 0.")
+    (msg,) = _sent()
+    assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
 
 
 def _job_failed(reason: str, **extra) -> LambdaError:
@@ -214,7 +234,7 @@ def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
 def test_duplicate_upload_event_starts_nothing_new(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
-    again = _start(machine)["jobs"][0]
+    again = _start(machine)
     assert again["status"] == "duplicate" and again["job_id"] == out["job_id"]
     executions = machine.sfn.list_executions(stateMachineArn=machine.state_machine_arn)["executions"]
     assert len(executions) == 1

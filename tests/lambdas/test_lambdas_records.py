@@ -8,6 +8,11 @@ from lambdas_support import load_handler
 from spaceport.aws import records
 from spaceport.errors import QualityBelowTarget
 
+#: SageMaker's CreateTrainingJob error, as Step Functions puts it in the Cause.
+_LIMIT = ("The account-level service limit '{q}' is {limit} Instances, with current utilization of {used} Instances "
+          "and a request delta of 1 Instances. Please use AWS Service Quotas to request an increase for this quota. "
+          "(Service: AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: 1a2b)")
+
 
 @pytest.mark.parametrize(
     ("error", "expected"),
@@ -29,6 +34,12 @@ from spaceport.errors import QualityBelowTarget
           "ExitMessage": "ConfigInvalid: Unknown train option 'stpes'. Did you mean 'steps'? Use an option "
                          "listed by --help."})},
          ("ConfigInvalid", "Unknown train option 'stpes'. Did you mean 'steps'?", "Use an option listed by --help.")),
+        # A zero quota: one sentence naming the instance type and the quota to request.
+        ({"Error": "SageMaker.ResourceLimitExceededException",
+          "Cause": _LIMIT.format(q="ml.g5.2xlarge for training job usage", limit=0, used=0)},
+         ("QuotaExceeded", "SageMaker cannot start an ml.g5.2xlarge: this account's quota 'ml.g5.2xlarge for "
+          "training job usage' is 0.", "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service "
+          "Quotas (Amazon SageMaker), then upload again.")),
         # Capacity errors that outlived their retries.
         ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "limit is 0"},
          ("CapacityError", "limit is 0", None)),
@@ -105,7 +116,12 @@ def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
         (_job("AlgorithmError: CapacityError: GPU unavailable on the host."), True),
         (_job("AlgorithmError: exit code 1"), False),
         # Create-time API errors: the state's own Retry handles these; not retried a second time.
-        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "Insufficient capacity"}, False),
+        # Create-time quota errors: one in use by other jobs is capacity, one too small never is.
+        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": _LIMIT.format(q="ml.g5.2xlarge for training "
+          "job usage", limit=1, used=1)}, True),
+        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": _LIMIT.format(q="ml.g5.2xlarge for training "
+          "job usage", limit=0, used=0)}, False),
+        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "Insufficient capacity"}, True),
         ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
                                                               "errorMessage": "capacity"})}, False),
         (None, False),

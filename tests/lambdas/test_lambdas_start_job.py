@@ -33,7 +33,7 @@ def _record(job_id):
 def test_s3_event_keys_are_decoded(started, encoded, key):
     started.s3.put_object(Bucket=BUCKET, Key=key, Body=MAGIC[key.rsplit(".", 1)[-1]],
                           Metadata={"email": "x@example.com"})
-    (out,) = _handler()(s3_event(encoded), FakeContext())["jobs"]
+    out = _handler()(s3_event(encoded), FakeContext())
     assert out["status"] == "started"
     req = json.loads(started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{out['job_id']}/request.json")["Body"].read())
     assert req["request"]["source_uri"] == f"s3://{BUCKET}/{key}"
@@ -56,7 +56,7 @@ def test_direct_request_with_preset_and_options(started):
 def test_metadata_preset_and_options_are_read(started):
     started.s3.put_object(Bucket=BUCKET, Key="uploads/m.zip", Body=ZIP,
                           Metadata={"preset": "quality", "options": json.dumps({"sfm": {"max_side": "1234"}})})
-    (out,) = _handler()(s3_event("uploads/m.zip"), FakeContext())["jobs"]
+    out = _handler()(s3_event("uploads/m.zip"), FakeContext())
     plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
     assert plan["preset"] == "quality" and plan["stages"]["sfm"]["options"]["max_side"] == "1234"
 
@@ -76,7 +76,7 @@ def test_metadata_preset_and_options_are_read(started):
 )
 def test_bad_uploads_are_rejected_recorded_and_never_started(started, key, body, meta, error):
     started.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata=meta)
-    (out,) = _handler()(s3_event(key), FakeContext())["jobs"]
+    out = _handler()(s3_event(key), FakeContext())
     assert out["status"] == "rejected" and out["error"] == error
     record = _record(out["job_id"])
     assert record["status"] == "REJECTED" and record["error"] == error and record["stage"] == "start"
@@ -90,11 +90,11 @@ def test_rejection_is_emailed_when_an_address_is_given(started):
     started.s3.put_object(Bucket=BUCKET, Key="uploads/notes.txt", Body=b"x", Metadata={"email": "z@example.com"})
     _handler()(s3_event("uploads/notes.txt"), FakeContext())
     (msg,) = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
-    assert "not a zip, a video or an image" in msg.body
+    assert "is not a zip or a video" in msg.body and "uploads/<scene name>/" in msg.body
 
 
 def test_missing_object_and_malformed_request(started):
-    assert _handler()(s3_event("uploads/gone.zip"), FakeContext())["jobs"][0]["status"] == "missing"
+    assert _handler()(s3_event("uploads/gone.zip"), FakeContext())["status"] == "missing"
     out = _handler()({"bucket": BUCKET}, FakeContext())
     assert out["status"] == "rejected" and out["error"] == "InputInvalid"
     out = _handler()({"bucket": BUCKET, "key": "k.zip", "unexpected": 1}, FakeContext())
@@ -105,8 +105,8 @@ def test_each_version_is_its_own_job_and_stages_its_own_bytes(started):
     v1 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=ZIP + b"one")["VersionId"]
     v2 = started.s3.put_object(Bucket=BUCKET, Key="uploads/v.zip", Body=ZIP + b"two")["VersionId"]
     # The event for the first version arrives after the second upload: it must still get "one".
-    (a,) = _handler()(s3_event("uploads/v.zip", version_id=v1), FakeContext())["jobs"]
-    (b,) = _handler()(s3_event("uploads/v.zip", version_id=v2), FakeContext())["jobs"]
+    a = _handler()(s3_event("uploads/v.zip", version_id=v1), FakeContext())
+    b = _handler()(s3_event("uploads/v.zip", version_id=v2), FakeContext())
     assert a["status"] == b["status"] == "started" and a["job_id"] != b["job_id"]
     for job, body in ((a, ZIP + b"one"), (b, ZIP + b"two")):
         staged = started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job['job_id']}/upload/v.zip")["Body"].read()
