@@ -77,9 +77,15 @@ def test_model_tarball_with_cameras(tmp_path, small_ply, small_splat, capsys):
     folder = tmp_path / "input"
     folder.mkdir()
     tar_path.rename(folder / "model.tar.gz")
-    code, _, err = _run([folder, "--out", tmp_path / "out", *FAST, "--write-spz", "false", "--quality-seconds", "3600"], capsys)
+    code, out, err = _run([folder, "--out", tmp_path / "out", *FAST, "--write-spz", "false",
+                           "--quality-seconds", "3600"], capsys)
     assert code == 0, err
     s = json.loads((tmp_path / "out" / "compress.json").read_text())
+    # 1,500 noisy SH1 Gaussians: no palette within the cap (1024) meets 0.5 levels, and the run says so.
+    pal = s["sh_palette"]
+    assert pal["target_met"] is False and pal["cap"] == 1024 and pal["colour_error_levels"] > 0.5
+    assert (f"warning=sh_palette_target_missed target=0.5 achieved={pal['colour_error_levels']} cap=1024"
+            in out)
     assert s["quality"]["camera_source"] == "cameras.json" and s["quality"]["views"] == 3
     assert s["outputs"]["scene.spz"] is None and not (tmp_path / "out" / "scene.spz").exists()
 
