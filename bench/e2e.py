@@ -82,17 +82,25 @@ def capture_bench(a: argparse.Namespace) -> int:
     work = a.keep or Path(tempfile.mkdtemp(prefix="spaceport-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     upload = work / "monstree.zip"
-    with zipfile.ZipFile(upload, "w", zipfile.ZIP_STORED) as zf:  # JPEGs do not deflate
-        for photo in sorted((capture / "images").iterdir()):
-            zf.write(photo, f"monstree/{photo.name}")
-    load_before = os.getloadavg()[0]
+    if not a.tabulate_only:
+        with zipfile.ZipFile(upload, "w", zipfile.ZIP_STORED) as zf:  # JPEGs do not deflate
+            for photo in sorted((capture / "images").iterdir()):
+                zf.write(photo, f"monstree/{photo.name}")
+    meta_path = work / "bench_meta.json"
+    if not a.tabulate_only:
+        meta = {"load_before": os.getloadavg()[0], "wall": {}}
+        for label, source in (("zip", upload), ("video", capture / "monstree_portrait.mp4")):
+            _job, meta["wall"][label] = _run_job(source, work / f"out_{label}", a.preset, a.set)
+        meta["load_after"] = os.getloadavg()[0]
+        meta_path.write_text(json.dumps(meta))
+    meta = json.loads(meta_path.read_text())
+    load_before, load_after = meta["load_before"], meta["load_after"]
     runs = {}
-    for label, source in (("zip", upload), ("video", capture / "monstree_portrait.mp4")):
-        job, wall = _run_job(source, work / f"out_{label}", a.preset, a.set)
-        sfm = json.loads((work / f"out_{label}" / "sfm" / "sfm.json").read_text())
-        metrics = json.loads((work / f"out_{label}" / "train" / "metrics.json").read_text())
-        runs[label] = (job, wall, sfm, metrics)
-    load_after = os.getloadavg()[0]
+    for label in ("zip", "video"):
+        out = work / f"out_{label}"
+        runs[label] = (json.loads((out / "job.json").read_text()), meta["wall"][label],
+                       json.loads((out / "sfm" / "sfm.json").read_text()),
+                       json.loads((out / "train" / "metrics.json").read_text()))
 
     def cell(v: float | None, fmt: str = ".1f") -> str:
         return "–" if v is None else format(v, fmt)
@@ -104,10 +112,13 @@ def capture_bench(a: argparse.Namespace) -> int:
     for stage in STAGES:
         z, v = runs["zip"][0]["stages"].get(stage, {}), runs["video"][0]["stages"].get(stage, {})
         rows.append(f"| {stage} | {cell(z.get('seconds'))} | {cell(v.get('seconds'))} | "
-                    f"{ratio(v.get('seconds'), z.get('seconds'))} | {cell(z.get('peak_memory_mb'), '.0f')} | "
-                    f"{cell(v.get('peak_memory_mb'), '.0f')} |")
+                    f"{ratio(v.get('seconds'), z.get('seconds'))} | {cell(z.get('cpu_seconds'))} | "
+                    f"{cell(v.get('cpu_seconds'))} | {ratio(v.get('cpu_seconds'), z.get('cpu_seconds'))} | "
+                    f"{cell(z.get('peak_memory_mb'), '.0f')} | {cell(v.get('peak_memory_mb'), '.0f')} |")
     zt, vt = runs["zip"][0].get("seconds"), runs["video"][0].get("seconds")
-    rows.append(f"| **total (runner)** | **{cell(zt)}** | **{cell(vt)}** | {ratio(vt, zt)} | | |")
+    zc, vc = (sum(r.get("cpu_seconds", 0.0) for r in runs[k][0]["stages"].values()) for k in ("zip", "video"))
+    rows.append(f"| **total (runner)** | **{cell(zt)}** | **{cell(vt)}** | {ratio(vt, zt)} | {cell(zc)} | {cell(vc)} | "
+                f"{ratio(vc, zc)} | | |")
     facts = []
     for label, (_job, wall, sfm, metrics) in runs.items():
         t = sfm.get("seconds", {})
@@ -128,15 +139,17 @@ def capture_bench(a: argparse.Namespace) -> int:
         "(23 iPhone 7 photos 1008x756 with EXIF orientation, zipped; the same photos as a 2 fps portrait "
         "video with a display rotation; fresh output folders, run one after the other).",
         "",
-        "| stage | zip wall s | video wall s | video / zip | zip peak MB | video peak MB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| stage | zip wall s | video wall s | video / zip | zip CPU s | video CPU s | video / zip | zip peak MB | video peak MB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         *facts,
-        "- Peak memory is each stage process's `ru_maxrss` (from `wait4`, includes its worker processes).",
+        "- Peak memory is each stage process's `ru_maxrss` and CPU s its user+system time (from `wait4`, "
+        "both including its worker processes); CPU seconds do not grow with other load the way wall time does.",
         f"- 1-minute load average {load_before:.1f} before and {load_after:.1f} after ({os.cpu_count()} logical "
-        "CPUs): " + ("other work shared the cores, so wall times are upper bounds; the ratios compare runs "
-                     "made under the same load." if busy else "the machine was otherwise idle."),
+        "CPUs): " + ("other work shared the cores, so wall times are upper bounds (on 2 idle cores a stage "
+                     "takes between CPU s / 2 and CPU s); the ratios compare runs made under the same load."
+                     if busy else "the machine was otherwise idle."),
         "",
     ])
     out = a.out if a.out != DEFAULT_OUT else ROOT / "bench" / "results" / "e2e_monstree.md"
@@ -158,6 +171,8 @@ def main() -> int:
     ap.add_argument("--capture", choices=["monstree"], help="Run the real phone capture (zip and video) instead of the demo.")
     ap.add_argument("--set", action="append", default=[], metavar="STAGE.OPTION=VALUE",
                     help="Passed to `spaceport run --set` (capture mode).")
+    ap.add_argument("--tabulate-only", action="store_true",
+                    help="Capture mode: rewrite the table from the runs kept in --keep, without running.")
     a = ap.parse_args()
     if a.capture:
         return capture_bench(a)

@@ -1,8 +1,9 @@
 """`spaceport` command line: one subcommand per stage plus run/status/submit/view.
 
 One error boundary (:func:`main`): a :class:`SpaceportError` prints ``error: <Name>: reason``
-and ``fix: ...`` and exits 2 (inside a SageMaker job it also writes the failure file); any
-other exception keeps its traceback and exits 1. Library code never calls ``sys.exit``.
+and ``fix: ...`` and exits 2 (inside a SageMaker job it also writes the failure record,
+:func:`spaceport.contract.write_failure`); any other exception keeps its traceback and exits 1.
+Library code never calls ``sys.exit``.
 
 Each subcommand lives in ``spaceport/<part>/command.py`` as a click command and is listed in
 ``COMMANDS``; those modules import their heavy dependencies inside the command body so that
@@ -12,6 +13,7 @@ Each subcommand lives in ``spaceport/<part>/command.py`` as a click command and 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -58,13 +60,15 @@ def cli() -> None:
 
 
 def report_error(exc: SpaceportError) -> None:
-    """Print a typed error the way every command does, and record it for SageMaker."""
+    """Print a typed error's reason and fix the way every command does, and record it for SageMaker."""
     from spaceport import contract
 
     click.echo(f"error: {exc.name}: {exc.reason}", err=True)
     click.echo(f"fix: {exc.fix}", err=True)
+    if exc.details.get("log"):  # a stage of `spaceport run`: where its full output is
+        click.echo(f"log: {exc.details['log']}", err=True)
     if contract.in_sagemaker():
-        contract.write_failure(exc)
+        contract.write_failure(exc, os.environ.get("SPACEPORT_STAGE"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         from spaceport import contract
 
         if contract.in_sagemaker():
-            contract.write_failure(exc)
+            contract.write_failure(exc, os.environ.get("SPACEPORT_STAGE"))
         raise
     return 0
 

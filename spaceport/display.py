@@ -12,8 +12,8 @@ import sys
 import time
 from typing import Any, TextIO
 
-#: Stages shown, in order (the gate is folded into the table as its own row).
-ROWS = ("sfm", "train", "quality_gate", "compress", "publish")
+from spaceport.graph import STAGES
+from spaceport.summaries import JobRecord, StageRecord
 
 
 def _f(value: Any, fmt: str = "{:.4g}") -> str:
@@ -36,8 +36,8 @@ class Reporter:
     def start(self, job_id: str, out_dir: str, stages: list[str]) -> None: ...
     def stage_start(self, stage: str) -> None: ...
     def stage_progress(self, stage: str, fields: dict[str, str]) -> None: ...
-    def stage_end(self, stage: str, record: dict[str, Any]) -> None: ...
-    def finish(self, job: dict[str, Any]) -> None: ...
+    def stage_end(self, stage: str, record: StageRecord) -> None: ...
+    def finish(self, job: JobRecord) -> None: ...
     def close(self) -> None: ...
 
 
@@ -47,9 +47,9 @@ class QuietReporter(Reporter):
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream or sys.stdout
 
-    def finish(self, job: dict[str, Any]) -> None:
-        if job.get("report"):
-            print(job["report"], file=self.stream, flush=True)
+    def finish(self, job: JobRecord) -> None:
+        if job.outputs.get("report"):
+            print(job.outputs["report"], file=self.stream, flush=True)
 
 
 class JsonReporter(Reporter):
@@ -71,34 +71,33 @@ class JsonReporter(Reporter):
     def stage_progress(self, stage: str, fields: dict[str, str]) -> None:
         self._out("progress", **{**fields, "stage": stage})
 
-    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
-        self._out("stage_end", stage=stage, **record)
+    def stage_end(self, stage: str, record: StageRecord) -> None:
+        self._out("stage_end", stage=stage, **record.model_dump(mode="json", exclude_none=True))
 
-    def finish(self, job: dict[str, Any]) -> None:
-        self._out("finish", **{k: v for k, v in job.items() if k != "request"})
-
-
-def _extra(stage: str, record: dict[str, Any]) -> str:
-    """The stage's headline numbers, e.g. ``PSNR 24.10 dB, 30000 Gaussians``."""
-    extra = ""
-    if stage == "train" and record.get("test_psnr") is not None:
-        extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} dB, {record.get('num_gaussians', '?')} Gaussians"
-    if stage == "quality_gate" and "test_psnr" in record:
-        extra = f"  PSNR {_f(record['test_psnr'], '{:.2f}')} ≥ {record.get('min_psnr')}"
-    if stage == "compress" and record.get("sog_bytes"):
-        extra = f"  scene.sog {record['sog_bytes'] / 1e6:.2f} MB"
-    if stage == "sfm" and record.get("registered_images") is not None:
-        extra = f"  {record['registered_images']} images registered"
-    if record.get("error"):
-        extra = f"  {record['error']}: {record.get('reason', '')}"
-    return extra.strip()
+    def finish(self, job: JobRecord) -> None:
+        self._out("finish", **job.model_dump(mode="json", exclude={"request", "email"}, exclude_none=True))
 
 
-def _summary_line(stage: str, record: dict[str, Any]) -> str:
-    status = record.get("status", "")
+def _extra(stage: str, record: StageRecord) -> str:
+    """The stage's headline numbers (:meth:`Summary.headline`), e.g. ``PSNR 24.10 dB, 30000 Gaussians``."""
+    n = record.numbers
+    if record.failure is not None:
+        return f"{record.failure.error}: {record.failure.reason}"
+    if stage == "train" and n.get("test_psnr") is not None:
+        return f"PSNR {_f(n['test_psnr'], '{:.2f}')} dB, {n.get('num_gaussians')} Gaussians"
+    if stage == "quality_gate" and n.get("test_psnr") is not None:
+        return f"PSNR {_f(n['test_psnr'], '{:.2f}')} ≥ {n.get('min_psnr')}"
+    if stage == "compress" and n.get("sog_bytes"):
+        return f"scene.sog {float(n['sog_bytes']) / 1e6:.2f} MB"
+    if stage == "sfm" and n.get("registered_images") is not None:
+        return f"{n['registered_images']} of {n.get('usable_images')} images registered"
+    return ""
+
+
+def _summary_line(stage: str, record: StageRecord) -> str:
     extra = "  " + _extra(stage, record)
-    mem = f"  peak {record['peak_memory_mb']:.0f} MB" if record.get("peak_memory_mb") else ""
-    return f"{stage:<12} {status:<8} {_duration(record.get('seconds')):>8}{mem}{extra}"
+    mem = f"  peak {record.peak_memory_mb:.0f} MB" if record.peak_memory_mb else ""
+    return f"{stage:<12} {record.status or '':<8} {_duration(record.seconds):>8}{mem}{extra}"
 
 
 class PlainReporter(Reporter):
@@ -125,14 +124,14 @@ class PlainReporter(Reporter):
             shown = " ".join(f"{k}={v}" for k, v in fields.items() if k not in ("stage", "t"))
             self._p(f"[{stage}] {shown}")
 
-    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
+    def stage_end(self, stage: str, record: StageRecord) -> None:
         self._p(_summary_line(stage, record))
 
-    def finish(self, job: dict[str, Any]) -> None:
+    def finish(self, job: JobRecord) -> None:
         self._p("summary:")
-        for stage, record in (job.get("stages") or {}).items():
+        for stage, record in job.stages.items():
             self._p("  " + _summary_line(stage, record))
-        self._p(f"done in {_duration(job.get('seconds'))}: report {job.get('report')}")
+        self._p(f"done in {_duration(job.seconds)}: report {job.outputs.get('report')}")
 
 
 class RichReporter(Reporter):
@@ -152,16 +151,16 @@ class RichReporter(Reporter):
     def _detail(self, stage: str, row: dict[str, Any]) -> str:
         f = row.get("fields", {})
         if stage == "train" and "step" in f:
-            total = f.get("steps") or f.get("max_steps") or f.get("total")
+            total = f.get("steps")
             step = f"step {f['step']}" + (f"/{total}" if total else "")
             parts = [step]
             if "loss" in f:
                 parts.append(f"loss {_f(f['loss'])}")
             if "psnr" in f:
                 parts.append(f"PSNR {_f(f['psnr'], '{:.2f}')}")
-            if "gaussians" in f or "num_gaussians" in f:
-                parts.append(f"{f.get('gaussians', f.get('num_gaussians'))} G")
-            eta = f.get("eta_s") or f.get("eta")
+            if "num_gaussians" in f:
+                parts.append(f"{f['num_gaussians']} G")
+            eta = f.get("eta_s")
             if eta:
                 parts.append(f"ETA {_duration(float(eta))}")
             return "  ".join(parts)
@@ -175,7 +174,7 @@ class RichReporter(Reporter):
         table = Table(box=None, pad_edge=False, header_style="bold")
         for col in ("stage", "state", "time", "peak MB", "progress"):
             table.add_column(col)
-        for stage in ROWS:
+        for stage in STAGES:
             row = self.rows.get(stage)
             if row is None:
                 table.add_row(stage, "[dim]waiting[/]", "", "", "")
@@ -208,21 +207,20 @@ class RichReporter(Reporter):
         row["fields"] = {**row["fields"], **fields} if "phase" not in fields else dict(fields)
         self._refresh()
 
-    def stage_end(self, stage: str, record: dict[str, Any]) -> None:
+    def stage_end(self, stage: str, record: StageRecord) -> None:
         row = self.rows.setdefault(stage, {"fields": {}})
-        row.update(state=record.get("status", "done"), seconds=record.get("seconds"),
-                   peak_memory_mb=record.get("peak_memory_mb"))
+        row.update(state=record.status or "done", seconds=record.seconds, peak_memory_mb=record.peak_memory_mb)
         row["fields"] = {}
         row["note"] = _extra(stage, record)
         self._refresh()
 
-    def finish(self, job: dict[str, Any]) -> None:
+    def finish(self, job: JobRecord) -> None:
         self._refresh()
         self.live.__exit__(None, None, None)
         self.console.print()
-        self.console.print(f"done in {_duration(job.get('seconds'))}. Report: [bold]{job.get('report')}[/]")
-        if job.get("viewer"):
-            self.console.print(f"3-D viewer: spaceport view {job.get('out')}")
+        self.console.print(f"done in {_duration(job.seconds)}. Report: [bold]{job.outputs.get('report')}[/]")
+        if job.outputs.get("viewer"):
+            self.console.print(f"3-D viewer: spaceport view {job.prefix}")
 
     def close(self) -> None:
         if self.live.is_started:

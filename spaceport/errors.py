@@ -1,11 +1,20 @@
-"""Typed errors shared by every stage, the Lambdas and the CLI.
+"""Typed errors shared by every stage, the Lambdas and the CLI, and the failure record they cross
+processes as.
 
-The class name is the error name Step Functions sees (a stage writes ``"<ClassName>: <reason>"``
-to the SageMaker failure file, and the Lambdas raise these directly), so ``Retry``/``Catch``
-and the failure email match on it. Each error carries a one-sentence reason and what to do.
+The class name is the error name Step Functions sees (the Lambdas raise these directly; a stage
+writes its :class:`FailureRecord` as one JSON line to SageMaker's failure file, which becomes the
+job's FailureReason/ExitMessage), so ``Retry``/``Catch`` and the failure email match on it. Each
+error carries a one-sentence reason and what to do. :func:`parse_failure` is the one reader of
+that line, wherever it is embedded (``AlgorithmError: {...}``, a Step Functions Cause).
 """
 
 from __future__ import annotations
+
+import json
+import re
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 def as_sentence(text: str) -> str:
@@ -33,12 +42,47 @@ class SpaceportError(Exception):
     def name(self) -> str:
         return type(self).__name__
 
-    def one_line(self) -> str:
-        """``"ClassName: reason fix"`` on one line: the SageMaker failure file and the CLI use this."""
-        return f"{self.name}: {self.reason} {self.fix}".replace("\n", " ")
+    def record(self, stage: str | None = None) -> FailureRecord:
+        """This error as a :class:`FailureRecord` (details made JSON-safe)."""
+        details = json.loads(json.dumps(self.details, default=str))
+        return FailureRecord(error=self.name, reason=self.reason, fix=self.fix, details=details, stage=stage)
 
-    def to_dict(self) -> dict:
-        return {"error": self.name, "reason": self.reason, "fix": self.fix, "details": self.details}
+
+class FailureRecord(BaseModel):
+    """``failure.json`` and SageMaker's one-line failure file: why a stage (or a job) failed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    FILE: ClassVar[str] = "failure.json"
+
+    error: str
+    """The error class name (the Step Functions error name)."""
+    reason: str
+    """One sentence: what was wrong."""
+    fix: str
+    """One sentence: what to do."""
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Numbers that explain the failure (counts, thresholds)."""
+    stage: str | None = None
+
+    def line(self, limit: int = 1024) -> str:
+        """The record as one JSON line of at most ``limit`` UTF-8 bytes (SageMaker keeps 1 KiB):
+        details go first, then the reason is shortened, so the line always parses."""
+        for rec in (self, self.model_copy(update={"details": {}})):
+            text = rec.model_dump_json(exclude_defaults=True)
+            if len(text.encode()) <= limit:
+                return text
+        short = self.model_copy(update={"details": {}, "reason": ""})
+        room = limit - len(short.model_dump_json(exclude_defaults=True).encode()) - 16
+        reason = self.reason.encode()[:max(room, 0)].decode("utf-8", "ignore").rstrip() + "…"
+        return self.model_copy(update={"details": {}, "reason": reason}).model_dump_json(exclude_defaults=True)
+
+    def to_error(self) -> SpaceportError:
+        """The typed error this record names (:class:`StageFailed` for a name not in :data:`ERRORS`)."""
+        cls = ERRORS.get(self.error, StageFailed)
+        err = cls.__new__(cls)
+        Exception.__init__(err, f"{self.reason} {self.fix}")
+        err.reason, err.fix, err.details = self.reason, self.fix, dict(self.details)
+        return err
 
 
 # ---- bad input: never retried ----
@@ -155,6 +199,13 @@ class QuotaExceeded(SpaceportError):
     default_fix = "Request a SageMaker quota increase for the instance type in Service Quotas (docs/aws.md lists them)."
 
 
+class StageFailed(SpaceportError):
+    """A stage process ended with an error that carried no typed reason (a crash, a kill)."""
+
+    default_fix = ("Read the stage's log (CloudWatch /aws/sagemaker/*Jobs on AWS, DIR/logs/<stage>.log for "
+                   "`spaceport run`) and try again.")
+
+
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.
 ERRORS: dict[str, type[SpaceportError]] = {}
 
@@ -168,12 +219,49 @@ def _collect(cls: type[SpaceportError]) -> None:
 _collect(SpaceportError)
 
 
-def parse_failure(text: str) -> tuple[str, str]:
-    """Split a ``"ClassName: message"`` failure line into ``(name, message)``.
+_RECORD = re.compile(r"\{.*\}", re.DOTALL)
+#: ``Name:`` of a known error anywhere in a text (SageMaker prefixes ``AlgorithmError:``).
+_KNOWN = re.compile(r"\b(" + "|".join(sorted(ERRORS, key=len, reverse=True)) + r"):\s*")
+_EXIT_CODE = re.compile(r",? exit code: ?\d+\.?\s*$")
 
-    Unknown or unprefixed text comes back as ``("StageFailed", text)``.
-    """
-    head, sep, rest = text.strip().partition(":")
-    if sep and head in ERRORS:
-        return head, rest.strip()
-    return "StageFailed", text.strip()
+
+def parse_failure(text: str) -> FailureRecord:
+    """The failure record in ``text``: a stage's or Lambda's failure line (:meth:`FailureRecord.line`,
+    maybe behind SageMaker's ``AlgorithmError:``), else a ``ClassName: message`` from elsewhere (its
+    reason is the message, the fix the class's default), else the text itself as the reason of a
+    :class:`StageFailed`."""
+    text = (text or "").strip()
+    found = _RECORD.search(text)
+    if found:
+        try:
+            return FailureRecord.model_validate_json(found.group(0))
+        except ValidationError:
+            pass
+    named = _KNOWN.search(text)
+    if named:
+        cls = ERRORS[named.group(1)]
+        message = _EXIT_CODE.sub("", text[named.end():]).strip()
+        if message.endswith(cls.default_fix):  # a bare `raise Name(reason)`: str() ends with the default fix
+            message = message[: -len(cls.default_fix)].strip()
+        return FailureRecord(error=cls.__name__, reason=as_sentence(message or "No reason given"),
+                             fix=cls.default_fix)
+    return FailureRecord(error="StageFailed", reason=as_sentence(text or "The stage failed without a reason"),
+                         fix=StageFailed.default_fix)
+
+
+def failures_as_records(handler: Any) -> Any:
+    """Decorate a Lambda handler so a :class:`SpaceportError` leaves with its failure record line as
+    its message: Step Functions' ``Cause`` then carries error, reason, fix and details whole (the
+    error type, the class name, is what ``Retry``/``Catch`` match)."""
+    import functools
+    import os
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except SpaceportError as exc:
+            exc.args = (exc.record(os.environ.get("SPACEPORT_STAGE")).line(),)
+            raise
+
+    return wrapper

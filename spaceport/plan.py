@@ -13,44 +13,27 @@ The layout under the root is (DESIGN.md)::
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
 Stage options come from each stage's config module (``spaceport.<stage>.config``) through
-:func:`stage_options`, the only place that imports them.
+:func:`stage_options`, the only place that imports them. The stage graph is
+:mod:`spaceport.graph`; job ids and job names are :mod:`spaceport.jobid` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import unquote
 
+from spaceport import graph
 from spaceport.errors import ConfigInvalid
+from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
 
-#: Stages in execution order. ``quality_gate`` runs no container; it checks train's metrics.
-STAGES: tuple[str, ...] = ("sfm", "train", "quality_gate", "compress", "publish")
-#: Stages that run a container, with the SageMaker job kind each runs as.
-JOB_KINDS: dict[str, Literal["processing", "training"]] = {
-    "sfm": "processing",
-    "train": "training",
-    "compress": "processing",
-    "publish": "processing",
-}
+#: The stage graph (order, kinds, images, channels) lives in spaceport.graph; re-exported here.
+STAGES, JOB_KINDS = graph.STAGES, graph.JOB_KINDS
 #: Config class of each configurable stage (module ``spaceport.<stage>.config``).
 CONFIG_CLASSES: dict[str, str] = {"sfm": "SfmConfig", "train": "TrainConfig", "compress": "CompressConfig"}
 PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
-
-#: SageMaker job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$ (63 chars). Step Functions execution
-#: names: 1-80 chars, no whitespace/brackets/wildcards/special chars. A job id is at most
-#: 3 + 16 + 1 + 16 = 36 chars, so ``<job_id>-compress-r99`` still fits in 63.
-JOB_ID_MAX = 36
-#: Highest attempt number a stage's job name can carry (see :func:`stage_job_name`).
-MAX_ATTEMPTS = 99
-_SLUG_MAX = 16
-_HASH_LEN = 16
 
 #: SageMaker metric definitions matching spaceport.progress lines from the train stage:
 #: progress ``stage=train step=500 loss=0.0412 psnr=24.31`` and the final line
@@ -140,8 +123,7 @@ class JobRequest:
     def from_s3(cls, bucket: str, key: str, *, version_id: str | None = None, etag: str | None = None,
                 **kwargs: Any) -> JobRequest:
         """A request for ``s3://bucket/key`` (version id preferred over ETag for the job id)."""
-        version = version_id if version_id and version_id != "null" else (etag or "").strip('"')
-        return cls(source_uri=f"s3://{bucket}/{key}", source_version=version, **kwargs)
+        return cls(source_uri=f"s3://{bucket}/{key}", source_version=source_version(version_id, etag), **kwargs)
 
     @property
     def source_name(self) -> str:
@@ -160,21 +142,20 @@ class JobRequest:
 
 @dataclass(frozen=True)
 class Channel:
-    """One input or output: the URI under the root and the container path it maps to."""
+    """One input or output: the URI under the root, the container path it maps to, and (inputs)
+    which stage produced it in which form (:class:`spaceport.graph.Input`)."""
 
     name: str
     uri: str
     path: str
+    producer: str = ""
+    form: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "uri": self.uri, "path": self.path}
-
-    @property
-    def local_path(self) -> str:
-        """The filesystem path of a ``file://`` URI (percent-escapes decoded); ValueError for s3://."""
-        if not self.uri.startswith("file://"):
-            raise ValueError(f"{self.uri} is not a local (file://) URI")
-        return unquote(self.uri[len("file://"):])
+        out = {"name": self.name, "uri": self.uri, "path": self.path}
+        if self.producer:
+            out.update(producer=self.producer, form=self.form)
+        return out
 
 
 @dataclass(frozen=True)
@@ -188,10 +169,10 @@ class StageSpec:
     instance_type: str = ""
     volume_gb: int = 0
     max_runtime_s: int = 0
-    entrypoint: tuple[str, ...] = ()
-    """Processing: container entrypoint (``spaceport <stage>``)."""
     arguments: tuple[str, ...] = ()
-    """Processing: container arguments (``--field value`` for every resolved option)."""
+    """Processing: container arguments, ``<stage> --field value ...`` for every resolved option. The
+    image's ENTRYPOINT is ``spaceport`` (containers/*/Dockerfile), so ENTRYPOINT + arguments is
+    ``spaceport <stage> ...``; no ContainerEntrypoint is set (see spaceport.contract.start_argv)."""
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     """Training: every resolved option as a string."""
     options: Mapping[str, str] = field(default_factory=dict)
@@ -227,7 +208,6 @@ class StageSpec:
         )
         if self.kind == "processing":
             out.update(
-                entrypoint=list(self.entrypoint),
                 arguments=list(self.arguments),
                 stopping_condition={"MaxRuntimeInSeconds": self.max_runtime_s},
             )
@@ -312,37 +292,6 @@ class JobPlan:
         }
 
 
-def _slug(text: str) -> str:
-    """ASCII letters/digits/hyphens from a file name (accents folded, rest dropped)."""
-    stem = text.rsplit("/", 1)[-1]
-    stem = stem.rsplit(".", 1)[0] if "." in stem[1:] else stem
-    ascii_ = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", ascii_).strip("-").lower()
-    return slug[:_SLUG_MAX].strip("-")
-
-
-def job_id_for(source_uri: str, source_version: str) -> str:
-    """Deterministic job id: ``sp-<name slug>-<16 hex of sha256(uri, version)>``.
-
-    Valid as a SageMaker job name prefix and a Step Functions execution name.
-    """
-    digest = hashlib.sha256(f"{source_uri}\n{source_version}".encode()).hexdigest()[:_HASH_LEN]
-    slug = _slug(source_uri)
-    return f"sp-{slug}-{digest}" if slug else f"sp-{digest}"
-
-
-def stage_job_name(job_id: str, stage: str, attempt: int = 1) -> str:
-    """SageMaker job name of ``stage``'s ``attempt`` (1-based): ``<job_id>-<stage>[-r<attempt>]``.
-
-    SageMaker never reuses a job name, so a stage retried by the workflow (capacity lost inside
-    the job) runs under a new name: attempt 2 is ``<job_id>-train-r2``. At most 36 + 9 + 4 = 49
-    of the 63 characters SageMaker allows.
-    """
-    if not 1 <= attempt <= MAX_ATTEMPTS:
-        raise ValueError(f"attempt must be 1..{MAX_ATTEMPTS}, got {attempt}")
-    return f"{job_id}-{stage}" if attempt == 1 else f"{job_id}-{stage}-r{attempt}"
-
-
 def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
 
@@ -388,6 +337,17 @@ def _arguments(options: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(args)
 
 
+def _channel_in(stage: graph.StageDef, inp: graph.Input, request: JobRequest, prefix: str) -> Channel:
+    if inp.producer == graph.UPLOAD:
+        uri = _upload_uri(request, prefix)
+    elif inp.producer == graph.RECORD:
+        uri = prefix + "job.json"
+    else:
+        uri = prefix + graph.stage_def(inp.producer).folder + "/"
+    path = f"/opt/ml/input/data/{inp.channel}" if stage.kind == "training" else _PIN + inp.channel
+    return Channel(inp.channel, uri, path, inp.producer, inp.form)
+
+
 def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
     """Build the plan of ``request`` under ``settings`` (pure; raises ConfigInvalid on bad options)."""
     if not settings.root.endswith("/") or not settings.root.startswith(("s3://", "file://")):
@@ -403,61 +363,32 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
         )
     job_id = job_id_for(request.source_uri, request.source_version)
     prefix = f"{settings.root}jobs/{job_id}/"
-    uri = {"sfm": prefix + "sfm/", "train": prefix + "train/", "compressed": prefix + "compressed/",
-           "report": prefix + "report/",
-           # Checkpoints are scratch: under scratch/ so one bucket lifecycle rule expires them.
-           "checkpoints": f"{settings.root}scratch/{job_id}/checkpoints/"}
-    opts = {s: stage_options(s, preset, request.options.get(s)) for s in CONFIG_CLASSES}
-
-    def res(stage: str) -> dict[str, Any]:
-        r = settings.resources(stage)
-        return {"job_name": stage_job_name(job_id, stage), "image": r.image, "instance_type": r.instance_type,
-                "volume_gb": r.volume_gb, "max_runtime_s": r.max_runtime_s}
-
-    stages = (
-        StageSpec(
-            name="sfm", kind="processing", **res("sfm"),
-            entrypoint=("spaceport", "sfm"), arguments=_arguments(opts["sfm"]), options=opts["sfm"],
-            inputs=(Channel("upload", _upload_uri(request, prefix), _PIN + "upload"),),
-            outputs=(Channel("sfm", uri["sfm"], _POUT + "sfm"),),
-        ),
-        StageSpec(
-            name="train", kind="training", **res("train"),
-            hyperparameters=opts["train"], options=opts["train"],
-            inputs=(Channel("sfm", uri["sfm"], "/opt/ml/input/data/sfm"),),
-            outputs=(Channel("model", uri["train"], "/opt/ml/model"),),
-            checkpoint_uri=uri["checkpoints"],
-            use_spot=settings.use_spot, spot_max_wait_s=settings.spot_max_wait_s,
-        ),
-        StageSpec(
-            name="quality_gate", kind="gate",
-            thresholds={"min_psnr": float(settings.min_psnr), "max_gaussians": int(settings.max_gaussians)},
-        ),
-        StageSpec(
-            name="compress", kind="processing", **res("compress"),
-            entrypoint=("spaceport", "compress"), arguments=_arguments(opts["compress"]),
-            options=opts["compress"],
-            # On AWS the ASL points this at the training job's model.tar.gz (its name is known
-            # only after the job ran); locally it is the train folder holding splat.ply.
-            inputs=(Channel("model", uri["train"], _PIN + "model"),),
-            outputs=(Channel("compressed", uri["compressed"], _POUT + "compressed"),),
-        ),
-        StageSpec(
-            name="publish", kind="processing", **res("publish"),
-            entrypoint=("spaceport", "publish"), arguments=(),
-            inputs=(
-                Channel("sfm", uri["sfm"], _PIN + "sfm"),
-                Channel("train", uri["train"], _PIN + "train"),
-                Channel("compressed", uri["compressed"], _PIN + "compressed"),
-                # The job record as it stands before publish (per-stage seconds, cost, metrics):
-                # one object, so SageMaker puts it at /opt/ml/processing/input/job/job.json.
-                Channel("job", prefix + "job.json", _PIN + "job"),
-            ),
-            outputs=(Channel("report", uri["report"], _POUT + "report"),),
-        ),
-    )
-    assert tuple(s.name for s in stages) == STAGES
-    return JobPlan(job_id=job_id, root=settings.root, request=request, preset=preset, stages=stages,
+    stages = []
+    for sd in graph.GRAPH:
+        if sd.kind == "gate":
+            stages.append(StageSpec(
+                name=sd.name, kind="gate",
+                thresholds={"min_psnr": float(settings.min_psnr), "max_gaussians": int(settings.max_gaussians)}))
+            continue
+        opts = stage_options(sd.name, preset, request.options.get(sd.name))
+        r = settings.resources(sd.name)
+        common: dict[str, Any] = dict(
+            name=sd.name, kind=sd.kind, job_name=stage_job_name(job_id, sd.name), image=r.image,
+            instance_type=r.instance_type, volume_gb=r.volume_gb, max_runtime_s=r.max_runtime_s, options=opts,
+            inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs))
+        out_uri = prefix + sd.folder + "/"
+        if sd.kind == "training":
+            stages.append(StageSpec(
+                **common, hyperparameters=opts,
+                outputs=(Channel(sd.output, out_uri, "/opt/ml/model"),),
+                # Checkpoints are scratch: under scratch/ so one bucket lifecycle rule expires them.
+                checkpoint_uri=f"{settings.root}scratch/{job_id}/checkpoints/",
+                use_spot=settings.use_spot, spot_max_wait_s=settings.spot_max_wait_s))
+        else:
+            stages.append(StageSpec(
+                **common, arguments=(sd.name, *_arguments(opts)),
+                outputs=(Channel(sd.output, out_uri, _POUT + sd.output),)))
+    return JobPlan(job_id=job_id, root=settings.root, request=request, preset=preset, stages=tuple(stages),
                    role_arn=settings.role_arn)
 
 
@@ -474,8 +405,3 @@ def settings_from_mapping(values: Mapping[str, Any], **overrides: Any) -> PlanSe
         else:
             kwargs[key] = value
     return PlanSettings(**kwargs)
-
-
-def settings_to_mapping(settings: PlanSettings) -> dict[str, Any]:
-    """The inverse of :func:`settings_from_mapping` (JSON-able)."""
-    return dataclasses.asdict(settings)

@@ -7,9 +7,7 @@ from pathlib import Path
 import click
 
 from spaceport.config import parse_stage_options
-
-STAGE_CHOICES = ("sfm", "train", "quality_gate", "compress", "publish")
-
+from spaceport.graph import STAGES
 
 
 @click.command("run")
@@ -17,7 +15,7 @@ STAGE_CHOICES = ("sfm", "train", "quality_gate", "compress", "publish")
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Job folder: request.json, sfm/, train/, compressed/, report/, job.json land here.")
 @click.option("--preset", default="default", show_default=True, help="fast (CPU demo), default or quality.")
-@click.option("--from", "from_stage", type=click.Choice(STAGE_CHOICES),
+@click.option("--from", "from_stage", type=click.Choice(STAGES),
               help="Re-run from this stage even if its outputs are complete.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
               help="Override one stage option (repeatable), e.g. --set train.steps=500.")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spaceport.errors import ModelInvalid
+from spaceport.files import atomic_path
 
 SH_C0 = 0.28209479177387814
 
@@ -105,11 +106,9 @@ def write_ply(splat: Splat, path: Path) -> int:
     header += [f"property float {name}" for name in rec.dtype.names]
     header += ["end_header"]
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(("\n".join(header) + "\n").encode("ascii"))
         f.write(rec.tobytes())
-    tmp.replace(path)
     return path.stat().st_size
 
 

@@ -33,8 +33,10 @@ class Functions(Construct):
         self.log_retention = log_retention
         self.record = self._function("Record", "record",
                                      "Job record steps (DynamoDB + job.json): progress, capacity retry, final record")
+        # It streams model.tar.gz past the PLY to metrics.json: ~300 MB of gzip at the 1 GB tier's CPU share.
         self.quality_gate = self._function("QualityGate", "quality_gate",
-                                           "Check held-out PSNR and Gaussian count against the targets")
+                                           "Check held-out PSNR and Gaussian count against the targets",
+                                           timeout_s=300, memory_mb=1024)
         self.notify = self._function("Notify", "notify", "Email the result or the failure (never fails the job)")
 
     def add_start_job(self, *, state_machine_arn: str, quiet_s: int) -> lambda_.Function:
@@ -64,7 +66,7 @@ class Functions(Construct):
         return self.start_job
 
     def _function(self, construct_id: str, handler: str, description: str, *, timeout_s: int = 30,
-                  extra_env: Mapping[str, str] | None = None,
+                  memory_mb: int = 256, extra_env: Mapping[str, str] | None = None,
                   dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
         log_group = logs.LogGroup(self, f"{construct_id}Logs", retention=self.log_retention,
                                   removal_policy=RemovalPolicy.DESTROY)
@@ -76,7 +78,7 @@ class Functions(Construct):
             handler="handler.handler",
             code=lambda_code(handler),
             layers=[self.powertools],
-            memory_size=256,
+            memory_size=memory_mb,
             timeout=Duration.seconds(timeout_s),
             environment={**self.environment, **(extra_env or {}), "POWERTOOLS_SERVICE_NAME": "spaceport",
                          "POWERTOOLS_LOG_LEVEL": "INFO"},

@@ -15,6 +15,8 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
+from spaceport.plan import CONFIG_CLASSES
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Core modules every Lambda gets (stdlib/pydantic/boto3 only; no numpy, torch or pycolmap).
 CORE_MODULES = (
@@ -22,11 +24,15 @@ CORE_MODULES = (
     "spaceport/errors.py",
     "spaceport/config.py",
     "spaceport/plan.py",
-    "spaceport/quality.py",  # the quality gate (shared with the local runner)
-    "spaceport/progress.py",  # stdlib only; spaceport.quality.parse_final_line uses it
+    "spaceport/jobid.py",  # job ids and job names (plan, records, notify)
+    "spaceport/graph.py",  # the stage graph (plan, records, notification links)
+    "spaceport/files.py",  # atomic writes, safe unpacking, input sniffing (stdlib only)
+    "spaceport/summaries.py",  # the summary and job record models (pydantic only)
+    "spaceport/gate.py",  # the quality gate (shared with the local runner)
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts
+    "spaceport/aws/intake.py",  # start_job's work
     "spaceport/aws/records.py",
     "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
@@ -34,7 +40,7 @@ CORE_MODULES = (
     "spaceport/aws/runtime.py",
 )
 #: Stage config modules (owned by the stage parts; stdlib-only by contract), bundled when present.
-STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in ("sfm", "train", "compress") for n in ("__init__.py", "config.py"))
+STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in CONFIG_CLASSES for n in ("__init__.py", "config.py"))
 
 
 def bundled_files(handler: str) -> list[str]:

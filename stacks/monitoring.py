@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -22,7 +22,9 @@ class Monitoring(Construct):
                  functions: dict[str, lambda_.Function], dead_letters: sqs.IQueue, alarm_email: str,
                  dashboard_name: str) -> None:
         super().__init__(scope, construct_id)
-        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="Spaceport alarms")
+        # Encrypts alarm messages in transit only: deleted with the stack (after KMS's 7-day wait).
+        key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="Spaceport alarms",
+                      removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7))
         # CloudWatch publishes to the encrypted topic: it needs to use the key.
         key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Spaceport alarms", master_key=key, enforce_ssl=True)

@@ -35,7 +35,8 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
          "Python 3.11 is the project's runtime (pyproject, venv) and the Powertools layer parameter; they move together."),
         ("AwsSolutions-IAM5[Resource::*]",
          "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
-         "ecr:GetAuthorizationToken, and cloudwatch:PutMetricData limited by a namespace condition."),
+         "ecr:GetAuthorizationToken, ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken "
+         "(ECR Public login for base images), and cloudwatch:PutMetricData limited by a namespace condition."),
         (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
          "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
         (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
@@ -56,6 +57,10 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
              "CDK's KMS grant for the build/topic keys; limited to that one key.") for a in KMS_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
              "grant_invoke covers the function's versions and aliases (ARN:*), nothing else.") for fn in functions]
+    if stack.notifications.sender_email:
+        out.append((f"AwsSolutions-IAM5[Resource::{partition_acct.format(svc='ses')}:identity/*]",
+                    "SES authorizes the recipient's identity too (each uploader's, in the sandbox); the "
+                    "ses:FromAddress condition keeps the sender to the one configured address."))
     build = _ref(stack, stack.images.project, "Ref").removesuffix(".Ref>") + ">"
     out += [
         (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/{build}:*]",

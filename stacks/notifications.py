@@ -1,27 +1,30 @@
-"""Where emails go: an SES identity when a sender is configured, else an SNS topic."""
+"""Where emails go: SES from a verified sender (to each uploader), else an SNS topic (to an operator)."""
 
 from __future__ import annotations
 
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
-from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 
 class Notifications(Construct):
-    """SES sending from ``sender_email`` (identity created here), or an encrypted SNS topic."""
+    """SES sending from ``sender_email``, or an encrypted SNS topic ``topic_email`` subscribes to.
+
+    The sender identity is verified outside the stack (docs/aws.md): an identity created here
+    would fail a second stack, or a redeploy, that uses the same address.
+    """
 
     def __init__(self, scope: Construct, construct_id: str, *, sender_email: str, topic_email: str) -> None:
         super().__init__(scope, construct_id)
         self.sender_email = sender_email
         self.topic: sns.Topic | None = None
-        self.identity: ses.EmailIdentity | None = None
-        if sender_email:
-            self.identity = ses.EmailIdentity(self, "Sender", identity=ses.Identity.email(sender_email))
-        else:
-            key = kms.Key(self, "TopicKey", enable_key_rotation=True, description="Spaceport notification topic")
+        if not sender_email:
+            # Encrypts notification messages in transit only: deleted with the stack (7-day wait).
+            key = kms.Key(self, "TopicKey", enable_key_rotation=True, description="Spaceport notification topic",
+                          removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7))
             self.topic = sns.Topic(self, "Topic", display_name="Spaceport jobs", master_key=key,
                                    enforce_ssl=True)
             if topic_email:
@@ -32,7 +35,13 @@ class Notifications(Construct):
         return self.topic.topic_arn if self.topic else ""
 
     def grant_send(self, grantee: iam.IGrantable) -> None:
-        if self.identity:
-            self.identity.grant_send_email(grantee)
+        if self.sender_email:
+            # SES authorizes every identity an email involves: the sender's, and in the sandbox the
+            # recipient's too (each uploader's verified address). So the resource is identity/*,
+            # and the condition keeps the From address to the configured sender.
+            iam.Grant.add_to_principal(
+                grantee=grantee, actions=["ses:SendEmail", "ses:SendRawEmail"],
+                resource_arns=[f"arn:{Aws.PARTITION}:ses:{Aws.REGION}:{Aws.ACCOUNT_ID}:identity/*"],
+                conditions={"StringEquals": {"ses:FromAddress": self.sender_email}})
         if self.topic:
             self.topic.grant_publish(grantee)

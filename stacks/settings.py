@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +12,9 @@ from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
 from spaceport.plan import JOB_KINDS, PlanSettings, StageResources
 
 STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
+#: GPU families whose architectures the train image is compiled for: A100 (p4d/p4de, sm_80), A10G
+#: (g5, sm_86), L4/L40S (g6/g6e, sm_89), H100/H200 (p5/p5e/p5en, sm_90). T4 (g4dn) and V100 (p3) are not.
+TRAIN_FAMILIES = ("ml.p4d.", "ml.p4de.", "ml.g5.", "ml.g6.", "ml.g6e.", "ml.p5.", "ml.p5e.", "ml.p5en.")
 
 
 @dataclass(frozen=True)
@@ -38,16 +42,19 @@ class DeploySettings:
     link_expiry_hours: int = 168
     """Presigned link lifetime (SigV4 caps it at 7 days = 168 h)."""
     sender_email: str = ""
-    """Verified SES identity to send from. Empty: emails go to an SNS topic instead."""
+    """SES-verified address (or an address of a verified domain) the emails come from; each email
+    goes to the uploader's x-amz-meta-email. Verify it before deploying (docs/aws.md)."""
     notify_topic_email: str = ""
-    """With no SES sender: an address subscribed to the notification topic."""
+    """With no SES sender: an operator address subscribed to an SNS topic that receives EVERY job's
+    email (the uploader's address is in the body). One of the two must be set."""
     alarm_email: str = ""
     """Address subscribed to the alarm topic (optional)."""
     scratch_expiry_days: int = 7
     upload_expiry_days: int = 30
     log_expiry_days: int = 90
     retain_data: bool = True
-    """Keep buckets and the jobs table when the stack is deleted."""
+    """Keep the buckets and the jobs table when the stack is deleted (the default: users' uploads and
+    results outlive the stack). Image repositories and KMS keys are always deleted (docs/aws.md)."""
     github_owner: str = ""
     github_repo: str = ""
     """CodeBuild source. Empty: a source zip at s3://<data bucket>/source/spaceport.zip."""
@@ -57,17 +64,37 @@ class DeploySettings:
             unknown = set(getattr(self, name)) - set(JOB_KINDS)
             if unknown:
                 raise ValueError(f"context spaceport.{name}: unknown stage(s) {sorted(unknown)}")
+        if not self.sender_email and not self.notify_topic_email:
+            raise ValueError(
+                "No email would reach anyone: set context spaceport.sender_email to an SES-verified address "
+                "(`npx cdk deploy -c spaceport.sender_email=you@example.com`; docs/aws.md, step 3), or "
+                "spaceport.notify_topic_email to an operator address that receives every job's email.")
+        train = self.instance_types.get("train", STAGE_DEFAULTS["train"].instance_type)
+        if not train.startswith(TRAIN_FAMILIES):
+            raise ValueError(f"context spaceport.instance_types.train {train!r}: the train image is compiled for "
+                             f"sm_80, sm_86, sm_89, sm_90 (containers/train/Dockerfile); use one of {TRAIN_FAMILIES}")
         if not 0 <= self.folder_quiet_s <= MAX_QUIET_S:
             raise ValueError(f"context spaceport.folder_quiet_s must be 0..{MAX_QUIET_S} (the SQS delay limit)")
         if not 1 <= self.link_expiry_hours <= 168:
             raise ValueError("context spaceport.link_expiry_hours must be 1..168 (SigV4 limit)")
 
     @classmethod
-    def from_context(cls, context: Mapping[str, Any] | None) -> DeploySettings:
-        """Parse the ``spaceport`` context dict; unknown keys are an error (typos must not pass)."""
+    def from_context(cls, context: Mapping[str, Any] | None,
+                     overrides: Mapping[str, Any] | None = None) -> DeploySettings:
+        """Parse the ``spaceport`` context dict; unknown keys are an error (typos must not pass).
+
+        ``overrides`` are flat ``spaceport.<key>`` context values (``cdk deploy -c
+        spaceport.sender_email=...``); the CLI passes them as strings, so a non-string setting's
+        value is read as JSON (``-c spaceport.use_spot=true``).
+        """
         context = dict(context or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(context) - names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for key, value in (overrides or {}).items():
+            name = key.removeprefix("spaceport.")
+            if name in fields and isinstance(value, str) and not isinstance(fields[name].default, str | None):
+                value = json.loads(value)
+            context[name] = value
+        unknown = sorted(set(context) - set(fields))
         if unknown:
             raise ValueError(f"unknown cdk.json context key(s) under 'spaceport': {unknown}")
         return cls(**context)

@@ -11,6 +11,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from spaceport.aws.settings import ENV
+from spaceport.graph import JOB_KINDS
 from stacks.functions import Functions
 from stacks.images import Images
 from stacks.monitoring import Monitoring
@@ -42,7 +43,7 @@ class SpaceportStack(Stack):
         self.notifications = Notifications(self, "Notifications", sender_email=settings.sender_email,
                                            topic_email=settings.notify_topic_email)
         plan_settings = settings.plan_settings(
-            images={stage: self.images.image_uri(stage) for stage in ("sfm", "train", "compress", "publish")},
+            images={stage: self.images.image_uri(stage) for stage in JOB_KINDS},
             role_arn=self.sagemaker.role.role_arn)
         environment = {
             ENV["bucket"]: self.storage.data.bucket_name,
@@ -70,6 +71,7 @@ class SpaceportStack(Stack):
             jobs.grant_read_write_data(fn)
             data.grant_put(fn, "jobs/*")
         data.grant_read(self.functions.notify, "jobs/*")  # presigned links are signed with its credentials
+        data.grant_read(self.functions.quality_gate, "jobs/*")  # metrics.json inside the model artifact
         for fn in (start_job, self.functions.notify):
             self.notifications.grant_send(fn)
 

@@ -1,8 +1,8 @@
 """QualityGate state: held-out PSNR >= min_psnr and Gaussians <= max_gaussians, else QualityBelowTarget.
 
-Reads the metrics SageMaker parsed from the train stage's final progress line
-(``FinalMetricDataList`` of the training job, see spaceport.plan.METRIC_DEFINITIONS) and applies
-the same gate as the local runner: :mod:`spaceport.quality` (pure; bundled with this handler).
+Reads ``metrics.json`` from the training job's model artifact (``model.tar.gz`` on S3, streamed:
+the PLY in it is skipped, never held) and applies the same gate as the local runner,
+:mod:`spaceport.gate` (pure; bundled with this handler).
 """
 
 from __future__ import annotations
@@ -11,21 +11,31 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from spaceport import quality
-from spaceport.aws.records import training_metrics
-from spaceport.aws.runtime import logger
+from spaceport import gate
+from spaceport.aws import settings
+from spaceport.aws.runtime import Clients, logger
+from spaceport.errors import failures_as_records
+from spaceport.summaries import GateResult
 
 
-def check(thresholds: dict[str, Any], training: dict[str, Any]) -> dict[str, Any]:
+def check(thresholds: dict[str, Any], training: dict[str, Any], s3: Any) -> GateResult:
     """The gate's numbers when it passes; raises QualityBelowTarget (with the numbers) when not,
-    or ModelInvalid when training reported no held-out PSNR or Gaussian count."""
-    targets = quality.QualityTargets(min_psnr=float(thresholds["min_psnr"]),
-                                     max_gaussians=int(thresholds["max_gaussians"]))
-    return quality.check(training_metrics(training), targets).to_dict()
+    or ModelInvalid when the model artifact holds no valid metrics.json."""
+    targets = gate.QualityTargets(min_psnr=float(thresholds["min_psnr"]),
+                                  max_gaussians=int(thresholds["max_gaussians"]))
+    uri = training["ModelArtifacts"]["S3ModelArtifacts"]
+    bucket, key = uri[len("s3://"):].split("/", 1)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    try:
+        metrics = gate.metrics_from_model_tarball(body, uri)
+    finally:
+        body.close()
+    return gate.check(metrics, targets)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@failures_as_records
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = check(event["thresholds"], event["training"])
-    logger.info("quality gate passed", extra=result)
-    return result
+    result = check(event["thresholds"], event["training"], Clients(settings.load()).s3)
+    logger.info("quality gate passed", extra=result.model_dump())
+    return result.model_dump()

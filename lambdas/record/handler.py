@@ -6,9 +6,11 @@
 - ``retry`` (a SageMaker stage was caught) decides whether to run the stage again: only a job
   that failed inside SageMaker for lack of capacity, within the ASL's policy; it returns the
   plan with that stage's attempt and job name bumped (spaceport.aws.records.plan_retry).
-- ``failed`` turns the caught ``{"Error", "Cause"}`` into the typed error the email and the Fail
-  state use (the stage is the first with no result; the reason comes from the SageMaker job's
+- ``failed`` turns the caught ``{"Error", "Cause"}`` into the failure record the email and the Fail
+  state use (the stage is the first with no result; the record comes from the SageMaker job's
   FailureReason/ExitMessage through spaceport.errors.parse_failure).
+
+Records are :class:`spaceport.summaries.JobRecord`; the state machine gets them as JSON.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from spaceport.aws import records, settings
 from spaceport.aws.runtime import Clients, logger
+from spaceport.summaries import Notification
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -41,10 +44,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         record = records.failed(record, plan, event.get("results"), event.get("error"))
     elif action == "notify_failed":
         failure = records.describe_failure(event.get("error"))
-        record["notify"] = {"sent": False, "error": f"{failure['error']}: {failure['reason']}"}
-        record["updated_at"] = records.now_iso()
+        record = record.model_copy(update={
+            "notify": Notification(sent=False, error=f"{failure.error}: {failure.reason}"),
+            "updated_at": records.now_iso()})
     else:
         raise ValueError(f"unknown record action {action!r}")
     clients.store.save(record)
-    logger.info("job record", extra={"job_id": record["job_id"], "status": record["status"], "action": action})
-    return record
+    logger.info("job record", extra={"job_id": record.job_id, "status": record.status, "action": action})
+    return record.model_dump(mode="json")

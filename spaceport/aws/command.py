@@ -64,5 +64,8 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
         from spaceport.aws.notify import presigned_links
 
         s3 = session.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
-        record["links"] = presigned_links(record, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
+        from spaceport.summaries import JobRecord
+
+        stored = JobRecord.model_validate({k: v for k, v in record.items() if k != "execution_status"})
+        record["links"] = presigned_links(stored, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))

@@ -120,9 +120,10 @@ def format_status(record: Mapping[str, Any]) -> str:
              + (f" (execution {record['execution_status']})" if record.get("execution_status") else "")]
     if record.get("source_uri"):
         lines.append(f"source: {record['source_uri']}")
-    if record.get("error"):
-        lines += [f"failed at: {record.get('stage', '?')}", f"error: {record['error']}: {record.get('reason', '')}",
-                  f"fix: {record.get('fix', '')}"]
+    failure = record.get("failure") or {}
+    if failure:
+        lines += [f"failed at: {record.get('stage', '?')}", f"error: {failure['error']}: {failure['reason']}",
+                  f"fix: {failure['fix']}"]
     m = record.get("metrics") or {}
     if m:
         lines.append("metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())))

@@ -1,9 +1,10 @@
 """The job record: one DynamoDB item per job, mirrored to ``jobs/<job_id>/job.json``.
 
-The record says where a job stands (``QUEUED`` -> ``RUNNING`` -> ``SUCCEEDED`` | ``FAILED``, or
-``REJECTED`` before it started), what it produced, its metrics, per-stage times and an estimated
-cost, and on failure the typed error (name, reason, fix) the email quotes. The functions that
-build records are pure; :class:`JobStore` does the I/O.
+The record (:class:`~spaceport.summaries.JobRecord`, the same model the local runner writes) says
+where a job stands (``QUEUED`` -> ``RUNNING`` -> ``SUCCEEDED`` | ``FAILED``, or ``REJECTED`` before
+it started), what it produced (the stage graph's products), its metrics, per-stage times and an
+estimated cost, and on failure the failure record (error, reason, fix) the email quotes. The
+functions that build records are pure; :class:`JobStore` does the I/O.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from typing import Any
 
 from spaceport.aws import quota
 from spaceport.aws.cost import stage_cost_usd
-from spaceport.errors import ERRORS, as_sentence, parse_failure
-from spaceport.plan import JOB_KINDS, MAX_ATTEMPTS, STAGES, stage_job_name
+from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
+from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
+from spaceport.plan import MAX_ATTEMPTS, stage_job_name
+from spaceport.summaries import GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
-#: Record fields kept out of ``jobs/<id>/job.json`` (personal data; DynamoDB only).
-PRIVATE_FIELDS = ("email",)
-_KNOWN = re.compile(r"\b(" + "|".join(sorted(ERRORS, key=len, reverse=True)) + r"):")
 #: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
 #: ends Failed/Stopped and ``.sync`` raises States.TaskFailed with this in FailureReason.
 _CAPACITY = re.compile(
     r"\bCapacityError\b|Insufficient\w*Capacity|insufficient capacity|"
     r"Unable to provision requested ML compute capacity|spot (?:instance )?interrupt",
     re.IGNORECASE)
+
+
+#: Keys of a SageMaker Describe*Job result (as opposed to a failure record or another payload).
+_JOB_KEYS = ("FailureReason", "ExitMessage", "TrainingJobStatus", "ProcessingJobStatus")
 
 
 def now_iso() -> str:
@@ -48,7 +52,7 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
-def stage_summary(stage: str, result: Mapping[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]:
+def stage_summary(stage: str, result: Mapping[str, Any], spec: Mapping[str, Any]) -> StageRecord:
     """Seconds, billable seconds, instance type and estimated cost of one SageMaker stage."""
     cluster = spec.get("cluster", {})
     instance = result.get("ResourceConfig", {}).get("InstanceType") or cluster.get("InstanceType", "")
@@ -62,13 +66,11 @@ def stage_summary(stage: str, result: Mapping[str, Any], spec: Mapping[str, Any]
         seconds = float(result["TrainingTimeInSeconds"])
     billable = result.get("BillableTimeInSeconds")
     billable = float(billable) if billable is not None else seconds
-    return {
-        "job_name": result.get("TrainingJobName") or result.get("ProcessingJobName") or spec.get("job_name", ""),
-        "instance_type": instance,
-        "seconds": seconds,
-        "billable_seconds": billable,
-        "cost_usd": stage_cost_usd(instance, billable, count) if billable is not None else None,
-    }
+    return StageRecord(
+        status="done",
+        job_name=result.get("TrainingJobName") or result.get("ProcessingJobName") or spec.get("job_name", ""),
+        instance_type=instance, seconds=seconds, billable_seconds=billable,
+        cost_usd=stage_cost_usd(instance, billable, count) if billable is not None else None)
 
 
 def training_metrics(result: Mapping[str, Any]) -> dict[str, float]:
@@ -105,8 +107,8 @@ def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]
                 inner = json.loads(doc.get("errorMessage", ""))
             except (ValueError, TypeError):
                 inner = None
-            if isinstance(inner, dict):
-                doc = inner
+            if isinstance(inner, dict) and any(k in inner for k in _JOB_KEYS):
+                doc = inner  # a SageMaker job description relayed by a Lambda
         if "errorType" not in doc:
             # Processing jobs put our line in ExitMessage; training jobs in FailureReason.
             text = str(doc.get("ExitMessage") or doc.get("FailureReason") or cause)
@@ -130,9 +132,9 @@ def is_capacity_failure(error: Mapping[str, Any] | None) -> bool:
     if limit is not None:
         return limit.transient
     for text in job_texts:
-        known = _KNOWN.search(text)
-        if known:
-            return ERRORS[known.group(1)].retryable
+        known = parse_failure(text).error
+        if known != StageFailed.__name__:
+            return known in ERRORS and ERRORS[known].retryable
     return any(_CAPACITY.search(text) for text in job_texts)
 
 
@@ -171,66 +173,39 @@ def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error
             "job_name": job_name, "plan": new_plan}
 
 
-#: The space after a sentence's closing '.', '?' or '!'.
-_SENTENCE_END = re.compile(r"(?<=[.?!]) +")
+def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) -> FailureRecord:
+    """The failure record of a Step Functions ``{"Error", "Cause"}``.
 
-
-def describe_failure(error: Mapping[str, Any] | None) -> dict[str, str]:
-    """Turn a Step Functions ``{"Error", "Cause"}`` into ``{"error", "reason", "fix", "cause"}``.
-
-    ``Cause`` is a Lambda error payload (``errorType``/``errorMessage``), a SageMaker job
-    description (``FailureReason``/``ExitMessage`` holding our ``ClassName: reason fix`` line,
-    maybe behind ``AlgorithmError:``), or plain text.
+    ``Cause`` is a SageMaker job description whose FailureReason/ExitMessage holds the stage's
+    failure record line (maybe behind ``AlgorithmError:``), a Lambda error payload
+    (``errorType``/``errorMessage``), or plain text; :func:`spaceport.errors.parse_failure` reads it.
+    An untyped failure takes its name from the Step Functions error (capacity and throttling
+    errors at job creation become :class:`~spaceport.errors.CapacityError`).
     """
     name, text, _job = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None and not limit.transient:
-        exc = limit.error()
-        return {"error": exc.name, "reason": exc.reason, "fix": exc.fix, "cause": f"{exc.reason} {exc.fix}"[:1024]}
-    match = _KNOWN.search(text)
-    if match:
-        text = text[match.start():]
-        text = re.sub(r",? exit code: ?\d+\s*$", "", text)
-    parsed_name, message = parse_failure(text)
-    if parsed_name == "StageFailed" and name in ERRORS:
-        parsed_name = name
-    if parsed_name == "StageFailed" and ("ResourceLimitExceeded" in name or "Throttl" in name
-                                         or _CAPACITY.search(text)):
-        parsed_name = "CapacityError"
-    elif parsed_name == "StageFailed" and name not in ("States.TaskFailed", "States.ALL"):
-        parsed_name = name.replace(".", "") or "StageFailed"
-    cls = ERRORS.get(parsed_name)
-    fix = cls.default_fix if cls else "Check the job logs in CloudWatch, or try again."
-    if cls and message.endswith(fix):
-        message = message[: -len(fix)].strip()
-    elif cls and parsed_name in text and len(_SENTENCE_END.split(message.strip())) > 1:
-        # Our one-line form is "Name: reason. fix." -- the last sentence is the fix (a reason may
-        # end with '?' or '!', as "Did you mean 'steps'?").
-        *head, fix = _SENTENCE_END.split(message.strip())
-        message, fix = as_sentence(" ".join(head)), as_sentence(fix)
-    reason = message or "The stage failed without a reason."
-    return {"error": parsed_name, "reason": reason, "fix": fix, "cause": f"{reason} {fix}".strip()[:1024]}
+        return limit.error().record(stage)
+    record = parse_failure(text)
+    if record.error == StageFailed.__name__:
+        if name in ERRORS:
+            record = record.model_copy(update={"error": name, "fix": ERRORS[name].default_fix})
+        elif "ResourceLimitExceeded" in name or "Throttl" in name or _CAPACITY.search(text):
+            record = record.model_copy(update={"error": "CapacityError", "fix": ERRORS["CapacityError"].default_fix})
+        elif name not in ("States.TaskFailed", "States.ALL", ""):
+            record = record.model_copy(update={"error": name.replace(".", "")})
+    return record.model_copy(update={"stage": stage or record.stage})
 
 
-def new_record(plan: Mapping[str, Any], *, status: str = "QUEUED", at: str | None = None) -> dict[str, Any]:
+def new_record(plan: Mapping[str, Any], *, status: str = "QUEUED", at: str | None = None) -> JobRecord:
     """The first record of a job, from the plan's execution input (``plan`` of to_execution_input)."""
     at = at or now_iso()
-    return {
-        "job_id": plan["job_id"],
-        "status": status,
-        "source_uri": plan.get("source_uri"),
-        "email": plan.get("email"),
-        "preset": plan.get("preset"),
-        "prefix": plan.get("prefix"),
-        "created_at": at,
-        "updated_at": at,
-        "stages": {},
-        "metrics": {},
-        "outputs": {},
-    }
+    return JobRecord(job_id=plan["job_id"], status=status, source_uri=plan.get("source_uri"),
+                     email=plan.get("email"), preset=plan.get("preset"), prefix=plan.get("prefix"),
+                     created_at=at, updated_at=at)
 
 
-def _stage_table(plan: Mapping[str, Any], results: Mapping[str, Any]) -> dict[str, Any]:
+def _stage_table(plan: Mapping[str, Any], results: Mapping[str, Any]) -> dict[str, StageRecord]:
     stages = {}
     for stage, spec in plan.get("stages", {}).items():
         if stage in JOB_KINDS and isinstance((results or {}).get(stage), Mapping):
@@ -238,96 +213,75 @@ def _stage_table(plan: Mapping[str, Any], results: Mapping[str, Any]) -> dict[st
     return stages
 
 
-def _total_cost(stages: Mapping[str, Any]) -> float:
-    return round(sum(s.get("cost_usd") or 0.0 for s in stages.values()), 4)
+def _total_cost(stages: Mapping[str, StageRecord]) -> float:
+    return round(sum(s.cost_usd or 0.0 for s in stages.values()), 4)
 
 
 def _key(uri: str) -> str:
     return uri.split("/", 3)[3] if uri.startswith("s3://") else uri
 
 
-def succeeded(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[str, Any],
-              *, at: str | None = None) -> dict[str, Any]:
-    """The final record of a job whose every stage ran."""
-    out = dict(record)
+def _update(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any], at: str | None,
+            **changes: Any) -> JobRecord:
     stages = _stage_table(plan, results)
+    gate = (results.get("quality_gate") or {}).get("value")  # the QualityGate Lambda's GateResult
+    if gate is not None:
+        changes["quality_gate"] = GateResult.model_validate(gate)
+    return record.model_copy(update=dict(updated_at=at or now_iso(), stages=stages, cost_usd=_total_cost(stages),
+                                         metrics=training_metrics(results.get("train") or {}), **changes))
+
+
+def succeeded(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any],
+              *, at: str | None = None) -> JobRecord:
+    """The final record of a job whose every stage ran; its outputs are the stage graph's products
+    (bucket keys) and the training job's model artifact."""
     prefix = _key(plan["prefix"])
+    outputs = {product.name: f"{prefix}{sd.folder}/{product.file}" for sd, product in PRODUCTS}
     model = (results.get("train") or {}).get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
-    out.update(
-        status="SUCCEEDED",
-        updated_at=at or now_iso(),
-        stages=stages,
-        cost_usd=_total_cost(stages),
-        metrics=training_metrics(results.get("train") or {}),
-        outputs={
-            "sog": f"{prefix}compressed/scene.sog",
-            "spz": f"{prefix}compressed/scene.spz",
-            "report": f"{prefix}report/index.html",
-            "viewer": f"{prefix}report/viewer.html",
-            "ply": f"{prefix}report/splat.ply",
-            "model": _key(model) if model else "",
-        },
-    )
-    return out
+    if model:
+        outputs["model"] = _key(model)
+    return _update(record, plan, results, at, status="SUCCEEDED", outputs=outputs)
 
 
-def progress(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[str, Any],
-             *, at: str | None = None) -> dict[str, Any]:
+def progress(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any],
+             *, at: str | None = None) -> JobRecord:
     """The record of a running job with the stages done so far (what the publish stage reads)."""
-    out = dict(record)
-    stages = _stage_table(plan, results)
-    out.update(updated_at=at or now_iso(), stages=stages, cost_usd=_total_cost(stages),
-               metrics=training_metrics(results.get("train") or {}))
-    return out
+    return _update(record, plan, results, at)
 
 
-def retried(record: Mapping[str, Any], decision: Mapping[str, Any], error: Mapping[str, Any] | None,
-            *, at: str | None = None) -> dict[str, Any]:
+def retried(record: JobRecord, decision: Mapping[str, Any], error: Mapping[str, Any] | None,
+            *, at: str | None = None) -> JobRecord:
     """The record after the workflow chose to run a stage again (``decision`` from :func:`plan_retry`)."""
-    out = dict(record)
     failure = describe_failure(error)
-    out["retries"] = [*record.get("retries", []), {
-        "stage": decision["stage"], "attempt": decision["attempt"], "job_name": decision["job_name"],
-        "wait_s": decision["wait_s"], "error": failure["error"], "reason": failure["reason"],
-        "at": at or now_iso()}]
-    out["updated_at"] = at or now_iso()
-    return out
+    retry = Retry(stage=decision["stage"], attempt=decision["attempt"], job_name=decision["job_name"],
+                  wait_s=decision["wait_s"], error=failure.error, reason=failure.reason, at=at or now_iso())
+    return record.model_copy(update={"retries": [*record.retries, retry], "updated_at": at or now_iso()})
 
 
-def failed(record: Mapping[str, Any], plan: Mapping[str, Any], results: Mapping[str, Any] | None,
-           error: Mapping[str, Any] | None, *, at: str | None = None) -> dict[str, Any]:
-    """The final record of a job that stopped at a stage, with its typed error."""
-    out = dict(record)
+def failed(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any] | None,
+           error: Mapping[str, Any] | None, *, at: str | None = None) -> JobRecord:
+    """The final record of a job that stopped at a stage, with its failure record."""
     results = results or {}
-    stages = _stage_table(plan, results)
-    out.update(
-        status="FAILED",
-        updated_at=at or now_iso(),
-        stage=failed_stage(plan, results),
-        stages=stages,
-        cost_usd=_total_cost(stages),
-        metrics=training_metrics(results.get("train") or {}),
-        **describe_failure(error),
-    )
-    return out
+    stage = failed_stage(plan, results)
+    return _update(record, plan, results, at, status="FAILED", stage=stage, failure=describe_failure(error, stage))
 
 
 class JobStore:
     """Job records in DynamoDB (``job_id`` key) and as ``jobs/<id>/job.json`` in the bucket (without
-    :data:`PRIVATE_FIELDS`)."""
+    the e-mail address: :meth:`JobRecord.public`)."""
 
     def __init__(self, *, table: Any, s3: Any, bucket: str) -> None:
         self.table, self.s3, self.bucket = table, s3, bucket
 
-    def get(self, job_id: str) -> dict[str, Any] | None:
+    def get(self, job_id: str) -> JobRecord | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
-        return json.loads(item["record"]) if item else None
+        return JobRecord.model_validate_json(item["record"]) if item else None
 
-    def _item(self, record: Mapping[str, Any]) -> dict[str, Any]:
-        return {"job_id": record["job_id"], "status": record["status"], "updated_at": record["updated_at"],
-                "record": json.dumps(record, sort_keys=True, default=str)}
+    def _item(self, record: JobRecord) -> dict[str, Any]:
+        return {"job_id": record.job_id, "status": record.status, "updated_at": record.updated_at,
+                "record": record.model_dump_json()}
 
-    def create(self, record: Mapping[str, Any]) -> bool:
+    def create(self, record: JobRecord) -> bool:
         """Store a new record; False (and nothing written) when the job already has one."""
         try:
             self.table.put_item(Item=self._item(record), ConditionExpression="attribute_not_exists(job_id)")
@@ -336,7 +290,7 @@ class JobStore:
         self._mirror(record)
         return True
 
-    def save(self, record: Mapping[str, Any], *, if_status: str | None = None) -> bool:
+    def save(self, record: JobRecord, *, if_status: str | None = None) -> bool:
         """Store ``record``; with ``if_status``, only while the stored status is still that (no race
         with a faster writer). Returns whether it was written."""
         kwargs: dict[str, Any] = {}
@@ -350,10 +304,9 @@ class JobStore:
         self._mirror(record)
         return True
 
-    def _mirror(self, record: Mapping[str, Any]) -> None:
+    def _mirror(self, record: JobRecord) -> None:
         # The publish job reads job.json to build the report, which is shared by link: the user's
         # address stays in the table only (the notify step reads it from there).
-        public = {k: v for k, v in record.items() if k not in PRIVATE_FIELDS}
-        self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record['job_id']}/job.json",
-                           Body=json.dumps(public, indent=2, sort_keys=True, default=str).encode(),
+        self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record.job_id}/{JobRecord.FILE}",
+                           Body=json.dumps(record.public(), indent=2, sort_keys=True).encode(),
                            ContentType="application/json")

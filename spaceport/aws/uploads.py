@@ -10,9 +10,11 @@ The trigger is every object created under ``uploads/`` (an EventBridge rule on t
   photos become ONE job. Files that are not photos are ignored then; a folder with no photos is
   refused with a recorded reason.
 - a photo directly under ``uploads/`` (no folder): bare photos form the batch ``uploads/``, which
-  is REFUSED once quiet, with one record and one email for the whole batch (not one per photo):
-  unrelated uploads from different people would otherwise be mixed into one scene, and every
-  later bare photo would re-run every earlier one. The fix the email gives: put them in a folder.
+  is REFUSED once quiet, with one record and one email for the burst of photos that arrived
+  together (not one per photo): unrelated uploads from different people would otherwise be mixed
+  into one scene, and every later bare photo would re-run every earlier one. The fix the email
+  gives: put them in a folder. Earlier bursts (still under uploads/ until the lifecycle rule
+  expires them) are not counted or emailed again (:func:`latest_burst`).
 - anything else directly under ``uploads/``: refused at once (unsupported type).
 - hidden files (``.DS_Store``, ``._IMG_1.JPG``, ``__MACOSX/``) are ignored everywhere.
 """
@@ -24,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from itertools import pairwise
 from typing import Any
 
 PREFIX = "uploads/"
@@ -33,8 +36,6 @@ VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
 #: Photos the sfm stage reads from a folder (HEIC: iPhone default; decoded by the sfm stage).
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".heic", ".heif")
 FILE_SUFFIXES = ARCHIVE_SUFFIXES + VIDEO_SUFFIXES
-#: What ``spaceport submit`` and the docs call acceptable uploads.
-UPLOAD_SUFFIXES = FILE_SUFFIXES + PHOTO_SUFFIXES
 #: Default quiet time before a folder of photos starts (seconds; SQS delays allow at most 900).
 DEFAULT_QUIET_S = 180
 MAX_QUIET_S = 900
@@ -141,3 +142,15 @@ def newer_than(members: Iterable[Listed], armed_at: datetime) -> bool:
     """
     cutoff = armed_at.replace(microsecond=0)
     return any(m.last_modified.replace(microsecond=0) > cutoff for m in members)
+
+
+def latest_burst(members: Iterable[Listed], quiet_s: int) -> list[Listed]:
+    """The objects that arrived together most recently: newest first, back to the first gap of more
+    than ``quiet_s`` seconds between two arrivals (the quiet time that ends a batch)."""
+    ordered = sorted(members, key=lambda m: m.last_modified, reverse=True)
+    out = ordered[:1]
+    for newer, older in pairwise(ordered):
+        if (newer.last_modified - older.last_modified).total_seconds() > quiet_s:
+            break
+        out.append(older)
+    return sorted(out, key=lambda m: m.key)

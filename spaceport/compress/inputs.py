@@ -16,15 +16,15 @@ property: 248 B per SH3 Gaussian) plus one chunk, never a second full copy of th
 from __future__ import annotations
 
 import json
-import tarfile
 import zipfile
 import zlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import InputInvalid, ModelInvalid, UnsafeArchive, UnsupportedSplat
+from spaceport.errors import InputInvalid, ModelInvalid, UnsupportedSplat
+from spaceport.files import unpack_members
 from spaceport.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
 
 #: Only these members are taken from a model.tar.gz.
@@ -143,40 +143,9 @@ def read_splat(src: ModelInput, *, max_gaussians: int) -> Splat:
 
 
 def unpack_model(archive: Path, dest: Path, max_bytes: int) -> Path:
-    """Extract splat.ply / cameras.json / metrics.json from a model tarball, refusing anything unsafe."""
-    dest.mkdir(parents=True, exist_ok=True)
-    written = 0
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = PurePosixPath(member.name)
-                if name.is_absolute() or ".." in name.parts or member.name.startswith(("/", "\\")):
-                    raise UnsafeArchive(f"{archive.name} has a member outside its folder: {member.name!r}",
-                                        "Re-create the tarball with relative paths only")
-                if member.issym() or member.islnk() or member.isdev() or member.isfifo():
-                    raise UnsafeArchive(f"{archive.name} has a link or device member: {member.name!r}",
-                                        "Re-create the tarball with regular files only")
-                if not member.isfile() or name.name not in WANTED:
-                    continue
-                written += member.size
-                if written > max_bytes:
-                    raise UnsafeArchive(f"{archive.name} unpacks to more than {max_bytes / 1e9:.1f} GB",
-                                        "Raise --max-gaussians or compress a smaller model")
-                src = tar.extractfile(member)
-                assert src is not None
-                with src, open(dest / name.name, "wb") as out:
-                    remaining = member.size
-                    while remaining > 0:
-                        block = src.read(min(1 << 24, remaining))
-                        if not block:
-                            raise ModelInvalid(f"{archive.name} is truncated inside {member.name}")
-                        out.write(block)
-                        remaining -= len(block)
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        if isinstance(exc, UnsafeArchive):
-            raise
-        raise ModelInvalid(f"{archive.name} is not a readable tar.gz ({exc})",
-                           "Pass the model.tar.gz written by `spaceport train`") from exc
+    """Extract splat.ply / cameras.json / metrics.json from a model tarball, refusing anything unsafe
+    (spaceport.files.unpack_members: the one safe unpacker, shared with the report)."""
+    unpack_members(archive, dest, wanted=lambda name: name.name in WANTED, max_bytes=max_bytes)
     return dest
 
 

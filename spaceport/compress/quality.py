@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from spaceport.errors import ModelInvalid
+from spaceport.imaging import look_at, psnr_db
 from spaceport.splat import Splat
 
 
@@ -49,22 +50,6 @@ def cameras_from_json(path: Path, count: int, resolution: int) -> list[View]:
     return views
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray) -> np.ndarray:
-    """OpenCV world-to-camera (x right, y down, z forward) looking from eye at target."""
-    z = target - eye
-    z /= np.linalg.norm(z)
-    x = np.cross(z, up)
-    if np.linalg.norm(x) < 1e-9:
-        x = np.cross(z, np.array([1.0, 0, 0]))
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    R = np.stack([x, y, z])
-    m = np.eye(4)
-    m[:3, :3] = R
-    m[:3, 3] = -R @ eye
-    return m
-
-
 def orbit_cameras(splat: Splat, count: int, resolution: int) -> list[View]:
     """A ring of cameras 20 degrees above the splat's centre, at a distance that frames its core.
 
@@ -88,11 +73,6 @@ def orbit_cameras(splat: Splat, count: int, resolution: int) -> list[View]:
     return views
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
-
-
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
@@ -109,7 +89,7 @@ def compare(reference: list[np.ndarray], splat: Splat, views: list[View]) -> dic
     """PSNR (dB, from the mean MSE over views) and mean SSIM of ``splat``'s renders against ``reference``."""
     renders = render_all(splat, views)
     mse = np.mean([np.mean((r.astype(np.float64) - ref) ** 2) for r, ref in zip(renders, reference, strict=True)])
-    value = 100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse)
+    value = psnr_db(mse)
     return {"psnr": round(value, 3), "ssim": round(float(np.mean([ssim(r, ref) for r, ref in
                                                                    zip(renders, reference, strict=True)])), 4)}
 
@@ -182,7 +162,7 @@ def measure(original: Splat, decoded: dict[str, Splat], views: list[View], budge
     formats = {}
     for fmt, pairs in errors.items():
         mse = float(np.mean([m for m, _ in pairs]))
-        formats[fmt] = {"psnr": round(100.0 if mse <= 1e-10 else 10 * math.log10(1.0 / mse), 3),
+        formats[fmt] = {"psnr": round(psnr_db(mse), 3),
                         "ssim": round(float(np.mean([s for _, s in pairs])), 4)}
     return {"views": used, "views_planned": len(views), "crop": round(crop, 4), "budget_seconds": budget_s,
             "seconds": round(time.perf_counter() - t0, 3), "formats": formats}

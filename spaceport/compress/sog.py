@@ -32,6 +32,7 @@ from PIL import Image
 
 from spaceport import __version__
 from spaceport.errors import CompressionFailed, ModelInvalid
+from spaceport.files import atomic_path
 from spaceport.splat import Splat
 
 from .palette import choose_palette
@@ -148,12 +149,10 @@ class SogImages:
     def write_bundle(self, path: Path) -> int:
         """Bundled ``.sog``: a stored zip with meta.json first; written via a temp file and renamed."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+        with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             zf.writestr("meta.json", self.meta_json())
             for name, data in self.files.items():
                 zf.writestr(name, data)
-        tmp.replace(path)
         return path.stat().st_size
 
 

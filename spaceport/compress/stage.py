@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +11,9 @@ import numpy as np
 from spaceport import progress
 from spaceport.config import to_dict
 from spaceport.errors import CompressionFailed
+from spaceport.files import write_atomic
 from spaceport.splat import Splat
+from spaceport.summaries import CompressSummary, write_summary
 
 from .config import CompressConfig
 from .inputs import clean, locate, read_splat
@@ -100,9 +101,7 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         if cfg.write_spz:
             with progress.phase(STAGE, "encode_spz", timings):
                 data = encode_spz(final, cfg.spz_version)
-                tmp = out / "scene.spz.tmp"
-                tmp.write_bytes(data)
-                tmp.replace(out / "scene.spz")
+                write_atomic(out / "scene.spz", data)
                 spz_bytes = len(data)
 
         quality = None
@@ -131,15 +130,9 @@ def run(input_path: Path, out: Path, cfg: CompressConfig) -> dict:
         "quality": quality,
         "seconds": {**timings, "sog_steps": images.seconds},
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
-        "memory_bound": (f"peak ~250 MB + ~1.9 KB per SH3 Gaussian (~0.3 KB at SH0), measured 621 MB at 200k SH3 "
-                         f"(bench/results/compress.md); PLYs are read 262144 rows at a time from a memory map; "
-                         f"inputs above max_gaussians={cfg.max_gaussians} (PLY header, SPZ header, SOG meta.json) "
-                         f"are refused before any allocation or decompression"),
         "config": to_dict(cfg),
     }
-    tmp = out / "compress.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "compress.json")
+    write_summary(CompressSummary.model_validate(summary), out)
     progress.emit(STAGE, final=1, sog_bytes=sog_bytes, spz_bytes=spz_bytes or 0, ratio=summary["ratio"]["sog"],
                   psnr=quality["formats"]["sog"]["psnr"] if quality else "", seconds=timings["total"])
     return summary

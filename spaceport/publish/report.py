@@ -2,216 +2,100 @@
 
 Inputs are the stage output folders as the Publish job sees them (``sfm/``, ``train/``,
 ``compressed/``; ``train/`` may hold SageMaker's ``model.tar.gz`` instead of loose files) and,
-when there is one, the job record ``job.json``. Every section is optional: a missing or partial
-stage gives a note in its section, never a failed report. Plots and renders are embedded as
-``data:`` URIs so the page works as a single file, e-mailed or opened from disk.
+when there is one, the job record ``job.json``. Each summary is read through its model
+(:mod:`spaceport.summaries`): a missing stage gives a note in its section; a summary that does
+not validate is an error naming the file. The training curves come from ``metrics.json``'s
+history, so a report built from a SageMaker model artifact alone has them. Plots and renders
+are embedded as ``data:`` URIs so the page works as a single file, e-mailed or opened from disk.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import io
-import json
-import math
-import re
-import tarfile
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from spaceport.progress import parse_line
+from spaceport.files import unpack_members, write_atomic
+from spaceport.graph import stage_def
+from spaceport.publish.tables import (
+    CSS,
+    data_uri,
+    details,
+    flatten,
+    fmt,
+    human_bytes,
+    pick,
+    safe,
+    source_name,
+    table,
+)
+from spaceport.summaries import (
+    CompressSummary,
+    JobRecord,
+    SfmSummary,
+    Summary,
+    TrainMetrics,
+    load_json,
+    read_summary,
+)
 
+#: The Publish job's stage-output channels (the stage graph's), in StageInputs' field order.
+STAGE_FOLDERS = tuple(i.channel for i in stage_def("publish").inputs if i.form != "record")
 #: Largest number of held-out render pairs shown (the rest are counted, not shown).
 MAX_RENDERS = 6
 #: Renders are downscaled to this width (pixels) before embedding.
 RENDER_WIDTH = 480
+#: Bytes a model.tar.gz may unpack to for the report (its small files: metrics, cameras, renders).
+UNPACK_LIMIT = 512 * 1024 * 1024
 
-
-def _load_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _data_uri(png: bytes, mime: str = "image/png") -> str:
-    return f"data:{mime};base64,{base64.b64encode(png).decode('ascii')}"
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return str(v)
-        return f"{v:,.4g}" if abs(v) < 1e5 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "–"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000.0
-    return f"{n:.2f} GB"
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """Scalar leaves of a summary as (dotted key, value); long lists are summarised."""
-    rows: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            rows += _flatten(v, key + ".")
-        elif isinstance(v, list):
-            if v and all(not isinstance(x, (dict, list)) for x in v) and len(v) <= 8:
-                rows.append((key, ", ".join(_fmt(x) for x in v)))
-            else:
-                rows.append((key, f"[{len(v)} entries]"))
-        else:
-            rows.append((key, v))
-    return rows
-
-
-def _table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> str:
-    out = ["<table>"]
-    if head:
-        out.append(f"<tr><th>{html.escape(head[0])}</th><th>{html.escape(head[1])}</th></tr>")
-    for k, v in rows:
-        out.append(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(_fmt(v))}</td></tr>")
-    out.append("</table>")
-    return "\n".join(out)
-
-
-#: Headline numbers of each summary, by dotted key, in display order (whatever is present is shown).
+#: Headline numbers of each summary, by dotted key, in display order.
 INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "ingest.downscaled",
               "ingest.exif_rotated", "ingest.video_rotation", "ingest.frames_decoded", "ingest.frames_blurry")
 SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
             "mean_track_length", "matcher", "mapper", "fallback", "camera_mode", "cameras", "camera.model",
             "camera.width", "camera.height",
             "peak_memory_mb")
-TRAIN_KEYS = ("test_psnr", "test_ssim", "test_lpips", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
+TRAIN_KEYS = ("test_psnr", "test_ssim", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
               "device", "stopped_early", "peak_memory_mb")
-COMPRESS_KEYS = ("input.ply_bytes", "input_bytes", "outputs.scene.sog", "outputs.scene.spz", "sog_bytes",
-                 "spz_bytes", "ratio.sog", "ratio.spz", "ratio", "gaussians.kept", "gaussians.input",
-                 "quality.formats.sog.psnr", "quality.formats.sog.ssim", "quality.formats.spz.psnr",
-                 "quality.formats.spz.ssim", "quality.psnr", "quality.ssim", "peak_memory_mb",
-                 "sh_palette.entries", "sh_palette.colour_error_levels", "sh_palette.max_error_levels",
-                 "sh_palette.target_met", "sh_palette.note")
-
-
+COMPRESS_KEYS = ("input.format", "input.ply_bytes", "input.bytes", "outputs.scene.sog", "outputs.scene.spz",
+                 "ratio.sog", "ratio.spz", "gaussians.kept", "gaussians.input", "quality.formats.sog.psnr",
+                 "quality.formats.sog.ssim", "quality.formats.spz.psnr", "quality.formats.spz.ssim",
+                 "peak_memory_mb", "sh_palette.entries", "sh_palette.colour_error_levels",
+                 "sh_palette.max_error_levels", "sh_palette.target_met", "sh_palette.note")
 #: The report is shared by link, so of the job record it shows only these fields (never the
 #: source URI, bucket prefix, execution ARN, account id, job names or the user's e-mail).
 JOB_FIELDS = ("job_id", "status", "preset", "created_at", "updated_at", "seconds", "cost_usd")
-#: Per-stage fields of the job record shown (strings among them still pass :func:`_is_sensitive`).
 STAGE_FIELDS = ("status", "seconds", "billable_seconds", "cpu_seconds", "peak_memory_mb", "instance_type",
-                "cost_usd", "attempts", "error", "reason", "fix", "registered_images", "num_registered", "points",
-                "num_points", "mean_reprojection_error", "test_psnr", "test_ssim", "num_gaussians", "steps",
-                "sog_bytes", "spz_bytes", "input_bytes", "ratio", "passed", "min_psnr", "max_gaussians")
-_SENSITIVE = re.compile(r"arn:aws|s3://|file://|[^\s@]+@[^\s@]+\.[a-z]{2,}|(?<!\d)\d{12}(?!\d)|^/", re.IGNORECASE)
+                "cost_usd")
 
 
-def _is_sensitive(value: Any) -> bool:
-    """A string that could identify the account, the bucket, a local path or a person."""
-    return isinstance(value, str) and bool(_SENSITIVE.search(value))
+def _dump(summary: Summary | None) -> dict[str, Any]:
+    return summary.model_dump(mode="json", by_alias=True) if summary is not None else {}
 
 
-def _safe(rows: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """``rows`` without the sensitive values (and without keys that name an e-mail)."""
-    return [(k, v) for k, v in rows if not _is_sensitive(v) and "email" not in str(k).lower()]
+def job_record_rows(job: JobRecord) -> list[tuple[str, Any]]:
+    """The chosen, non-sensitive fields of a job record, as (dotted key, value)."""
+    data = job.model_dump(mode="json")
+    rows: list[tuple[str, Any]] = [(k, data[k]) for k in JOB_FIELDS if data.get(k) is not None]
+    for name, stage in job.stages.items():
+        rows += [(f"stages.{name}.{k}", getattr(stage, k)) for k in STAGE_FIELDS if getattr(stage, k) is not None]
+        rows += [(f"stages.{name}.{k}", v) for k, v in stage.numbers.items() if v is not None]
+        if stage.failure is not None:
+            rows += [(f"stages.{name}.{k}", getattr(stage.failure, k)) for k in ("error", "reason", "fix")]
+    rows += [(f"metrics.{k}", v) for k, v in job.metrics.items()]
+    return safe(rows)
 
 
-def job_record_rows(job: dict[str, Any]) -> list[tuple[str, Any]]:
-    """The chosen, non-sensitive fields of a job record (job.json), as (dotted key, value)."""
-    rows: list[tuple[str, Any]] = [(k, job[k]) for k in JOB_FIELDS if k in job and not isinstance(job[k], dict)]
-    for name, stage in (job.get("stages") or {}).items():
-        if isinstance(stage, dict):
-            rows += [(f"stages.{name}.{k}", stage[k]) for k in STAGE_FIELDS
-                     if k in stage and not isinstance(stage[k], (dict, list))]
-    metrics = job.get("metrics")
-    if isinstance(metrics, dict):
-        rows += [(f"metrics.{k}", v) for k, v in metrics.items() if isinstance(v, (int, float))]
-    return _safe(rows)
-
-
-def _source_name(uri: Any) -> str | None:
-    """The upload's file name only (its bucket, prefix or local folder stay out of the report)."""
-    if not isinstance(uri, str) or not uri:
-        return None
-    from urllib.parse import unquote
-
-    name = unquote(uri.rstrip("/").rsplit("/", 1)[-1])
-    return None if _is_sensitive(name) else name
-
-
-def _pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
-    if not d:
-        return []
-    flat = dict(_flatten(d))
-    return [(k, flat[k]) for k in keys if k in flat]
-
-
-def _scalars(d: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(k, v) for k, v in d.items() if not isinstance(v, (dict, list)) and k != "seconds"]
-
-
-def _details(summary: str, rows: list[tuple[str, Any]]) -> str:
-    return f"<details><summary>{html.escape(summary)}</summary>{_table(rows)}</details>"
-
-
-def _stage_summary(summary: dict[str, Any] | None, file: str, stage: str, keys: tuple[str, ...],
-                   detail_rows: list[tuple[str, Any]] | None = None) -> list[str]:
+def _stage_summary(summary: Summary | None, file: str, stage: str, keys: tuple[str, ...],
+                   drop: tuple[str, ...] = ()) -> list[str]:
     """A stage's headline table and its full summary folded away, or a note when the stage has not run."""
     if summary is None:
         return [f"<p class=note>No {file}: the {stage} stage has not run or its output is missing.</p>"]
-    rows = detail_rows if detail_rows is not None else _flatten(summary)
-    return [_table(_pick(summary, keys) or _scalars(summary)), _details(f"all of {file}", _safe(rows))]
-
-
-def _seconds_total(summary: dict[str, Any] | None) -> float | None:
-    if not summary:
-        return None
-    s = summary.get("seconds")
-    if isinstance(s, (int, float)):
-        return float(s)
-    if isinstance(s, dict):
-        if isinstance(s.get("total"), (int, float)):
-            return float(s["total"])
-        vals = [v for v in s.values() if isinstance(v, (int, float))]
-        return float(sum(vals)) if vals else None
-    return None
-
-
-def _get(d: dict[str, Any] | None, *keys: str) -> Any:
-    """First present key, searched at the top level and one level down."""
-    if not d:
-        return None
-    for key in keys:
-        if key in d and not isinstance(d[key], dict):
-            return d[key]
-    for v in d.values():
-        if isinstance(v, dict):
-            for key in keys:
-                if key in v and not isinstance(v[key], dict):
-                    return v[key]
-    return None
-
-
-def _sog_bytes(cmp_j: dict[str, Any] | None) -> float | None:
-    """Size of scene.sog from compress.json (``outputs["scene.sog"]`` or ``sog_bytes``)."""
-    if not cmp_j:
-        return None
-    outputs = cmp_j.get("outputs")
-    if isinstance(outputs, dict) and isinstance(outputs.get("scene.sog"), (int, float)):
-        return float(outputs["scene.sog"])
-    v = _get(cmp_j, "sog_bytes")
-    return float(v) if isinstance(v, (int, float)) else None
+    data = {k: v for k, v in _dump(summary).items() if k not in drop}
+    return [table(pick(data, keys)), details(f"all of {file}", safe(flatten(data)))]
 
 
 @dataclass
@@ -222,64 +106,33 @@ class StageInputs:
     train: Path | None = None
     compressed: Path | None = None
     job_record: Path | None = None
-    logs: Path | None = None
-    """Stage logs (``train.log``: the training curve when metrics.json holds no history)."""
     notes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_root(cls, root: Path) -> StageInputs:
         """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json or job/job.json)."""
         root = Path(root)
-        pick = [root / n if (root / n).is_dir() else None for n in ("sfm", "train", "compressed")]
+        pick_ = [root / name if (root / name).is_dir() else None for name in STAGE_FOLDERS]
         # The Publish job gets the record as input channel "job" (job/job.json); a local folder has job.json.
         job = next((p for p in (root / "job" / "job.json", root / "job.json") if p.is_file()), None)
-        logs = root / "logs"
-        return cls(*pick, job_record=job, logs=logs if logs.is_dir() else None)
+        return cls(*pick_, job_record=job)
 
 
 def unpack_model(train: Path, scratch: Path) -> Path:
-    """When train/ holds only SageMaker's model.tar.gz, extract its small files (not the PLY)."""
+    """When train/ holds only SageMaker's model.tar.gz, extract its small files (not the PLY) into scratch."""
     tar_path = train / "model.tar.gz"
-    if (train / "metrics.json").exists() or not tar_path.is_file():
+    if (train / TrainMetrics.FILE).exists() or not tar_path.is_file():
         return train
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(tar_path) as tar:
-        for member in tar.getmembers():
-            name = Path(member.name)
-            if not member.isfile() or name.is_absolute() or ".." in name.parts or name.suffix == ".ply":
-                continue
-            tar.extract(member, scratch, filter="data")
+    unpack_members(tar_path, scratch, wanted=lambda name: PurePosixPath(name).suffix != ".ply",
+                   max_bytes=UNPACK_LIMIT)
     return scratch
 
 
-def training_curve(train: Path | None, metrics: dict[str, Any] | None,
-                   logs: Path | None = None) -> list[dict[str, float]]:
-    """Step records with loss/psnr: from metrics.json's history, else from the training log."""
-    records: list[dict[str, Any]] = []
-    for key in ("history", "curve", "log"):
-        if metrics and isinstance(metrics.get(key), list):
-            records = [r for r in metrics[key] if isinstance(r, dict)]
-            break
-    if not records:
-        candidates = [d / n for d in (train, logs) if d is not None for n in ("train.log", "progress.log")]
-        for path in candidates:
-            if path.is_file():
-                for line in path.read_text(errors="replace").splitlines():
-                    fields = parse_line(line)
-                    if fields and fields.get("stage") == "train" and "step" in fields and "final" not in fields:
-                        records.append(fields)
-                break
-    out = []
-    for r in records:
-        row = {}
-        for k in ("step", "loss", "psnr", "test_psnr", "num_gaussians", "gaussians"):
-            try:
-                row[k] = float(r[k])
-            except (KeyError, TypeError, ValueError):
-                continue
-        if "step" in row:
-            out.append(row)
-    return out
+def _optional(cls: type[Summary], folder: Path | None) -> Any:
+    """The folder's summary through its model, None when the stage has not run (no such file)."""
+    if folder is None or not (folder / cls.FILE).is_file():
+        return None
+    return read_summary(cls, folder / cls.FILE)
 
 
 def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None, str]:
@@ -304,7 +157,7 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
         rotations = np.array([im.world_to_camera()[:3, :3] for im in images]) if images else None
         points = model.points.xyz if len(model.points) else points
     if centers is None and train is not None and (train / "cameras.json").is_file():
-        cams = (_load_json(train / "cameras.json") or {}).get("cameras", [])
+        cams = (load_json(train / "cameras.json") or {}).get("cameras", [])
         cams = sorted(cams, key=lambda c: c.get("name", ""))
         if cams:
             w2c = np.array([c["world_to_camera"] for c in cams], dtype=np.float64)
@@ -314,7 +167,7 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
     if centers is None or len(centers) == 0:
         return None, "no camera poses found"
     if train is not None and test_mask is None and (train / "cameras.json").is_file():
-        cams = (_load_json(train / "cameras.json") or {}).get("cameras", [])
+        cams = (load_json(train / "cameras.json") or {}).get("cameras", [])
         split = {c.get("name"): c.get("split") for c in cams}
         names = sorted(im.name for im in model.images.values())
         test_mask = [split.get(n) == "test" for n in names]
@@ -362,21 +215,7 @@ def _thumb(path: Path, width: int = RENDER_WIDTH) -> str:
             im = im.resize((width, max(1, round(im.height * width / im.width))), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=88)
-    return _data_uri(buf.getvalue(), "image/jpeg")
-
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
-h1{margin-bottom:0}.sub{color:#666;margin-top:.2em}
-section{margin:2em 0;border-top:1px solid #ddd;padding-top:.5em}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;font-size:14px}
-td:nth-child(n+2){font-variant-numeric:tabular-nums}
-.cards{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;border-radius:6px;padding:8px 14px}
-.card b{display:block;font-size:22px}.note{color:#a60}
-figure{display:inline-block;margin:6px}figcaption{font-size:13px;color:#555}
-img{max-width:100%}details summary{cursor:pointer;color:#036}
-.pass{color:#080}.fail{color:#b00}
-"""
+    return data_uri(buf.getvalue(), "image/jpeg")
 
 
 def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport job report",
@@ -384,8 +223,6 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
     """Write ``index.html`` into ``out_dir`` and return its path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    import tempfile
-
     train = inputs.train
     tmp = None
     if train is not None and not (train / "metrics.json").exists() and (train / "model.tar.gz").is_file():
@@ -400,85 +237,82 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
             tmp.cleanup()
 
 
+def _curves(metrics: TrainMetrics) -> list[str]:
+    """Loss and PSNR against step, from metrics.json's history."""
+    from spaceport.publish import plots
+
+    loss = [(p.step, p.loss) for p in metrics.history if p.loss is not None]
+    psnr = {"training view": [(p.step, p.psnr) for p in metrics.history if p.psnr is not None],
+            "held-out": [(p.step, p.test_psnr) for p in metrics.history if p.test_psnr is not None]}
+    psnr = {k: v for k, v in psnr.items() if v}
+    out = []
+    if loss:
+        png = plots.line_plot({"loss": loss}, "Training loss", "step", "loss", log_y=min(v for _, v in loss) > 0)
+        out.append(f'<figure><img alt="loss" src="{data_uri(png)}"></figure>')
+    if psnr:
+        out.append(f'<figure><img alt="psnr" src="{data_uri(plots.line_plot(psnr, "PSNR", "step", "dB"))}"></figure>')
+    return out or ["<p class=note>No training curve: metrics.json holds no step history.</p>"]
+
+
 def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -> Path:
-    sfm_j = _load_json(inputs.sfm / "sfm.json") if inputs.sfm else None
-    met_j = _load_json(train / "metrics.json") if train else None
-    cmp_j = _load_json(inputs.compressed / "compress.json") if inputs.compressed else None
-    job_j = _load_json(inputs.job_record) if inputs.job_record else None
+    sfm: SfmSummary | None = _optional(SfmSummary, inputs.sfm)
+    met: TrainMetrics | None = _optional(TrainMetrics, train)
+    cmp: CompressSummary | None = _optional(CompressSummary, inputs.compressed)
+    job = read_summary(JobRecord, inputs.job_record) if inputs.job_record else None
 
-    body: list[str] = []
-    job_id = (job_j or {}).get("job_id", "")
-    body.append(f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(str(job_id))}</p>")
-
-    # Headline cards.
-    cards = []
-    for label, value in (
-        ("registered images", _get(sfm_j, "registered_images", "num_registered", "registered")),
-        ("held-out PSNR (dB)", _get(met_j, "test_psnr", "psnr")),
-        ("held-out SSIM", _get(met_j, "test_ssim", "ssim")),
-        ("Gaussians", _get(met_j, "num_gaussians", "gaussians")),
-        ("scene.sog", human_bytes(_sog_bytes(cmp_j)) if _sog_bytes(cmp_j) else None),
-        ("total time (s)", (job_j or {}).get("seconds")),
-    ):
-        if value is not None:
-            cards.append(f"<div class=card>{html.escape(label)}<b>{html.escape(_fmt(value))}</b></div>")
+    body: list[str] = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
+    cards = [(label, value) for label, value in (
+        ("registered images", sfm.registered_images if sfm else None),
+        ("held-out PSNR (dB)", met.test_psnr if met else None),
+        ("held-out SSIM", met.test_ssim if met else None),
+        ("Gaussians", met.num_gaussians if met else None),
+        ("scene.sog", human_bytes(cmp.outputs.sog) if cmp else None),
+        ("total time (s)", job.seconds if job else None)) if value is not None]
+    html_cards = [f"<div class=card>{html.escape(k)}<b>{html.escape(fmt(v))}</b></div>" for k, v in cards]
     if (out_dir / "viewer.html").exists() or inputs.compressed:
-        cards.append('<div class=card>3-D view<b><a href="viewer.html">open viewer</a></b></div>')
-    body.append(f"<div class=cards>{''.join(cards)}</div>")
-    if job_j and job_j.get("quality_gate"):
-        g = job_j["quality_gate"]
-        cls = "pass" if g.get("passed") else "fail"
-        body.append(f"<p class={cls}>Quality gate: {'passed' if g.get('passed') else 'failed'} "
-                    f"(PSNR {_fmt(g.get('test_psnr'))} dB vs target {_fmt(g.get('min_psnr'))}; "
-                    f"{_fmt(g.get('num_gaussians'))} Gaussians vs cap {_fmt(g.get('max_gaussians'))})</p>")
+        html_cards.append('<div class=card>3-D view<b><a href="viewer.html">open viewer</a></b></div>')
+    body.append(f"<div class=cards>{''.join(html_cards)}</div>")
+    if job and job.quality_gate:
+        g = job.quality_gate
+        body.append(f"<p class={'pass' if g.passed else 'fail'}>Quality gate: {'passed' if g.passed else 'failed'} "
+                    f"(PSNR {fmt(g.test_psnr)} dB vs target {fmt(g.min_psnr)}; "
+                    f"{fmt(g.num_gaussians)} Gaussians vs cap {fmt(g.max_gaussians)})</p>")
 
     # Input summary.
     body.append("<section><h2>Input</h2>")
-    req = (job_j or {}).get("request") or {}
-    inner = req.get("request") if isinstance(req.get("request"), dict) else {}
+    request = (job.request if job else None) or {}
+    asked = request.get("request") or {}
     rows = [(label, v) for label, v in (
-        ("source", _source_name(inner.get("source_uri") or (job_j or {}).get("source_uri"))),
-        ("size (bytes)", inner.get("size_bytes")),
-        ("preset", req.get("preset") or (job_j or {}).get("preset"))) if v is not None]
-    rows += [(k, v) for k, v in _safe(_pick(sfm_j, INPUT_KEYS))]
-    body.append(_table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>")
+        ("source", source_name(job.source_uri) if job else None),
+        ("size (bytes)", asked.get("size_bytes")),
+        ("preset", job.preset if job else None)) if v is not None]
+    rows += safe(pick(_dump(sfm), INPUT_KEYS))
+    body.append(table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>")
     # Only the resolved stage options and gate thresholds of request.json: never who asked, or where.
-    opts = {k: req[k] for k in ("options", "quality_gate") if isinstance(req.get(k), dict)}
+    opts = {k: request[k] for k in ("options", "quality_gate") if isinstance(request.get(k), dict)}
     if opts:
-        body.append(_details("every resolved option (request.json)", _safe(_flatten(opts))))
+        body.append(details("every resolved option (request.json)", safe(flatten(opts))))
     body.append("</section>")
 
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
-    body += _stage_summary(sfm_j, "sfm.json", "SfM", SFM_KEYS)
-    left_out = (sfm_j or {}).get("unregistered_images")
-    if isinstance(left_out, list) and left_out:
-        body.append(f"<p class=note>{len(left_out)} of {_fmt((sfm_j or {}).get('usable_images'))} usable images "
-                    f"could not be placed and are not in the splat: {html.escape(', '.join(map(str, left_out)))}.</p>")
+    body += _stage_summary(sfm, SfmSummary.FILE, "SfM", SFM_KEYS)
+    if sfm is not None and sfm.unregistered_images:
+        body.append(f"<p class=note>{len(sfm.unregistered_images)} of {fmt(sfm.usable_images)} usable images "
+                    f"could not be placed and are not in the splat: "
+                    f"{html.escape(', '.join(sfm.unregistered_images))}.</p>")
     png, note = camera_path_png(inputs.sfm, train)
     if png:
-        body.append(f'<figure><img alt="camera path" src="{_data_uri(png)}"></figure>')
+        body.append(f'<figure><img alt="camera path" src="{data_uri(png)}"></figure>')
     elif note:
         body.append(f"<p class=note>Camera plot: {html.escape(note)}.</p>")
     body.append("</section>")
 
     # Training.
-    from spaceport.publish import plots
-
     body.append("<section><h2>Training</h2>")
-    body += _stage_summary(met_j, "metrics.json", "training", TRAIN_KEYS,
-                           [r for r in _flatten(met_j or {}) if not r[0].startswith(("history", "curve", "log"))])
-    curve = training_curve(train, met_j, inputs.logs)
-    if curve:
-        loss = [(r["step"], r["loss"]) for r in curve if "loss" in r]
-        psnr = [(r["step"], r.get("psnr", r.get("test_psnr"))) for r in curve
-                if r.get("psnr", r.get("test_psnr")) is not None]
-        if loss:
-            body.append(f'<figure><img alt="loss" src="{_data_uri(plots.line_plot({"loss": loss}, "Training loss", "step", "loss", log_y=min(v for _, v in loss) > 0))}"></figure>')
-        if psnr:
-            body.append(f'<figure><img alt="psnr" src="{_data_uri(plots.line_plot({"PSNR": psnr}, "PSNR", "step", "dB"))}"></figure>')
-    elif met_j is not None:
-        body.append("<p class=note>No training curve (no step history in metrics.json or a training log).</p>")
+    body += _stage_summary(met, TrainMetrics.FILE, "training", TRAIN_KEYS, drop=("history",))
+    if met is not None:
+        body += _curves(met)
     renders = train / "renders" if train else None
     if renders is not None and renders.is_dir():
         pairs = _render_pairs(renders)
@@ -492,45 +326,38 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
 
     # Compression.
     body.append("<section><h2>Compression</h2>")
-    body += _stage_summary(cmp_j, "compress.json", "compression", COMPRESS_KEYS)
-    if cmp_j is not None:
-        sizes = {}
-        outputs = cmp_j.get("outputs") if isinstance(cmp_j.get("outputs"), dict) else {}
-        for label, keys in (("PLY", ("ply_bytes", "input_bytes")), ("SOG", ("sog_bytes",)), ("SPZ", ("spz_bytes",))):
-            v = outputs.get(f"scene.{label.lower()}") if label != "PLY" else None
-            v = v if v is not None else _get(cmp_j, *keys)
-            if isinstance(v, (int, float)):
-                sizes[label] = v / 1e6
-        if inputs.compressed is not None:
-            for label, name in (("SOG", "scene.sog"), ("SPZ", "scene.spz")):
-                if label not in sizes and (inputs.compressed / name).is_file():
-                    sizes[label] = (inputs.compressed / name).stat().st_size / 1e6
-        if train is not None and "PLY" not in sizes and (train / "splat.ply").is_file():
-            sizes["PLY"] = (train / "splat.ply").stat().st_size / 1e6
-        if sizes:
-            body.append(f'<figure><img alt="sizes" src="{_data_uri(plots.bar_plot(sizes, "File sizes", "MB", log_y=True))}"></figure>')
+    body += _stage_summary(cmp, CompressSummary.FILE, "compression", COMPRESS_KEYS)
+    if cmp is not None:
+        from spaceport.publish import plots
+
+        src = ("PLY", cmp.input.ply_bytes) if cmp.input.ply_bytes is not None else (
+            (cmp.input.format or "input").upper(), cmp.input.bytes)
+        sizes = {src[0]: src[1] / 1e6, "SOG": cmp.outputs.sog / 1e6}
+        if cmp.outputs.spz is not None:
+            sizes["SPZ"] = cmp.outputs.spz / 1e6
+        body.append(f'<figure><img alt="sizes" src="{data_uri(plots.bar_plot(sizes, "File sizes", "MB", log_y=True))}"></figure>')
     body.append("</section>")
 
-    # Timings and memory.
+    # Timings and memory: the job record's per-stage numbers, with each summary's phases.
     body.append("<section><h2>Timings and memory</h2>")
     rows_html = ["<table><tr><th>stage</th><th>seconds</th><th>peak memory (MB)</th><th>phases (s)</th></tr>"]
-    stage_rows = (job_j or {}).get("stages") or {}
     any_row = False
-    for name, summary in (("sfm", sfm_j), ("train", met_j), ("compress", cmp_j), ("publish", None)):
-        rec = stage_rows.get(name) or {}
-        secs = rec.get("seconds", _seconds_total(summary))
-        mem = rec.get("peak_memory_mb", _get(summary, "peak_memory_mb"))
-        phases = summary.get("seconds") if summary and isinstance(summary.get("seconds"), dict) else {}
-        phase_txt = ", ".join(f"{k} {_fmt(v)}" for k, v in phases.items() if k != "total")
+    for name, summary in (("sfm", sfm), ("train", met), ("compress", cmp), ("publish", None)):
+        rec = job.stages.get(name) if job else None
+        phases: dict[str, Any] = dict(summary.seconds) if summary is not None else {}  # type: ignore[attr-defined]
+        secs = rec.seconds if rec and rec.seconds is not None else phases.get("total")
+        mem = rec.peak_memory_mb if rec and rec.peak_memory_mb is not None else (
+            summary.peak_memory_mb if summary is not None else None)  # type: ignore[attr-defined]
+        phase_txt = ", ".join(f"{k} {fmt(v)}" for k, v in phases.items() if k != "total" and not isinstance(v, dict))
         if secs is None and mem is None:
             continue
         any_row = True
-        rows_html.append(f"<tr><td>{name}</td><td>{_fmt(secs) if secs is not None else '–'}</td>"
-                         f"<td>{_fmt(mem) if mem is not None else '–'}</td><td>{html.escape(phase_txt)}</td></tr>")
+        rows_html.append(f"<tr><td>{name}</td><td>{fmt(secs) if secs is not None else '–'}</td>"
+                         f"<td>{fmt(mem) if mem is not None else '–'}</td><td>{html.escape(phase_txt)}</td></tr>")
     rows_html.append("</table>")
     body.append("\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>")
-    if job_j and job_record_rows(job_j):
-        body.append(_details("job record (chosen fields)", job_record_rows(job_j)))
+    if job and job_record_rows(job):
+        body.append(details("job record (chosen fields)", job_record_rows(job)))
     body.append("</section>")
     for note in inputs.notes:
         body.append(f"<p class=note>{html.escape(note)}</p>")
@@ -538,8 +365,4 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
             f"<body>{''.join(body)}</body></html>\n")
-    path = out_dir / "index.html"
-    tmp = path.with_suffix(".html.tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return write_atomic(out_dir / "index.html", page)

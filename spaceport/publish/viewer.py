@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from spaceport.errors import ConfigInvalid
+from spaceport.files import atomic_path, write_atomic
 
 #: Overrides where the PlayCanvas engine module is taken from.
 ENGINE_ENV = "SPACEPORT_PLAYCANVAS_JS"
@@ -100,13 +101,8 @@ def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
     for src, name in ((engine, ENGINE_FILE), (Path(sog), "scene.sog")):
         dst = out_dir / name
         if dst.resolve() != src.resolve():
-            tmp = dst.with_name(dst.name + ".tmp")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dst)
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
     # The config sits in a JSON script tag; "</" is escaped so no value can close the tag.
     page = _TEMPLATE.read_text().replace("__CONFIG__", json.dumps(config).replace("</", "<\\/"))
-    path = out_dir / "viewer.html"
-    tmp = path.with_name("viewer.html.tmp")
-    tmp.write_text(page)
-    tmp.replace(path)
-    return path
+    return write_atomic(out_dir / "viewer.html", page)

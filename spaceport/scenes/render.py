@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from spaceport import colmap
+from spaceport.imaging import look_at
 
 #: Direction towards the light (unit vector, world frame).
 LIGHT = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])
@@ -330,20 +331,6 @@ def build_scene(seed: int = 0) -> Scene:
 
 
 # ---------------------------------------------------------------- cameras
-def look_at(centre: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """4x4 world-to-camera (OpenCV) for a camera at ``centre`` looking at ``target``."""
-    f = target - centre
-    f = f / np.linalg.norm(f)
-    r = np.cross(f, up)
-    r /= np.linalg.norm(r)
-    d = np.cross(f, r)
-    R = np.stack([r, d, f])  # rows: camera axes in world coordinates
-    m = np.eye(4)
-    m[:3, :3] = R
-    m[:3, 3] = -R @ centre
-    return m
-
-
 def camera_path(views: int, path: str, seed: int) -> list[np.ndarray]:
     """World-to-camera matrices along ``path`` ("orbit" or "walk")."""
     rng = np.random.default_rng(seed + 1000)

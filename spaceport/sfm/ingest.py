@@ -2,14 +2,13 @@
 
 The input is only ever read: a zip is extracted into the working folder after every entry has
 been checked (no ``../``, absolute paths or links; entry count and extracted bytes capped, both
-as declared and as actually streamed), a video is decoded with PyAV. Every image is decoded
+as declared and as actually streamed), a video is sampled by :mod:`spaceport.sfm.video`. Every image is decoded
 once with Pillow: EXIF orientation applied, downscaled to ``max_side``, and undecodable files
 skipped and counted. Never imports pycolmap (see :mod:`spaceport.sfm`).
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import shutil
 import stat
@@ -18,31 +17,24 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
 from spaceport.errors import (
     CorruptArchive,
     EmptyInput,
-    NoUsableFrames,
     TooFewImages,
     UnsafeArchive,
     UnsupportedInput,
 )
+from spaceport.files import sniff_file
 from spaceport.sfm.config import SfmConfig
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
-ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-#: ISO-BMFF major brands of HEIF still images (an ``ftyp`` box with another brand is a video).
-HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 #: EXIF tags kept on re-encoded images (orientation reset to 1): COLMAP groups cameras and seeds
 #: the focal length from Make, Model and FocalLength / FocalLengthIn35mmFilm (EXIF sub-IFD).
 EXIF_ORIENTATION = 0x0112
 EXIF_IFD = 0x8769
 #: Largest image Pillow may decode (pixels); its default (~179 MP) would refuse big panoramas.
 MAX_IMAGE_PIXELS = 400_000_000
-#: Sharpness is measured at this longer side so the threshold does not depend on resolution.
-SHARPNESS_SIDE = 640
 CHUNK = 1 << 20
 
 
@@ -141,19 +133,8 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _sniff(path: Path) -> str:
-    """"zip", "video", "image" or "unknown" from the first bytes (and the extension for video)."""
-    with open(path, "rb") as f:
-        head = f.read(16)
-    ext = path.suffix.lower()
-    if head[:4] in ZIP_MAGIC:
-        return "zip"
-    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS:
-        return "image"
-    if ext in VIDEO_EXTS or head[4:8] == b"ftyp" or head[:4] == b"\x1aE\xdf\xa3" or (head[:4] == b"RIFF" and head[8:12] == b"AVI "):
-        return "video"
-    if ext in IMAGE_EXTS or head[:3] == b"\xff\xd8\xff" or head[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image"
-    return "unknown"
+    """"zip", "video", "image" or "unknown": the first bytes, else the extension (one sniffer: spaceport.files)."""
+    return sniff_file(path, IMAGE_EXTS, VIDEO_EXTS)
 
 
 def resolve(source: Path, inside_archive: bool = False) -> tuple[str, Path]:
@@ -342,111 +323,7 @@ def _names_camera(exif) -> bool:
     return bool(exif.get(0x010F) and exif.get(0x0110) and (sub.get(0x920A) or sub.get(0xA405)))
 
 
-# ---------------------------------------------------------------- video
-def sharpness(gray: np.ndarray) -> float:
-    """Variance of the 4-neighbour Laplacian of a grey image (0-255): low means blurry."""
-    g = gray.astype(np.float32)
-    lap = g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1]
-    return float(lap.var())
-
-
-def _decode(path: Path, scale_side: int | None):
-    """Yield (index, frame) of the first video stream; stops quietly at a corrupt tail."""
-    import av
-
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise NoUsableFrames(f"{path.name} cannot be opened as a video ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise NoUsableFrames(f"{path.name} has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        index = 0
-        try:
-            for frame in container.decode(stream):
-                yield index, frame
-                index += 1
-        except (av.error.FFmpegError, OSError, ValueError):
-            return  # keep the frames decoded so far
-
-
-def _rotation(frame, path: Path) -> int:
-    """The frame's display rotation (degrees counter-clockwise, 0/90/180/270) from its display matrix.
-
-    Phones store portrait video as landscape frames plus this rotation (PyAV reads it from the
-    stream's display matrix side data); players turn the frames by it and so must we.
-    """
-    raw = float(getattr(frame, "rotation", 0) or 0)
-    turns = round(raw / 90.0)
-    if abs(raw - 90.0 * turns) > 0.5:
-        raise UnsupportedInput(
-            f"{path.name} asks players to turn its frames by {raw:g} degrees, which is not a multiple of 90",
-            "Re-export the video upright (any editor's rotate or straighten), or upload the photos instead",
-            rotation_degrees=raw)
-    return (90 * turns) % 360
-
-
-def _upright(img, rotation: int):
-    """``img`` turned counter-clockwise by ``rotation`` degrees (0/90/180/270), as a player shows it."""
-    from PIL import Image
-
-    turn = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
-    return img.transpose(turn[rotation]) if rotation else img
-
-
-def _windows(n_frames: int, n_windows: int) -> list[range]:
-    edges = np.linspace(0, n_frames, n_windows + 1).round().astype(int)
-    return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
-
-
 def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:
-    """Sample frames: split the video into equal windows and keep the sharpest frame of each, if sharp."""
-    result = Ingested("video", out, [], sizes=1)
-    scores, times = [], []
-    for index, frame in _decode(path, SHARPNESS_SIDE):
-        if index == 0:
-            result.video_rotation = _rotation(frame, path)  # refuse a skewed video before decoding it all
-        w, h = frame.width, frame.height
-        s = min(1.0, SHARPNESS_SIDE / max(w, h))
-        small = frame.reformat(width=max(2, round(w * s)), height=max(2, round(h * s)), format="gray")
-        scores.append(sharpness(small.to_ndarray()))
-        times.append(frame.time if frame.time is not None else len(times))
-    result.frames_decoded = result.input_files = len(scores)
-    if not scores:
-        raise NoUsableFrames(f"{path.name} has no decodable frames", frames=0)
-    if config.video_fps > 0:
-        duration = max(times[-1] - times[0], 1e-6)
-        n_windows = max(1, round(duration * config.video_fps))
-    else:
-        n_windows = config.video_frames
-    chosen = []
-    for win in _windows(len(scores), min(n_windows, len(scores))):
-        best = max(win, key=lambda i: scores[i])
-        if scores[best] >= config.min_sharpness:
-            chosen.append(best)
-        else:
-            result.frames_blurry += 1
-    if not chosen:
-        raise NoUsableFrames(
-            f"Every frame of {path.name} is blurry (sharpest {max(scores):.1f}, threshold {config.min_sharpness})",
-            frames=len(scores), sharpest=round(max(scores), 2), threshold=config.min_sharpness,
-        )
-    keep = set(chosen)
-    for index, frame in _decode(path, None):
-        if index not in keep:
-            continue
-        img = _upright(frame.to_image(), _rotation(frame, path))
-        w, h = img.size
-        if max(w, h) > config.max_side:
-            from PIL import Image
+    from spaceport.sfm.video import from_video
 
-            s = config.max_side / max(w, h)
-            img = img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
-            result.downscaled += 1
-        name = f"frame_{index:06d}.jpg"
-        img.save(out / name, quality=95)
-        result.names.append(name)
-        result.sharpness.append(scores[index])
-    return result
+    return from_video(path, out, config, Ingested("video", out, [], sizes=1))  # one size: all frames

@@ -23,6 +23,7 @@ from spaceport.config import to_strings
 from spaceport.errors import OutOfMemory, SfmFailed, TooFewRegistered
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.ingest import camera_mode, ingest
+from spaceport.summaries import SfmSummary, write_summary
 
 
 def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
@@ -161,7 +162,7 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
     timings["total"] = round(time.perf_counter() - start, 3)
     summary["seconds"] = timings
     summary["peak_memory_mb"] = round(progress.peak_rss_mb(), 1)
-    (out / "sfm.json").write_text(json.dumps(summary, indent=1))
+    write_summary(SfmSummary.model_validate(summary), out)
     progress.emit("sfm", final=1, registered=summary["registered_images"], usable=summary["usable_images"],
                   points=summary["points"], reproj_error=summary["mean_reprojection_error"],
                   matcher=summary["matcher"], mapper=summary["mapper"], seconds=timings["total"])

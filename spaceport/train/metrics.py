@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from spaceport.imaging import psnr_db
+
 
 def psnr(img: Tensor, ref: Tensor) -> float:
     """PSNR in dB of images in [0, 1] (any shape)."""
-    mse = float(torch.mean((img.clamp(0, 1) - ref) ** 2))
-    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+    return psnr_db(float(torch.mean((img.clamp(0, 1) - ref) ** 2)))
 
 
 def _window(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,

@@ -19,7 +19,9 @@ import torch
 
 from spaceport import progress
 from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
+from spaceport.files import atomic_path
 from spaceport.splat import SH_C0, Splat, write_ply
+from spaceport.summaries import TrainMetrics, write_summary
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
 from spaceport.train.metrics import psnr, ssim
@@ -162,18 +164,17 @@ def _cuda_failure(exc: BaseException, step: int, phase: str) -> GpuKernelFailed:
                            step=step, kernel=kernel, phase=phase)
 
 
-def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed) -> None:
+def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed,
+                     history: list[dict]) -> None:
     data = {
-        "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed,
+        "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed, "history": list(history),
         "params": {k: v.detach().cpu() for k, v in params.items()},
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in strategy_state.items()},
         "rng": torch.get_rng_state(), "gen": gen.get_state(),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(data, tmp)
-    tmp.replace(path)  # atomic: a spot interruption never leaves half a checkpoint
+    with atomic_path(path) as tmp:  # a spot interruption never leaves half a checkpoint
+        torch.save(data, tmp)
 
 
 def _resumable(cfg: TrainConfig, saved: dict) -> bool:
@@ -246,6 +247,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         torch.cuda.reset_peak_memory_stats()
 
     start_step, prior_seconds, resumed_order = 0, 0.0, []
+    history: list[dict] = []  # metrics.json's curve: every progress line, kept across a resume
     ckpt_path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
     if ckpt_path and ckpt_path.is_file():
         saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -261,6 +263,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             gen.set_state(saved["gen"])
             start_step, prior_seconds = int(saved["step"]), float(saved["seconds"])
             resumed_order = saved["order"]
+            history = list(saved.get("history", []))
             progress.emit(STAGE, phase="resume", step=start_step)
         else:
             progress.emit(STAGE, phase="resume", skipped="options_differ")
@@ -319,12 +322,15 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             if done % cfg.log_every == 0 or done == cfg.steps:
                 last_psnr = psnr(img.detach(), gt)
                 rate = (time.perf_counter() - t_loop) / (done - start_step)
-                progress.emit(STAGE, step=done, loss=round(loss_v, 5), psnr=round(last_psnr, 3),
-                              num_gaussians=len(params["means"]), eta_s=round(rate * (cfg.steps - done), 1))
+                point = {"step": done, "loss": round(loss_v, 5), "psnr": round(last_psnr, 3),
+                         "num_gaussians": len(params["means"])}
+                history.append(point)
+                progress.emit(STAGE, **point, eta_s=round(rate * (cfg.steps - done), 1))
             if cfg.target_psnr is not None and done % cfg.eval_every == 0 and done < cfg.steps:
                 test_psnr, _, _ = evaluate(params, test_views, min(done // cfg.sh_degree_interval, cfg.sh_degree),
                                            eval_bg)
-                progress.emit(STAGE, step=done, test_psnr=round(test_psnr, 3))
+                history.append({"step": done, "test_psnr": round(test_psnr, 3)})
+                progress.emit(STAGE, **history[-1])
                 if test_psnr >= cfg.target_psnr:
                     stopped_early = True
                     step += 1
@@ -332,7 +338,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             if ckpt_path and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
                 check_finite(params, done)
                 _save_checkpoint(ckpt_path, done, params, optimizers, strategy_state, gen, order, cfg,
-                                 prior_seconds + time.perf_counter() - t_start)
+                                 prior_seconds + time.perf_counter() - t_start, history)
             if stop_after is not None and done >= stop_after:
                 return {"interrupted_at": done}
         else:
@@ -376,8 +382,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
         "peak_cuda_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
         "config": asdict(cfg),
+        "history": history,
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    write_summary(TrainMetrics.model_validate(metrics), out_dir)
     if ckpt_path and ckpt_path.is_file():
         ckpt_path.unlink()  # finished: a later run with the same options starts afresh
     if checkpoint_dir and checkpoint_dir.parent == out_dir and checkpoint_dir.is_dir() and not any(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -36,23 +35,8 @@ def _events(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
 
 
-def stages_missing() -> list[str]:
-    missing = []
-    for stage in ("sfm", "train", "compress"):
-        try:
-            found = importlib.util.find_spec(f"spaceport.{stage}.command") is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            missing.append(stage)
-    return missing
-
-
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory) -> DemoRun:
-    missing = stages_missing()
-    if missing:
-        pytest.skip(f"stage(s) {', '.join(missing)} not merged into this branch yet")
     base = tmp_path_factory.mktemp("demo")
     scene, out = base / "scene", base / "out"
     made = _spaceport("demo-scene", "--out", str(scene), "--views", str(DEMO_VIEWS))

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from spaceport.summaries import SfmSummary, read_summary
 from spaceport.upright import UP
 from tests.real_captures import capture
 
@@ -77,6 +78,7 @@ def _build_zip(folder: Path) -> Path:
 class Run:
     def __init__(self, upload: Path, out: Path, digest: str, stdout: str):
         self.upload, self.out, self.digest, self.events = upload, out, digest, _events(stdout)
+        read_summary(SfmSummary, out / "sfm" / "sfm.json")  # the summary matches its model
         self.sfm = json.loads((out / "sfm" / "sfm.json").read_text())
         self.cameras = json.loads((out / "train" / "cameras.json").read_text())["cameras"]
         page = (out / "report" / "viewer.html").read_text()

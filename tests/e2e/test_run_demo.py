@@ -6,7 +6,11 @@ import json
 
 import pytest
 
+from spaceport import contract
+from spaceport.graph import GRAPH, STAGE_IMAGE
+from spaceport.local import build_local_plan
 from spaceport.splat import read_ply
+from spaceport.summaries import SUMMARIES, JobRecord, SfmSummary, TrainMetrics, read_summary
 
 # Measured on the 24-view 640x480 demo scene with the fast preset (see bench/results/e2e.md);
 # the bounds leave room for thread-count nondeterminism, not for a regression.
@@ -22,9 +26,14 @@ def test_demo_produces_report_splat_and_sog(demo_run) -> None:
                 "compressed/scene.sog", "compressed/scene.spz", "train/splat.ply", "train/metrics.json",
                 "sfm/sfm.json", "sfm/sparse/0/images.bin", "request.json", "job.json"):
         assert (out / rel).is_file(), rel
-    job = json.loads((out / "job.json").read_text())
-    assert job["status"] == "succeeded"
+    # Every stage's summary, and the job record, validate against their models.
+    for sd in GRAPH:
+        if sd.summary:
+            read_summary(SUMMARIES[sd.summary], out / sd.folder / sd.summary)
+    job = read_summary(JobRecord, out / "job.json")
+    assert job.status == "SUCCEEDED" and job.failure is None
     metrics = json.loads((out / "train" / "metrics.json").read_text())
+    assert len(read_summary(TrainMetrics, out / "train" / "metrics.json").history) == 400 // 50  # fast: log_every 50
     psnr = float(metrics["test_psnr"])
     sog = (out / "compressed" / "scene.sog").stat().st_size
     print(f"held-out PSNR {psnr:.2f} dB, scene.sog {sog} bytes, {metrics['num_gaussians']} Gaussians, "
@@ -32,14 +41,23 @@ def test_demo_produces_report_splat_and_sog(demo_run) -> None:
     assert PSNR_RANGE[0] <= psnr <= PSNR_RANGE[1]
     assert SOG_BYTES_RANGE[0] <= sog <= SOG_BYTES_RANGE[1]
     assert len(read_ply(out / "train" / "splat.ply")) == int(metrics["num_gaussians"])
-    sfm = json.loads((out / "sfm" / "sfm.json").read_text())
-    registered = sfm.get("registered_images", sfm.get("num_registered"))
-    assert registered == 24 or registered is None
+    assert read_summary(SfmSummary, out / "sfm" / "sfm.json").registered_images == 24
     page = (out / "report" / "index.html").read_text()
     assert "Held-out views (3)" in page and 'alt="loss"' in page and 'alt="psnr"' in page
     assert page.count("data:image/") >= 4
     # No scratch left behind.
     assert not (out / ".scratch").exists()
+
+
+def test_each_stage_ran_with_the_argv_sagemaker_would_use(demo_run) -> None:
+    """The runner logs each stage's argv first: the image's ENTRYPOINT + `train` or the plan's arguments."""
+    plan = build_local_plan(demo_run.scene / "images", demo_run.out, "fast").plan
+    for spec in plan.stages:
+        if spec.kind == "gate":
+            continue
+        argv = contract.stage_argv(spec.kind, STAGE_IMAGE[spec.name], spec.arguments)
+        first = (demo_run.out / "logs" / f"{spec.name}.log").read_text().splitlines()[0]
+        assert first.endswith(" -m spaceport " + " ".join(argv[1:])), (spec.name, first)
 
 
 def test_demo_rerun_skips_every_stage(demo_run) -> None:

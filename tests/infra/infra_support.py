@@ -28,8 +28,14 @@ class Synth:
         return self.stack.resolve(self.stack.get_logical_id(cfn))
 
 
+SENDER = "splats@example.com"
+
+
 def context() -> dict:
-    return json.loads((ROOT / "cdk.json").read_text())["context"]
+    """cdk.json's context with an SES sender set (a deploy must name one; cdk.json ships empty)."""
+    ctx = json.loads((ROOT / "cdk.json").read_text())["context"]
+    ctx["spaceport"] = {**ctx["spaceport"], "sender_email": SENDER}
+    return ctx
 
 
 def synth_app(outdir: Path, ctx: dict | None = None) -> Synth:

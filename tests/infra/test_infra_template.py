@@ -60,6 +60,51 @@ def test_ecr_repositories_scan_on_push(t):
             "RepositoryName": f"spaceport-{name}", "ImageScanningConfiguration": {"ScanOnPush": True}})
 
 
+def test_removal_policy_keeps_data_and_deletes_what_a_redeploy_recreates(synth):
+    """Buckets and the jobs table are retained (retain_data); image repositories (rebuilt from the
+    source, emptied first) and KMS keys (no user data) go with the stack, so a redeploy after a
+    delete does not collide with leftovers."""
+    res = synth.template["Resources"]
+    for construct in (synth.stack.storage.data, synth.stack.storage.access_logs, synth.stack.storage.jobs):
+        assert res[synth.logical_id(construct)]["DeletionPolicy"] == "Retain"
+    repos = synth.resources("AWS::ECR::Repository")
+    assert len(repos) == 3
+    for repo in repos.values():
+        assert repo["DeletionPolicy"] == "Delete" and repo["Properties"]["EmptyOnDelete"] is True
+    keys = synth.resources("AWS::KMS::Key")
+    assert keys and all(k["DeletionPolicy"] == "Delete" and k["Properties"]["PendingWindowInDays"] == 7
+                        for k in keys.values())
+
+
+def test_a_second_stack_gets_its_own_repository_names(tmp_path_factory):
+    from infra_support import context, synth_app
+
+    ctx = context()
+    ctx["spaceport"] = {**ctx["spaceport"], "stack_name": "SpaceportDev"}
+    other = synth_app(tmp_path_factory.mktemp("dev"), ctx)
+    names = sorted(r["Properties"]["RepositoryName"] for r in other.resources("AWS::ECR::Repository").values())
+    assert names == ["spaceportdev-compress", "spaceportdev-sfm", "spaceportdev-train"]
+
+
+@pytest.mark.slow
+def test_python_app_py_synthesizes_without_the_cdk_cli(synth, tmp_path):
+    """Plain `python app.py` reads cdk.json's context itself (feature flags included) and gives the
+    same template the CLI-shaped synth gives; context the CLI would pass (-c) still wins."""
+    import os
+    import subprocess
+    import sys
+
+    from infra_support import ROOT, SENDER
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDK_")}
+    env.update(CDK_OUTDIR=str(tmp_path), CDK_CONTEXT_JSON=json.dumps({"spaceport.sender_email": SENDER}),
+               JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20")
+    out = subprocess.run([sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    template = json.loads((tmp_path / f"{synth.stack.stack_name}.template.json").read_text())
+    assert json.dumps(template, sort_keys=True) == json.dumps(synth.template, sort_keys=True)
+
+
 def test_upload_trigger_is_one_rule_on_the_uploads_prefix_any_case(synth):
     """No suffix filters (they are case-sensitive: IMG_0420.MOV would never start): every object
     created under uploads/ reaches start_job through EventBridge, which decides."""
@@ -136,7 +181,7 @@ def test_state_machine_grants_are_narrow(synth):
     assert {a for a in by_action if a.startswith("sagemaker:")} == {
         "sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob", "sagemaker:StopProcessingJob",
         "sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob",
-        "sagemaker:AddTags"}
+        "sagemaker:AddTags", "sagemaker:ListTags"}
     (passrole,) = by_action["iam:PassRole"]
     assert passrole["Resource"] == {"Fn::GetAtt": [synth.logical_id(synth.stack.sagemaker.role), "Arn"]}
     assert passrole["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
@@ -187,20 +232,39 @@ def test_codebuild_builds_from_buildspec_with_docker(t):
     })
 
 
-def test_sns_used_when_no_ses_sender_and_ses_when_configured(synth, tmp_path_factory):
-    from infra_support import context, synth_app
-
-    assert synth.resources("AWS::SES::EmailIdentity") == {}
-    assert len(synth.resources("AWS::SNS::Topic")) == 2  # notifications + alarms
-    ctx = context()
-    ctx["spaceport"] = {**ctx["spaceport"], "sender_email": "splats@example.com", "use_spot": True}
-    other = synth_app(tmp_path_factory.mktemp("ses"), ctx)
-    (identity,) = other.resources("AWS::SES::EmailIdentity").values()
-    assert identity["Properties"]["EmailIdentity"] == "splats@example.com"
-    assert len(other.resources("AWS::SNS::Topic")) == 1
-    env = other.template["Resources"][other.logical_id(other.stack.functions.notify)]["Properties"][
+def test_ses_sender_may_send_to_any_recipient_identity_but_only_from_itself(synth):
+    assert synth.resources("AWS::SES::EmailIdentity") == {}  # verified outside: a second stack can reuse it
+    assert len(synth.resources("AWS::SNS::Topic")) == 1  # alarms only
+    for fn in (synth.stack.functions.notify, synth.stack.functions.start_job):
+        (policy,) = [p for p in synth.resources("AWS::IAM::Policy").values()
+                     if {"Ref": synth.logical_id(fn.role)} in p["Properties"]["Roles"]]
+        (st,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+                 if "ses:SendEmail" in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])]
+        assert st["Condition"] == {"StringEquals": {"ses:FromAddress": "splats@example.com"}}
+        assert st["Resource"]["Fn::Join"][1][-1] == ":identity/*"
+    env = synth.template["Resources"][synth.logical_id(synth.stack.functions.notify)]["Properties"][
         "Environment"]["Variables"]
     assert env[ENV["sender"]] == "splats@example.com"
+
+
+def test_topic_mode_and_no_address_at_all(tmp_path_factory):
+    from infra_support import context, synth_app
+
+    ctx = context()
+    ctx["spaceport"] = {**ctx["spaceport"], "sender_email": "", "notify_topic_email": "ops@example.com"}
+    other = synth_app(tmp_path_factory.mktemp("topic"), ctx)
+    assert len(other.resources("AWS::SNS::Topic")) == 2  # notifications + alarms
+    (sub,) = other.resources("AWS::SNS::Subscription").values()
+    assert sub["Properties"]["Endpoint"] == "ops@example.com"
+    with pytest.raises(ValueError, match=r"^No email would reach anyone: set context spaceport\.sender_email"):
+        DeploySettings.from_context({**ctx["spaceport"], "notify_topic_email": ""})
+
+
+def test_flat_context_overrides_are_typed():
+    base = {"sender_email": "a@example.com"}
+    got = DeploySettings.from_context(base, {"spaceport.use_spot": "true", "spaceport.folder_quiet_s": "300",
+                                             "spaceport.sender_email": "b@example.com"})
+    assert got.use_spot is True and got.folder_quiet_s == 300 and got.sender_email == "b@example.com"
 
 
 def test_synth_is_deterministic(synth, tmp_path_factory):

@@ -101,12 +101,30 @@ def test_plan_and_asl_agree_on_stages_order_and_names():
             assert [o["OutputName"] for o in params["ProcessingOutputConfig"]["Outputs"]] == [
                 c.name for c in spec.outputs]
             assert params["Environment"]["SPACEPORT_STAGE"] == stage
-            if "ContainerArguments.$" not in params["AppSpecification"]:
-                assert spec.arguments == ()  # the ASL may only drop arguments the plan does not have
+            # How SageMaker starts it (spaceport.contract.stage_argv): the image's ENTRYPOINT with
+            # exactly the plan's arguments, which begin with the stage name.
+            assert params["AppSpecification"] == {"ImageUri.$": f"$.plan.stages.{stage}.image",
+                                                  "ContainerArguments.$": f"$.plan.stages.{stage}.arguments"}
+            assert spec.arguments[0] == stage
+            # Each input comes from where the stage graph says, in the form it says.
+            for item, ch in zip(params["ProcessingInputs"], spec.inputs, strict=True):
+                s3 = item["S3Input"]
+                assert s3["LocalPath.$"] == f"$.plan.stages.{stage}.inputs.{ch.name}.path"
+                assert s3["S3Uri.$"] == (f"$.results.{ch.producer}.ModelArtifacts.S3ModelArtifacts"
+                                         if ch.form == "model_tarball" else f"$.plan.stages.{stage}.inputs.{ch.name}.uri")
+            for item, ch in zip(params["ProcessingOutputConfig"]["Outputs"], spec.outputs, strict=True):
+                assert item["S3Output"]["S3Uri.$"] == f"$.plan.stages.{stage}.outputs.{ch.name}.uri"
+                assert item["S3Output"]["LocalPath.$"] == f"$.plan.stages.{stage}.outputs.{ch.name}.path"
         else:
             assert state["Resource"] == "arn:aws:states:::sagemaker:createTrainingJob.sync"
             assert params["TrainingJobName.$"] == f"$.plan.stages.{stage}.job_name"
+            # No ContainerEntrypoint: SageMaker runs the image's ENTRYPOINT with the argument `train`.
+            assert "ContainerEntrypoint" not in json.dumps(params["AlgorithmSpecification"])
             assert [c["ChannelName"] for c in params["InputDataConfig"]] == [c.name for c in spec.inputs]
+            for item, ch in zip(params["InputDataConfig"], spec.inputs, strict=True):
+                assert ch.form == "folder" and ch.path == f"/opt/ml/input/data/{ch.name}"
+                assert item["DataSource"]["S3DataSource"]["S3Uri.$"] == f"$.plan.stages.{stage}.inputs.{ch.name}.uri"
+            assert params["OutputDataConfig"]["S3OutputPath.$"] == f"$.plan.stages.{stage}.outputs.model.uri"
         # Every $.plan path the state reads exists in the plan's execution input.
         for path_ in re.findall(r"\$\.plan\.stages\.[\w.]+", json.dumps(params)):
             node = {"plan": {"stages": doc}}
@@ -133,8 +151,8 @@ def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
             assert retry["BackoffRate"] >= 2 and retry["MaxAttempts"] >= 3
     assert states["NotifySuccess"]["Catch"][0]["Next"] == "RecordNotifyFailure"
     assert states["RecordNotifyFailure"]["Next"] == "Succeeded"
-    assert states["Failed"] == {**states["Failed"], "Type": "Fail",
-                                "ErrorPath": "$.record.value.error", "CausePath": "$.record.value.cause"}
+    assert states["Failed"] == {**states["Failed"], "Type": "Fail", "ErrorPath": "$.record.value.failure.error",
+                                "CausePath": "$.record.value.failure.reason"}
 
 
 def test_capacity_retry_loop_is_bounded_backs_off_and_returns_to_the_failed_stage():

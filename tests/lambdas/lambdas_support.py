@@ -86,6 +86,28 @@ def env(monkeypatch):
     settings.load.cache_clear()
 
 
+def model_tarball(metrics: dict[str, float]) -> bytes:
+    """A training job's model.tar.gz: a stand-in splat.ply and a metrics.json (TrainMetrics) with ``metrics``."""
+    import io
+    import tarfile
+
+    from spaceport.summaries import TrainMetrics
+
+    doc = TrainMetrics(
+        test_psnr=metrics["test_psnr"], test_ssim=metrics["test_ssim"], train_psnr=metrics["test_psnr"] + 1,
+        num_gaussians=int(metrics["num_gaussians"]), steps=7000, stopped_early=False, sh_degree=3,
+        held_out=["a.jpg"], evaluated_on="test", train_images=20, width=1600, height=1200, splat_bytes=1000,
+        device="cuda", strategy="default", malloc_tuned=False, seconds={"total": 1800.0}, seconds_per_step=0.25,
+        peak_memory_mb=9000.0, config={}, history=[]).to_json().encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("splat.ply", b"ply\n" * 1000), ("metrics.json", doc)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
 class FakeSageMaker:
     """Scripted SageMaker jobs: ``script[stage]`` is a list of outcomes, one per call ("ok" by default)."""
 
@@ -108,16 +130,28 @@ class FakeSageMaker:
         t0 = 1_763_870_400_000  # epoch ms, as Step Functions renders SageMaker timestamps
         if "TrainingJobName" in event:
             name = event["TrainingJobName"]
+            model_uri = f"{event['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"
+            bucket, key = model_uri[len("s3://"):].split("/", 1)
+            # What the training job leaves: model.tar.gz holding metrics.json (the gate reads it).
+            boto3.client("s3", region_name=REGION).put_object(Bucket=bucket, Key=key, Body=model_tarball(self.metrics))
             return {
                 "TrainingJobName": name, "TrainingJobStatus": "Completed",
                 "TrainingStartTime": t0, "TrainingEndTime": t0 + 1_800_000,
                 "TrainingTimeInSeconds": 1800, "BillableTimeInSeconds": 1800,
                 "ResourceConfig": event["ResourceConfig"],
-                "ModelArtifacts": {"S3ModelArtifacts":
-                                   f"{event['OutputDataConfig']['S3OutputPath']}{name}/output/model.tar.gz"},
+                "ModelArtifacts": {"S3ModelArtifacts": model_uri},
                 "FinalMetricDataList": [{"MetricName": k, "Value": v, "Timestamp": t0}
                                         for k, v in self.metrics.items()],
             }
+        # What the processing job uploads: its stage's required files and products (stand-ins).
+        from spaceport.graph import GRAPH
+
+        s3 = boto3.client("s3", region_name=REGION)
+        for out in event["ProcessingOutputConfig"]["Outputs"]:
+            stage = next(sd for sd in GRAPH if sd.output == out["OutputName"])
+            bucket, prefix = out["S3Output"]["S3Uri"][len("s3://"):].split("/", 1)
+            for name in (*stage.required, *(p.file for p in stage.products)):
+                s3.put_object(Bucket=bucket, Key=prefix + name, Body=b"x")
         return {"ProcessingJobName": event["ProcessingJobName"], "ProcessingJobStatus": "Completed",
                 "ProcessingStartTime": t0, "ProcessingEndTime": t0 + 600_000,
                 "ProcessingResources": event["ProcessingResources"]}

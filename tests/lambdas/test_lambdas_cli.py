@@ -78,16 +78,19 @@ def test_status_links_are_fresh_presigned_urls_signed_by_the_caller(stack, capsy
     job_id = "sp-garden-0123456789abcdef"
     record = {"job_id": job_id, "status": "SUCCEEDED", "updated_at": "2026-11-23T05:00:00+00:00",
               "outputs": {"sog": f"jobs/{job_id}/compressed/scene.sog", "report": f"jobs/{job_id}/report/index.html",
-                          "ply": f"jobs/{job_id}/report/splat.ply", "model": f"jobs/{job_id}/train/model.tar.gz"},
-              "retries": [{"stage": "train", "attempt": 2, "error": "CapacityError", "reason": "No spot capacity."}]}
+                          "spz": f"jobs/{job_id}/compressed/scene.spz", "model": f"jobs/{job_id}/train/model.tar.gz"},
+              "retries": [{"stage": "train", "attempt": 2, "job_name": f"{job_id}-train-r2", "wait_s": 120,
+                           "error": "CapacityError", "reason": "No spot capacity.", "at": "2026-11-23T04:00:00+00:00"}]}
     boto3.client("dynamodb", region_name=REGION).put_item(TableName=TABLE, Item={
         "job_id": {"S": job_id}, "status": {"S": "SUCCEEDED"}, "record": {"S": json.dumps(record)}})
-    stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/train/model.tar.gz", Body=b"x")
+    for name in ("train/model.tar.gz", "compressed/scene.sog", "report/index.html"):
+        stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/{name}", Body=b"x")
     assert main(["status", job_id, "--links", "24", "--region", REGION]) == 0
     text = capsys.readouterr().out
     assert "retried train as attempt 2 after CapacityError: No spot capacity." in text
     links = dict(line[len("link "):].split(": ", 1) for line in text.splitlines() if line.startswith("link "))
-    assert set(links) == {"report", "sog", "ply"}
+    # Links only to outputs that exist (no scene.spz was written here).
+    assert set(links) == {"report", "sog", "model"}
     assert "X-Amz-Expires=86400" in links["sog"] and "scene.sog" in links["sog"]
-    assert "model.tar.gz" in links["ply"]  # no splat.ply in the report: the PLY link falls back to the model
+    assert "model.tar.gz" in links["model"]
     assert main(["status", job_id, "--links", "500", "--region", REGION]) == 2  # SigV4 allows 7 days at most

@@ -6,6 +6,9 @@ import boto3
 import pytest
 from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
 
+from spaceport.errors import OutOfMemory, TooFewRegistered
+from spaceport.summaries import JobRecord
+
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
     aws.s3.put_object(Bucket=BUCKET, Key=key, Body=body, Metadata={"email": email} if email else {})
@@ -22,7 +25,8 @@ def _record(job_id):
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
     # job.json (read by the publish job, whose report is shared) carries no email address.
-    assert "email" not in mirrored and mirrored == {k: v for k, v in record.items() if k != "email"}
+    assert "email" not in mirrored
+    assert JobRecord.model_validate(mirrored) == JobRecord.model_validate(record).model_copy(update={"email": None})
     assert item["status"]["S"] == record["status"]
     return record
 
@@ -61,12 +65,15 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert calls["sfm"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == f"s3://{BUCKET}/jobs/{job_id}/upload/"
     staged = machine.s3.get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/upload/My Garden é.zip")["Body"].read()
     assert staged == b"PK\x03\x04 photos"
-    assert calls["sfm"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "sfm"]
+    # No ContainerEntrypoint: the image's ENTRYPOINT `spaceport` gets the plan's arguments (stage first).
+    assert "ContainerEntrypoint" not in calls["sfm"]["AppSpecification"]
+    assert calls["sfm"]["AppSpecification"]["ContainerArguments"][0] == "sfm"
+    assert "ContainerEntrypoint" not in calls["train"]["AlgorithmSpecification"]  # SageMaker passes `train`
     assert calls["train"]["HyperParameters"] and all(isinstance(v, str) for v in calls["train"]["HyperParameters"].values())
     model = f"s3://{BUCKET}/jobs/{job_id}/train/{job_id}-train/output/model.tar.gz"
     assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"] == model
-    assert calls["publish"]["AppSpecification"]["ContainerEntrypoint"] == ["spaceport", "publish"]
-    assert "ContainerArguments" not in calls["publish"]["AppSpecification"]
+    assert calls["publish"]["AppSpecification"] == {"ImageUri": calls["publish"]["AppSpecification"]["ImageUri"],
+                                                    "ContainerArguments": ["publish"]}
     # Publish reads the job record with every earlier stage's seconds and cost (the report's timings).
     assert [i["InputName"] for i in calls["publish"]["ProcessingInputs"]] == ["sfm", "train", "compressed", "job"]
     assert seen["local"] == "/opt/ml/processing/input/job"
@@ -79,6 +86,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     record = _record(job_id)
     assert record["status"] == "SUCCEEDED"
     assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
+    # The gate's numbers (from metrics.json in model.tar.gz): the report's quality-gate line on AWS too.
+    assert record["quality_gate"] == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
+                                      "min_psnr": 22.0, "max_gaussians": 2000000}
     assert set(record["stages"]) == {"sfm", "train", "compress", "publish"}
     assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
@@ -92,7 +102,8 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
 
 def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     describe = {"ProcessingJobStatus": "Failed", "FailureReason": "AlgorithmError: See job logs",
-                "ExitMessage": "TooFewRegistered: Only 3 of 40 images registered. Take 60+ photos with overlap."}
+                "ExitMessage": TooFewRegistered("Only 3 of 40 images registered", "Take 60+ photos with overlap",
+                                                registered=3).record("sfm").line()}
     # Real .sync failures are States.TaskFailed with the job description as Cause; moto forbids
     # faking a States.* name, so the fake uses its own name with the same Cause.
     machine.fake.script["sfm"] = [LambdaError("SageMakerJobFailed", json.dumps(describe))]
@@ -101,9 +112,8 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
     record = _record(out["job_id"])
     assert record["status"] == "FAILED" and record["stage"] == "sfm"
-    assert record["error"] == "TooFewRegistered"
-    assert record["reason"] == "Only 3 of 40 images registered."
-    assert record["fix"] == "Take 60+ photos with overlap."
+    assert record["failure"] == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
+                                 "fix": "Take 60+ photos with overlap.", "details": {"registered": 3}, "stage": "sfm"}
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "TooFewRegistered" and "Only 3 of 40" in failed["cause"]
@@ -133,8 +143,8 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
     record = _record(out["job_id"])
-    assert record["error"] == "QuotaExceeded" and record["stage"] == "train"
-    assert record["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+    assert record["failure"]["error"] == "QuotaExceeded" and record["stage"] == "train"
+    assert record["failure"]["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
                                 "'ml.g5.2xlarge for training job usage' is 0.")
     (msg,) = _sent()
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
@@ -181,22 +191,22 @@ def test_capacity_retries_are_bounded_and_end_in_capacity_error(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train"]  # max_attempts = 3
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "train" and record["error"] == "CapacityError"
+    assert record["status"] == "FAILED" and record["stage"] == "train" and record["failure"]["error"] == "CapacityError"
     assert len(record["retries"]) == 2
     (msg,) = _sent()
     assert "Unable to provision requested ML compute capacity" in msg.body
 
 
 def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(machine):
-    machine.fake.script["train"] = [_job_failed(
-        "AlgorithmError: TooFewRegistered: Only 3 of 40 images registered (insufficient capacity to match). "
-        "Take 60+ photos with overlap., exit code: 2")]
+    line = TooFewRegistered("Only 3 of 40 images registered (insufficient capacity to match)",
+                            "Take 60+ photos with overlap").record("train").line()
+    machine.fake.script["train"] = [_job_failed(f"AlgorithmError: {line}, exit code: 2")]
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["error"] == "TooFewRegistered" and record["stage"] == "train"
-    assert "retries" not in record
+    assert record["failure"]["error"] == "TooFewRegistered" and record["stage"] == "train"
+    assert record["retries"] == []
 
 
 def test_quality_gate_failure_stops_before_compress(machine):
@@ -205,8 +215,9 @@ def test_quality_gate_failure_stops_before_compress(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
-    assert "held-out PSNR 17.25 dB is below the target 22.00 dB" in record["reason"]
+    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
+    assert record["failure"]["reason"] == "held-out PSNR 17.25 dB is below the target 22.00 dB."
+    assert record["failure"]["details"]["test_psnr"] == 17.25  # the gate Lambda's numbers, whole
     assert record["metrics"]["test_psnr"] == 17.25
 
 
@@ -245,13 +256,15 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
 def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
-    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address"}
+    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
+                                                "error": None}
     assert _sent() == []
 
 
 def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine):
+    oom = OutOfMemory("CUDA out of memory at 2.1M Gaussians", "Lower max_gaussians").record("train").line()
     machine.fake.script["train"] = [LambdaError("SageMakerJobFailed", json.dumps(
-        {"FailureReason": "AlgorithmError: OutOfMemory: CUDA out of memory at 2.1M Gaussians. Lower max_gaussians."}))]
+        {"FailureReason": f"AlgorithmError: {oom}"}))]
     machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
@@ -261,8 +274,8 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["error"] == "OutOfMemory"
-    assert record["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
+    assert record["status"] == "FAILED" and record["failure"]["error"] == "OutOfMemory"
+    assert record["failure"]["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
 
 
 def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):

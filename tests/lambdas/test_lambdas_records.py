@@ -6,7 +6,19 @@ import pytest
 from lambdas_support import load_handler
 
 from spaceport.aws import records
-from spaceport.errors import QualityBelowTarget
+from spaceport.errors import (
+    CapacityError,
+    ConfigInvalid,
+    CorruptArchive,
+    QualityBelowTarget,
+    StageFailed,
+    TrainingDiverged,
+)
+
+
+def _line(cls, reason, fix=None, **details):
+    """The failure record line a stage (contract.write_failure) or a Lambda (failures_as_records) writes."""
+    return cls(reason, fix, **details).record().line()
 
 #: SageMaker's CreateTrainingJob error, as Step Functions puts it in the Cause.
 _LIMIT = ("The account-level service limit '{q}' is {limit} Instances, with current utilization of {used} Instances "
@@ -17,42 +29,47 @@ _LIMIT = ("The account-level service limit '{q}' is {limit} Instances, with curr
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        # Training job: FailureReason carries the failure file behind SageMaker's prefix.
+        # Training job: FailureReason carries the failure record behind SageMaker's prefix.
         ({"Error": "States.TaskFailed", "Cause": json.dumps({"TrainingJobStatus": "Failed", "FailureReason":
-          "AlgorithmError: TrainingDiverged: Loss became NaN at step 812. Lower means_lr., exit code: 2"})},
-         ("TrainingDiverged", "Loss became NaN at step 812.", "Lower means_lr.")),
+          f"AlgorithmError: {_line(TrainingDiverged, 'Loss became NaN at step 812', 'Lower means_lr', step=812)}"
+          ", exit code: 2"})},
+         ("TrainingDiverged", "Loss became NaN at step 812.", "Lower means_lr.", {"step": 812})),
         # Processing job: ExitMessage carries it (written by contract.write_failure).
         ({"Error": "States.TaskFailed", "Cause": json.dumps({"FailureReason": "AlgorithmError: See job logs",
-          "ExitMessage": "CorruptArchive: The zip cannot be read."})},
-         ("CorruptArchive", "The zip cannot be read.", None)),
-        # A Lambda raising a Spaceport error.
+          "ExitMessage": _line(CorruptArchive, "The zip cannot be read")})},
+         ("CorruptArchive", "The zip cannot be read.", CorruptArchive.default_fix, {})),
+        # A Lambda raising a Spaceport error (its message is the record line).
         ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
-          "errorMessage": "Held-out PSNR is 18.00 dB. Capture more views."})},
-         ("QualityBelowTarget", "Held-out PSNR is 18.00 dB.", "Capture more views.")),
-        # A reason that ends with a question keeps it; the fix is the last sentence.
+          "errorMessage": _line(QualityBelowTarget, "Held-out PSNR is 18.00 dB", "Capture more views")})},
+         ("QualityBelowTarget", "Held-out PSNR is 18.00 dB.", "Capture more views.", {})),
+        # A reason that ends with a question keeps it: nothing is split at full stops any more.
         ({"Error": "States.TaskFailed", "Cause": json.dumps({"FailureReason": "AlgorithmError: See job logs",
-          "ExitMessage": "ConfigInvalid: Unknown train option 'stpes'. Did you mean 'steps'? Use an option "
-                         "listed by --help."})},
-         ("ConfigInvalid", "Unknown train option 'stpes'. Did you mean 'steps'?", "Use an option listed by --help.")),
+          "ExitMessage": _line(ConfigInvalid, "Unknown train option 'stpes'. Did you mean 'steps'?",
+                               "Use an option listed by --help")})},
+         ("ConfigInvalid", "Unknown train option 'stpes'. Did you mean 'steps'?", "Use an option listed by --help.",
+          {})),
         # A zero quota: one sentence naming the instance type and the quota to request.
         ({"Error": "SageMaker.ResourceLimitExceededException",
           "Cause": _LIMIT.format(q="ml.g5.2xlarge for training job usage", limit=0, used=0)},
          ("QuotaExceeded", "SageMaker cannot start an ml.g5.2xlarge: this account's quota 'ml.g5.2xlarge for "
           "training job usage' is 0.", "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service "
-          "Quotas (Amazon SageMaker), then upload again.")),
-        # Capacity errors that outlived their retries.
+          "Quotas (Amazon SageMaker), then upload again.", None)),
+        # SageMaker's own "Name: message" text, and capacity errors that outlived their retries.
+        ({"Error": "States.TaskFailed", "Cause": json.dumps({"TrainingJobStatus": "Failed", "FailureReason":
+          "CapacityError: Unable to provision requested ML compute capacity."})},
+         ("CapacityError", "Unable to provision requested ML compute capacity.", CapacityError.default_fix, {})),
         ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": "limit is 0"},
-         ("CapacityError", "limit is 0", None)),
-        ({"Error": "States.TaskFailed", "Cause": "something odd"}, ("StageFailed", "something odd", None)),
+         ("CapacityError", "limit is 0.", CapacityError.default_fix, {})),
+        ({"Error": "States.TaskFailed", "Cause": "something odd"},
+         ("StageFailed", "something odd.", StageFailed.default_fix, {})),
     ],
 )
 def test_describe_failure(error, expected):
-    got = records.describe_failure(error)
-    name, reason, fix = expected
-    assert got["error"] == name and got["reason"] == reason
-    if fix:
-        assert got["fix"] == fix
-    assert got["cause"].startswith(reason)
+    got = records.describe_failure(error, "train")
+    name, reason, fix, details = expected
+    assert (got.error, got.reason, got.fix, got.stage) == (name, reason, fix, "train")
+    if details is not None:
+        assert got.details == details
 
 
 def test_failed_stage_is_first_without_result():
@@ -65,32 +82,36 @@ def test_stage_summary_handles_iso_and_epoch_times():
     spec = {"cluster": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
     s = records.stage_summary("sfm", {"ProcessingStartTime": "2026-01-01T00:00:00Z",
                                       "ProcessingEndTime": "2026-01-01T01:00:00Z"}, spec)
-    assert s["seconds"] == 3600 and s["cost_usd"] == 0.115
+    assert s.seconds == 3600 and s.cost_usd == 0.115
     s = records.stage_summary("train", {"TrainingTimeInSeconds": 100, "BillableTimeInSeconds": 40,
                                         "ResourceConfig": {"InstanceType": "ml.unknown"}}, spec)
-    assert s["billable_seconds"] == 40 and s["cost_usd"] is None  # spot savings; unknown price
+    assert s.billable_seconds == 40 and s.cost_usd is None  # spot savings; unknown price
 
 
-def test_quality_gate_checks_psnr_and_gaussian_cap():
-    """The Lambda applies spaceport.quality's gate (the local runner's) to SageMaker's final metrics."""
-    from spaceport import quality
+def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
+    """The Lambda applies spaceport.gate (the local runner's gate) to metrics.json inside model.tar.gz."""
+    import boto3
+    from lambdas_support import BUCKET, REGION, model_tarball
+
     from spaceport.errors import ModelInvalid
 
+    s3 = boto3.client("s3", region_name=REGION)
+    key = "jobs/sp-x/train/sp-x-train/output/model.tar.gz"
+    s3.put_object(Bucket=BUCKET, Key=key,
+                  Body=model_tarball({"test_psnr": 25.0, "test_ssim": 0.9, "num_gaussians": 1000}))
+    training = {"ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{key}"}}
     check = load_handler("quality_gate").check
-    training = {"FinalMetricDataList": [{"MetricName": "test_psnr", "Value": 25.0},
-                                        {"MetricName": "num_gaussians", "Value": 1000.0}]}
-    passed = check({"min_psnr": 24.0, "max_gaussians": 1000}, training)
-    assert passed == quality.check({"test_psnr": 25.0, "num_gaussians": 1000},
-                                   quality.QualityTargets(24.0, 1000)).to_dict()
-    assert passed == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 24.0,
-                      "max_gaussians": 1000}
+    passed = check({"min_psnr": 24.0, "max_gaussians": 1000}, training, s3)
+    assert passed.model_dump() == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 24.0,
+                                   "max_gaussians": 1000}
     with pytest.raises(QualityBelowTarget, match=r"25\.00 dB is below the target 26\.00 dB") as info:
-        check({"min_psnr": 26.0, "max_gaussians": 1000}, training)
+        check({"min_psnr": 26.0, "max_gaussians": 1000}, training, s3)
     assert info.value.details["test_psnr"] == 25.0 and info.value.details["min_psnr"] == 26.0
     with pytest.raises(QualityBelowTarget, match="1000 Gaussians exceed the cap of 999"):
-        check({"min_psnr": 20.0, "max_gaussians": 999}, training)
-    with pytest.raises(ModelInvalid, match="lack test_psnr, num_gaussians"):
-        check({"min_psnr": 20.0, "max_gaussians": 999}, {})
+        check({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
+    s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a tarball")
+    with pytest.raises(ModelInvalid, match="not a readable tarball"):
+        check({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
 
 
 def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
@@ -156,4 +177,4 @@ def test_plan_retry_bumps_attempt_and_job_name_with_backoff_then_stops():
 
 def test_capacity_failure_reads_as_capacity_error_in_the_record():
     got = records.describe_failure(_job("InsufficientInstanceCapacity: no spot capacity for ml.g5.2xlarge"))
-    assert got["error"] == "CapacityError" and "no spot capacity" in got["reason"]
+    assert got.error == "CapacityError" and "no spot capacity" in got.reason

@@ -151,24 +151,39 @@ def test_folder_without_photos_is_refused_once_with_the_reason_and_an_email(star
     assert all(r["status"] in ("rejected", "duplicate") or r == out for r in rest)
     record = _record(out["job_id"])
     assert record["status"] == "REJECTED" and record["stage"] == "start"
-    assert record["reason"] == "The folder 'docs' holds no photos (2 other file(s))."
+    assert record["failure"]["reason"] == "The folder 'docs' holds no photos (2 other file(s))."
     assert _executions(started) == []
     (msg,) = _sent()  # the address on any object of the folder
     assert msg.destinations["ToAddresses"] == ["bo@example.com"] and "holds no photos" in msg.body
 
 
-def test_bare_photos_are_refused_as_one_batch_with_one_email(started):
+def _skip_delays():
+    """Make the queued timers due now (as if their quiet time had passed)."""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    for queue in sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues.values():
+        for message in queue._messages:
+            message.delayed_until = 0
+
+
+def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
+    from spaceport.aws import settings
+
+    env.setenv("SPACEPORT_QUIET_S", "60")  # photos a few ms apart are one burst
+    settings.load.cache_clear()
     now = datetime.now(UTC) + timedelta(seconds=5)
     for i in range(3):
         started.s3.put_object(Bucket=BUCKET, Key=f"uploads/IMG_{i}.JPG", Body=JPEG, Metadata={"email": "cy@example.com"})
         _handler(s3_event(f"uploads/IMG_{i}.JPG", time=_iso(now)))
     started.s3.put_object(Bucket=BUCKET, Key="uploads/other/x.jpg", Body=JPEG)  # a folder: not in the bare batch
+    _skip_delays()
     outcomes = _fire_timers()
     assert {o["status"] for o in outcomes} <= {"rejected", "duplicate"}
     (job_id,) = {o["job_id"] for o in outcomes}
     record = _record(job_id)
-    assert record["error"] == "UnsupportedInput"
-    assert record["reason"] == "3 photo(s) were uploaded directly under uploads/, not in a folder."
+    assert record["failure"]["error"] == "UnsupportedInput"
+    assert record["failure"]["reason"] == "3 photo(s) were uploaded directly under uploads/, not in a folder."
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["cy@example.com"]
     assert "uploads/<scene name>/" in msg.body and "Upload check" in msg.body
@@ -208,3 +223,54 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
         QueueUrl=QUEUE_URL, AttributeNames=["ApproximateNumberOfMessagesDelayed"])["Attributes"]
     assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"
     assert timer_messages() == []  # not delivered before the quiet time
+
+
+def test_every_photo_type_the_bucket_batches_is_one_the_sfm_stage_reads():
+    from spaceport.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
+
+    assert set(uploads.PHOTO_SUFFIXES) <= IMAGE_EXTS and set(uploads.VIDEO_SUFFIXES) <= VIDEO_EXTS
+
+
+def test_latest_burst_stops_at_the_first_quiet_gap():
+    t0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    listed = [uploads.Listed(f"uploads/{name}.jpg", "e", 1, t0 + timedelta(seconds=s))
+              for name, s in (("old1", 0), ("old2", 20), ("new1", 500), ("new2", 530), ("new3", 700))]
+    assert [m.key for m in uploads.latest_burst(listed, 180)] == [
+        "uploads/new1.jpg", "uploads/new2.jpg", "uploads/new3.jpg"]
+    assert len(uploads.latest_burst(listed, 600)) == 5
+    assert uploads.latest_burst([], 180) == []
+
+
+def test_a_direct_request_for_a_folder_starts_it_now(started):
+    for i in range(2):
+        started.s3.put_object(Bucket=BUCKET, Key=f"uploads/porch/{i}.png", Body=b"\x89PNG\r\n\x1a\n" + bytes([i]))
+    out = _handler({"bucket": BUCKET, "key": "uploads/porch/", "email": "ed@example.com", "preset": "fast"})
+    assert out["status"] == "started" and out["job_id"].startswith("sp-porch-")
+    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
+    assert plan["email"] == "ed@example.com" and plan["preset"] == "fast"
+
+
+def test_a_folder_job_runs_every_stage_on_its_staged_photos(machine):
+    from lambdas_support import wait_for
+
+    seen = {}
+
+    def sfm_starts(event):  # what the SfM processing job would download as its `upload` input
+        (upload,) = [i["S3Input"] for i in event["ProcessingInputs"] if i["InputName"] == "upload"]
+        listed = machine.s3.list_objects_v2(Bucket=BUCKET, Prefix=upload["S3Uri"].split("/", 3)[3])
+        seen["keys"] = sorted(o["Key"].rsplit("/", 2)[-2] + "/" + o["Key"].rsplit("/", 1)[-1]
+                              for o in listed["Contents"])
+
+    machine.fake.hooks["sfm"] = sfm_starts
+    for i in range(3):
+        machine.s3.put_object(Bucket=BUCKET, Key=f"uploads/Back Yard/IMG_{i}.HEIC", Body=b"\0\0\0\x18ftypheic" + bytes(8),
+                              Metadata={"email": "fa@example.com"})
+        _handler(s3_event(f"uploads/Back+Yard/IMG_{i}.HEIC"))
+    (job,) = _fire_timers()
+    assert job["status"] == "started"
+    desc = wait_for(machine.sfn, job["execution_arn"])
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish"]
+    assert seen["keys"] == [f"Back Yard/IMG_{i}.HEIC" for i in range(3)]
+    (msg,) = _sent()
+    assert msg.subject == "Your Spaceport splat is ready: Back Yard"

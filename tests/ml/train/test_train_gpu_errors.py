@@ -53,9 +53,9 @@ def test_cuda_kernel_error_names_step_and_kernel(scene, tmp_path, monkeypatch):
         trainer.train(scene, tmp_path / "o", tiny())
     e = err.value
     assert e.details == {"step": 9, "kernel": "gsplat.cuda._wrapper.rasterize_to_pixels", "phase": "rasterize"}
-    line = e.one_line()  # what the SageMaker failure file and the job record carry
-    assert line.startswith("GpuKernelFailed: CUDA failed at training step 9 in gsplat.cuda._wrapper.rasterize_to_pixels")
-    assert "illegal memory access" in line and "\n" not in line
+    line = e.record("train").line()  # what the SageMaker failure file and the job record carry
+    assert e.reason.startswith("CUDA failed at training step 9 in gsplat.cuda._wrapper.rasterize_to_pixels")
+    assert "illegal memory access" in e.reason and "\n" not in line
     assert "CUDA_LAUNCH_BLOCKING=1" in e.fix
     assert not (tmp_path / "o" / "splat.ply").exists()
 
@@ -70,9 +70,13 @@ def test_training_job_failure_file_names_step_and_kernel(scene, tmp_path, monkey
     _sagemaker_layout(root, scene, {"preset": "fast", "steps": "12", "model_dir": "gt/sparse/0", "downscale": "2"})
     monkeypatch.setattr(trainer, "render", _raise_at(4, RuntimeError("CUDA error: unspecified launch failure")))
     assert main(["train"]) == 2
-    failure = (root / "output" / "failure").read_text()
-    assert failure.startswith("GpuKernelFailed: CUDA failed at training step 4 in "
-                              "gsplat.cuda._wrapper.rasterize_to_pixels (rasterize): CUDA error: unspecified launch")
+    from spaceport.errors import parse_failure
+
+    failure = parse_failure((root / "output" / "failure").read_text())  # the one line SageMaker keeps
+    assert failure.error == "GpuKernelFailed" and failure.reason.startswith(
+        "CUDA failed at training step 4 in gsplat.cuda._wrapper.rasterize_to_pixels (rasterize): CUDA error: "
+        "unspecified launch")
+    assert failure.details["step"] == 4 and failure.details["kernel"] == "gsplat.cuda._wrapper.rasterize_to_pixels"
     assert not (root / "model" / "splat.ply").exists()
     assert "error: GpuKernelFailed" in capsys.readouterr().err
 

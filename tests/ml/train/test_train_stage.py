@@ -50,6 +50,13 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     assert metrics["lpips"] is None and "offline" in metrics["lpips_note"]
     assert metrics["held_out"] == ["view_000.png", "view_008.png", "view_016.png"]
     assert metrics["steps"] == 300 and metrics["peak_memory_mb"] > 0
+    # metrics.json is the TrainMetrics model, with the curve: one point per log_every steps.
+    from spaceport.summaries import TrainMetrics, read_summary
+
+    written = read_summary(TrainMetrics, out / "metrics.json")
+    assert [p.step for p in written.history] == list(range(cfg.log_every, 301, cfg.log_every))
+    assert all(p.loss > 0 and p.psnr > 0 for p in written.history)
+    assert written.history[-1].psnr > written.history[0].psnr  # it learned
     splat = read_ply(out / "splat.ply")
     assert len(splat) == metrics["num_gaussians"] and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
@@ -95,6 +102,10 @@ def test_resume_gives_the_same_splat(scene, tmp_path):
     assert not (tmp_path / "resumed" / "splat.ply").exists()
     metrics = train(scene, tmp_path / "resumed", cfg, checkpoint_dir=tmp_path / "ckpt")
     assert metrics["resumed_from_step"] == 20
+    # The curve survives the interruption: the steps before it come from the checkpoint.
+    assert [p["step"] for p in metrics["history"]] == [10, 20, 30, 40]
+    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())["history"]
+    assert [p["loss"] for p in metrics["history"]] == [p["loss"] for p in straight]
     a, b = read_ply(tmp_path / "straight" / "splat.ply"), read_ply(tmp_path / "resumed" / "splat.ply")
     assert len(a) == len(b)
     for field in ("means", "scales", "quats", "opacities", "sh0", "shN"):
@@ -172,12 +183,17 @@ def test_sagemaker_unknown_hyperparameter_writes_failure(scene, tmp_path, monkey
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     _sagemaker_layout(root, scene, {"preset": "fast", "stepz": "12"})
     assert main(["train"]) == 2
-    assert (root / "output" / "failure").read_text().startswith("ConfigInvalid: Unknown option 'stepz'")
+    from spaceport.contract import read_failure
+    from spaceport.errors import parse_failure
+
+    failure = read_failure(root)  # failure.json, and the same record on SageMaker's one line
+    assert failure.error == "ConfigInvalid" and failure.reason.startswith("Unknown option 'stepz'")
+    assert parse_failure((root / "output" / "failure").read_text()) == failure
     assert "error: ConfigInvalid" in capsys.readouterr().err
     _sagemaker_layout(tmp_path / "other", scene, {})
     (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps({"steps": 12}))
     assert main(["train"]) == 2
-    assert "not strings" in (root / "output" / "failure").read_text()
+    assert "not strings" in read_failure(root).reason
 
 
 def test_cli_local_run(scene, tmp_path, capsys):

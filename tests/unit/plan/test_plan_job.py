@@ -84,7 +84,13 @@ def test_layout_matches_design():
     # The job record (per-stage seconds for the report) is one object, not a folder.
     assert pub.input("job").uri == p.record_uri == pre + "job.json"
     assert pub.output("report").uri == pre + "report/"
-    assert pub.entrypoint == ("spaceport", "publish")
+    # No ContainerEntrypoint: the image's ENTRYPOINT `spaceport` + these arguments is the command.
+    assert pub.arguments == ("publish",)
+    # Which stage produced each input, in which form (the stage graph, declared once).
+    assert [(c.producer, c.form) for c in pub.inputs] == [
+        ("sfm", "folder"), ("train", "model_tarball"), ("compress", "folder"), ("record", "record")]
+    assert (p.stage("compress").input("model").producer, p.stage("compress").input("model").form) == (
+        "train", "model_tarball")
 
 
 def test_stage_order_and_kinds():
@@ -107,11 +113,11 @@ def test_presets_and_overrides_resolve_to_strings():
     assert train["sh_degree"] == "1" and train["downscale"] == "4"  # from the fast preset
     assert train["ssim_lambda"] == "0.2"  # a default the preset leaves alone
     sfm = p.stage("sfm")
-    assert len(sfm.arguments) == 2 * len(to_strings(SfmConfig()))
-    pairs = dict(zip(sfm.arguments[::2], sfm.arguments[1::2], strict=True))
+    assert sfm.arguments[0] == "sfm" and len(sfm.arguments) == 1 + 2 * len(to_strings(SfmConfig()))
+    pairs = dict(zip(sfm.arguments[1::2], sfm.arguments[2::2], strict=True))
     assert pairs["--max-side"] == "800" and pairs["--max-features"] == "2048"  # fast preset
     assert pairs["--matcher"] == "auto"  # default
-    compress = dict(zip(p.stage("compress").arguments[::2], p.stage("compress").arguments[1::2], strict=True))
+    compress = dict(zip(p.stage("compress").arguments[1::2], p.stage("compress").arguments[2::2], strict=True))
     assert compress["--kmeans-iterations"] == "4" and compress["--quality-resolution"] == "160"
     assert p.preset == "fast"
     assert plan_job(_req(), SETTINGS).preset == "default"
@@ -144,10 +150,7 @@ def test_local_root_uses_the_same_layout():
     assert p.stage("train").output("model").uri == f"file:///work/out/jobs/{p.job_id}/train/"
     assert p.stage("sfm").input("upload").uri == "file:///data/photos.zip"
     assert p.staged_upload_uri is None  # read in place
-    assert p.stage("train").output("model").local_path == f"/work/out/jobs/{p.job_id}/train/"
     assert JobRequest("file:///a%20b/c.zip").source_uri.endswith("c.zip")
-    with pytest.raises(ValueError):
-        _ = plan_job(_req(), SETTINGS).stage("sfm").output("sfm").local_path
 
 
 def test_execution_input_is_json_and_sagemaker_shaped():
@@ -201,7 +204,9 @@ def test_request_json_records_resolved_defaults():
 
 
 def test_settings_round_trip_through_mapping():
-    m = P.settings_to_mapping(SETTINGS)
+    import dataclasses
+
+    m = dataclasses.asdict(SETTINGS)  # what cdk.json context holds
     assert P.settings_from_mapping(json.loads(json.dumps(m))) == SETTINGS
     with pytest.raises(ConfigInvalid):
         P.settings_from_mapping({"bogus": 1})
@@ -212,13 +217,21 @@ def test_write_failure_covers_training_and_processing(tmp_path, monkeypatch):
     from spaceport.errors import SfmFailed, parse_failure
 
     monkeypatch.setenv(contract.SM_ROOT_ENV, str(tmp_path))
-    contract.write_failure(SfmFailed("Only 3 of 40 images registered", "Take more photos"))
+    contract.write_failure(SfmFailed("Only 3 of 40 images registered", "Take more photos", registered=3), "sfm")
+    full = contract.read_failure(tmp_path)
+    assert (full.error, full.reason, full.fix, full.details, full.stage) == (
+        "SfmFailed", "Only 3 of 40 images registered.", "Take more photos.", {"registered": 3}, "sfm")
     for name in ("failure", "message"):
-        text = (tmp_path / "output" / name).read_text()
-        assert parse_failure(text) == ("SfmFailed", "Only 3 of 40 images registered. Take more photos.")
-    # Non-ASCII reasons are cut at 1 KiB of UTF-8 without splitting a character.
-    contract.write_failure(SfmFailed("é" * 2000))
-    assert len((tmp_path / "output" / "message").read_bytes()) <= 1024
+        # SageMaker prefixes FailureReason with "AlgorithmError: "; the record still parses whole.
+        text = "AlgorithmError: " + (tmp_path / "output" / name).read_text()
+        assert parse_failure(text) == full
+    # Non-ASCII reasons are cut at 1 KiB of UTF-8 without splitting a character, and still parse.
+    contract.write_failure(SfmFailed("é" * 2000, details="x" * 3000))
+    line = (tmp_path / "output" / "message").read_bytes()
+    assert len(line) <= 1024
+    short = parse_failure(line.decode())
+    assert short.error == "SfmFailed" and short.reason.startswith("éé") and short.details == {}
+    assert contract.read_failure(tmp_path).details == {"details": "x" * 3000}  # failure.json keeps them all
 
 
 @pytest.mark.parametrize("preset", P.PRESET_NAMES)

@@ -1,6 +1,8 @@
-"""A stand-in for `python -m spaceport <stage>`: writes contract-shaped fixture outputs into the
-SageMaker layout under $SPACEPORT_SM_ROOT. FAKE_FAIL=<stage> makes that stage fail the way a real
-one does (failure file + exit 2); FAKE_HANG=<stage> makes it sleep after writing half its output."""
+"""A stand-in for the images' `spaceport` program, started with the argv SageMaker would pass
+(``sfm --opt v ...``, ``train``, ``compress ...``, ``publish``): writes model-built fixture outputs
+into the SageMaker layout under $SPACEPORT_SM_ROOT (``publish`` runs the real command).
+FAKE_FAIL=<stage> makes that stage fail the way a real one does (failure record + exit 2);
+FAKE_HANG=<stage> makes it sleep after writing half its output."""
 
 from __future__ import annotations
 
@@ -21,12 +23,16 @@ def main(stage: str, args: list[str]) -> int:
     root = contract.sm_root()
     calls = Path(os.environ["FAKE_CALLS"])
     with calls.open("a") as f:
-        f.write(json.dumps({"stage": stage, "args": args, "root": str(root), "pid": os.getpid()}) + "\n")
+        f.write(json.dumps({"stage": stage, "argv": [stage, *args], "root": str(root), "pid": os.getpid()}) + "\n")
     if os.environ.get("FAKE_FAIL") == stage:
-        err = SfmFailed("only 2 of 12 images registered")
-        contract.write_failure(err)
-        print(f"error: {err.one_line()}", file=sys.stderr)
+        err = SfmFailed("Only 2 of 12 images registered", registered=2)
+        contract.write_failure(err, os.environ.get("SPACEPORT_STAGE"))
+        print(f"error: {err.name}: {err.reason}", file=sys.stderr)
         return 2
+    if stage == "publish":
+        from spaceport.cli import main as cli
+
+        return cli(["publish", *args])
     cams = fx._orbit_cameras()
     if stage == "sfm":
         upload = root / "processing/input/upload"

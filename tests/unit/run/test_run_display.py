@@ -7,6 +7,7 @@ from rich.console import Console
 
 from spaceport.display import JsonReporter, PlainReporter, QuietReporter, RichReporter
 from spaceport.progress import parse_line
+from spaceport.summaries import JobRecord, StageRecord
 
 TRAIN_LINE = "stage=train step=100 steps=500 loss=0.05 psnr=21.3 eta_s=40"
 
@@ -15,12 +16,14 @@ def _drive(r) -> None:
     r.start("sp-x", "/tmp/o", ["sfm", "train"])
     r.stage_start("sfm")
     r.stage_progress("sfm", parse_line("stage=sfm phase=match seconds=1.2"))
-    r.stage_end("sfm", {"status": "done", "seconds": 3.2, "peak_memory_mb": 400.0, "registered_images": 24})
+    r.stage_end("sfm", StageRecord(status="done", seconds=3.2, peak_memory_mb=400.0,
+                                   numbers={"registered_images": 24, "usable_images": 25}))
     r.stage_start("train")
     r.stage_progress("train", parse_line(TRAIN_LINE))
-    r.stage_end("train", {"status": "skipped", "seconds": 0.0, "test_psnr": 24.1, "num_gaussians": 30000})
-    r.finish({"seconds": 100.0, "report": "/tmp/o/report/index.html", "viewer": "v", "out": "/tmp/o",
-              "stages": {"sfm": {"status": "done", "seconds": 3.2, "peak_memory_mb": 400.0}}})
+    r.stage_end("train", StageRecord(status="skipped", seconds=0.0, numbers={"test_psnr": 24.1, "num_gaussians": 30000}))
+    r.finish(JobRecord(job_id="sp-x", status="SUCCEEDED", seconds=100.0, prefix="/tmp/o",
+                       outputs={"report": "/tmp/o/report/index.html", "viewer": "/tmp/o/report/viewer.html"},
+                       stages={"sfm": StageRecord(status="done", seconds=3.2, peak_memory_mb=400.0)}))
 
 
 def test_rich_display_shows_training_progress_and_a_final_table() -> None:
@@ -34,7 +37,7 @@ def test_rich_display_shows_training_progress_and_a_final_table() -> None:
     buf = io.StringIO()
     _drive(RichReporter(Console(file=buf, width=120, force_terminal=False)))
     text = buf.getvalue()
-    assert "24 images registered" in text and "PSNR 24.10 dB, 30000 Gaussians" in text
+    assert "24 of 25 images registered" in text and "PSNR 24.10 dB, 30000 Gaussians" in text
     assert "Report: /tmp/o/report/index.html" in text
 
 

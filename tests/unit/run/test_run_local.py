@@ -16,10 +16,8 @@ from spaceport.errors import QualityBelowTarget, SfmFailed
 FAKE = Path(__file__).with_name("fake_stage.py")
 
 
-def fake_argv(spec):
-    if spec.name == "publish":
-        return [sys.executable, "-m", "spaceport", "publish"]
-    return [sys.executable, str(FAKE), spec.name]
+#: Runs in place of the images' `spaceport` program: gets the exact arguments SageMaker passes.
+FAKE_PROGRAM = [sys.executable, str(FAKE)]
 
 
 @pytest.fixture
@@ -49,12 +47,16 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 def test_runs_every_stage_in_sagemaker_layout_then_skips_them(photos, calls, tmp_path):
     before = _snapshot(photos)
     out = tmp_path / "out"
-    job = local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
-    assert job["status"] == "succeeded"
-    assert [c["stage"] for c in _calls(calls)] == ["sfm", "train", "compress"]
-    # The plan's container arguments reach the processing stages; train gets hyperparameters.json.
-    sfm_call = _calls(calls)[0]
-    assert sfm_call["args"] == list(local.build_local_plan(photos, out, "fast").plan.stage("sfm").arguments)
+    job = local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert job.status == "SUCCEEDED"
+    assert [c["stage"] for c in _calls(calls)] == ["sfm", "train", "compress", "publish"]
+    # SageMaker's argv: a processing job gets the plan's ContainerArguments (the stage name first,
+    # after the image's ENTRYPOINT `spaceport`); the training job gets the single word `train`.
+    plan = local.build_local_plan(photos, out, "fast").plan
+    assert _calls(calls)[0]["argv"] == list(plan.stage("sfm").arguments)
+    assert _calls(calls)[0]["argv"][0] == "sfm"
+    assert _calls(calls)[1]["argv"] == ["train"]
+    assert _calls(calls)[3]["argv"] == ["publish"]
     # The S3 job prefix, mirrored under DIR.
     for rel in ("request.json", "job.json", "sfm/sfm.json", "sfm/sparse/0/images.bin", "train/splat.ply",
                 "train/metrics.json", "compressed/scene.sog", "report/index.html", "report/viewer.html",
@@ -63,49 +65,61 @@ def test_runs_every_stage_in_sagemaker_layout_then_skips_them(photos, calls, tmp
     assert not (out / local.SCRATCH_DIR).exists()
     rec = json.loads((out / "job.json").read_text())
     assert rec["job_id"].startswith("sp-photos-")
-    assert rec["stages"]["quality_gate"]["passed"] is True
-    assert rec["stages"]["train"]["test_psnr"] == 24.5
+    assert rec["stages"]["quality_gate"]["numbers"]["passed"] is True
+    assert rec["stages"]["train"]["numbers"]["test_psnr"] == 24.5
+    assert rec["status"] == "SUCCEEDED" and rec["outputs"]["report"] == str(out / "report" / "index.html")
     for stage in ("sfm", "train", "compress", "publish"):
         assert rec["stages"][stage]["status"] == "done"
         assert rec["stages"][stage]["peak_memory_mb"] > 1
-    # The report's training curve comes from the streamed progress lines or metrics history.
-    assert "Training loss" in (out / "report" / "index.html").read_text() or True
+    # The report's training curve comes from metrics.json's history (no logs are read).
+    assert 'alt="loss"' in (out / "report" / "index.html").read_text()
     assert _snapshot(photos) == before  # input untouched
 
-    job2 = local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
-    assert len(_calls(calls)) == 3  # nothing re-ran
-    assert all(job2["stages"][s]["status"] == "skipped" for s in ("sfm", "train", "compress", "publish"))
+    job2 = local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert len(_calls(calls)) == 4  # nothing re-ran
+    assert all(job2.stages[s].status == "skipped" for s in ("sfm", "train", "compress", "publish"))
 
     # --from forces that stage and the later ones.
-    local.run_local(photos, out, "fast", min_psnr=20, force_from="compress", stage_argv=fake_argv)
-    assert [c["stage"] for c in _calls(calls)][3:] == ["compress"]
+    local.run_local(photos, out, "fast", min_psnr=20, force_from="compress", program=FAKE_PROGRAM)
+    assert [c["stage"] for c in _calls(calls)][4:] == ["compress", "publish"]
 
 
 def test_changed_output_or_options_rerun_only_what_depends_on_them(photos, calls, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
+    local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
     # A damaged artifact is not "complete": that stage re-runs. Its new output is byte-identical,
     # so compress (which depends on those bytes) is still complete.
     (out / "train" / "splat.ply").write_bytes(b"truncated")
-    local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
-    assert [c["stage"] for c in _calls(calls)][3:] == ["train"]
+    local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert [c["stage"] for c in _calls(calls)][4:] == ["train"]
     # A train output that differs (here its metrics) re-runs what consumes it.
     (out / "train" / "metrics.json").write_text("{}")
     monkeypatch.setenv("FAKE_PSNR", "25.0")
-    local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
-    assert [c["stage"] for c in _calls(calls)][4:] == ["train", "compress"]
-    # A different preset changes the options: every stage re-runs.
-    local.run_local(photos, out, "default", min_psnr=20, stage_argv=fake_argv)
-    assert [c["stage"] for c in _calls(calls)][6:] == ["sfm", "train", "compress"]
+    local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert [c["stage"] for c in _calls(calls)][5:] == ["train", "compress", "publish"]
+    # A different preset changes the options: every stage with options re-runs; publish has none
+    # and its inputs came out byte-identical, so it stays complete.
+    local.run_local(photos, out, "default", min_psnr=20, program=FAKE_PROGRAM)
+    assert [c["stage"] for c in _calls(calls)][8:] == ["sfm", "train", "compress"]
 
 
-def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, calls, tmp_path, monkeypatch):
+def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, calls, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     monkeypatch.setenv("FAKE_FAIL", "sfm")
-    with pytest.raises(SfmFailed, match="only 2 of 12"):
-        local.run_local(photos, out, "fast", stage_argv=fake_argv)
+    with pytest.raises(SfmFailed, match="Only 2 of 12") as info:
+        local.run_local(photos, out, "fast", program=FAKE_PROGRAM)
+    # The CLI prints the stage's own reason and fix from its failure record, and where its log is.
+    from spaceport.cli import report_error
+
+    report_error(info.value)
+    assert capsys.readouterr().err.splitlines() == [
+        "error: SfmFailed: Only 2 of 12 images registered.", f"fix: {SfmFailed.default_fix}",
+        f"log: {out / 'logs' / 'sfm.log'}"]
     rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "failed" and rec["stages"]["sfm"]["error"] == "SfmFailed"
+    assert rec["status"] == "FAILED" and rec["stage"] == "sfm"
+    # The stage's failure record (failure.json) crossed the process boundary whole.
+    assert rec["failure"]["error"] == "SfmFailed" and rec["failure"]["reason"] == "Only 2 of 12 images registered."
+    assert rec["failure"]["details"]["registered"] == 2 and rec["stages"]["sfm"]["failure"]["error"] == "SfmFailed"
     assert not (out / "sfm").exists() and not (out / local.SCRATCH_DIR).exists()
 
 
@@ -113,11 +127,11 @@ def test_quality_gate_stops_before_compress(photos, calls, tmp_path, monkeypatch
     monkeypatch.setenv("FAKE_PSNR", "14.0")
     out = tmp_path / "out"
     with pytest.raises(QualityBelowTarget, match=r"14\.00 dB is below the target 20\.00"):
-        local.run_local(photos, out, "fast", min_psnr=20, stage_argv=fake_argv)
+        local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
     assert [c["stage"] for c in _calls(calls)] == ["sfm", "train"]
     rec = json.loads((out / "job.json").read_text())
     assert rec["stages"]["quality_gate"]["status"] == "failed"
-    assert rec["stages"]["quality_gate"]["test_psnr"] == 14.0
+    assert rec["stages"]["quality_gate"]["failure"]["details"]["test_psnr"] == 14.0
 
 
 def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp_path):
@@ -125,7 +139,7 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
         "from spaceport import local;"
-        f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', stage_argv=t.fake_argv)"
+        f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)"
     )
     env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
     proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
@@ -139,8 +153,8 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     _assert_gone(_calls(calls)[0]["pid"])  # the stage dies with its runner (PR_SET_PDEATHSIG)
     assert not (out / "sfm").exists() and not (out / local.STATE_DIR / "sfm.json").exists()
     # The next run cleans the scratch and completes.
-    job = local.run_local(photos, out, "fast", min_psnr=0, stage_argv=fake_argv)
-    assert job["stages"]["sfm"]["status"] == "done"
+    job = local.run_local(photos, out, "fast", min_psnr=0, program=FAKE_PROGRAM)
+    assert job.stages["sfm"].status == "done"
 
 
 @pytest.mark.parametrize(
@@ -176,7 +190,7 @@ def test_a_single_file_input_arrives_as_a_folder_holding_it(tmp_path, calls):
     upload = tmp_path / "photos.zip"
     upload.write_bytes(b"PK\x05\x06" + b"\0" * 18)
     out = tmp_path / "out"
-    local.run_local(upload, out, "fast", min_psnr=0, stage_argv=fake_argv)
+    local.run_local(upload, out, "fast", min_psnr=0, program=FAKE_PROGRAM)
     sfm_root = Path(_calls(calls)[0]["root"])
     assert sfm_root == out / local.SCRATCH_DIR / "sfm"
     req = json.loads((out / "request.json").read_text())
@@ -197,7 +211,7 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
         "from spaceport import local\n"
         "try:\n"
-        f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', stage_argv=t.fake_argv)\n"
+        f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(130)\n"
     )
@@ -215,7 +229,7 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
         raise AssertionError(f"the runner ignored Ctrl-C; its stderr: {proc.communicate()[1][-2000:]}") from None
     assert code == 130, proc.stderr.read()[-2000:]
     rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "interrupted" and rec["stages"]["sfm"]["status"] == "interrupted"
+    assert rec["status"] == "INTERRUPTED" and rec["stages"]["sfm"]["status"] == "interrupted"
     assert not (out / local.SCRATCH_DIR).exists() and not (out / "sfm").exists()
     # The stage process (its own session) was stopped too: no fake stage is left sleeping.
     _assert_gone(_calls(calls)[0]["pid"])

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from spaceport.publish.command import publish
-from spaceport.publish.report import StageInputs, build_report, training_curve
+from spaceport.publish.report import StageInputs, build_report
 from spaceport.publish.serve import make_server
 
 
@@ -77,12 +77,25 @@ def test_report_reads_sagemaker_model_tarball(tmp_path: Path, job_dir: Path) -> 
     assert max(abs(v) for v in cfg["target"]) < 1e-6
 
 
-def test_training_curve_from_log_when_no_history(tmp_path: Path) -> None:
-    (tmp_path / "train.log").write_text(
-        "noise\nstage=train step=10 loss=0.5 psnr=12\nstage=train step=20 loss=0.25 psnr=15\n"
-        "stage=train final=1 test_psnr=20 step=20\n")
-    curve = training_curve(tmp_path, {"test_psnr": 20})
-    assert [r["step"] for r in curve] == [10, 20] and curve[1]["loss"] == 0.25
+def test_report_from_an_aws_shaped_job_has_the_training_curves(tmp_path: Path, job_dir: Path) -> None:
+    """No logs anywhere: train/ holds only SageMaker's model.tar.gz; the curves come from metrics.json."""
+    train = job_dir / "train"
+    with tarfile.open(tmp_path / "model.tar.gz", "w:gz") as tar:
+        tar.add(train, arcname=".")
+    shutil.rmtree(train)
+    train.mkdir()
+    shutil.move(tmp_path / "model.tar.gz", train / "model.tar.gz")
+    publish(job_dir, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert 'alt="loss"' in page and 'alt="psnr"' in page and "No training curve" not in page
+
+
+def test_a_summary_of_another_shape_is_an_error_naming_the_file(job_dir: Path, tmp_path: Path) -> None:
+    from spaceport.errors import ModelInvalid
+
+    (job_dir / "compressed" / "compress.json").write_text(json.dumps({"sog_bytes": 10, "ratio": 6.4}))
+    with pytest.raises(ModelInvalid, match=r"compressed/compress\.json is not a valid compress\.json"):
+        publish(job_dir, tmp_path / "r")
 
 
 def test_view_server_binds_localhost_and_serves_module_js(job_dir: Path, tmp_path: Path) -> None:
@@ -129,7 +142,8 @@ def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: 
 
 def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
     (job_dir / "job.json").write_text(json.dumps({
-        "job_id": "sp-x", "request": {"request": {"email": "someone@example.com", "preset": "fast"}},
+        "job_id": "sp-x", "status": "RUNNING",
+        "request": {"request": {"email": "someone@example.com", "preset": "fast"}},
         "stages": {}, "email": "someone@example.com"}))
     publish(job_dir, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()

@@ -1,0 +1,440 @@
+"""One frozen model per JSON summary: what each stage writes and every reader reads.
+
+``sfm.json`` (:class:`SfmSummary`), ``metrics.json`` (:class:`TrainMetrics`, with the per-step
+history so the report draws curves from a SageMaker ``model.tar.gz`` alone), ``compress.json``
+(:class:`CompressSummary`), ``job.json`` (:class:`JobRecord`, both executors) and
+``failure.json`` (:class:`~spaceport.errors.FailureRecord`, beside the errors it records).
+Stages build them and write them with :func:`write_summary`; the runner, report, display,
+quality gate, records and Lambdas read them with :func:`read_summary`, which names the file when
+it does not validate (an output of an older version, a hand-edited file) instead of guessing.
+
+Extension policy: every model forbids unknown keys (``extra="forbid"``). A key a stage writes
+must be declared here, once, with its type and unit, so a renamed or misspelt key fails the
+stage's own test instead of silently vanishing from the report. To add a field, add it here
+(optional with a default, or as a nested optional sub-model for a group of fields such as a
+``validation`` section) and write it in the stage. Headline numbers that the display, the job
+record and the notification show come from each model's :meth:`headline`, the one list of them.
+
+Pydantic only (no numpy, torch or boto3): the Lambdas bundle this module. It is a little over
+400 lines on purpose: declarations only, so every field of every summary has its one home here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spaceport.errors import FailureRecord, ModelInvalid
+from spaceport.files import write_atomic
+
+S = TypeVar("S", bound="Summary")
+Number = float | int
+
+
+class _Model(BaseModel):
+    """Frozen, closed: unknown keys are an error (see the module docstring)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Summary(_Model):
+    """A JSON file a stage writes beside its artifacts."""
+
+    #: File name the stage writes (``sfm.json``, ...).
+    FILE: ClassVar[str] = ""
+
+    def headline(self) -> dict[str, Number | str | None]:
+        """The few numbers the display and the job record show for this stage."""
+        return {}
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1, exclude_none=False) + "\n"
+
+
+# ---- sfm.json ----
+class CameraInfo(_Model):
+    """One camera model: COLMAP model name, size in pixels and its parameters (pixels)."""
+
+    model: str
+    width: int
+    height: int
+    params: list[float]
+
+
+class MatcherMapper(_Model):
+    matcher: str
+    mapper: str
+
+
+class AutoChoice(_Model):
+    """Whether the matcher / mapper were chosen by ``auto``."""
+
+    matcher: bool
+    mapper: bool
+
+
+class SfmAttempt(_Model):
+    """One (matcher, mapper) attempt of the SfM stage."""
+
+    matcher: str
+    mapper: str
+    verified_pairs: int
+    registered: int
+    match_seconds: float | None = None
+    """Absent when the attempt reused an earlier attempt's matches."""
+    map_seconds: float
+
+
+class IngestSummary(_Model):
+    """What ingest made of the upload (counts of files; ``sharpness`` of kept video frames)."""
+
+    kind: Literal["images", "zip", "video"]
+    images_dir: str
+    input_files: int
+    corrupt: int
+    skipped_other: int
+    downscaled: int
+    exif_rotated: int
+    exif_cameras: int = 0
+    """Images whose EXIF names the camera (make, model and a focal length)."""
+    sizes: int = 0
+    """Distinct pixel sizes among the usable images."""
+    frames_decoded: int
+    frames_blurry: int
+    video_rotation: int = 0
+    """Display rotation applied to the video's frames, degrees counter-clockwise."""
+    sharpness: list[float]
+    usable: int
+
+
+class Upright(_Model):
+    """How the model was turned so the cameras' mean up is the world's up (spaceport.upright)."""
+
+    found_up: list[float]
+    """The up direction SfM's world had (unit vector)."""
+    rotation: list[list[float]]
+    """3x3 rotation applied, new_from_old."""
+
+
+class SfmSummary(Summary):
+    """``sfm.json``: the reconstruction's counts, errors, choices and timings."""
+
+    FILE: ClassVar[str] = "sfm.json"
+
+    input: str
+    input_kind: Literal["images", "zip", "video"]
+    input_images: int
+    usable_images: int
+    corrupt_images: int
+    registered_images: int
+    registered_fraction: float
+    unregistered_images: list[str] = Field(default_factory=list)
+    """Usable images SfM could not place (ingest's names: folders joined by ``__``)."""
+    points: int
+    mean_reprojection_error: float
+    """Pixels."""
+    mean_track_length: float
+    matcher: str
+    mapper: str
+    auto: AutoChoice
+    fallback: bool
+    first_choice: MatcherMapper
+    attempts: list[SfmAttempt]
+    camera_before_undistortion: CameraInfo
+    camera: CameraInfo
+    """The first camera after undistortion (PINHOLE)."""
+    camera_mode: str | None = None
+    """COLMAP camera grouping used: AUTO, SINGLE or PER_IMAGE."""
+    cameras: int = 1
+    """Cameras in the model (one per group of photos that share one)."""
+    upright: Upright | None = None
+    ingest: IngestSummary
+    threads: int
+    config: dict[str, Any]
+    seconds: dict[str, float]
+    """Per phase and ``total``, seconds."""
+    peak_memory_mb: float
+
+    def headline(self) -> dict[str, Number | str | None]:
+        return {"registered_images": self.registered_images, "usable_images": self.usable_images,
+                "points": self.points, "mean_reprojection_error": self.mean_reprojection_error}
+
+
+# ---- metrics.json ----
+class TrainStep(_Model):
+    """One point of the training curve (a progress line): loss and PSNR of the step's view, or a
+    held-out evaluation (``test_psnr``) during early stopping."""
+
+    step: int
+    loss: float | None = None
+    psnr: float | None = None
+    """dB, of the view trained at this step."""
+    test_psnr: float | None = None
+    """dB, mean over the held-out views (only at evaluation steps)."""
+    num_gaussians: int | None = None
+
+
+class TrainMetrics(Summary):
+    """``metrics.json``: held-out quality, counts, timings and the per-step history."""
+
+    FILE: ClassVar[str] = "metrics.json"
+
+    test_psnr: float
+    """dB, mean over the held-out views (``evaluated_on`` says which)."""
+    test_ssim: float
+    lpips: float | None = None
+    lpips_note: str = ""
+    train_psnr: float
+    num_gaussians: int
+    steps: int
+    stopped_early: bool
+    target_psnr: float | None = None
+    sh_degree: int
+    held_out: list[str]
+    evaluated_on: str
+    train_images: int
+    width: int
+    height: int
+    splat_bytes: int
+    device: str
+    strategy: str
+    resumed_from_step: int | None = None
+    malloc_tuned: bool
+    seconds: dict[str, float]
+    seconds_per_step: float
+    peak_memory_mb: float
+    peak_cuda_memory_mb: float | None = None
+    config: dict[str, Any]
+    history: list[TrainStep] = Field(default_factory=list)
+    """Every progress line of the run, in step order (a resumed run keeps the steps before it)."""
+
+    def headline(self) -> dict[str, Number | str | None]:
+        return {"test_psnr": self.test_psnr, "test_ssim": self.test_ssim, "num_gaussians": self.num_gaussians,
+                "steps": self.steps}
+
+
+# ---- compress.json ----
+class CompressInput(_Model):
+    path: str
+    format: str | None = None
+    """What the input was read as (ply, spz, sog, model.tar.gz)."""
+    bytes: int
+    """Size of what the stage was given (PLY, SPZ, SOG or model.tar.gz)."""
+    ply_bytes: int | None = None
+    """Size of the PLY read (None when the input was another format)."""
+    sh_degree: int
+
+
+class GaussianCounts(_Model):
+    input: int
+    kept: int
+    dropped_nonfinite: int
+    dropped_degenerate: int
+    dropped_for_budget: int
+
+
+class CompressOutputs(_Model):
+    """Bytes of each output, by its file name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    sog: int = Field(alias="scene.sog")
+    sog_dir: int = Field(alias="sog/")
+    spz: int | None = Field(default=None, alias="scene.spz")
+
+
+class PerFormat(_Model):
+    sog: float
+    spz: float | None = None
+
+
+class BudgetAttempt(_Model):
+    sh_degree: int
+    gaussians: int
+    sog_bytes: int
+
+
+class Budget(_Model):
+    size_budget_mb: float | None = None
+    attempts: list[BudgetAttempt]
+
+
+class FormatQuality(_Model):
+    psnr: float
+    """dB, decoded format's renders against the cleaned original's."""
+    ssim: float
+
+
+class CompressQuality(_Model):
+    """What was measured, within the stage's time budget (a partial measurement says so)."""
+
+    views: int
+    """Views measured."""
+    views_planned: int | None = None
+    crop: float = 1.0
+    """Fraction of each view's pixels compared (1: whole views)."""
+    budget_seconds: float | None = None
+    seconds: float | None = None
+    camera_source: str
+    resolution: list[int]
+    formats: dict[str, FormatQuality]
+
+
+class CompressSummary(Summary):
+    """``compress.json``: sizes, ratios, what was dropped, and the decoded formats' quality."""
+
+    FILE: ClassVar[str] = "compress.json"
+
+    input: CompressInput
+    gaussians: GaussianCounts
+    sh_degree: int
+    outputs: CompressOutputs
+    ratio: PerFormat
+    bytes_per_attribute: dict[str, int]
+    sh_palette: dict[str, Any] | None = None
+    bytes_per_gaussian: PerFormat
+    budget: Budget
+    quality: CompressQuality | None = None
+    seconds: dict[str, float | dict[str, float]]
+    peak_memory_mb: float
+    config: dict[str, Any]
+
+    def headline(self) -> dict[str, Number | str | None]:
+        return {"input_bytes": self.input.bytes, "sog_bytes": self.outputs.sog, "spz_bytes": self.outputs.spz,
+                "ratio": self.ratio.sog}
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1, by_alias=True) + "\n"
+
+
+# ---- job.json ----
+JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED", "INTERRUPTED"]
+
+
+class GateResult(_Model):
+    """The numbers the quality gate compared."""
+
+    passed: bool
+    test_psnr: float
+    num_gaussians: int
+    min_psnr: float
+    max_gaussians: int
+
+
+class StageRecord(_Model):
+    """One stage in the job record: how it went, how long, what it cost, its headline numbers."""
+
+    status: Literal["running", "done", "skipped", "passed", "failed", "interrupted"] | None = None
+    seconds: float | None = None
+    """Wall-clock seconds (SageMaker: start to end of the job)."""
+    cpu_seconds: float | None = None
+    peak_memory_mb: float | None = None
+    """Peak resident memory of the stage process, MiB (local runs)."""
+    job_name: str | None = None
+    instance_type: str | None = None
+    billable_seconds: float | None = None
+    cost_usd: float | None = None
+    numbers: dict[str, Number | str | bool | None] = Field(default_factory=dict)
+    """The stage summary's :meth:`Summary.headline` (or the gate's numbers)."""
+    failure: FailureRecord | None = None
+
+
+class Retry(_Model):
+    stage: str
+    attempt: int
+    job_name: str
+    wait_s: int
+    error: str
+    reason: str
+    at: str
+
+
+class Notification(_Model):
+    sent: bool
+    channel: str | None = None
+    skipped: str | None = None
+    error: str | None = None
+
+
+class JobRecord(Summary):
+    """``job.json`` (and the DynamoDB item on AWS): where a job stands, what it produced, why it failed."""
+
+    FILE: ClassVar[str] = "job.json"
+
+    job_id: str
+    status: JobStatus
+    preset: str | None = None
+    source_uri: str | None = None
+    email: str | None = None
+    """Kept out of ``job.json`` on S3 (the report is shared by link); DynamoDB only."""
+    prefix: str | None = None
+    execution_arn: str | None = None
+    """AWS: the Step Functions execution running the job."""
+    created_at: str | None = None
+    updated_at: str | None = None
+    request: dict[str, Any] | None = None
+    """``request.json``: what was asked and the options it resolved to."""
+    stages: dict[str, StageRecord] = Field(default_factory=dict)
+    quality_gate: GateResult | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    """AWS: the final value of each SageMaker metric definition of the training job."""
+    outputs: dict[str, str] = Field(default_factory=dict)
+    """Bucket keys (AWS) or paths (local) of what the job produced, by the plan's output names."""
+    seconds: float | None = None
+    cost_usd: float | None = None
+    stage: str | None = None
+    """The stage that failed."""
+    failure: FailureRecord | None = None
+    retries: list[Retry] = Field(default_factory=list)
+    notify: Notification | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The record without personal data and without unset fields (what ``job.json`` holds)."""
+        return self.model_dump(mode="json", exclude={"email"}, exclude_none=True)
+
+
+SUMMARIES: dict[str, type[Summary]] = {m.FILE: m for m in (SfmSummary, TrainMetrics, CompressSummary, JobRecord)}
+
+
+def read_summary(cls: type[S], path: Path) -> S:
+    """Read and validate ``path`` as ``cls``; :class:`ModelInvalid` naming the file when it is missing,
+    not JSON, or not this model (an output of another version, or edited by hand)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ModelInvalid(f"{path} does not exist", "Run the stage that writes it first") from exc
+    return parse_summary(cls, text, str(path))
+
+
+def parse_summary(cls: type[S], text: str | bytes, name: str) -> S:
+    """:func:`read_summary` on text already read (an S3 object, a tarball member); ``name`` names it."""
+    try:
+        return cls.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in exc.errors()[:5])
+        more = f" (+{exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+        raise ModelInvalid(
+            f"{name} is not a valid {cls.FILE or cls.__name__} ({problems}{more})",
+            "It was written by another version or edited: re-run the stage that writes it "
+            "(`spaceport run ... --from <stage>`)", file=name) from exc
+
+
+def write_summary(summary: Summary, folder: Path) -> Path:
+    """Write ``summary`` as ``folder/<its FILE>`` atomically; return the path."""
+    return write_atomic(Path(folder) / summary.FILE, summary.to_json())
+
+
+def load_json(path: Path) -> dict[str, Any] | None:
+    """A JSON object from ``path``, or None when it is missing or not an object (optional inputs only)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
