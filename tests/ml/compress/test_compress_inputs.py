@@ -144,7 +144,7 @@ def test_nan_in_a_sog_is_dropped_and_counted(sources, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, error", [("scene.sog", "is not a readable SOG"), ("v4.bin", "is truncated"),
-                                         ("model.tar.gz", "is not a readable tar.gz")])
+                                         ("model.tar.gz", "is not a readable tarball")])
 def test_a_truncated_input_is_named_by_its_own_reader(sources, tmp_path, capsys, name, error):
     data = (sources / name).read_bytes()
     (tmp_path / name).write_bytes(data[: len(data) // 2])
