@@ -110,6 +110,19 @@ class IngestSummary(_Model):
     usable: int
 
 
+class CameraPrior(_Model):
+    """A camera as feature extraction made it, before SfM refined it."""
+
+    width: int
+    height: int
+    focal: float
+    """Starting focal length, pixels."""
+    from_exif: bool
+    """True: a prior from the photos' EXIF focal length; false: COLMAP's guess (1.2 x the longer side)."""
+    images: int
+    """Images sharing this camera."""
+
+
 class Upright(_Model):
     """How the model was turned so the cameras' mean up is the world's up (spaceport.upright)."""
 
@@ -150,6 +163,8 @@ class SfmSummary(Summary):
     """COLMAP camera grouping used: AUTO, SINGLE or PER_IMAGE."""
     cameras: int = 1
     """Cameras in the model (one per group of photos that share one)."""
+    camera_priors: list[CameraPrior] = Field(default_factory=list)
+    """Every camera feature extraction made (also those of images that did not register)."""
     upright: Upright | None = None
     ingest: IngestSummary
     threads: int

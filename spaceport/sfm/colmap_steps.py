@@ -53,6 +53,21 @@ def extract(database: Path, images: Path, names: list[str], job: dict) -> Path:
     return database
 
 
+def camera_priors(database: Path) -> list[dict]:
+    """The cameras feature extraction made: size, starting focal length (pixels) and whether it is a
+    prior from EXIF (else COLMAP's guess, 1.2 x the longer side), for sfm.json."""
+    db = pycolmap.Database.open(database)
+    try:
+        counts: dict[int, int] = {}
+        for im in db.read_all_images():
+            counts[im.camera_id] = counts.get(im.camera_id, 0) + 1
+        return [{"width": int(c.width), "height": int(c.height), "focal": round(float(c.params[0]), 2),
+                 "from_exif": bool(c.has_prior_focal_length), "images": counts.get(c.camera_id, 0)}
+                for c in db.read_all_cameras()]
+    finally:
+        db.close()
+
+
 def match(database: Path, matcher: str, job: dict) -> int:
     """Match image pairs chosen by ``matcher`` and verify them geometrically; returns verified pairs."""
     cfg: SfmConfig = job["config"]
@@ -154,6 +169,7 @@ def run(job: dict) -> dict:
         features.unlink()
     with progress.phase("sfm", "extract", timings, images=len(names)):
         extract(features, images, names, job)
+    priors = camera_priors(features)
     attempts, matched, best = [], {}, None
     for i, (matcher, mapper) in enumerate(job["attempts"]):
         record: dict = {"matcher": matcher, "mapper": mapper}
@@ -178,7 +194,7 @@ def run(job: dict) -> dict:
         if registered >= job["min_registered"]:
             break
     result = {"timings": timings, "attempts": attempts, "registered": best[1] if best else 0,
-              "chosen": best[2] if best else None}
+              "chosen": best[2] if best else None, "camera_priors": priors}
     if best is None or best[1] < job["min_registered"]:
         return result
     rec = pycolmap.Reconstruction(best[0])

@@ -148,6 +148,7 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
                 "camera_mode": job["camera_mode"],
+                "camera_priors": result["camera_priors"],
                 # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up
                 # direction SfM found, and the rotation applied to it (new_from_old world)
                 "upright": result["upright"],

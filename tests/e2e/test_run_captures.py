@@ -135,6 +135,11 @@ def test_zip_mixed_orientations_register_in_their_own_cameras(zip_run: Run) -> N
     tree = {n for n in registered if n.startswith("tree__")}
     assert len(tree) == 23, sorted(registered)
     assert {f"tree__{Path(n).stem}.jpg" for n in HEIC} <= tree  # HEIC re-encoded as JPEG, EXIF kept
+    # one camera per orientation of the phone, each seeded with the EXIF focal length; the two
+    # photos of the other scene have no EXIF camera and get a camera each, with COLMAP's guess
+    phone = [p for p in s["camera_priors"] if p["from_exif"]]
+    assert sorted((p["width"] > p["height"], p["images"]) for p in phone) == [(False, 16), (True, 7)]
+    assert sum(not p["from_exif"] for p in s["camera_priors"]) == len(OTHER_SCENE)
 
 
 def test_zip_partial_registration_names_the_images_left_out(zip_run: Run) -> None:
