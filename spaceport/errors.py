@@ -206,6 +206,13 @@ class StageFailed(SpaceportError):
                    "`spaceport run`) and try again.")
 
 
+class SfmDegenerate(SfmFailed):
+    """Every reconstruction failed validation: a collapsed camera path or too little parallax (spaceport.sfm.validate)."""
+
+    default_fix = ("Capture again walking around the scene (do not turn on the spot or zoom), so that every part is "
+                   "seen from several positions with about 70% overlap between neighbouring views.")
+
+
 #: Every error class by name, for the Lambdas that turn a failure cause back into a message.
 ERRORS: dict[str, type[SpaceportError]] = {}
 

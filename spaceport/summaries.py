@@ -76,6 +76,55 @@ class AutoChoice(_Model):
     mapper: bool
 
 
+class ValidationFigures(_Model):
+    """What :mod:`spaceport.sfm.validate` measured on one model (None where it does not apply)."""
+
+    registered: int
+    points: int
+    baseline_depth_ratio: float
+    """Median camera distance from the cameras' median over the median point depth."""
+    median_triangulation_deg: float
+    """Per point, the widest angle between two of its rays; the median, degrees."""
+    usable_points_fraction: float
+    """Points whose rays span at least 2 degrees."""
+    path_neighbour_fraction: float | None = None
+    """Video only: frames whose nearest camera is within 3 frames in time (recorded, not checked)."""
+    points_thickness: float
+    """Smallest over largest principal spread of the points (0 for a plane)."""
+    view_spread_deg: float
+    """Median angle of the optical axes from their mean, degrees."""
+    verified_pairs: int | None = None
+    pairs_checked: int | None = None
+    pair_agreement: float | None = None
+    """Median over verified pairs of the fraction of their inlier matches kept as one 3D point."""
+    pairs_below_agreement: int | None = None
+    planar_or_panoramic_pairs: float | None = None
+    """Fraction of verified pairs related by a homography (recorded, not checked)."""
+    wide_planar_pairs: float | None = None
+    """The same over the far-apart half of the checked pairs (recorded, not checked)."""
+
+
+class SfmValidation(_Model):
+    """The validation verdict of one model: passed, which checks failed and why, figures and limits."""
+
+    passed: bool
+    failed: list[str]
+    problems: list[str]
+    """One sentence per failed check, naming the figure and its limit."""
+    figures: ValidationFigures
+    limits: dict[str, float]
+
+
+class PrincipalPointRefinement(_Model):
+    """The final bundle adjustment that refines the principal point (spaceport.sfm.colmap_steps)."""
+
+    kept: bool
+    """False when it drifted beyond ``limit`` and the model was kept as mapped."""
+    offset: float
+    """Largest distance of a refined principal point from the image centre, fraction of width/height."""
+    limit: float
+
+
 class SfmAttempt(_Model):
     """One (matcher, mapper) attempt of the SfM stage."""
 
@@ -86,6 +135,12 @@ class SfmAttempt(_Model):
     match_seconds: float | None = None
     """Absent when the attempt reused an earlier attempt's matches."""
     map_seconds: float
+    planar_or_panoramic_pairs: float | None = None
+    """Fraction of the matcher's verified pairs related by a homography."""
+    models: list[int] = Field(default_factory=list)
+    """Registered images of every model the mapper made, largest first (two large ones: two scenes)."""
+    validation: SfmValidation | None = None
+    """Absent when the mapper made no model."""
 
 
 class IngestSummary(_Model):
@@ -156,7 +211,10 @@ class SfmSummary(Summary):
     fallback: bool
     first_choice: MatcherMapper
     attempts: list[SfmAttempt]
+    validation: SfmValidation | None = None
+    """The kept model's verdict (spaceport.sfm.validate); a stage that returns always has a passed one."""
     camera_before_undistortion: CameraInfo
+    principal_point: PrincipalPointRefinement | None = None
     camera: CameraInfo
     """The first camera after undistortion (PINHOLE)."""
     camera_mode: str | None = None

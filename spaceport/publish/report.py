@@ -56,7 +56,8 @@ INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "
               "ingest.exif_rotated", "ingest.video_rotation", "ingest.frames_decoded", "ingest.frames_blurry")
 SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
             "mean_track_length", "matcher", "mapper", "fallback", "camera_mode", "cameras", "camera.model",
-            "camera.width", "camera.height",
+            "camera.width", "camera.height", "validation.figures.baseline_depth_ratio",
+            "validation.figures.median_triangulation_deg", "validation.figures.pair_agreement",
             "peak_memory_mb")
 TRAIN_KEYS = ("test_psnr", "test_ssim", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
               "device", "stopped_early", "peak_memory_mb")
@@ -297,6 +298,10 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     # SfM.
     body.append("<section><h2>Structure from motion</h2>")
     body += _stage_summary(sfm, SfmSummary.FILE, "SfM", SFM_KEYS)
+    if sfm is not None and sfm.validation is not None:  # spaceport.sfm.validate's verdict
+        v = sfm.validation
+        body.append(f"<p class={'pass' if v.passed else 'fail'}>Validation (collapse / parallax checks): "
+                    f"{'passed' if v.passed else 'failed: ' + html.escape('; '.join(v.problems))}</p>")
     if sfm is not None and sfm.unregistered_images:
         body.append(f"<p class=note>{len(sfm.unregistered_images)} of {fmt(sfm.usable_images)} usable images "
                     f"could not be placed and are not in the splat: "

@@ -20,14 +20,29 @@ from pathlib import Path
 import spaceport
 from spaceport import colmap, progress
 from spaceport.config import to_strings
-from spaceport.errors import OutOfMemory, SfmFailed, TooFewRegistered
+from spaceport.errors import OutOfMemory, SfmDegenerate, SfmFailed, TooFewRegistered
+from spaceport.sfm import validate
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.ingest import camera_mode, ingest
 from spaceport.summaries import SfmSummary, write_summary
 
 
 def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
-    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``."""
+    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``.
+
+    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, issue 11):
+
+    - Mapper: on the laser-scanned fountain-P11 and herzjesu-P8 the two mappers were equally
+      accurate (median centre error 6.0 vs 6.2 mm and 8.0 vs 7.7 mm; 2.8-3.9 mm for both with the
+      principal point refined), and global mapping is the faster one (3x at 120 synthetic views).
+      But the global mapper is the one seen to collapse a real 50-frame capture intermittently,
+      and incremental mapping costs little next to matching below ~100 images. So ``auto`` maps
+      incrementally below ``global_min_images`` (100) and globally from there, where its speed
+      counts; any model that fails validation falls back to the other mapper (plan_attempts).
+    - Matcher: accuracy was not at stake in matching fewer pairs (retrieval + global at 120 views:
+      centre RMSE 0.025% of the radius vs 0.032% exhaustive, 7x faster matching), so video keeps
+      sequential matching and large sets (above ``exhaustive_max_images``) retrieval.
+    """
     matcher = config.matcher
     if matcher == "auto":
         if kind == "video":
@@ -43,7 +58,7 @@ def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
 
 
 def plan_attempts(kind: str, images: int, config: SfmConfig) -> list[tuple[str, str]]:
-    """The first choice, then the fallbacks tried in order while too few images register."""
+    """The first choice, then the fallbacks tried in order while too few images register or the model fails validation."""
     matcher, mapper = choose(kind, images, config)
     other = "incremental" if mapper == "global" else "global"
     attempts = [(matcher, mapper), (matcher, other)]
@@ -61,6 +76,10 @@ def threads(config: SfmConfig) -> int:
         return os.cpu_count() or 1
 
 
+#: The module run as the pycolmap worker (``python -m WORKER_MODULE job.json``).
+WORKER_MODULE = "spaceport.sfm.colmap_steps"
+
+
 def _run_worker(job: dict, work: Path) -> dict:
     """Run the pycolmap phases in a fresh interpreter and return its result dict."""
     job_file = work / "job.json"
@@ -70,7 +89,7 @@ def _run_worker(job: dict, work: Path) -> dict:
     root = str(Path(spaceport.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     with open(log, "w") as err:
-        proc = subprocess.run([sys.executable, "-m", "spaceport.sfm.colmap_steps", str(job_file)],
+        proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, str(job_file)],
                               stdout=None, stderr=err, env=env, check=False)
     result_file = Path(job["result"])
     if proc.returncode != 0 or not result_file.exists():
@@ -83,6 +102,50 @@ def _run_worker(job: dict, work: Path) -> dict:
     if "error" in result:
         raise SfmFailed(f"pycolmap failed: {result['error']}", traceback=result.get("traceback", ""))
     return result
+
+
+def _tried(attempts: list[dict]) -> str:
+    return "; ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']} registered"
+                     + (f", failed {'/'.join(a['validation']['failed'])}" if a.get("validation", {}).get("failed") else "")
+                     for a in attempts)
+
+
+def _raise_if_unusable(result: dict, names: list[str], min_registered: int, config: SfmConfig) -> None:
+    """TooFewRegistered (listing the images left out) or SfmDegenerate (saying what the capture lacked)."""
+    usable = len(names)
+    if result["registered"] < min_registered:
+        left_out = sorted(set(names) - set(result.get("registered_names", [])))
+        groups = max((a.get("models", []) for a in result["attempts"]), key=lambda m: sum(n >= 3 for n in m), default=[])
+        groups = [n for n in groups if n >= 3]
+        why = (f"; the images form {len(groups)} unconnected groups ({', '.join(map(str, groups))} images), "
+                 "as if they showed unrelated scenes") if len(groups) > 1 else ""
+        rotation = max((a.get("planar_or_panoramic_pairs") or 0.0 for a in result["attempts"]), default=0.0)
+        if not why and rotation >= validate.MOSTLY_ROTATION:
+            why = (f"; {rotation:.0%} of the matched image pairs are related by a pure rotation or a plane "
+                     "(too little parallax: the camera turned on the spot or stood still)")
+        shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
+        fix = None
+        if "unrelated" in why:
+            fix = ("Upload photos of one scene per job, taken while walking around it with about 70% overlap between "
+                   "neighbouring views")
+        elif why:
+            fix = validate.fix_for(["baseline"])
+        raise TooFewRegistered(
+            f"SfM registered only {result['registered']} of {usable} usable images "
+            f"(need {min_registered}, {config.min_registered_fraction:.0%}){why}; left out: {shown or 'all'} "
+            f"(tried {_tried(result['attempts'])})",
+            fix,
+            registered=result["registered"], usable=usable, required=min_registered,
+            attempts=result["attempts"], left_out=left_out, groups=groups,
+        )
+    verdict = result["validation"]
+    if not verdict["passed"]:
+        raise SfmDegenerate(
+            f"Every reconstruction of the {usable} images failed validation, so none is used: "
+            f"{verdict['problems'][0]} (tried {_tried(result['attempts'])})",
+            validate.fix_for(verdict["failed"]),
+            validation=verdict, attempts=result["attempts"],
+        )
 
 
 def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None) -> dict:
@@ -106,20 +169,13 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                       blurry_windows=ing.frames_blurry)
         attempts = plan_attempts(ing.kind, ing.usable, config)
         min_registered = math.ceil(config.min_registered_fraction * ing.usable)
-        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names,
+        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names, "kind": ing.kind,
                "config": to_strings(config), "camera_mode": camera_mode(ing, config),
                "threads": threads(config), "attempts": attempts,
                "min_registered": min_registered, "result": str(work / "result.json")}
         result = _run_worker(job, work)
         timings.update(result["timings"])
-        if result["registered"] < min_registered:
-            tried = ", ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']}" for a in result["attempts"])
-            raise TooFewRegistered(
-                f"SfM registered only {result['registered']} of {ing.usable} usable images "
-                f"(need {min_registered}, {config.min_registered_fraction:.0%}; tried {tried})",
-                registered=result["registered"], usable=ing.usable, required=min_registered,
-                attempts=result["attempts"],
-            )
+        _raise_if_unusable(result, ing.names, min_registered, config)
         with progress.phase("sfm", "summary", timings):
             model = colmap.read_model(out / "sparse" / "0")
             (_cam_id, cam), *_ = model.cameras.items()
@@ -144,7 +200,10 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
                 "fallback": result["chosen"] != 0,
                 "first_choice": {"matcher": first["matcher"], "mapper": first["mapper"]},
                 "attempts": result["attempts"],
+                "validation": result["validation"],
                 "camera_before_undistortion": result["camera"],
+                # the final principal-point refinement: kept, or dropped as a drift (colmap_steps.refine_principal_point)
+                "principal_point": result.get("principal_point"),
                 "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
                            "params": [float(p) for p in cam.params]},
                 "camera_mode": job["camera_mode"],

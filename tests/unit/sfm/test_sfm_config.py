@@ -34,6 +34,10 @@ def test_auto_choices():
     cfg = SfmConfig()
     assert choose("video", 300, cfg) == ("sequential", "global")
     assert choose("images", 20, cfg) == ("exhaustive", "incremental")
+    # 40-99 images: fewer pairs matched, but mapped incrementally (the global mapper collapsed a real 50-frame capture)
+    assert choose("images", 60, cfg) == ("retrieval", "incremental")
+    assert choose("video", 99, cfg) == ("sequential", "incremental")
+    assert cfg.refine_principal_point
     assert choose("zip", 200, cfg) == ("retrieval", "global")
     assert choose("images", 200, SfmConfig(matcher="exhaustive", mapper="incremental")) == ("exhaustive", "incremental")
     assert plan_attempts("images", 200, cfg) == [("retrieval", "global"), ("retrieval", "incremental"),
