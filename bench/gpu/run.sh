@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The GPU proof in one device call (issue 14), run from the repository root on a CUDA machine without network:
-#   1. install gsplat (and plyfile) from carried wheels into /tmp/site;
+#   1. install gsplat, plyfile and pydantic (spaceport.errors and the summaries import it; the device has
+#      none) from carried wheels into /tmp/site: WHEEL_DIR must hold gsplat, plyfile, pydantic,
+#      pydantic_core (cp312 manylinux), annotated_types, typing_extensions and typing_inspection;
 #   2. JIT-compile gsplat's CUDA extension for this GPU only (TORCH_CUDA_ARCH_LIST, MAX_JOBS), timed;
 #   3. the GPU-marked tests (CUDA rasterizer vs the CPU one, forward + gradients; MCMC training; GPU k-means);
 #   4. bench/gpu/bench.py on a real capture: plain gsplat loop, our `default`, our `quality` (MCMC), same steps.

@@ -19,7 +19,7 @@ from .config import PRESETS, CompressConfig
               help="Named option set; flags override it.")
 @click_options(CompressConfig)
 def compress(input_path: Path | None, out: Path | None, preset: str, config_overrides: dict[str, str]) -> None:
-    """Compress a trained splat (splat.ply or model.tar.gz) into scene.sog, sog/ and scene.spz."""
+    """Compress a splat (3DGS .ply, .spz v1-v4, .sog or its folder, model.tar.gz) into scene.sog, sog/ and scene.spz."""
     from spaceport import contract
 
     from .stage import run  # numpy/torch/Pillow only when the command runs

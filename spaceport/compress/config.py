@@ -64,10 +64,11 @@ class CompressConfig:
     """Longest side in pixels of the quality renders (cameras are scaled down to it)."""
 
     quality_seconds: float = 20.0
-    """Time budget of the quality measurement, seconds: views are measured in order while their
-    measured cost fits; the first always is, cropped to a centred window when its renders would
-    overrun (compress.json records views, crop and seconds). A CPU render of a 500k-Gaussian
-    splat takes ~8-40 s on 2 shared cores, almost independent of resolution (bench/results)."""
+    """Time budget of the quality measurement, seconds: a probe render of 1/16 of the first view
+    sets the crop (whole views, a centred quarter or sixteenth) whose renders fit, then views are
+    measured in order while their measured cost fits; the first always is (compress.json records
+    views, crop and seconds). A CPU render of a 500k-Gaussian splat takes ~2 s on 2 quiet cores
+    and up to ~40 s on loaded ones, almost independent of resolution (docs/compress.md)."""
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where the k-means runs: auto picks CUDA when torch sees a GPU, else all CPU cores."""

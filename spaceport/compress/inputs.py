@@ -63,14 +63,14 @@ def sniff(path: Path) -> str:
             with zipfile.ZipFile(path) as zf:
                 return "sog" if "meta.json" in zf.namelist() else "unknown"
         except (zipfile.BadZipFile, OSError):
-            return "unknown"
+            return "sog"  # a damaged zip: the SOG reader names what is wrong with it
     if head[:2] == b"\x1f\x8b":
         with open(path, "rb") as f:
             chunk = f.read(65536)  # enough deflate input for the first 512 bytes out
         try:
             inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(chunk, 512)
-        except zlib.error:
-            return "unknown"
+        except zlib.error:  # a damaged gzip stream: the name only decides which reader names the damage
+            return "spz" if path.name.lower().endswith(".spz") else "tar"
         if inner[:4] == b"NGSP":
             return "spz"
         return "tar" if inner[257:262] == b"ustar" else "unknown"

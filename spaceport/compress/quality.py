@@ -115,40 +115,49 @@ def crop_view(view: View, fraction: float) -> tuple[View, tuple[slice, slice]]:
     return View(view.name, K, view.world_to_camera, w, h), (slice(y0, y0 + h), slice(x0, x0 + w))
 
 
+#: Crops the budgeted measurement chooses from (shares of a view's pixels), largest first.
+CROPS = (1.0, 0.25, MIN_CROP)
+
+
 def measure(original: Splat, decoded: dict[str, Splat], views: list[View], budget_s: float) -> dict:
     """PSNR/SSIM of each decoded splat's renders against the original's, within a time budget.
 
-    Views are taken in order (held-out cameras first) while the measured cost of a view (one
-    render of the original plus one per format) still fits ``budget_s``; the first is always
-    measured, and when even its renders of the decoded splats would overrun the budget they are
-    cropped to a centred sub-window of the view (down to :data:`MIN_CROP` of its pixels) and
-    compared with the same window of the original's render. What was measured (views, crop,
-    seconds) is recorded, so a partial measurement is never presented as a full one. On a GPU the
-    renders are gsplat's CUDA kernels (:func:`spaceport.train.rasterize.render_splat`).
+    The cost is probed first: the original is rendered for the smallest window of the first view
+    (:data:`MIN_CROP` of its pixels, centred). A whole view is assumed to cost that time over the
+    window's share (an upper bound: the per-Gaussian projection is paid once per render,
+    whatever the window), and the largest of :data:`CROPS` whose renders (the original's and one
+    per format) fit the budget left is used for every view; at the smallest the probe is the
+    original's render. Views are then taken in order (held-out cameras first) while their
+    measured cost still fits; the first always counts. A cropped render is compared with the same
+    window of the original's. What was measured (views, crop, seconds) is recorded, so a partial
+    measurement is never presented as a full one. On a GPU the renders are gsplat's CUDA kernels
+    (:func:`spaceport.train.rasterize.render_splat`).
     """
     import time
 
     from spaceport.train.rasterize import render_splat
 
+    def render(splat: Splat, view: View) -> np.ndarray:
+        return render_splat(splat, view.K, view.world_to_camera, view.width, view.height)
+
     t0 = time.perf_counter()
+    probe_view = crop_view(views[0], MIN_CROP)[0]
+    probe = render(original, probe_view)
+    whole = (time.perf_counter() - t0) / MIN_CROP
+    left = budget_s - (time.perf_counter() - t0)
+    crop = next((c for c in CROPS if whole * c * (1 + len(decoded)) <= left), MIN_CROP)
     errors: dict[str, list[tuple[float, float]]] = {f: [] for f in decoded}
-    crop, per_view, used = 1.0, 0.0, 0
+    per_view, used = 0.0, 0
     for i, view in enumerate(views):
         if i and time.perf_counter() - t0 + per_view > budget_s:
             break
         t = time.perf_counter()
-        ref = render_splat(original, view.K, view.world_to_camera, view.width, view.height)
-        t_ref = time.perf_counter() - t
-        per_view = t_ref * (1 + len(decoded))
-        if i == 0:
-            left = budget_s - (time.perf_counter() - t0)
-            if t_ref * len(decoded) > left:
-                crop = max(MIN_CROP, left / (t_ref * len(decoded)))
-        target, window = crop_view(view, crop) if crop < 1.0 else (view, (slice(None), slice(None)))
-        ref = ref[window]
+        target = crop_view(view, crop)[0] if crop < 1.0 else view
+        ref = probe if i == 0 and crop == MIN_CROP else render(original, target)
         for fmt, splat in decoded.items():
-            img = render_splat(splat, target.K, target.world_to_camera, target.width, target.height)
+            img = render(splat, target)
             errors[fmt].append((float(np.mean((img.astype(np.float64) - ref) ** 2)), ssim(img, ref)))
+        per_view = time.perf_counter() - t
         used += 1
     formats = {}
     for fmt, pairs in errors.items():

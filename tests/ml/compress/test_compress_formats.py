@@ -200,11 +200,17 @@ def test_auto_palette_is_small_for_smooth_sh_and_full_for_noisy_sh():
     images = sog.encode_sog(noisy, iterations=3, webp_method=0)
     assert images.palette["policy"] == "auto" and images.palette["entries"] == 4096
     assert min(images.palette["tried"].values()) > images.palette["max_error_levels"]
+    # The target cannot be met within the cap: said, with the numbers, not silently kept.
+    assert images.palette["target_met"] is False and images.palette["cap"] == 4096
+    assert images.palette["note"] == (f"colour-error target of 0.5 levels not met within the cap of 4096 entries: "
+                                      f"the palette written has 4096 entries and an error of "
+                                      f"{images.palette['colour_error_levels']} levels")
     smooth = synthetic_splat(5000, 1, seed=9)
     smooth.shN *= 0.02  # a barely view-dependent splat (like a short CPU training run)
     images = sog.encode_sog(smooth, iterations=3, webp_method=0)
     assert images.palette["entries"] == images.meta["shN"]["count"] == 1024
     assert images.palette["colour_error_levels"] <= 0.5 and list(images.palette["tried"]) == ["1024"]
+    assert images.palette["target_met"] is True and images.palette["note"] is None
     fixed = sog.encode_sog(smooth, iterations=3, webp_method=0, palette="512")
     assert fixed.meta["shN"]["count"] == 512 and fixed.palette["tried"] == {"512": fixed.palette["colour_error_levels"]}
     st = sog.encode_sog(smooth, iterations=3, webp_method=0, palette="splat-transform")
@@ -217,3 +223,19 @@ def test_meta_codebooks_are_short_and_exact(sh3_splat, tmp_path):
         cb = images.meta[key]["codebook"]
         assert np.array_equal(np.asarray(cb, np.float32).astype(np.float64), np.asarray(cb, np.float32))
         assert all(len(repr(v)) <= 16 for v in cb), key
+
+
+def test_auto_search_on_a_sample_fits_only_the_chosen_size_on_every_row(monkeypatch):
+    """Above SEARCH_SAMPLE rows the candidates are fitted on a sample; the palette written is a full k-means."""
+    monkeypatch.setattr(palette, "SEARCH_SAMPLE", 2048)
+    s = synthetic_splat(5000, 1, seed=9)
+    s.shN *= 0.1  # between the smooth and noisy cases above: the target is met by a mid-size palette
+    images = sog.encode_sog(s, iterations=3, webp_method=0)
+    rec = images.palette
+    assert rec["search"]["sample_rows"] == 2048 and rec["search"]["tried"]
+    chosen = str(rec["entries"])
+    # Only the chosen size (and any doubling after it) was fitted on all rows, and its error is the one recorded.
+    assert chosen in rec["tried"] and rec["colour_error_levels"] == rec["tried"][chosen]
+    assert all(int(k) >= int(min(rec["search"]["tried"], key=int)) for k in rec["tried"])
+    assert rec["target_met"] == (rec["colour_error_levels"] <= 0.5)
+    assert images.meta["shN"]["count"] == rec["entries"]

@@ -141,3 +141,13 @@ def test_nan_in_a_sog_is_dropped_and_counted(sources, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     g = json.loads((tmp_path / "out" / "compress.json").read_text())["gaussians"]
     assert g["dropped_nonfinite"] == used and g["kept"] == g["input"] - used
+
+
+@pytest.mark.parametrize("name, error", [("scene.sog", "is not a readable SOG"), ("v4.bin", "is truncated"),
+                                         ("model.tar.gz", "is not a readable tarball")])
+def test_a_truncated_input_is_named_by_its_own_reader(sources, tmp_path, capsys, name, error):
+    data = (sources / name).read_bytes()
+    (tmp_path / name).write_bytes(data[: len(data) // 2])
+    code = main(["compress", str(tmp_path / name), "--out", str(tmp_path / "out"), *QUICK])
+    err = capsys.readouterr().err
+    assert code == 2 and "error: ModelInvalid" in err and error in err, err
