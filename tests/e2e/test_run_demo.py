@@ -13,8 +13,10 @@ from spaceport.splat import read_ply
 from spaceport.summaries import SUMMARIES, JobRecord, SfmSummary, TrainMetrics, read_summary
 
 # Measured on the 24-view 640x480 demo scene with the fast preset (see bench/results/e2e.md);
-# the bounds leave room for thread-count nondeterminism, not for a regression.
-PSNR_RANGE = (21.0, 30.0)  # held-out PSNR, dB (measured 24.44)
+# the bounds leave room for nondeterminism, not for a regression. Held-out PSNR measured 24.26-24.82 dB
+# in six runs on 2026-11-27 and once 20.59 dB (unreproduced, on the code before issues 9-14; SfM's
+# extraction is not bit-reproducible); a broken trainer lands near 13 dB (30 steps).
+PSNR_RANGE = (20.0, 30.0)  # held-out PSNR, dB
 SOG_BYTES_RANGE = (300_000, 1_500_000)  # measured 672,606 bytes (35,641 Gaussians, SH1)
 
 pytestmark = pytest.mark.slow
