@@ -23,3 +23,11 @@ def mem_gib() -> float:
     except OSError:
         match = None
     return int(match.group(1)) / 2**20 if match else float("nan")
+
+
+def write_table(lines: list[str], out: str | Path) -> None:
+    """Write a bench's markdown table to ``out`` (creating its folder) and print it."""
+    text = "\n".join(lines)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    print(text)

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib
+from machine import cpu_model, mem_gib, write_table
 
 CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
 
@@ -142,9 +142,7 @@ def main() -> None:
         "Reproduce: `nice -n 10 python bench/sfm.py` (add `--synthetic-views 120` for the 100+ image speed comparison).",
         "",
     ]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_table(lines, args.out)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib
+from machine import cpu_model, mem_gib, write_table
 
 CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
 COLLAPSE_PCT = 5.0
@@ -92,9 +92,7 @@ def main() -> None:
     lines += ["", f"**Collapsed (first global model failed validation, or median error above {COLLAPSE_PCT:g}% of the extent): "
               f"{len(collapsed)} of {len(runs)} runs.**", "",
               "Reproduce: `nice -n 10 python bench/sfm_collapse.py --runs 4`.", ""]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(lines))
-    print("\n".join(lines))
+    write_table(lines, args.out)
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
 
