@@ -21,41 +21,32 @@ from spaceport.sfm import pipeline, validate
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.evaluate import collapse_centres, compare_strecha
 from spaceport.sfm.pipeline import run_sfm
+from tests.real_captures import capture
 
-CAPTURES = Path(__file__).resolve().parents[3] / ".." / "shared" / "captures"
 #: Reduced size keeps each capture's run to tens of seconds on 2 cores.
 SMALL = {"max_side": 768, "max_features": 4096}
 
 pytestmark = pytest.mark.slow
 
 
-def _capture(name: str) -> Path:
-    path = CAPTURES / name
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI must provide ../shared/captures beside the clone")
-        pytest.skip(f"{path} is missing")
-    return path
-
-
 def _run(name: str, out: Path, **options) -> tuple[dict, Path]:
-    capture = _capture(name)
-    summary = run_sfm(capture / "images", out, SfmConfig(**{**SMALL, "keep_work": True, **options}))
-    return summary, capture
+    found = capture(name)
+    summary = run_sfm(found / "images", out, SfmConfig(**{**SMALL, "keep_work": True, **options}))
+    return summary, found
 
 
 @pytest.fixture(scope="module")
 def herzjesu(tmp_path_factory):
     out = tmp_path_factory.mktemp("herzjesu")
-    summary, capture = _run("herzjesu-P8", out)
-    return summary, out, capture
+    summary, folder = _run("herzjesu-P8", out)
+    return summary, out, folder
 
 
 @pytest.fixture(scope="module")
 def fountain(tmp_path_factory):
     out = tmp_path_factory.mktemp("fountain")
-    summary, capture = _run("fountain-P11", out)
-    return summary, out, capture
+    summary, folder = _run("fountain-P11", out)
+    return summary, out, folder
 
 
 # capture fixture -> (median mm, max mm) bounds. Measured at SMALL: fountain-P11 3.2-4.8 / 4.8-6.4 mm and
@@ -67,8 +58,8 @@ GT_BOUNDS = {"fountain": (7.0, 10.0), "herzjesu": (8.0, 14.0)}
 
 @pytest.mark.parametrize("name", sorted(GT_BOUNDS))
 def test_real_captures_match_laser_scan_cameras_and_validate(name, request):
-    summary, out, capture = request.getfixturevalue(name)
-    err = compare_strecha(out / "sparse" / "0", capture / "gt")
+    summary, out, folder = request.getfixturevalue(name)
+    err = compare_strecha(out / "sparse" / "0", folder / "gt")
     print(f"\n{name}: {summary['matcher']}+{summary['mapper']}, registered {summary['registered_images']}/"
           f"{summary['usable_images']}, centre error median {err['centre_median_mm']:.1f} mm, "
           f"max {err['centre_max_mm']:.1f} mm, focal {err['focal_rel_error']:.3%}, validation "
@@ -131,7 +122,7 @@ def test_fallback_replaces_a_collapsed_model_end_to_end(tmp_path, monkeypatch):
     (tmp_path / "collapsing_worker.py").write_text(COLLAPSING_WORKER)
     monkeypatch.setattr(pipeline, "WORKER_MODULE", "collapsing_worker")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
-    summary, capture = _run("herzjesu-P8", tmp_path / "out", max_side=512, max_features=2048, keep_work=False)
+    summary, folder = _run("herzjesu-P8", tmp_path / "out", max_side=512, max_features=2048, keep_work=False)
     first, second = summary["attempts"]
     assert (first["matcher"], first["mapper"]) == ("exhaustive", "incremental")
     assert first["registered"] == 8 and not first["validation"]["passed"]
@@ -140,13 +131,13 @@ def test_fallback_replaces_a_collapsed_model_end_to_end(tmp_path, monkeypatch):
     assert summary["fallback"] and summary["mapper"] == "global" and summary["validation"] == second["validation"]
     on_disk = json.loads((tmp_path / "out" / "sfm.json").read_text())
     assert [a["validation"]["passed"] for a in on_disk["attempts"]] == [False, True]
-    err = compare_strecha(tmp_path / "out" / "sparse" / "0", capture / "gt")
+    err = compare_strecha(tmp_path / "out" / "sparse" / "0", folder / "gt")
     assert err["matched"] == 8 and err["centre_median_mm"] < 25.0
 
 
 def test_pure_rotation_is_refused_with_a_parallax_sentence(tmp_path, tree_digest):
     """Crops of one photo are views from one centre (a camera turned on the spot): no model may pass."""
-    photo = Image.open(_capture("fountain-P11") / "images" / "0005.jpg")
+    photo = Image.open(capture("fountain-P11") / "images" / "0005.jpg")
     upload = tmp_path / "turned_on_the_spot"
     upload.mkdir()
     w, h = photo.size
@@ -170,7 +161,7 @@ def test_two_unrelated_scenes_name_the_groups_and_the_images_left_out(tmp_path):
     upload = tmp_path / "two_scenes"
     upload.mkdir()
     for name in ("fountain-P11", "herzjesu-P8"):
-        for p in sorted((_capture(name) / "images").iterdir()):
+        for p in sorted((capture(name) / "images").iterdir()):
             shutil.copy(p, upload / f"{name}_{p.name}")
     with pytest.raises(TooFewRegistered) as info:
         run_sfm(upload, tmp_path / "out", SfmConfig(max_side=512, max_features=2048))
