@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test lint clean images-check
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -32,6 +32,11 @@ demo: setup
 test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
+
+# Build the three stage images from their Dockerfiles (buildah, no daemon; root, apt's buildah and
+# debootstrap) and run sfm -> train -> compress in them on a real capture (containers/check.py).
+images-check: setup
+	$(PY) containers/check.py
 
 lint: setup
 	$(PY) -m ruff check .

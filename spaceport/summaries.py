@@ -454,6 +454,9 @@ class JobRecord(Summary):
     request: dict[str, Any] | None = None
     """``request.json``: what was asked and the options it resolved to."""
     stages: dict[str, StageRecord] = Field(default_factory=dict)
+    images: dict[str, str] = Field(default_factory=dict)
+    """AWS: the image each container stage runs, by digest (``<repository uri>@sha256:...``), as the
+    plan fixed it when the job started (the state machine runs exactly these); empty locally."""
     quality_gate: GateResult | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     """AWS: the final value of each SageMaker metric definition of the training job."""

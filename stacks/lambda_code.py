@@ -43,8 +43,16 @@ CORE_MODULES = (
 STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in CONFIG_CLASSES for n in ("__init__.py", "config.py"))
 
 
+#: Handlers that bundle only these modules instead of the core (stdlib and boto3 only, no layer).
+OWN_MODULES = {
+    "image_build": ("spaceport/__init__.py", "spaceport/aws/__init__.py", "spaceport/aws/image_build.py"),
+}
+
+
 def bundled_files(handler: str) -> list[str]:
     """Repository-relative files in the asset of ``lambdas/<handler>``."""
+    if handler in OWN_MODULES:
+        return [f"lambdas/{handler}/handler.py", *OWN_MODULES[handler]]
     files = [f"lambdas/{handler}/handler.py", *CORE_MODULES]
     files += [f for f in STAGE_CONFIGS if (ROOT / f).exists()]
     return files

@@ -36,7 +36,9 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
         ("AwsSolutions-IAM5[Resource::*]",
          "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
          "ecr:GetAuthorizationToken, ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken "
-         "(ECR Public login for base images), and cloudwatch:PutMetricData limited by a namespace condition."),
+         "(ECR Public login for base images), cloudwatch:PutMetricData limited by a namespace condition, and "
+         "the CloudWatch Logs delivery actions a Step Functions state machine needs to log (the image build's "
+         "waiter; they take no resource)."),
         (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
          "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
         (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
@@ -67,6 +69,21 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
          "CodeBuild's default logging grant for its own log group streams."),
         (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/{build}-*]",
          "CodeBuild's default grant for its own test report groups."),
+    ]
+    # The deploy-time image build (stacks/images.py): CDK's custom resource provider framework.
+    images = stack.images
+    invoked = [images.functions["on_event"], images.functions["is_complete"],
+               *(images.provider.node.find_child(n) for n in ("framework-isComplete", "framework-onTimeout"))]
+    out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
+             "The provider framework's grant_invoke covers the function's versions and aliases (ARN:*), nothing else.")
+            for fn in invoked]
+    out += [
+        ("AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-<AWS::AccountId>-<AWS::Region>/*]",
+         "CodeBuild reads the deployed source, a CDK asset in the bootstrap bucket whose key is its content hash; "
+         "CDK's asset grant covers that bucket's objects."),
+        ("AwsSolutions-SF2",
+         "The provider framework's waiter state machine (image build) only polls a Lambda; CDK offers no X-Ray "
+         "option for it. It logs ALL events to its own log group."),
     ]
     return out
 

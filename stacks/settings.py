@@ -25,8 +25,6 @@ class DeploySettings:
     account: str | None = None
     """Target account; None synthesizes an environment-agnostic template."""
     region: str | None = None
-    image_tag: str = "latest"
-    """Tag of the stage images the state machine runs (buildspec pushes commit and latest)."""
     instance_types: Mapping[str, str] = field(default_factory=dict)
     volume_gb: Mapping[str, int] = field(default_factory=dict)
     max_runtime_s: Mapping[str, int] = field(default_factory=dict)
@@ -57,7 +55,8 @@ class DeploySettings:
     results outlive the stack). Image repositories and KMS keys are always deleted (docs/aws.md)."""
     github_owner: str = ""
     github_repo: str = ""
-    """CodeBuild source. Empty: a source zip at s3://<data bucket>/source/spaceport.zip."""
+    """Source of manual CodeBuild builds (`aws codebuild start-build`). Empty: the deployed source.
+    The deploy itself always builds the deployed source (docs/aws.md, Images)."""
 
     def __post_init__(self) -> None:
         for name in ("instance_types", "volume_gb", "max_runtime_s"):

@@ -35,8 +35,7 @@ class SpaceportStack(Stack):
                                scratch_expiry_days=settings.scratch_expiry_days,
                                upload_expiry_days=settings.upload_expiry_days,
                                log_expiry_days=settings.log_expiry_days)
-        self.images = Images(self, "Images", tag=settings.image_tag, source_bucket=self.storage.data,
-                             github_owner=settings.github_owner, github_repo=settings.github_repo,
+        self.images = Images(self, "Images", github_owner=settings.github_owner, github_repo=settings.github_repo,
                              log_retention=retention)
         self.sagemaker = SageMakerRole(self, "SageMaker", bucket=self.storage.data,
                                        repositories=list(self.images.repositories.values()))
@@ -101,5 +100,8 @@ class SpaceportStack(Stack):
             "FolderQuietSeconds": str(settings.folder_quiet_s),
             "BuildProjectName": self.images.project.project_name,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
+            # What every job runs: the deploy's build of the deployed source, by digest.
+            **{f"{n.capitalize()}Image": self.images.build.get_att_string(f"{n.capitalize()}Uri")
+               for n in self.images.repositories},
         }.items():
             CfnOutput(self, name, value=value)

@@ -200,9 +200,10 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
 def new_record(plan: Mapping[str, Any], *, status: str = "QUEUED", at: str | None = None) -> JobRecord:
     """The first record of a job, from the plan's execution input (``plan`` of to_execution_input)."""
     at = at or now_iso()
+    images = {name: spec["image"] for name, spec in (plan.get("stages") or {}).items() if spec.get("image")}
     return JobRecord(job_id=plan["job_id"], status=status, source_uri=plan.get("source_uri"),
                      email=plan.get("email"), preset=plan.get("preset"), prefix=plan.get("prefix"),
-                     created_at=at, updated_at=at)
+                     images=images, created_at=at, updated_at=at)
 
 
 def _stage_table(plan: Mapping[str, Any], results: Mapping[str, Any]) -> dict[str, StageRecord]:

@@ -15,14 +15,16 @@ def t(synth):
 
 
 def test_resource_inventory(t):
-    t.resource_count_is("AWS::StepFunctions::StateMachine", 1)
+    # The pipeline, and the image build's waiter (CDK's custom resource provider framework).
+    t.resource_count_is("AWS::StepFunctions::StateMachine", 2)
     t.resource_count_is("AWS::ECR::Repository", 3)
     t.resource_count_is("AWS::DynamoDB::GlobalTable", 1)
     t.resource_count_is("AWS::S3::Bucket", 2)
     t.resource_count_is("AWS::CodeBuild::Project", 1)
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    # start_job, record, quality_gate, notify (+ CDK's bucket-notification helper).
-    t.resource_count_is("AWS::Lambda::Function", 5)
+    # start_job, record, quality_gate, notify (+ CDK's bucket-notification helper), and the image
+    # build's on_event and is_complete with the provider framework's three.
+    t.resource_count_is("AWS::Lambda::Function", 10)
 
 
 def test_buckets_private_encrypted_ssl_only_logged(t, synth):

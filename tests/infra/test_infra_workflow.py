@@ -14,8 +14,7 @@ VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 
 
 def _state_machine(synth):
-    (sm,) = synth.resources("AWS::StepFunctions::StateMachine").values()
-    return sm["Properties"]
+    return synth.template["Resources"][synth.logical_id(synth.stack.pipeline.state_machine)]["Properties"]
 
 
 def render(synth) -> tuple[dict, dict[str, str]]:
