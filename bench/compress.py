@@ -4,10 +4,10 @@ Inputs, made fresh in every run:
 
 - a real trained splat: `spaceport sfm` + `spaceport train --preset fast --sh-degree 2` on
   ../shared/captures/fountain-P11 (11 photos; a few minutes on 2 CPU cores);
-- that splat grown to 500k Gaussians, SH2 (:func:`spaceport.compress.synthetic.upscaled`: each
+- that splat grown to 500k Gaussians, SH2 (:func:`tests.support.synthetic_splats.upscaled`: each
   trained Gaussian split into ~21 children sampled inside it, colours/SH/opacity blended with a
   neighbour), the size of the issue's real 500k SH2 splat, which CPU training cannot reach here;
-- synthetic splats (:func:`spaceport.compress.synthetic.synthetic_splat`), by default 3M SH3
+- synthetic splats (:func:`tests.support.synthetic_splats.synthetic_splat`), by default 3M SH3
   (the size of a full GPU training, ~740 MB PLY).
 
 For each, both tools write a bundled .sog from the same splat.ply: spaceport end to end with its
@@ -45,8 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from spaceport.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim  # noqa: E402
 from spaceport.compress.sog import decode_sog  # noqa: E402
-from spaceport.compress.synthetic import synthetic_splat, upscaled  # noqa: E402
 from spaceport.splat import read_ply, write_ply  # noqa: E402
+from tests.support.synthetic_splats import synthetic_splat, upscaled  # noqa: E402
 
 CAPTURE = ROOT / ".." / "shared" / "captures" / "fountain-P11" / "images"
 #: Goals of issue 13 (bench only, never tests).
@@ -197,7 +197,7 @@ def write_table(args, started: str, desc: str, rows: list, notes: list, train: P
         "",
         f"Real splat: {made} ({rows[0]['n']} Gaussians, SH{rows[0]['degree']}; test PSNR "
         f"{metrics.get('test_psnr', '?')} dB vs the held-out photos). The upscaled row grows it with "
-        "`spaceport.compress.synthetic.upscaled` (children sampled inside each trained Gaussian, scales shrunk "
+        "`tests.support.synthetic_splats.upscaled` (children sampled inside each trained Gaussian, scales shrunk "
         "by the cube root of the factor, colour/SH/opacity blended with a neighbour). Synthetic rows: "
         "`synthetic_splat(N, degree)` (SH bands partly i.i.d. noise). spaceport: `spaceport compress` end to end, "
         "default preset (SOG + SPZ v4 + quality measurement with a 20 s budget); splat-transform 3.7.0 `-g cpu`, "

@@ -34,7 +34,7 @@ def machine() -> str:
 
 
 def _errors(label: str, out: Path, inputs: dict, baseline_out: Path | None) -> dict:
-    from spaceport.sfm.evaluate import compare, compare_runs, compare_strecha
+    from tests.support.sfm_evaluate import compare, compare_runs, compare_strecha
 
     model = out / "sparse" / "0"
     if inputs.get("strecha"):

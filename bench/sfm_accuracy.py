@@ -2,7 +2,7 @@
 
 On fountain-P11 and herzjesu-P8 (../shared/captures, laser-scan cameras): one SIFT extraction and
 exhaustive matching per (image size, feature count), then each mapping variant on a copy of that
-database. Centre errors in mm after a similarity alignment (spaceport.sfm.evaluate.compare_strecha).
+database. Centre errors in mm after a similarity alignment (tests.support.sfm_evaluate.compare_strecha).
 Runs pycolmap in this process (a bench, not the stage: no PNG is written here).
 
     nice -n 10 python bench/sfm_accuracy.py [--scenes fountain-P11,herzjesu-P8] [--log sfm_accuracy.jsonl]
@@ -59,7 +59,7 @@ def _set_camera_model(database: Path, model: str) -> None:
 
 def sweep(scenes: list[str], work: Path, log: Path, threads: int) -> None:
     from spaceport.sfm import colmap_steps
-    from spaceport.sfm.evaluate import compare_strecha
+    from tests.support.sfm_evaluate import compare_strecha
 
     colmap_steps._quiet()
     for scene in scenes:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spaceport.compress import palette, quant, sog, spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat
+from tests.support.synthetic_splats import synthetic_splat
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ from spaceport import colmap
 from spaceport.errors import SfmDegenerate, TooFewRegistered
 from spaceport.sfm import pipeline, validate
 from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.evaluate import collapse_centres, compare_strecha
 from spaceport.sfm.pipeline import run_sfm
 from tests.real_captures import capture
+from tests.support.sfm_evaluate import collapse_centres, compare_strecha
 
 #: Reduced size keeps each capture's run to tens of seconds on 2 cores.
 SMALL = {"max_side": 768, "max_features": 4096}
@@ -102,7 +102,7 @@ COLLAPSING_WORKER = textwrap.dedent("""
     import sys
     from spaceport import colmap
     from spaceport.sfm import colmap_steps
-    from spaceport.sfm.evaluate import collapse_centres
+    from tests.support.sfm_evaluate import collapse_centres
 
     real = colmap_steps.map_images
 

@@ -15,7 +15,6 @@ from PIL import Image as PILImage
 
 from spaceport import colmap
 from spaceport.compress.spz import encode_spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.imaging import look_at
 from spaceport.splat import Splat, write_ply
 from spaceport.summaries import (
@@ -28,6 +27,7 @@ from spaceport.summaries import (
     TrainStep,
     write_summary,
 )
+from tests.support.synthetic_splats import synthetic_splat
 
 DATA = Path(__file__).parent / "data"
 SPHERE_SOG = DATA / "sphere.sog"

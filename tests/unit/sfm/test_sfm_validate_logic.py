@@ -9,7 +9,7 @@ import pytest
 
 from spaceport import colmap
 from spaceport.sfm import validate
-from spaceport.sfm.evaluate import collapse_centres
+from tests.support.sfm_evaluate import collapse_centres
 
 
 def _look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
