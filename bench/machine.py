@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.real_captures import CAPTURES  # noqa: E402  (the repository's captures/, one definition)
+
+__all__ = ["CAPTURES", "ROOT", "cpu_model", "mem_gib", "write_table"]
+
 
 def cpu_model() -> str:
     """The CPU's model name from /proc/cpuinfo, or what platform knows elsewhere."""

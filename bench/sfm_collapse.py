@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib, write_table
+from machine import CAPTURES, cpu_model, mem_gib, write_table
 
-CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
 COLLAPSE_PCT = 5.0
 
 

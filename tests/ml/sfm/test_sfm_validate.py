@@ -1,4 +1,4 @@
-"""SfM on the real captures in ../shared/captures: ground-truth accuracy in mm, validation and fallback.
+"""SfM on the real captures in captures/: ground-truth accuracy in mm, validation and fallback.
 
 Bounds were set from runs on this machine (numbers in bench/results/sfm_validation.md), with
 margin for pycolmap's extraction, which is not bit-reproducible across runs.
