@@ -52,6 +52,7 @@ TORCH_WHEELS = "/torch-wheels"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: The capture the chain runs on, and what it must give. Floor: held-out PSNR of the fast preset on
 #: the CPU (measured 20.6-21.2 dB here; a broken image or trainer gives far less).
+CAPTURES = ROOT / "captures"
 CAPTURE = ("herzjesu-P8", "images")
 MIN_PSNR = 18.0
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -203,9 +204,9 @@ def run_chain(work: Path, tags: dict[str, str]) -> dict[str, str]:
     from spaceport.compress.sog import decode_sog
     from spaceport.summaries import CompressSummary, SfmSummary, TrainMetrics, read_summary
 
-    capture = ROOT.parent / "shared" / "captures" / Path(*CAPTURE)
+    capture = CAPTURES.joinpath(*CAPTURE)
     if not capture.is_dir():
-        raise SystemExit(f"images-check: the capture {capture} is missing (../shared/captures/README.md)")
+        raise SystemExit(f"images-check: the capture {capture} is missing (captures/README.md)")
     photos = sorted(p for p in capture.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     job_root = work / "job"
     shutil.rmtree(job_root, ignore_errors=True)
@@ -273,6 +274,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="scratch folder (default build/images-check)")
     parser.add_argument("--keep-bases", action="store_true", help="reuse the bases of an earlier run")
     parser.add_argument("--only-build", action="store_true", help="build the images, run nothing")
+    parser.add_argument("--reuse-images", action="store_true",
+                        help="run the chain in the images an earlier run built (for iterating on the chain)")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         raise SystemExit("images-check: run as root (debootstrap and buildah's chroot isolation need it)")
@@ -292,6 +295,9 @@ def main(argv: list[str] | None = None) -> None:
         torch_dir, torch_version = torch_wheels(work)
     tags = {}
     for image in sorted(set(graph.STAGE_IMAGE.values()), key=["sfm", "train", "compress"].index):
+        if args.reuse_images and image_exists(f"{PREFIX}/{image}:check"):
+            tags[image] = f"{PREFIX}/{image}:check"
+            continue
         with phase(f"build {image}"):
             tags[image] = build_image(image, torch_dir, torch_version)
     sizes = {image: image_size_mb(tag) for image, tag in tags.items()}

@@ -23,6 +23,11 @@ from typing import Any, ClassVar
 
 #: Build states CodeBuild reports while a build is not finished.
 RUNNING = ("IN_PROGRESS",)
+#: What to do when CodeBuild refuses a build ("Cannot have more than 0 builds in queue for the
+#: account": new accounts often start with a concurrency quota of 0 for the larger compute types).
+QUOTA_FIX = ("Request an increase of 'Concurrently running builds for Linux/Large environment' to at least 1 "
+             "(Service Quotas > AWS CodeBuild, or AWS Support for a new account), then deploy again "
+             "(docs/aws.md, Images).")
 
 
 class ImageBuildFailed(Exception):
@@ -96,12 +101,16 @@ def on_event(event: Mapping[str, Any], *, codebuild: Any, ecr: Any) -> dict[str,
     physical_id = f"images-{request.tag}"
     if digests(ecr, request) is not None:
         return {"PhysicalResourceId": physical_id, "BuildId": ""}
-    build = codebuild.start_build(
-        projectName=request.project_name,
-        sourceTypeOverride="S3",
-        sourceLocationOverride=request.source_location,
-        environmentVariablesOverride=[{"name": "IMAGE_TAG", "value": request.tag, "type": "PLAINTEXT"}],
-    )["build"]
+    try:
+        build = codebuild.start_build(
+            projectName=request.project_name,
+            sourceTypeOverride="S3",
+            sourceLocationOverride=request.source_location,
+            environmentVariablesOverride=[{"name": "IMAGE_TAG", "value": request.tag, "type": "PLAINTEXT"}],
+        )["build"]
+    except codebuild.exceptions.AccountLimitExceededException as exc:
+        raise ImageBuildFailed(f"CodeBuild refused to start the image build ({exc.response['Error']['Message']}). "
+                               f"{QUOTA_FIX}") from exc
     return {"PhysicalResourceId": physical_id, "BuildId": build["id"]}
 
 

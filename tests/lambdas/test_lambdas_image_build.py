@@ -133,6 +133,16 @@ def test_new_source_starts_one_build_of_the_deployed_source_tagged_by_its_hash(e
         "PhysicalResourceId": f"images-{TAG}", "BuildId": BUILD_ID}
 
 
+def test_a_refused_build_says_which_quota_to_raise(ecr, codebuild):
+    client, stub = codebuild
+    stub.add_client_error("start_build", service_error_code="AccountLimitExceededException", http_status_code=400,
+                          service_message="Cannot have more than 0 builds in queue for the account")
+    with pytest.raises(image_build.ImageBuildFailed) as err:
+        image_build.on_event(event(), codebuild=client, ecr=ecr)
+    assert "Cannot have more than 0 builds in queue" in str(err.value)
+    assert "Concurrently running builds for Linux/Large environment" in str(err.value)
+
+
 def test_delete_touches_nothing(ecr, codebuild):
     client, _stub = codebuild
     gone = event("Delete", PhysicalResourceId=f"images-{TAG}")
