@@ -51,10 +51,11 @@ TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
 TORCH_WHEELS = "/torch-wheels"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: The capture the chain runs on, and what it must give. Floor: held-out PSNR of the fast preset on
-#: the CPU (measured 20.6-21.2 dB here; a broken image or trainer gives far less).
+#: the CPU, in dB (measured 19.04 dB in the image on herzjesu-P8, bench/results/images.md; a broken
+#: trainer gives ~13 dB on the demo scene).
 CAPTURES = ROOT / "captures"
 CAPTURE = ("herzjesu-P8", "images")
-MIN_PSNR = 18.0
+MIN_PSNR = 17.0
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 
