@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceport.aws import quota
+from spaceport.aws import quota, sagemaker_errors
 from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
 from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
@@ -24,12 +23,6 @@ from spaceport.plan import MAX_ATTEMPTS, stage_job_name
 from spaceport.summaries import GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
-#: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
-#: ends Failed/Stopped and ``.sync`` raises States.TaskFailed with this in FailureReason.
-_CAPACITY = re.compile(
-    r"\bCapacityError\b|Insufficient\w*Capacity|insufficient capacity|"
-    r"Unable to provision requested ML compute capacity|spot (?:instance )?interrupt",
-    re.IGNORECASE)
 
 
 #: Keys of a SageMaker Describe*Job result (as opposed to a failure record or another payload).
@@ -118,24 +111,31 @@ def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]
     return name, text, job_texts
 
 
-def is_capacity_failure(error: Mapping[str, Any] | None) -> bool:
-    """Whether a caught stage error is a SageMaker job that failed for lack of capacity.
+def classify(error: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """``(retry, why)`` for a caught SageMaker stage error: whether waiting can help, decided from its cause.
 
-    Job failures count (the Cause is the job's description), and at job *creation* a
-    ``ResourceLimitExceeded`` whose quota other jobs hold (spaceport.aws.quota; a quota too small
-    for one job is never retried). Throttling is retried by the state's own ``Retry``. A typed
-    Spaceport error in the job's failure text decides: bad input is never retried, whatever else
-    the text says.
+    Retried: a quota other running jobs hold (spaceport.aws.quota; a quota too small for one job
+    never is), throttling and server faults at job creation, and a job that failed inside SageMaker
+    for lack of capacity or on SageMaker's side (spaceport.aws.sagemaker_errors). Never retried: a
+    validation error at creation (bad image, parameter, instance type, permission), and a typed
+    Spaceport error in the job's failure text, which decides whatever else the text says (bad input).
     """
     name, text, job_texts = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None:
-        return limit.transient
+        return limit.transient, (f"quota '{limit.quota}' in use by other jobs" if limit.transient
+                                 else f"quota '{limit.quota}' is {limit.limit}")
+    sdk = sagemaker_errors.parse_sdk_error(name, text)
+    if sdk is not None:
+        return sdk.transient, f"{sdk.code} at job creation"
     for text in job_texts:
         known = parse_failure(text).error
         if known != StageFailed.__name__:
-            return known in ERRORS and ERRORS[known].retryable
-    return any(_CAPACITY.search(text) for text in job_texts)
+            retry = known in ERRORS and ERRORS[known].retryable
+            return retry, f"{known} in the job's failure text"
+    if any(sagemaker_errors.job_failure_transient(t) for t in job_texts):
+        return True, "capacity or an internal error inside SageMaker"
+    return False, f"{name} is not transient"
 
 
 def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
@@ -148,10 +148,10 @@ def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
 
 def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error: Mapping[str, Any] | None,
                policy: Mapping[str, Any]) -> dict[str, Any]:
-    """Decide whether the workflow runs the failed stage again (capacity lost inside the job).
+    """Decide whether the workflow runs the failed stage again (:func:`classify`).
 
     Returns ``{"retry": False, "stage", "why"}`` or ``{"retry": True, "stage", "attempt",
-    "wait_s", "job_name", "plan"}`` where ``plan`` is the execution input's plan with the stage's
+    "wait_s", "job_name", "why", "plan"}`` where ``plan`` is the execution input's plan with the stage's
     ``attempt`` and ``job_name`` bumped (SageMaker rejects a reused job name). ``policy``:
     ``max_attempts`` (total runs of one stage, first included), ``interval_s``, ``backoff_rate``,
     ``max_delay_s``.
@@ -159,18 +159,19 @@ def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error
     stage = failed_stage(plan, results or {})
     if stage not in JOB_KINDS:
         return {"retry": False, "stage": stage, "why": "not a SageMaker stage"}
-    if not is_capacity_failure(error):
-        return {"retry": False, "stage": stage, "why": "not a capacity failure"}
+    retry, why = classify(error)
+    if not retry:
+        return {"retry": False, "stage": stage, "why": why}
     spec = plan["stages"][stage]
     attempt = int(spec.get("attempt", 1))
     max_attempts = min(int(policy.get("max_attempts", 3)), MAX_ATTEMPTS)
     if attempt >= max_attempts:
-        return {"retry": False, "stage": stage, "why": f"capacity: {attempt} of {max_attempts} attempts used"}
+        return {"retry": False, "stage": stage, "why": f"{why}: {attempt} of {max_attempts} attempts used"}
     new_plan = copy.deepcopy(dict(plan))
     job_name = stage_job_name(plan["job_id"], stage, attempt + 1)
     new_plan["stages"][stage].update(attempt=attempt + 1, job_name=job_name)
     return {"retry": True, "stage": stage, "attempt": attempt + 1, "wait_s": retry_delay_s(attempt, policy),
-            "job_name": job_name, "plan": new_plan}
+            "job_name": job_name, "why": why, "plan": new_plan}
 
 
 def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) -> FailureRecord:
@@ -180,17 +181,24 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
     failure record line (maybe behind ``AlgorithmError:``), a Lambda error payload
     (``errorType``/``errorMessage``), or plain text; :func:`spaceport.errors.parse_failure` reads it.
     An untyped failure takes its name from the Step Functions error (capacity and throttling
-    errors at job creation become :class:`~spaceport.errors.CapacityError`).
+    errors become :class:`~spaceport.errors.CapacityError`); a request SageMaker refused at job
+    creation becomes :class:`~spaceport.errors.JobRejected` with the setting to fix.
     """
     name, text, _job = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None and not limit.transient:
         return limit.error().record(stage)
+    sdk = sagemaker_errors.parse_sdk_error(name, text) if limit is None else None
+    if sdk is not None and not sdk.transient:
+        return sagemaker_errors.rejected(sdk, stage, JOB_KINDS.get(stage or "")).record(stage)
+    if sdk is not None:
+        text = sdk.message or sdk.code
     record = parse_failure(text)
     if record.error == StageFailed.__name__:
         if name in ERRORS:
             record = record.model_copy(update={"error": name, "fix": ERRORS[name].default_fix})
-        elif "ResourceLimitExceeded" in name or "Throttl" in name or _CAPACITY.search(text):
+        elif limit is not None or sdk is not None or sagemaker_errors.job_failure_transient(text):
+            # Still short of capacity (or throttled) after the workflow's last attempt.
             record = record.model_copy(update={"error": "CapacityError", "fix": ERRORS["CapacityError"].default_fix})
         elif name not in ("States.TaskFailed", "States.ALL", ""):
             record = record.model_copy(update={"error": name.replace(".", "")})
