@@ -34,7 +34,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
     out = jobs.submit(path, s3=session.client("s3"), deployment=deployment, email=email, preset=preset,
-                      options=parse_stage_options(list(options), flag="--option"))
+                      options=parse_stage_options(list(options), flag="--option"), dynamodb=session.client("dynamodb"))
     click.echo(f"uploaded {out['uri']}")
     click.echo(out["what"])
     click.echo(f"job {out['job_id']}")

@@ -20,7 +20,7 @@ from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
 from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
 from spaceport.plan import MAX_ATTEMPTS, stage_job_name
-from spaceport.summaries import GateResult, JobRecord, Retry, StageRecord
+from spaceport.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 
@@ -276,18 +276,27 @@ def failed(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any
 
 class JobStore:
     """Job records in DynamoDB (``job_id`` key) and as ``jobs/<id>/job.json`` in the bucket (without
-    the e-mail address: :meth:`JobRecord.public`)."""
+    the e-mail address: :meth:`JobRecord.public`).
+
+    The item holds the record as JSON (``record``) and, in an attribute of its own, the upload
+    events it covered (``duplicates``): start_job appends to that list while the workflow rewrites
+    the record, so neither write can lose the other's.
+    """
 
     def __init__(self, *, table: Any, s3: Any, bucket: str) -> None:
         self.table, self.s3, self.bucket = table, s3, bucket
 
     def get(self, job_id: str) -> JobRecord | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
-        return JobRecord.model_validate_json(item["record"]) if item else None
+        if not item:
+            return None
+        record = JobRecord.model_validate_json(item["record"])
+        seen = [Duplicate.model_validate_json(d) for d in item.get("duplicates", [])]
+        return record.model_copy(update={"duplicates": seen}) if seen else record
 
     def _item(self, record: JobRecord) -> dict[str, Any]:
         return {"job_id": record.job_id, "status": record.status, "updated_at": record.updated_at,
-                "record": record.model_dump_json()}
+                "record": record.model_copy(update={"duplicates": []}).model_dump_json()}
 
     def create(self, record: JobRecord) -> bool:
         """Store a new record; False (and nothing written) when the job already has one."""
@@ -299,18 +308,34 @@ class JobStore:
         return True
 
     def save(self, record: JobRecord, *, if_status: str | None = None) -> bool:
-        """Store ``record``; with ``if_status``, only while the stored status is still that (no race
-        with a faster writer). Returns whether it was written."""
+        """Store ``record`` (its ``duplicates`` stay as stored); with ``if_status``, only while the stored
+        status is still that (no race with a faster writer). Returns whether it was written."""
+        item = self._item(record)
+        names = {"#s": "status", "#u": "updated_at", "#r": "record"}
+        values = {":status": item["status"], ":u": item["updated_at"], ":r": item["record"]}
         kwargs: dict[str, Any] = {}
         if if_status is not None:
-            kwargs = {"ConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
-                      "ExpressionAttributeValues": {":s": if_status}}
+            kwargs["ConditionExpression"] = "#s = :if"
+            values[":if"] = if_status
         try:
-            self.table.put_item(Item=self._item(record), **kwargs)
+            self.table.update_item(Key={"job_id": record.job_id}, UpdateExpression="SET #s = :status, #u = :u, #r = :r",
+                                   ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
         except self.table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
-        self._mirror(record)
+        self._mirror(self.get(record.job_id) or record)
         return True
+
+    def note_duplicate(self, job_id: str, duplicate: Duplicate) -> JobRecord | None:
+        """Add ``duplicate`` to the job's ``duplicates`` (an atomic append); the updated record."""
+        self.table.update_item(
+            Key={"job_id": job_id}, ConditionExpression="attribute_exists(job_id)",
+            UpdateExpression="SET #d = list_append(if_not_exists(#d, :none), :one)",
+            ExpressionAttributeNames={"#d": "duplicates"},
+            ExpressionAttributeValues={":none": [], ":one": [duplicate.model_dump_json()]})
+        record = self.get(job_id)
+        if record is not None:
+            self._mirror(record)
+        return record
 
     def _mirror(self, record: JobRecord) -> None:
         # The publish job reads job.json to build the report, which is shared by link: the user's

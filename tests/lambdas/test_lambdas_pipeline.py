@@ -31,6 +31,8 @@ def _record(job_id):
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
     record = json.loads(item["record"]["S"])
+    # start_job's notes on uploads the job covered live beside the record (spaceport.aws.records.JobStore).
+    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
     # job.json (read by the publish job, whose report is shared) carries no email address.
@@ -258,7 +260,8 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
     executions = machine.sfn.list_executions(stateMachineArn=machine.state_machine_arn)["executions"]
     assert len(executions) == 1
     assert len(machine.fake.calls) == 4
-    assert _record(out["job_id"])["status"] == "SUCCEEDED"
+    record = _record(out["job_id"])
+    assert record["status"] == "SUCCEEDED" and [d["reason"] for d in record["duplicates"]] == ["duplicate event"]
 
 
 def test_no_address_skips_email(machine):
