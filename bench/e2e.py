@@ -4,7 +4,7 @@ Demo mode (default): `spaceport demo-scene` then `spaceport run ... --json` in f
 resume), per-stage records from job.json, table with the machine to bench/results/e2e.md. Goal: the
 whole demo under 3 minutes on 2 CPU cores.
 
-Capture mode (``--capture monstree``): the real phone capture in ../shared/captures/monstree as a
+Capture mode (``--capture monstree``): the real phone capture in captures/monstree as a
 user uploads it, a .zip of the 23 iPhone photos and the portrait video, run one after the other in
 the same invocation and shown side by side (video / zip ratios) in bench/results/e2e_monstree.md.
 
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model
+from machine import CAPTURES, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_S = 180.0
@@ -75,9 +75,9 @@ def capture_bench(a: argparse.Namespace) -> int:
     """The monstree capture as a zip and as the portrait video, side by side."""
     import zipfile
 
-    capture = ROOT / ".." / "shared" / "captures" / "monstree"
+    capture = CAPTURES / "monstree"
     if not capture.is_dir():
-        print(f"{capture} is missing (see ../shared/captures/README.md)", file=sys.stderr)
+        print(f"{capture} is missing (see captures/README.md)", file=sys.stderr)
         return 1
     work = a.keep or Path(tempfile.mkdtemp(prefix="spaceport-bench-"))
     work.mkdir(parents=True, exist_ok=True)

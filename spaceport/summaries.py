@@ -147,6 +147,9 @@ class IngestSummary(_Model):
     """What ingest made of the upload (counts of files; ``sharpness`` of kept video frames)."""
 
     kind: Literal["images", "zip", "video"]
+    """What was uploaded."""
+    media: Literal["images", "video"]
+    """What the images are: photos, or one video's frames in temporal order (a zip holds either)."""
     images_dir: str
     input_files: int
     corrupt: int
