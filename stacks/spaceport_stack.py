@@ -101,5 +101,7 @@ class SpaceportStack(Stack):
             "FolderQuietSeconds": str(settings.folder_quiet_s),
             "BuildProjectName": self.images.project.project_name,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
+            # What to run next: checks everything a first job needs (spaceport/aws/doctor.py).
+            "Preflight": f"spaceport aws doctor --stack {self.stack_name} --region {self.region}",
         }.items():
             CfnOutput(self, name, value=value)

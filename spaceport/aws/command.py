@@ -69,3 +69,28 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
         stored = JobRecord.model_validate({k: v for k, v in record.items() if k != "execution_status"})
         record["links"] = presigned_links(stored, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))
+
+
+@click.group("aws")
+def aws_group() -> None:
+    """Check and operate the deployed AWS stack."""
+
+
+@aws_group.command("doctor")
+@click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
+@click.option("--region", help="AWS region (default: your AWS configuration).")
+@click.option("--recipient", metavar="EMAIL", help="Also check that this address can receive job emails "
+              "(matters while SES is in the sandbox).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor_command(stack: str, region: str | None, recipient: str | None, as_json: bool) -> None:
+    """Check everything a first job needs in this account and region: CDK bootstrap, the stack, the
+    SES sender and sandbox, SageMaker and CodeBuild quotas, the stage images, SNS subscriptions.
+    One line per check with its fix; exits 1 when a first job would fail."""
+    from spaceport.aws import doctor
+
+    session = _session(region)
+    checks = doctor.run(session.client, stack_name=stack, region=session.region_name or "(no region)",
+                        recipient=recipient)
+    click.echo(json.dumps(doctor.as_json(checks), indent=2) if as_json else doctor.report(checks))
+    if doctor.first_job_would_fail(checks):
+        raise click.exceptions.Exit(1)
