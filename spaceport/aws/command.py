@@ -22,7 +22,7 @@ def _session(region: str | None):
 @click.option("--email", help="Where to send the result (stored as x-amz-meta-email).")
 @click.option("--preset", type=click.Choice(["fast", "default", "quality"]), help="Stage option preset.")
 @click.option("--option", "options", multiple=True, metavar="STAGE.NAME=VALUE",
-              help="Per-stage option override, e.g. train.max_steps=7000 (repeatable).")
+              help="Per-stage option override, e.g. train.steps=7000 (repeatable; `spaceport train --help` lists them).")
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 def submit(path: Path, email: str | None, preset: str | None, options: tuple[str, ...], stack: str,

@@ -121,7 +121,7 @@ def _ses(ctx: _Context) -> list[Check]:
     verified = [i for i in (sender, domain) if found.get(i, {}).get("VerificationStatus") == "Success"]
     checks = [Check("SES sender", "ok", f"{verified[0]} is verified in {ctx.region}") if verified else Check(
         "SES sender", "fail", f"{sender} is not a verified identity in {ctx.region}",
-        f"aws sesv2 create-email-identity --email-address {sender} --region {ctx.region}, then click the link SES "
+        f"aws sesv2 create-email-identity --email-identity {sender} --region {ctx.region}, then click the link SES "
         "mails to it")]
     try:
         production = bool(ctx.client("sesv2").get_account().get("ProductionAccessEnabled"))
@@ -129,7 +129,7 @@ def _ses(ctx: _Context) -> list[Check]:
         return [*checks, Check("SES sandbox", "warn", f"could not read the account ({_code(exc)})")]
     if production:
         return [*checks, Check("SES sandbox", "ok", "production access: any recipient")]
-    fix = ("Verify each uploader's address (aws sesv2 create-email-identity --email-address ADDRESS), or request "
+    fix = ("Verify each uploader's address (aws sesv2 create-email-identity --email-identity ADDRESS), or request "
            "production access: SES console -> Account dashboard -> Request production access")
     if ctx.recipient is None:
         return [*checks, Check("SES sandbox", "warn", "in the sandbox: only verified recipients get email "

@@ -115,7 +115,7 @@ def _metadata(req_email: str | None, req_preset: str | None, req_options: Mappin
         try:
             options = json.loads(meta["options"])
         except json.JSONDecodeError as exc:
-            raise ConfigInvalid("x-amz-meta-options is not JSON", 'Use {"train": {"max_steps": "7000"}}') from exc
+            raise ConfigInvalid("x-amz-meta-options is not JSON", 'Use {"train": {"steps": "7000"}}') from exc
     if not isinstance(options, dict) or not all(
         isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in options.values()
     ):

@@ -178,7 +178,7 @@ def _train_image_missing(a):
 #: (what is missing, how to take it away, the check that fails, words of its fix)
 MISSING = [
     ("bootstrap", _missing_bootstrap, "CDK bootstrap", f"npx cdk bootstrap aws://{ACCOUNT}/{REGION}"),
-    ("sender", _sender_unverified, "SES sender", f"aws sesv2 create-email-identity --email-address {SENDER}"),
+    ("sender", _sender_unverified, "SES sender", f"aws sesv2 create-email-identity --email-identity {SENDER}"),
     ("training quota", _training_quota_zero, "SageMaker quota 'ml.g5.2xlarge for training job usage' (train)",
      "aws service-quotas request-service-quota-increase --service-code sagemaker --quota-code L-3F53BBB2 "
      "--desired-value 1"),
