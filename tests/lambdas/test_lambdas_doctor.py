@@ -70,23 +70,26 @@ class PendingSns:
         return types.SimpleNamespace(paginate=paginate)
 
 
-def _put_image(ecr, repo, tag="latest"):
+def _put_image(ecr, repo, tag="latest") -> str:
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
                 "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 7023,
                            "digest": "sha256:" + "a" * 64}, "layers": []}
-    ecr.put_image(repositoryName=repo, imageManifest=json.dumps(manifest), imageTag=tag)
+    return ecr.put_image(repositoryName=repo, imageManifest=json.dumps(manifest), imageTag=tag)["image"]["imageId"][
+        "imageDigest"]
 
 
-def build_account(*, sender=SENDER, topic_email=None, use_spot=False):
+def build_account(*, sender=SENDER, topic_email=None, use_spot=False, by_digest=False):
     """A deployed, ready account (inside mock_aws): bootstrap, stack, sender, images, subscriptions."""
     cfn, ssm = boto3.client("cloudformation", region_name=REGION), boto3.client("ssm", region_name=REGION)
     cfn.create_stack(StackName="CDKToolkit", TemplateBody=json.dumps(
         {"Resources": {"StagingBucket": {"Type": "AWS::S3::Bucket"}}}))
     ssm.put_parameter(Name=doctor.BOOTSTRAP_VERSION_PARAMETER, Value="27", Type="String")
     ecr = boto3.client("ecr", region_name=REGION)
+    refs = {}
     for name in ("sfm", "train", "compress"):
         ecr.create_repository(repositoryName=f"spaceport-{name}")
-        _put_image(ecr, f"spaceport-{name}")
+        digest = _put_image(ecr, f"spaceport-{name}")
+        refs[name] = f"{REGISTRY}/spaceport-{name}" + (f"@{digest}" if by_digest else ":latest")
     boto3.client("ses", region_name=REGION).verify_email_identity(EmailAddress=SENDER)
     resources = {"AlarmTopic": {"Type": "AWS::SNS::Topic", "Properties": {
         "Subscription": [{"Protocol": "email", "Endpoint": "ops@example.com"}]}}}
@@ -96,7 +99,7 @@ def build_account(*, sender=SENDER, topic_email=None, use_spot=False):
     cfn.create_stack(StackName="Spaceport", TemplateBody=json.dumps({"Resources": resources}))
     topics = {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in
               cfn.list_stack_resources(StackName="Spaceport")["StackResourceSummaries"]}
-    plan = {stage: {"image": f"{REGISTRY}/spaceport-{IMAGES[stage]}:latest", "instance_type": INSTANCES[stage],
+    plan = {stage: {"image": refs[IMAGES[stage]], "instance_type": INSTANCES[stage],
                     "volume_gb": 30, "max_runtime_s": 3600} for stage in INSTANCES}
     plan.update(role_arn=f"arn:aws:iam::{ACCOUNT}:role/sm", use_spot=use_spot)
     iam = boto3.client("iam", region_name=REGION)
@@ -200,6 +203,18 @@ def test_each_missing_prerequisite_fails_its_check_with_the_fix(account, missing
     assert [c.name for c in failed] == [check], doctor.report(checks)
     assert fix in failed[0].fix
     assert doctor.first_job_would_fail(checks)
+
+
+def test_images_the_stack_runs_by_digest_are_found_by_that_digest(account):
+    """A stack that runs each stage by digest (the deploy-time image build): the check looks up that
+    digest, so a moved tag cannot pass for the image a job will run."""
+    account.build(by_digest=True)
+    checks = _by_name(account.run())
+    assert checks["Image for train"].status == "ok" and "@sha256:" in checks["Image for train"].detail
+    ecr = boto3.client("ecr", region_name=REGION)
+    digest = checks["Image for train"].detail.split("@", 1)[1].split()[0]
+    ecr.batch_delete_image(repositoryName="spaceport-train", imageIds=[{"imageDigest": digest}])
+    assert _by_name(account.run())["Image for train"].status == "fail"
 
 
 def test_no_stack_fails_and_skips_what_it_would_have_read(account):
