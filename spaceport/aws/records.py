@@ -340,6 +340,10 @@ class JobStore:
     def _mirror(self, record: JobRecord) -> None:
         # The publish job reads job.json to build the report, which is shared by link: the user's
         # address stays in the table only (the notify step reads it from there).
+        doc = record.public()
+        if not doc.get("duplicates"):
+            # Absent rather than empty: a stage image built before the field existed still reads it.
+            doc.pop("duplicates", None)
         self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record.job_id}/{JobRecord.FILE}",
-                           Body=json.dumps(record.public(), indent=2, sort_keys=True).encode(),
+                           Body=json.dumps(doc, indent=2, sort_keys=True).encode(),
                            ContentType="application/json")
