@@ -141,14 +141,15 @@ def _ses(ctx: _Context) -> list[Check]:
                            "would be rejected", fix)]
 
 
-def _quota_values(ctx: _Context, service: str) -> dict[str, tuple[str, float]]:
-    """``{quota name: (quota code, value)}``: the account's applied values over AWS's defaults."""
+def _quota_values(ctx: _Context, service: str) -> dict[str, tuple[str, float, bool]]:
+    """``{quota name: (quota code, value, applied)}``: the account's applied values over AWS's defaults
+    (``applied`` False: only the default is listed)."""
     sq = ctx.client("service-quotas")
-    out: dict[str, tuple[str, float]] = {}
-    for op in ("list_aws_default_service_quotas", "list_service_quotas"):
+    out: dict[str, tuple[str, float, bool]] = {}
+    for op, applied in (("list_aws_default_service_quotas", False), ("list_service_quotas", True)):
         for page in sq.get_paginator(op).paginate(ServiceCode=service):
             for q in page.get("Quotas", []):
-                out[q["QuotaName"]] = (q["QuotaCode"], float(q["Value"]))
+                out[q["QuotaName"]] = (q["QuotaCode"], float(q["Value"]), applied)
     return out
 
 
@@ -182,7 +183,7 @@ def _sagemaker_quotas(ctx: _Context) -> list[Check]:
                       "Check the quotas docs/aws.md lists in the Service Quotas console")]
     checks = []
     for name, stages in _needed_quotas(ctx.plan).items():
-        code, value = values.get(name, (None, None))
+        code, value, _applied = values.get(name, (None, None, False))
         label = f"SageMaker quota '{name}' ({', '.join(stages)})"
         if value is None:
             checks.append(Check(label, "warn", "not listed by Service Quotas for this region",
@@ -198,7 +199,7 @@ def _sagemaker_quotas(ctx: _Context) -> list[Check]:
 def _codebuild_quota(ctx: _Context) -> Check:
     label = f"CodeBuild quota '{CODEBUILD_QUOTA}'"
     try:
-        code, value = _quota_values(ctx, "codebuild").get(CODEBUILD_QUOTA, (None, None))
+        code, value, applied = _quota_values(ctx, "codebuild").get(CODEBUILD_QUOTA, (None, None, False))
     except (ClientError, BotoCoreError) as exc:
         return Check(label, "warn", f"could not read Service Quotas ({_code(exc)})")
     if value is None:
@@ -206,6 +207,11 @@ def _codebuild_quota(ctx: _Context) -> Check:
     if value < 1:
         return Check(label, "fail", f"is {value:g}: the image build cannot run",
                      _increase("codebuild", code, CODEBUILD_QUOTA))
+    if not applied:
+        # New accounts have been refused builds ("Cannot have more than 0 builds in queue for the
+        # account") while only the default was listed and no value was applied to the account.
+        return Check(label, "warn", f"only AWS's default ({value:g}) is listed, no value applied to this account: "
+                     "a new account can still be held at 0 builds", _increase("codebuild", code, CODEBUILD_QUOTA))
     return Check(label, "ok", f"is {value:g}")
 
 

@@ -33,15 +33,17 @@ QUOTAS = {
 
 
 class FakeQuotas:
-    """Service Quotas as a paginated client: ``values[service][name] = (code, value)``."""
+    """Service Quotas as a paginated client: ``values[service][name] = (code, value)``, applied to the
+    account (``list_service_quotas``) unless its name is in ``defaults_only``."""
 
     def __init__(self, values):
-        self.values = values
+        self.values, self.defaults_only = values, set()
 
     def get_paginator(self, op):
         def paginate(ServiceCode):
-            quotas = [{"QuotaName": n, "QuotaCode": c, "Value": v} for n, (c, v) in self.values[ServiceCode].items()]
-            return [{"Quotas": quotas if op == "list_service_quotas" else []}]
+            quotas = [{"QuotaName": n, "QuotaCode": c, "Value": v} for n, (c, v) in self.values[ServiceCode].items()
+                      if (n in self.defaults_only) == (op == "list_aws_default_service_quotas")]
+            return [{"Quotas": quotas}]
         return types.SimpleNamespace(paginate=paginate)
 
 
@@ -215,6 +217,15 @@ def test_images_the_stack_runs_by_digest_are_found_by_that_digest(account):
     digest = checks["Image for train"].detail.split("@", 1)[1].split()[0]
     ecr.batch_delete_image(repositoryName="spaceport-train", imageIds=[{"imageDigest": digest}])
     assert _by_name(account.run())["Image for train"].status == "fail"
+
+
+def test_a_codebuild_quota_with_no_applied_value_is_a_warning_with_the_fix(account):
+    account.build()
+    account.fakes["service-quotas"].values["codebuild"][doctor.CODEBUILD_QUOTA] = ("L-4DDC4A99", 15.0)
+    account.fakes["service-quotas"].defaults_only.add(doctor.CODEBUILD_QUOTA)
+    check = _by_name(account.run())[f"CodeBuild quota '{doctor.CODEBUILD_QUOTA}'"]
+    assert check.status == "warn" and "no value applied" in check.detail
+    assert "--service-code codebuild --quota-code L-4DDC4A99" in check.fix
 
 
 def test_no_stack_fails_and_skips_what_it_would_have_read(account):
