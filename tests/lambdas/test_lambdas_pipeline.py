@@ -303,7 +303,16 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
     assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
 
 
-# ---- create-time errors: the integration's real names and causes (spaceport.aws.sagemaker_errors) ----
+# ---- create-time errors: the integration's real names and causes ----
+# Names: SageMaker.AmazonSageMakerException / SageMaker.ResourceLimitExceededException, as the Step
+# Functions developer guide's SageMaker page retries them (awsdocs/aws-step-functions-developer-guide,
+# doc_source/connect-sagemaker.md); States.TaskFailed for a job that ran (doc_source/concepts-error-handling.md).
+# Causes: SageMaker's message plus the AWS SDK for Java's "(Service: AmazonSageMaker; Status Code: 400;
+# Error Code: ...; Request ID: ...)" suffix; the messages are SageMaker's own as quoted in public reports
+# ("Invalid image URI ... Please provide a valid Amazon Elastic Container Registry path of the Docker image
+# to run." from CreateProcessingJob; AWS's "1 validation error detected: Value ... at ... failed to satisfy
+# constraint: Member must satisfy enum value set"; "The requested resource training-job/ml.t3.medium is not
+# available in this region" from CreateTrainingJob). More in spaceport/aws/sagemaker_errors.py.
 _INSTANCE_TYPE = ("1 validation error detected: Value 'ml.g5.3xlarge' at 'resourceConfig.instanceType' failed to "
                   "satisfy constraint: Member must satisfy enum value set: [ml.g5.xlarge, ml.g5.2xlarge, ml.g5.4xlarge]")
 _BAD_IMAGE = ("Invalid image URI 123456789012.dkr.ecr.us-east-1.amazonaws.com/spaceport-sfm:latest. Please provide a "
