@@ -102,7 +102,10 @@ def _stack(ctx: _Context) -> Check:
     function = ctx.outputs.get("StartJobFunctionName")
     if not function:
         return Check("Stack deployed", "fail", f"{ctx.stack_name} has no StartJobFunctionName output", fix)
-    config = ctx.client("lambda").get_function_configuration(FunctionName=function)
+    try:
+        config = ctx.client("lambda").get_function_configuration(FunctionName=function)
+    except ClientError as exc:
+        return Check("Stack deployed", "fail", f"its start function {function} cannot be read ({_code(exc)})", fix)
     ctx.environment = dict(config.get("Environment", {}).get("Variables", {}))
     ctx.plan = settings_from_mapping(json.loads(ctx.environment.get(ENV["plan_settings"], "{}")))
     paginator = cfn.get_paginator("list_stack_resources")
@@ -243,7 +246,10 @@ def _images(ctx: _Context) -> list[Check]:
         try:
             found = ecr.describe_images(repositoryName=repo, imageIds=[image_id])["imageDetails"]
         except ClientError as exc:
-            what = "no such repository" if _code(exc) == "RepositoryNotFoundException" else "not pushed yet"
+            what = {"RepositoryNotFoundException": "no such repository",
+                    "ImageNotFoundException": "not pushed yet"}.get(_code(exc))
+            if what is None:
+                raise
             checks.append(Check(label, "fail", f"{uri}: {what}", fix))
             continue
         digest = found[0].get("imageDigest", "?") if found else "?"
@@ -281,18 +287,31 @@ def _subscriptions(ctx: _Context) -> list[Check]:
     return checks or [Check("SNS subscriptions", "ok", "no email subscriptions to confirm")]
 
 
+def _guarded(name: str, check: Callable[[_Context], Check | list[Check]], ctx: _Context) -> list[Check]:
+    """Run one check; an AWS error it did not expect (access denied to a read, a throttle) makes it
+    a warning that names the error instead of ending the report."""
+    try:
+        got = check(ctx)
+    except (ClientError, BotoCoreError) as exc:
+        return [Check(name, "warn", f"could not check ({_code(exc)}: {exc})",
+                      "Run the doctor with credentials that may read this (or check it by hand)")]
+    return got if isinstance(got, list) else [got]
+
+
 def run(client: Callable[[str], Any], *, stack_name: str, region: str, recipient: str | None = None) -> list[Check]:
     """Every check, in the order a new user meets them."""
     ctx = _Context(client=client, stack_name=stack_name, region=region, recipient=recipient)
     checks = [_credentials(ctx)]
     if checks[0].status == "fail":
         return checks
-    checks += [_bootstrap(ctx), _stack(ctx)]
-    checks += _ses(ctx) if ctx.environment else [Check("SES sender", "skip", "no deployed stack")]
-    checks += _sagemaker_quotas(ctx)
-    checks.append(_codebuild_quota(ctx))
-    checks += _images(ctx)
-    checks += _subscriptions(ctx)
+    checks += _guarded("CDK bootstrap", _bootstrap, ctx)
+    checks += _guarded("Stack deployed", _stack, ctx)
+    checks += _guarded("SES sender", _ses, ctx) if ctx.environment else [
+        Check("SES sender", "skip", "no deployed stack")]
+    checks += _guarded("SageMaker quotas", _sagemaker_quotas, ctx)
+    checks += _guarded("CodeBuild quota", _codebuild_quota, ctx)
+    checks += _guarded("Stage images", _images, ctx)
+    checks += _guarded("SNS subscriptions", _subscriptions, ctx)
     return checks
 
 

@@ -228,6 +228,32 @@ def test_a_codebuild_quota_with_no_applied_value_is_a_warning_with_the_fix(accou
     assert "--service-code codebuild --quota-code L-4DDC4A99" in check.fix
 
 
+def test_no_credentials_is_one_failing_line(account):
+    from botocore.exceptions import NoCredentialsError
+
+    def no_credentials():
+        raise NoCredentialsError()
+
+    account.fakes["sts"] = types.SimpleNamespace(get_caller_identity=no_credentials)
+    (check,) = account.run()
+    assert check.status == "fail" and check.name == "AWS credentials" and "aws configure" in check.fix
+
+
+def test_a_read_the_caller_may_not_make_is_a_warning_not_a_crash(account):
+    from botocore.exceptions import ClientError
+
+    account.build()
+
+    def denied(**_kw):
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "DescribeImages")
+
+    account.fakes["ecr"] = types.SimpleNamespace(describe_images=denied)
+    checks = account.run()
+    (images,) = [c for c in checks if c.name == "Stage images"]
+    assert images.status == "warn" and "AccessDeniedException" in images.detail
+    assert not doctor.first_job_would_fail(checks)
+
+
 def test_no_stack_fails_and_skips_what_it_would_have_read(account):
     account.build()
     boto3.client("cloudformation", region_name=REGION).delete_stack(StackName="Spaceport")
