@@ -38,6 +38,9 @@ EXPIRES, SIGNATURE = "exp", "sig"
 #: model.tar.gz). Nothing else under jobs/<job_id>/ (the upload, request.json, job.json, sfm/)
 #: is reachable through the distribution: the bucket policy grants CloudFront these only.
 RESULT_FOLDERS = ("report", "compressed", "train")
+#: Longest link lifetime a deploy or `spaceport status --links` may ask for, in hours (a year):
+#: nothing in the signature limits it; results are kept as long as the bucket keeps them.
+MAX_LINK_HOURS = 24 * 365
 #: Job ids the edge function accepts (spaceport.jobid: "sp-" + slug + hash, at most 36 chars).
 JOB_ID = re.compile(r"sp-[a-z0-9-]{1,61}")
 
