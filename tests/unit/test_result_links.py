@@ -38,5 +38,5 @@ def test_secret_file_is_the_keyvaluestore_import_format():
     assert json.loads(body) == {"data": [{"key": "link-secret", "value": secret}]}
     assert links.read_secret(body) == secret
     for broken in (b"", b"{}", b'{"data": [{"key": "other", "value": "x"}]}'):
-        with pytest.raises(ConfigInvalid, match="config/link-secret.json"):
+        with pytest.raises(ConfigInvalid, match=r"config/link-secret\.json"):
             links.read_secret(broken)
