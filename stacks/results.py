@@ -3,7 +3,8 @@
 - A deploy-time custom resource (``lambdas/link_secret``) makes the link secret in the account and
   writes it to the data bucket as a KeyValueStore import file (never in code or template).
 - A CloudFront KeyValueStore is imported from that file; the viewer-request function
-  (``edge/link_check.js``) reads the secret from it and checks each request's token and path.
+  (``edge/link_check.js``) reads the secret from it and checks each request's token and path; the
+  same file, as the viewer-response function, types the HTML and the engine by file name.
 - The distribution reaches the bucket through origin access control, and the bucket policy lets
   CloudFront read ``jobs/*/<result folder>/*`` only (spaceport.aws.links.RESULT_FOLDERS): the
   upload, request.json, job.json and sfm/ are never served, whatever the token.
@@ -52,8 +53,15 @@ class Results(Construct):
             self, "LinkKeys", comment="Spaceport result-link secret",
             source=cloudfront.ImportSource.from_bucket(bucket, SECRET_OBJECT))
         self.store.node.add_dependency(self.secret)
+        # One file, two functions: the viewer-request check and the viewer-response content types
+        # (the file branches on the event type; each function is associated with the store, which
+        # the file opens at load).
         self.check = cloudfront.Function(
             self, "LinkCheck", comment="Spaceport: result links open their own job's results until they expire",
+            code=cloudfront.FunctionCode.from_file(file_path=str(EDGE_FUNCTION)),
+            runtime=cloudfront.FunctionRuntime.JS_2_0, key_value_store=self.store)
+        self.types = cloudfront.Function(
+            self, "ContentTypes", comment="Spaceport: content types of the report, the viewer and its engine",
             code=cloudfront.FunctionCode.from_file(file_path=str(EDGE_FUNCTION)),
             runtime=cloudfront.FunctionRuntime.JS_2_0, key_value_store=self.store)
 
@@ -81,8 +89,11 @@ class Results(Construct):
                 # copy, and the function still checks each request before the cache is consulted.
                 cache_policy=cloudfront.CachePolicy.CACHING_OPTIMIZED,
                 response_headers_policy=cloudfront.ResponseHeadersPolicy.SECURITY_HEADERS,
-                function_associations=[cloudfront.FunctionAssociation(
-                    function=self.check, event_type=cloudfront.FunctionEventType.VIEWER_REQUEST)]),
+                function_associations=[
+                    cloudfront.FunctionAssociation(function=self.check,
+                                                   event_type=cloudfront.FunctionEventType.VIEWER_REQUEST),
+                    cloudfront.FunctionAssociation(function=self.types,
+                                                   event_type=cloudfront.FunctionEventType.VIEWER_RESPONSE)]),
             http_version=cloudfront.HttpVersion.HTTP2_AND_3,
             price_class=cloudfront.PriceClass.PRICE_CLASS_ALL)
         self.distribution_arn = (f"arn:{Aws.PARTITION}:cloudfront::{Aws.ACCOUNT_ID}:"

@@ -1,12 +1,13 @@
 // A local stand-in for the results distribution: every request goes through the real CloudFront
-// Function file (stacks/edge/link_check.js, the file the stack deploys), then, when the function
-// returns the request, is served from a folder laid out like the data bucket (keys as paths).
+// Function file (stacks/edge/link_check.js, the file the stack deploys) as a viewer-request event,
+// then, when the function returns the request, is served from a folder laid out like the data
+// bucket (keys as paths), its response passed through the same file as a viewer-response event.
 //
 //   node edge_server.mjs FUNCTION.js ROOT SECRET_FILE
 //
 // SECRET_FILE is the KeyValueStore import file ({"data": [{"key", "value"}]}) the stack imports
 // the function's KeyValueStore from. Prints {"port": N} first, then one JSON line per request
-// ({method, uri, query, status}) so the test sees every request the browser made.
+// ({method, uri, query, status, type}) so the test sees every request the browser made.
 //
 // The function file is an ES module with two imports the CloudFront runtime provides ('crypto',
 // 'cloudfront'); they are bound here to node's crypto (createHmac and digest('base64url') as the
@@ -40,9 +41,6 @@ for (const [, , mod] of imports) {
 const handler = new Function(...imports.map(m => m[1]), source.replace(IMPORT, '') + '\nreturn handler;')(
     ...imports.map(m => modules[m[2]]));
 
-const TYPES = {'.html': 'text/html', '.mjs': 'text/javascript', '.js': 'text/javascript', '.json': 'application/json',
-               '.sog': 'application/octet-stream', '.spz': 'application/octet-stream', '.gz': 'application/gzip'};
-
 function cloudfrontEvent(req) {
     // The viewer-request event shape of functions-event-structure: lower-case header names,
     // query and headers as {name: {value}} (repeated names also get multiValue).
@@ -66,9 +64,13 @@ function cloudfrontEvent(req) {
     };
 }
 
+// S3's type for an object uploaded without one (what SageMaker's output upload leaves): the
+// viewer-response event must set the real types, or the browser neither renders nor runs them.
+const UNTYPED = 'binary/octet-stream';
+
 const server = http.createServer(async (req, res) => {
     const event = cloudfrontEvent(req);
-    let status;
+    let status, type;
     try {
         const out = await handler(event);
         if (out.statusCode) {
@@ -84,7 +86,13 @@ const server = http.createServer(async (req, res) => {
                 res.end();
             } else {
                 status = 200;
-                res.writeHead(status, {'content-type': TYPES[path.extname(file)] || 'application/octet-stream'});
+                const response = await handler({
+                    ...event, context: {eventType: 'viewer-response'},
+                    response: {statusCode: 200, statusDescription: 'OK', headers: {'content-type': {value: UNTYPED}}},
+                });
+                const headers = Object.fromEntries(Object.entries(response.headers).map(([k, v]) => [k, v.value]));
+                type = headers['content-type'];
+                res.writeHead(response.statusCode, headers);
                 fs.createReadStream(file).pipe(res);
             }
         }
@@ -95,6 +103,6 @@ const server = http.createServer(async (req, res) => {
         res.end(String(err));
     }
     const [uri, query = ''] = req.url.split(/\?(.*)/s);
-    console.log(JSON.stringify({method: req.method, uri, query, status}));
+    console.log(JSON.stringify({method: req.method, uri, query, status, type}));
 });
 server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({port: server.address().port})));

@@ -133,3 +133,9 @@ def test_viewer_opened_from_a_link_renders_and_every_request_carries_the_token(e
     assert {f"/jobs/{JOB}/report/{f}" for f in ("viewer.html", "playcanvas.min.mjs", "scene.sog", "index.html")} <= uris
     for r in requests:
         assert "?" + r["query"] == token and r["status"] == 200, r
+    # The origin served every file untyped (as SageMaker's upload leaves them); the viewer-response
+    # event typed the page and the engine, which the browser would not render or run otherwise.
+    types = {r["uri"].rsplit("/", 1)[-1]: r["type"] for r in requests}
+    assert types["viewer.html"] == types["index.html"] == "text/html; charset=utf-8"
+    assert types["playcanvas.min.mjs"] == "text/javascript"
+    assert types["scene.sog"] == "binary/octet-stream"

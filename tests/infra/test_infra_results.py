@@ -38,18 +38,21 @@ def test_results_are_served_by_cloudfront_through_origin_access_control(synth):
     behavior = config["DefaultCacheBehavior"]
     assert behavior["ViewerProtocolPolicy"] == "redirect-to-https" and behavior["AllowedMethods"] == ["GET", "HEAD"]
     assert config.get("CacheBehaviors") is None  # one behaviour: every path goes through the token check
-    fn = synth.logical_id(results.check)
-    assert behavior["FunctionAssociations"] == [{"EventType": "viewer-request",
-                                                 "FunctionARN": {"Fn::GetAtt": [fn, "FunctionARN"]}}]
+    check, types = synth.logical_id(results.check), synth.logical_id(results.types)
+    assert behavior["FunctionAssociations"] == [
+        {"EventType": "viewer-request", "FunctionARN": {"Fn::GetAtt": [check, "FunctionARN"]}},
+        {"EventType": "viewer-response", "FunctionARN": {"Fn::GetAtt": [types, "FunctionARN"]}}]
 
 
-def test_the_deployed_edge_function_is_the_file_the_tests_run(synth):
+def test_the_deployed_edge_functions_are_the_file_the_tests_run(synth):
     res = synth.template["Resources"]
-    fn = res[synth.logical_id(synth.stack.results.check)]["Properties"]
-    assert fn["FunctionCode"] == EDGE_FUNCTION.read_text()
-    assert fn["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
     store = synth.logical_id(synth.stack.results.store)
-    assert fn["FunctionConfig"]["KeyValueStoreAssociations"] == [{"KeyValueStoreARN": {"Fn::GetAtt": [store, "Arn"]}}]
+    for function in (synth.stack.results.check, synth.stack.results.types):
+        fn = res[synth.logical_id(function)]["Properties"]
+        assert fn["FunctionCode"] == EDGE_FUNCTION.read_text()
+        assert fn["FunctionConfig"]["Runtime"] == "cloudfront-js-2.0"
+        assert fn["FunctionConfig"]["KeyValueStoreAssociations"] == [
+            {"KeyValueStoreARN": {"Fn::GetAtt": [store, "Arn"]}}]
     # The store is imported from the secret file, after the deploy-time resource wrote it.
     kvs = res[store]
     assert kvs["Properties"]["ImportSource"]["SourceType"] == "S3"
