@@ -36,11 +36,13 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
         ("AwsSolutions-L1",
          "Python 3.11 is the project's runtime (pyproject, venv) and the Powertools layer parameter; they move together."),
         ("AwsSolutions-IAM5[Resource::*]",
-         "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
-         "ecr:GetAuthorizationToken, ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken "
-         "(ECR Public login for base images), and cloudwatch:PutMetricData limited by a namespace condition."),
+         "Only actions that take no resource use '*': X-Ray traces and sampling rules, the CloudWatch Logs "
+         "log-delivery actions Step Functions uses to log to its log group, ecr:GetAuthorizationToken, "
+         "ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken (ECR Public login for base images), "
+         "and cloudwatch:PutMetricData limited by a namespace condition."),
         (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
-         "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
+         "Each job's files are read and written under jobs/<job_id>/ with an id known only at run time; the "
+         "prefix is the narrowest scope, and each role gets named object actions there, never s3:List*."),
         (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
          "Uploads arrive under uploads/ with any name; readers are limited to that prefix."),
         (f"AwsSolutions-IAM5[Resource::{data}/scratch/*]",
@@ -57,7 +59,8 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
              "bucket; a Deny on the build role keeps its listing to source/.")
             for a in S3_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Action::{a}]",
-             "CDK's KMS grant for the build/topic keys; limited to that one key.") for a in KMS_GRANT_ACTIONS]
+             "CDK's grant on the image build's own KMS key (and, in topic mode, the notification topic's key); "
+             "the statement names that one key.") for a in KMS_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
              "grant_invoke covers the function's versions and aliases (ARN:*), nothing else.") for fn in functions]
     if stack.notifications.sender_email:
