@@ -115,6 +115,7 @@ class SpaceportStack(Stack):
             "FolderQuietSeconds": str(settings.folder_quiet_s),
             "BuildProjectName": self.images.project.project_name,
             "ResultsDomain": self.results.domain_name,
+            "LinkKeyValueStoreArn": self.results.store.key_value_store_arn,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
         }.items():
             CfnOutput(self, name, value=value)

@@ -40,3 +40,15 @@ def test_secret_file_is_the_keyvaluestore_import_format():
     for broken in (b"", b"{}", b'{"data": [{"key": "other", "value": "x"}]}'):
         with pytest.raises(ConfigInvalid, match=r"config/link-secret\.json"):
             links.read_secret(broken)
+
+
+def test_the_documented_rotation_writes_a_secret_file_the_code_reads(tmp_path):
+    """docs/aws.md's revocation steps make the new secret file with printf: it must read back."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "aws.md").read_text()
+    (printf,) = re.findall(r"^\s*(printf .* > link-secret\.json)$", doc, flags=re.M)
+    subprocess.run(["bash", "-c", f"SECRET=s3cr3t-_x; {printf}"], cwd=tmp_path, check=True)
+    assert links.read_secret((tmp_path / "link-secret.json").read_bytes()) == "s3cr3t-_x"
