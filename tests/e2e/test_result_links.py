@@ -70,6 +70,8 @@ def _link(edge: EdgeServer, secret: str, key: str, expires: int | None = None, j
 
 
 def test_a_link_opens_each_result_file_of_its_job(edge, secret, bucket):
+    # Every folder links are made for (and the bucket policy opens) is one the edge function serves.
+    assert {key.split("/")[0] for key in RESULTS} == set(links.RESULT_FOLDERS)
     for key in RESULTS:
         status, body = _get(_link(edge, secret, key))
         assert status == 200, key
