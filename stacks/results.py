@@ -26,7 +26,8 @@ from constructs import Construct
 from spaceport.aws.links import RESULT_FOLDERS, SECRET_OBJECT
 from stacks.lambda_code import lambda_code
 
-#: The viewer-request function: the file the tests run (tests/e2e/edge_server.mjs).
+#: The one file of both edge functions (viewer request and response), which the tests run as-is
+#: (tests/e2e/edge_server.mjs).
 EDGE_FUNCTION = Path(__file__).resolve().parent / "edge" / "link_check.js"
 
 
