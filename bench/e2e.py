@@ -27,6 +27,10 @@ from pathlib import Path
 from machine import CAPTURES, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spaceport import graph  # noqa: E402  (the stage order of the tables)
+
 GOAL_S = 180.0
 
 
@@ -56,7 +60,6 @@ def spaceport(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
-STAGES = ("sfm", "train", "quality_gate", "compress", "publish")
 
 
 def _run_job(source: Path, out: Path, preset: str, sets: list[str]) -> tuple[dict, float]:
@@ -109,7 +112,7 @@ def capture_bench(a: argparse.Namespace) -> int:
         return f"{x / y:.2f}x" if x and y else "–"
 
     rows = []
-    for stage in STAGES:
+    for stage in graph.STAGES:
         z, v = runs["zip"][0]["stages"].get(stage, {}), runs["video"][0]["stages"].get(stage, {})
         rows.append(f"| {stage} | {cell(z.get('seconds'))} | {cell(v.get('seconds'))} | "
                     f"{ratio(v.get('seconds'), z.get('seconds'))} | {cell(z.get('cpu_seconds'))} | "
@@ -199,7 +202,7 @@ def main() -> int:
     ply = (out / "train" / "splat.ply").stat().st_size
 
     rows = []
-    for stage in ("sfm", "train", "quality_gate", "compress", "publish"):
+    for stage in graph.STAGES:
         rec = job["stages"].get(stage, {})
         mem = rec.get("peak_memory_mb")
         cpu = rec.get("cpu_seconds")
