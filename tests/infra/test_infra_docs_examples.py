@@ -75,6 +75,17 @@ def _resolve(argv: list[str]) -> tuple[click.Command, list[str], list[str]]:
 SPACEPORT = [(f, c) for f, c in _commands("spaceport ") if "<stage>" not in c]
 
 
+def _stand_in(param: click.Parameter) -> str:
+    """A valid value for a placeholder of ``param``'s type."""
+    if isinstance(param.type, click.Choice):
+        return str(param.type.choices[0])
+    if isinstance(param.type, click.IntRange):
+        return str(param.type.min if param.type.min is not None else 1)
+    if param.type is click.INT or isinstance(param.type, click.FloatRange) or param.type is click.FLOAT:
+        return "1"
+    return "x"
+
+
 def test_the_docs_show_the_commands_this_test_checks():
     """Guards the extraction: if the docs' format changed, the checks below would check nothing."""
     shown = {" ".join(_resolve(_tokens(c)[1:])[2]) for _f, c in SPACEPORT}
@@ -85,22 +96,26 @@ def test_the_docs_show_the_commands_this_test_checks():
 @pytest.mark.parametrize(("doc", "command"), SPACEPORT, ids=[c for _f, c in SPACEPORT])
 def test_every_spaceport_command_in_the_docs_parses(doc, command, tmp_path, monkeypatch):
     cmd, argv, path = _resolve(_tokens(command)[1:])
-    if not argv:
-        return  # the prose names the command (`spaceport status`): it exists, which _resolve checked
-    # A placeholder value of a choice (`--from STAGE`) stands for one of its choices.
-    choices = {o: p.type.choices for p in cmd.params if isinstance(p.type, click.Choice) for o in p.opts}
-    argv = [choices[argv[i - 1]][0] if t == "x" and i and argv[i - 1] in choices else t for i, t in enumerate(argv)]
-    # Paths the line names exist (as they would for its reader): stand-ins in a scratch folder.
-    monkeypatch.chdir(tmp_path)
-    for token in argv:
-        if not token.startswith("-"):
-            (tmp_path / token).mkdir(parents=True, exist_ok=True)
     # Every flag the line shows exists on that command (the synopsis lines included).
     flags = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help", "-h"}
     for token in shlex.split(command.replace("[", " ").replace("]", " ")):
         flag = token.split("=")[0].split("|")[0]
         if flag.startswith("--") and not flag.startswith("--<"):
             assert flag in flags, f"{doc}: `{command}`: spaceport {' '.join(path)} has no option {flag}"
+    if not argv:
+        return  # the prose names the command (`spaceport status`): it exists, which _resolve checked
+    params = {o: p for p in cmd.params for o in p.opts}
+    last = params.get(argv[-1])
+    if last is not None and not getattr(last, "is_flag", False) and last.nargs == 1:
+        return  # the prose names an option (`spaceport status --links`): it exists, checked above
+    # A placeholder value stands for a value of the option's type (`--from STAGE`, `--links HOURS`).
+    argv = [_stand_in(params[argv[i - 1]]) if t == "x" and i and argv[i - 1] in params else t
+            for i, t in enumerate(argv)]
+    # Paths the line names exist (as they would for its reader): stand-ins in a scratch folder.
+    monkeypatch.chdir(tmp_path)
+    for token in argv:
+        if not token.startswith("-"):
+            (tmp_path / token).mkdir(parents=True, exist_ok=True)
     # The whole line parses as click would parse it (choices, types, arity); nothing runs.
     with cmd.make_context(" ".join(["spaceport", *path]), list(argv), resilient_parsing=False):
         pass
@@ -187,6 +202,7 @@ _GLOBAL = {"--region", "--query", "--output", "--profile"}
 
 @pytest.mark.parametrize("command", sorted({c for _f, c in _commands("aws ")}))
 def test_every_aws_cli_line_names_a_real_operation_and_parameters(command):
+    import botocore
     import botocore.session
 
     argv = shlex.split(command)
@@ -196,8 +212,9 @@ def test_every_aws_cli_line_names_a_real_operation_and_parameters(command):
         assert flags <= _AWSCLI_CUSTOM[service, op], command
         return
     model = botocore.session.get_session().get_service_model(service)
-    names = {re.sub(r"(?<!^)(?=[A-Z])", "-", n).lower(): n for n in model.operation_names}
+    # The AWS CLI's own naming: CamelCase (acronyms kept whole, KvsARN -> kvs-arn) to kebab-case.
+    names = {botocore.xform_name(n, "-"): n for n in model.operation_names}
     assert op in names, f"`{command}`: {service} has no operation {op}"
-    members = model.operation_model(names[op]).input_shape.members if model.operation_model(names[op]).input_shape else {}
-    params = {"--" + re.sub(r"(?<!^)(?=[A-Z])", "-", m).lower() for m in members}
+    shape = model.operation_model(names[op]).input_shape
+    params = {"--" + botocore.xform_name(m, "-") for m in (shape.members if shape else {})}
     assert flags <= params, f"`{command}`: unknown parameter(s) {flags - params}"
