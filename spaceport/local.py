@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spaceport import contract, gate, graph, progress
+from spaceport import contract, graph, progress
 from spaceport import plan as planlib
 from spaceport.display import Reporter
 from spaceport.errors import ConfigInvalid, InputInvalid, SpaceportError, StageFailed
@@ -55,7 +55,8 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     read_json,
     sha256,
 )
-from spaceport.summaries import SUMMARIES, GateResult, JobRecord, StageRecord, read_summary
+from spaceport.stage import StagePaths
+from spaceport.summaries import GateResult, JobRecord, StageRecord, read_summary
 
 
 def spaceport_program() -> list[str]:
@@ -88,7 +89,7 @@ class LocalRunner:
 
     def argv(self, spec: planlib.StageSpec) -> list[str]:
         """The stage's SageMaker argv, with ``spaceport`` mapped to :attr:`program`."""
-        argv = contract.stage_argv(spec.kind, graph.STAGE_IMAGE[spec.name], spec.arguments)
+        argv = contract.stage_argv(spec.kind, graph.stage_def(spec.name).image, spec.arguments)
         return [*self.program, *argv[1:]] if argv[0] == "spaceport" else argv
 
     # ---- markers ----
@@ -133,9 +134,8 @@ class LocalRunner:
         root = self.job.scratch(spec.name)
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        sm = "/opt/ml/"
         for ch in spec.inputs:
-            local = root / ch.path[len(sm):]
+            local = contract.under(root, ch.path)
             if ch.producer == graph.RECORD:
                 # The job record as it stands now (per-stage timings so far), where SageMaker puts
                 # the one-object input: processing/input/job/job.json.
@@ -152,11 +152,11 @@ class LocalRunner:
                                        f"Re-run without --from, or with --from an earlier stage than {spec.name}")
                 self._link(src, local)
         if spec.kind == "training":
-            write_json(root / "input" / "config" / "hyperparameters.json", dict(spec.hyperparameters))
+            write_json(contract.under(root, contract.HYPERPARAMETERS), dict(spec.hyperparameters))
             ckpt = self.job.out / "checkpoints"  # persistent: an interrupted training resumes from it
             ckpt.mkdir(parents=True, exist_ok=True)
-            self._link(ckpt, root / "checkpoints")
-        out_dir = root / spec.outputs[0].path[len(sm):]
+            self._link(ckpt, contract.under(root, contract.CHECKPOINTS))
+        out_dir = contract.under(root, spec.outputs[0].path)
         out_dir.mkdir(parents=True, exist_ok=True)
         return root, out_dir
 
@@ -221,8 +221,8 @@ class LocalRunner:
 
     def headline(self, spec: planlib.StageSpec, dest: Path) -> dict[str, Any]:
         """The headline numbers of the stage's summary (validated: a stale file is an error naming it)."""
-        name = graph.stage_def(spec.name).summary
-        return read_summary(SUMMARIES[name], dest / name).headline() if name else {}
+        sd = graph.stage_def(spec.name)
+        return read_summary(sd.summary, dest / sd.summary_file).headline() if sd.summary_file else {}
 
     def run_stage(self, spec: planlib.StageSpec) -> StageRecord:
         key = self.stage_key(spec)
@@ -262,14 +262,16 @@ class LocalRunner:
             shutil.rmtree(self.job.out / "checkpoints", ignore_errors=True)
         return run
 
-    def run_gate(self, spec: planlib.StageSpec) -> StageRecord:
+    def run_in_process(self, spec: planlib.StageSpec) -> StageRecord:
+        """The quality gate (no container): its stage's ``run`` here, on the local input folders."""
         start = time.perf_counter()
-        train = self.job.plan.stage("train")
-        targets = gate.QualityTargets(float(spec.thresholds["min_psnr"]), int(spec.thresholds["max_gaussians"]))
-        result = gate.check_file(self.output_dir(train) / "metrics.json", targets)
-        self.gate = result
-        return StageRecord(status="passed", seconds=round(time.perf_counter() - start, 3),
-                           numbers=result.model_dump())
+        sd = graph.stage_def(spec.name)
+        paths = StagePaths({ch.name: self.job.path_of(ch.uri) for ch in spec.inputs}, self.job.out)
+        result = sd.run(sd.resolve(self.job.plan.preset, spec.options), paths)
+        if isinstance(result, GateResult):
+            self.gate = result
+        return StageRecord(status="passed" if spec.kind == "gate" else "done",
+                           seconds=round(time.perf_counter() - start, 3), numbers=result.headline())
 
     # ---- the job ----
     def job_record(self, status: str, seconds: float | None = None, failed: str | None = None,
@@ -300,7 +302,7 @@ class LocalRunner:
             for spec in self.job.plan.stages:
                 current = spec.name
                 self.reporter.stage_start(spec.name)
-                self.records[spec.name] = self.run_gate(spec) if spec.kind == "gate" else self.run_stage(spec)
+                self.records[spec.name] = self.run_in_process(spec) if spec.kind == "gate" else self.run_stage(spec)
                 self.reporter.stage_end(spec.name, self.records[spec.name])
                 write_json(out / JobRecord.FILE,
                            self.job_record("RUNNING", time.perf_counter() - start).public())

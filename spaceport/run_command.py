@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from spaceport import graph
 from spaceport.config import parse_stage_options
-from spaceport.graph import STAGES
 
 
 @click.command("run")
@@ -15,7 +15,7 @@ from spaceport.graph import STAGES
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Job folder: request.json, sfm/, train/, compressed/, report/, job.json land here.")
 @click.option("--preset", default="default", show_default=True, help="fast (CPU demo), default or quality.")
-@click.option("--from", "from_stage", type=click.Choice(STAGES),
+@click.option("--from", "from_stage", type=click.Choice(graph.STAGES),
               help="Re-run from this stage even if its outputs are complete.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
               help="Override one stage option (repeatable), e.g. --set train.steps=500.")
