@@ -20,9 +20,11 @@ step is ~50 min), so it shares the GPU between processes (with CUDA MPS where ru
 * ``protocol``: the (capture, seed) triplets of plain/default/quality at 7k steps, in seeds-major
   order (seed 0 on every capture first, so a cut-off leaves whole seeds), at most ``--slots``
   processes at a time; the three methods of a triplet always start together, so they share the same
-  contention. A triplet starts only if the time the same capture's last triplet took fits before the
-  deadline (the first triplets of each capture always start); one that does not fit gives its turn
-  to the next one that does;
+  contention. Once the GPU is busy, more processes only share it thinner, so a few slots (two
+  triplets by default) finish cells sooner than many, and a cut-off loses fewer half-done runs. A
+  triplet starts only if its estimate fits before the deadline: the time the same capture's last
+  triplet took, else another capture's scaled by pixels per image (the first wave always starts);
+  one that does not fit gives its turn to the next one that does;
 * ``solo``: once the 7k queue is done, one triplet with nothing else on the GPU (the long runs are
   stopped first), one method after the other, for the loop-time and memory goals, if its estimate
   still fits.
@@ -68,6 +70,18 @@ def held_out_every(n_images: int) -> int:
 def count_images(scene: Path) -> int:
     """Images in the SfM output's images/ folder (the registered, undistorted ones)."""
     return sum(1 for p in (scene / "images").iterdir() if p.is_file())
+
+
+def image_pixels(scene: Path) -> int:
+    """Pixels of the capture's first image (a step renders one image: its cost follows this)."""
+    from PIL import Image
+
+    first = min(p for p in (scene / "images").iterdir() if p.is_file())
+    try:
+        with Image.open(first) as im:
+            return im.width * im.height
+    except OSError:  # not an image (argument tests): every capture costs the same
+        return 1
 
 
 # ----------------------------------------------------------------------------------------------- worker
@@ -244,6 +258,7 @@ class Scheduler:
         self.util: float | None = None
         self.captures = {name: Path(path) for name, path in a.captures}
         self.images = {name: count_images(p) for name, p in self.captures.items()}
+        self.pixels = {name: image_pixels(p) for name, p in self.captures.items()}
         self.triplets: list[list[Run]] = [
             [self._run(c, m, s, a.steps, "protocol") for m in a.methods]
             for s in a.seeds for c in self.captures]
@@ -319,6 +334,8 @@ class Scheduler:
                 self.wall[(run.capture, run.method)] = wall
         else:
             run.state = "stopped" if stopped else "failed"
+            if run.group == "protocol" and not stopped:  # a failed method must not hold up the estimates
+                self.wall.setdefault((run.capture, run.method), wall)
             log = self.logs / f"{run.id}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.is_file() else []
             errors = [line for line in tail if line.startswith(("error:", "fix:"))] or tail[-1:]
@@ -371,10 +388,17 @@ class Scheduler:
 
     # -- the schedule
     def estimate(self, triplet: list[Run]) -> float | None:
-        """Seconds the triplet will take: the slowest method of its capture's last finished triplet (None
-        until every method of that capture has finished once)."""
+        """Seconds the triplet will take: the slowest method of its capture's last finished triplet; before
+        that, another capture's, scaled by pixels per image; None before any triplet has finished."""
         known = [self.wall.get((r.capture, r.method)) for r in triplet]
-        return None if None in known else max(known)
+        if None not in known:
+            return max(known)
+        capture = triplet[0].capture
+        others = {c for c, _ in self.wall if all((c, r.method) in self.wall for r in triplet)}
+        if not others:
+            return None
+        return max(max(self.wall[(c, r.method)] for r in triplet) * self.pixels[capture] / self.pixels[c]
+                   for c in others)
 
     def admit(self) -> None:
         slots = self.a.slots - sum(1 for r, _ in self.running.values() if r.group == "protocol")
@@ -382,11 +406,11 @@ class Scheduler:
         for triplet in list(self.queue):
             if slots < len(triplet):
                 break
-            est = self.estimate(triplet)
             capture_busy = any(r.capture == triplet[0].capture and r.group == "protocol"
                                for r, _ in self.running.values())
-            if est is None and capture_busy:
+            if capture_busy and any((r.capture, r.method) not in self.wall for r in triplet):
                 continue  # wait for this capture's first triplet to say how long one takes
+            est = self.estimate(triplet)
             if est is not None and est * self.a.margin > left:
                 continue
             if est is None and left < self.a.min_start_s:
@@ -416,7 +440,7 @@ class Scheduler:
         if self.a.device != "cpu":
             threading.Thread(target=self._util_loop, args=(stop_util,), daemon=True).start()
         for run in self.long:
-            self.start(run, nice=5, low_priority=True)
+            self.start(run, nice=10, low_priority=True)
         solo_left, solo_go = list(self.solo), False
         try:
             while True:
@@ -473,7 +497,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=7000)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--slots", type=int, default=9, help="Protocol processes at a time (whole triplets)")
+    ap.add_argument("--slots", type=int, default=6, help="Protocol processes at a time (whole triplets)")
     ap.add_argument("--long-capture", default=None)
     ap.add_argument("--long-steps", type=int, default=30000)
     ap.add_argument("--long-methods", default="default,quality")

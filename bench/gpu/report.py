@@ -139,32 +139,53 @@ def train_job_cost(seconds_per_step_h200: float, steps: int, *, overhead_s: floa
             "billable_s": billable, "minutes": billable / 60, "cost_usd": stage_cost_usd(instance, billable)}
 
 
-def cost(rows: list[dict], factor: float) -> dict[str, Any] | None:
-    """The cost of a real job from the 30k-step runs (finished: their loop; stopped: the loop so far plus
-    the rest at the last 1000 steps' rate), else from the 7k runs of the largest capture."""
-    out: dict[str, Any] = {"factor": factor, "jobs": []}
+def _job(method: str, capture: str, steps: int, basis: str, sps: float, overhead: float, mem: float | None,
+         concurrency: float | None, factor: float) -> dict[str, Any]:
+    return {"method": method, "capture": capture, "steps": steps, "basis": basis, "concurrency_mean": concurrency,
+            "peak_cuda_memory_mb": mem, "fits_a10g": None if mem is None else mem / 1024 < A10G_MEMORY_GIB * 0.9,
+            "h200_seconds_per_step": sps,
+            **{f"x{f:g}": train_job_cost(sps, steps, overhead_s=overhead, factor=f) for f in sorted({2.0, factor, 4.0})}}
+
+
+def cost(rows: list[dict], factor: float, largest: str | None = None) -> dict[str, Any] | None:
+    """The cost of a real job. A real job is the `default` preset's 7k steps (``quality``: 30k): from the
+    solo runs of the largest capture where they finished, else its shared-GPU runs (an upper bound: the
+    GPU was shared); and the 30k-step runs (finished: their loop; stopped: the loop so far plus the rest
+    at the last 1000 steps' rate, also on a shared GPU)."""
+    jobs = []
+    for method in ("default", "quality"):
+        for group in ("solo", "protocol"):
+            done = [r for r in rows if r["group"] == group and r["capture"] == largest and r["method"] == method
+                    and r["state"] == "finished"]
+            if done:
+                sps = statistics.fmean(r["loop_s"] / r["steps"] for r in done)
+                overhead = statistics.fmean(r["total_s"] - r["loop_s"] for r in done)
+                mem = max(r.get("peak_cuda_memory_mb") or 0 for r in done) or None
+                conc = statistics.fmean(r.get("concurrency_mean") or 1 for r in done)
+                basis = (f"{len(done)} {'solo' if group == 'solo' else 'shared-GPU'} run(s) of "
+                         f"{done[0]['steps']} steps" + ("" if group == "solo" else f", {conc:.1f} processes: an upper bound"))
+                jobs.append(_job(method, largest, done[0]["steps"], basis, sps, overhead, mem, conc, factor))
+                break
     for r in rows:
         if r["group"] != "long" or r["method"] not in ("default", "quality"):
             continue
         if r["state"] == "finished":
-            sps, basis = r["loop_s"] / r["steps"], f"finished {r['steps']}-step run"
-            overhead = max(0.0, r["total_s"] - r["loop_s"])
-            mem = r.get("peak_cuda_memory_mb")
+            jobs.append(_job(r["method"], r["capture"], r["steps"], f"finished {r['steps']}-step run, shared GPU",
+                             r["loop_s"] / r["steps"], max(0.0, r["total_s"] - r["loop_s"]),
+                             r.get("peak_cuda_memory_mb"), r.get("concurrency_mean"), factor))
         elif r.get("loop_s_extrapolated"):
-            sps = r["loop_s_extrapolated"] / r["steps"]
             basis = (f"stopped at step {r['steps_reached']}: {r['seconds_per_step_mean']:.4f} s/step so far, "
-                     f"{r['seconds_per_step_recent']:.4f} over the last 1000, extrapolated to {r['steps']}")
-            overhead, mem = 30.0, r.get("peak_cuda_memory_mb_so_far")
-        else:
-            continue
-        job = {"method": r["method"], "capture": r["capture"], "basis": basis,
-               "concurrency_mean": r.get("concurrency_mean"), "peak_cuda_memory_mb": mem,
-               "fits_a10g": None if mem is None else mem / 1024 < A10G_MEMORY_GIB * 0.9,
-               "h200_seconds_per_step": sps,
-               **{f"x{f:g}": train_job_cost(sps, r["steps"], overhead_s=overhead, factor=f)
-                  for f in sorted({2.0, factor, 4.0})}}
-        out["jobs"].append(job)
-    return out if out["jobs"] else None
+                     f"{r['seconds_per_step_recent']:.4f} over the last 1000, extrapolated to {r['steps']}; "
+                     "shared GPU at low priority: an upper bound")
+            jobs.append(_job(r["method"], r["capture"], r["steps"], basis, r["loop_s_extrapolated"] / r["steps"],
+                             30.0, r.get("peak_cuda_memory_mb_so_far"), r.get("concurrency_mean"), factor))
+    return {"factor": factor, "largest_capture": largest, "jobs": jobs} if jobs else None
+
+
+def aws_row(job: dict[str, Any], factor: float) -> str:
+    """docs/aws.md's Train row for ``job`` at ``factor``."""
+    c = job[f"x{factor:g}"]
+    return f"| Train | {c['instance']} | ${c['price_per_hour_usd']:.3f} | {c['minutes']:.0f} min | ${c['cost_usd']:.2f} |"
 
 
 def _cell_line(c: dict[str, Any]) -> str:
@@ -210,14 +231,15 @@ def render_md(rows: list[dict], notes: dict, protocol: dict, factor: float) -> t
     env = next((r["env"] for r in rows if r.get("env")), {})
     proto, long_, solo = cells(rows, "protocol"), cells(rows, "long"), cells(rows, "solo")
     gl = goals(rows, list(caps), steps)
-    co = cost(rows, factor)
+    largest = max(caps, key=lambda c: caps[c]["images"]) if caps else None
+    co = cost(rows, factor, largest)
     lines = ["# GPU training benchmark: plain gsplat loop vs `default` vs `quality` (bench/gpu/run.sh)", ""]
     lines.append(f"Device: {env.get('gpu', 'no CUDA device')}"
                  + (f" ({env.get('gpu_memory_gib')} GiB, {env.get('sm_count')} SMs)" if env.get("gpu") else "")
                  + f"; torch {env.get('torch')}, CUDA {env.get('cuda')}, gsplat {env.get('gsplat')}, "
                    f"Python {env.get('python')}. Mode: {notes.get('mode', '?')}.")
     lines.append("")
-    for key in ("nvidia_driver", "nvcc", "cpu_cores", "gsplat_build", "gpu_tests", "oom", "mps"):
+    for key in ("nvidia_driver", "nvcc", "cpu_cores", "carry", "gsplat_build", "gpu_tests", "oom", "mps"):
         if key in notes:
             lines.append(f"- {key.replace('_', ' ')}: {notes[key]}")
     lines += ["", "Captures (every real capture with at least 8 images; images at their own size, the "
@@ -251,14 +273,19 @@ def render_md(rows: list[dict], notes: dict, protocol: dict, factor: float) -> t
                   f"H200 seconds per step times a stated factor ({factor:g}x; 2x and 4x beside it; not measured, "
                   f"see bench/gpu/report.py A10G_FACTOR), plus {SAGEMAKER_START_S:.0f} s of container start, at "
                   f"spaceport/aws/cost.py's price. Memory must stay under the A10G's {A10G_MEMORY_GIB:g} GiB.", "",
-                  "| method | capture | basis | H200 s/step | A10G minutes (2x / factor / 4x) | cost USD (2x / factor / 4x) "
-                  "| peak GPU MiB | fits 24 GiB |", "|---|---|---|---:|---|---|---:|---|"]
+                  "| method | capture | steps | basis | H200 s/step | A10G minutes (2x / factor / 4x) "
+                  "| cost USD (2x / factor / 4x) | peak GPU MiB | fits 24 GiB |", "|---|---|---:|---|---:|---|---|---:|---|"]
         for j in co["jobs"]:
             keys = [f"x{f:g}" for f in sorted({2.0, factor, 4.0})]
             minutes = " / ".join(f"{j[k]['minutes']:.1f}" for k in keys)
             usd = " / ".join(f"{j[k]['cost_usd']:.2f}" for k in keys)
-            lines.append(f"| {LABELS[j['method']]} | {j['capture']} | {j['basis']} | {j['h200_seconds_per_step']:.4f} "
-                         f"| {minutes} | {usd} | {j['peak_cuda_memory_mb']} | {j['fits_a10g']} |")
+            lines.append(f"| {LABELS[j['method']]} | {j['capture']} | {j['steps']} | {j['basis']} "
+                         f"| {j['h200_seconds_per_step']:.4f} | {minutes} | {usd} | {_num(j['peak_cuda_memory_mb'], '.0f')} "
+                         f"| {j['fits_a10g']} |")
+        real = next((j for j in co["jobs"] if j["method"] == "default" and j["steps"] < 30000), None)
+        if real:
+            lines += ["", f"docs/aws.md's Train row for a `default` job ({real['steps']} steps, {real['capture']}, "
+                          f"{real['basis']}, factor {factor:g}):", "", aws_row(real, factor)]
     skipped = [r for r in protocol.get("runs", []) if r.get("state") in ("skipped", "planned")]
     if skipped:
         lines += ["", f"Not run ({len(skipped)}): " + "; ".join(f"{r['id']} ({r.get('note') or r['state']})"

@@ -17,13 +17,14 @@
 #                                              # whl/*.whl, src/gsplat-*.tar.gz, sfm/<capture>/
 #   DRY_RUN=1 PYTHON=... bench/gpu/run.sh     # CPU rehearsal: no CUDA build, no MPS, tiny runs
 #
-# Knobs (environment): BUDGET_S (540: the script's own wall-clock budget; give the call ~20 s more),
-# STEPS (7000), SEEDS (0,1,2), SLOTS (9), CAPTURES (fountain-P11,herzjesu-P8,monstree),
+# Knobs (environment): BUDGET_S (555: the script's own budget; it ends ~30 s before it, so timeout_s 560 fits),
+# STEPS (7000), SEEDS (0,1,2), SLOTS (6), CAPTURES (monstree,fountain-P11,herzjesu-P8),
 # LONG_CAPTURE (monstree, '' for none), LONG_STEPS (30000), SOLO_CAPTURE (monstree, '' for none),
-# DOWNSCALE (1), MAX_JOBS (16), GSPLAT_VERSION (1.5.3), WHEELS (CARRY/whl).
+# DOWNSCALE (1), LOG_EVERY (100), OOM_CAPTURE (herzjesu-P8), OOM_DOWNSCALE (4), MAX_JOBS (16),
+# GSPLAT_VERSION (1.5.3), WHEELS (CARRY/whl). bench/gpu/prepare.py makes CARRY.
 set -u
 T0=$(date +%s)
-BUDGET_S=${BUDGET_S:-540}
+BUDGET_S=${BUDGET_S:-555}
 DEADLINE=$((T0 + BUDGET_S))
 DRY_RUN=${DRY_RUN:-0}
 CARRY=${CARRY:-.devcarry}
@@ -31,15 +32,15 @@ WHEELS=${WHEELS:-$CARRY/whl}
 OUT=${OUT:-$PWD/gpu-out}
 PY=${PYTHON:-python3}
 GSPLAT_VERSION=${GSPLAT_VERSION:-1.5.3}
-CAPTURES=${CAPTURES:-fountain-P11,herzjesu-P8,monstree}
+CAPTURES=${CAPTURES:-monstree,fountain-P11,herzjesu-P8}  # cheapest per step first: it finishes seeds soonest
 LONG_CAPTURE=${LONG_CAPTURE-monstree}
 SOLO_CAPTURE=${SOLO_CAPTURE-monstree}
-if [ "$DRY_RUN" = 1 ]; then
-  STEPS=${STEPS:-20}; LONG_STEPS=${LONG_STEPS:-60}; SLOTS=${SLOTS:-3}; DOWNSCALE=${DOWNSCALE:-8}; DEVICE=cpu
-  SEEDS=${SEEDS:-0,1}
+if [ "$DRY_RUN" = 1 ]; then  # sized for a busy 2-core machine: every path runs, nothing is measured
+  STEPS=${STEPS:-4}; LONG_STEPS=${LONG_STEPS:-100000}; SLOTS=${SLOTS:-3}; DOWNSCALE=${DOWNSCALE:-16}; DEVICE=cpu
+  SEEDS=${SEEDS:-0}; LOG_EVERY=${LOG_EVERY:-1}; OOM_DOWNSCALE=${OOM_DOWNSCALE:-16}
 else
-  STEPS=${STEPS:-7000}; LONG_STEPS=${LONG_STEPS:-30000}; SLOTS=${SLOTS:-9}; DOWNSCALE=${DOWNSCALE:-1}; DEVICE=cuda
-  SEEDS=${SEEDS:-0,1,2}
+  STEPS=${STEPS:-7000}; LONG_STEPS=${LONG_STEPS:-30000}; SLOTS=${SLOTS:-6}; DOWNSCALE=${DOWNSCALE:-1}; DEVICE=cuda
+  SEEDS=${SEEDS:-0,1,2}; LOG_EVERY=${LOG_EVERY:-100}; OOM_DOWNSCALE=${OOM_DOWNSCALE:-4}
 fi
 LOGS=${LOGS:-/tmp/gpu-bench-logs}
 SITE=${SITE:-/tmp/site}
@@ -64,9 +65,11 @@ finish() {
   echo "== preview of the table (t=$(elapsed) s)"
   "$PY" bench/gpu/report.py "$OUT" --md "$OUT/gpu.md" --json /dev/null && cat "$OUT/gpu.md"
   echo "== end (t=$(elapsed) s); files in OUT: $(ls "$OUT" | tr '\n' ' ')"
+  sleep 1  # let tee write the last lines into run.log
 }
 trap finish EXIT
 note mode "$([ "$DRY_RUN" = 1 ] && echo "CPU dry run" || echo device)"
+[ -f "$CARRY/manifest.json" ] && note carry "$(tr -d ' \n' <"$CARRY/manifest.json")"
 note budget_s "$BUDGET_S"
 
 echo "== device (t=$(elapsed) s)"
@@ -109,13 +112,13 @@ if [ "$DRY_RUN" != 1 ] && [ -f containers/train/build_gsplat.sh ] && [ -n "$SDIS
   fi
 fi
 if [ $BUILT = no ]; then
-  # no recipe (or it failed): a pure-Python wheel from the same sdist, and gsplat's JIT compile on first use
-  rm -rf "$GW" && mkdir -p "$GW"
-  BUILD_NO_CUDA=1 $PY -m pip wheel -q --no-index --no-deps --no-build-isolation "$SDIST" -w "$GW" >"$LOGS/build_jit.log" 2>&1 \
-    && $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" --upgrade "$GW"/gsplat-*.whl \
-    || { note gsplat_build "FAILED to install gsplat from $SDIST"; tail -n 20 "$LOGS/build_jit.log"; exit 3; }
+  # no recipe (or it failed): the sdist's pure-Python package as it is (no wheel build, so no dependence on
+  # the machine's setuptools), and gsplat's JIT compile of its csrc/ on first use
+  rm -rf /tmp/gsplat-src "$SITE"/gsplat "$SITE"/gsplat-*.dist-info && mkdir -p /tmp/gsplat-src \
+    && tar -xzf "$SDIST" -C /tmp/gsplat-src && cp -r /tmp/gsplat-src/gsplat-"$GSPLAT_VERSION"/gsplat "$SITE"/ \
+    || { note gsplat_build "FAILED to unpack gsplat from '$SDIST'"; exit 3; }
   if [ "$DRY_RUN" = 1 ]; then
-    note gsplat_build "CPU dry run: pure-Python gsplat from the sdist (the JIT fallback's install), no CUDA build"
+    note gsplat_build "CPU dry run: gsplat's Python package from the sdist (the JIT fallback's install), no CUDA build"
     BUILT=python
   else
     C0=$(date +%s)
@@ -123,7 +126,7 @@ if [ $BUILT = no ]; then
       "from gsplat.cuda._backend import _C; assert _C is not None, 'gsplat CUDA extension not built'" \
       >"$LOGS/build_jit.log" 2>&1
     RC=$?
-    note gsplat_build "JIT fallback (no recipe), TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=$MAX_JOBS: exit $RC after $(( $(date +%s) - C0 )) s"
+    note gsplat_build "JIT fallback (gsplat compiles itself on first use), TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=$MAX_JOBS: exit $RC after $(( $(date +%s) - C0 )) s"
     [ $RC -eq 0 ] || { tail -n 40 "$LOGS/build_jit.log"; exit 3; }
     BUILT=jit
   fi
@@ -148,7 +151,7 @@ echo "== out of memory on purpose (t=$(elapsed) s)"
 # so the count doubles until the card's memory runs out. The cap (2e9) is far beyond any memory.
 OOM_SCENE="$CARRY/sfm/${OOM_CAPTURE:-herzjesu-P8}"
 OOM_ARGS=(train "$OOM_SCENE" --out /tmp/oom-run --preset default --steps 400 --max-gaussians 2000000000
-          --grow-grad2d 1e-12 --refine-start 0 --refine-every 1 --downscale 2 --checkpoint-every 0 --log-every 1
+          --grow-grad2d 1e-12 --refine-start 0 --refine-every 1 --downscale "$OOM_DOWNSCALE" --checkpoint-every 0 --log-every 1
           --test-every 4 --device "$DEVICE")
 rm -rf /tmp/oom-run
 if [ "$DRY_RUN" = 1 ]; then  # a host out-of-memory under an address-space limit: the same error path
@@ -185,8 +188,10 @@ if [ "$DRY_RUN" != 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
   fi
   cp -r /tmp/mps-log "$LOGS/" 2>/dev/null
   echo "MPS: $MPS"
+elif [ "$DRY_RUN" = 1 ]; then
+  note mps "off (CPU dry run)"
 else
-  note mps "off (${DRY_RUN/1/CPU dry run}${DRY_RUN/0/nvidia-cuda-mps-control not found})"
+  note mps "off (nvidia-cuda-mps-control not found)"
 fi
 
 echo "== protocol (t=$(elapsed) s, $(left) s left)"
@@ -194,11 +199,13 @@ echo "== protocol (t=$(elapsed) s, $(left) s left)"
 PACKER=$!
 ARGS=()
 IFS=, read -r -a NAMES <<<"$CAPTURES"
-for c in "${NAMES[@]}"; do ARGS+=(--capture "$c=$CARRY/sfm/$c"); done
+for c in "${NAMES[@]}"; do  # a capture missing from the carry is noted, not fatal to the others
+  if [ -d "$CARRY/sfm/$c/images" ]; then ARGS+=(--capture "$c=$CARRY/sfm/$c"); else note "missing_$c" "no $CARRY/sfm/$c"; fi
+done
 [ -n "$LONG_CAPTURE" ] && ARGS+=(--long-capture "$LONG_CAPTURE" --long-steps "$LONG_STEPS")
 [ -n "$SOLO_CAPTURE" ] && ARGS+=(--solo-capture "$SOLO_CAPTURE")
 # the protocol stops its runs 25 s before the budget ends: the log packing and the preview still fit
 $PY bench/gpu/protocol.py "${ARGS[@]}" --out "$OUT" --logs "$LOGS/runs" --work /tmp/spaceport-protocol \
   --deadline $((DEADLINE - 25)) --steps "$STEPS" --seeds "$SEEDS" --slots "$SLOTS" --device "$DEVICE" \
-  --downscale "$DOWNSCALE"
+  --downscale "$DOWNSCALE" --log-every "$LOG_EVERY"
 echo "protocol exit $? (t=$(elapsed) s)"

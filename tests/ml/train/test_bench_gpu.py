@@ -94,7 +94,7 @@ def test_held_out_rule_and_arguments(tmp_path):
         protocol.parse_args(["--capture", f"s={small.parent}", "--out", str(tmp_path / "o")])
     (small / "7.jpg").write_bytes(b"")
     a = protocol.parse_args(["--capture", f"s={small.parent}", "--out", str(tmp_path / "o"), "--seeds", "0,2"])
-    assert a.seeds == [0, 2] and a.methods == ["reference", "default", "quality"] and a.slots == 9
+    assert a.seeds == [0, 2] and a.methods == ["reference", "default", "quality"] and a.slots == 6
     assert a.captures == [("s", str(small.parent))] and a.logs == tmp_path / "o" / "logs"
     for bad in (["--slots", "2"], ["--methods", "mcmc"], ["--seeds", "x"]):
         with pytest.raises(SystemExit):
@@ -132,13 +132,16 @@ def test_stopped_run_reports_how_far_it_got(tmp_path):
 
 
 def _scheduler(tmp_path, monkeypatch, captures=("a", "b"), seeds="0,1", slots=6, deadline_in=1000.0):
+    """A scheduler whose runs only pretend to start; capture b has twice a's pixels per image."""
     import time
+
+    from PIL import Image
 
     args = []
     for name in captures:
         (tmp_path / name / "images").mkdir(parents=True)
         for i in range(20 if name == "a" else 10):
-            (tmp_path / name / "images" / f"{i}.jpg").write_bytes(b"")
+            Image.new("RGB", (32, 16 if name == "a" else 32)).save(tmp_path / name / "images" / f"{i:02d}.jpg")
         args += ["--capture", f"{name}={tmp_path / name}"]
     a = protocol.parse_args([*args, "--out", str(tmp_path / "out"), "--seeds", seeds, "--slots", str(slots),
                              "--deadline", str(time.time() + deadline_in)])
@@ -166,6 +169,19 @@ def test_schedule_starts_each_capture_once_then_fits_triplets_by_estimate(tmp_pa
     sched.admit()
     assert started[6:] == [f"protocol-a-{m}-s1-7000" for m in ("reference", "default", "quality")]
     assert [(t[0].capture, t[0].seed) for t in sched.queue] == [("b", 1)]  # does not fit: left in the queue
+
+
+def test_estimate_scales_another_captures_time_by_pixels(tmp_path, monkeypatch):
+    sched, started = _scheduler(tmp_path, monkeypatch, slots=3)  # one triplet at a time
+    sched.admit()
+    assert len(started) == 3 and sched.estimate(sched.queue[0]) is None  # b: nothing has finished yet
+    sched.running.clear()
+    sched.wall.update({("a", "reference"): 100.0, ("a", "default"): 80.0, ("a", "quality"): 90.0})
+    assert [(t[0].capture, t[0].seed) for t in sched.queue][:1] == [("b", 0)]
+    assert sched.estimate(sched.queue[0]) == pytest.approx(200.0)  # a's slowest, twice the pixels
+    sched.deadline = __import__("time").time() + 150  # b's 200 s no longer fit; a's seed 1 (100 s) does
+    sched.admit()
+    assert started[3:] == [f"protocol-a-{m}-s1-7000" for m in ("reference", "default", "quality")]
 
 
 def test_schedule_waits_for_a_captures_first_triplet_before_its_next(tmp_path, monkeypatch):
@@ -288,10 +304,17 @@ def test_report_renders_stopped_long_runs_and_cost(tmp_path):
     assert "| m | `quality` (MCMC) | finished | 30000 | 26.00 |" in md
     assert "protocol-m-quality-s0-7000 (would not finish)" in md
     data = json.loads((tmp_path / "g.json").read_text())
-    jobs = {j["method"]: j for j in data["cost"]["jobs"]}
-    assert jobs["quality"]["h200_seconds_per_step"] == pytest.approx(0.02) and jobs["quality"]["fits_a10g"]
-    assert jobs["default"]["h200_seconds_per_step"] == pytest.approx(1080.0 / 30000)
-    assert jobs["quality"]["x2.5"]["loop_s"] == pytest.approx(0.02 * 2.5 * 30000)
+    jobs = {(j["method"], j["steps"]): j for j in data["cost"]["jobs"]}
+    assert data["cost"]["largest_capture"] == "m" and len(jobs) == 3
+    assert jobs[("quality", 30000)]["h200_seconds_per_step"] == pytest.approx(0.02)
+    assert jobs[("quality", 30000)]["fits_a10g"]
+    assert jobs[("default", 30000)]["h200_seconds_per_step"] == pytest.approx(1080.0 / 30000)
+    assert jobs[("quality", 30000)]["x2.5"]["loop_s"] == pytest.approx(0.02 * 2.5 * 30000)
+    real = jobs[("default", 7000)]  # the real job: `default`, 7k steps, from the shared-GPU run
+    assert real["h200_seconds_per_step"] == pytest.approx(70.0 / 7000) and "upper bound" in real["basis"]
+    c = real["x2.5"]
+    assert c["billable_s"] == pytest.approx(70.0 * 2.5 + 10.0 * 2.5 + report.SAGEMAKER_START_S)
+    assert f"| Train | ml.g5.2xlarge | $1.515 | {c['minutes']:.0f} min | ${c['cost_usd']:.2f} |" in md
 
 
 # -------------------------------------------------------------------------------------- carry and OOM run
