@@ -321,7 +321,7 @@ class Scheduler:
         self.running[run.id] = (run, proc)
         print(f"protocol: start {run.id} (test_every={run.test_every}, {len(self.running)} running)", flush=True)
 
-    def collect(self, run: Run, rc: int | None, stopped: bool = False) -> None:
+    def collect(self, run: Run, rc: int | None, stopped: str = "") -> None:
         run.ended = time.time()
         base = self.work / run.id
         result = base / "result.json"
@@ -339,7 +339,7 @@ class Scheduler:
             log = self.logs / f"{run.id}.log"
             tail = log.read_text(errors="replace").strip().splitlines()[-3:] if log.is_file() else []
             errors = [line for line in tail if line.startswith(("error:", "fix:"))] or tail[-1:]
-            run.note = (f"stopped at the deadline after {wall:.0f} s" if stopped
+            run.note = (f"stopped {stopped} after {wall:.0f} s" if stopped
                         else f"exit {rc}: " + " | ".join(errors)[:300])
             row = {"wall_s": wall, **partial_row(read_progress(log), run.steps)}
             status = base / "status.json"
@@ -355,7 +355,7 @@ class Scheduler:
                 del self.running[rid]
                 self.collect(run, rc)
 
-    def stop(self, runs: list[Run]) -> None:
+    def stop(self, runs: list[Run], why: str = "at the deadline") -> None:
         procs = [(r, p) for r, p in self.running.values() if r in runs]
         for _, p in procs:
             p.send_signal(signal.SIGTERM)
@@ -368,7 +368,7 @@ class Scheduler:
                 p.wait()
         for r, p in procs:
             del self.running[r.id]
-            self.collect(r, p.returncode, stopped=True)
+            self.collect(r, p.returncode, stopped=why)
 
     def sample(self) -> None:
         n = len(self.running)
@@ -461,7 +461,7 @@ class Scheduler:
                         est, left = self.solo_estimate(), self.deadline - time.time()
                         if est is not None and est < left:
                             solo_go = True
-                            self.stop(self.long)  # solo means nothing else on the GPU
+                            self.stop(self.long, "to leave the GPU to the solo runs")
                         else:
                             for r in solo_left:
                                 r.state = "skipped"

@@ -239,7 +239,8 @@ def render_md(rows: list[dict], notes: dict, protocol: dict, factor: float) -> t
                  + f"; torch {env.get('torch')}, CUDA {env.get('cuda')}, gsplat {env.get('gsplat')}, "
                    f"Python {env.get('python')}. Mode: {notes.get('mode', '?')}.")
     lines.append("")
-    for key in ("nvidia_driver", "nvcc", "cpu_cores", "carry", "gsplat_build", "gpu_tests", "oom", "mps"):
+    for key in ("nvidia_driver", "nvcc", "cpu_cores", "carry", "gsplat_recipe", "gsplat_build", "gpu_tests",
+                "oom", "mps"):
         if key in notes:
             lines.append(f"- {key.replace('_', ' ')}: {notes[key]}")
     lines += ["", "Captures (every real capture with at least 8 images; images at their own size, the "

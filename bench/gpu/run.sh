@@ -21,7 +21,9 @@
 # STEPS (7000), SEEDS (0,1,2), SLOTS (6), CAPTURES (monstree,fountain-P11,herzjesu-P8),
 # LONG_CAPTURE (monstree, '' for none), LONG_STEPS (30000), SOLO_CAPTURE (monstree, '' for none),
 # DOWNSCALE (1), LOG_EVERY (100), OOM_CAPTURE (herzjesu-P8), OOM_DOWNSCALE (4), MAX_JOBS (16),
-# GSPLAT_VERSION (1.5.3), WHEELS (CARRY/whl). bench/gpu/prepare.py makes CARRY.
+# GSPLAT_VERSION (1.5.3), WHEELS (CARRY/whl), METHODS (reference,default,quality), TRY_RECIPE (1: run the
+# recipe in a dry run too, where it fails for want of nvcc and the fallback is exercised).
+# bench/gpu/prepare.py makes CARRY.
 set -u
 T0=$(date +%s)
 BUDGET_S=${BUDGET_S:-555}
@@ -48,6 +50,7 @@ rm -rf "$LOGS" && mkdir -p "$OUT" "$LOGS"
 exec > >(tee "$OUT/run.log") 2>&1  # the whole log comes back even if the call is cut off
 export PYTHONUNBUFFERED=1 MAX_JOBS=${MAX_JOBS:-16}
 export PATH="$(dirname "$($PY -c 'import sys; print(sys.executable)')"):$PATH"  # the interpreter's ninja
+[ -d /usr/local/cuda/bin ] && export PATH="$PATH:/usr/local/cuda/bin"  # cuobjdump for the recipe's arch check
 elapsed() { echo $(( $(date +%s) - T0 )); }
 left() { echo $(( DEADLINE - $(date +%s) )); }
 note() {  # note KEY VALUE: one fact into notes.json (read by bench/gpu/report.py)
@@ -96,9 +99,9 @@ GW=/tmp/gsplat-wheel
 rm -rf "$GW" && mkdir -p "$GW"
 C0=$(date +%s)
 BUILT=no
-if [ "$DRY_RUN" != 1 ] && [ -f containers/train/build_gsplat.sh ] && [ -n "$SDIST" ]; then
-  # the train image's recipe, for this GPU only
-  GSPLAT_VERSION=$GSPLAT_VERSION TORCH_CUDA_ARCH_LIST=9.0 WHEEL_DIR=$GW GSPLAT_SOURCE=$SDIST PYTHON=$PY \
+if { [ "$DRY_RUN" != 1 ] || [ "${TRY_RECIPE:-0}" = 1 ]; } && [ -f containers/train/build_gsplat.sh ] && [ -n "$SDIST" ]; then
+  # the train image's recipe, for this GPU only (PIP_NO_INDEX: no network there, so pip must not try one)
+  PIP_NO_INDEX=1 GSPLAT_VERSION=$GSPLAT_VERSION TORCH_CUDA_ARCH_LIST=9.0 WHEEL_DIR=$GW GSPLAT_SOURCE=$SDIST PYTHON=$PY \
     timeout 300 bash containers/train/build_gsplat.sh >"$LOGS/build.log" 2>&1
   RC=$?
   tail -n 4 "$LOGS/build.log"
@@ -106,9 +109,10 @@ if [ "$DRY_RUN" != 1 ] && [ -f containers/train/build_gsplat.sh ] && [ -n "$SDIS
   if [ $RC -eq 0 ] && [ -n "$WHEEL" ] && $PY -m pip install -q --no-index --no-deps --no-compile --target "$SITE" \
       --upgrade "$WHEEL" && $PY -c "import torch; from gsplat import csrc; print('gsplat AOT extension', csrc.__file__)"; then
     BUILT=recipe
+    note gsplat_recipe "passed"
     note gsplat_build "containers/train/build_gsplat.sh, TORCH_CUDA_ARCH_LIST=9.0, MAX_JOBS=$MAX_JOBS: $(( $(date +%s) - C0 )) s ($(grep -o 'compiled in [0-9]* s; largest process peaked at [0-9.]* GiB' "$LOGS/build.log"))"
   else
-    note gsplat_build "recipe FAILED (exit $RC) after $(( $(date +%s) - C0 )) s: $(tail -n 1 "$LOGS/build.log")"
+    note gsplat_recipe "FAILED (exit $RC) after $(( $(date +%s) - C0 )) s: $(tail -n 1 "$LOGS/build.log")"
   fi
 fi
 if [ $BUILT = no ]; then
@@ -137,7 +141,8 @@ $PY -c "import gsplat; print('gsplat', gsplat.__version__, gsplat.__file__)"
 echo "== GPU-marked tests (t=$(elapsed) s)"
 mapfile -t GPU_TESTS < <(grep -rlE --include='test_*.py' 'mark\.gpu' tests | sort)
 echo "files: ${GPU_TESTS[*]}"
-timeout 150 $PY -m pytest -q -p no:cacheprovider -m gpu -rA "${GPU_TESTS[@]}" >"$LOGS/tests.log" 2>&1
+timeout 150 $PY -m pytest -q -p no:cacheprovider --continue-on-collection-errors -m gpu -rA "${GPU_TESTS[@]}" \
+  >"$LOGS/tests.log" 2>&1
 RC=$?
 grep -E "^(PASSED|FAILED|ERROR|SKIPPED)" "$LOGS/tests.log"
 SUMMARY=$(grep -E "[0-9]+ (passed|failed|errors?|skipped|deselected)" "$LOGS/tests.log" | tail -n 1 | tr -d '=' | sed 's/^ *//; s/ *$//')
@@ -176,7 +181,7 @@ if [ "$DRY_RUN" != 1 ] && command -v nvidia-cuda-mps-control >/dev/null; then
   echo "== CUDA MPS (t=$(elapsed) s)"
   export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
   mkdir -p "$CUDA_MPS_PIPE_DIRECTORY" "$CUDA_MPS_LOG_DIRECTORY"
-  if nvidia-cuda-mps-control -d >"$LOGS/mps.log" 2>&1 && timeout 60 $PY -c \
+  if nvidia-cuda-mps-control -d >"$LOGS/mps.log" 2>&1 && timeout 30 $PY -c \
       "import torch; x = torch.ones(1 << 20, device='cuda'); assert float(x.sum()) == 1 << 20" >>"$LOGS/mps.log" 2>&1 \
       && echo get_server_list | nvidia-cuda-mps-control | grep -q '[0-9]'; then
     MPS=on
@@ -207,5 +212,5 @@ done
 # the protocol stops its runs 25 s before the budget ends: the log packing and the preview still fit
 $PY bench/gpu/protocol.py "${ARGS[@]}" --out "$OUT" --logs "$LOGS/runs" --work /tmp/spaceport-protocol \
   --deadline $((DEADLINE - 25)) --steps "$STEPS" --seeds "$SEEDS" --slots "$SLOTS" --device "$DEVICE" \
-  --downscale "$DOWNSCALE" --log-every "$LOG_EVERY"
+  --downscale "$DOWNSCALE" --log-every "$LOG_EVERY" --methods "${METHODS:-reference,default,quality}"
 echo "protocol exit $? (t=$(elapsed) s)"
