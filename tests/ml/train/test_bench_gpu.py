@@ -209,10 +209,14 @@ def test_solo_estimate_divides_by_the_concurrency_it_ran_under(tmp_path, monkeyp
 def test_protocol_on_cpu_writes_rows_as_runs_end(scene, tmp_path):
     """Two tiny captures, one seed, the plain loop and `default` in parallel, a long run stopped at the
     deadline: every row lands in runs.jsonl with its concurrency, and the report renders them."""
+    import shutil
     import time
 
+    cap = tmp_path / "one"  # an SfM output's layout: sparse/0 beside images/
+    shutil.copytree(scene / "images", cap / "images")
+    shutil.copytree(scene / "gt" / "sparse" / "0", cap / "sparse" / "0")
     out = tmp_path / "out"
-    rc = protocol.main(["--capture", f"one={scene}", "--out", str(out), "--work", str(tmp_path / "w"),
+    rc = protocol.main(["--capture", f"one={cap}", "--out", str(out), "--work", str(tmp_path / "w"),
                         "--steps", "3", "--seeds", "0", "--methods", "reference,default", "--slots", "2",
                         "--device", "cpu", "--downscale", "4", "--log-every", "1", "--long-capture", "one",
                         "--long-steps", "100000", "--long-methods", "default", "--poll-s", "0.2",
