@@ -103,6 +103,8 @@ class Trainer:
     """One training run. The constructor is the setup; then resume, fit, evaluate, export."""
 
     def __init__(self, input_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None) -> None:
+        """Setup, in the order the seeded random draws happen: device and seeds, the views, the initial
+        Gaussians, their optimisers, gsplat's strategy and its state, the image-order generator."""
         self.cfg = cfg
         self.t_start = time.perf_counter()
         self.timings: dict[str, float] = {}
