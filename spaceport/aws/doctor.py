@@ -231,8 +231,10 @@ def _image_ref(uri: str) -> tuple[str, dict[str, str]]:
 def _images(ctx: _Context) -> list[Check]:
     if ctx.plan is None:
         return [Check("Stage images", "skip", "no deployed stack to read the images from")]
-    fix = (f"aws codebuild start-build --project-name {ctx.outputs.get('BuildProjectName', '<BuildProjectName>')}"
-           " builds and pushes them (docs/aws.md, Images)")
+    build = (f"aws codebuild start-build --project-name {ctx.outputs.get('BuildProjectName', '<BuildProjectName>')}"
+             " builds and pushes them (docs/aws.md, Images)")
+    # A stack that runs images by digest builds them at deploy time: a redeploy builds what is missing.
+    rebuild = "npx cdk deploy builds the images the stack runs (docs/aws.md, Images); a failed build names its log"
     ecr, checks, seen = ctx.client("ecr"), [], {}
     for stage in JOB_KINDS:
         uri = ctx.plan.resources(stage).image
@@ -243,6 +245,7 @@ def _images(ctx: _Context) -> list[Check]:
             checks.append(Check(label, "fail", "the stack names no image", "Redeploy with `cdk deploy`"))
             continue
         repo, image_id = _image_ref(uri)
+        fix = rebuild if "imageDigest" in image_id else build
         try:
             found = ecr.describe_images(repositoryName=repo, imageIds=[image_id])["imageDetails"]
         except ClientError as exc:

@@ -216,7 +216,8 @@ def test_images_the_stack_runs_by_digest_are_found_by_that_digest(account):
     ecr = boto3.client("ecr", region_name=REGION)
     digest = checks["Image for train"].detail.split("@", 1)[1].split()[0]
     ecr.batch_delete_image(repositoryName="spaceport-train", imageIds=[{"imageDigest": digest}])
-    assert _by_name(account.run())["Image for train"].status == "fail"
+    missing = _by_name(account.run())["Image for train"]
+    assert missing.status == "fail" and missing.fix.startswith("npx cdk deploy builds the images")
 
 
 def test_a_codebuild_quota_with_no_applied_value_is_a_warning_with_the_fix(account):
