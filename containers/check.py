@@ -51,11 +51,11 @@ TORCH_SPEC = os.environ.get("TORCH_SPEC", "torch==2.13.0")
 TORCH_WHEELS = "/torch-wheels"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 #: The capture the chain runs on, and what it must give. Floor: held-out PSNR of the fast preset on
-#: the CPU, in dB (measured 19.04 dB in the image on herzjesu-P8, bench/results/images.md; a broken
-#: trainer gives ~13 dB on the demo scene).
+#: the CPU, in dB (measured 19.04 and 18.63 dB in the image on herzjesu-P8 in two runs,
+#: bench/results/images.md; a broken trainer gives ~13 dB on the demo scene).
 CAPTURES = ROOT / "captures"
 CAPTURE = ("herzjesu-P8", "images")
-MIN_PSNR = 17.0
+MIN_PSNR = 16.0
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 

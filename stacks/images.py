@@ -100,6 +100,13 @@ class Images(Construct):
                                         removal_policy=RemovalPolicy.DESTROY))),
         )
         self.source.grant_read(self.project)
+        # CDK's asset grant reads with s3:List* on the whole bootstrap bucket (every CDK asset of the
+        # account); listing is denied outside this source's own key. The build has no access to the
+        # data bucket at all (uploads, results, the link secret).
+        self.project.add_to_role_policy(iam.PolicyStatement(
+            effect=iam.Effect.DENY, actions=["s3:ListBucket", "s3:ListBucketVersions"],
+            resources=[self.source.bucket.bucket_arn],
+            conditions={"StringNotLike": {"s3:prefix": [self.source.s3_object_key]}}))
         for repo in self.repositories.values():
             repo.grant_pull_push(self.project)
         # Authenticated ECR Public pulls of the base images (these two actions take no resource).

@@ -101,3 +101,15 @@ def test_build_functions_may_only_start_and_read_this_project_and_read_these_rep
         (ecr,) = [s for s in statements if "ecr:DescribeImages" in s["Action"]]
         assert sorted(ecr["Action"]) == ["ecr:DescribeImages", "ecr:DescribeRepositories"]
         assert sorted(map(json.dumps, ecr["Resource"])) == sorted(map(json.dumps, repos))
+
+
+def test_the_build_reads_only_its_source_asset_and_lists_nothing_else(synth):
+    images = synth.stack.images
+    role = synth.logical_id(images.project.role)
+    data_arn = json.dumps({"Fn::GetAtt": [synth.logical_id(synth.stack.storage.data), "Arn"]})
+    statements = [s for p in synth.resources("AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": role}]
+                  for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    assert data_arn not in json.dumps(statements)  # no uploads, results or link secret
+    (fence,) = [s for s in statements if s["Effect"] == "Deny"]
+    assert fence["Action"] == ["s3:ListBucket", "s3:ListBucketVersions"]
+    assert fence["Condition"] == {"StringNotLike": {"s3:prefix": [images.source.s3_object_key]}}
