@@ -56,6 +56,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 CAPTURES = ROOT / "captures"
 CAPTURE = ("herzjesu-P8", "images")
 MIN_PSNR = 16.0
+#: The images' size goal, MB (the train image's, the largest).
+MAX_IMAGE_MB = 8000
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 ENV = {**os.environ, "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot"}
 
@@ -316,8 +318,13 @@ def main(argv: list[str] | None = None) -> None:
     for name, seconds in PHASES:
         print(f"| {name} | {seconds:.0f} |")
     print(f"| total | {time.monotonic() - total:.0f} |")
+    print("train with its CUDA torch (cu118) instead of the CPU stand-in: ~6.2 GB, an estimate from the wheel "
+          "sizes (bench/train_image_size.py, bench/results/images.md); goal <= 8 GB")
     for stage, result in results.items():
         print(f"{stage}: {result}")
+    too_big = {image: mb for image, mb in sizes.items() if mb > MAX_IMAGE_MB}
+    if too_big:
+        raise SystemExit(f"images-check: images over {MAX_IMAGE_MB} MB: {too_big}")
     log(f"passed (load now {' '.join(f'{x:.2f}' for x in os.getloadavg())})")
 
 

@@ -280,3 +280,23 @@ def test_dockerignore_sends_only_what_the_images_install():
     assert _ignored("captures/monstree/monstree_portrait.mp4") and _ignored("bench/results/e2e.md")  # 20 MB of test data
     assert not _ignored("spaceport/plan.py") and not _ignored("containers/train/smoke.py")
     assert _ignored("containers/train/Dockerfile") and _ignored("spaceport/__pycache__/plan.cpython-311.pyc")
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_every_images_check_swap_is_a_declared_build_arg_named_in_the_dockerfile_and_docs(image):
+    """`make images-check` swaps layers only through the Dockerfiles' build args: a renamed ARG must
+    not silently stop a swap (buildah would build the real layer, or warn and go on)."""
+    spec = importlib.util.spec_from_file_location("images_check", ROOT / "containers" / "check.py")
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+    swaps = check.build_args(image, "2.13.0+cpu")[1::2]
+    declared = {a.split("=")[0] for _s, n, a in instructions(image) if n == "ARG"}
+    text = (ROOT / "containers" / image / "Dockerfile").read_text()
+    docs = (ROOT / "docs" / "aws.md").read_text()
+    assert swaps
+    for swap in swaps:
+        name = swap.split("=")[0]
+        assert name in declared, (image, name)
+        comments = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+        assert name in comments and "images-check" in comments, (image, name)  # the header names the swap
+        assert f"`{name}`" in docs, name
