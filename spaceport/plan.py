@@ -7,7 +7,7 @@ Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same pla
 - the local runner (``spaceport run``) builds the plan with a ``file://`` root and runs each
   stage entrypoint with the same arguments, mapping each URI to a folder.
 
-The layout under the root is (DESIGN.md)::
+The layout under the root is::
 
     jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)

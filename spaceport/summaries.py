@@ -15,8 +15,8 @@ stage's own test instead of silently vanishing from the report. To add a field, 
 ``validation`` section) and write it in the stage. Headline numbers that the display, the job
 record and the notification show come from each model's :meth:`headline`, the one list of them.
 
-Pydantic only (no numpy, torch or boto3): the Lambdas bundle this module. It is a little over
-400 lines on purpose: declarations only, so every field of every summary has its one home here.
+Pydantic only (no numpy, torch or boto3): the Lambdas bundle this module. It is long on purpose:
+declarations only, so every field of every summary has its one home here.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from spaceport.summaries import SfmSummary, write_summary
 def choose(media: Literal["images", "video"], images: int, config: SfmConfig) -> tuple[str, str]:
     """The (matcher, mapper) that ``auto`` picks for ``images`` photos or video frames (``media``, as ingested).
 
-    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, issue 11):
+    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, bench/results/sfm_collapse.md):
 
     - Mapper: on the laser-scanned fountain-P11 and herzjesu-P8 the two mappers were equally
       accurate (median centre error 6.0 vs 6.2 mm and 8.0 vs 7.7 mm; 2.8-3.9 mm for both with the

@@ -1,7 +1,7 @@
 """Is a reconstruction usable? Checks that catch a degenerate or collapsed model without ground truth.
 
 A mapper can return a model with every image registered and a sub-pixel reprojection error
-whose camera path has collapsed (issue 11: the global mapper put a 50-frame phone capture's
+whose camera path has collapsed (the global mapper once put a 50-frame phone capture's
 cameras at ~6% of their true steps, reprojection error 0.85 px). Such a model is consistent only
 because its points sit far from cameras that barely move, or because the mapper dropped the
 matches that contradict it. So the checks look at what a collapse cannot hide:
