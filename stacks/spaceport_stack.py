@@ -117,5 +117,7 @@ class SpaceportStack(Stack):
             "ResultsDomain": self.results.domain_name,
             "LinkKeyValueStoreArn": self.results.store.key_value_store_arn,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
+            # What to run next: checks everything a first job needs (spaceport/aws/doctor.py).
+            "Preflight": f"spaceport aws doctor --stack {self.stack_name} --region {self.region}",
         }.items():
             CfnOutput(self, name, value=value)

@@ -51,7 +51,7 @@ class Storage(Construct):
         )
         self.data = s3.Bucket(
             self, "Data", **common,
-            # Versioned: a re-upload to the same key is a new version, hence a new job id.
+            # Versioned: a job stages the exact version of the object that triggered it.
             versioned=True,
             # Object events go to EventBridge, where the upload rule matches the uploads/ prefix in
             # any letter case (spaceport.aws.uploads decides what each object starts).

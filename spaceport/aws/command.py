@@ -23,7 +23,7 @@ def _session(region: str | None):
 @click.option("--email", help="Where to send the result (stored as x-amz-meta-email).")
 @click.option("--preset", type=click.Choice(["fast", "default", "quality"]), help="Stage option preset.")
 @click.option("--option", "options", multiple=True, metavar="STAGE.NAME=VALUE",
-              help="Per-stage option override, e.g. train.max_steps=7000 (repeatable).")
+              help="Per-stage option override, e.g. train.steps=7000 (repeatable; `spaceport train --help` lists them).")
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 def submit(path: Path, email: str | None, preset: str | None, options: tuple[str, ...], stack: str,
@@ -35,7 +35,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
     out = jobs.submit(path, s3=session.client("s3"), deployment=deployment, email=email, preset=preset,
-                      options=parse_stage_options(list(options), flag="--option"))
+                      options=parse_stage_options(list(options), flag="--option"), dynamodb=session.client("dynamodb"))
     click.echo(f"uploaded {out['uri']}")
     click.echo(out["what"])
     click.echo(f"job {out['job_id']}")
@@ -80,3 +80,28 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
                                 "writes it)") from exc
         record["links_expire"] = links.expiry_text(expires)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))
+
+
+@click.group("aws")
+def aws_group() -> None:
+    """Check and operate the deployed AWS stack."""
+
+
+@aws_group.command("doctor")
+@click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
+@click.option("--region", help="AWS region (default: your AWS configuration).")
+@click.option("--recipient", metavar="EMAIL", help="Also check that this address can receive job emails "
+              "(matters while SES is in the sandbox).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor_command(stack: str, region: str | None, recipient: str | None, as_json: bool) -> None:
+    """Check everything a first job needs in this account and region: CDK bootstrap, the stack, the
+    SES sender and sandbox, SageMaker and CodeBuild quotas, the stage images, SNS subscriptions.
+    One line per check with its fix; exits 1 when a first job would fail."""
+    from spaceport.aws import doctor
+
+    session = _session(region)
+    checks = doctor.run(session.client, stack_name=stack, region=session.region_name or "(no region)",
+                        recipient=recipient)
+    click.echo(json.dumps(doctor.as_json(checks), indent=2) if as_json else doctor.report(checks))
+    if doctor.first_job_would_fail(checks):
+        raise click.exceptions.Exit(1)

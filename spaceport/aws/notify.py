@@ -55,6 +55,12 @@ def stage_logs(record: JobRecord, region: str | None) -> tuple[str, str, str | N
     return group, job_name, url
 
 
+def execution_url(execution_arn: str) -> str:
+    """The Step Functions console page of an execution (its event history holds every error in full)."""
+    region = execution_arn.split(":")[3]
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
 def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None = None,
             links_error: str | None = None, region: str | None = None) -> tuple[str, str]:
     """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED).
@@ -111,7 +117,11 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None 
         f"Error: {error}. Job id: {job_id}",
     ]
     logs = stage_logs(record, region)
-    if logs:
+    if failure and failure.details.get("at") == "create":
+        # SageMaker refused to create the job: it has no logs; the execution's history has the request.
+        lines.append("Logs: the job was never created, so it has no log; the workflow's history has the full error"
+                     + (f": {execution_url(record.execution_arn)}" if record.execution_arn else "."))
+    elif logs:
         group, job_name, url = logs
         lines.append(f"Logs: CloudWatch log group {group}, log streams starting with {job_name}"
                      + (f": {url}" if url else ""))

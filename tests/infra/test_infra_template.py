@@ -290,3 +290,17 @@ def test_cdk_json_documents_every_setting():
     keys = set(context()["spaceport"])
     fields = {f.name for f in dataclasses.fields(DeploySettings)} - {"account", "region"}
     assert keys == fields
+
+
+def test_deploy_outputs_point_at_the_preflight(synth):
+    """`cdk deploy` prints the outputs: the last one says what to run next, and that command's
+    options exist (the CLI test in tests/lambdas runs it against a moto account)."""
+    preflight = synth.template["Outputs"]["Preflight"]["Value"]
+    parts = preflight["Fn::Join"][1]
+    assert parts[0] == "spaceport aws doctor --stack Spaceport --region " and parts[1] == {"Ref": "AWS::Region"}
+    from click.testing import CliRunner
+
+    from spaceport.aws.command import aws_group
+
+    help_text = CliRunner().invoke(aws_group, ["doctor", "--help"]).output
+    assert "--stack" in help_text and "--region" in help_text

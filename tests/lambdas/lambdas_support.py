@@ -166,6 +166,51 @@ class LambdaError(Exception):
         self.error_type = error_type
 
 
+class SageMakerError(LambdaError):
+    """Raised by the fake SageMaker to fail its task exactly as the ``.sync`` integration does: the
+    Step Functions error ``name`` (``States.TaskFailed``, ``SageMaker.AmazonSageMakerException``, ...)
+    and the raw ``cause`` text, not a Lambda error payload (spaceport.aws.sagemaker_errors says which
+    names and causes the integration produces, and where that comes from)."""
+
+    MARK = "spaceport-test-sagemaker-error"
+
+
+def _patch_task_failures(monkeypatch) -> None:
+    """moto turns a failed Lambda task into error=errorType, cause=the whole payload, and refuses
+    ``States.*`` names from a function; a :class:`SageMakerError` gets its own name and cause instead."""
+    from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskLambda._from_error
+
+    def from_error(self, env, ex):
+        if isinstance(ex, lambda_eval_utils.LambdaFunctionErrorException):
+            try:
+                payload = json.loads(ex.payload)
+            except ValueError:
+                payload = {}
+            if payload.get(SageMakerError.MARK):
+                error, cause = payload["errorType"], payload["errorMessage"]
+                name = (StatesErrorName(StatesErrorNameType.StatesTaskFailed) if error == "States.TaskFailed"
+                        else CustomErrorName(error))
+                return FailureEvent(env=env, error_name=name, event_type=HistoryEventType.LambdaFunctionFailed,
+                                    event_details=EventDetails(lambdaFunctionFailedEventDetails=(
+                                        LambdaFunctionFailedEventDetails(error=error, cause=cause))))
+        return original(self, env, ex)
+
+    monkeypatch.setattr(StateTaskLambda, "_from_error", from_error)
+
+
 @pytest.fixture
 def aws(env):
     """moto with Step Functions execution on; bucket, table and SES identity created; Lambdas in process."""
@@ -188,10 +233,12 @@ def aws(env):
         except Exception as exc:  # the Lambda runtime reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": getattr(exc, "error_type", type(exc).__name__),
-                               "errorMessage": str(exc)}).encode()
+                               "errorMessage": str(exc),
+                               **({SageMakerError.MARK: True} if isinstance(exc, SageMakerError) else {})}).encode()
         return json.dumps(result, default=str).encode()
 
     env.setattr(LambdaSimpleBackend, "invoke", invoke)
+    _patch_task_failures(env)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)

@@ -111,3 +111,36 @@ def test_status_links_are_fresh_signed_result_links(stack, capsys):
     assert abs(expires - (time.time() + 720 * 3600)) < 60  # 30 days: no longer capped by a signer's session
     assert f"links work until {result_links.expiry_text(expires)}" in text
     assert main(["status", job_id, "--links", str(result_links.MAX_LINK_HOURS + 1), "--region", REGION]) == 2
+
+
+def test_submitting_the_same_zip_again_names_the_job_start_job_will_start(stack, tmp_path, capsys):
+    """submit predicts start_job's decision: a new job once the last one ended, nothing while it runs."""
+    import time
+
+    from spaceport.aws import settings
+    from spaceport.aws.records import now_iso
+    from spaceport.aws.runtime import Clients
+
+    scene = tmp_path / "Garden.zip"
+    scene.write_bytes(b"PK\x03\x04\x14\x00\x00\x00 photos")
+    handler = load_handler("start_job").handler
+
+    def submit_and_trigger():
+        assert main(["submit", str(scene), "--region", REGION]) == 0
+        out = capsys.readouterr().out
+        return out.split("\njob ")[1].split()[0], out, handler(s3_event("uploads/Garden.zip"), FakeContext())
+
+    first_id, _out, first = submit_and_trigger()
+    assert first["status"] == "started" and first["job_id"] == first_id
+    store = Clients(settings.load()).store
+    store.save(store.get(first_id).model_copy(update={"status": "FAILED", "updated_at": now_iso()}))
+    time.sleep(1.1)  # S3 and the records keep whole seconds
+    second_id, out, second = submit_and_trigger()
+    assert second_id != first_id and "starts one job from it now" in out
+    assert second["status"] == "started" and second["job_id"] == second_id
+    time.sleep(1.1)
+    third_id, out, third = submit_and_trigger()  # the second job is still running
+    assert third_id == second_id and "is still running: this upload starts nothing" in out
+    assert third["status"] == "duplicate" and third["job_id"] == second_id
+    assert main(["status", second_id, "--region", REGION]) == 0
+    assert ": uploaded again while the job was running" in capsys.readouterr().out
