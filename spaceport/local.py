@@ -56,7 +56,7 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     sha256,
 )
 from spaceport.stage import StagePaths
-from spaceport.summaries import GateResult, JobRecord, StageRecord, read_summary
+from spaceport.summaries import GateResult, JobRecord, StageRecord, read_summary, write_summary
 
 
 def spaceport_program() -> list[str]:
@@ -294,7 +294,7 @@ class LocalRunner:
         out = self.job.out
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / SCRATCH_DIR, ignore_errors=True)  # leftovers of an interrupted run
-        write_json(out / "request.json", self.job.plan.to_request_json())
+        write_summary(self.job.plan.to_request_json(), out)
         self.reporter.start(self.job.plan.job_id, str(out), [s.name for s in self.job.plan.stages])
         start = time.perf_counter()
         current = ""

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from spaceport import contract, graph
 from spaceport.errors import ConfigInvalid
 from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
+from spaceport.summaries import Asked, GateThresholds, RequestFile
 
 #: The stage graph's names, re-exported for the plan's readers.
 STAGES, JOB_KINDS, PRESET_NAMES = graph.STAGES, graph.JOB_KINDS, graph.PRESET_NAMES
@@ -257,15 +258,11 @@ class JobPlan:
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
 
-    def to_request_json(self) -> dict[str, Any]:
+    def to_request_json(self) -> RequestFile:
         """``request.json``: what was asked and the defaults it resolved to."""
-        return {
-            "job_id": self.job_id,
-            "request": self.request.to_dict(),
-            "preset": self.preset,
-            "options": {s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
-            "quality_gate": dict(self.stage("quality_gate").thresholds),
-        }
+        return RequestFile(job_id=self.job_id, request=Asked(**self.request.to_dict()), preset=self.preset,
+                           options={s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
+                           quality_gate=GateThresholds(**self.stage("quality_gate").thresholds))
 
     def to_execution_input(self) -> dict[str, Any]:
         """The StartExecution input: the ASL reads every stage parameter from ``$.plan``."""

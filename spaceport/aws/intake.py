@@ -193,7 +193,7 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(copy, copies))
     clients.s3.put_object(Bucket=cfg.bucket, Key=f"jobs/{plan.job_id}/request.json",
-                          Body=json.dumps(plan.to_request_json(), indent=2, sort_keys=True).encode(),
+                          Body=plan.to_request_json().to_json().encode(),
                           ContentType="application/json")
     created = clients.store.create(records.new_record(execution_input["plan"]))
     duplicate = not created

@@ -6,7 +6,6 @@ images seen; times in seconds; PSNR in dB; memory in MiB.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 import traceback
@@ -365,7 +364,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         if sh_final < cfg.sh_degree:
             splat = splat.with_sh_degree(sh_final)
         ply_bytes = write_ply(splat, out_dir / "splat.ply")
-        (out_dir / "cameras.json").write_text(json.dumps(cameras_json(views), indent=1))
+        write_summary(cameras_json(views), out_dir)
         _write_renders(out_dir / "renders", renders)
 
     seconds = round(prior_seconds + time.perf_counter() - t_start, 3)

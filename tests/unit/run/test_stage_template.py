@@ -45,7 +45,7 @@ def test_the_plan_derives_the_toy_stages_job_from_its_declaration(toy, photos, t
     assert spec.input("model").path == "/opt/ml/processing/input/model"
     assert spec.input("model").uri == plan.prefix + "train/"
     assert spec.outputs[0].path == "/opt/ml/processing/output/toy" and spec.outputs[0].uri == plan.prefix + "toy/"
-    assert plan.to_request_json()["options"]["toy"] == {"factor": "5", "fail": "false"}
+    assert plan.to_request_json().options["toy"] == {"factor": "5", "fail": "false"}
     assert plan.to_execution_input()["plan"]["order"][4] == "toy"
     # The one resolver: defaults <- preset <- overrides, and the config's own checks.
     assert plan.stage("toy").options["factor"] == "5"
