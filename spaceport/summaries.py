@@ -515,6 +515,26 @@ class StageRecord(_Model):
     failure: FailureRecord | None = None
 
 
+class DoneMarker(_Model):
+    """``DIR/.state/<stage>.json`` of a local run: written last when a stage's output is in place."""
+
+    stage: str
+    key: str
+    """Hash of what the output depends on: the stage's options and the bytes of its inputs."""
+    files: dict[str, tuple[int, str | None]]
+    """Every output file by relative path: size in bytes and SHA-256 (None above the hashing limit)."""
+    record: StageRecord
+    """How the run that made the output went (a skipped re-run reports its peak memory)."""
+
+    @classmethod
+    def read(cls, path: Path) -> DoneMarker | None:
+        """The marker at ``path``; None when there is none or it is not one (the stage then re-runs)."""
+        try:
+            return cls.model_validate_json(Path(path).read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+
 class Retry(_Model):
     stage: str
     attempt: int
