@@ -15,7 +15,6 @@ import difflib
 import functools
 import inspect
 import itertools
-import json
 import textwrap
 import types
 import typing
@@ -172,11 +171,6 @@ def to_strings(obj: Any, *, only_changed: bool = False) -> dict[str, str]:
             continue
         out[f.name] = format_value(value)
     return out
-
-
-def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain JSON-able dict of a config (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:

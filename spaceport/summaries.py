@@ -228,7 +228,8 @@ class SfmSummary(Summary):
     upright: Upright | None = None
     ingest: IngestSummary
     threads: int
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
     seconds: dict[str, float]
     """Per phase and ``total``, seconds."""
     peak_memory_mb: float
@@ -282,7 +283,8 @@ class TrainMetrics(Summary):
     seconds_per_step: float
     peak_memory_mb: float
     peak_cuda_memory_mb: float | None = None
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)
     """Every progress line of the run, in step order (a resumed run keeps the steps before it)."""
 
@@ -422,7 +424,8 @@ class CompressSummary(Summary):
     quality: CompressQuality | None = None
     seconds: dict[str, float | dict[str, float]]
     peak_memory_mb: float
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
 
     def headline(self) -> dict[str, Number | str | None]:
         return {"input_bytes": self.input.bytes, "sog_bytes": self.outputs.sog, "spz_bytes": self.outputs.spz,

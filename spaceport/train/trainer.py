@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from spaceport import progress
+from spaceport.config import to_strings
 from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
 from spaceport.files import atomic_path
 from spaceport.splat import SH_C0, Splat, write_ply
@@ -380,7 +381,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         "seconds": {**timings, "total": seconds}, "seconds_per_step": round(timings["optimise"] / max(1, step - start_step), 4),
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
         "peak_cuda_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
-        "config": asdict(cfg),
+        "config": to_strings(cfg),
         "history": history,
     }
     write_summary(TrainMetrics.model_validate(metrics), out_dir)
