@@ -553,6 +553,8 @@ class Notification(_Model):
     channel: str | None = None
     skipped: str | None = None
     error: str | None = None
+    links_error: str | None = None
+    """Why a success email went without result links (the secret or the domain missing)."""
 
 
 class JobRecord(Summary):

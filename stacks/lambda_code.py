@@ -36,6 +36,7 @@ CORE_MODULES = (
     "spaceport/aws/records.py",
     "spaceport/aws/quota.py",
     "spaceport/aws/cost.py",
+    "spaceport/aws/links.py",  # result links: signing (notify) and the secret file (link_secret)
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",
 )

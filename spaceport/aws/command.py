@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from spaceport.aws.jobs import DEFAULT_STACK
+from spaceport.aws.links import MAX_LINK_HOURS
 from spaceport.config import parse_stage_options
 
 
@@ -46,10 +47,10 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
-@click.option("--links", "links_hours", type=click.IntRange(1, 168), default=None, metavar="HOURS",
-              help="Also print fresh presigned links to the outputs, valid this many hours (1-168). They are "
-                   "signed with YOUR credentials: long-term IAM user keys keep them valid that long; "
-                   "role/SSO credentials end them when the session ends.")
+@click.option("--links", "links_hours", type=click.IntRange(1, MAX_LINK_HOURS), default=None, metavar="HOURS",
+              help="Also print fresh result links (through the stack's CloudFront distribution) that open this "
+                   f"job's results for HOURS hours (1-{MAX_LINK_HOURS}). Signing reads the stack's link secret "
+                   "from its bucket with your credentials.")
 def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hours: int | None) -> None:
     """Show a cloud job's status, error, metrics, per-stage times and cost."""
     from spaceport.aws import jobs
@@ -59,13 +60,23 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
     record = jobs.status(job_id, dynamodb=session.client("dynamodb"), sfn=session.client("stepfunctions"),
                          deployment=deployment)
     if links_hours is not None:
-        from botocore.config import Config
+        from datetime import UTC, datetime
 
-        from spaceport.aws.notify import presigned_links
+        from botocore.exceptions import ClientError
 
-        s3 = session.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+        from spaceport.aws import links
+        from spaceport.aws.notify import signed_links
+        from spaceport.errors import ConfigInvalid
         from spaceport.summaries import JobRecord
 
         stored = JobRecord.model_validate({k: v for k, v in record.items() if k != "execution_status"})
-        record["links"] = presigned_links(stored, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
+        expires = links.expiry(datetime.now(UTC), links_hours * 3600)
+        try:
+            record["links"] = signed_links(stored, s3=session.client("s3"), bucket=deployment.bucket,
+                                           domain=deployment.results_domain, expires=expires)
+        except ClientError as exc:
+            raise ConfigInvalid(f"Could not read the link secret s3://{deployment.bucket}/{links.SECRET_OBJECT}: "
+                                f"{exc}", "Use credentials that may read it, or redeploy the stack (the deploy "
+                                "writes it)") from exc
+        record["links_expire"] = links.expiry_text(expires)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))

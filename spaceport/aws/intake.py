@@ -94,7 +94,10 @@ def _head(clients: Clients, bucket: str, key: str, version_id: str | None) -> tu
             kwargs = {"VersionId": version_id} if version_id and version_id != "null" else {}
             return candidate, clients.s3.head_object(Bucket=bucket, Key=candidate, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey", "NotFound", "400"):
+            # The role may read every upload but lists them only by prefix (s3:prefix condition), and
+            # S3 answers a missing key with 403 unless the caller may list the bucket: both mean gone.
+            if exc.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey", "NotFound", "400",
+                                                                       "403", "AccessDenied"):
                 raise
     return None
 

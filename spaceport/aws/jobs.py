@@ -26,6 +26,8 @@ class Deployment:
     state_machine_arn: str
     quiet_s: int = uploads.DEFAULT_QUIET_S
     """Seconds a folder of photos must stay quiet before its job starts."""
+    results_domain: str = ""
+    """The CloudFront distribution that serves results (stack output ResultsDomain)."""
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: Mapping[str, str]) -> Deployment:
@@ -34,7 +36,7 @@ class Deployment:
             raise ConfigInvalid(f"Stack {stack_name} has no output(s) {', '.join(missing)}",
                                 "Deploy the Spaceport stack with `cdk deploy` (or pass --stack NAME)")
         return cls(stack_name, outputs["BucketName"], outputs["TableName"], outputs["StateMachineArn"],
-                   int(outputs.get("FolderQuietSeconds", uploads.DEFAULT_QUIET_S)))
+                   int(outputs.get("FolderQuietSeconds", uploads.DEFAULT_QUIET_S)), outputs.get("ResultsDomain", ""))
 
 
 def find_deployment(cfn: Any, stack_name: str = DEFAULT_STACK) -> Deployment:
@@ -138,6 +140,8 @@ def format_status(record: Mapping[str, Any]) -> str:
             lines.append(f"{name}: {key}")
     for name, url in (record.get("links") or {}).items():
         lines.append(f"link {name}: {url}")
+    if record.get("links_expire"):
+        lines.append(f"links work until {record['links_expire']}")
     for r in record.get("retries") or []:
         lines.append(f"retried {r.get('stage')} as attempt {r.get('attempt')} after {r.get('error')}: "
                      f"{r.get('reason', '')}")

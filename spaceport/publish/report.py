@@ -33,6 +33,7 @@ from spaceport.publish.tables import (
     source_name,
     table,
 )
+from spaceport.publish.viewer import PASS_QUERY_SCRIPT
 from spaceport.summaries import (
     CamerasFile,
     CompressSummary,
@@ -435,6 +436,7 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
             *_train_section(r, train), *_compress_section(r), *_timings_section(r)]
     body += [f"<p class=note>{html.escape(note)}</p>" for note in inputs.notes]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<link rel=icon href='data:,'>"  # no favicon request: on AWS it would carry no link token
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
+            f"<body>{''.join(body)}{PASS_QUERY_SCRIPT}</body></html>\n")
     return write_atomic(out_dir / "index.html", page)

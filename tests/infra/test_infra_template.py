@@ -21,8 +21,9 @@ def test_resource_inventory(t):
     t.resource_count_is("AWS::S3::Bucket", 2)
     t.resource_count_is("AWS::CodeBuild::Project", 1)
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    # start_job, record, quality_gate, notify (+ CDK's bucket-notification helper).
-    t.resource_count_is("AWS::Lambda::Function", 5)
+    # start_job, record, quality_gate, notify, link_secret (+ CDK's bucket-notification helper).
+    t.resource_count_is("AWS::Lambda::Function", 6)
+    t.resource_count_is("AWS::CloudFront::Distribution", 1)
 
 
 def test_buckets_private_encrypted_ssl_only_logged(t, synth):

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE = "spaceport-data", "spaceport-jobs"
 SENDER = "splats@example.com"
+RESULTS_DOMAIN = "d111111abcdef8.cloudfront.net"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/spaceport-sagemaker"
 FUNCTIONS = {"RecordFunctionArn": "spaceport-record", "QualityGateFunctionArn": "spaceport-quality-gate",
              "NotifyFunctionArn": "spaceport-notify"}
@@ -86,6 +87,7 @@ def env(monkeypatch):
         "SPACEPORT_MAX_UPLOAD_BYTES": str(50 * 1024 * 1024), "POWERTOOLS_LOG_LEVEL": "WARNING",
         # Timers due at once: the tests deliver them by hand (the quiet logic compares event times).
         "SPACEPORT_QUIET_QUEUE_URL": QUEUE_URL, "SPACEPORT_QUIET_S": "0",
+        "SPACEPORT_RESULTS_DOMAIN": RESULTS_DOMAIN,
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("SPACEPORT_TOPIC_ARN", raising=False)
@@ -203,6 +205,7 @@ def aws(env):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as deployed
+        load_handler("link_secret").ensure_secret(s3, BUCKET)  # the deploy's custom resource writes it
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName=TABLE, KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],

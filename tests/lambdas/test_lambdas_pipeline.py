@@ -4,7 +4,17 @@ import json
 
 import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+from lambdas_support import (
+    BUCKET,
+    REGION,
+    RESULTS_DOMAIN,
+    TABLE,
+    FakeContext,
+    LambdaError,
+    load_handler,
+    s3_event,
+    wait_for,
+)
 
 from spaceport.errors import OutOfMemory, TooFewRegistered
 from spaceport.summaries import JobRecord
@@ -97,7 +107,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert record["notify"]["sent"] is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
-    assert "PSNR 26.50 dB" in msg.body and "X-Amz-Signature" in msg.body and "scene.sog" in msg.body
+    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body
+    assert f"https://{RESULTS_DOMAIN}/jobs/{out['job_id']}/compressed/scene.sog?exp=" in msg.body
+    assert "X-Amz-Signature" not in msg.body  # no presigned S3 URL
 
 
 def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
@@ -257,7 +269,7 @@ def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
     assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
-                                                "error": None}
+                                                "error": None, "links_error": None}
     assert _sent() == []
 
 
