@@ -215,8 +215,10 @@ def test_sagemaker_contract_paths_and_hyperparameters(scene, tmp_path, monkeypat
                                     "downscale": "2", "sagemaker_program": "x"})
     assert main(["train", "--log-every", "6"]) == 0
     assert (root / "model" / "splat.ply").is_file() and (root / "model" / "metrics.json").is_file()
-    metrics = json.loads((root / "model" / "metrics.json").read_text())
-    assert metrics["steps"] == 12 and metrics["config"]["log_every"] == 6 and metrics["config"]["downscale"] == 2
+    from spaceport.summaries import TrainMetrics, read_summary
+
+    metrics = read_summary(TrainMetrics, root / "model" / "metrics.json")  # options as strings, as request.json
+    assert metrics.steps == 12 and metrics.config["log_every"] == "6" and metrics.config["downscale"] == "2"
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("stage=train final=1 test_psnr=")
     assert not (root / "output" / "failure").exists()
 
