@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spaceport import graph  # noqa: E402  (the stage order of the tables)
+from spaceport.summaries import JobRecord, SfmSummary, StageRecord, TrainMetrics, read_summary  # noqa: E402
+
+#: A stage the job record does not list (it did not run).
+NOT_RUN = StageRecord()
 
 GOAL_S = 180.0
 
@@ -62,7 +66,7 @@ def spaceport(*args: str) -> subprocess.CompletedProcess:
 
 
 
-def _run_job(source: Path, out: Path, preset: str, sets: list[str]) -> tuple[dict, float]:
+def _run_job(source: Path, out: Path, preset: str, sets: list[str]) -> tuple[JobRecord, float]:
     """`spaceport run SOURCE` into a fresh ``out``; (job.json, wall seconds of the whole command)."""
     t0 = time.perf_counter()
     run = spaceport("run", str(source), "--out", str(out), "--preset", preset, "--json",
@@ -71,7 +75,7 @@ def _run_job(source: Path, out: Path, preset: str, sets: list[str]) -> tuple[dic
     if run.returncode:
         print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
         raise SystemExit(1)
-    return json.loads((out / "job.json").read_text()), seconds
+    return read_summary(JobRecord, out / JobRecord.FILE), seconds
 
 
 def capture_bench(a: argparse.Namespace) -> int:
@@ -101,9 +105,9 @@ def capture_bench(a: argparse.Namespace) -> int:
     runs = {}
     for label in ("zip", "video"):
         out = work / f"out_{label}"
-        runs[label] = (json.loads((out / "job.json").read_text()), meta["wall"][label],
-                       json.loads((out / "sfm" / "sfm.json").read_text()),
-                       json.loads((out / "train" / "metrics.json").read_text()))
+        runs[label] = (read_summary(JobRecord, out / JobRecord.FILE), meta["wall"][label],
+                       read_summary(SfmSummary, out / "sfm" / SfmSummary.FILE),
+                       read_summary(TrainMetrics, out / "train" / TrainMetrics.FILE))
 
     def cell(v: float | None, fmt: str = ".1f") -> str:
         return "–" if v is None else format(v, fmt)
@@ -113,24 +117,24 @@ def capture_bench(a: argparse.Namespace) -> int:
 
     rows = []
     for stage in graph.STAGES:
-        z, v = runs["zip"][0]["stages"].get(stage, {}), runs["video"][0]["stages"].get(stage, {})
-        rows.append(f"| {stage} | {cell(z.get('seconds'))} | {cell(v.get('seconds'))} | "
-                    f"{ratio(v.get('seconds'), z.get('seconds'))} | {cell(z.get('cpu_seconds'))} | "
-                    f"{cell(v.get('cpu_seconds'))} | {ratio(v.get('cpu_seconds'), z.get('cpu_seconds'))} | "
-                    f"{cell(z.get('peak_memory_mb'), '.0f')} | {cell(v.get('peak_memory_mb'), '.0f')} |")
-    zt, vt = runs["zip"][0].get("seconds"), runs["video"][0].get("seconds")
-    zc, vc = (sum(r.get("cpu_seconds", 0.0) for r in runs[k][0]["stages"].values()) for k in ("zip", "video"))
+        z, v = runs["zip"][0].stages.get(stage, NOT_RUN), runs["video"][0].stages.get(stage, NOT_RUN)
+        rows.append(f"| {stage} | {cell(z.seconds)} | {cell(v.seconds)} | "
+                    f"{ratio(v.seconds, z.seconds)} | {cell(z.cpu_seconds)} | "
+                    f"{cell(v.cpu_seconds)} | {ratio(v.cpu_seconds, z.cpu_seconds)} | "
+                    f"{cell(z.peak_memory_mb, '.0f')} | {cell(v.peak_memory_mb, '.0f')} |")
+    zt, vt = runs["zip"][0].seconds, runs["video"][0].seconds
+    zc, vc = (sum(r.cpu_seconds or 0.0 for r in runs[k][0].stages.values()) for k in ("zip", "video"))
     rows.append(f"| **total (runner)** | **{cell(zt)}** | **{cell(vt)}** | {ratio(vt, zt)} | {cell(zc)} | {cell(vc)} | "
                 f"{ratio(vc, zc)} | | |")
     facts = []
     for label, (_job, wall, sfm, metrics) in runs.items():
-        t = sfm.get("seconds", {})
+        t = sfm.seconds
         facts.append(
-            f"- {label}: `spaceport run` {wall:.1f} s wall; SfM registered {sfm['registered_images']}/"
-            f"{sfm['usable_images']} images ({sfm.get('camera_mode')}, {sfm.get('cameras')} camera(s), "
-            f"{sfm['matcher']}+{sfm['mapper']}), SfM phases ingest {t.get('ingest', 0):.1f} s, extract "
+            f"- {label}: `spaceport run` {wall:.1f} s wall; SfM registered {sfm.registered_images}/"
+            f"{sfm.usable_images} images ({sfm.camera_mode}, {sfm.cameras} camera(s), "
+            f"{sfm.matcher}+{sfm.mapper}), SfM phases ingest {t.get('ingest', 0):.1f} s, extract "
             f"{t.get('extract', 0):.1f} s, match {t.get('match', 0):.1f} s, map {t.get('map', 0):.1f} s; "
-            f"held-out PSNR {float(metrics['test_psnr']):.2f} dB, {int(metrics['num_gaussians'])} Gaussians.")
+            f"held-out PSNR {metrics.test_psnr:.2f} dB, {metrics.num_gaussians} Gaussians.")
     sets = " ".join(f"--set {kv}" for kv in a.set)
     busy = max(load_before, load_after) > (os.cpu_count() or 1)
     table = "\n".join([
@@ -196,20 +200,19 @@ def main() -> int:
         print(run.stdout[-3000:], run.stderr[-3000:], file=sys.stderr)
         return 1
     load_after = os.getloadavg()[0]
-    job = json.loads((out / "job.json").read_text())
-    metrics = json.loads((out / "train" / "metrics.json").read_text())
+    job = read_summary(JobRecord, out / JobRecord.FILE)
+    metrics = read_summary(TrainMetrics, out / "train" / TrainMetrics.FILE)
     sog = (out / "compressed" / "scene.sog").stat().st_size
     ply = (out / "train" / "splat.ply").stat().st_size
 
     rows = []
     for stage in graph.STAGES:
-        rec = job["stages"].get(stage, {})
-        mem = rec.get("peak_memory_mb")
-        cpu = rec.get("cpu_seconds")
-        rows.append(f"| {stage} | {rec.get('seconds', 0):.1f} | {f'{cpu:.1f}' if cpu is not None else '–'} | "
-                    f"{f'{mem:.0f}' if mem else '–'} | {rec.get('status', '')} |")
-    total = job.get("seconds", run_s)
-    cpu_total = sum(r.get("cpu_seconds", 0.0) for r in job["stages"].values())
+        rec = job.stages.get(stage, NOT_RUN)
+        mem, cpu = rec.peak_memory_mb, rec.cpu_seconds
+        rows.append(f"| {stage} | {rec.seconds or 0:.1f} | {f'{cpu:.1f}' if cpu is not None else '–'} | "
+                    f"{f'{mem:.0f}' if mem else '–'} | {rec.status or ''} |")
+    total = job.seconds if job.seconds is not None else run_s
+    cpu_total = sum(r.cpu_seconds or 0.0 for r in job.stages.values())
     verdict = "meets" if total <= GOAL_S else "misses"
     table = "\n".join([
         "# End to end: `spaceport run` on the demo scene",
@@ -222,15 +225,15 @@ def main() -> int:
         "| stage | wall s | CPU s (user+sys) | peak memory MB (stage process tree) | status |",
         "|---|---:|---:|---:|---|",
         *rows,
-        f"| **total (runner)** | **{total:.1f}** | {cpu_total:.1f} | | {job['status']} |",
+        f"| **total (runner)** | **{total:.1f}** | {cpu_total:.1f} | | {job.status} |",
         "",
         f"- `spaceport run` wall time {run_s:.1f} s (including the runner's own start-up); "
         f"demo-scene generation {scene_s:.1f} s (not part of the goal).",
         f"- Goal: the demo preset under {GOAL_S:.0f} s on 2 CPU cores: **{verdict}** it ({total:.1f} s wall). "
         f"The stages used {cpu_total:.0f} CPU-seconds in all: on 2 otherwise idle cores the wall time is "
         f"at least {cpu_total / 2:.0f} s and at most about {cpu_total:.0f} s.",
-        f"- Held-out PSNR {float(metrics['test_psnr']):.2f} dB, SSIM {float(metrics.get('test_ssim', float('nan'))):.3f}, "
-        f"{int(metrics['num_gaussians'])} Gaussians; splat.ply {ply / 1e6:.2f} MB -> scene.sog {sog / 1e6:.3f} MB "
+        f"- Held-out PSNR {metrics.test_psnr:.2f} dB, SSIM {metrics.test_ssim:.3f}, "
+        f"{metrics.num_gaussians} Gaussians; splat.ply {ply / 1e6:.2f} MB -> scene.sog {sog / 1e6:.3f} MB "
         f"({ply / sog:.1f}x smaller).",
         "- Peak memory is each stage process's `ru_maxrss` (from `wait4`, includes its worker processes).",
         f"- 1-minute load average {load_before:.1f} before and {load_after:.1f} after the run "

@@ -143,7 +143,7 @@ class RichReporter(Reporter):
 
     def _detail(self, stage: str, row: dict[str, Any]) -> str:
         f = row.get("fields", {})
-        if stage == "train" and "step" in f:
+        if "step" in f:  # a stage that counts steps (training)
             total = f.get("steps")
             step = f"step {f['step']}" + (f"/{total}" if total else "")
             parts = [step]

@@ -68,26 +68,18 @@ def input_fingerprint(path: Path) -> str:
     return h.hexdigest()[:32]
 
 
-def file_manifest(folder: Path) -> dict[str, list[Any]]:
-    """``{relative path: [size, sha256 or None]}`` of every file under ``folder``."""
-    out: dict[str, list[Any]] = {}
+def file_manifest(folder: Path) -> dict[str, tuple[int, str | None]]:
+    """``{relative path: (size, sha256 or None)}`` of every file under ``folder``."""
+    out: dict[str, tuple[int, str | None]] = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file():
             size = p.stat().st_size
-            out[str(p.relative_to(folder))] = [size, sha256(p) if size <= HASH_LIMIT_BYTES else None]
+            out[str(p.relative_to(folder))] = (size, sha256(p) if size <= HASH_LIMIT_BYTES else None)
     return out
 
 
 def digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def place_upload(source: Path, dest: Path) -> None:

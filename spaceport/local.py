@@ -39,7 +39,7 @@ from spaceport import contract, graph, progress
 from spaceport import plan as planlib
 from spaceport.display import Reporter
 from spaceport.errors import ConfigInvalid, InputInvalid, SpaceportError, StageFailed
-from spaceport.files import write_json
+from spaceport.files import write_atomic, write_json
 from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tests use local.X)
     LOG_DIR,
     SCRATCH_DIR,
@@ -52,11 +52,10 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     file_manifest,
     input_fingerprint,
     place_upload,
-    read_json,
     sha256,
 )
 from spaceport.stage import StagePaths
-from spaceport.summaries import GateResult, JobRecord, StageRecord, read_summary
+from spaceport.summaries import DoneMarker, GateResult, JobRecord, StageRecord, read_summary, write_summary
 
 
 def spaceport_program() -> list[str]:
@@ -110,13 +109,13 @@ class LocalRunner:
 
     def is_complete(self, spec: planlib.StageSpec, key: str) -> bool:
         """True when the marker matches ``key`` and every recorded file is there, unchanged."""
-        marker = read_json(self.job.marker(spec.name))
-        if not marker or marker.get("key") != key:
+        marker = DoneMarker.read(self.job.marker(spec.name))
+        if marker is None or marker.key != key:
             return False
         folder = self.output_dir(spec)
         if any(not (folder / req).exists() for req in graph.stage_def(spec.name).required):
             return False
-        for rel, (size, file_digest) in (marker.get("files") or {}).items():
+        for rel, (size, file_digest) in marker.files.items():
             p = folder / rel
             if not p.is_file() or p.stat().st_size != size:
                 return False
@@ -228,10 +227,10 @@ class LocalRunner:
         key = self.stage_key(spec)
         dest = self.output_dir(spec)
         if spec.name not in self.forced and self.is_complete(spec, key):
-            marker = read_json(self.job.marker(spec.name)) or {}
-            self.outputs[spec.name] = digest(marker.get("files"))
-            old = marker.get("record", {})
-            return StageRecord(status="skipped", seconds=0.0, peak_memory_mb=old.get("peak_memory_mb"),
+            marker = DoneMarker.read(self.job.marker(spec.name))
+            assert marker is not None  # is_complete read it
+            self.outputs[spec.name] = digest(marker.files)
+            return StageRecord(status="skipped", seconds=0.0, peak_memory_mb=marker.record.peak_memory_mb,
                                numbers=self.headline(spec, dest))
         self.job.marker(spec.name).unlink(missing_ok=True)
         sm_root, produced = self.prepare_scratch(spec)
@@ -253,10 +252,9 @@ class LocalRunner:
         shutil.rmtree(old, ignore_errors=True)
         run = StageRecord(status="done", seconds=round(seconds, 3), peak_memory_mb=round(peak, 1),
                           cpu_seconds=round(cpu, 2), numbers=numbers)
-        files = file_manifest(dest)
-        self.outputs[spec.name] = digest(files)
-        write_json(self.job.marker(spec.name),
-                   {"stage": spec.name, "key": key, "files": files, "record": run.model_dump(mode="json")})
+        marker = DoneMarker(stage=spec.name, key=key, files=file_manifest(dest), record=run)
+        self.outputs[spec.name] = digest(marker.files)
+        write_atomic(self.job.marker(spec.name), marker.model_dump_json(indent=1))
         shutil.rmtree(sm_root, ignore_errors=True)
         if spec.kind == "training":
             shutil.rmtree(self.job.out / "checkpoints", ignore_errors=True)
@@ -294,7 +292,7 @@ class LocalRunner:
         out = self.job.out
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / SCRATCH_DIR, ignore_errors=True)  # leftovers of an interrupted run
-        write_json(out / "request.json", self.job.plan.to_request_json())
+        write_summary(self.job.plan.to_request_json(), out)
         self.reporter.start(self.job.plan.job_id, str(out), [s.name for s in self.job.plan.stages])
         start = time.perf_counter()
         current = ""

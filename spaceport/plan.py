@@ -7,7 +7,7 @@ Pure Python: no I/O, no boto3, no heavy imports. Two executors read the same pla
 - the local runner (``spaceport run``) builds the plan with a ``file://`` root and runs each
   stage entrypoint with the same arguments, mapping each URI to a folder.
 
-The layout under the root is (DESIGN.md)::
+The layout under the root is::
 
     jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
@@ -23,11 +23,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from spaceport import contract, graph
 from spaceport.errors import ConfigInvalid
 from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
+from spaceport.summaries import Asked, GateThresholds, RequestFile
 
 #: The stage graph's names, re-exported for the plan's readers.
 STAGES, JOB_KINDS, PRESET_NAMES = graph.STAGES, graph.JOB_KINDS, graph.PRESET_NAMES
@@ -152,6 +155,97 @@ class Channel:
         return out
 
 
+class _Wire(BaseModel):
+    """The plan as JSON (Step Functions' execution input, handed back to the record Lambda): frozen,
+    closed, SageMaker's names where the ASL passes a block to SageMaker whole."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class WireChannel(_Wire):
+    name: str
+    uri: str
+    path: str
+    producer: str | None = None
+    form: str | None = None
+
+
+class Cluster(_Wire):
+    instance_count: int = Field(alias="InstanceCount")
+    instance_type: str = Field(alias="InstanceType")
+    volume_gb: int = Field(alias="VolumeSizeInGB")
+
+
+class Stopping(_Wire):
+    max_runtime_s: int = Field(alias="MaxRuntimeInSeconds")
+    max_wait_s: int | None = Field(default=None, alias="MaxWaitTimeInSeconds")
+    """Managed spot training only."""
+
+
+class CheckpointConfig(_Wire):
+    s3_uri: str = Field(alias="S3Uri")
+    local_path: str = Field(alias="LocalPath")
+
+
+class MetricDefinition(_Wire):
+    name: str = Field(alias="Name")
+    regex: str = Field(alias="Regex")
+
+
+class GateStage(_Wire):
+    name: str
+    kind: Literal["gate"]
+    thresholds: dict[str, float]
+
+
+class _JobStage(_Wire):
+    name: str
+    job_name: str
+    attempt: int
+    """Runs of the stage so far, this one included (the record Lambda bumps it on a retry)."""
+    image: str
+    options: dict[str, str]
+    inputs: dict[str, WireChannel]
+    outputs: dict[str, WireChannel]
+    cluster: Cluster
+    stopping_condition: Stopping
+
+
+class ProcessingStage(_JobStage):
+    kind: Literal["processing"]
+    arguments: list[str]
+
+
+class TrainingStage(_JobStage):
+    kind: Literal["training"]
+    hyperparameters: dict[str, str]
+    use_spot: bool
+    checkpoint: CheckpointConfig
+    metric_definitions: list[MetricDefinition]
+
+
+PlannedStage = Annotated[GateStage | ProcessingStage | TrainingStage, Field(discriminator="kind")]
+
+
+class ExecutionPlan(_Wire):
+    """``$.plan`` of the execution input, as the state machine hands it back to the record Lambda."""
+
+    job_id: str
+    root: str
+    prefix: str
+    request_uri: str
+    record_uri: str
+    preset: str
+    email: str | None = None
+    source_uri: str
+    order: list[str]
+    stages: dict[str, PlannedStage]
+
+    def dump(self) -> dict[str, Any]:
+        """The JSON the ASL reads (SageMaker's key names; unset optional keys left out)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """One stage of a job. Container stages carry a full SageMaker job spec."""
@@ -185,38 +279,28 @@ class StageSpec:
     def output(self, name: str) -> Channel:
         return next(c for c in self.outputs if c.name == name)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON the state machine reads; SageMaker-shaped where the ASL passes blocks whole."""
-        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
+    def planned(self) -> GateStage | ProcessingStage | TrainingStage:
+        """The stage as the state machine reads it (SageMaker-shaped where the ASL passes blocks whole)."""
         if self.kind == "gate":
-            out["thresholds"] = dict(self.thresholds)
-            return out
-        out.update(
-            job_name=self.job_name,
-            attempt=1,  # the workflow bumps it (and the job name) when it retries the stage
-            image=self.image,
-            options=dict(self.options),
-            inputs={c.name: c.to_dict() for c in self.inputs},
-            outputs={c.name: c.to_dict() for c in self.outputs},
-            cluster={"InstanceCount": 1, "InstanceType": self.instance_type, "VolumeSizeInGB": self.volume_gb},
-        )
+            return GateStage(name=self.name, kind="gate", thresholds=dict(self.thresholds))
+        common: dict[str, Any] = dict(
+            name=self.name, job_name=self.job_name, attempt=1, image=self.image, options=dict(self.options),
+            inputs={c.name: WireChannel(**c.to_dict()) for c in self.inputs},
+            outputs={c.name: WireChannel(**c.to_dict()) for c in self.outputs},
+            cluster=Cluster(instance_count=1, instance_type=self.instance_type, volume_gb=self.volume_gb))
         if self.kind == "processing":
-            out.update(
-                arguments=list(self.arguments),
-                stopping_condition={"MaxRuntimeInSeconds": self.max_runtime_s},
-            )
-        else:
-            stopping: dict[str, int] = {"MaxRuntimeInSeconds": self.max_runtime_s}
-            if self.use_spot:
-                stopping["MaxWaitTimeInSeconds"] = max(self.spot_max_wait_s, self.max_runtime_s)
-            out.update(
-                hyperparameters=dict(self.hyperparameters),
-                use_spot=self.use_spot,
-                stopping_condition=stopping,
-                checkpoint={"S3Uri": self.checkpoint_uri, "LocalPath": contract.CHECKPOINTS},
-                metric_definitions=[{"Name": n, "Regex": r} for n, r in METRIC_DEFINITIONS],
-            )
-        return out
+            return ProcessingStage(**common, kind="processing", arguments=list(self.arguments),
+                                   stopping_condition=Stopping(max_runtime_s=self.max_runtime_s))
+        wait = max(self.spot_max_wait_s, self.max_runtime_s) if self.use_spot else None
+        return TrainingStage(
+            **common, kind="training", hyperparameters=dict(self.hyperparameters), use_spot=self.use_spot,
+            stopping_condition=Stopping(max_runtime_s=self.max_runtime_s, max_wait_s=wait),
+            checkpoint=CheckpointConfig(s3_uri=self.checkpoint_uri, local_path=contract.CHECKPOINTS),
+            metric_definitions=[MetricDefinition(name=n, regex=r) for n, r in METRIC_DEFINITIONS])
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`planned` as the JSON the state machine reads."""
+        return self.planned().model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 @dataclass(frozen=True)
@@ -257,33 +341,22 @@ class JobPlan:
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)
 
-    def to_request_json(self) -> dict[str, Any]:
+    def to_request_json(self) -> RequestFile:
         """``request.json``: what was asked and the defaults it resolved to."""
-        return {
-            "job_id": self.job_id,
-            "request": self.request.to_dict(),
-            "preset": self.preset,
-            "options": {s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
-            "quality_gate": dict(self.stage("quality_gate").thresholds),
-        }
+        return RequestFile(job_id=self.job_id, request=Asked(**self.request.to_dict()), preset=self.preset,
+                           options={s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
+                           quality_gate=GateThresholds(**self.stage("quality_gate").thresholds))
+
+    def execution_plan(self) -> ExecutionPlan:
+        """``$.plan`` of the execution input: the ASL reads every stage parameter from it."""
+        return ExecutionPlan(job_id=self.job_id, root=self.root, prefix=self.prefix, request_uri=self.request_uri,
+                             record_uri=self.record_uri, preset=self.preset, email=self.request.email,
+                             source_uri=self.request.source_uri, order=[s.name for s in self.stages],
+                             stages={s.name: s.planned() for s in self.stages})
 
     def to_execution_input(self) -> dict[str, Any]:
-        """The StartExecution input: the ASL reads every stage parameter from ``$.plan``."""
-        return {
-            "job_id": self.job_id,
-            "plan": {
-                "job_id": self.job_id,
-                "root": self.root,
-                "prefix": self.prefix,
-                "request_uri": self.request_uri,
-                "record_uri": self.record_uri,
-                "preset": self.preset,
-                "email": self.request.email,
-                "source_uri": self.request.source_uri,
-                "order": [s.name for s in self.stages],
-                "stages": {s.name: s.to_dict() for s in self.stages},
-            },
-        }
+        """The StartExecution input."""
+        return {"job_id": self.job_id, "plan": self.execution_plan().dump()}
 
 
 def _upload_uri(request: JobRequest, prefix: str) -> str:

@@ -15,13 +15,12 @@ stage's own test instead of silently vanishing from the report. To add a field, 
 ``validation`` section) and write it in the stage. Headline numbers that the display, the job
 record and the notification show come from each model's :meth:`headline`, the one list of them.
 
-Pydantic only (no numpy, torch or boto3): the Lambdas bundle this module. It is a little over
-400 lines on purpose: declarations only, so every field of every summary has its one home here.
+Pydantic only (no numpy, torch or boto3): the Lambdas bundle this module. It is long on purpose:
+declarations only, so every field of every summary has its one home here.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -229,7 +228,8 @@ class SfmSummary(Summary):
     upright: Upright | None = None
     ingest: IngestSummary
     threads: int
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
     seconds: dict[str, float]
     """Per phase and ``total``, seconds."""
     peak_memory_mb: float
@@ -283,13 +283,38 @@ class TrainMetrics(Summary):
     seconds_per_step: float
     peak_memory_mb: float
     peak_cuda_memory_mb: float | None = None
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)
     """Every progress line of the run, in step order (a resumed run keeps the steps before it)."""
 
     def headline(self) -> dict[str, Number | str | None]:
         return {"test_psnr": self.test_psnr, "test_ssim": self.test_ssim, "num_gaussians": self.num_gaussians,
                 "steps": self.steps}
+
+
+# ---- cameras.json ----
+class CameraView(_Model):
+    """One camera of the training set, at the images' full resolution (OpenCV convention)."""
+
+    name: str
+    split: Literal["train", "test"]
+    """``test``: held out from training and used for the held-out metrics."""
+    width: int
+    height: int
+    K: list[list[float]]
+    """3x3 intrinsics, pixels."""
+    world_to_camera: list[list[float]]
+    """4x4 world-to-camera transform (x right, y down, z forward)."""
+
+
+class CamerasFile(Summary):
+    """``cameras.json``: the cameras the splat was trained on (the viewer's start view, the
+    compression's quality views, the report's camera plot)."""
+
+    FILE: ClassVar[str] = "cameras.json"
+
+    cameras: list[CameraView]
 
 
 # ---- compress.json ----
@@ -359,6 +384,28 @@ class CompressQuality(_Model):
     formats: dict[str, FormatQuality]
 
 
+class PaletteSearch(_Model):
+    sample_rows: int
+    """Gaussians sampled for the palette-size search."""
+    tried: dict[str, float]
+    """Colour error (levels) on the sample, by palette size."""
+
+
+class ShPalette(_Model):
+    """How the SOG spherical-harmonics palette size was chosen (spaceport.compress.palette)."""
+
+    policy: str
+    entries: int
+    colour_error_levels: float
+    """Opacity-weighted RMS view-dependent colour error the palette adds, in 8-bit levels."""
+    max_error_levels: float | None = None
+    target_met: bool | None = None
+    cap: int
+    tried: dict[str, float]
+    search: PaletteSearch | None = None
+    note: str | None = None
+
+
 class CompressSummary(Summary):
     """``compress.json``: sizes, ratios, what was dropped, and the decoded formats' quality."""
 
@@ -370,13 +417,15 @@ class CompressSummary(Summary):
     outputs: CompressOutputs
     ratio: PerFormat
     bytes_per_attribute: dict[str, int]
-    sh_palette: dict[str, Any] | None = None
+    sh_palette: ShPalette | None = None
+    """None at SH degree 0 (no palette)."""
     bytes_per_gaussian: PerFormat
     budget: Budget
     quality: CompressQuality | None = None
     seconds: dict[str, float | dict[str, float]]
     peak_memory_mb: float
-    config: dict[str, Any]
+    config: dict[str, str]
+    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
 
     def headline(self) -> dict[str, Number | str | None]:
         return {"input_bytes": self.input.bytes, "sog_bytes": self.outputs.sog, "spz_bytes": self.outputs.spz,
@@ -387,6 +436,39 @@ class CompressSummary(Summary):
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1, by_alias=True) + "\n"
+
+
+# ---- request.json ----
+class Asked(_Model):
+    """The request as made: the upload and the user's choices (:class:`spaceport.plan.JobRequest`)."""
+
+    source_uri: str
+    source_version: str
+    email: str | None = None
+    preset: str | None = None
+    """None: the deployment's default preset."""
+    options: dict[str, dict[str, str]]
+    """Per-stage option overrides, as given."""
+    size_bytes: int | None = None
+
+
+class GateThresholds(_Model):
+    min_psnr: float
+    """dB."""
+    max_gaussians: int
+
+
+class RequestFile(Summary):
+    """``request.json``: what was asked and every option it resolved to."""
+
+    FILE: ClassVar[str] = "request.json"
+
+    job_id: str
+    request: Asked
+    preset: str
+    options: dict[str, dict[str, str]]
+    """Every resolved option of every container stage, as strings."""
+    quality_gate: GateThresholds
 
 
 # ---- job.json ----
@@ -436,6 +518,26 @@ class StageRecord(_Model):
     failure: FailureRecord | None = None
 
 
+class DoneMarker(_Model):
+    """``DIR/.state/<stage>.json`` of a local run: written last when a stage's output is in place."""
+
+    stage: str
+    key: str
+    """Hash of what the output depends on: the stage's options and the bytes of its inputs."""
+    files: dict[str, tuple[int, str | None]]
+    """Every output file by relative path: size in bytes and SHA-256 (None above the hashing limit)."""
+    record: StageRecord
+    """How the run that made the output went (a skipped re-run reports its peak memory)."""
+
+    @classmethod
+    def read(cls, path: Path) -> DoneMarker | None:
+        """The marker at ``path``; None when there is none or it is not one (the stage then re-runs)."""
+        try:
+            return cls.model_validate_json(Path(path).read_bytes())
+        except (OSError, ValidationError):
+            return None
+
+
 class Retry(_Model):
     stage: str
     attempt: int
@@ -483,7 +585,7 @@ class JobRecord(Summary):
     """AWS: the Step Functions execution running the job."""
     created_at: str | None = None
     updated_at: str | None = None
-    request: dict[str, Any] | None = None
+    request: RequestFile | None = None
     """``request.json``: what was asked and the options it resolved to."""
     stages: dict[str, StageRecord] = Field(default_factory=dict)
     images: dict[str, str] = Field(default_factory=dict)
@@ -540,12 +642,3 @@ def parse_summary(cls: type[S], text: str | bytes, name: str) -> S:
 def write_summary(summary: Summary, folder: Path) -> Path:
     """Write ``summary`` as ``folder/<its FILE>`` atomically; return the path."""
     return write_atomic(Path(folder) / summary.FILE, summary.to_json())
-
-
-def load_json(path: Path) -> dict[str, Any] | None:
-    """A JSON object from ``path``, or None when it is missing or not an object (optional inputs only)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None

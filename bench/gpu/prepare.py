@@ -53,12 +53,11 @@ def slim_model(src: Path, dst: Path) -> None:
 
 
 def capture_input(name: str) -> Path:
-    """The capture's photos: the repository's captures/ folder, else ../shared/captures beside it."""
-    for base in (ROOT / "captures", ROOT.parent / "shared" / "captures"):
-        folder = base / name
-        if folder.is_dir():
-            return folder / "images" if (folder / "images").is_dir() else folder
-    raise SystemExit(f"no capture {name!r} under {ROOT / 'captures'} or {ROOT.parent / 'shared' / 'captures'}")
+    """The capture's photos, from the repository's captures/ folder."""
+    folder = ROOT / "captures" / name
+    if not folder.is_dir():
+        raise SystemExit(f"no capture {name!r} under {ROOT / 'captures'} (see captures/README.md)")
+    return folder / "images" if (folder / "images").is_dir() else folder
 
 
 def reencode(src: Path, dst: Path, quality: int = JPEG_QUALITY) -> float:

@@ -91,7 +91,7 @@ def paired(rows: list[dict], group: str, capture: str, a: str, b: str, key: str,
 
 
 def goals(rows: list[dict], captures: list[str], steps: int) -> list[dict[str, Any]]:
-    """The issue's goals per capture, seed-paired: met/missed with the numbers."""
+    """The GPU goals per capture, seed-paired: met/missed with the numbers."""
     out = []
     solo = any(r["group"] == "solo" and r["state"] == "finished" for r in rows)
     for capture in captures:

@@ -21,18 +21,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from spaceport.aws import records, settings
 from spaceport.aws.runtime import Clients, logger
+from spaceport.plan import ExecutionPlan
 from spaceport.summaries import Notification
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     clients = Clients(settings.load())
-    plan, action = event["plan"], event["action"]
-    record = clients.store.get(plan["job_id"]) or records.new_record(plan)
+    plan, action = ExecutionPlan.model_validate(event["plan"]), event["action"]
+    record = clients.store.get(plan.job_id) or records.new_record(plan)
     if action == "retry":
         decision = records.plan_retry(plan, event.get("results"), event.get("error"), event.get("policy", {}))
         log = {k: v for k, v in decision.items() if k != "plan"}
-        logger.info("stage failure classified", extra={"job_id": plan["job_id"], **log})
+        logger.info("stage failure classified", extra={"job_id": plan.job_id, **log})
         if decision["retry"]:
             clients.store.save(records.retried(record, decision, event.get("error")))
         return decision

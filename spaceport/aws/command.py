@@ -57,8 +57,8 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
 
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
-    record = jobs.status(job_id, dynamodb=session.client("dynamodb"), sfn=session.client("stepfunctions"),
-                         deployment=deployment)
+    view = jobs.status(job_id, dynamodb=session.client("dynamodb"), sfn=session.client("stepfunctions"),
+                       deployment=deployment)
     if links_hours is not None:
         from datetime import UTC, datetime
 
@@ -67,19 +67,17 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
         from spaceport.aws import links
         from spaceport.aws.notify import signed_links
         from spaceport.errors import ConfigInvalid
-        from spaceport.summaries import JobRecord
 
-        stored = JobRecord.model_validate({k: v for k, v in record.items() if k != "execution_status"})
         expires = links.expiry(datetime.now(UTC), links_hours * 3600)
         try:
-            record["links"] = signed_links(stored, s3=session.client("s3"), bucket=deployment.bucket,
-                                           domain=deployment.results_domain, expires=expires)
+            signed = signed_links(view.record, s3=session.client("s3"), bucket=deployment.bucket,
+                                  domain=deployment.results_domain, expires=expires)
         except ClientError as exc:
             raise ConfigInvalid(f"Could not read the link secret s3://{deployment.bucket}/{links.SECRET_OBJECT}: "
                                 f"{exc}", "Use credentials that may read it, or redeploy the stack (the deploy "
                                 "writes it)") from exc
-        record["links_expire"] = links.expiry_text(expires)
-    click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))
+        view = view.model_copy(update={"links": signed, "links_expire": links.expiry_text(expires)})
+    click.echo(view.to_json() if as_json else jobs.format_status(view))
 
 
 @click.group("aws")

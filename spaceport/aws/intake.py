@@ -219,9 +219,9 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(copy, copies))
     clients.s3.put_object(Bucket=cfg.bucket, Key=f"jobs/{plan.job_id}/request.json",
-                          Body=json.dumps(plan.to_request_json(), indent=2, sort_keys=True).encode(),
+                          Body=plan.to_request_json().to_json().encode(),
                           ContentType="application/json")
-    created = clients.store.create(records.new_record(execution_input["plan"]))
+    created = clients.store.create(records.new_record(plan.execution_plan()))
     duplicate = not created
     try:
         resp = clients.sfn.start_execution(stateMachineArn=cfg.state_machine_arn, name=plan.execution_name,
@@ -230,7 +230,7 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     except clients.sfn.exceptions.ExecutionAlreadyExists:
         duplicate, arn = True, None
     if created:
-        record = records.new_record(execution_input["plan"]).model_copy(
+        record = records.new_record(plan.execution_plan()).model_copy(
             update={"status": "RUNNING", "execution_arn": arn, "updated_at": records.now_iso()})
         # Conditional: never overwrite a record the execution has already finalised.
         clients.store.save(record, if_status="QUEUED")
@@ -241,9 +241,7 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
 
 def _reject(job_id: str, source: str, email: str | None, exc: SpaceportError, clients: Clients) -> dict[str, Any]:
     """Record (once per upload) why it started nothing, and email that when an address is known."""
-    record = records.new_record({"job_id": job_id, "source_uri": source,
-                                 "email": email if email and EMAIL.match(email) else None},
-                                status="REJECTED")
+    record = records.rejected_record(job_id, source, email if email and EMAIL.match(email) else None)
     record = record.model_copy(update={"stage": "start", "failure": exc.record("start")})
     if clients.store.create(record):
         outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)

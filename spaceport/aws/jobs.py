@@ -10,10 +10,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from spaceport.aws import uploads
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
 from spaceport.plan import source_version
-from spaceport.summaries import Duplicate, JobRecord
+from spaceport.summaries import Duplicate, JobRecord, parse_summary
 
 DEFAULT_STACK = "Spaceport"
 
@@ -70,7 +72,8 @@ def _record(dynamodb: Any, deployment: Deployment, job_id: str) -> JobRecord | N
     if not item:
         return None
     seen = [Duplicate.model_validate_json(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
-    return JobRecord.model_validate_json(item["record"]["S"]).model_copy(update={"duplicates": seen})
+    record = parse_summary(JobRecord, item["record"]["S"], f"the DynamoDB record of {job_id}")
+    return record.model_copy(update={"duplicates": seen})
 
 
 def _which_job(source_uri: str, content: str, uploaded_at: datetime, dynamodb: Any | None,
@@ -134,48 +137,57 @@ def _content_type(path: Path) -> str:
     return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
-def status(job_id: str, *, dynamodb: Any, sfn: Any, deployment: Deployment) -> dict[str, Any]:
+class JobStatus(BaseModel):
+    """What `spaceport status` shows: the stored job record, the live execution status of a job
+    still running, and (``--links``) fresh result links."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    record: JobRecord
+    execution_status: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+    links_expire: str | None = None
+
+    def to_json(self) -> str:
+        """The record's fields with the status's own beside them (``--json``)."""
+        extra = {"execution_status": self.execution_status, "links": self.links or None,
+                 "links_expire": self.links_expire}
+        doc = {**self.record.model_dump(mode="json"), **{k: v for k, v in extra.items() if v is not None}}
+        return json.dumps(doc, indent=2, sort_keys=True)
+
+
+def status(job_id: str, *, dynamodb: Any, sfn: Any, deployment: Deployment) -> JobStatus:
     """The job record, with the live execution status when the job is still running."""
     found = _record(dynamodb, deployment, job_id)
     if found is None:
         raise InputInvalid(f"No job {job_id!r} in {deployment.stack_name}",
                            "Check the id printed by `spaceport submit` (jobs appear a few seconds after upload)")
-    record = found.model_dump(mode="json", exclude_none=True)
-    arn = record.get("execution_arn")
-    if arn and record.get("status") in ("QUEUED", "RUNNING"):
-        record["execution_status"] = sfn.describe_execution(executionArn=arn)["status"]
-    return record
+    live = None
+    if found.execution_arn and found.status in ("QUEUED", "RUNNING"):
+        live = sfn.describe_execution(executionArn=found.execution_arn)["status"]
+    return JobStatus(record=found, execution_status=live)
 
 
-def format_status(record: Mapping[str, Any]) -> str:
+def format_status(view: JobStatus) -> str:
     """Human-readable lines for `spaceport status`."""
-    lines = [f"job {record['job_id']}: {record.get('status')}"
-             + (f" (execution {record['execution_status']})" if record.get("execution_status") else "")]
-    if record.get("source_uri"):
-        lines.append(f"source: {record['source_uri']}")
-    failure = record.get("failure") or {}
-    if failure:
-        lines += [f"failed at: {record.get('stage', '?')}", f"error: {failure['error']}: {failure['reason']}",
-                  f"fix: {failure['fix']}"]
-    m = record.get("metrics") or {}
-    if m:
-        lines.append("metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(m.items())))
-    for stage, s in (record.get("stages") or {}).items():
-        seconds = s.get("seconds")
-        lines.append(f"  {stage}: {seconds:.0f} s on {s.get('instance_type')}" if seconds is not None else
-                     f"  {stage}: on {s.get('instance_type')}")
-    if record.get("cost_usd") is not None:
-        lines.append(f"estimated cost: ${record['cost_usd']:.2f}")
-    for name, key in sorted((record.get("outputs") or {}).items()):
-        if key:
-            lines.append(f"{name}: {key}")
-    for name, url in (record.get("links") or {}).items():
-        lines.append(f"link {name}: {url}")
-    if record.get("links_expire"):
-        lines.append(f"links work until {record['links_expire']}")
-    for d in record.get("duplicates") or []:
-        lines.append(f"started nothing for an upload at {d.get('uploaded_at') or '?'}: {d.get('reason')}")
-    for r in record.get("retries") or []:
-        lines.append(f"retried {r.get('stage')} as attempt {r.get('attempt')} after {r.get('error')}: "
-                     f"{r.get('reason', '')}")
+    r = view.record
+    lines = [f"job {r.job_id}: {r.status}" + (f" (execution {view.execution_status})" if view.execution_status else "")]
+    if r.source_uri:
+        lines.append(f"source: {r.source_uri}")
+    if r.failure is not None:
+        lines += [f"failed at: {r.stage or '?'}", f"error: {r.failure.error}: {r.failure.reason}",
+                  f"fix: {r.failure.fix}"]
+    if r.metrics:
+        lines.append("metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(r.metrics.items())))
+    for stage, s in r.stages.items():
+        lines.append(f"  {stage}: {s.seconds:.0f} s on {s.instance_type}" if s.seconds is not None else
+                     f"  {stage}: on {s.instance_type}")
+    if r.cost_usd is not None:
+        lines.append(f"estimated cost: ${r.cost_usd:.2f}")
+    lines += [f"{name}: {key}" for name, key in sorted(r.outputs.items()) if key]
+    lines += [f"link {name}: {url}" for name, url in view.links.items()]
+    if view.links_expire:
+        lines.append(f"links work until {view.links_expire}")
+    lines += [f"started nothing for an upload at {d.uploaded_at or '?'}: {d.reason}" for d in r.duplicates]
+    lines += [f"retried {x.stage} as attempt {x.attempt} after {x.error}: {x.reason}" for x in r.retries]
     return "\n".join(lines)

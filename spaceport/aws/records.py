@@ -9,7 +9,6 @@ functions that build records are pure; :class:`JobStore` does the I/O.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -18,8 +17,15 @@ from typing import Any
 from spaceport.aws import quota, sagemaker_errors
 from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
-from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
-from spaceport.plan import MAX_ATTEMPTS, stage_job_name
+from spaceport.graph import JOB_KINDS, PRODUCTS
+from spaceport.plan import (
+    MAX_ATTEMPTS,
+    ExecutionPlan,
+    GateStage,
+    ProcessingStage,
+    TrainingStage,
+    stage_job_name,
+)
 from spaceport.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
@@ -45,11 +51,11 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
-def stage_summary(stage: str, result: Mapping[str, Any], spec: Mapping[str, Any]) -> StageRecord:
-    """Seconds, billable seconds, instance type and estimated cost of one SageMaker stage."""
-    cluster = spec.get("cluster", {})
-    instance = result.get("ResourceConfig", {}).get("InstanceType") or cluster.get("InstanceType", "")
-    count = int(cluster.get("InstanceCount", 1))
+def stage_summary(stage: str, result: Mapping[str, Any], spec: ProcessingStage | TrainingStage) -> StageRecord:
+    """Seconds, billable seconds, instance type and estimated cost of one SageMaker stage (``result``:
+    its Describe*Job answer)."""
+    instance = result.get("ResourceConfig", {}).get("InstanceType") or spec.cluster.instance_type
+    count = spec.cluster.instance_count
     if JOB_KINDS.get(stage) == "training":
         start, end = _seconds(result.get("TrainingStartTime")), _seconds(result.get("TrainingEndTime"))
     else:
@@ -61,7 +67,7 @@ def stage_summary(stage: str, result: Mapping[str, Any], spec: Mapping[str, Any]
     billable = float(billable) if billable is not None else seconds
     return StageRecord(
         status="done",
-        job_name=result.get("TrainingJobName") or result.get("ProcessingJobName") or spec.get("job_name", ""),
+        job_name=result.get("TrainingJobName") or result.get("ProcessingJobName") or spec.job_name,
         instance_type=instance, seconds=seconds, billable_seconds=billable,
         cost_usd=stage_cost_usd(instance, billable, count) if billable is not None else None)
 
@@ -72,9 +78,9 @@ def training_metrics(result: Mapping[str, Any]) -> dict[str, float]:
             if "MetricName" in m and "Value" in m}
 
 
-def failed_stage(plan: Mapping[str, Any], results: Mapping[str, Any]) -> str:
+def failed_stage(plan: ExecutionPlan, results: Mapping[str, Any]) -> str:
     """The first stage in the plan's order with no result: the one that failed."""
-    for stage in plan.get("order", STAGES):
+    for stage in plan.order:
         if stage not in (results or {}):
             return stage
     return "record"
@@ -146,7 +152,7 @@ def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
     return int(min(cap, interval * rate ** max(0, attempt - 1)))
 
 
-def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error: Mapping[str, Any] | None,
+def plan_retry(plan: ExecutionPlan, results: Mapping[str, Any] | None, error: Mapping[str, Any] | None,
                policy: Mapping[str, Any]) -> dict[str, Any]:
     """Decide whether the workflow runs the failed stage again (:func:`classify`).
 
@@ -162,16 +168,17 @@ def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error
     retry, why = classify(error)
     if not retry:
         return {"retry": False, "stage": stage, "why": why}
-    spec = plan["stages"][stage]
-    attempt = int(spec.get("attempt", 1))
+    spec = plan.stages[stage]
+    assert not isinstance(spec, GateStage)  # a SageMaker stage (JOB_KINDS)
+    attempt = spec.attempt
     max_attempts = min(int(policy.get("max_attempts", 3)), MAX_ATTEMPTS)
     if attempt >= max_attempts:
         return {"retry": False, "stage": stage, "why": f"{why}: {attempt} of {max_attempts} attempts used"}
-    new_plan = copy.deepcopy(dict(plan))
-    job_name = stage_job_name(plan["job_id"], stage, attempt + 1)
-    new_plan["stages"][stage].update(attempt=attempt + 1, job_name=job_name)
+    job_name = stage_job_name(plan.job_id, stage, attempt + 1)
+    bumped = spec.model_copy(update={"attempt": attempt + 1, "job_name": job_name})
+    new_plan = plan.model_copy(update={"stages": {**plan.stages, stage: bumped}})
     return {"retry": True, "stage": stage, "attempt": attempt + 1, "wait_s": retry_delay_s(attempt, policy),
-            "job_name": job_name, "why": why, "plan": new_plan}
+            "job_name": job_name, "why": why, "plan": new_plan.dump()}
 
 
 def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) -> FailureRecord:
@@ -205,19 +212,26 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
     return record.model_copy(update={"stage": stage or record.stage})
 
 
-def new_record(plan: Mapping[str, Any], *, status: str = "QUEUED", at: str | None = None) -> JobRecord:
-    """The first record of a job, from the plan's execution input (``plan`` of to_execution_input)."""
+def new_record(plan: ExecutionPlan, *, status: str = "QUEUED", at: str | None = None) -> JobRecord:
+    """The first record of a job, from its plan (``$.plan`` of the execution input)."""
     at = at or now_iso()
-    images = {name: spec["image"] for name, spec in (plan.get("stages") or {}).items() if spec.get("image")}
-    return JobRecord(job_id=plan["job_id"], status=status, source_uri=plan.get("source_uri"),
-                     email=plan.get("email"), preset=plan.get("preset"), prefix=plan.get("prefix"),
-                     images=images, created_at=at, updated_at=at)
+    # The image (by digest) each container stage runs, as the plan fixed it for the whole job.
+    images = {name: stage.image for name, stage in plan.stages.items() if stage.kind != "gate" and stage.image}
+    return JobRecord(job_id=plan.job_id, status=status, source_uri=plan.source_uri, email=plan.email,
+                     preset=plan.preset, prefix=plan.prefix, images=images, created_at=at, updated_at=at)
 
 
-def _stage_table(plan: Mapping[str, Any], results: Mapping[str, Any]) -> dict[str, StageRecord]:
+def rejected_record(job_id: str, source_uri: str, email: str | None, *, at: str | None = None) -> JobRecord:
+    """The record of an upload refused before a plan was made."""
+    at = at or now_iso()
+    return JobRecord(job_id=job_id, status="REJECTED", source_uri=source_uri, email=email, created_at=at,
+                     updated_at=at)
+
+
+def _stage_table(plan: ExecutionPlan, results: Mapping[str, Any]) -> dict[str, StageRecord]:
     stages = {}
-    for stage, spec in plan.get("stages", {}).items():
-        if stage in JOB_KINDS and isinstance((results or {}).get(stage), Mapping):
+    for stage, spec in plan.stages.items():
+        if not isinstance(spec, GateStage) and isinstance((results or {}).get(stage), Mapping):
             stages[stage] = stage_summary(stage, results[stage], spec)
     return stages
 
@@ -230,7 +244,7 @@ def _key(uri: str) -> str:
     return uri.split("/", 3)[3] if uri.startswith("s3://") else uri
 
 
-def _update(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any], at: str | None,
+def _update(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any], at: str | None,
             **changes: Any) -> JobRecord:
     stages = _stage_table(plan, results)
     gate = (results.get("quality_gate") or {}).get("value")  # the QualityGate Lambda's GateResult
@@ -240,11 +254,11 @@ def _update(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, An
                                          metrics=training_metrics(results.get("train") or {}), **changes))
 
 
-def succeeded(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any],
+def succeeded(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any],
               *, at: str | None = None) -> JobRecord:
     """The final record of a job whose every stage ran; its outputs are the stage graph's products
     (bucket keys) and the training job's model artifact."""
-    prefix = _key(plan["prefix"])
+    prefix = _key(plan.prefix)
     outputs = {product.name: f"{prefix}{sd.folder}/{product.file}" for sd, product in PRODUCTS}
     model = (results.get("train") or {}).get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
     if model:
@@ -252,7 +266,7 @@ def succeeded(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, 
     return _update(record, plan, results, at, status="SUCCEEDED", outputs=outputs)
 
 
-def progress(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any],
+def progress(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any],
              *, at: str | None = None) -> JobRecord:
     """The record of a running job with the stages done so far (what the publish stage reads)."""
     return _update(record, plan, results, at)
@@ -267,7 +281,7 @@ def retried(record: JobRecord, decision: Mapping[str, Any], error: Mapping[str, 
     return record.model_copy(update={"retries": [*record.retries, retry], "updated_at": at or now_iso()})
 
 
-def failed(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any] | None,
+def failed(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any] | None,
            error: Mapping[str, Any] | None, *, at: str | None = None) -> JobRecord:
     """The final record of a job that stopped at a stage, with its failure record."""
     results = results or {}

@@ -19,7 +19,7 @@ def run(config: CompressConfig, paths: StagePaths) -> CompressSummary:
     """Compress the splat in ``paths.input()`` (PLY, SPZ, SOG or model.tar.gz) into ``paths.output``."""
     from spaceport.compress import stage
 
-    return CompressSummary.model_validate(stage.run(paths.input(), paths.output, config))
+    return stage.run(paths.input(), paths.output, config)
 
 
 def describe(n: Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ import numpy as np
 from spaceport.errors import InputInvalid, ModelInvalid, UnsupportedSplat
 from spaceport.files import unpack_members
 from spaceport.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
+from spaceport.summaries import GaussianCounts
 
 #: Only these members are taken from a model.tar.gz.
 WANTED = {"splat.ply", "cameras.json", "metrics.json"}
@@ -231,23 +232,17 @@ def read_model(path: Path, *, max_gaussians: int, chunk: int = 1 << 18) -> Splat
     return out
 
 
-@dataclass
-class CleanReport:
-    input: int
-    kept: int
-    dropped_nonfinite: int
-    dropped_degenerate: int
-
-
-def clean(splat: Splat, *, min_log_scale: float, max_log_scale: float) -> tuple[Splat, CleanReport]:
-    """Drop Gaussians with NaN/Inf values and degenerate ones (zero quaternion, vanishing or huge scales)."""
+def clean(splat: Splat, *, min_log_scale: float, max_log_scale: float) -> tuple[Splat, GaussianCounts]:
+    """Drop Gaussians with NaN/Inf values and degenerate ones (zero quaternion, vanishing or huge scales);
+    the counts of what was dropped (none yet for a size budget)."""
     n = len(splat)
     finite = splat.finite_mask()
     qn = np.linalg.norm(np.nan_to_num(splat.quats), axis=1)
     sc = np.nan_to_num(splat.scales, nan=0.0)
     degenerate = finite & ((qn < 1e-8) | (sc < min_log_scale).all(1) | (sc > max_log_scale).any(1))
     keep = finite & ~degenerate
-    report = CleanReport(n, int(keep.sum()), int((~finite).sum()), int(degenerate.sum()))
+    report = GaussianCounts(input=n, kept=int(keep.sum()), dropped_nonfinite=int((~finite).sum()),
+                            dropped_degenerate=int(degenerate.sum()), dropped_for_budget=0)
     if report.kept == 0:
         raise ModelInvalid(f"none of the {n} Gaussians is usable ({report.dropped_nonfinite} have NaN/Inf values, "
                            f"{report.dropped_degenerate} are degenerate)",

@@ -7,7 +7,6 @@ Rendering is the training stage's rasterizer (:func:`spaceport.train.rasterize.r
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from spaceport.errors import ModelInvalid
 from spaceport.imaging import look_at, psnr_db
 from spaceport.splat import Splat
+from spaceport.summaries import CamerasFile, read_summary
 
 
 @dataclass
@@ -37,16 +37,15 @@ def _scaled(K: np.ndarray, width: int, height: int, resolution: int) -> tuple[np
 
 def cameras_from_json(path: Path, count: int, resolution: int) -> list[View]:
     """Up to ``count`` views from cameras.json, held-out ("test") ones first, evenly spaced."""
-    try:
-        cams = json.loads(Path(path).read_text())["cameras"]
-        test = [c for c in cams if c.get("split") == "test"] or cams
-        pick = [test[i] for i in np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int)]
-        views = []
-        for c in pick:
-            K, w, h = _scaled(np.asarray(c["K"], float), int(c["width"]), int(c["height"]), resolution)
-            views.append(View(str(c.get("name", "")), K, np.asarray(c["world_to_camera"], np.float64), w, h))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise ModelInvalid(f"{Path(path).name} is not a valid cameras.json ({exc})") from exc
+    cams = read_summary(CamerasFile, Path(path)).cameras
+    if not cams:
+        raise ModelInvalid(f"{path} lists no cameras", "Re-run the training stage; it writes cameras.json")
+    test = [c for c in cams if c.split == "test"] or cams
+    views = []
+    for i in np.linspace(0, len(test) - 1, min(count, len(test))).round().astype(int):
+        c = test[i]
+        K, w, h = _scaled(np.asarray(c.K, float), c.width, c.height, resolution)
+        views.append(View(c.name, K, np.asarray(c.world_to_camera, np.float64), w, h))
     return views
 
 

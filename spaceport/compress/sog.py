@@ -156,6 +156,41 @@ class SogImages:
         return path.stat().st_size
 
 
+def _encode_sh(s: Splat, width: int, height: int, files: dict[str, bytes], meta: dict, seconds: dict[str, float], *,
+               palette: int | str, palette_max_error: float, iterations: int, webp_method: int, device: str,
+               seed: int) -> dict:
+    """The higher SH bands as a k-means palette (``shN_centroids.webp``) and per-Gaussian labels
+    (``shN_labels.webp``), added to ``files`` and ``meta``; returns how the palette size was chosen."""
+    import time
+
+    n, bands = len(s), s.sh_degree
+    t = time.perf_counter()
+    coeffs = SH_COEFFS[bands]
+    # f_rest order (channel-major): all R coefficients, then G, then B.
+    rest = np.ascontiguousarray(s.shN.transpose(0, 2, 1)).reshape(n, 3 * coeffs)
+    weights = 1 / (1 + np.exp(-s.opacities.astype(np.float64)))
+    centroids, labels, palette_info = choose_palette(rest, weights, palette, palette_max_error, iterations,
+                                                     device, seed)
+    seconds["kmeans"] = time.perf_counter() - t
+    centroids, labels = first_use_order(centroids, labels)
+    t = time.perf_counter()
+    ncent = len(centroids)
+    shcb, cent_lab = quantize_1d(centroids)
+    rows = math.ceil(ncent / 64)
+    ctex = np.zeros((rows * 64, coeffs, 4), np.uint8)
+    ctex[:, :, 3] = 255
+    cl = cent_lab.reshape(ncent, 3, coeffs)
+    ctex[:ncent, :, 0], ctex[:ncent, :, 1], ctex[:ncent, :, 2] = cl[:, 0], cl[:, 1], cl[:, 2]
+    files["shN_centroids.webp"] = encode_webp(ctex.reshape(rows, 64 * coeffs, 4), webp_method)
+    lab16 = labels.astype(np.uint16)
+    files["shN_labels.webp"] = encode_webp(
+        _texture(width, height, [(lab16 & 0xFF).astype(np.uint8), (lab16 >> 8).astype(np.uint8),
+                                 np.zeros(n, np.uint8)]), webp_method)
+    meta["shN"] = {"count": ncent, "bands": bands, "codebook": short_floats(shcb), "files": list(SHN_FILES)}
+    seconds["sh_images"] = time.perf_counter() - t
+    return palette_info
+
+
 def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | str = "auto", palette_max_error: float = 0.5,
                webp_method: int = 4, device: str = "auto", seed: int = 0) -> SogImages:
     """Encode a cleaned splat (finite values, non-zero quaternions) as SOG version 2.
@@ -208,35 +243,13 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | str = "auto
         "sh0": {"codebook": short_floats(ccb), "files": ["sh0.webp"]},
     }
 
-    bands = s.sh_degree
     palette_info = None
-    if bands > 0:
-        t = time.perf_counter()
-        coeffs = SH_COEFFS[bands]
-        # f_rest order (channel-major): all R coefficients, then G, then B.
-        rest = np.ascontiguousarray(s.shN.transpose(0, 2, 1)).reshape(n, 3 * coeffs)
-        weights = 1 / (1 + np.exp(-s.opacities.astype(np.float64)))
-        centroids, labels, palette_info = choose_palette(rest, weights, palette, palette_max_error, iterations,
-                                                         device, seed)
-        seconds["kmeans"] = time.perf_counter() - t
-        centroids, labels = first_use_order(centroids, labels)
-        t = time.perf_counter()
-        ncent = len(centroids)
-        shcb, cent_lab = quantize_1d(centroids)
-        rows = math.ceil(ncent / 64)
-        ctex = np.zeros((rows * 64, coeffs, 4), np.uint8)
-        ctex[:, :, 3] = 255
-        cl = cent_lab.reshape(ncent, 3, coeffs)
-        ctex[:ncent, :, 0], ctex[:ncent, :, 1], ctex[:ncent, :, 2] = cl[:, 0], cl[:, 1], cl[:, 2]
-        files["shN_centroids.webp"] = encode_webp(ctex.reshape(rows, 64 * coeffs, 4), webp_method)
-        lab16 = labels.astype(np.uint16)
-        files["shN_labels.webp"] = encode_webp(
-            _texture(width, height, [(lab16 & 0xFF).astype(np.uint8), (lab16 >> 8).astype(np.uint8),
-                                     np.zeros(n, np.uint8)]), webp_method)
-        meta["shN"] = {"count": ncent, "bands": bands, "codebook": short_floats(shcb), "files": list(SHN_FILES)}
-        seconds["sh_images"] = time.perf_counter() - t
+    if s.sh_degree > 0:
+        palette_info = _encode_sh(s, width, height, files, meta, seconds, palette=palette,
+                                  palette_max_error=palette_max_error, iterations=iterations,
+                                  webp_method=webp_method, device=device, seed=seed)
     return SogImages(meta=meta, files=files, seconds={k: round(v, 3) for k, v in seconds.items()},
-                     palette=palette_info if bands > 0 else None)
+                     palette=palette_info)
 
 
 def first_use_order(centroids: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

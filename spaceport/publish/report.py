@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import io
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -29,19 +29,18 @@ from spaceport.publish.tables import (
     flatten,
     fmt,
     human_bytes,
-    pick,
     safe,
     source_name,
     table,
 )
 from spaceport.publish.viewer import PASS_QUERY_SCRIPT
 from spaceport.summaries import (
+    CamerasFile,
     CompressSummary,
     JobRecord,
     SfmSummary,
     Summary,
     TrainMetrics,
-    load_json,
     read_summary,
 )
 
@@ -56,21 +55,6 @@ RENDER_WIDTH = 480
 #: Bytes a model.tar.gz may unpack to for the report (its small files: metrics, cameras, renders).
 UNPACK_LIMIT = 512 * 1024 * 1024
 
-#: Headline numbers of each summary, by dotted key, in display order.
-INPUT_KEYS = ("input_kind", "input_images", "usable_images", "corrupt_images", "ingest.downscaled",
-              "ingest.exif_rotated", "ingest.video_rotation", "ingest.frames_decoded", "ingest.frames_blurry")
-SFM_KEYS = ("registered_images", "registered_fraction", "points", "mean_reprojection_error",
-            "mean_track_length", "matcher", "mapper", "fallback", "camera_mode", "cameras", "camera.model",
-            "camera.width", "camera.height", "validation.figures.baseline_depth_ratio",
-            "validation.figures.median_triangulation_deg", "validation.figures.pair_agreement",
-            "peak_memory_mb")
-TRAIN_KEYS = ("test_psnr", "test_ssim", "lpips", "num_gaussians", "steps", "strategy", "sh_degree",
-              "device", "stopped_early", "peak_memory_mb")
-COMPRESS_KEYS = ("input.format", "input.ply_bytes", "input.bytes", "outputs.scene.sog", "outputs.scene.spz",
-                 "ratio.sog", "ratio.spz", "gaussians.kept", "gaussians.input", "quality.formats.sog.psnr",
-                 "quality.formats.sog.ssim", "quality.formats.spz.psnr", "quality.formats.spz.ssim",
-                 "peak_memory_mb", "sh_palette.entries", "sh_palette.colour_error_levels",
-                 "sh_palette.max_error_levels", "sh_palette.target_met", "sh_palette.note")
 #: The report is shared by link, so of the job record it shows only these fields (never the
 #: source URI, bucket prefix, execution ARN, account id, job names or the user's e-mail).
 JOB_FIELDS = ("job_id", "status", "preset", "created_at", "updated_at", "seconds", "cost_usd")
@@ -95,13 +79,68 @@ def job_record_rows(job: JobRecord) -> list[tuple[str, Any]]:
     return safe(rows)
 
 
-def _stage_summary(summary: Summary | None, file: str, stage: str, keys: tuple[str, ...],
+def _shown(rows: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The rows with a value (None: not applicable to this run, e.g. no video, no SPZ)."""
+    return safe([(k, v) for k, v in rows if v is not None])
+
+
+def input_rows(s: SfmSummary) -> list[tuple[str, Any]]:
+    """What came in and what ingest made of it."""
+    i = s.ingest
+    return _shown([("input_kind", s.input_kind), ("input_images", s.input_images), ("usable_images", s.usable_images),
+                   ("corrupt_images", s.corrupt_images), ("ingest.downscaled", i.downscaled),
+                   ("ingest.exif_rotated", i.exif_rotated), ("ingest.video_rotation", i.video_rotation),
+                   ("ingest.frames_decoded", i.frames_decoded), ("ingest.frames_blurry", i.frames_blurry)])
+
+
+def sfm_rows(s: SfmSummary) -> list[tuple[str, Any]]:
+    """The reconstruction's headline numbers."""
+    f = s.validation.figures if s.validation is not None else None
+    return _shown([
+        ("registered_images", s.registered_images), ("registered_fraction", s.registered_fraction),
+        ("points", s.points), ("mean_reprojection_error", s.mean_reprojection_error),
+        ("mean_track_length", s.mean_track_length), ("matcher", s.matcher), ("mapper", s.mapper),
+        ("fallback", s.fallback), ("camera_mode", s.camera_mode), ("cameras", s.cameras),
+        ("camera.model", s.camera.model), ("camera.width", s.camera.width), ("camera.height", s.camera.height),
+        ("validation.figures.baseline_depth_ratio", f.baseline_depth_ratio if f else None),
+        ("validation.figures.median_triangulation_deg", f.median_triangulation_deg if f else None),
+        ("validation.figures.pair_agreement", f.pair_agreement if f else None),
+        ("peak_memory_mb", s.peak_memory_mb)])
+
+
+def train_rows(m: TrainMetrics) -> list[tuple[str, Any]]:
+    """The training's headline numbers."""
+    return _shown([("test_psnr", m.test_psnr), ("test_ssim", m.test_ssim), ("lpips", m.lpips),
+                   ("num_gaussians", m.num_gaussians), ("steps", m.steps), ("strategy", m.strategy),
+                   ("sh_degree", m.sh_degree), ("device", m.device), ("stopped_early", m.stopped_early),
+                   ("peak_memory_mb", m.peak_memory_mb)])
+
+
+def compress_rows(c: CompressSummary) -> list[tuple[str, Any]]:
+    """The compression's headline numbers."""
+    q = c.quality.formats if c.quality is not None else {}
+    p = c.sh_palette
+    rows: list[tuple[str, Any]] = [
+        ("input.format", c.input.format), ("input.ply_bytes", c.input.ply_bytes), ("input.bytes", c.input.bytes),
+        ("outputs.scene.sog", c.outputs.sog), ("outputs.scene.spz", c.outputs.spz), ("ratio.sog", c.ratio.sog),
+        ("ratio.spz", c.ratio.spz), ("gaussians.kept", c.gaussians.kept), ("gaussians.input", c.gaussians.input)]
+    for name, measured in q.items():
+        rows += [(f"quality.formats.{name}.psnr", measured.psnr), (f"quality.formats.{name}.ssim", measured.ssim)]
+    rows.append(("peak_memory_mb", c.peak_memory_mb))
+    if p is not None:
+        rows += [("sh_palette.entries", p.entries), ("sh_palette.colour_error_levels", p.colour_error_levels),
+                 ("sh_palette.max_error_levels", p.max_error_levels), ("sh_palette.target_met", p.target_met),
+                 ("sh_palette.note", p.note)]
+    return _shown(rows)
+
+
+def _stage_summary(cls: type[Summary], summary: Any, stage: str, rows: Callable[[Any], list[tuple[str, Any]]],
                    drop: tuple[str, ...] = ()) -> list[str]:
     """A stage's headline table and its full summary folded away, or a note when the stage has not run."""
     if summary is None:
-        return [f"<p class=note>No {file}: the {stage} stage has not run or its output is missing.</p>"]
+        return [f"<p class=note>No {cls.FILE}: the {stage} stage has not run or its output is missing.</p>"]
     data = {k: v for k, v in _dump(summary).items() if k not in drop}
-    return [table(pick(data, keys)), details(f"all of {file}", safe(flatten(data)))]
+    return [table(rows(summary)), details(f"all of {cls.FILE}", safe(flatten(data)))]
 
 
 @dataclass
@@ -166,19 +205,17 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
         centers = np.array([im.center() for im in images]) if images else None
         rotations = np.array([im.world_to_camera()[:3, :3] for im in images]) if images else None
         points = model.points.xyz if len(model.points) else points
-    if centers is None and train is not None and (train / "cameras.json").is_file():
-        cams = (load_json(train / "cameras.json") or {}).get("cameras", [])
-        cams = sorted(cams, key=lambda c: c.get("name", ""))
-        if cams:
-            w2c = np.array([c["world_to_camera"] for c in cams], dtype=np.float64)
-            centers = np.einsum("nji,nj->ni", w2c[:, :3, :3], -w2c[:, :3, 3])
-            rotations = w2c[:, :3, :3]
-            test_mask = [c.get("split") == "test" for c in cams]
+    cams = _optional(CamerasFile, train)
+    if centers is None and cams is not None and cams.cameras:
+        ordered = sorted(cams.cameras, key=lambda c: c.name)
+        w2c = np.array([c.world_to_camera for c in ordered], dtype=np.float64)
+        centers = np.einsum("nji,nj->ni", w2c[:, :3, :3], -w2c[:, :3, 3])
+        rotations = w2c[:, :3, :3]
+        test_mask = [c.split == "test" for c in ordered]
     if centers is None or len(centers) == 0:
         return None, "no camera poses found"
-    if train is not None and test_mask is None and (train / "cameras.json").is_file():
-        cams = (load_json(train / "cameras.json") or {}).get("cameras", [])
-        split = {c.get("name"): c.get("split") for c in cams}
+    if cams is not None and test_mask is None:
+        split = {c.name: c.split for c in cams.cameras}
         names = sorted(im.name for im in model.images.values())
         test_mask = [split.get(n) == "test" for n in names]
     # Seen from above: the ground plane perpendicular to the up direction the cameras agree on.
@@ -264,13 +301,19 @@ def _curves(metrics: TrainMetrics) -> list[str]:
     return out or ["<p class=note>No training curve: metrics.json holds no step history.</p>"]
 
 
-def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -> Path:
-    sfm: SfmSummary | None = _optional(SfmSummary, inputs.sfm)
-    met: TrainMetrics | None = _optional(TrainMetrics, train)
-    cmp: CompressSummary | None = _optional(CompressSummary, inputs.compressed)
-    job = read_summary(JobRecord, inputs.job_record) if inputs.job_record else None
+@dataclass(frozen=True)
+class _Read:
+    """The summaries the report is built from (None: that stage has not run)."""
 
-    body: list[str] = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
+    sfm: SfmSummary | None
+    met: TrainMetrics | None
+    cmp: CompressSummary | None
+    job: JobRecord | None
+
+
+def _header(r: _Read, out_dir: Path, inputs: StageInputs, title: str) -> list[str]:
+    sfm, met, cmp, job = r.sfm, r.met, r.cmp, r.job
+    body = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
     cards = [(label, value) for label, value in (
         ("registered images", sfm.registered_images if sfm else None),
         ("held-out PSNR (dB)", met.test_psnr if met else None),
@@ -287,26 +330,27 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append(f"<p class={'pass' if g.passed else 'fail'}>Quality gate: {'passed' if g.passed else 'failed'} "
                     f"(PSNR {fmt(g.test_psnr)} dB vs target {fmt(g.min_psnr)}; "
                     f"{fmt(g.num_gaussians)} Gaussians vs cap {fmt(g.max_gaussians)})</p>")
+    return body
 
-    # Input summary.
-    body.append("<section><h2>Input</h2>")
-    request = (job.request if job else None) or {}
-    asked = request.get("request") or {}
+
+def _input_section(r: _Read) -> list[str]:
+    job, request = r.job, r.job.request if r.job else None
     rows = [(label, v) for label, v in (
         ("source", source_name(job.source_uri) if job else None),
-        ("size (bytes)", asked.get("size_bytes")),
+        ("size (bytes)", request.request.size_bytes if request else None),
         ("preset", job.preset if job else None)) if v is not None]
-    rows += safe(pick(_dump(sfm), INPUT_KEYS))
-    body.append(table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>")
-    # Only the resolved stage options and gate thresholds of request.json: never who asked, or where.
-    opts = {k: request[k] for k in ("options", "quality_gate") if isinstance(request.get(k), dict)}
-    if opts:
+    rows += input_rows(r.sfm) if r.sfm else []
+    body = ["<section><h2>Input</h2>",
+            table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>"]
+    if request is not None:  # only the resolved options and gate thresholds: never who asked, or where
+        opts = {"options": request.options, "quality_gate": request.quality_gate.model_dump()}
         body.append(details("every resolved option (request.json)", safe(flatten(opts))))
-    body.append("</section>")
+    return [*body, "</section>"]
 
-    # SfM.
-    body.append("<section><h2>Structure from motion</h2>")
-    body += _stage_summary(sfm, SfmSummary.FILE, "SfM", SFM_KEYS)
+
+def _sfm_section(r: _Read, inputs: StageInputs, train: Path | None) -> list[str]:
+    sfm = r.sfm
+    body = ["<section><h2>Structure from motion</h2>", *_stage_summary(SfmSummary, sfm, "SfM", sfm_rows)]
     if sfm is not None and sfm.validation is not None:  # spaceport.sfm.validate's verdict
         v = sfm.validation
         body.append(f"<p class={'pass' if v.passed else 'fail'}>Validation (collapse / parallax checks): "
@@ -320,13 +364,14 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append(f'<figure><img alt="camera path" src="{data_uri(png)}"></figure>')
     elif note:
         body.append(f"<p class=note>Camera plot: {html.escape(note)}.</p>")
-    body.append("</section>")
+    return [*body, "</section>"]
 
-    # Training.
-    body.append("<section><h2>Training</h2>")
-    body += _stage_summary(met, TrainMetrics.FILE, "training", TRAIN_KEYS, drop=("history",))
-    if met is not None:
-        body += _curves(met)
+
+def _train_section(r: _Read, train: Path | None) -> list[str]:
+    body = ["<section><h2>Training</h2>",
+            *_stage_summary(TrainMetrics, r.met, "training", train_rows, drop=("history",))]
+    if r.met is not None:
+        body += _curves(r.met)
     renders = train / "renders" if train else None
     if renders is not None and renders.is_dir():
         pairs = _render_pairs(renders)
@@ -336,11 +381,12 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
             body.append(f"<figure>{imgs}<figcaption>{html.escape(name)}</figcaption></figure>")
         if len(pairs) > MAX_RENDERS:
             body.append(f"<p class=sub>{len(pairs) - MAX_RENDERS} more held-out views in train/renders/.</p>")
-    body.append("</section>")
+    return [*body, "</section>"]
 
-    # Compression.
-    body.append("<section><h2>Compression</h2>")
-    body += _stage_summary(cmp, CompressSummary.FILE, "compression", COMPRESS_KEYS)
+
+def _compress_section(r: _Read) -> list[str]:
+    cmp = r.cmp
+    body = ["<section><h2>Compression</h2>", *_stage_summary(CompressSummary, cmp, "compression", compress_rows)]
     if cmp is not None:
         from spaceport.publish import plots
 
@@ -350,34 +396,45 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         if cmp.outputs.spz is not None:
             sizes["SPZ"] = cmp.outputs.spz / 1e6
         body.append(f'<figure><img alt="sizes" src="{data_uri(plots.bar_plot(sizes, "File sizes", "MB", log_y=True))}"></figure>')
-    body.append("</section>")
+    return [*body, "</section>"]
 
-    # Timings and memory: the job record's per-stage numbers, with each summary's phases.
-    body.append("<section><h2>Timings and memory</h2>")
+
+def _timings_section(r: _Read) -> list[str]:
+    """The job record's per-stage numbers for every stage of the graph, with each summary's phases."""
+    job = r.job
+    read: dict[Any, Any] = {SfmSummary: r.sfm, TrainMetrics: r.met, CompressSummary: r.cmp}
     rows_html = ["<table><tr><th>stage</th><th>seconds</th><th>peak memory (MB)</th><th>phases (s)</th></tr>"]
     any_row = False
-    read = {SfmSummary: sfm, TrainMetrics: met, CompressSummary: cmp}
-    for name in (sd.name for sd in graph.GRAPH if sd.kind != "gate"):
-        summary = read.get(graph.stage_def(name).summary)  # type: ignore[call-overload]
-        rec = job.stages.get(name) if job else None
-        phases: dict[str, Any] = dict(summary.seconds) if summary is not None else {}  # type: ignore[attr-defined]
+    for sd in graph.GRAPH:
+        if sd.kind == "gate":
+            continue
+        summary = read.get(sd.summary)
+        rec = job.stages.get(sd.name) if job else None
+        phases: dict[str, Any] = dict(summary.seconds) if summary is not None else {}
         secs = rec.seconds if rec and rec.seconds is not None else phases.get("total")
         mem = rec.peak_memory_mb if rec and rec.peak_memory_mb is not None else (
-            summary.peak_memory_mb if summary is not None else None)  # type: ignore[attr-defined]
+            summary.peak_memory_mb if summary is not None else None)
         phase_txt = ", ".join(f"{k} {fmt(v)}" for k, v in phases.items() if k != "total" and not isinstance(v, dict))
         if secs is None and mem is None:
             continue
         any_row = True
-        rows_html.append(f"<tr><td>{name}</td><td>{fmt(secs) if secs is not None else '–'}</td>"
+        rows_html.append(f"<tr><td>{sd.name}</td><td>{fmt(secs) if secs is not None else '–'}</td>"
                          f"<td>{fmt(mem) if mem is not None else '–'}</td><td>{html.escape(phase_txt)}</td></tr>")
     rows_html.append("</table>")
-    body.append("\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>")
+    body = ["<section><h2>Timings and memory</h2>",
+            "\n".join(rows_html) if any_row else "<p class=note>No timings recorded.</p>"]
     if job and job_record_rows(job):
         body.append(details("job record (chosen fields)", job_record_rows(job)))
-    body.append("</section>")
-    for note in inputs.notes:
-        body.append(f"<p class=note>{html.escape(note)}</p>")
+    return [*body, "</section>"]
 
+
+def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -> Path:
+    r = _Read(_optional(SfmSummary, inputs.sfm), _optional(TrainMetrics, train),
+              _optional(CompressSummary, inputs.compressed),
+              read_summary(JobRecord, inputs.job_record) if inputs.job_record else None)
+    body = [*_header(r, out_dir, inputs, title), *_input_section(r), *_sfm_section(r, inputs, train),
+            *_train_section(r, train), *_compress_section(r), *_timings_section(r)]
+    body += [f"<p class=note>{html.escape(note)}</p>" for note in inputs.notes]
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
             f"<link rel=icon href='data:,'>"  # no favicon request: on AWS it would carry no link token
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"

@@ -71,14 +71,6 @@ def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return rows
 
 
-def pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> list[tuple[str, Any]]:
-    """The rows of ``d``'s dotted ``keys`` that are present (a key absent from a summary is skipped)."""
-    if not d:
-        return []
-    flat = dict(flatten(d))
-    return [(k, flat[k]) for k in keys if k in flat and flat[k] is not None]
-
-
 def table(rows: list[tuple[str, Any]], head: tuple[str, str] | None = None) -> str:
     out = ["<table>"]
     if head:

@@ -18,6 +18,7 @@ from typing import Any
 
 from spaceport.errors import ConfigInvalid
 from spaceport.files import atomic_path, write_atomic
+from spaceport.summaries import CamerasFile, CameraView, read_summary
 
 #: Overrides where the PlayCanvas engine module is taken from.
 ENGINE_ENV = "SPACEPORT_PLAYCANVAS_JS"
@@ -51,7 +52,7 @@ def find_engine() -> Path:
     )
 
 
-def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
+def _camera_setup(cameras: list[CameraView]) -> dict[str, Any]:
     """Initial camera (the first training camera: its position, view direction and roll), the
     orbit centre in front of it, the world's up (the orbit axis) and the vertical FOV."""
     import numpy as np
@@ -61,7 +62,7 @@ def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
     if not cameras:
         return {"position": [0, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0], "world_up": [0, -1, 0],
                 "fov_deg": 50, "near": 0.01, "far": 1000}
-    w2c = np.array([c["world_to_camera"] for c in cameras], dtype=np.float64)
+    w2c = np.array([c.world_to_camera for c in cameras], dtype=np.float64)
     R, t = w2c[:, :3, :3], w2c[:, :3, 3]
     centers = np.einsum("nji,nj->ni", R, -t)
     forward = R[:, 2, :]  # OpenCV: camera +z looks forward; row 2 of R is that axis in world space
@@ -73,9 +74,9 @@ def _camera_setup(cameras: list[dict[str, Any]]) -> dict[str, Any]:
         A += P
         b += P @ c
     converge = np.linalg.solve(A, b) if len(cameras) >= 2 and np.linalg.cond(A) < 1e8 else None
-    first = next((i for i, c in enumerate(cameras) if c.get("split", "train") == "train"), 0)
-    K = np.asarray(cameras[first].get("K", [[1, 0, 0], [0, 1, 0], [0, 0, 1]]), dtype=np.float64)
-    h = float(cameras[first].get("height", 2 * K[1, 2] or 480))
+    first = next((i for i, c in enumerate(cameras) if c.split == "train"), 0)
+    K = np.asarray(cameras[first].K, dtype=np.float64)
+    h = float(cameras[first].height)
     fov = float(np.degrees(2 * np.arctan(h / (2 * K[1, 1])))) if K[1, 1] > 0 else 50.0
     # Orbit about the point on the first camera's optical axis nearest to where the cameras look,
     # so the first frame looks exactly where that camera looked (same view as its photo).
@@ -101,9 +102,9 @@ def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = find_engine()
-    cameras: list[dict[str, Any]] = []
+    cameras: list[CameraView] = []
     if cameras_json is not None and Path(cameras_json).is_file():
-        cameras = json.loads(Path(cameras_json).read_text()).get("cameras", [])
+        cameras = read_summary(CamerasFile, Path(cameras_json)).cameras
     config = {**_camera_setup(cameras), "sog": "scene.sog", "label": label, "background": list(background)}
     for src, name in ((engine, ENGINE_FILE), (Path(sog), "scene.sog")):
         dst = out_dir / name

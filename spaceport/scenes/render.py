@@ -13,7 +13,6 @@ points3D.txt is the colour the renderer gives it).
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from spaceport import colmap
 from spaceport.imaging import look_at
+from spaceport.summaries import CamerasFile, CameraView, write_summary
 
 #: Direction towards the light (unit vector, world frame).
 LIGHT = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])
@@ -442,8 +442,8 @@ def make_scene(
         if video:
             frames.append(img)
         images[i + 1] = colmap.Image(i + 1, colmap.rotmat_to_qvec(w2c[:3, :3]), w2c[:3, 3].copy(), 1, name)
-        records.append({"name": name, "split": "train", "width": width, "height": height,
-                        "K": K.tolist(), "world_to_camera": w2c.tolist()})
+        records.append(CameraView(name=name, split="train", width=width, height=height, K=K.tolist(),
+                                  world_to_camera=w2c.tolist()))
 
     xyz, rgb = surface_points(scene, np.random.default_rng(seed + 2000), points)
     n = len(xyz)
@@ -453,7 +453,7 @@ def make_scene(
         colmap.Points3D(np.arange(1, n + 1, dtype=np.int64), xyz, rgb, np.zeros(n), np.zeros(n, dtype=np.int64)),
     )
     colmap.write_model_text(model, sparse)
-    (out / "gt" / "cameras.json").write_text(json.dumps({"cameras": records}, indent=1))
+    write_summary(CamerasFile(cameras=records), out / "gt")
     if video:
         _write_video(frames, out / "video.mp4", video_fps)
 

@@ -20,7 +20,7 @@ def run(config: SfmConfig, paths: StagePaths) -> SfmSummary:
     """Reconstruct the upload in ``paths.input()`` into ``paths.output``."""
     from spaceport.sfm import pipeline
 
-    return SfmSummary.model_validate(pipeline.run_sfm(paths.input(), paths.output, config))
+    return pipeline.run_sfm(paths.input(), paths.output, config)
 
 
 def describe(n: Mapping[str, Any]) -> str:

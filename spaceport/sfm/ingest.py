@@ -28,6 +28,7 @@ from spaceport.errors import (
 from spaceport.files import sniff_file
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.video import from_video
+from spaceport.summaries import IngestSummary
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
@@ -64,13 +65,11 @@ class Ingested:
     def usable(self) -> int:
         return len(self.names)
 
-    def summary(self) -> dict:
+    def summary(self) -> IngestSummary:
         out = asdict(self)
         out.pop("names")
-        out["images_dir"] = str(self.images_dir)
-        out["usable"] = self.usable
-        out["sharpness"] = [round(s, 1) for s in self.sharpness]
-        return out
+        return IngestSummary(**{**out, "images_dir": str(self.images_dir), "usable": self.usable,
+                                "sharpness": [round(s, 1) for s in self.sharpness]})
 
 
 def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:

@@ -7,7 +7,6 @@ the importing process) -> summary (this process, NumPy COLMAP reader).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
@@ -24,14 +23,22 @@ from spaceport.config import to_strings
 from spaceport.errors import OutOfMemory, SfmDegenerate, SfmFailed, TooFewRegistered
 from spaceport.sfm import validate
 from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import camera_mode, ingest
-from spaceport.summaries import SfmSummary, write_summary
+from spaceport.sfm.ingest import Ingested, camera_mode, ingest
+from spaceport.sfm.worker_io import SfmJob, SfmWorkerResult
+from spaceport.summaries import (
+    AutoChoice,
+    CameraInfo,
+    MatcherMapper,
+    SfmAttempt,
+    SfmSummary,
+    write_summary,
+)
 
 
 def choose(media: Literal["images", "video"], images: int, config: SfmConfig) -> tuple[str, str]:
     """The (matcher, mapper) that ``auto`` picks for ``images`` photos or video frames (``media``, as ingested).
 
-    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, issue 11):
+    What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, bench/results/sfm_collapse.md):
 
     - Mapper: on the laser-scanned fountain-P11 and herzjesu-P8 the two mappers were equally
       accurate (median centre error 6.0 vs 6.2 mm and 8.0 vs 7.7 mm; 2.8-3.9 mm for both with the
@@ -81,75 +88,107 @@ def threads(config: SfmConfig) -> int:
 WORKER_MODULE = "spaceport.sfm.colmap_steps"
 
 
-def _run_worker(job: dict, work: Path) -> dict:
-    """Run the pycolmap phases in a fresh interpreter and return its result dict."""
-    job_file = work / "job.json"
-    job_file.write_text(json.dumps(job, indent=1))
-    log = work / "colmap.log"
+def _run_worker(job: SfmJob) -> SfmWorkerResult:
+    """Run the pycolmap phases in a fresh interpreter and return its result (its failure re-raised)."""
+    job_file = job.work / "job.json"
+    job_file.write_text(job.model_dump_json(indent=1))
+    log = job.work / "colmap.log"
     # the worker must import this same spaceport package, wherever it was imported from
     root = str(Path(spaceport.__file__).resolve().parent.parent)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])]))
     with open(log, "w") as err:
         proc = subprocess.run([sys.executable, "-m", WORKER_MODULE, str(job_file)],
                               stdout=None, stderr=err, env=env, check=False)
-    result_file = Path(job["result"])
-    if proc.returncode != 0 or not result_file.exists():
+    if proc.returncode != 0 or not job.result.exists():
         tail = log.read_text(errors="replace")[-2000:]
         if proc.returncode == -signal.SIGKILL:  # what the kernel's OOM killer sends
             raise OutOfMemory("The pycolmap worker was killed, most likely out of memory",
                               "Lower max_side or max_features, or use an instance with more memory", tail=tail)
         raise SfmFailed(f"The pycolmap worker exited with code {proc.returncode}", tail=tail)
-    result = json.loads(result_file.read_text())
-    if "error" in result:
-        raise SfmFailed(f"pycolmap failed: {result['error']}", traceback=result.get("traceback", ""))
+    result = SfmWorkerResult.model_validate_json(job.result.read_text())
+    if result.failure is not None:
+        raise result.failure.to_error()
     return result
 
 
-def _tried(attempts: list[dict]) -> str:
-    return "; ".join(f"{a['matcher']}+{a['mapper']}: {a['registered']} registered"
-                     + (f", failed {'/'.join(a['validation']['failed'])}" if a.get("validation", {}).get("failed") else "")
+def _tried(attempts: list[SfmAttempt]) -> str:
+    return "; ".join(f"{a.matcher}+{a.mapper}: {a.registered} registered"
+                     + (f", failed {'/'.join(a.validation.failed)}" if a.validation and a.validation.failed else "")
                      for a in attempts)
 
 
-def _raise_if_unusable(result: dict, names: list[str], min_registered: int, config: SfmConfig) -> None:
-    """TooFewRegistered (listing the images left out) or SfmDegenerate (saying what the capture lacked)."""
+def _too_few(result: SfmWorkerResult, names: list[str], min_registered: int, config: SfmConfig) -> TooFewRegistered:
+    """TooFewRegistered listing the images left out and, when the matches show it, why."""
     usable = len(names)
-    if result["registered"] < min_registered:
-        left_out = sorted(set(names) - set(result.get("registered_names", [])))
-        groups = max((a.get("models", []) for a in result["attempts"]), key=lambda m: sum(n >= 3 for n in m), default=[])
-        groups = [n for n in groups if n >= 3]
+    left_out = sorted(set(names) - set(result.registered_names))
+    groups = max((a.models for a in result.attempts), key=lambda m: sum(n >= 3 for n in m), default=[])
+    groups = [n for n in groups if n >= 3]
+    rotation = max((a.planar_or_panoramic_pairs or 0.0 for a in result.attempts), default=0.0)
+    why, fix = "", None
+    if len(groups) > 1:  # the images show unrelated scenes
         why = (f"; the images form {len(groups)} unconnected groups ({', '.join(map(str, groups))} images), "
-                 "as if they showed unrelated scenes") if len(groups) > 1 else ""
-        rotation = max((a.get("planar_or_panoramic_pairs") or 0.0 for a in result["attempts"]), default=0.0)
-        if not why and rotation >= validate.MOSTLY_ROTATION:
-            why = (f"; {rotation:.0%} of the matched image pairs are related by a pure rotation or a plane "
-                     "(too little parallax: the camera turned on the spot or stood still)")
-        shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
-        fix = None
-        if "unrelated" in why:
-            fix = ("Upload photos of one scene per job, taken while walking around it with about 70% overlap between "
-                   "neighbouring views")
-        elif why:
-            fix = validate.fix_for(["baseline"])
-        raise TooFewRegistered(
-            f"SfM registered only {result['registered']} of {usable} usable images "
-            f"(need {min_registered}, {config.min_registered_fraction:.0%}){why}; left out: {shown or 'all'} "
-            f"(tried {_tried(result['attempts'])})",
-            fix,
-            registered=result["registered"], usable=usable, required=min_registered,
-            attempts=result["attempts"], left_out=left_out, groups=groups,
-        )
-    verdict = result["validation"]
-    if not verdict["passed"]:
+               "as if they showed unrelated scenes")
+        fix = "Upload photos of one scene per job, taken while walking around it with about 70% overlap between " \
+              "neighbouring views"
+    elif rotation >= validate.MOSTLY_ROTATION:
+        why = (f"; {rotation:.0%} of the matched image pairs are related by a pure rotation or a plane "
+               "(too little parallax: the camera turned on the spot or stood still)")
+        fix = validate.fix_for(["baseline"])
+    shown = ", ".join(left_out[:12]) + (f" and {len(left_out) - 12} more" if len(left_out) > 12 else "")
+    return TooFewRegistered(
+        f"SfM registered only {result.registered} of {usable} usable images "
+        f"(need {min_registered}, {config.min_registered_fraction:.0%}){why}; left out: {shown or 'all'} "
+        f"(tried {_tried(result.attempts)})",
+        fix,
+        registered=result.registered, usable=usable, required=min_registered,
+        attempts=[a.model_dump(mode="json") for a in result.attempts], left_out=left_out, groups=groups,
+    )
+
+
+def _raise_if_unusable(result: SfmWorkerResult, names: list[str], min_registered: int, config: SfmConfig) -> None:
+    """TooFewRegistered (listing the images left out) or SfmDegenerate (saying what the capture lacked)."""
+    if result.registered < min_registered:
+        raise _too_few(result, names, min_registered, config)
+    verdict = result.validation
+    assert verdict is not None  # enough images registered: the worker kept a validated model
+    if not verdict.passed:
         raise SfmDegenerate(
-            f"Every reconstruction of the {usable} images failed validation, so none is used: "
-            f"{verdict['problems'][0]} (tried {_tried(result['attempts'])})",
-            validate.fix_for(verdict["failed"]),
-            validation=verdict, attempts=result["attempts"],
+            f"Every reconstruction of the {len(names)} images failed validation, so none is used: "
+            f"{verdict.problems[0]} (tried {_tried(result.attempts)})",
+            validate.fix_for(verdict.failed),
+            validation=verdict.model_dump(mode="json"), attempts=[a.model_dump(mode="json") for a in result.attempts],
         )
 
 
-def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None) -> dict:
+def _summary(source: Path, out: Path, ing: Ingested, job: SfmJob, result: SfmWorkerResult,
+             config: SfmConfig) -> dict:
+    """The fields of ``sfm.json`` from the undistorted model in ``out`` and the worker's result."""
+    model = colmap.read_model(out / "sparse" / "0")
+    (_cam_id, cam), *_ = model.cameras.items()
+    assert result.chosen is not None and result.camera is not None  # _raise_if_unusable passed
+    first, chosen = result.attempts[0], result.attempts[result.chosen]
+    return dict(
+        input=str(source), input_kind=ing.kind, input_images=ing.input_files, usable_images=ing.usable,
+        corrupt_images=ing.corrupt, registered_images=len(model.images),
+        registered_fraction=round(len(model.images) / ing.usable, 4),
+        # which usable images SfM could not place (ingest's names: folders joined by "__")
+        unregistered_images=sorted(set(ing.names) - {im.name for im in model.images.values()}),
+        points=len(model.points), mean_reprojection_error=round(result.mean_reprojection_error or 0.0, 4),
+        mean_track_length=round(result.mean_track_length or 0.0, 3), matcher=chosen.matcher, mapper=chosen.mapper,
+        auto=AutoChoice(matcher=config.matcher == "auto", mapper=config.mapper == "auto"),
+        fallback=result.chosen != 0, first_choice=MatcherMapper(matcher=first.matcher, mapper=first.mapper),
+        attempts=result.attempts, validation=result.validation, camera_before_undistortion=result.camera,
+        # the final principal-point refinement: kept, or dropped as a drift (colmap_steps.refine_principal_point)
+        principal_point=result.principal_point,
+        camera=CameraInfo(model=cam.model, width=cam.width, height=cam.height, params=[float(p) for p in cam.params]),
+        camera_mode=job.camera_mode, camera_priors=result.camera_priors,
+        # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up direction SfM
+        # found, and the rotation applied to it (new_from_old world)
+        upright=result.upright, cameras=len(model.cameras), ingest=ing.summary(), threads=job.threads,
+        config=to_strings(config))
+
+
+def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None) -> SfmSummary:
     """Run the whole stage; returns the ``sfm.json`` summary. Raises typed errors on bad input or failure."""
     config = config or SfmConfig()
     source, out = Path(source), Path(out)
@@ -160,7 +199,7 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
     for stale in (work, out / "sparse", out / "images"):
         if stale.exists():
             shutil.rmtree(stale)
-    (out / "sfm.json").unlink(missing_ok=True)
+    (out / SfmSummary.FILE).unlink(missing_ok=True)
     work.mkdir()
     timings: dict[str, float] = {}
     try:
@@ -168,63 +207,22 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
             ing = ingest(source, work, config)
         progress.emit("sfm", phase="ingested", kind=ing.kind, usable=ing.usable, corrupt=ing.corrupt,
                       blurry_windows=ing.frames_blurry)
-        attempts = plan_attempts(ing.media, ing.usable, config)
-        min_registered = math.ceil(config.min_registered_fraction * ing.usable)
-        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names, "media": ing.media,
-               "config": to_strings(config), "camera_mode": camera_mode(ing, config),
-               "threads": threads(config), "attempts": attempts,
-               "min_registered": min_registered, "result": str(work / "result.json")}
-        result = _run_worker(job, work)
-        timings.update(result["timings"])
-        _raise_if_unusable(result, ing.names, min_registered, config)
+        job = SfmJob(work=work, images=ing.images_dir, out=out, names=ing.names, media=ing.media, config=config,
+                     camera_mode=camera_mode(ing, config), threads=threads(config),
+                     attempts=plan_attempts(ing.media, ing.usable, config),
+                     min_registered=math.ceil(config.min_registered_fraction * ing.usable), result=work / "result.json")
+        result = _run_worker(job)
+        timings.update(result.timings)
+        _raise_if_unusable(result, ing.names, job.min_registered, config)
         with progress.phase("sfm", "summary", timings):
-            model = colmap.read_model(out / "sparse" / "0")
-            (_cam_id, cam), *_ = model.cameras.items()
-            first = result["attempts"][0]
-            chosen = result["attempts"][result["chosen"]]
-            summary = {
-                "input": str(source),
-                "input_kind": ing.kind,
-                "input_images": ing.input_files,
-                "usable_images": ing.usable,
-                "corrupt_images": ing.corrupt,
-                "registered_images": len(model.images),
-                "registered_fraction": round(len(model.images) / ing.usable, 4),
-                # which usable images SfM could not place (ingest's names: folders joined by "__")
-                "unregistered_images": sorted(set(ing.names) - {im.name for im in model.images.values()}),
-                "points": len(model.points),
-                "mean_reprojection_error": round(result["mean_reprojection_error"], 4),
-                "mean_track_length": round(result["mean_track_length"], 3),
-                "matcher": chosen["matcher"],
-                "mapper": chosen["mapper"],
-                "auto": {"matcher": config.matcher == "auto", "mapper": config.mapper == "auto"},
-                "fallback": result["chosen"] != 0,
-                "first_choice": {"matcher": first["matcher"], "mapper": first["mapper"]},
-                "attempts": result["attempts"],
-                "validation": result["validation"],
-                "camera_before_undistortion": result["camera"],
-                # the final principal-point refinement: kept, or dropped as a drift (colmap_steps.refine_principal_point)
-                "principal_point": result.get("principal_point"),
-                "camera": {"model": cam.model, "width": cam.width, "height": cam.height,
-                           "params": [float(p) for p in cam.params]},
-                "camera_mode": job["camera_mode"],
-                "camera_priors": result["camera_priors"],
-                # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up
-                # direction SfM found, and the rotation applied to it (new_from_old world)
-                "upright": result["upright"],
-                "cameras": len(model.cameras),
-                "ingest": ing.summary(),
-                "threads": job["threads"],
-                "config": to_strings(config),
-            }
+            fields = _summary(source, out, ing, job, result, config)
     finally:
         if not config.keep_work:
             shutil.rmtree(work, ignore_errors=True)
     timings["total"] = round(time.perf_counter() - start, 3)
-    summary["seconds"] = timings
-    summary["peak_memory_mb"] = round(progress.peak_rss_mb(), 1)
-    write_summary(SfmSummary.model_validate(summary), out)
-    progress.emit("sfm", final=1, registered=summary["registered_images"], usable=summary["usable_images"],
-                  points=summary["points"], reproj_error=summary["mean_reprojection_error"],
-                  matcher=summary["matcher"], mapper=summary["mapper"], seconds=timings["total"])
+    summary = SfmSummary(**fields, seconds=timings, peak_memory_mb=round(progress.peak_rss_mb(), 1))
+    write_summary(summary, out)
+    progress.emit("sfm", final=1, registered=summary.registered_images, usable=summary.usable_images,
+                  points=summary.points, reproj_error=summary.mean_reprojection_error,
+                  matcher=summary.matcher, mapper=summary.mapper, seconds=timings["total"])
     return summary

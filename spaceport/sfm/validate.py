@@ -1,7 +1,7 @@
 """Is a reconstruction usable? Checks that catch a degenerate or collapsed model without ground truth.
 
 A mapper can return a model with every image registered and a sub-pixel reprojection error
-whose camera path has collapsed (issue 11: the global mapper put a 50-frame phone capture's
+whose camera path has collapsed (the global mapper once put a 50-frame phone capture's
 cameras at ~6% of their true steps, reprojection error 0.85 px). Such a model is consistent only
 because its points sit far from cameras that barely move, or because the mapper dropped the
 matches that contradict it. So the checks look at what a collapse cannot hide:
@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from spaceport import colmap
+from spaceport.summaries import SfmValidation, ValidationFigures
 
 #: A point whose viewing rays span at least this many degrees constrains depth (COLMAP filters below 1.5).
 USABLE_ANGLE_DEG = 2.0
@@ -241,7 +242,7 @@ def planar_or_panoramic_pairs(configs: list[int] | Path) -> float | None:
     return float(np.mean([c in PLANAR_OR_PANORAMIC for c in configs])) if configs else None
 
 
-def figures(model: colmap.Model, database: Path | None = None, order: list[str] | None = None) -> dict:
+def figures(model: colmap.Model, database: Path | None = None, order: list[str] | None = None) -> ValidationFigures:
     """Every figure of the model (None where it cannot be computed); ``order`` only for video frames."""
     angles = triangulation_angles(model)
     out = {
@@ -260,27 +261,27 @@ def figures(model: colmap.Model, database: Path | None = None, order: list[str] 
         out["path_neighbour_fraction"] = round(frac, 4) if frac is not None else None
     if database is not None and Path(database).exists():
         out.update({k: round(v, 4) if isinstance(v, float) else v for k, v in pair_figures(model, database).items()})
-    return out
+    return ValidationFigures(**out)
 
 
-def verdict(figs: dict, limits: Limits = LIMITS) -> dict:
-    """``{"passed", "failed": [check names], "problems": [sentences], "figures", "limits"}`` for the figures ``figs``."""
+def verdict(figs: ValidationFigures, limits: Limits = LIMITS) -> SfmValidation:
+    """Which checks the figures ``figs`` fail (check names), why (one sentence each), and the limits."""
     failed, problems = [], []
     for check, (figure, limit, meaning) in CHECKS.items():
-        value, bound = figs.get(figure), getattr(limits, limit)
+        value, bound = getattr(figs, figure), getattr(limits, limit)
         if value is None:
             continue  # not applicable (no database, not a video)
-        if check == "flat_picture" and figs.get("view_spread_deg", 0.0) >= limits.max_parallel_spread_deg:
+        if check == "flat_picture" and figs.view_spread_deg >= limits.max_parallel_spread_deg:
             continue  # a flat scene seen from several directions is a valid capture (a facade, a mural)
         low = limit.startswith("min_")
         if (value < bound) if low else (value > bound):
             failed.append(check)
             problems.append(f"{meaning} ({figure} {value:g} {'<' if low else '>'} {bound:g})")
-    return {"passed": not failed, "failed": failed, "problems": problems, "figures": figs, "limits": asdict(limits)}
+    return SfmValidation(passed=not failed, failed=failed, problems=problems, figures=figs, limits=asdict(limits))
 
 
 def validate(model_dir: Path, database: Path | None = None, order: list[str] | None = None,
-             limits: Limits = LIMITS) -> dict:
+             limits: Limits = LIMITS) -> SfmValidation:
     """Read the model in ``model_dir`` and return its :func:`verdict`."""
     return verdict(figures(colmap.read_model(Path(model_dir)), database, order), limits)
 
@@ -294,7 +295,7 @@ def fix_for(failed: list[str]) -> str:
             "run with --mapper incremental")
 
 
-def score(v: dict) -> tuple:
+def score(v: SfmValidation) -> tuple:
     """Sort key of a validated model: more registered images, then more agreement with the matches."""
-    f = v["figures"]
-    return (f["registered"], f.get("pair_agreement") or 0.0, f["median_triangulation_deg"])
+    f = v.figures
+    return (f.registered, f.pair_agreement or 0.0, f.median_triangulation_deg)

@@ -9,6 +9,7 @@ import numpy as np
 
 from spaceport.colmap import Model, read_model
 from spaceport.errors import EmptyInput, InputInvalid, ModelInvalid, TooFewImages
+from spaceport.summaries import CamerasFile, CameraView
 
 
 @dataclass
@@ -92,11 +93,11 @@ def load_views(model: Model, images_dir: Path, test_every: int, downscale: int) 
     return views
 
 
-def cameras_json(views: list[View]) -> dict:
+def cameras_json(views: list[View]) -> CamerasFile:
     """The shared cameras.json document (full-resolution intrinsics, OpenCV world-to-camera)."""
-    return {"cameras": [
-        {"name": v.name, "split": v.split, "width": v.full_size[0], "height": v.full_size[1],
-         "K": np.asarray(v.full_K, dtype=float).tolist(),
-         "world_to_camera": np.asarray(v.world_to_camera, dtype=float).tolist()}
+    return CamerasFile(cameras=[
+        CameraView(name=v.name, split=v.split, width=v.full_size[0], height=v.full_size[1],
+                   K=np.asarray(v.full_K, dtype=float).tolist(),
+                   world_to_camera=np.asarray(v.world_to_camera, dtype=float).tolist())
         for v in views
-    ]}
+    ])

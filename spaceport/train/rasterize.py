@@ -14,8 +14,7 @@ mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`
   background weighted by the final T.
 
 Projection is written elementwise (one GEMM for the view rotation) instead of gsplat's batched
-3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md; the issue's ~30× was
-measured with an older torch). Compositing gathers each tile's depth-sorted
+3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md). Compositing gathers each tile's depth-sorted
 Gaussians into a padded ``[tiles, pixels, K]`` block (8×8 tiles: the image does not depend on the
 tile size, and small tiles waste fewer pixel-Gaussian pairs), tiles bucketed by list length so padding stays
 small, and K processed in slices that carry the transmittance so memory stays bounded.
@@ -40,7 +39,7 @@ T_MIN = 1e-4  # a pixel is done when T would fall to this
 TILE = 16
 #: tile edge of the CPU compositor (px): tiles only bound work here, the image does not depend on it
 CPU_TILE = 8
-#: elements (tiles x 256 px x Gaussians) composited per slice: bounds the autograd memory per slice
+#: elements (tiles x tile² px x Gaussians) composited per slice: bounds the autograd memory per slice
 SLICE_ELEMENTS = 1 << 22
 
 
@@ -239,7 +238,7 @@ def composite_tiles(
     i = 0
     counts_l = counts[busy].tolist()
     while i < len(busy):
-        # grow the bucket while its padded block [B, 256, Kmax] stays within budget (min one tile)
+        # grow the bucket while its padded block [B, tile², Kmax] stays within budget (min one tile)
         kmax = counts_l[i]
         j = i + 1
         while j < len(busy) and (j - i + 1) * px_count * min(counts_l[j], 4096) <= SLICE_ELEMENTS:

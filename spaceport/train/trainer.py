@@ -12,7 +12,6 @@ Units: steps are images seen; times in seconds; PSNR in dB; memory in MiB.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from spaceport import progress
-from spaceport.config import to_dict
+from spaceport.config import to_dict, to_strings
 from spaceport.errors import ConfigInvalid, TrainingDiverged
 from spaceport.files import atomic_path
 from spaceport.splat import write_ply
@@ -296,7 +295,7 @@ class Trainer:
             if evaluation.sh_degree < self.cfg.optim.sh_degree:
                 splat = splat.with_sh_degree(evaluation.sh_degree)
             ply_bytes = write_ply(splat, out_dir / "splat.ply")
-            (out_dir / "cameras.json").write_text(json.dumps(cameras_json(self.views), indent=1))
+            write_summary(cameras_json(self.views), out_dir)
             write_renders(out_dir / "renders", evaluation.renders)
         metrics = self._metrics(evaluation, len(splat), splat.sh_degree, ply_bytes)
         write_summary(metrics, out_dir)
@@ -363,7 +362,7 @@ class Trainer:
             peak_memory_mb=round(progress.peak_rss_mb(), 1),
             peak_cuda_memory_mb=(round(torch.cuda.max_memory_allocated() / 2**20, 1)
                                  if self.device.type == "cuda" else None),
-            config=to_dict(cfg), history=self.history)
+            config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:
         if self.checkpoint is None:

@@ -39,6 +39,15 @@ def lambda_arn(name: str) -> str:
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
+def plan_for(job_id: str, source_uri: str, email: str | None = None):
+    """A real execution plan (spaceport.plan) of ``source_uri`` whose job id is ``job_id``, as the
+    state machine hands it to the record Lambda."""
+    from spaceport.plan import ExecutionPlan, JobRequest, PlanSettings, plan_job
+
+    plan = plan_job(JobRequest(source_uri, "v1", email=email), PlanSettings(root=f"s3://{BUCKET}/"))
+    return ExecutionPlan.model_validate(json.loads(json.dumps(plan.execution_plan().dump()).replace(plan.job_id, job_id)))
+
+
 def load_handler(name: str):
     return importlib.import_module(f"lambdas.{name}.handler")
 

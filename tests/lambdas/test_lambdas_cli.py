@@ -108,7 +108,7 @@ def test_status_links_are_fresh_signed_result_links(stack, capsys):
     expires = int(links["sog"].split("exp=")[1].split("&")[0])
     assert links["sog"] == result_links.result_url(RESULTS_DOMAIN, f"jobs/{job_id}/compressed/scene.sog",
                                                    secret=secret, expires=expires)
-    assert abs(expires - (time.time() + 720 * 3600)) < 60  # 30 days: no longer capped by a signer's session
+    assert abs(expires - (time.time() + 720 * 3600)) < 60  # 30 days: a link signed with the stack secret is not capped by a signer's session
     assert f"links work until {result_links.expiry_text(expires)}" in text
     assert main(["status", job_id, "--links", str(result_links.MAX_LINK_HOURS + 1), "--region", REGION]) == 2
 

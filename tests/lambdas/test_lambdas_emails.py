@@ -8,7 +8,7 @@ import time
 from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
-from lambdas_support import BUCKET, REGION, RESULTS_DOMAIN, SENDER
+from lambdas_support import BUCKET, REGION, RESULTS_DOMAIN, SENDER, plan_for
 
 from spaceport.aws import links as result_links
 from spaceport.aws import notify, records, settings
@@ -32,11 +32,7 @@ def _send(record):
 
 
 def _plan():
-    return {"job_id": JOB, "prefix": f"s3://{BUCKET}/jobs/{JOB}/", "email": "ana@example.com",
-            "source_uri": f"s3://{BUCKET}/uploads/Garden", "order": ["sfm", "train", "quality_gate", "compress",
-                                                                      "publish"],
-            "stages": {"sfm": {"job_name": f"{JOB}-sfm"}, "train": {"job_name": f"{JOB}-train"},
-                       "compress": {"job_name": f"{JOB}-compress"}, "publish": {"job_name": f"{JOB}-publish"}}}
+    return plan_for(JOB, f"s3://{BUCKET}/uploads/Garden", "ana@example.com")
 
 
 def test_success_email_links_open_the_outputs(aws):
@@ -110,8 +106,7 @@ def test_a_stage_that_crashed_without_a_failure_file_still_names_the_stage_and_i
 
 
 def test_a_rejected_upload_gets_the_reason_and_no_log_line(aws):
-    record = records.new_record({"job_id": JOB, "source_uri": f"s3://{BUCKET}/uploads/notes.txt",
-                                 "email": "ana@example.com"}, status="REJECTED")
+    record = records.rejected_record(JOB, f"s3://{BUCKET}/uploads/notes.txt", "ana@example.com")
     failure = UnsupportedInput("'notes.txt' is not a zip or a video", "Upload a .zip of photos or a video (mp4/mov)")
     record = record.model_copy(update={"stage": "start", "failure": failure.record("start")})
     msg = _send(record)

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from lambdas_support import load_handler
+from lambdas_support import load_handler, plan_for
 
 from spaceport.aws import records
 from spaceport.errors import (
@@ -14,6 +14,7 @@ from spaceport.errors import (
     StageFailed,
     TrainingDiverged,
 )
+from spaceport.plan import ExecutionPlan
 
 
 def _line(cls, reason, fix=None, **details):
@@ -73,13 +74,15 @@ def test_describe_failure(error, expected):
 
 
 def test_failed_stage_is_first_without_result():
-    plan = {"order": ["sfm", "train", "quality_gate", "compress", "publish"]}
+    plan = plan_for("sp-x-0123456789abcdef", "s3://b/uploads/x.zip")
+    assert plan.order == ["sfm", "train", "quality_gate", "compress", "publish"]
     assert records.failed_stage(plan, {}) == "sfm"
     assert records.failed_stage(plan, {"sfm": {}, "train": {}}) == "quality_gate"
 
 
 def test_stage_summary_handles_iso_and_epoch_times():
-    spec = {"cluster": {"InstanceType": "ml.m5.large", "InstanceCount": 1}}
+    spec = plan_for("sp-x-0123456789abcdef", "s3://b/uploads/x.zip").stages["sfm"]
+    spec = spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"instance_type": "ml.m5.large"})})
     s = records.stage_summary("sfm", {"ProcessingStartTime": "2026-01-01T00:00:00Z",
                                       "ProcessingEndTime": "2026-01-01T01:00:00Z"}, spec)
     assert s.seconds == 3600 and s.cost_usd == 0.115
@@ -177,9 +180,7 @@ def test_classify_retries_only_where_waiting_can_help(error, capacity):
     assert records.classify(error)[0] is capacity
 
 
-PLAN = {"job_id": "sp-x-0123456789abcdef", "order": ["sfm", "train", "quality_gate", "compress", "publish"],
-        "stages": {"sfm": {"job_name": "sp-x-0123456789abcdef-sfm", "attempt": 1},
-                   "train": {"job_name": "sp-x-0123456789abcdef-train", "attempt": 1}}}
+PLAN = plan_for("sp-x-0123456789abcdef", "s3://b/uploads/x.zip")
 POLICY = {"max_attempts": 3, "interval_s": 120, "backoff_rate": 2.0, "max_delay_s": 200}
 
 
@@ -187,12 +188,13 @@ def test_plan_retry_bumps_attempt_and_job_name_with_backoff_then_stops():
     capacity = _job("CapacityError: Unable to provision requested ML compute capacity.")
     first = records.plan_retry(PLAN, {"sfm": {}}, capacity, POLICY)
     assert first["retry"] and first["stage"] == "train" and first["attempt"] == 2 and first["wait_s"] == 120
-    assert first["plan"]["stages"]["train"] == {"job_name": "sp-x-0123456789abcdef-train-r2", "attempt": 2}
-    assert PLAN["stages"]["train"]["attempt"] == 1  # the input plan is not modified
-    second = records.plan_retry(first["plan"], {"sfm": {}}, capacity, POLICY)
+    bumped = ExecutionPlan.model_validate(first["plan"])  # as the state machine hands it back
+    assert (bumped.stages["train"].job_name, bumped.stages["train"].attempt) == ("sp-x-0123456789abcdef-train-r2", 2)
+    assert bumped.stages["sfm"] == PLAN.stages["sfm"] and PLAN.stages["train"].attempt == 1  # input unchanged
+    second = records.plan_retry(bumped, {"sfm": {}}, capacity, POLICY)
     assert second["attempt"] == 3 and second["wait_s"] == 200  # 240 capped at max_delay_s
     assert second["plan"]["stages"]["train"]["job_name"].endswith("-train-r3")
-    third = records.plan_retry(second["plan"], {"sfm": {}}, capacity, POLICY)
+    third = records.plan_retry(ExecutionPlan.model_validate(second["plan"]), {"sfm": {}}, capacity, POLICY)
     assert third["retry"] is False and "3 of 3" in third["why"]
     bad = records.plan_retry(PLAN, {}, _job("AlgorithmError: See logs", "TooFewImages: Only 2 images."), POLICY)
     assert bad == {"retry": False, "stage": "sfm", "why": "TooFewImages in the job's failure text"}

@@ -7,6 +7,7 @@ import pytest
 from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
 from spaceport.errors import UnsupportedInput
+from spaceport.summaries import RequestFile
 
 ZIP = b"PK\x03\x04\x14\x00\x00\x00"
 MAGIC = {"zip": ZIP, "mov": b"\x00\x00\x00\x14ftypqt  ", "mp4": b"\x00\x00\x00\x18ftypmp42"}
@@ -35,9 +36,10 @@ def test_s3_event_keys_are_decoded(started, encoded, key):
                           Metadata={"email": "x@example.com"})
     out = _handler()(s3_event(encoded), FakeContext())
     assert out["status"] == "started"
-    req = json.loads(started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{out['job_id']}/request.json")["Body"].read())
-    assert req["request"]["source_uri"] == f"s3://{BUCKET}/{key}"
-    assert req["request"]["email"] == "x@example.com"
+    req = RequestFile.model_validate_json(
+        started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{out['job_id']}/request.json")["Body"].read())
+    assert req.request.source_uri == f"s3://{BUCKET}/{key}"
+    assert req.request.email == "x@example.com"
     execution = started.sfn.describe_execution(executionArn=out["execution_arn"])
     assert execution["name"] == out["job_id"]
     assert json.loads(execution["input"])["plan"]["source_uri"] == f"s3://{BUCKET}/{key}"

@@ -16,6 +16,7 @@ from spaceport.compress import sog, spz
 from spaceport.compress.inputs import sniff
 from spaceport.errors import ModelInvalid
 from spaceport.splat import Splat
+from spaceport.summaries import CompressSummary, read_summary
 
 QUICK = ["--preset", "fast", "--evaluate-quality", "false", "--write-spz", "false"]
 
@@ -47,9 +48,9 @@ def test_sniffed_from_content(sources, name, kind):
 def test_every_format_compresses_to_the_same_splat(sources, small_splat, tmp_path, capsys, name, fmt):
     code = main(["compress", str(sources / name), "--out", str(tmp_path), *QUICK])
     assert code == 0, capsys.readouterr().err
-    s = json.loads((tmp_path / "compress.json").read_text())
-    assert s["input"]["format"] == fmt and s["gaussians"]["kept"] == len(small_splat)
-    assert s["input"]["ply_bytes"] is None if fmt != "ply" else s["input"]["ply_bytes"] > 0
+    s = read_summary(CompressSummary, tmp_path / "compress.json")
+    assert s.input.format == fmt and s.gaussians.kept == len(small_splat)
+    assert s.input.ply_bytes is None if fmt != "ply" else s.input.ply_bytes > 0
     got = sog.decode_sog(tmp_path / "scene.sog")
     # Re-encoding an already quantised splat keeps it within one more quantisation step.
     ref = sog.decode_sog(sources / "scene.sog") if fmt == "sog" else None

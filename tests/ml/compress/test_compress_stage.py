@@ -17,6 +17,7 @@ from spaceport.compress.quality import orbit_cameras
 from spaceport.config import from_strings
 from spaceport.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
 from spaceport.splat import read_ply, write_ply
+from spaceport.summaries import CompressSummary, read_summary
 from tests.support.synthetic_splats import synthetic_splat
 
 FAST = ["--preset", "fast"]
@@ -40,22 +41,19 @@ def test_writes_every_output_and_the_summary(compressed, small_ply):
     for name in ("scene.sog", "scene.spz", "sog/meta.json", "sog/means_l.webp", "sog/shN_labels.webp"):
         assert (compressed / name).is_file(), name
     assert not list(compressed.glob(".work-*")) and not list(compressed.glob("*.tmp"))
-    s = json.loads((compressed / "compress.json").read_text())
-    assert s["input"]["bytes"] == small_ply.stat().st_size
-    assert s["outputs"]["scene.sog"] == (compressed / "scene.sog").stat().st_size
-    assert s["outputs"]["scene.spz"] == (compressed / "scene.spz").stat().st_size
-    assert s["ratio"]["sog"] == pytest.approx(s["input"]["bytes"] / s["outputs"]["scene.sog"], rel=1e-2)
-    assert sum(s["bytes_per_attribute"].values()) == s["outputs"]["sog/"]
-    assert s["gaussians"] == {"input": 1500, "kept": 1500, "dropped_nonfinite": 0, "dropped_degenerate": 0,
+    s = read_summary(CompressSummary, compressed / "compress.json")
+    assert s.input.bytes == small_ply.stat().st_size
+    assert s.outputs.sog == (compressed / "scene.sog").stat().st_size
+    assert s.outputs.spz == (compressed / "scene.spz").stat().st_size
+    assert s.ratio.sog == pytest.approx(s.input.bytes / s.outputs.sog, rel=1e-2)
+    assert sum(s.bytes_per_attribute.values()) == s.outputs.sog_dir
+    assert s.gaussians.model_dump() == {"input": 1500, "kept": 1500, "dropped_nonfinite": 0, "dropped_degenerate": 0,
                               "dropped_for_budget": 0}
-    assert s["seconds"]["total"] > 0 and s["peak_memory_mb"] > 0
-    from spaceport.summaries import CompressSummary, read_summary
-
-    assert read_summary(CompressSummary, compressed / "compress.json").outputs.sog == s["outputs"]["scene.sog"]
-    assert s["quality"]["camera_source"] == "orbit" and s["quality"]["views"] == 4
-    assert s["quality"]["views_planned"] == 4 and s["quality"]["crop"] == 1.0
-    assert 0 < s["quality"]["seconds"] <= s["seconds"]["quality"]
-    assert s["sh_palette"]["policy"] == "auto" and s["sh_palette"]["entries"] == 1024  # cap at N=1500
+    assert s.seconds["total"] > 0 and s.peak_memory_mb > 0
+    assert s.quality.camera_source == "orbit" and s.quality.views == 4
+    assert s.quality.views_planned == 4 and s.quality.crop == 1.0
+    assert 0 < s.quality.seconds <= s.seconds["quality"]
+    assert s.sh_palette.policy == "auto" and s.sh_palette.entries == 1024  # cap at N=1500
 
 
 def test_round_trip_render_quality(compressed):
@@ -83,14 +81,14 @@ def test_model_tarball_with_cameras(tmp_path, small_ply, small_splat, capsys):
     code, out, err = _run([folder, "--out", tmp_path / "out", *FAST, "--write-spz", "false",
                            "--quality-seconds", "3600"], capsys)
     assert code == 0, err
-    s = json.loads((tmp_path / "out" / "compress.json").read_text())
+    s = read_summary(CompressSummary, tmp_path / "out" / "compress.json")
     # 1,500 noisy SH1 Gaussians: no palette within the cap (1024) meets 0.5 levels, and the run says so.
-    pal = s["sh_palette"]
-    assert pal["target_met"] is False and pal["cap"] == 1024 and pal["colour_error_levels"] > 0.5
-    assert (f"warning=sh_palette_target_missed target=0.5 achieved={pal['colour_error_levels']} cap=1024"
+    pal = s.sh_palette
+    assert pal.target_met is False and pal.cap == 1024 and pal.colour_error_levels > 0.5
+    assert (f"warning=sh_palette_target_missed target=0.5 achieved={pal.colour_error_levels} cap=1024"
             in out)
-    assert s["quality"]["camera_source"] == "cameras.json" and s["quality"]["views"] == 3
-    assert s["outputs"]["scene.spz"] is None and not (tmp_path / "out" / "scene.spz").exists()
+    assert s.quality.camera_source == "cameras.json" and s.quality.views == 3
+    assert s.outputs.spz is None and not (tmp_path / "out" / "scene.spz").exists()
 
 
 def test_sh_degree_option_drops_bands(tmp_path, small_ply, capsys):
@@ -104,11 +102,11 @@ def test_size_budget_drops_bands_then_gaussians(tmp_path, small_ply, capsys):
     code, _, err = _run([small_ply, "--out", tmp_path, *FAST, "--size-budget-mb", "0.025",
                          "--evaluate-quality", "false"], capsys)
     assert code == 0, err
-    s = json.loads((tmp_path / "compress.json").read_text())
+    s = read_summary(CompressSummary, tmp_path / "compress.json")
     assert (tmp_path / "scene.sog").stat().st_size <= 25_000
-    tried = [a["sh_degree"] for a in s["budget"]["attempts"]]
-    assert tried[:2] == [1, 0] and s["sh_degree"] == 0
-    assert 0 < s["gaussians"]["kept"] < 1500 and s["gaussians"]["dropped_for_budget"] == 1500 - s["gaussians"]["kept"]
+    tried = [a.sh_degree for a in s.budget.attempts]
+    assert tried[:2] == [1, 0] and s.sh_degree == 0
+    assert 0 < s.gaussians.kept < 1500 and s.gaussians.dropped_for_budget == 1500 - s.gaussians.kept
 
 
 def test_impossible_budget_is_a_typed_error(tmp_path, small_ply, capsys):

@@ -212,15 +212,15 @@ def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
     code = main(["sfm", str(photos), "--out", str(tmp_path / "out"), "--single-camera", "false", "--max-side", "480",
                  "--max-features", "2048", "--min-images", "4"])
     assert code == 0
-    import json
+    from spaceport.summaries import SfmSummary, read_summary
 
-    summary = json.loads((tmp_path / "out" / "sfm.json").read_text())
-    assert summary["camera_mode"] == "PER_IMAGE"
-    assert summary["registered_images"] >= 5
-    assert summary["cameras"] == summary["registered_images"]
+    summary = read_summary(SfmSummary, tmp_path / "out" / "sfm.json")
+    assert summary.camera_mode == "PER_IMAGE"
+    assert summary.registered_images >= 5
+    assert summary.cameras == summary.registered_images
     # Intrinsics priors from EXIF: the iPhone 7's 28 mm (35 mm equivalent) lens is 0.8 x the longer
     # side in pixels (COLMAP's own guess without EXIF would be 1.2 x).
-    priors = summary["camera_priors"]
-    assert len(priors) == 6 and all(p["from_exif"] and p["images"] == 1 for p in priors)
+    priors = summary.camera_priors
+    assert len(priors) == 6 and all(p.from_exif and p.images == 1 for p in priors)
     for p in priors:
-        assert abs(p["focal"] / (0.8 * max(p["width"], p["height"])) - 1) < 0.05, p
+        assert abs(p.focal / (0.8 * max(p.width, p.height)) - 1) < 0.05, p

@@ -17,13 +17,14 @@ from spaceport.cli import main
 from spaceport.errors import TooFewRegistered
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.pipeline import run_sfm
+from spaceport.summaries import SfmSummary, read_summary
 from tests.support.sfm_evaluate import compare
 
 
 def _check_against_truth(out, scene, label):
     summary = json.loads((out / "sfm.json").read_text())
     err = compare(out / "sparse" / "0", scene / "gt" / "sparse" / "0")
-    print(f"\n{label}: registered {summary['registered_images']}/{summary['usable_images']}, "
+    print(f"\n{label}: registered {summary.registered_images}/{summary.usable_images}, "
           f"centre error max {err['center_max_frac']:.3%} rmse {err['center_rmse_frac']:.3%} of radius "
           f"{err['radius']:.2f} m, rotation max {err['rotation_max_deg']:.3f} deg, "
           f"focal {err['focal']:.2f} vs {err['focal_gt']:.2f} ({err['focal_rel_error']:.3%})")
@@ -39,8 +40,8 @@ def test_every_image_registers_with_true_poses_and_focal(small_scene, tmp_path, 
     out = tmp_path / "sfm"
     summary = run_sfm(scene / "images", out, SfmConfig())
     assert tree_digest(scene / "images") == before
-    assert summary["registered_images"] == summary["usable_images"] == 24
-    assert (summary["matcher"], summary["mapper"], summary["fallback"]) == ("exhaustive", "incremental", False)
+    assert summary.registered_images == summary.usable_images == 24
+    assert (summary.matcher, summary.mapper, summary.fallback) == ("exhaustive", "incremental", False)
     _check_against_truth(out, scene, "exhaustive+incremental")
     model = colmap.read_model(out / "sparse" / "0")
     (cam,) = model.cameras.values()
@@ -50,8 +51,8 @@ def test_every_image_registers_with_true_poses_and_focal(small_scene, tmp_path, 
     for key in ("input_images", "usable_images", "registered_images", "points", "mean_reprojection_error",
                 "matcher", "mapper", "fallback", "seconds", "peak_memory_mb"):
         assert key in summary
-    assert summary["mean_reprojection_error"] < 1.0
-    assert {"ingest", "extract", "match", "map", "undistort", "total"} <= set(summary["seconds"])
+    assert summary.mean_reprojection_error < 1.0
+    assert {"ingest", "extract", "match", "map", "undistort", "total"} <= set(summary.seconds)
     assert not (out / "_work").exists()
 
 
@@ -59,10 +60,10 @@ def test_global_mapper_recovers_the_same_cameras(small_scene, tmp_path):
     scene, _ = small_scene
     out = tmp_path / "sfm"
     summary = run_sfm(scene / "images", out, SfmConfig(mapper="global", matcher="retrieval", retrieval_neighbors=6))
-    assert summary["registered_images"] == 24
-    assert (summary["matcher"], summary["mapper"]) == ("retrieval", "global")
+    assert summary.registered_images == 24
+    assert (summary.matcher, summary.mapper) == ("retrieval", "global")
     # retrieval matched far fewer pairs than the 276 of exhaustive matching
-    assert summary["attempts"][0]["verified_pairs"] < 276 * 0.6
+    assert summary.attempts[0].verified_pairs < 276 * 0.6
     _check_against_truth(out, scene, "retrieval+global")
 
 
@@ -72,9 +73,9 @@ def test_video_registers_every_sampled_frame(small_scene, tmp_path, tree_digest)
     out = tmp_path / "sfm"
     summary = run_sfm(scene / "video.mp4", out, SfmConfig(video_frames=24))
     assert tree_digest(scene / "video.mp4") == before
-    assert summary["input_kind"] == "video" and summary["matcher"] == "sequential"
-    assert summary["usable_images"] == 24
-    assert summary["registered_images"] == summary["usable_images"]
+    assert summary.input_kind == "video" and summary.matcher == "sequential"
+    assert summary.usable_images == 24
+    assert summary.registered_images == summary.usable_images
     model = colmap.read_model(out / "sparse" / "0")
     names = sorted(im.name for im in model.images.values())
     assert names[0].startswith("frame_") and names[0].endswith(".jpg")
@@ -95,10 +96,10 @@ def test_sagemaker_layout_zip_with_folders_and_a_corrupt_image(small_scene, tmp_
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     assert main(["sfm", "--preset", "fast", "--min-images", "5"]) == 0
     assert tree_digest(upload) == before
-    summary = json.loads((root / "processing" / "output" / "sfm" / "sfm.json").read_text())
-    assert summary["input_kind"] == "zip"
-    assert summary["corrupt_images"] == 1 and summary["usable_images"] == 12
-    assert summary["registered_images"] == 12
+    summary = read_summary(SfmSummary, root / "processing" / "output" / "sfm" / "sfm.json")
+    assert summary.input_kind == "zip"
+    assert summary.corrupt_images == 1 and summary.usable_images == 12
+    assert summary.registered_images == 12
     assert "stage=sfm final=1" in capsys.readouterr().out
 
 

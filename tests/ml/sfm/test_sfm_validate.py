@@ -6,7 +6,6 @@ margin for pycolmap's extraction, which is not bit-reproducible across runs.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import textwrap
@@ -20,6 +19,7 @@ from spaceport.errors import SfmDegenerate, TooFewRegistered
 from spaceport.sfm import pipeline, validate
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.pipeline import run_sfm
+from spaceport.summaries import SfmSummary, read_summary
 from tests.real_captures import capture
 from tests.support.sfm_evaluate import collapse_centres, compare_strecha
 
@@ -60,41 +60,41 @@ GT_BOUNDS = {"fountain": (7.0, 10.0), "herzjesu": (8.0, 14.0)}
 def test_real_captures_match_laser_scan_cameras_and_validate(name, request):
     summary, out, folder = request.getfixturevalue(name)
     err = compare_strecha(out / "sparse" / "0", folder / "gt")
-    print(f"\n{name}: {summary['matcher']}+{summary['mapper']}, registered {summary['registered_images']}/"
-          f"{summary['usable_images']}, centre error median {err['centre_median_mm']:.1f} mm, "
+    print(f"\n{name}: {summary.matcher}+{summary.mapper}, registered {summary.registered_images}/"
+          f"{summary.usable_images}, centre error median {err['centre_median_mm']:.1f} mm, "
           f"max {err['centre_max_mm']:.1f} mm, focal {err['focal_rel_error']:.3%}, validation "
-          f"{json.dumps(summary['validation']['figures'])}")
-    assert summary["registered_images"] == summary["usable_images"] == err["images"]
-    assert summary["unregistered_images"] == []
+          f"{summary.validation.figures.model_dump_json()}")
+    assert summary.registered_images == summary.usable_images == err["images"]
+    assert summary.unregistered_images == []
     median_mm, max_mm = GT_BOUNDS[name]
     assert err["centre_median_mm"] < median_mm
     assert err["centre_max_mm"] < max_mm
     assert err["focal_rel_error"] < 0.01
-    v = summary["validation"]
-    assert v["passed"] and v["failed"] == []
-    figs = v["figures"]
+    v = summary.validation
+    assert v.passed and v.failed == []
+    figs = v.figures
     limits = validate.LIMITS
     # well clear of the limits, not just above them
-    assert figs["baseline_depth_ratio"] > 3 * limits.min_baseline_depth_ratio
-    assert figs["median_triangulation_deg"] > 3 * limits.min_median_triangulation_deg
-    assert figs["pair_agreement"] > 2 * limits.min_pair_agreement
-    assert json.loads((out / "sfm.json").read_text())["validation"] == v
+    assert figs.baseline_depth_ratio > 3 * limits.min_baseline_depth_ratio
+    assert figs.median_triangulation_deg > 3 * limits.min_median_triangulation_deg
+    assert figs.pair_agreement > 2 * limits.min_pair_agreement
+    assert read_summary(SfmSummary, out / "sfm.json").validation == v
 
 
 @pytest.mark.parametrize("name", sorted(GT_BOUNDS))
 def test_collapsed_camera_path_fails_validation(name, request):
     """Camera centres moved to 6% of their spread (a real global-mapper collapse); the unmodified model passes."""
     summary, out, _ = request.getfixturevalue(name)
-    chosen = summary["attempts"].index(next(a for a in summary["attempts"] if a.get("validation") == summary["validation"]))
+    chosen = summary.attempts.index(next(a for a in summary.attempts if a.validation == summary.validation))
     raw = out / "_work" / f"model_{chosen}" / "best"
-    database = out / "_work" / f"{summary['matcher']}.db"
+    database = out / "_work" / f"{summary.matcher}.db"
     model = colmap.read_model(raw)
-    assert validate.verdict(validate.figures(model, database))["passed"]
+    assert validate.verdict(validate.figures(model, database)).passed
     broken = validate.verdict(validate.figures(collapse_centres(model, 0.06), database))
-    print(f"\n{name} collapsed to 6%: failed {broken['failed']}, {json.dumps(broken['figures'])}")
-    assert not broken["passed"]
-    assert {"baseline", "triangulation"} <= set(broken["failed"])
-    assert "parallax" in broken["problems"][0]
+    print(f"\n{name} collapsed to 6%: failed {broken.failed}, {broken.figures.model_dump_json()}")
+    assert not broken.passed
+    assert {"baseline", "triangulation"} <= set(broken.failed)
+    assert "parallax" in broken.problems[0]
 
 
 COLLAPSING_WORKER = textwrap.dedent("""
@@ -123,14 +123,13 @@ def test_fallback_replaces_a_collapsed_model_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "WORKER_MODULE", "collapsing_worker")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     summary, folder = _run("herzjesu-P8", tmp_path / "out", max_side=512, max_features=2048, keep_work=False)
-    first, second = summary["attempts"]
-    assert (first["matcher"], first["mapper"]) == ("exhaustive", "incremental")
-    assert first["registered"] == 8 and not first["validation"]["passed"]
-    assert (second["matcher"], second["mapper"]) == ("exhaustive", "global")
-    assert second["validation"]["passed"]
-    assert summary["fallback"] and summary["mapper"] == "global" and summary["validation"] == second["validation"]
-    on_disk = json.loads((tmp_path / "out" / "sfm.json").read_text())
-    assert [a["validation"]["passed"] for a in on_disk["attempts"]] == [False, True]
+    first, second = summary.attempts
+    assert (first.matcher, first.mapper) == ("exhaustive", "incremental")
+    assert first.registered == 8 and not first.validation.passed
+    assert (second.matcher, second.mapper) == ("exhaustive", "global")
+    assert second.validation.passed
+    assert summary.fallback and summary.mapper == "global" and summary.validation == second.validation
+    assert read_summary(SfmSummary, tmp_path / "out" / "sfm.json") == summary
     err = compare_strecha(tmp_path / "out" / "sparse" / "0", folder / "gt")
     assert err["matched"] == 8 and err["centre_median_mm"] < 25.0
 

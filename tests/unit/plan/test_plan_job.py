@@ -6,6 +6,7 @@ import pytest
 from spaceport import plan as P
 from spaceport.errors import ConfigInvalid
 from spaceport.plan import JobRequest, PlanSettings, StageResources, plan_job
+from spaceport.summaries import RequestFile
 
 SETTINGS = PlanSettings(
     root="s3://bucket/",
@@ -196,11 +197,12 @@ def test_metric_definitions_match_progress_lines(capsys):
 
 def test_request_json_records_resolved_defaults():
     doc = plan_job(_req(preset="quality"), SETTINGS).to_request_json()
-    assert doc["options"]["train"]["steps"] == "30000"
-    assert doc["options"]["train"]["strategy"] == "mcmc"
-    assert doc["options"]["sfm"]["max_side"] == "3200"
-    assert doc["options"]["compress"]["kmeans_iterations"] == "20"
-    assert doc["quality_gate"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
+    assert doc.options["train"]["steps"] == "30000"
+    assert doc.options["train"]["strategy"] == "mcmc"
+    assert doc.options["sfm"]["max_side"] == "3200"
+    assert doc.options["compress"]["kmeans_iterations"] == "20"
+    assert (doc.quality_gate.min_psnr, doc.quality_gate.max_gaussians) == (22.5, 1_000_000)
+    assert doc.request.preset == "quality" and RequestFile.model_validate_json(doc.to_json()) == doc
 
 
 def test_settings_round_trip_through_mapping():

@@ -77,7 +77,7 @@ def write_sfm(out: Path, cams: list[dict]) -> Path:
         ingest=IngestSummary(kind="images", media="images", images_dir="images", input_files=n, corrupt=0, skipped_other=0,
                              downscaled=0, exif_rotated=0, frames_decoded=0, frames_blurry=0, sharpness=[],
                              usable=n),
-        threads=2, config={"max_side": 800}, seconds={"extract": 1.0, "match": 2.0, "map": 3.0, "total": 6.5},
+        threads=2, config={"max_side": "800"}, seconds={"extract": 1.0, "match": 2.0, "map": 3.0, "total": 6.5},
         peak_memory_mb=321.0), out)
     return out
 
@@ -97,7 +97,7 @@ def write_train(out: Path, cams: list[dict], psnr: float = 24.5, gaussians: int 
         evaluated_on="test", train_images=sum(c["split"] == "train" for c in cams), width=64, height=48,
         splat_bytes=(out / "splat.ply").stat().st_size, device="cpu", strategy="default", malloc_tuned=False,
         seconds={"optimise": 40.0, "evaluate": 2.0, "total": 43.0}, seconds_per_step=0.04, peak_memory_mb=900.0,
-        config={"steps": 1000}, history=history), out)
+        config={"steps": "1000"}, history=history), out)
     (out / "cameras.json").write_text(json.dumps({"cameras": cams}))
     (out / "renders").mkdir(exist_ok=True)
     for c in cams:
@@ -124,7 +124,7 @@ def write_compressed(out: Path) -> Path:
         "budget": {"attempts": [{"sh_degree": 0, "gaussians": 3000, "sog_bytes": sog}]},
         "quality": {"views": 8, "camera_source": "orbit", "resolution": [64, 48],
                     "formats": {"sog": {"psnr": 41.2, "ssim": 0.99}, "spz": {"psnr": 44.0, "ssim": 0.995}}},
-        "seconds": {"encode_sog": 0.5, "total": 0.8}, "peak_memory_mb": 250.0, "config": {"sh_degree": 0},
+        "seconds": {"encode_sog": 0.5, "total": 0.8}, "peak_memory_mb": 250.0, "config": {"sh_degree": "0"},
     }), out)
     return out
 

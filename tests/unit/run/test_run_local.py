@@ -15,6 +15,7 @@ import pytest
 from spaceport import local
 from spaceport.cli import main
 from spaceport.errors import QualityBelowTarget, SfmFailed
+from spaceport.summaries import RequestFile, read_summary
 
 FAKE = Path(__file__).with_name("fake_stage.py")
 
@@ -223,8 +224,8 @@ def test_a_single_file_input_arrives_as_a_folder_holding_it(tmp_path, calls):
     local.run_local(upload, out, "fast", min_psnr=0, program=FAKE_PROGRAM)
     sfm_root = Path(_calls(calls)[0]["root"])
     assert sfm_root == out / local.SCRATCH_DIR / "sfm"
-    req = json.loads((out / "request.json").read_text())
-    assert req["request"]["source_uri"] == upload.resolve().as_uri()
+    req = read_summary(RequestFile, out / RequestFile.FILE)
+    assert req.request.source_uri == upload.resolve().as_uri()
     assert upload.read_bytes() == b"PK\x05\x06" + b"\0" * 18
 
 

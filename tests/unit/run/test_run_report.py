@@ -143,10 +143,14 @@ def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: 
 
 
 def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
-    (job_dir / "job.json").write_text(json.dumps({
-        "job_id": "sp-x", "status": "RUNNING",
-        "request": {"request": {"email": "someone@example.com", "preset": "fast"}},
-        "stages": {}, "email": "someone@example.com"}))
+    from spaceport.plan import JobRequest, PlanSettings, plan_job
+    from spaceport.summaries import JobRecord
+
+    request = plan_job(JobRequest("s3://b/uploads/x.zip", "e", email="someone@example.com", preset="fast"),
+                       PlanSettings(root="s3://b/")).to_request_json()
+    assert request.request.email == "someone@example.com"
+    (job_dir / "job.json").write_text(JobRecord(job_id="sp-x", status="RUNNING", request=request,
+                                                email="someone@example.com").model_dump_json())
     publish(job_dir, tmp_path / "r")
     page = (tmp_path / "r" / "index.html").read_text()
     assert "someone@example.com" not in page and "sp-x" in page

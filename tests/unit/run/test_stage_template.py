@@ -16,7 +16,7 @@ from spaceport import contract, graph, local
 from spaceport.cli import main
 from spaceport.display import PlainReporter
 from spaceport.errors import ConfigInvalid, FailureRecord, InputInvalid
-from spaceport.summaries import read_summary
+from spaceport.summaries import DoneMarker, read_summary
 
 TOY_PROGRAM = [sys.executable, str(Path(__file__).with_name("toy_stage.py"))]
 
@@ -45,7 +45,7 @@ def test_the_plan_derives_the_toy_stages_job_from_its_declaration(toy, photos, t
     assert spec.input("model").path == "/opt/ml/processing/input/model"
     assert spec.input("model").uri == plan.prefix + "train/"
     assert spec.outputs[0].path == "/opt/ml/processing/output/toy" and spec.outputs[0].uri == plan.prefix + "toy/"
-    assert plan.to_request_json()["options"]["toy"] == {"factor": "5", "fail": "false"}
+    assert plan.to_request_json().options["toy"] == {"factor": "5", "fail": "false"}
     assert plan.to_execution_input()["plan"]["order"][4] == "toy"
     # The one resolver: defaults <- preset <- overrides, and the config's own checks.
     assert plan.stage("toy").options["factor"] == "5"
@@ -65,7 +65,8 @@ def test_the_runner_runs_the_toy_stage_through_the_entry_point_then_skips_it(toy
     toy_json = read_summary(ToySummary, out / "toy" / "toy.json")
     assert (toy_json.gaussians, toy_json.factor, toy_json.product) == (3000, 3, 9000)  # fast preset: factor 3
     assert job.stages["toy"].status == "done" and job.stages["toy"].numbers == {"product": 9000}
-    assert json.loads((out / local.STATE_DIR / "toy.json").read_text())["files"]["toy.json"][0] > 0
+    marker = DoneMarker.read(out / local.STATE_DIR / "toy.json")
+    assert marker is not None and marker.files["toy.json"][0] > 0 and marker.record.numbers == {"product": 9000}
     assert "toy" in (out / "logs" / "toy.log").read_text().splitlines()[0]
     assert "product 9000" in shown.getvalue()  # the display line comes from the declaration
     page = (out / "report" / "index.html").read_text()

@@ -44,22 +44,22 @@ def _ring(n: int, radius: float = 4.0, arc_deg: float = 90.0) -> np.ndarray:
 def test_an_arc_around_the_object_passes_with_the_expected_angles():
     figs = validate.figures(_model(_ring(10)))
     # cameras on a 90-degree arc at 4 m: every point's rays span about 90 degrees
-    assert 80 < figs["median_triangulation_deg"] < 100
-    assert figs["usable_points_fraction"] == 1.0
-    assert 0.3 < figs["baseline_depth_ratio"] < 1.0
-    assert validate.verdict(figs)["passed"]
+    assert 80 < figs.median_triangulation_deg < 100
+    assert figs.usable_points_fraction == 1.0
+    assert 0.3 < figs.baseline_depth_ratio < 1.0
+    assert validate.verdict(figs).passed
 
 
 def test_a_collapsed_path_and_a_camera_turned_on_the_spot_fail():
     good = _model(_ring(10))
     collapsed = validate.verdict(validate.figures(collapse_centres(good, 0.06)))
-    assert not collapsed["passed"] and "baseline" in collapsed["failed"]
-    assert 4 < collapsed["figures"]["median_triangulation_deg"] < 7  # 6% of the ~90-degree spread
+    assert not collapsed.passed and "baseline" in collapsed.failed
+    assert 4 < collapsed.figures.median_triangulation_deg < 7  # 6% of the ~90-degree spread
     spot = np.tile([[4.0, 0.0, 0.5]], (10, 1)) + np.random.default_rng(1).normal(0, 1e-4, (10, 3))
     turned = validate.verdict(validate.figures(_model(spot)))
-    assert not turned["passed"] and turned["figures"]["median_triangulation_deg"] < 0.01
-    assert "parallax" in turned["problems"][0]
-    assert "walk" in validate.fix_for(turned["failed"]).lower()
+    assert not turned.passed and turned.figures.median_triangulation_deg < 0.01
+    assert "parallax" in turned.problems[0]
+    assert "walk" in validate.fix_for(turned.failed).lower()
 
 
 def test_video_path_order_is_measured():
@@ -98,7 +98,7 @@ def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
     assert figs["wide_planar_pairs"] == pytest.approx(0.5)
 
 
-def _sfm_json(folder, validation: dict, left_out: list[str]) -> None:
+def _sfm_json(folder, validation, left_out: list[str]) -> None:
     """A minimal valid sfm.json (spaceport.summaries.SfmSummary) carrying ``validation``."""
     from spaceport.summaries import SfmSummary, write_summary
 
@@ -149,10 +149,10 @@ def _strafe(depth_relief: float) -> colmap.Model:
 def test_a_flat_picture_seen_from_one_direction_fails_but_relief_or_turning_passes():
     """What crops of one photo reconstruct as: a plane, every camera looking the same way."""
     flat = validate.verdict(validate.figures(_strafe(0.0)))
-    assert flat["figures"]["points_thickness"] < 1e-6 and flat["figures"]["view_spread_deg"] < 1e-6
-    assert flat["failed"] == ["flat_picture"] and "turned on the spot" in flat["problems"][0]
+    assert flat.figures.points_thickness < 1e-6 and flat.figures.view_spread_deg < 1e-6
+    assert flat.failed == ["flat_picture"] and "turned on the spot" in flat.problems[0]
     relief = validate.verdict(validate.figures(_strafe(1.0)))
-    assert relief["figures"]["points_thickness"] > 0.1 and relief["passed"]
+    assert relief.figures.points_thickness > 0.1 and relief.passed
     # the same plane seen from an arc of directions (a facade walked past while turning towards it)
     turned = validate.figures(_model(_ring(10)))
-    assert turned["view_spread_deg"] > 10 and validate.verdict({**turned, "points_thickness": 0.0})["passed"]
+    assert turned.view_spread_deg > 10 and validate.verdict(turned.model_copy(update={"points_thickness": 0.0})).passed
