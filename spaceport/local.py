@@ -19,6 +19,15 @@ the size and SHA-256 of every output file) is written last. A re-run skips a sta
 matches its key and files; ``--from STAGE`` forces that stage and the ones after it. A stage
 killed half way leaves only scratch (removed on the next run) and no marker, so nothing
 half-written looks complete. Inputs are only linked, never written.
+
+Stale outputs. Before a stage runs, its own earlier output and those of every stage after it
+are moved out of the job folder (into ``DIR/.scratch/previous/``): a rerun that then fails leaves no report or
+compressed splat of an earlier run beside a ``job.json`` that says FAILED. A later stage whose
+old output is still valid for its new key takes it back before it checks completeness (renames,
+no copies); whatever is not taken back is deleted when the run ends, however it ends.
+
+A splat below the quality gate is still compressed and published: the report and viewer say it
+is below target, and the job ends FAILED with :class:`~spaceport.errors.QualityBelowTarget`.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from typing import Any
 from spaceport import contract, gate, graph, progress
 from spaceport import plan as planlib
 from spaceport.display import Reporter
-from spaceport.errors import ConfigInvalid, InputInvalid, SpaceportError, StageFailed
+from spaceport.errors import ConfigInvalid, InputInvalid, QualityBelowTarget, SpaceportError, StageFailed
 from spaceport.files import write_json
 from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tests use local.X)
     LOG_DIR,
@@ -55,13 +64,17 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     read_json,
     sha256,
 )
-from spaceport.summaries import SUMMARIES, GateResult, JobRecord, StageRecord, read_summary
+from spaceport.summaries import SUMMARIES, GateResult, JobRecord, StageRecord, TrainMetrics, read_summary
 
 
 def spaceport_program() -> list[str]:
     """How this machine runs the ``spaceport`` program of the images' ENTRYPOINT: this interpreter
     with this package (the console script ``spaceport`` is ``spaceport.cli:main``, as is ``-m spaceport``)."""
     return [sys.executable, "-m", "spaceport"]
+
+
+#: Under the scratch folder: earlier outputs of the stages downstream of one that is re-running.
+PREVIOUS_DIR = "previous"
 
 
 class LocalRunner:
@@ -83,6 +96,8 @@ class LocalRunner:
         self.program = program or spaceport_program()
         self.records: dict[str, StageRecord] = {}
         self.gate: GateResult | None = None
+        #: The gate's miss, when the splat is below target (raised once the report is published).
+        self.below_target: QualityBelowTarget | None = None
         #: Digest of each finished stage's output files (a changed upstream output re-runs its consumers).
         self.outputs: dict[str, str] = {}
 
@@ -224,9 +239,32 @@ class LocalRunner:
         name = graph.stage_def(spec.name).summary
         return read_summary(SUMMARIES[name], dest / name).headline() if name else {}
 
+    def previous(self, stage: str) -> Path:
+        """Where a downstream stage's earlier output waits while an upstream stage re-runs."""
+        return self.job.out / SCRATCH_DIR / PREVIOUS_DIR / stage
+
+    def set_aside_downstream(self, spec: planlib.StageSpec) -> None:
+        """Move the outputs of ``spec`` and of every stage after it out of the job folder (renames)."""
+        order = [s for s in self.job.plan.stages if s.outputs]
+        for later in order[order.index(spec):]:
+            dest = self.output_dir(later)
+            if dest.exists():
+                aside = self.previous(later.name)
+                shutil.rmtree(aside, ignore_errors=True)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, aside)
+
+    def take_back(self, spec: planlib.StageSpec) -> None:
+        """Put this stage's earlier output back in place if an upstream re-run set it aside."""
+        aside, dest = self.previous(spec.name), self.output_dir(spec)
+        if aside.exists() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(aside, dest)
+
     def run_stage(self, spec: planlib.StageSpec) -> StageRecord:
         key = self.stage_key(spec)
         dest = self.output_dir(spec)
+        self.take_back(spec)
         if spec.name not in self.forced and self.is_complete(spec, key):
             marker = read_json(self.job.marker(spec.name)) or {}
             self.outputs[spec.name] = digest(marker.get("files"))
@@ -234,6 +272,7 @@ class LocalRunner:
             return StageRecord(status="skipped", seconds=0.0, peak_memory_mb=old.get("peak_memory_mb"),
                                numbers=self.headline(spec, dest))
         self.job.marker(spec.name).unlink(missing_ok=True)
+        self.set_aside_downstream(spec)
         sm_root, produced = self.prepare_scratch(spec)
         code, seconds, peak, cpu = self.run_process(spec, sm_root)
         if code != 0:
@@ -263,13 +302,20 @@ class LocalRunner:
         return run
 
     def run_gate(self, spec: planlib.StageSpec) -> StageRecord:
+        """Compare the training metrics with the targets. A miss is recorded (``self.below_target``),
+        not raised: the later stages still compress and publish the splat, marked below target."""
         start = time.perf_counter()
         train = self.job.plan.stage("train")
         targets = gate.QualityTargets(float(spec.thresholds["min_psnr"]), int(spec.thresholds["max_gaussians"]))
-        result = gate.check_file(self.output_dir(train) / "metrics.json", targets)
-        self.gate = result
+        try:
+            self.gate = gate.check_file(self.output_dir(train) / "metrics.json", targets)
+        except QualityBelowTarget as miss:
+            self.gate = gate.evaluate(read_summary(TrainMetrics, self.output_dir(train) / "metrics.json"), targets)
+            self.below_target = miss
+            return StageRecord(status="failed", seconds=round(time.perf_counter() - start, 3),
+                               numbers=self.gate.model_dump(), failure=miss.record(spec.name))
         return StageRecord(status="passed", seconds=round(time.perf_counter() - start, 3),
-                           numbers=result.model_dump())
+                           numbers=self.gate.model_dump())
 
     # ---- the job ----
     def job_record(self, status: str, seconds: float | None = None, failed: str | None = None,
@@ -293,6 +339,7 @@ class LocalRunner:
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / SCRATCH_DIR, ignore_errors=True)  # leftovers of an interrupted run
         write_json(out / "request.json", self.job.plan.to_request_json())
+        write_json(out / JobRecord.FILE, self.job_record("RUNNING").public())  # never an earlier run's verdict
         self.reporter.start(self.job.plan.job_id, str(out), [s.name for s in self.job.plan.stages])
         start = time.perf_counter()
         current = ""
@@ -304,13 +351,20 @@ class LocalRunner:
                 self.reporter.stage_end(spec.name, self.records[spec.name])
                 write_json(out / JobRecord.FILE,
                            self.job_record("RUNNING", time.perf_counter() - start).public())
+            if self.below_target is not None:
+                current = "quality_gate"
+                report = self.job.out / graph.stage_def("publish").folder / "index.html"
+                if report.is_file():
+                    self.below_target.details["report"] = str(report)
+                raise self.below_target
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             err = exc if isinstance(exc, SpaceportError) else None
-            rec = StageRecord(status="interrupted" if interrupted else "failed",
-                              failure=err.record(current) if err else None)
-            self.records[current] = rec
-            self.reporter.stage_end(current, rec)
+            if exc is not self.below_target:  # the gate's own record (numbers, reason) stands as written
+                rec = StageRecord(status="interrupted" if interrupted else "failed",
+                                  failure=err.record(current) if err else None)
+                self.records[current] = rec
+                self.reporter.stage_end(current, rec)
             self.reporter.close()
             job = self.job_record("INTERRUPTED" if interrupted else "FAILED", time.perf_counter() - start,
                                   current, err)

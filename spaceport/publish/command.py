@@ -15,8 +15,9 @@ def publish(root: Path, out: Path, job_record: Path | None = None) -> dict:
     """Build the report and viewer from a folder holding sfm/, train/, compressed/; return a summary."""
     import tempfile
 
-    from spaceport.publish.report import StageInputs, build_report, unpack_model
+    from spaceport.publish.report import StageInputs, below_target, build_report, unpack_model
     from spaceport.publish.viewer import build_viewer
+    from spaceport.summaries import JobRecord, read_summary
 
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -38,7 +39,10 @@ def publish(root: Path, out: Path, job_record: Path | None = None) -> dict:
         with progress.phase("publish", "viewer", timings):
             if sog is not None and sog.is_file():
                 cams = inputs.train / "cameras.json" if inputs.train else None
-                viewer = build_viewer(sog, out, cams)
+                job = read_summary(JobRecord, inputs.job_record) if inputs.job_record else None
+                banner = below_target(job)
+                viewer = build_viewer(sog, out, cams, label="scene.sog (below target)" if banner else "scene.sog",
+                                      banner=banner)
             else:
                 inputs.notes.append("No scene.sog: the viewer was not built.")
         with progress.phase("publish", "report", timings):

@@ -24,6 +24,10 @@ def main(stage: str, args: list[str]) -> int:
     calls = Path(os.environ["FAKE_CALLS"])
     with calls.open("a") as f:
         f.write(json.dumps({"stage": stage, "argv": [stage, *args], "root": str(root), "pid": os.getpid()}) + "\n")
+    job_json = root.parents[1] / "job.json"  # sm_root is DIR/.scratch/<stage>
+    if job_json.is_file():  # what the job folder's record says while this stage runs
+        with calls.with_name("job_at_start.jsonl").open("a") as f:
+            f.write(json.dumps({"stage": stage, "status": json.loads(job_json.read_text())["status"]}) + "\n")
     if os.environ.get("FAKE_FAIL") == stage:
         err = SfmFailed("Only 2 of 12 images registered", registered=2)
         contract.write_failure(err, os.environ.get("SPACEPORT_STAGE"))
