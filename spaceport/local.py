@@ -86,8 +86,10 @@ class LocalRunner:
     """
 
     def __init__(self, job: LocalJob, reporter: Reporter | None = None, force_from: str | None = None,
-                 program: list[str] | None = None):
+                 program: list[str] | None = None, notices: list[dict[str, str]] | None = None):
         self.job = job
+        #: Printed right after the start line (e.g. what a fixed-step preset will cost on this CPU).
+        self.notices = list(notices or [])
         self.reporter = reporter or Reporter()
         order = [s.name for s in job.plan.stages]
         if force_from is not None and force_from not in order:
@@ -204,6 +206,8 @@ class LocalRunner:
                     log.write(line)
                     fields = progress.parse_line(line)
                     if fields and fields.get("stage") == spec.name:
+                        if fields.get("phase") in ("plan", "estimate"):
+                            self.reporter.notice(spec.name, fields)
                         if "step" in fields and "steps" in spec.options:
                             fields.setdefault("steps", spec.options["steps"])  # the display shows step/steps
                         self.reporter.stage_progress(spec.name, fields)
@@ -341,6 +345,8 @@ class LocalRunner:
         write_json(out / "request.json", self.job.plan.to_request_json())
         write_json(out / JobRecord.FILE, self.job_record("RUNNING").public())  # never an earlier run's verdict
         self.reporter.start(self.job.plan.job_id, str(out), [s.name for s in self.job.plan.stages])
+        for fields in self.notices:
+            self.reporter.notice("train", fields)
         start = time.perf_counter()
         current = ""
         try:
@@ -378,11 +384,54 @@ class LocalRunner:
         return job
 
 
+def cuda_available() -> bool:
+    """Whether this machine trains on CUDA (torch is imported only here, only for `spaceport run`)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def sized_to_machine(preset: str | None, minutes: float | None, options: dict[str, dict[str, str]] | None,
+                     cuda: bool) -> tuple[str, dict[str, dict[str, str]], list[dict[str, str]]]:
+    """The preset and options a local run uses, and what to tell the user first.
+
+    ``--minutes N`` sets the training budget. Without a GPU, a run that names neither a preset nor a
+    budget trains the ``fast`` preset's options to :data:`budget.DEFAULT_CPU_MINUTES`; one that names
+    ``default`` or ``quality`` keeps its fixed steps, and is told what they will cost and how to
+    bound them (the training stage prints the calibrated estimate before its first step)."""
+    from spaceport.train import budget
+
+    opts = {k: dict(v) for k, v in (options or {}).items()}
+    notices: list[dict[str, str]] = []
+    if minutes is not None:
+        opts.setdefault("train", {})["minutes"] = str(minutes)
+    if preset is None:
+        if cuda or minutes is not None or "minutes" in opts.get("train", {}):
+            preset = "default" if cuda else "fast"
+        else:
+            preset = "fast"
+            opts.setdefault("train", {})["minutes"] = f"{budget.DEFAULT_CPU_MINUTES:g}"
+    elif not cuda and preset in ("default", "quality") and "minutes" not in opts.get("train", {}):
+        notices.append({"phase": "cpu_preset", "text": (
+            f"no GPU: the {preset} preset trains a fixed number of steps, which can take hours on a CPU; its "
+            f"estimate is printed before training starts. --minutes N trains to a time budget instead "
+            f"(without a GPU and without --preset: {budget.DEFAULT_CPU_MINUTES:g} minutes)")})
+    return preset, opts, notices
+
+
 def run_local(source: Path, out: Path, preset: str | None = "default", *, force_from: str | None = None,
               options: dict[str, dict[str, str]] | None = None, min_psnr: float | None = None,
               max_gaussians: int | None = None, reporter: Reporter | None = None,
-              program: list[str] | None = None) -> JobRecord:
-    """`spaceport run`: check the paths, plan, run. Returns the job record."""
+              program: list[str] | None = None, minutes: float | None = None,
+              cuda: bool | None = None) -> JobRecord:
+    """`spaceport run`: check the paths, size the run to the machine, plan, run. Returns the job record.
+
+    ``preset=None`` lets the machine decide (:func:`sized_to_machine`); ``cuda`` None asks torch."""
     check_paths(source, out)
+    if cuda is None:
+        cuda = cuda_available()
+    preset, options, notices = sized_to_machine(preset, minutes, options, cuda)
     job = build_local_plan(source, out, preset, options, min_psnr, max_gaussians)
-    return LocalRunner(job, reporter, force_from, program=program).run()
+    return LocalRunner(job, reporter, force_from, program=program, notices=notices).run()

@@ -35,6 +35,10 @@ class TrainConfig:
     """Where the COLMAP model is inside the input folder (the synthetic scenes keep theirs in gt/sparse/0)."""
     images_dir: str = "images"
     """Where the images are inside the input folder."""
+    minutes: float = 0.0
+    """Wall-time budget of the training stage in minutes (0: none, train ``steps``). With a budget a short
+    calibration of the step cost here chooses downscale, steps, max_gaussians and the refinement
+    schedule (:mod:`spaceport.train.budget`), and the loop also stops at the deadline."""
     target_psnr: float | None = None
     """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
     eval_every: int = 1000
@@ -113,6 +117,8 @@ class TrainConfig:
                 raise ConfigInvalid(f"{name}={getattr(self, name)} must be positive")
         if not 0.0 < self.init_opacity < 1.0:
             raise ConfigInvalid(f"init_opacity={self.init_opacity} must be between 0 and 1 (exclusive)")
+        if self.minutes < 0 or self.minutes != self.minutes:
+            raise ConfigInvalid(f"minutes={self.minutes} must be a positive number of minutes (or 0: no budget)")
         if self.target_psnr is not None and self.target_psnr <= 0:
             raise ConfigInvalid(f"target_psnr={self.target_psnr} must be positive (or none)")
 

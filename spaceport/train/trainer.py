@@ -29,6 +29,8 @@ from spaceport.train.rasterize import rasterization, tune_malloc
 
 STAGE = "train"
 CHECKPOINT = "checkpoint.pt"
+#: A fixed-step CPU run longer than this prints its calibrated estimate and the budget option first.
+ESTIMATE_ABOVE_STEPS = 1000
 LPIPS_NOTE = "not computed: LPIPS needs pretrained network weights, which are not available offline at run time"
 
 
@@ -213,6 +215,17 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     malloc_tuned = tune_malloc() if device.type == "cpu" else False
     if device.type == "cpu" and cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
+    # A time budget: calibrate the step cost here, choose what fits, stop the loop at the deadline.
+    budget_plan, deadline = None, None
+    if cfg.minutes:
+        from spaceport.train.calibrate import plan_budget
+
+        cfg, budget_plan, _ = plan_budget(input_dir, cfg, device, t_start)
+        deadline = t_start + cfg.minutes * 60.0 - budget_plan.tail_s
+    elif device.type == "cpu" and cfg.steps > ESTIMATE_ABOVE_STEPS:
+        from spaceport.train.calibrate import announce_estimate
+
+        announce_estimate(input_dir, cfg, device)  # no silent multi-hour start
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
 
@@ -277,6 +290,7 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     last_psnr, loss_v, step = float("nan"), float("nan"), start_step
     stopped_early, phase = False, "start"
     t_loop = time.perf_counter()
+    t_log, step_log = t_loop, start_step  # the rate since the last progress line feeds the ETA
     try:
         for step in range(start_step, cfg.steps):
             if not order:
@@ -321,11 +335,17 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 last_psnr = psnr(img.detach(), gt)
-                rate = (time.perf_counter() - t_loop) / (done - start_step)
+                now = time.perf_counter()
+                rate = (now - t_log) / max(1, done - step_log)
+                t_log, step_log = now, done
                 point = {"step": done, "loss": round(loss_v, 5), "psnr": round(last_psnr, 3),
                          "num_gaussians": len(params["means"])}
                 history.append(point)
-                progress.emit(STAGE, **point, eta_s=round(rate * (cfg.steps - done), 1))
+                eta = rate * (cfg.steps - done)
+                if budget_plan is not None and deadline is not None:
+                    eta = min(eta * budget_plan.growth_ahead(done, len(params["means"])), deadline - now)
+                    eta += budget_plan.tail_s
+                progress.emit(STAGE, **point, eta_s=round(max(0.0, eta), 1))
             if cfg.target_psnr is not None and done % cfg.eval_every == 0 and done < cfg.steps:
                 test_psnr, _, _ = evaluate(params, test_views, min(done // cfg.sh_degree_interval, cfg.sh_degree),
                                            eval_bg)
@@ -341,6 +361,11 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
                                  prior_seconds + time.perf_counter() - t_start, history)
             if stop_after is not None and done >= stop_after:
                 return {"interrupted_at": done}
+            if deadline is not None and done < cfg.steps and time.perf_counter() >= deadline:
+                stopped_early = True  # out of time: evaluate and export what there is
+                progress.emit(STAGE, phase="deadline", step=done, minutes=cfg.minutes)
+                step += 1
+                break
         else:
             step = cfg.steps
     except (RuntimeError, MemoryError) as exc:
@@ -378,6 +403,9 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
         "train_images": len(train_views), "width": views[0].width, "height": views[0].height,
         "splat_bytes": ply_bytes, "device": device.type, "strategy": cfg.strategy,
         "resumed_from_step": start_step or None, "malloc_tuned": malloc_tuned,
+        "budget": None if budget_plan is None else {
+            "minutes": cfg.minutes, "expected_s": round(budget_plan.expected_s, 1), "planned_steps": cfg.steps,
+            "stopped_at_deadline": stopped_early and cfg.target_psnr is None},
         "seconds": {**timings, "total": seconds}, "seconds_per_step": round(timings["optimise"] / max(1, step - start_step), 4),
         "peak_memory_mb": round(progress.peak_rss_mb(), 1),
         "peak_cuda_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
