@@ -3,11 +3,11 @@
 Inputs, made fresh in every run:
 
 - a real trained splat: `spaceport sfm` + `spaceport train --preset fast --sh-degree 2` on
-  ../shared/captures/fountain-P11 (11 photos; a few minutes on 2 CPU cores);
-- that splat grown to 500k Gaussians, SH2 (:func:`spaceport.compress.synthetic.upscaled`: each
+  captures/fountain-P11 (11 photos; a few minutes on 2 CPU cores);
+- that splat grown to 500k Gaussians, SH2 (:func:`tests.support.synthetic_splats.upscaled`: each
   trained Gaussian split into ~21 children sampled inside it, colours/SH/opacity blended with a
   neighbour), the size of the issue's real 500k SH2 splat, which CPU training cannot reach here;
-- synthetic splats (:func:`spaceport.compress.synthetic.synthetic_splat`), by default 3M SH3
+- synthetic splats (:func:`tests.support.synthetic_splats.synthetic_splat`), by default 3M SH3
   (the size of a full GPU training, ~740 MB PLY).
 
 For each, both tools write a bundled .sog from the same splat.ply: spaceport end to end with its
@@ -38,17 +38,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib
+from machine import CAPTURES, ROOT, cpu_model, mem_gib
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from spaceport.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim
+from spaceport.compress.sog import decode_sog
+from spaceport.splat import read_ply, write_ply
+from tests.support.synthetic_splats import synthetic_splat, upscaled
 
-from spaceport.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim  # noqa: E402
-from spaceport.compress.sog import decode_sog  # noqa: E402
-from spaceport.compress.synthetic import synthetic_splat, upscaled  # noqa: E402
-from spaceport.splat import read_ply, write_ply  # noqa: E402
-
-CAPTURE = ROOT / ".." / "shared" / "captures" / "fountain-P11" / "images"
+CAPTURE = CAPTURES / "fountain-P11" / "images"
 #: Goals of issue 13 (bench only, never tests).
 GOAL_500K_S, GOAL_500K_MB, GOAL_3M_MB = 60.0, 3 * 1024, 16 * 1024
 
@@ -92,7 +89,7 @@ def machine() -> str:
 def train_real(work: Path, timeout: float) -> Path:
     """A real splat: `spaceport sfm` + `spaceport train` (fast preset, SH2) on fountain-P11; returns the train folder."""
     if not CAPTURE.is_dir():
-        raise SystemExit(f"{CAPTURE} is missing: the bench needs ../shared/captures beside the repository")
+        raise SystemExit(f"{CAPTURE} is missing: the bench needs the repository's captures/")
     py = [sys.executable, "-m", "spaceport"]
     for cmd in ([*py, "sfm", str(CAPTURE), "--out", str(work / "sfm"), "--preset", "fast"],
                 [*py, "train", str(work / "sfm"), "--out", str(work / "train"), "--preset", "fast",
@@ -186,7 +183,7 @@ def main() -> None:
 
 def write_table(args, started: str, desc: str, rows: list, notes: list, train: Path, metrics: dict) -> None:
     made = (f"reused from `{args.real_from}` (an earlier `spaceport train` run, see notes)" if args.real_from else
-            "trained in this run: `spaceport sfm ../shared/captures/fountain-P11/images --preset fast`, then "
+            "trained in this run: `spaceport sfm captures/fountain-P11/images --preset fast`, then "
             "`spaceport train --preset fast --sh-degree 2 --sh-degree-interval 150`")
     lines = [
         "# Compression benchmark: spaceport vs splat-transform",
@@ -197,7 +194,7 @@ def write_table(args, started: str, desc: str, rows: list, notes: list, train: P
         "",
         f"Real splat: {made} ({rows[0]['n']} Gaussians, SH{rows[0]['degree']}; test PSNR "
         f"{metrics.get('test_psnr', '?')} dB vs the held-out photos). The upscaled row grows it with "
-        "`spaceport.compress.synthetic.upscaled` (children sampled inside each trained Gaussian, scales shrunk "
+        "`tests.support.synthetic_splats.upscaled` (children sampled inside each trained Gaussian, scales shrunk "
         "by the cube root of the factor, colour/SH/opacity blended with a neighbour). Synthetic rows: "
         "`synthetic_splat(N, degree)` (SH bands partly i.i.d. noise). spaceport: `spaceport compress` end to end, "
         "default preset (SOG + SPZ v4 + quality measurement with a 20 s budget); splat-transform 3.7.0 `-g cpu`, "

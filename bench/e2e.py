@@ -4,7 +4,7 @@ Demo mode (default): `spaceport demo-scene` then `spaceport run ... --json` in f
 resume), per-stage records from job.json, table with the machine to bench/results/e2e.md. Goal: the
 whole demo under 3 minutes on 2 CPU cores.
 
-Capture mode (``--capture monstree``): the real phone capture in ../shared/captures/monstree as a
+Capture mode (``--capture monstree``): the real phone capture in captures/monstree as a
 user uploads it, a .zip of the 23 iPhone photos and the portrait video, run one after the other in
 the same invocation and shown side by side (video / zip ratios) in bench/results/e2e_monstree.md.
 
@@ -24,9 +24,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model
+from machine import CAPTURES, cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spaceport import graph  # noqa: E402  (the stage order of the tables)
+
 GOAL_S = 180.0
 
 
@@ -56,7 +60,6 @@ def spaceport(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT)
 
 
-STAGES = ("sfm", "train", "quality_gate", "compress", "publish")
 
 
 def _run_job(source: Path, out: Path, preset: str, sets: list[str]) -> tuple[dict, float]:
@@ -75,9 +78,9 @@ def capture_bench(a: argparse.Namespace) -> int:
     """The monstree capture as a zip and as the portrait video, side by side."""
     import zipfile
 
-    capture = ROOT / ".." / "shared" / "captures" / "monstree"
+    capture = CAPTURES / "monstree"
     if not capture.is_dir():
-        print(f"{capture} is missing (see ../shared/captures/README.md)", file=sys.stderr)
+        print(f"{capture} is missing (see captures/README.md)", file=sys.stderr)
         return 1
     work = a.keep or Path(tempfile.mkdtemp(prefix="spaceport-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,7 +112,7 @@ def capture_bench(a: argparse.Namespace) -> int:
         return f"{x / y:.2f}x" if x and y else "–"
 
     rows = []
-    for stage in STAGES:
+    for stage in graph.STAGES:
         z, v = runs["zip"][0]["stages"].get(stage, {}), runs["video"][0]["stages"].get(stage, {})
         rows.append(f"| {stage} | {cell(z.get('seconds'))} | {cell(v.get('seconds'))} | "
                     f"{ratio(v.get('seconds'), z.get('seconds'))} | {cell(z.get('cpu_seconds'))} | "
@@ -199,7 +202,7 @@ def main() -> int:
     ply = (out / "train" / "splat.ply").stat().st_size
 
     rows = []
-    for stage in ("sfm", "train", "quality_gate", "compress", "publish"):
+    for stage in graph.STAGES:
         rec = job["stages"].get(stage, {})
         mem = rec.get("peak_memory_mb")
         cpu = rec.get("cpu_seconds")

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import platform
 import re
+import sys
 from pathlib import Path
+
+#: The repository root, put first on ``sys.path`` so that a bench run as ``python bench/X.py``
+#: imports this tree's ``spaceport`` and the test helpers it shares (``tests.support``).
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.real_captures import CAPTURES  # noqa: E402  (the repository's captures/, one definition)
+
+__all__ = ["CAPTURES", "ROOT", "cpu_model", "mem_gib", "write_table"]
 
 
 def cpu_model() -> str:

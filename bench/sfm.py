@@ -2,7 +2,7 @@
 
 Exhaustive + incremental with COLMAP's default bundle adjustment (principal point fixed) is what
 most tools run by default (nerfstudio's ``ns-process-data``, COLMAP's automatic reconstructor). Both run the whole SfM stage, one after the other in this
-process, on each capture in ``../shared/captures``: fountain-P11 and herzjesu-P8 (laser-scan
+process, on each capture in ``captures/``: fountain-P11 and herzjesu-P8 (laser-scan
 cameras: centre error in mm after a similarity alignment) and the monstree phone video (no
 ground truth: centre error of `auto` in % of the path's extent against the baseline run). A
 synthetic orbit of ``--synthetic-views`` views (known cameras) can be added for the 100+ image
@@ -21,9 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib, write_table
-
-CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
+from machine import CAPTURES, cpu_model, mem_gib, write_table
 
 
 def machine() -> str:
@@ -34,7 +32,7 @@ def machine() -> str:
 
 
 def _errors(label: str, out: Path, inputs: dict, baseline_out: Path | None) -> dict:
-    from spaceport.sfm.evaluate import compare, compare_runs, compare_strecha
+    from tests.support.sfm_evaluate import compare, compare_runs, compare_strecha
 
     model = out / "sparse" / "0"
     if inputs.get("strecha"):
@@ -68,7 +66,7 @@ def main() -> None:
     from spaceport.sfm.pipeline import run_sfm
 
     if not CAPTURES.is_dir():
-        raise SystemExit(f"{CAPTURES} is missing: the bench needs ../shared/captures beside the repository")
+        raise SystemExit(f"{CAPTURES} is missing: the bench needs the repository's captures/")
     base_cfg = from_strings(SfmConfig, PRESETS[args.preset])
     work = Path(args.work or tempfile.mkdtemp(prefix="spaceport-bench-sfm-"))
     desc = machine()

@@ -1,8 +1,8 @@
 """What camera model, feature count, image size and bundle-adjustment settings do to SfM accuracy on real ground truth.
 
-On fountain-P11 and herzjesu-P8 (../shared/captures, laser-scan cameras): one SIFT extraction and
+On fountain-P11 and herzjesu-P8 (captures/, laser-scan cameras): one SIFT extraction and
 exhaustive matching per (image size, feature count), then each mapping variant on a copy of that
-database. Centre errors in mm after a similarity alignment (spaceport.sfm.evaluate.compare_strecha).
+database. Centre errors in mm after a similarity alignment (tests.support.sfm_evaluate.compare_strecha).
 Runs pycolmap in this process (a bench, not the stage: no PNG is written here).
 
     nice -n 10 python bench/sfm_accuracy.py [--scenes fountain-P11,herzjesu-P8] [--log sfm_accuracy.jsonl]
@@ -17,9 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib
+from machine import CAPTURES, cpu_model, mem_gib
 
-CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
 #: variant -> (camera model, mapper, refine principal point)
 VARIANTS = {
     "SR-inc": ("SIMPLE_RADIAL", "incremental", False),
@@ -59,7 +58,7 @@ def _set_camera_model(database: Path, model: str) -> None:
 
 def sweep(scenes: list[str], work: Path, log: Path, threads: int) -> None:
     from spaceport.sfm import colmap_steps
-    from spaceport.sfm.evaluate import compare_strecha
+    from tests.support.sfm_evaluate import compare_strecha
 
     colmap_steps._quiet()
     for scene in scenes:

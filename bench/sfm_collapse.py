@@ -20,9 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from machine import cpu_model, mem_gib, write_table
+from machine import CAPTURES, cpu_model, mem_gib, write_table
 
-CAPTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "captures"
 COLLAPSE_PCT = 5.0
 
 
@@ -38,8 +37,8 @@ def main() -> None:
     from spaceport.config import from_strings
     from spaceport.errors import SpaceportError
     from spaceport.sfm.config import PRESETS, SfmConfig
-    from spaceport.sfm.evaluate import compare_runs
     from spaceport.sfm.pipeline import run_sfm
+    from tests.support.sfm_evaluate import compare_runs
 
     base = from_strings(SfmConfig, PRESETS[args.preset])
     work = Path(args.work or tempfile.mkdtemp(prefix="spaceport-bench-collapse-"))

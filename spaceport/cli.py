@@ -1,19 +1,18 @@
 """`spaceport` command line: one subcommand per stage plus run/status/submit/view.
 
 One error boundary (:func:`main`): a :class:`SpaceportError` prints ``error: <Name>: reason``
-and ``fix: ...`` and exits 2 (inside a SageMaker job it also writes the failure record,
-:func:`spaceport.contract.write_failure`); any other exception keeps its traceback and exits 1.
-Library code never calls ``sys.exit``.
+and ``fix: ...`` and exits 2; any other exception keeps its traceback and exits 1. (Inside a
+SageMaker job the stage entry point, :mod:`spaceport.entry`, has already written the failure
+record.) Library code never calls ``sys.exit``.
 
-Each subcommand lives in ``spaceport/<part>/command.py`` as a click command and is listed in
-``COMMANDS``; those modules import their heavy dependencies inside the command body so that
-``spaceport --help`` stays fast and torch-free.
+The stage commands come from the stage graph (:func:`spaceport.entry.stage_command`); the others
+are click commands listed in ``COMMANDS``. Heavy dependencies are imported inside command
+bodies, so ``spaceport --help`` stays fast and torch-free.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 import click
@@ -21,13 +20,9 @@ import click
 from spaceport import __version__
 from spaceport.errors import SpaceportError
 
-#: (module, attribute) of each subcommand, in the order `--help` lists them.
+#: (module, attribute) of each subcommand besides the stages', in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
     ("spaceport.run_command", "run_command"),
-    ("spaceport.sfm.command", "sfm"),
-    ("spaceport.train.command", "train_command"),
-    ("spaceport.compress.command", "compress"),
-    ("spaceport.publish.command", "publish_command"),
     ("spaceport.publish.command", "view_command"),
     ("spaceport.scenes.command", "demo_scene"),
     ("spaceport.aws.command", "submit"),
@@ -36,12 +31,23 @@ COMMANDS: list[tuple[str, str]] = [
 
 
 class _Group(click.Group):
-    """Loads subcommands on first use so one broken stage import cannot break the others."""
+    """`run`, one command per container stage of the graph (:func:`spaceport.entry.stage_command`),
+    then the rest; each loaded on first use so one broken import cannot break the others."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return [self._load(m, a).name for m, a in COMMANDS]
+        from spaceport import graph
+
+        names = [self._load(m, a).name for m, a in COMMANDS]
+        return [names[0], *(s.name for s in graph.GRAPH if s.image), *names[1:]]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        from spaceport import graph
+
+        for sd in graph.GRAPH:
+            if sd.image and sd.name == name:
+                from spaceport.entry import stage_command
+
+                return stage_command(sd)
         for module, attr in COMMANDS:
             cmd = self._load(module, attr)
             if cmd.name == name:
@@ -60,17 +66,13 @@ def cli() -> None:
 
 
 def report_error(exc: SpaceportError) -> None:
-    """Print a typed error's reason and fix the way every command does, and record it for SageMaker."""
-    from spaceport import contract
-
+    """Print a typed error's reason and fix the way every command does."""
     click.echo(f"error: {exc.name}: {exc.reason}", err=True)
     click.echo(f"fix: {exc.fix}", err=True)
     if exc.details.get("log"):  # a stage of `spaceport run`: where its full output is
         click.echo(f"log: {exc.details['log']}", err=True)
     if exc.details.get("report"):  # a splat below the quality gate is still published, marked so
         click.echo(f"report (below target): {exc.details['report']}", err=True)
-    if contract.in_sagemaker():
-        contract.write_failure(exc, os.environ.get("SPACEPORT_STAGE"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,12 +90,6 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    except Exception as exc:
-        from spaceport import contract
-
-        if contract.in_sagemaker():
-            contract.write_failure(exc, os.environ.get("SPACEPORT_STAGE"))
-        raise
     return 0
 
 

@@ -35,52 +35,29 @@ def sm_root() -> Path:
     return Path(os.environ.get(SM_ROOT_ENV, "/opt/ml"))
 
 
-@dataclass(frozen=True)
-class ProcessingPaths:
-    """Where a Processing job finds its input and writes its output."""
-
-    root: Path
-
-    def input(self, name: str) -> Path:
-        return self.root / "processing" / "input" / name
-
-    def output(self, name: str) -> Path:
-        return self.root / "processing" / "output" / name
+#: Where SageMaker lays a job out inside the container; :func:`sm_root` is that folder here.
+SM_PREFIX = "/opt/ml/"
 
 
-@dataclass(frozen=True)
-class TrainingPaths:
-    """Where a Training job finds its channel and config and writes its model."""
-
-    root: Path
-
-    def channel(self, name: str) -> Path:
-        return self.root / "input" / "data" / name
-
-    @property
-    def hyperparameters(self) -> Path:
-        return self.root / "input" / "config" / "hyperparameters.json"
-
-    @property
-    def model(self) -> Path:
-        return self.root / "model"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def output_data(self) -> Path:
-        return self.root / "output" / "data"
+def container_path(kind: str, channel: str, *, output: bool = False) -> str:
+    """The container folder of a stage's input or output channel, by SageMaker job kind: a
+    processing job's ``processing/{input,output}/<channel>``, a training job's
+    ``input/data/<channel>`` and its one output, ``model``."""
+    if kind == "training":
+        return SM_PREFIX + "model" if output else f"{SM_PREFIX}input/data/{channel}"
+    return f"{SM_PREFIX}processing/{'output' if output else 'input'}/{channel}"
 
 
+#: A training job's resumable checkpoints (synced to S3 by SageMaker) and its options file.
+CHECKPOINTS = SM_PREFIX + "checkpoints"
+HYPERPARAMETERS = SM_PREFIX + "input/config/hyperparameters.json"
 
-def processing_paths() -> ProcessingPaths:
-    return ProcessingPaths(sm_root())
 
-
-def training_paths() -> TrainingPaths:
-    return TrainingPaths(sm_root())
+def under(root: Path, container: str) -> Path:
+    """The folder that stands for the container path ``container`` under a local SageMaker ``root``."""
+    if not container.startswith(SM_PREFIX):
+        raise ValueError(f"{container} is not under {SM_PREFIX}")
+    return Path(root) / container[len(SM_PREFIX):]
 
 
 def in_sagemaker() -> bool:
@@ -92,7 +69,7 @@ def in_sagemaker() -> bool:
 
 def read_hyperparameters(path: Path | None = None) -> dict[str, str]:
     """Read ``hyperparameters.json``; every value must be a string (SageMaker's rule)."""
-    path = path or training_paths().hyperparameters
+    path = path or under(sm_root(), HYPERPARAMETERS)
     if not path.exists():
         return {}
     try:

@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from spaceport.graph import STAGES
+from spaceport import graph
 from spaceport.summaries import JobRecord, StageRecord
 from spaceport.train.budget import human
 
@@ -101,18 +101,10 @@ def notice_line(fields: dict[str, str]) -> str:
 
 def _extra(stage: str, record: StageRecord) -> str:
     """The stage's headline numbers (:meth:`Summary.headline`), e.g. ``PSNR 24.10 dB, 30000 Gaussians``."""
-    n = record.numbers
     if record.failure is not None:
         return f"{record.failure.error}: {record.failure.reason}"
-    if stage == "train" and n.get("test_psnr") is not None:
-        return f"PSNR {_f(n['test_psnr'], '{:.2f}')} dB, {n.get('num_gaussians')} Gaussians"
-    if stage == "quality_gate" and n.get("test_psnr") is not None:
-        return f"PSNR {_f(n['test_psnr'], '{:.2f}')} ≥ {n.get('min_psnr')}"
-    if stage == "compress" and n.get("sog_bytes"):
-        return f"scene.sog {float(n['sog_bytes']) / 1e6:.2f} MB"
-    if stage == "sfm" and n.get("registered_images") is not None:
-        return f"{n['registered_images']} of {n.get('usable_images')} images registered"
-    return ""
+    sd = graph.stage_def(stage)
+    return sd.describe(record.numbers) if sd.describe is not None and record.numbers else ""
 
 
 def _summary_line(stage: str, record: StageRecord) -> str:
@@ -168,6 +160,7 @@ class RichReporter(Reporter):
         self.console = console or Console()
         self.rows: dict[str, dict[str, Any]] = {}
         self.started: dict[str, float] = {}
+        self.stages: list[str] = list(graph.STAGES)
         self.live = Live(self._render(), console=self.console, refresh_per_second=4, transient=False)
         self.live.__enter__()
         self.job_id = ""
@@ -198,7 +191,7 @@ class RichReporter(Reporter):
         table = Table(box=None, pad_edge=False, header_style="bold")
         for col in ("stage", "state", "time", "peak MB", "progress"):
             table.add_column(col)
-        for stage in STAGES:
+        for stage in self.stages:
             row = self.rows.get(stage)
             if row is None:
                 table.add_row(stage, "[dim]waiting[/]", "", "", "")
@@ -219,6 +212,7 @@ class RichReporter(Reporter):
 
     def start(self, job_id: str, out_dir: str, stages: list[str]) -> None:
         self.job_id = job_id
+        self.stages = list(stages)
         self.console.print(f"job [bold]{job_id}[/] -> {out_dir}")
 
     def stage_start(self, stage: str) -> None:

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spaceport import contract, gate, graph, progress
+from spaceport import contract, graph, progress
 from spaceport import plan as planlib
 from spaceport.display import Reporter
 from spaceport.errors import ConfigInvalid, InputInvalid, QualityBelowTarget, SpaceportError, StageFailed
@@ -64,7 +64,8 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     read_json,
     sha256,
 )
-from spaceport.summaries import SUMMARIES, GateResult, JobRecord, StageRecord, TrainMetrics, read_summary
+from spaceport.stage import StagePaths
+from spaceport.summaries import GateResult, JobRecord, StageRecord, TrainMetrics, read_summary
 
 
 def spaceport_program() -> list[str]:
@@ -105,7 +106,7 @@ class LocalRunner:
 
     def argv(self, spec: planlib.StageSpec) -> list[str]:
         """The stage's SageMaker argv, with ``spaceport`` mapped to :attr:`program`."""
-        argv = contract.stage_argv(spec.kind, graph.STAGE_IMAGE[spec.name], spec.arguments)
+        argv = contract.stage_argv(spec.kind, graph.stage_def(spec.name).image, spec.arguments)
         return [*self.program, *argv[1:]] if argv[0] == "spaceport" else argv
 
     # ---- markers ----
@@ -150,9 +151,8 @@ class LocalRunner:
         root = self.job.scratch(spec.name)
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir(parents=True)
-        sm = "/opt/ml/"
         for ch in spec.inputs:
-            local = root / ch.path[len(sm):]
+            local = contract.under(root, ch.path)
             if ch.producer == graph.RECORD:
                 # The job record as it stands now (per-stage timings so far), where SageMaker puts
                 # the one-object input: processing/input/job/job.json.
@@ -169,11 +169,11 @@ class LocalRunner:
                                        f"Re-run without --from, or with --from an earlier stage than {spec.name}")
                 self._link(src, local)
         if spec.kind == "training":
-            write_json(root / "input" / "config" / "hyperparameters.json", dict(spec.hyperparameters))
+            write_json(contract.under(root, contract.HYPERPARAMETERS), dict(spec.hyperparameters))
             ckpt = self.job.out / "checkpoints"  # persistent: an interrupted training resumes from it
             ckpt.mkdir(parents=True, exist_ok=True)
-            self._link(ckpt, root / "checkpoints")
-        out_dir = root / spec.outputs[0].path[len(sm):]
+            self._link(ckpt, contract.under(root, contract.CHECKPOINTS))
+        out_dir = contract.under(root, spec.outputs[0].path)
         out_dir.mkdir(parents=True, exist_ok=True)
         return root, out_dir
 
@@ -240,8 +240,8 @@ class LocalRunner:
 
     def headline(self, spec: planlib.StageSpec, dest: Path) -> dict[str, Any]:
         """The headline numbers of the stage's summary (validated: a stale file is an error naming it)."""
-        name = graph.stage_def(spec.name).summary
-        return read_summary(SUMMARIES[name], dest / name).headline() if name else {}
+        sd = graph.stage_def(spec.name)
+        return read_summary(sd.summary, dest / sd.summary_file).headline() if sd.summary_file else {}
 
     def previous(self, stage: str) -> Path:
         """Where a downstream stage's earlier output waits while an upstream stage re-runs."""
@@ -305,21 +305,30 @@ class LocalRunner:
             shutil.rmtree(self.job.out / "checkpoints", ignore_errors=True)
         return run
 
-    def run_gate(self, spec: planlib.StageSpec) -> StageRecord:
-        """Compare the training metrics with the targets. A miss is recorded (``self.below_target``),
-        not raised: the later stages still compress and publish the splat, marked below target."""
+    def run_in_process(self, spec: planlib.StageSpec) -> StageRecord:
+        """The quality gate (no container): its stage's ``run`` here, on the local input folders.
+
+        A miss is recorded (``self.below_target``), not raised: the later stages still compress and
+        publish the splat, marked below target, and the job ends FAILED once the report is there."""
+        from spaceport import gate
+
         start = time.perf_counter()
-        train = self.job.plan.stage("train")
-        targets = gate.QualityTargets(float(spec.thresholds["min_psnr"]), int(spec.thresholds["max_gaussians"]))
+        sd = graph.stage_def(spec.name)
+        paths = StagePaths({ch.name: self.job.path_of(ch.uri) for ch in spec.inputs}, self.job.out)
+        config = sd.resolve(self.job.plan.preset, spec.options)
         try:
-            self.gate = gate.check_file(self.output_dir(train) / "metrics.json", targets)
+            result = sd.run(config, paths)
         except QualityBelowTarget as miss:
-            self.gate = gate.evaluate(read_summary(TrainMetrics, self.output_dir(train) / "metrics.json"), targets)
+            if spec.kind != "gate":
+                raise
+            self.gate = gate.evaluate(read_summary(TrainMetrics, paths.input() / TrainMetrics.FILE), config)
             self.below_target = miss
             return StageRecord(status="failed", seconds=round(time.perf_counter() - start, 3),
-                               numbers=self.gate.model_dump(), failure=miss.record(spec.name))
-        return StageRecord(status="passed", seconds=round(time.perf_counter() - start, 3),
-                           numbers=self.gate.model_dump())
+                               numbers=self.gate.headline(), failure=miss.record(spec.name))
+        if isinstance(result, GateResult):
+            self.gate = result
+        return StageRecord(status="passed" if spec.kind == "gate" else "done",
+                           seconds=round(time.perf_counter() - start, 3), numbers=result.headline())
 
     # ---- the job ----
     def job_record(self, status: str, seconds: float | None = None, failed: str | None = None,
@@ -353,7 +362,7 @@ class LocalRunner:
             for spec in self.job.plan.stages:
                 current = spec.name
                 self.reporter.stage_start(spec.name)
-                self.records[spec.name] = self.run_gate(spec) if spec.kind == "gate" else self.run_stage(spec)
+                self.records[spec.name] = self.run_in_process(spec) if spec.kind == "gate" else self.run_stage(spec)
                 self.reporter.stage_end(spec.name, self.records[spec.name])
                 write_json(out / JobRecord.FILE,
                            self.job_record("RUNNING", time.perf_counter() - start).public())

@@ -12,28 +12,25 @@ The layout under the root is (DESIGN.md)::
     jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
-Stage options come from each stage's config module (``spaceport.<stage>.config``) through
-:func:`stage_options`, the only place that imports them. The stage graph is
-:mod:`spaceport.graph`; job ids and job names are :mod:`spaceport.jobid` (re-exported here).
+Every stage, its channels and its options come from the stage graph (:mod:`spaceport.graph`);
+options resolve through the stage's one resolver (:meth:`spaceport.stage.StageDef.options`),
+container paths through :func:`spaceport.contract.container_path`. Job ids and job names are
+:mod:`spaceport.jobid` (re-exported here).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spaceport import graph
+from spaceport import contract, graph
 from spaceport.errors import ConfigInvalid
 from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
 
-#: The stage graph (order, kinds, images, channels) lives in spaceport.graph; re-exported here.
-STAGES, JOB_KINDS = graph.STAGES, graph.JOB_KINDS
-#: Config class of each configurable stage (module ``spaceport.<stage>.config``).
-CONFIG_CLASSES: dict[str, str] = {"sfm": "SfmConfig", "train": "TrainConfig", "compress": "CompressConfig"}
-PRESET_NAMES: tuple[str, ...] = ("fast", "default", "quality")
+#: The stage graph's names, re-exported for the plan's readers.
+STAGES, JOB_KINDS, PRESET_NAMES = graph.STAGES, graph.JOB_KINDS, graph.PRESET_NAMES
 
 #: SageMaker metric definitions matching spaceport.progress lines from the train stage:
 #: progress ``stage=train step=500 loss=0.0412 psnr=24.31`` and the final line
@@ -47,10 +44,6 @@ METRIC_DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("num_gaussians", r"stage=train final=1 .*\bnum_gaussians=" + _NUM),
     ("train_seconds", r"stage=train final=1 .*\bseconds=" + _NUM),
 )
-
-# Container paths of each stage (HELPERS.md contracts); the local runner lays folders out the same way.
-_PIN = "/opt/ml/processing/input/"
-_POUT = "/opt/ml/processing/output/"
 
 
 @dataclass(frozen=True)
@@ -95,7 +88,8 @@ class PlanSettings:
     """Preset used when the request names none."""
 
     def resources(self, stage: str) -> StageResources:
-        return getattr(self, stage)
+        """The stage's resources; a stage with no field here runs on :class:`StageResources`' defaults."""
+        return getattr(self, stage, StageResources())
 
 
 @dataclass(frozen=True)
@@ -219,7 +213,7 @@ class StageSpec:
                 hyperparameters=dict(self.hyperparameters),
                 use_spot=self.use_spot,
                 stopping_condition=stopping,
-                checkpoint={"S3Uri": self.checkpoint_uri, "LocalPath": "/opt/ml/checkpoints"},
+                checkpoint={"S3Uri": self.checkpoint_uri, "LocalPath": contract.CHECKPOINTS},
                 metric_definitions=[{"Name": n, "Regex": r} for n, r in METRIC_DEFINITIONS],
             )
         return out
@@ -292,31 +286,6 @@ class JobPlan:
         }
 
 
-def stage_options(stage: str, preset: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Resolved options of ``stage`` as strings: defaults <- ``PRESETS[preset]`` <- ``overrides``.
-
-    The only place that imports the stage config modules (stdlib-only by contract).
-    """
-    if stage not in CONFIG_CLASSES:
-        if overrides:
-            raise ConfigInvalid(f"Stage {stage!r} takes no options", f"Remove the options for {stage!r}")
-        return {}
-    module = importlib.import_module(f"spaceport.{stage}.config")
-    cls = getattr(module, CONFIG_CLASSES[stage])
-    presets: Mapping[str, Mapping[str, str]] = getattr(module, "PRESETS", {})
-    if preset not in presets:
-        raise ConfigInvalid(
-            f"Unknown preset {preset!r} for {stage}",
-            f"Use one of: {', '.join(presets) or ', '.join(PRESET_NAMES)}",
-            preset=preset,
-        )
-    from spaceport.config import from_strings, to_strings
-
-    base = from_strings(cls, dict(presets[preset]))
-    resolved = from_strings(cls, dict(overrides or {}), base=base)
-    return to_strings(resolved)
-
-
 def _upload_uri(request: JobRequest, prefix: str) -> str:
     """Where the sfm stage reads the upload.
 
@@ -344,8 +313,35 @@ def _channel_in(stage: graph.StageDef, inp: graph.Input, request: JobRequest, pr
         uri = prefix + "job.json"
     else:
         uri = prefix + graph.stage_def(inp.producer).folder + "/"
-    path = f"/opt/ml/input/data/{inp.channel}" if stage.kind == "training" else _PIN + inp.channel
-    return Channel(inp.channel, uri, path, inp.producer, inp.form)
+    return Channel(inp.channel, uri, contract.container_path(stage.kind, inp.channel), inp.producer, inp.form)
+
+
+def _options(sd: graph.StageDef, preset: str, request: JobRequest, settings: PlanSettings) -> dict[str, str]:
+    """The stage's resolved options; the gate's thresholds start from the deployment's settings."""
+    overrides = dict(request.options.get(sd.name) or {})
+    if sd.kind == "gate":
+        overrides = {"min_psnr": settings.min_psnr, "max_gaussians": settings.max_gaussians, **overrides}
+    return sd.options(preset, overrides)
+
+
+def _stage_spec(sd: graph.StageDef, job_id: str, preset: str, request: JobRequest, settings: PlanSettings,
+                prefix: str) -> StageSpec:
+    opts = _options(sd, preset, request, settings)
+    if sd.kind == "gate":
+        return StageSpec(name=sd.name, kind="gate", options=opts,
+                         inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs),
+                         thresholds={"min_psnr": float(opts["min_psnr"]), "max_gaussians": int(opts["max_gaussians"])})
+    r = settings.resources(sd.name)
+    common: dict[str, Any] = dict(
+        name=sd.name, kind=sd.kind, job_name=stage_job_name(job_id, sd.name), image=r.image,
+        instance_type=r.instance_type, volume_gb=r.volume_gb, max_runtime_s=r.max_runtime_s, options=opts,
+        inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs),
+        outputs=(Channel(sd.output, prefix + sd.folder + "/", contract.container_path(sd.kind, sd.output, output=True)),))
+    if sd.kind == "training":
+        # Checkpoints are scratch: under scratch/ so one bucket lifecycle rule expires them.
+        return StageSpec(**common, hyperparameters=opts, checkpoint_uri=f"{settings.root}scratch/{job_id}/checkpoints/",
+                         use_spot=settings.use_spot, spot_max_wait_s=settings.spot_max_wait_s)
+    return StageSpec(**common, arguments=(sd.name, *_arguments(opts)))
 
 
 def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
@@ -355,40 +351,17 @@ def plan_job(request: JobRequest, settings: PlanSettings) -> JobPlan:
     preset = request.preset or settings.default_preset
     if preset not in PRESET_NAMES:
         raise ConfigInvalid(f"Unknown preset {preset!r}", f"Use one of: {', '.join(PRESET_NAMES)}")
-    unknown = sorted(set(request.options) - set(CONFIG_CLASSES))
+    configurable = [s.name for s in graph.GRAPH if s.config is not None]
+    unknown = sorted(set(request.options) - set(configurable))
     if unknown:
         raise ConfigInvalid(
             f"Options given for unknown stage(s) {', '.join(unknown)}",
-            f"Give options only for: {', '.join(CONFIG_CLASSES)}",
+            f"Give options only for: {', '.join(configurable)}",
         )
     job_id = job_id_for(request.source_uri, request.source_version)
     prefix = f"{settings.root}jobs/{job_id}/"
-    stages = []
-    for sd in graph.GRAPH:
-        if sd.kind == "gate":
-            stages.append(StageSpec(
-                name=sd.name, kind="gate",
-                thresholds={"min_psnr": float(settings.min_psnr), "max_gaussians": int(settings.max_gaussians)}))
-            continue
-        opts = stage_options(sd.name, preset, request.options.get(sd.name))
-        r = settings.resources(sd.name)
-        common: dict[str, Any] = dict(
-            name=sd.name, kind=sd.kind, job_name=stage_job_name(job_id, sd.name), image=r.image,
-            instance_type=r.instance_type, volume_gb=r.volume_gb, max_runtime_s=r.max_runtime_s, options=opts,
-            inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs))
-        out_uri = prefix + sd.folder + "/"
-        if sd.kind == "training":
-            stages.append(StageSpec(
-                **common, hyperparameters=opts,
-                outputs=(Channel(sd.output, out_uri, "/opt/ml/model"),),
-                # Checkpoints are scratch: under scratch/ so one bucket lifecycle rule expires them.
-                checkpoint_uri=f"{settings.root}scratch/{job_id}/checkpoints/",
-                use_spot=settings.use_spot, spot_max_wait_s=settings.spot_max_wait_s))
-        else:
-            stages.append(StageSpec(
-                **common, arguments=(sd.name, *_arguments(opts)),
-                outputs=(Channel(sd.output, out_uri, _POUT + sd.output),)))
-    return JobPlan(job_id=job_id, root=settings.root, request=request, preset=preset, stages=tuple(stages),
+    stages = tuple(_stage_spec(sd, job_id, preset, request, settings, prefix) for sd in graph.GRAPH)
+    return JobPlan(job_id=job_id, root=settings.root, request=request, preset=preset, stages=stages,
                    role_arn=settings.role_arn)
 
 
@@ -400,7 +373,7 @@ def settings_from_mapping(values: Mapping[str, Any], **overrides: Any) -> PlanSe
     for key, value in data.items():
         if key not in names:
             raise ConfigInvalid(f"Unknown plan setting {key!r}", f"Use one of: {', '.join(sorted(names))}")
-        if key in JOB_KINDS:
+        if key in graph.JOB_KINDS:
             kwargs[key] = StageResources(**value) if isinstance(value, Mapping) else value
         else:
             kwargs[key] = value

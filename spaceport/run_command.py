@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from spaceport import graph
 from spaceport.config import parse_stage_options
-from spaceport.graph import STAGES
 
 
 @click.command("run")
@@ -20,7 +20,7 @@ from spaceport.graph import STAGES
 @click.option("--minutes", type=float, default=None,
               help="Training time budget in minutes: a short calibration here picks the resolution, steps and "
                    "Gaussian cap that fit, and training stops at the deadline.")
-@click.option("--from", "from_stage", type=click.Choice(STAGES),
+@click.option("--from", "from_stage", type=click.Choice(graph.STAGES),
               help="Re-run from this stage even if its outputs are complete.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
               help="Override one stage option (repeatable), e.g. --set train.steps=500.")

@@ -147,6 +147,9 @@ class IngestSummary(_Model):
     """What ingest made of the upload (counts of files; ``sharpness`` of kept video frames)."""
 
     kind: Literal["images", "zip", "video"]
+    """What was uploaded."""
+    media: Literal["images", "video"]
+    """What the images are: photos, or one video's frames in temporal order (a zip holds either)."""
     images_dir: str
     input_files: int
     corrupt: int
@@ -403,14 +406,29 @@ class CompressSummary(Summary):
 JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED", "INTERRUPTED"]
 
 
-class GateResult(_Model):
-    """The numbers the quality gate compared."""
+class GateResult(Summary):
+    """The numbers the quality gate compared (kept in the job record; no file of its own)."""
 
     passed: bool
     test_psnr: float
     num_gaussians: int
     min_psnr: float
     max_gaussians: int
+
+    def headline(self) -> dict[str, Number | str | None]:
+        return self.model_dump()  # type: ignore[return-value]
+
+
+class PublishSummary(Summary):
+    """What the Publish stage made (its progress line and the job record; no file of its own)."""
+
+    index: str
+    """Path of ``index.html``."""
+    viewer: str | None = None
+    """Path of ``viewer.html`` (None: no ``scene.sog`` to view)."""
+    seconds: dict[str, float]
+    """Per phase and ``total``, seconds."""
+    peak_memory_mb: float
 
 
 class StageRecord(_Model):

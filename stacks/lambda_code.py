@@ -15,7 +15,7 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-from spaceport.plan import CONFIG_CLASSES
+from spaceport.graph import PACKAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Core modules every Lambda gets (stdlib/pydantic/boto3 only; no numpy, torch or pycolmap).
@@ -25,10 +25,10 @@ CORE_MODULES = (
     "spaceport/config.py",
     "spaceport/plan.py",
     "spaceport/jobid.py",  # job ids and job names (plan, records, notify)
+    "spaceport/stage.py",  # the stage template (graph entries, the option resolver)
     "spaceport/graph.py",  # the stage graph (plan, records, notification links)
     "spaceport/files.py",  # atomic writes, safe unpacking, input sniffing (stdlib only)
     "spaceport/summaries.py",  # the summary and job record models (pydantic only)
-    "spaceport/gate.py",  # the quality gate (shared with the local runner)
     "spaceport/aws/__init__.py",
     "spaceport/aws/settings.py",
     "spaceport/aws/uploads.py",  # what each object under uploads/ starts
@@ -39,8 +39,9 @@ CORE_MODULES = (
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",
 )
-#: Stage config modules (owned by the stage parts; stdlib-only by contract), bundled when present.
-STAGE_CONFIGS = tuple(f"spaceport/{s}/{n}" for s in CONFIG_CLASSES for n in ("__init__.py", "config.py"))
+#: Each stage package's declaration (its ``__init__``: the graph entry, and the quality gate's
+#: check) and config module (stdlib-only by contract), bundled when present.
+STAGE_CONFIGS = tuple(f"{p.replace('.', '/')}/{n}" for p in PACKAGES for n in ("__init__.py", "config.py"))
 
 
 def bundled_files(handler: str) -> list[str]:

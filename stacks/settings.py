@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
-from spaceport.plan import JOB_KINDS, PlanSettings, StageResources
+from spaceport.graph import JOB_KINDS
+from spaceport.plan import PlanSettings, StageResources
 
 STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
 #: GPU families whose architectures the train image is compiled for: A100 (p4d/p4de, sm_80), A10G

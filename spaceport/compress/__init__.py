@@ -1,6 +1,34 @@
 """Compression stage: a trained splat in, SOG (PlayCanvas) and SPZ (Niantic) files out.
 
-Importing this package is cheap (no numpy/torch): the Lambdas and the plan import
-:mod:`spaceport.compress.config`. The encoders live in :mod:`.sog` and :mod:`.spz`, the stage
-driver in :mod:`.stage`, the CLI in :mod:`.command`.
+This module is the stage's declaration and imports nothing heavy (no numpy/torch): the Lambdas
+and the plan read it. The encoders live in :mod:`.sog` and :mod:`.spz`, the stage driver in
+:mod:`.stage`.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spaceport.compress.config import PRESETS, CompressConfig
+from spaceport.stage import Input, Product, StageDef, StagePaths
+from spaceport.summaries import CompressSummary
+
+
+def run(config: CompressConfig, paths: StagePaths) -> CompressSummary:
+    """Compress the splat in ``paths.input()`` (PLY, SPZ, SOG or model.tar.gz) into ``paths.output``."""
+    from spaceport.compress import stage
+
+    return CompressSummary.model_validate(stage.run(paths.input(), paths.output, config))
+
+
+def describe(n: Mapping[str, Any]) -> str:
+    return f"scene.sog {float(n['sog_bytes']) / 1e6:.2f} MB"
+
+
+STAGE = StageDef(
+    "compress", "processing", "Compression", run, image="compress",
+    inputs=(Input("model", "train", "model_tarball"),), output="compressed", folder="compressed",
+    required=("compress.json", "scene.sog"), config=CompressConfig, presets=PRESETS, summary=CompressSummary,
+    products=(Product("sog", "scene.sog", "SOG (compressed, web viewer)"), Product("spz", "scene.spz", "SPZ (compressed)")),
+    describe=describe)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import html
 import io
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from spaceport import graph
 from spaceport.files import unpack_members, write_atomic
 from spaceport.graph import stage_def
 from spaceport.publish.tables import (
@@ -42,8 +44,10 @@ from spaceport.summaries import (
     read_summary,
 )
 
-#: The Publish job's stage-output channels (the stage graph's), in StageInputs' field order.
+#: The Publish job's stage-output channels (the stage graph's), in StageInputs' field order, and
+#: its job-record channel.
 STAGE_FOLDERS = tuple(i.channel for i in stage_def("publish").inputs if i.form != "record")
+RECORD_CHANNEL = next(i.channel for i in stage_def("publish").inputs if i.form == "record")
 #: Largest number of held-out render pairs shown (the rest are counted, not shown).
 MAX_RENDERS = 6
 #: Renders are downscaled to this width (pixels) before embedding.
@@ -136,13 +140,17 @@ class StageInputs:
     notes: list[str] = field(default_factory=list)
 
     @classmethod
+    def from_channels(cls, channels: Mapping[str, Path]) -> StageInputs:
+        """The publish stage's input channels (:meth:`spaceport.stage.StageDef.inputs_under`); a
+        channel whose folder is missing is a stage that has not run."""
+        folders = [channels[name] if channels[name].is_dir() else None for name in STAGE_FOLDERS]
+        record = channels[RECORD_CHANNEL] / JobRecord.FILE
+        return cls(*folders, job_record=record if record.is_file() else None)
+
+    @classmethod
     def from_root(cls, root: Path) -> StageInputs:
         """A folder laid out like the S3 job prefix (sfm/, train/, compressed/, job.json or job/job.json)."""
-        root = Path(root)
-        pick_ = [root / name if (root / name).is_dir() else None for name in STAGE_FOLDERS]
-        # The Publish job gets the record as input channel "job" (job/job.json); a local folder has job.json.
-        job = next((p for p in (root / "job" / "job.json", root / "job.json") if p.is_file()), None)
-        return cls(*pick_, job_record=job)
+        return cls.from_channels(stage_def("publish").inputs_under(Path(root)))
 
 
 def unpack_model(train: Path, scratch: Path) -> Path:
@@ -379,7 +387,9 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     body.append("<section><h2>Timings and memory</h2>")
     rows_html = ["<table><tr><th>stage</th><th>seconds</th><th>peak memory (MB)</th><th>phases (s)</th></tr>"]
     any_row = False
-    for name, summary in (("sfm", sfm), ("train", met), ("compress", cmp), ("publish", None)):
+    read = {SfmSummary: sfm, TrainMetrics: met, CompressSummary: cmp}
+    for name in (sd.name for sd in graph.GRAPH if sd.kind != "gate"):
+        summary = read.get(graph.stage_def(name).summary)  # type: ignore[call-overload]
         rec = job.stages.get(name) if job else None
         phases: dict[str, Any] = dict(summary.seconds) if summary is not None else {}  # type: ignore[attr-defined]
         secs = rec.seconds if rec and rec.seconds is not None else phases.get("total")

@@ -1,7 +1,33 @@
 """The SfM stage: photos, a zip of photos or a video in; PINHOLE cameras and a sparse model out.
 
-``spaceport.sfm.pipeline.run_sfm(input, out, config)`` is the entry point; ``ingest`` turns an
-upload into a folder of usable images; ``colmap_steps`` holds the pycolmap phases, which only
-ever run in a spawned worker process (pycolmap's bundled zlib breaks Pillow's PNG writer in any
-process that imported pycolmap first). Nothing heavy is imported here.
+:func:`spaceport.sfm.pipeline.run_sfm` does the work; ``ingest`` turns an upload into a folder of
+usable images; ``colmap_steps`` holds the pycolmap phases, which only ever run in a spawned worker
+process (pycolmap's bundled zlib breaks Pillow's PNG writer in any process that imported pycolmap
+first). Nothing heavy is imported here: this module is the stage's declaration.
 """
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spaceport.sfm.config import PRESETS, SfmConfig
+from spaceport.stage import UPLOAD, Input, StageDef, StagePaths
+from spaceport.summaries import SfmSummary
+
+
+def run(config: SfmConfig, paths: StagePaths) -> SfmSummary:
+    """Reconstruct the upload in ``paths.input()`` into ``paths.output``."""
+    from spaceport.sfm import pipeline
+
+    return SfmSummary.model_validate(pipeline.run_sfm(paths.input(), paths.output, config))
+
+
+def describe(n: Mapping[str, Any]) -> str:
+    return f"{n['registered_images']} of {n['usable_images']} images registered"
+
+
+STAGE = StageDef(
+    "sfm", "processing", "Camera poses (SfM)", run, image="sfm",
+    inputs=(Input("upload", UPLOAD, "upload"),), output="sfm", folder="sfm", required=("sfm.json", "sparse/0"),
+    config=SfmConfig, presets=PRESETS, summary=SfmSummary, describe=describe)

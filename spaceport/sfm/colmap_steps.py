@@ -192,7 +192,7 @@ def refine_principal_point(model: Path, job: dict) -> dict:
 
 def _check(model: Path, database: Path, job: dict) -> dict:
     """Validation verdict of one attempt's model (see spaceport.sfm.validate)."""
-    order = job["names"] if job.get("kind") == "video" else None
+    order = job["names"] if job["media"] == "video" else None
     return validate.validate(model, database, order)
 
 

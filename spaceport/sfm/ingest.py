@@ -16,6 +16,7 @@ import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from spaceport.errors import (
     CorruptArchive,
@@ -26,6 +27,7 @@ from spaceport.errors import (
 )
 from spaceport.files import sniff_file
 from spaceport.sfm.config import SfmConfig
+from spaceport.sfm.video import from_video
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
@@ -42,9 +44,10 @@ CHUNK = 1 << 20
 class Ingested:
     """What :func:`ingest` made of the upload."""
 
-    kind: str  # "images", "zip" or "video"
+    kind: Literal["images", "zip", "video"]  # what was uploaded
+    media: Literal["images", "video"]  # what the images are: photos, or one video's frames (a zip holds either)
     images_dir: Path
-    names: list[str]  # in order (video: temporal order)
+    names: list[str]  # in order (video: temporal order, which sequential matching relies on)
     input_files: int = 0  # image files (or video frames decoded) considered
     corrupt: int = 0  # images that could not be decoded, skipped
     skipped_other: int = 0  # files that are neither images nor videos, ignored
@@ -85,13 +88,13 @@ def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
             inner_kind, inner = resolve(extracted, inside_archive=True)
         if inner_kind == "zip":
             raise UnsupportedInput("The zip holds zips nested more than one level deep", "Upload one zip of images")
-        result = _from_video(inner, images_dir, config) if inner_kind == "video" else _from_images(inner, images_dir, config)
-        result.kind = "zip"
+        make = _from_video if inner_kind == "video" else _from_images
+        result = make(inner, images_dir, config, "zip")
         result.skipped_other += left_out
     elif kind == "video":
-        result = _from_video(target, images_dir, config)
+        result = _from_video(target, images_dir, config, "video")
     else:
-        result = _from_images(target, images_dir, config)
+        result = _from_images(target, images_dir, config, "images")
     if result.usable < config.min_images:
         raise TooFewImages(
             f"Only {result.usable} usable image(s) in the upload ({result.corrupt} unreadable), "
@@ -113,7 +116,7 @@ def camera_mode(ing: Ingested, config: SfmConfig) -> str:
         return "SINGLE"
     if config.single_camera is False:
         return "PER_IMAGE"
-    if ing.kind == "video" or (ing.exif_cameras == 0 and ing.sizes <= 1):
+    if ing.media == "video" or (ing.exif_cameras == 0 and ing.sizes <= 1):
         return "SINGLE"
     return "AUTO"
 
@@ -258,7 +261,7 @@ def _open_images():
     return Image
 
 
-def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
+def _from_images(source: Path, out: Path, config: SfmConfig, kind: Literal["images", "zip"]) -> Ingested:
     from PIL import ImageOps
 
     Image = _open_images()
@@ -266,7 +269,7 @@ def _from_images(source: Path, out: Path, config: SfmConfig) -> Ingested:
         files, root = [source], source.parent
     else:
         files, root = _visible_files(source), source
-    result = Ingested("images", out, [])
+    result = Ingested(kind, "images", out, [])
     used: set[str] = set()
     sizes: set[tuple[int, int]] = set()
     for path in files:
@@ -323,7 +326,8 @@ def _names_camera(exif) -> bool:
     return bool(exif.get(0x010F) and exif.get(0x0110) and (sub.get(0x920A) or sub.get(0xA405)))
 
 
-def _from_video(path: Path, out: Path, config: SfmConfig) -> Ingested:
-    from spaceport.sfm.video import from_video
-
-    return from_video(path, out, config, Ingested("video", out, [], sizes=1))  # one size: all frames
+def _from_video(path: Path, out: Path, config: SfmConfig, kind: Literal["video", "zip"]) -> Ingested:
+    frames = from_video(path, out, config)
+    return Ingested(kind, "video", out, frames.names, input_files=frames.decoded, downscaled=frames.downscaled,
+                    sizes=1, frames_decoded=frames.decoded, frames_blurry=frames.blurry_windows,
+                    video_rotation=frames.rotation, sharpness=frames.sharpness)  # one size: every frame's

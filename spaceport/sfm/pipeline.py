@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal
 
 import spaceport
 from spaceport import colmap, progress
@@ -27,8 +28,8 @@ from spaceport.sfm.ingest import camera_mode, ingest
 from spaceport.summaries import SfmSummary, write_summary
 
 
-def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
-    """The (matcher, mapper) that ``auto`` picks for ``images`` images of an upload of ``kind``.
+def choose(media: Literal["images", "video"], images: int, config: SfmConfig) -> tuple[str, str]:
+    """The (matcher, mapper) that ``auto`` picks for ``images`` photos or video frames (``media``, as ingested).
 
     What decided it (bench/results/sfm.md, bench/results/sfm_accuracy.md, issue 11):
 
@@ -45,7 +46,7 @@ def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
     """
     matcher = config.matcher
     if matcher == "auto":
-        if kind == "video":
+        if media == "video":
             matcher = "sequential"  # frames are in temporal order: neighbours overlap
         elif images <= config.exhaustive_max_images:
             matcher = "exhaustive"
@@ -57,9 +58,9 @@ def choose(kind: str, images: int, config: SfmConfig) -> tuple[str, str]:
     return matcher, mapper
 
 
-def plan_attempts(kind: str, images: int, config: SfmConfig) -> list[tuple[str, str]]:
+def plan_attempts(media: Literal["images", "video"], images: int, config: SfmConfig) -> list[tuple[str, str]]:
     """The first choice, then the fallbacks tried in order while too few images register or the model fails validation."""
-    matcher, mapper = choose(kind, images, config)
+    matcher, mapper = choose(media, images, config)
     other = "incremental" if mapper == "global" else "global"
     attempts = [(matcher, mapper), (matcher, other)]
     if matcher != "exhaustive":
@@ -167,9 +168,9 @@ def run_sfm(source: str | Path, out: str | Path, config: SfmConfig | None = None
             ing = ingest(source, work, config)
         progress.emit("sfm", phase="ingested", kind=ing.kind, usable=ing.usable, corrupt=ing.corrupt,
                       blurry_windows=ing.frames_blurry)
-        attempts = plan_attempts(ing.kind, ing.usable, config)
+        attempts = plan_attempts(ing.media, ing.usable, config)
         min_registered = math.ceil(config.min_registered_fraction * ing.usable)
-        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names, "kind": ing.kind,
+        job = {"work": str(work), "images": str(ing.images_dir), "out": str(out), "names": ing.names, "media": ing.media,
                "config": to_strings(config), "camera_mode": camera_mode(ing, config),
                "threads": threads(config), "attempts": attempts,
                "min_registered": min_registered, "result": str(work / "result.json")}

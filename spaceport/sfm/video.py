@@ -1,21 +1,18 @@
 """Frames from a video upload: decoded with PyAV, turned upright by the stream's display matrix,
-sampled one per time window (the sharpest, if sharp enough). Split from :mod:`spaceport.sfm.ingest`,
-which calls :func:`from_video`; never imports pycolmap.
+sampled one per time window (the sharpest, if sharp enough). :mod:`spaceport.sfm.ingest` calls
+:func:`from_video` and turns its :class:`VideoFrames` into its record; never imports pycolmap.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spaceport.errors import NoUsableFrames, UnsupportedInput
 from spaceport.sfm.config import SfmConfig
-
-if TYPE_CHECKING:
-    from spaceport.sfm.ingest import Ingested
 
 #: Sharpness is measured at this longer side so the threshold does not depend on resolution.
 SHARPNESS_SIDE = 640
@@ -79,19 +76,31 @@ def _windows(n_frames: int, n_windows: int) -> list[range]:
     return [range(a, b) for a, b in itertools.pairwise(edges) if b > a]
 
 
-def from_video(path: Path, out: Path, config: SfmConfig, result: Ingested) -> Ingested:
-    """Sample frames into ``result`` (a fresh ``Ingested("video", ...)``): split the video into equal
-    windows and keep the sharpest frame of each, if sharp."""
+@dataclass(frozen=True)
+class VideoFrames:
+    """The frames :func:`from_video` wrote, in temporal order, and what it measured on the way."""
+
+    names: list[str]  # JPEG files written into the output folder
+    decoded: int  # frames decoded
+    blurry_windows: int  # sampling windows with no frame sharp enough
+    rotation: int  # display rotation applied to every frame, degrees counter-clockwise
+    downscaled: int  # kept frames shrunk to max_side
+    sharpness: list[float]  # of the kept frames, in the same order as names
+
+
+def from_video(path: Path, out: Path, config: SfmConfig) -> VideoFrames:
+    """Split the video into equal windows, keep the sharpest frame of each if sharp, and write the
+    kept frames upright into ``out``."""
     scores, times = [], []
+    rotation = 0
     for index, frame in _decode(path, SHARPNESS_SIDE):
         if index == 0:
-            result.video_rotation = _rotation(frame, path)  # refuse a skewed video before decoding it all
+            rotation = _rotation(frame, path)  # refuse a skewed video before decoding it all
         w, h = frame.width, frame.height
         s = min(1.0, SHARPNESS_SIDE / max(w, h))
         small = frame.reformat(width=max(2, round(w * s)), height=max(2, round(h * s)), format="gray")
         scores.append(sharpness(small.to_ndarray()))
         times.append(frame.time if frame.time is not None else len(times))
-    result.frames_decoded = result.input_files = len(scores)
     if not scores:
         raise NoUsableFrames(f"{path.name} has no decodable frames", frames=0)
     if config.video_fps > 0:
@@ -99,19 +108,20 @@ def from_video(path: Path, out: Path, config: SfmConfig, result: Ingested) -> In
         n_windows = max(1, round(duration * config.video_fps))
     else:
         n_windows = config.video_frames
-    chosen = []
+    chosen, blurry = [], 0
     for win in _windows(len(scores), min(n_windows, len(scores))):
         best = max(win, key=lambda i: scores[i])
         if scores[best] >= config.min_sharpness:
             chosen.append(best)
         else:
-            result.frames_blurry += 1
+            blurry += 1
     if not chosen:
         raise NoUsableFrames(
             f"Every frame of {path.name} is blurry (sharpest {max(scores):.1f}, threshold {config.min_sharpness})",
             frames=len(scores), sharpest=round(max(scores), 2), threshold=config.min_sharpness,
         )
     keep = set(chosen)
+    names, kept_sharpness, downscaled = [], [], 0
     for index, frame in _decode(path, None):
         if index not in keep:
             continue
@@ -122,9 +132,9 @@ def from_video(path: Path, out: Path, config: SfmConfig, result: Ingested) -> In
 
             s = config.max_side / max(w, h)
             img = img.resize((round(w * s), round(h * s)), Image.Resampling.LANCZOS)
-            result.downscaled += 1
+            downscaled += 1
         name = f"frame_{index:06d}.jpg"
         img.save(out / name, quality=95)
-        result.names.append(name)
-        result.sharpness.append(scores[index])
-    return result
+        names.append(name)
+        kept_sharpness.append(scores[index])
+    return VideoFrames(names, len(scores), blurry, rotation, downscaled, kept_sharpness)

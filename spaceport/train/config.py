@@ -142,12 +142,8 @@ PRESETS: dict[str, dict[str, str]] = {
 
 
 def config_for(preset: str | None = None, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """The defaults, then a preset's overrides, then ``overrides`` (hyperparameters or CLI flags)."""
-    from spaceport.config import from_strings
+    """The training stage's resolver (:meth:`spaceport.stage.StageDef.resolve`): the defaults, then a
+    preset's overrides, then ``overrides``."""
+    from spaceport.train import STAGE
 
-    base = TrainConfig()
-    if preset:
-        if preset not in PRESETS:
-            raise ConfigInvalid(f"Unknown train preset {preset!r}", f"Use one of: {', '.join(PRESETS)}")
-        base = from_strings(TrainConfig, PRESETS[preset])
-    return from_strings(TrainConfig, overrides or {}, base=base)
+    return STAGE.resolve(preset or "default", overrides)

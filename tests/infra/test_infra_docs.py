@@ -17,20 +17,25 @@ _ROW = re.compile(r"^\| (?P<cells>.+) \|$", re.MULTILINE)
 def _rows(after: str) -> list[list[str]]:
     section = DOC[DOC.index(after):]
     section = section[:section.index("\n\n", section.index("|"))]
-    return [[c.strip() for c in m.group("cells").split("|")] for m in _ROW.finditer(section)][1:]  # no header
+    rows = [[c.strip() for c in m.group("cells").split("|")] for m in _ROW.finditer(section)][1:]  # no header
+    assert rows, f"the table after {after!r} in docs/aws.md has no rows"
+    return rows
 
 
 def test_cost_table_uses_the_prices_and_durations_it_states():
-    total = 0.0
+    total, stages, totals = 0.0, [], []
     for stage, instance, price, minutes, cost in _rows("| stage | instance | price / hour"):
         if stage == "**one job**":
+            totals.append(cost)
             assert float(cost.strip("*$")) == pytest.approx(round(total, 2), abs=0.006)
             continue
+        stages.append(stage.lower())
         assert float(price.lstrip("$")) == PRICE_PER_HOUR_USD[instance]
         assert instance == context()["spaceport"]["instance_types"][stage.lower()]
         value = stage_cost_usd(instance, int(minutes.split()[0]) * 60)
         total += value
         assert float(cost.lstrip("$")) == pytest.approx(value, abs=0.006)
+    assert stages == list(JOB_KINDS) and len(totals) == 1  # every stage priced once, then the total
     for instance, price, cost in _rows("| train instance | price / hour"):
         assert float(price.lstrip("$")) == PRICE_PER_HOUR_USD[instance]
         assert float(cost.lstrip("$")) == pytest.approx(stage_cost_usd(instance, 37 * 60), abs=0.006)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat, write_ply
+from tests.support.synthetic_splats import synthetic_splat
 
 ROOT = Path(__file__).resolve().parents[3]
 SPLAT_TRANSFORM = ROOT / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from spaceport.compress import palette, quant, sog, spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat
+from tests.support.synthetic_splats import synthetic_splat
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -143,14 +145,15 @@ def test_kmeans_on_cuda_matches_cpu_distortion():
         assert d_gpu < 1.05 * d_cpu
 
 
-def test_cuda_device_without_gpu_is_a_config_error():
-    torch = pytest.importorskip("torch")
-    if torch.cuda.is_available():
-        pytest.skip("this machine has a GPU")
+def test_cuda_device_without_gpu_is_a_config_error(monkeypatch):
+    import torch
+
     from spaceport.errors import ConfigInvalid
 
-    with pytest.raises(ConfigInvalid):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU machine runs this too
+    with pytest.raises(ConfigInvalid, match="torch sees no CUDA GPU"):
         quant.pick_device("cuda")
+    assert quant.pick_device("auto") == torch.device("cpu")
 
 
 def test_bundle_fits_the_playcanvas_engine_zip_reader(tmp_path, small_splat):
@@ -217,12 +220,28 @@ def test_auto_palette_is_small_for_smooth_sh_and_full_for_noisy_sh():
     assert st.meta["shN"]["count"] == 4096 and st.palette["colour_error_levels"] < images.palette["colour_error_levels"]
 
 
-def test_meta_codebooks_are_short_and_exact(sh3_splat, tmp_path):
+def test_short_floats_read_back_to_the_same_float32():
+    rng = np.random.default_rng(12)
+    values = np.concatenate([rng.normal(0, 3, 2000), rng.normal(0, 1e-6, 100), [0.1, -0.0, 1e-38, 3.4e38, 1.0]])
+    values = values.astype(np.float32)
+    short = sog.short_floats(values)
+    text = json.loads(json.dumps(short))  # as a reader parses meta.json
+    assert np.array_equal(np.asarray(text, np.float32).view(np.uint32), values.view(np.uint32))
+    # Shorter than the float32 written as a double: 0.1f is "0.1", not "0.10000000149011612".
+    assert short[-5] == 0.1 and repr(float(values[-5])) == "0.10000000149011612"
+    assert max(len(repr(v)) for v in short) <= 15  # 9 significant digits, sign, point, exponent
+
+
+def test_meta_codebooks_are_the_encoders_float32_codebooks(sh3_splat):
     images = sog.encode_sog(sh3_splat, iterations=2, webp_method=0)
+    meta = json.loads(images.meta_json())
+    for key, values in (("scales", sh3_splat.scales), ("sh0", sh3_splat.sh0)):
+        want = np.asarray(quant.quantize_1d(values)[0], np.float32)  # what the encoder quantised to
+        got = np.asarray(meta[key]["codebook"], np.float32)
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), key
     for key in ("scales", "sh0", "shN"):
-        cb = images.meta[key]["codebook"]
-        assert np.array_equal(np.asarray(cb, np.float32).astype(np.float64), np.asarray(cb, np.float32))
-        assert all(len(repr(v)) <= 16 for v in cb), key
+        assert len(meta[key]["codebook"]) == 256
+        assert max(len(repr(v)) for v in meta[key]["codebook"]) <= 15, key  # shortest float32 decimals
 
 
 def test_auto_search_on_a_sample_fits_only_the_chosen_size_on_every_row(monkeypatch):

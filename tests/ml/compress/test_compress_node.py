@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from spaceport.compress import palette, quant, sog, spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.splat import Splat, read_ply, write_ply
+from tests.support.synthetic_splats import synthetic_splat
 
 pytestmark = pytest.mark.node
 FIELDS = ("means", "scales", "quats", "opacities", "sh0", "shN")

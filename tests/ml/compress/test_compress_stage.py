@@ -14,10 +14,10 @@ from spaceport.cli import main
 from spaceport.compress.config import PRESETS, CompressConfig
 from spaceport.compress.inputs import read_model
 from spaceport.compress.quality import orbit_cameras
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.config import from_strings
 from spaceport.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
 from spaceport.splat import read_ply, write_ply
+from tests.support.synthetic_splats import synthetic_splat
 
 FAST = ["--preset", "fast"]
 

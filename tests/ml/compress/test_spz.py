@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from spaceport.compress import spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.errors import ModelInvalid
 from spaceport.splat import Splat
+from tests.support.synthetic_splats import synthetic_splat
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

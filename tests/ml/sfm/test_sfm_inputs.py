@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import shutil
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ from PIL import Image, ImageOps
 from spaceport.errors import NoUsableFrames, UnsupportedInput
 from spaceport.sfm.config import SfmConfig
 from spaceport.sfm.ingest import Ingested, camera_mode, ingest, resolve
-from spaceport.sfm.pipeline import run_sfm
+from spaceport.sfm.pipeline import plan_attempts, run_sfm
+from spaceport.summaries import SfmSummary, read_summary
 from tests.real_captures import capture
 
 FFMPEG = shutil.which("ffmpeg")
@@ -111,6 +113,39 @@ def test_the_portrait_phone_video_comes_out_upright(tmp_path) -> None:
     assert matched == 19
 
 
+def _zipped(video: Path, folder: Path) -> Path:
+    upload = folder / "upload.zip"
+    with zipfile.ZipFile(upload, "w", zipfile.ZIP_STORED) as zf:
+        zf.write(video, f"phone/{video.name}")
+    return upload
+
+
+def test_a_zipped_video_is_ingested_as_the_video_itself(tmp_path) -> None:
+    video = capture("monstree", "monstree_portrait.mp4")
+    config = SfmConfig(video_frames=8, min_images=2)
+    direct = ingest(video, tmp_path / "direct", config)
+    zipped = ingest(_zipped(video, tmp_path), tmp_path / "zipped", config)
+    assert (direct.kind, direct.media) == ("video", "video") and (zipped.kind, zipped.media) == ("zip", "video")
+    assert zipped.names == direct.names and len(zipped.names) == 8  # the same frames, in temporal order
+    assert zipped.frames_decoded == zipped.input_files == 23 and zipped.video_rotation == 270 and zipped.sizes == 1
+    assert camera_mode(zipped, SfmConfig()) == "SINGLE"
+    assert plan_attempts(zipped.media, 200, SfmConfig())[0] == ("sequential", "global")
+
+
+@pytest.mark.slow
+def test_a_zipped_video_gets_sequential_matching_and_one_camera(tmp_path) -> None:
+    from spaceport.cli import main
+
+    upload = _zipped(capture("monstree", "monstree_portrait.mp4"), tmp_path)
+    code = main(["sfm", str(upload), "--out", str(tmp_path / "out"), "--max-side", "480", "--max-features", "2048"])
+    assert code == 0
+    summary = read_summary(SfmSummary, tmp_path / "out" / "sfm.json")
+    assert summary.input_kind == "zip" and summary.ingest.media == "video"
+    assert summary.matcher == "sequential" and summary.auto.matcher
+    assert summary.camera_mode == "SINGLE" and summary.cameras == 1
+    assert summary.registered_images >= 0.8 * summary.usable_images
+
+
 def _grey_of(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float64)
 
@@ -150,10 +185,10 @@ def test_heic_photos_are_read_upright_with_their_camera_tags(heic_folder, tmp_pa
 
 
 def test_camera_grouping_is_decided_from_the_images() -> None:
-    photos = Ingested("zip", Path("."), ["a.jpg"] * 3, exif_cameras=3, sizes=2)
-    renders = Ingested("images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=1)
-    mixed_sizes = Ingested("images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=2)
-    video = Ingested("video", Path("."), ["f.jpg"] * 3, sizes=1)
+    photos = Ingested("zip", "images", Path("."), ["a.jpg"] * 3, exif_cameras=3, sizes=2)
+    renders = Ingested("images", "images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=1)
+    mixed_sizes = Ingested("images", "images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=2)
+    video = Ingested("video", "video", Path("."), ["f.jpg"] * 3, sizes=1)
     auto = SfmConfig()
     assert auto.single_camera == "auto"
     assert camera_mode(photos, auto) == "AUTO"

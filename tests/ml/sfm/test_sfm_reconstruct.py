@@ -16,8 +16,8 @@ from spaceport import colmap
 from spaceport.cli import main
 from spaceport.errors import TooFewRegistered
 from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.evaluate import compare
 from spaceport.sfm.pipeline import run_sfm
+from tests.support.sfm_evaluate import compare
 
 
 def _check_against_truth(out, scene, label):

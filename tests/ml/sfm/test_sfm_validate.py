@@ -1,4 +1,4 @@
-"""SfM on the real captures in ../shared/captures: ground-truth accuracy in mm, validation and fallback.
+"""SfM on the real captures in captures/: ground-truth accuracy in mm, validation and fallback.
 
 Bounds were set from runs on this machine (numbers in bench/results/sfm_validation.md), with
 margin for pycolmap's extraction, which is not bit-reproducible across runs.
@@ -19,9 +19,9 @@ from spaceport import colmap
 from spaceport.errors import SfmDegenerate, TooFewRegistered
 from spaceport.sfm import pipeline, validate
 from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.evaluate import collapse_centres, compare_strecha
 from spaceport.sfm.pipeline import run_sfm
 from tests.real_captures import capture
+from tests.support.sfm_evaluate import collapse_centres, compare_strecha
 
 #: Reduced size keeps each capture's run to tens of seconds on 2 cores.
 SMALL = {"max_side": 768, "max_features": 4096}
@@ -102,7 +102,7 @@ COLLAPSING_WORKER = textwrap.dedent("""
     import sys
     from spaceport import colmap
     from spaceport.sfm import colmap_steps
-    from spaceport.sfm.evaluate import collapse_centres
+    from tests.support.sfm_evaluate import collapse_centres
 
     real = colmap_steps.map_images
 

@@ -12,7 +12,7 @@ import pytest
 from spaceport.splat import read_ply
 from spaceport.train.config import config_for
 
-CLI = Path("node_modules/@playcanvas/splat-transform/bin/cli.mjs")
+CLI = Path(__file__).resolve().parents[3] / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"
 
 
 @pytest.mark.node

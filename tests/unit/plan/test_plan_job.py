@@ -240,16 +240,20 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
     import importlib
 
     from spaceport.config import from_strings
+    from spaceport.graph import GRAPH
 
     p = plan_job(JobRequest.from_s3("b", "uploads/x.zip", etag="e", preset=preset), PlanSettings(root="s3://b/"))
-    for stage, cls_name in P.CONFIG_CLASSES.items():
-        module = importlib.import_module(f"spaceport.{stage}.config")
-        cls = getattr(module, cls_name)
-        opts = P.stage_options(stage, preset)
+    for sd in GRAPH:
+        if sd.config is None or sd.kind == "gate":
+            continue
+        module = importlib.import_module(f"spaceport.{sd.name}.config")
+        opts = p.stage(sd.name).options
         assert opts and all(isinstance(v, str) for v in opts.values())
         # The plan passes on exactly the preset's configuration (defaults <- PRESETS[preset]).
-        assert from_strings(cls, opts) == from_strings(cls, module.PRESETS[preset])
-    assert dict(p.stage("train").hyperparameters) == P.stage_options("train", preset)
+        assert from_strings(sd.config, opts) == from_strings(sd.config, module.PRESETS[preset])
+    assert dict(p.stage("train").hyperparameters) == p.stage("train").options
+    # The gate's thresholds are the deployment's settings, as its options.
+    assert p.stage("quality_gate").options == {"min_psnr": "20.0", "max_gaussians": "3000000"}
     assert p.stage("sfm").arguments and p.stage("compress").arguments
 
 

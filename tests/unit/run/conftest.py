@@ -15,7 +15,6 @@ from PIL import Image as PILImage
 
 from spaceport import colmap
 from spaceport.compress.spz import encode_spz
-from spaceport.compress.synthetic import synthetic_splat
 from spaceport.imaging import look_at
 from spaceport.splat import Splat, write_ply
 from spaceport.summaries import (
@@ -28,6 +27,7 @@ from spaceport.summaries import (
     TrainStep,
     write_summary,
 )
+from tests.support.synthetic_splats import synthetic_splat
 
 DATA = Path(__file__).parent / "data"
 SPHERE_SOG = DATA / "sphere.sog"
@@ -74,7 +74,7 @@ def write_sfm(out: Path, cams: list[dict]) -> Path:
         attempts=[SfmAttempt(matcher="exhaustive", mapper="incremental", verified_pairs=66, registered=n,
                              match_seconds=2.0, map_seconds=3.0)],
         camera_before_undistortion=cam_info, camera=cam_info,
-        ingest=IngestSummary(kind="images", images_dir="images", input_files=n, corrupt=0, skipped_other=0,
+        ingest=IngestSummary(kind="images", media="images", images_dir="images", input_files=n, corrupt=0, skipped_other=0,
                              downscaled=0, exif_rotated=0, frames_decoded=0, frames_blurry=0, sharpness=[],
                              usable=n),
         threads=2, config={"max_side": 800}, seconds={"extract": 1.0, "match": 2.0, "map": 3.0, "total": 6.5},

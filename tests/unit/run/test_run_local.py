@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -210,28 +213,55 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     [
         (["run", "{tmp}/nope", "--out", "{tmp}/o"], "InputInvalid: the input {tmp}/nope does not exist"),
         (["run", "{photos}", "--out", "{tmp}/o", "--preset", "turbo"], "Unknown preset 'turbo'"),
-        (["run", "{photos}", "--out", "{ro}/o"], "cannot be written"),
         (["run", "{photos}", "--out", "{afile}/o"], "cannot be written"),
         (["run", "{photos}", "--out", "{photos}/out"], "inside the input"),
     ],
 )
 def test_cli_errors(args, message, photos, tmp_path, capsys):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
     afile = tmp_path / "afile"
     afile.write_text("x")
-    fmt = {"tmp": str(tmp_path), "photos": str(photos), "ro": str(ro), "afile": str(afile)}
-    try:
-        if os.geteuid() == 0 and "{ro}" in " ".join(args):
-            pytest.skip("root can write anywhere; the permission check cannot fail")
-        code = main([a.format(**fmt) for a in args])
-    finally:
-        ro.chmod(0o700)
+    fmt = {"tmp": str(tmp_path), "photos": str(photos), "afile": str(afile)}
+    code = main([a.format(**fmt) for a in args])
     err = capsys.readouterr().err
     assert code == 2
     assert message.format(**fmt) in err and "fix: " in err
     assert not (tmp_path / "o").exists()
+
+
+@contextlib.contextmanager
+def _real_user_unprivileged():
+    """As root (CI runs as root), make the real uid ``nobody`` for the duration, the effective uid staying root.
+
+    The CLI's readability and writability checks use ``os.access``, which answers for the real
+    uid (access(2)), so they then see what an ordinary user sees; with the effective uid still
+    root the real uid can be restored.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setreuid(65534, 0)
+    try:
+        yield
+    finally:
+        os.setreuid(0, 0)
+
+
+def test_an_output_folder_the_user_cannot_write_is_refused(photos, capsys):
+    # Outside pytest's root-only temporary tree, so that the unprivileged real uid can reach the photos.
+    base = Path(tempfile.mkdtemp(prefix="spaceport-test-"))
+    ro = base / "ro"
+    try:
+        base.chmod(0o755)
+        source = shutil.copytree(photos, base / "photos")
+        ro.mkdir(mode=0o555)
+        with _real_user_unprivileged():
+            code = main(["run", str(source), "--out", str(ro / "o")])
+    finally:
+        ro.chmod(0o755)
+        shutil.rmtree(base)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"the output folder {ro / 'o'} cannot be written (no write permission on {ro})" in err and "fix: " in err
 
 
 def test_a_single_file_input_arrives_as_a_folder_holding_it(tmp_path, calls):

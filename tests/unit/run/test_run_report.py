@@ -38,7 +38,7 @@ def test_report_is_self_contained_with_every_section(job_dir: Path, tmp_path: Pa
     # camera path + loss + PSNR + sizes plots, and 2 held-out views x (render, gt).
     assert len(imgs) == 4 + 4
     assert "24.5" in page and "registered_images" in page and "0.42" in page
-    assert summary["viewer"] and (out / "viewer.html").is_file() and (out / "scene.sog").is_file()
+    assert summary.viewer and (out / "viewer.html").is_file() and (out / "scene.sog").is_file()
     assert (out / "playcanvas.min.mjs").stat().st_size > 1_000_000
 
 
@@ -49,7 +49,7 @@ def test_report_survives_missing_stages(tmp_path: Path, job_dir: Path) -> None:
     summary = publish(job_dir, out)
     page = (out / "index.html").read_text()
     assert "No metrics.json" in page and "No compress.json" in page
-    assert summary["viewer"] is None and not (out / "viewer.html").exists()
+    assert summary.viewer is None and not (out / "viewer.html").exists()
     # Only the SfM stage: the camera plot is still drawn.
     assert len(_images(page)) == 1
 

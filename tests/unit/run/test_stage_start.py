@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+import conftest as fx
 import pytest
 
 from spaceport import contract
@@ -19,6 +20,7 @@ from spaceport.cli import main
 from spaceport.errors import ConfigInvalid
 from spaceport.graph import STAGE_IMAGE
 from spaceport.local import LocalRunner, build_local_plan
+from spaceport.summaries import CompressSummary, PublishSummary, SfmSummary, read_summary
 
 
 def test_dockerfile_parsing_takes_the_final_stage_and_dockers_reset_rules():
@@ -82,8 +84,11 @@ def test_train_options_arrive_typed_from_hyperparameters(tmp_path, monkeypatch):
     seen = {}
     import spaceport.train.trainer as trainer
 
-    monkeypatch.setattr(trainer, "train", lambda src, out, cfg, checkpoint_dir=None: seen.update(
-        src=src, out=out, cfg=cfg, ckpt=checkpoint_dir))
+    def fake(src, out, cfg, checkpoint_dir=None):
+        seen.update(src=src, out=out, cfg=cfg, ckpt=checkpoint_dir)
+        fx.write_train(out, fx._orbit_cameras())
+
+    monkeypatch.setattr(trainer, "train", fake)
     # TrainConfig has no boolean field: a number, a float|None and two enums.
     _start("train", {"sky_points": "7", "target_psnr": "31.5", "background": "white", "strategy": "mcmc"},
            tmp_path, monkeypatch)
@@ -98,7 +103,11 @@ def test_compress_options_arrive_typed_from_container_arguments(tmp_path, monkey
     seen = {}
     import spaceport.compress.stage as stage
 
-    monkeypatch.setattr(stage, "run", lambda src, out, cfg: seen.update(src=src, out=out, cfg=cfg))
+    def fake(src, out, cfg):
+        seen.update(src=src, out=out, cfg=cfg)
+        return read_summary(CompressSummary, fx.write_compressed(out) / CompressSummary.FILE)
+
+    monkeypatch.setattr(stage, "run", fake)
     _start("compress", {"write_spz": "false", "quality_views": "3", "device": "cpu", "size_budget_mb": "2.5"},
            tmp_path, monkeypatch)
     cfg = seen["cfg"]
@@ -110,7 +119,11 @@ def test_sfm_options_arrive_typed_from_container_arguments(tmp_path, monkeypatch
     seen = {}
     import spaceport.sfm.pipeline as pipeline
 
-    monkeypatch.setattr(pipeline, "run_sfm", lambda src, out, cfg: seen.update(src=src, out=out, cfg=cfg))
+    def fake(src, out, cfg):
+        seen.update(src=src, out=out, cfg=cfg)
+        return read_summary(SfmSummary, fx.write_sfm(out, fx._orbit_cameras()) / SfmSummary.FILE)
+
+    monkeypatch.setattr(pipeline, "run_sfm", fake)
     _start("sfm", {"single_camera": "false", "max_side": "640", "matcher": "sequential"}, tmp_path, monkeypatch)
     cfg = seen["cfg"]
     assert (cfg.single_camera, cfg.max_side, cfg.matcher) == (False, 640, "sequential")
@@ -121,13 +134,14 @@ def test_publish_takes_no_options_and_starts_with_its_name_only(tmp_path, monkey
     seen = {}
     import spaceport.publish.command as publish
 
-    monkeypatch.setattr(publish, "publish", lambda root, out, job_record=None: seen.update(root=root, out=out) or {
-        "index": "i", "seconds": {"total": 0.0}})
+    monkeypatch.setattr(publish, "publish", lambda inputs, out: seen.update(inputs=inputs, out=out) or PublishSummary(
+        index="i", seconds={"total": 0.0}, peak_memory_mb=1.0))
     job = build_local_plan(tmp_path, tmp_path / "out", "fast")
     monkeypatch.setenv(contract.SM_ROOT_ENV, str(tmp_path / "sm"))
     assert job.plan.stage("publish").arguments == ("publish",)
     assert main(contract.stage_argv("processing", STAGE_IMAGE["publish"], ("publish",))[1:]) == 0
-    assert seen == {"root": tmp_path / "sm" / "processing" / "input",
+    inputs = tmp_path / "sm" / "processing" / "input"
+    assert seen == {"inputs": {n: inputs / n for n in ("sfm", "train", "compressed", "job")},
                     "out": tmp_path / "sm" / "processing" / "output" / "report"}
     with pytest.raises(ConfigInvalid, match="Options given for unknown stage"):
         build_local_plan(tmp_path, tmp_path / "out", "fast", {"publish": {"x": "1"}})

@@ -38,7 +38,7 @@ def test_auto_choices():
     assert choose("images", 60, cfg) == ("retrieval", "incremental")
     assert choose("video", 99, cfg) == ("sequential", "incremental")
     assert cfg.refine_principal_point
-    assert choose("zip", 200, cfg) == ("retrieval", "global")
+    assert choose("images", 200, cfg) == ("retrieval", "global")
     assert choose("images", 200, SfmConfig(matcher="exhaustive", mapper="incremental")) == ("exhaustive", "incremental")
     assert plan_attempts("images", 200, cfg) == [("retrieval", "global"), ("retrieval", "incremental"),
                                                  ("exhaustive", "incremental")]

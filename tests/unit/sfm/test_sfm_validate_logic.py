@@ -9,7 +9,7 @@ import pytest
 
 from spaceport import colmap
 from spaceport.sfm import validate
-from spaceport.sfm.evaluate import collapse_centres
+from tests.support.sfm_evaluate import collapse_centres
 
 
 def _look_at(centre: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -112,7 +112,7 @@ def _sfm_json(folder, validation: dict, left_out: list[str]) -> None:
         "matcher": "exhaustive", "mapper": "incremental", "auto": {"matcher": True, "mapper": True},
         "fallback": False, "first_choice": {"matcher": "exhaustive", "mapper": "incremental"},
         "attempts": [attempt], "validation": validation, "camera_before_undistortion": cam, "camera": cam,
-        "ingest": {"kind": "images", "images_dir": "images", "input_files": 10, "corrupt": 0, "skipped_other": 0,
+        "ingest": {"kind": "images", "media": "images", "images_dir": "images", "input_files": 10, "corrupt": 0, "skipped_other": 0,
                    "downscaled": 0, "exif_rotated": 0, "frames_decoded": 0, "frames_blurry": 0, "sharpness": [],
                    "usable": 10},
         "threads": 2, "config": {}, "seconds": {"total": 1.0}, "peak_memory_mb": 1.0}), folder)

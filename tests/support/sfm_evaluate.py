@@ -77,7 +77,7 @@ def read_strecha(gt_dir: Path) -> dict[str, dict]:
     """Ground-truth cameras in Strecha's ``.camera`` format (``gt/<image>.camera``), by image stem.
 
     Each value has ``K`` (3x3, pixels), ``R`` (camera-to-world: columns are the camera axes),
-    ``C`` (centre, metres) and ``size`` (width, height); see ../shared/captures/README.md.
+    ``C`` (centre, metres) and ``size`` (width, height); see captures/README.md.
     """
     cams = {}
     for path in sorted(Path(gt_dir).glob("*.camera")):

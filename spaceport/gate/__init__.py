@@ -1,4 +1,4 @@
-"""The quality gate between training and compression, shared by the local runner and AWS.
+"""The quality gate stage between training and compression, shared by the local runner and AWS.
 
 A trained splat passes when its held-out PSNR reaches the target and its Gaussian count stays
 within the cap. The numbers come from the training stage's ``metrics.json``
@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from spaceport.errors import ModelInvalid, QualityBelowTarget
+from spaceport.stage import Input, StageDef, StagePaths
 from spaceport.summaries import GateResult, TrainMetrics, parse_summary, read_summary
 
 
@@ -73,3 +74,19 @@ def metrics_from_model_tarball(stream: BinaryIO, name: str = "model.tar.gz") -> 
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise ModelInvalid(f"{name} is not a readable tarball ({exc})", "Re-run the training stage") from exc
     raise ModelInvalid(f"{name} holds no metrics.json", "Re-run the training stage; it writes metrics.json")
+
+
+def run(targets: QualityTargets, paths: StagePaths) -> GateResult:
+    """The gate on the training output in ``paths.input()`` (a folder holding ``metrics.json``)."""
+    return check_file(paths.input() / TrainMetrics.FILE, targets)
+
+
+def describe(n: dict) -> str:
+    return f"PSNR {n['test_psnr']:.2f} ≥ {n['min_psnr']}"
+
+
+#: No container: the local runner runs the gate in-process; on AWS the QualityGate Lambda reads
+#: the same ``metrics.json`` from the training job's ``model.tar.gz``. The thresholds are the
+#: deployment's (:class:`spaceport.plan.PlanSettings`), overridable per request.
+STAGE = StageDef("quality_gate", "gate", "Quality gate", run, inputs=(Input("model", "train", "model_tarball"),),
+                 config=QualityTargets, summary=GateResult, describe=describe)
