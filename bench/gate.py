@@ -78,6 +78,8 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
     tests, trains = iter(test), iter(train)
     for i in range(n):
         order.append(next(tests) if i in slots else next(trains))
+    if (out / "laid_out").is_file():  # made by an earlier (or a parallel) invocation
+        return out
     model = colmap.read_model(sfm / "sparse" / "0")
     by_name = {im.name: im for im in model.images.values()}
     shutil.rmtree(out, ignore_errors=True)
@@ -98,6 +100,7 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
         else:
             shutil.copyfile(src, out / "images" / new)
     colmap.write_model_binary(colmap.Model(model.cameras, images, model.points), out / "sparse" / "0")
+    (out / "laid_out").write_text("\n".join(order))
     return out
 
 

@@ -38,9 +38,9 @@ CAP_FACTORS = (2, 4, 8, 16, 32)
 CAP_RANGE = (30_000, 1_500_000)
 #: Refinement (densification) ends at this share of the steps; the rest fits what exists.
 REFINE_STOP = 0.7
-#: Longest side in pixels of the training images tried, coarsest first (240 px is what `fast`
-#: trains a phone photo at: 1008 px / 4).
-LONG_SIDES = (240, 480, 960, 1920)
+#: Smallest longest side in pixels a candidate resolution may have: the `fast` preset trains the
+#: captures here at 150-250 px (downscale 4), so the coarsest candidate is what `fast` uses.
+MIN_LONG_SIDE = 150
 #: What a held-out or training-view evaluation render (with its PSNR and SSIM) costs, as a share of a
 #: training step (measured on the demo scene: 2.2 s per view against 3.6 s per step, busy machine).
 EVAL_COST = 0.6
@@ -173,16 +173,11 @@ def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: floa
 
 
 def downscales(width: int, height: int) -> list[int]:
-    """Candidate integer downscales for images of this size: one per ``LONG_SIDES`` entry it can reach."""
+    """Candidate downscales for images of this size, coarsest first: powers of two that keep the
+    longest side at least ``MIN_LONG_SIDE`` (always 1)."""
     long_side = max(width, height)
-    out: list[int] = []
-    for side in LONG_SIDES:
-        d = max(1, round(long_side / side))
-        if d not in out:
-            out.append(d)
-        if d == 1:
-            break
-    return sorted(out, reverse=True)
+    out = [d for d in (16, 8, 4, 2) if long_side / d >= MIN_LONG_SIDE]
+    return [*out, 1]
 
 
 def estimate_s(steps: int, probe: Probe, capture: Capture, cap: int, refine_stop: int) -> float:

@@ -17,9 +17,11 @@ PHONE = Capture(train_images=20, test_images=3, start_gaussians=11_000)
 
 
 def test_candidate_downscales_follow_the_image_size() -> None:
+    # The coarsest is what the fast preset trains these captures at (downscale 4), or finer.
     assert budget.downscales(1008, 756) == [4, 2, 1]
-    assert budget.downscales(640, 480) == [3, 1]
-    assert budget.downscales(1536, 1024) == [6, 3, 2, 1]
+    assert budget.downscales(800, 600) == [4, 2, 1]
+    assert budget.downscales(640, 480) == [4, 2, 1]
+    assert budget.downscales(1536, 1024) == [8, 4, 2, 1]
     assert budget.downscales(200, 150) == [1]
 
 
