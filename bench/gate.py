@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model, mem_gib
+from machine import cpu_model, mem_gib, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
@@ -150,6 +150,35 @@ def variants(sfm: Path, work: Path, seed: int = 0) -> dict[str, Path]:
     return out
 
 
+def verdict(row: dict, min_psnr: float, min_ssim: float, max_gap: float) -> bool:
+    return row["test_psnr"] >= min_psnr and row["test_ssim"] >= min_ssim and row["gap"] <= max_gap
+
+
+def _mark(verdict_: str, should: str) -> str:
+    return verdict_ if verdict_ == should else f"**{verdict_} (wrong)**"
+
+
+def table(rows: list[dict], out: Path, min_psnr: float, min_ssim: float, max_gap: float, notes: list[str]) -> None:
+    """gate.md: every figure of every run, and each run's verdict under today's gate and the proposed one."""
+    lines = ["# Does the quality gate separate good captures from bad ones?", "",
+             f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {mem_gib():.0f} GiB, shared with other work "
+             "(1-minute load average per run below). Command: `python bench/gate.py` (method in its docstring).", "",
+             f"Proposed gate: held-out PSNR >= {min_psnr:g} dB, held-out SSIM >= {min_ssim:g}, training-view PSNR "
+             f"minus held-out PSNR <= {max_gap:g} dB. Today's gate: held-out PSNR >= 20 dB only.", "",
+             "| capture | variant | should | held-out PSNR | held-out SSIM | training PSNR | gap | held out / train "
+             "| today's gate | proposed gate | wall s | CPU s | load |",
+             "|---|---|---|---:|---:|---:|---:|---|---|---|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (r["capture"], VARIANTS.index(r["variant"]))):
+        should = "pass" if r["variant"] == "good" else "fail"
+        today = "pass" if r["test_psnr"] >= 20.0 else "fail"
+        proposed = "pass" if verdict(r, min_psnr, min_ssim, max_gap) else "fail"
+        lines.append(f"| {r['capture']} | {r['variant']} | {should} | {r['test_psnr']:.2f} | {r['test_ssim']:.3f} | "
+                     f"{r['train_psnr']:.2f} | {r['gap']:.2f} | {r['held_out']} / {r['train_images']} | {_mark(today, should)} | "
+                     f"{_mark(proposed, should)} | {r['wall_s']} | {r['cpu_s']} | {r['load']} |")
+    lines += ["", *notes]
+    write_table(lines, out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--captures", default="monstree,fountain-P11,herzjesu-P8")
@@ -159,7 +188,17 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="OPTION=VALUE",
                     help="extra train option, e.g. steps=400")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "gate.json")
+    ap.add_argument("--table", nargs="*", type=Path, metavar="JSON",
+                    help="only write bench/results/gate.md from these result files")
+    ap.add_argument("--min-psnr", type=float, default=20.0)
+    ap.add_argument("--min-ssim", type=float, default=0.0)
+    ap.add_argument("--max-gap", type=float, default=99.0)
+    ap.add_argument("--note", action="append", default=[])
     args = ap.parse_args()
+    if args.table is not None:
+        rows = [r for f in args.table for r in json.loads(f.read_text())]
+        table(rows, ROOT / "bench" / "results" / "gate.md", args.min_psnr, args.min_ssim, args.max_gap, args.note)
+        return
     load_before = os.getloadavg()[0]
     rows = json.loads(args.out.read_text()) if args.out.is_file() else []
     done = {(r["capture"], r["variant"]) for r in rows}
