@@ -5,11 +5,14 @@ the sparse points take ``STEPS`` timed optimisation steps (render, L1 + D-SSIM l
 Adam) after one untimed warm-up, then the same with every Gaussian repeated ``GROWTH`` times
 (slightly moved): two points of the line ``seconds = fixed + per_gaussian * N``. Nothing is kept:
 the probes train throw-away copies. Finer resolutions are skipped once the calibration has used
-``MAX_SHARE`` of the budget.
+``MAX_SHARE`` of the budget. On the CPU the first probe also times one thread against all of them
+and keeps the faster (a budgeted run is timing-dependent anyway, so it gives up the one-thread
+bit-for-bit reproducibility that fixed-step runs keep).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -71,9 +74,28 @@ def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device) -> floa
     return float(np.median(times))
 
 
+def pick_threads(xyz, rgb, views, cfg: TrainConfig) -> int:
+    """1 or all of this machine's CPU threads, whichever trains a step faster here and now: on an idle
+    machine two threads are ~1.5x faster, on a busy one a single thread is (OpenMP threads spin while
+    they wait for a core). Leaves torch set to the choice."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if available < 2:
+        torch.set_num_threads(1)
+        return 1
+    timed = {}
+    for n in (1, available):
+        torch.set_num_threads(n)
+        timed[n] = _time_steps(xyz, rgb, views, cfg, torch.device("cpu"))
+    best = min(timed, key=timed.__getitem__)
+    torch.set_num_threads(best)
+    progress.emit("train", phase="calibrate", threads=best, **{f"step_s_{n}_threads": round(t, 4) for n, t in timed.items()})
+    return best
+
+
 def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.device,
-              ) -> tuple[list[budget.Probe], budget.Capture]:
-    """Probe each candidate resolution (coarsest first) until calibration has used its share."""
+              ) -> tuple[list[budget.Probe], budget.Capture, int]:
+    """Probe each candidate resolution (coarsest first) until calibration has used its share; on the
+    CPU, first pick the thread count (returned; 0 on CUDA)."""
     from spaceport.train.data import load_model, load_views
 
     start = time.perf_counter()
@@ -82,6 +104,7 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
     probes: list[budget.Probe] = []
     capture = None
     rng = np.random.default_rng(cfg.seed)
+    threads = 0
     for ds in budget.downscales(cam.width, cam.height):
         if probes and time.perf_counter() - start > MAX_SHARE * budget_s:
             break
@@ -93,6 +116,8 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
         if capture is None:
             capture = budget.Capture(train_images=len(train_views), test_images=len(views) - len(train_views),
                                      start_gaussians=len(xyz))
+            if device.type == "cpu" and cfg.cpu_threads != 0:
+                threads = pick_threads(xyz, rgb, train_views, cfg)
         small = _time_steps(xyz, rgb, train_views, cfg, device)
         jitter = np.concatenate([xyz + rng.normal(scale=1e-3, size=xyz.shape) for _ in range(GROWTH)])
         large = _time_steps(jitter, np.concatenate([rgb] * GROWTH), train_views, cfg, device)
@@ -105,7 +130,7 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
         progress.emit("train", phase="calibrate", downscale=ds, width=probe.width, height=probe.height,
                       step_s=round(small, 4), step_s_4x=round(large, 4), gaussians=n0)
     assert capture is not None
-    return probes, capture
+    return probes, capture, threads
 
 
 def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started: float,
@@ -116,12 +141,16 @@ def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started
     from spaceport.config import from_strings
 
     budget_s = cfg.minutes * 60.0
-    probes, capture = calibrate(input_dir, cfg, budget_s, device)
+    probes, capture, threads = calibrate(input_dir, cfg, budget_s, device)
     plan = budget.choose(budget_s, capture, probes, spent_s=time.perf_counter() - started)
-    cfg = from_strings(TrainConfig, plan.options(cfg.sh_degree), base=cfg)
+    chosen = plan.options(cfg.sh_degree)
+    if threads:
+        chosen["cpu_threads"] = str(threads)
+    cfg = from_strings(TrainConfig, chosen, base=cfg)
     finish = time.strftime("%H:%M:%S", time.localtime(time.time() + plan.expected_s - plan.spent_s))
     progress.emit("train", phase="plan", minutes=cfg.minutes, downscale=plan.downscale, width=plan.width,
                   height=plan.height, steps=plan.steps, max_gaussians=plan.max_gaussians, epochs=plan.epochs,
+                  **({"threads": threads} if threads else {}),
                   expected_s=round(plan.expected_s, 1), finish_at=finish)
     return cfg, plan, next(p for p in probes if p.downscale == plan.downscale)
 

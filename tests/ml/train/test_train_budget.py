@@ -47,7 +47,7 @@ def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_p
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     # A calibration that claims 1 ms a step: the plan asks for thousands of steps, and only the deadline ends them.
     fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
-    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000)))
+    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
     train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "0.2"}))
     events = _events(capsys.readouterr().out)
     plan = next(e for e in events if e.get("phase") == "plan")
