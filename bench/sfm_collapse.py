@@ -5,7 +5,7 @@ its database, so each repeat runs the whole stage again (``--mapper global``, ev
 the preset). Each run's cameras are compared with one exhaustive + incremental reference run (no
 ground truth: centre error in % of the reference path's extent after a similarity alignment), and
 the validation verdict is recorded with the figures it used. A collapse is a median centre error
-above 5% of the extent (issue 11's collapse measured 56%).
+above 5% of the extent (the collapse spaceport.sfm.validate describes measured 56%).
 
     nice -n 10 python bench/sfm_collapse.py [--runs 4] [--preset default] [--out bench/results/sfm_collapse.md]
 """

@@ -58,8 +58,8 @@ def worker(renderer: str, steps: int, downscale: int, threads: int) -> dict:
     from spaceport.train import rasterize as R
     from spaceport.train.config import config_for
     from spaceport.train.data import load_model, load_views
+    from spaceport.train.gaussians import init_params
     from spaceport.train.metrics import psnr, ssim
-    from spaceport.train.trainer import init_params
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -69,9 +69,9 @@ def worker(renderer: str, steps: int, downscale: int, threads: int) -> dict:
     train_v = [v for v in views if v.split == "train"]
     test_v = [v for v in views if v.split == "test"]
     cfg = config_for("fast", {"model_dir": "gt/sparse/0"})
-    params = init_params(model.points.xyz, model.points.rgb, cfg, torch.device("cpu"))
+    params = init_params(model.points.xyz, model.points.rgb, cfg.optim, torch.device("cpu"))
     opt = torch.optim.Adam([{"params": [p], "lr": lr} for p, lr in zip(
-        params.values(), [cfg.means_lr * 5, cfg.scales_lr, cfg.quats_lr, cfg.opacities_lr, cfg.sh0_lr, cfg.shN_lr],
+        params.values(), list(cfg.optim.learning_rates(5).values()),
         strict=True)], eps=1e-15)
 
     def render(view):

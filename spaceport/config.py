@@ -1,7 +1,10 @@
 """Stage options as frozen dataclasses, and their one conversion to and from strings.
 
 Every stage's options are one frozen dataclass with a docstring under each field (gsplat's
-style). This module is the single path between those dataclasses and the outside world:
+style). A field whose type is itself a dataclass is a *group* (the trainer's data, optimisation,
+strategy and runtime options): its fields are options under their own names, so the outside world
+sees one flat set of option names however the code groups them. This module is the single path
+between those dataclasses and the outside world:
 SageMaker hyperparameters (all values strings), CLI flags (``--max-side 1600``) and the
 plan's container arguments all go through :func:`from_strings` / :func:`to_strings`, so a
 value that works locally works in the cloud.
@@ -56,6 +59,53 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
+
+
+def _is_group(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+@functools.cache
+def options(cls: type) -> dict[str, tuple[tuple[str, ...], Any, type]]:
+    """Every option of ``cls``: name -> (attribute path, type, the dataclass that declares it).
+
+    Groups are expanded, so ``TrainConfig``'s ``steps`` is ``(("optim", "steps"), int, OptimConfig)``.
+    Option names must be unique across groups (one flat namespace for flags and hyperparameters).
+    """
+    out: dict[str, tuple[tuple[str, ...], Any, type]] = {}
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        inner = {f.name: ((), tp, cls)} if not _is_group(tp) else options(tp)
+        for name, (path, leaf_tp, owner) in inner.items():
+            if name in out:
+                raise TypeError(f"{cls.__name__}: option {name!r} is declared twice")
+            out[name] = ((f.name, *path) if _is_group(tp) else (f.name,), leaf_tp, owner)
+    return out
+
+
+def option_value(obj: Any, name: str) -> Any:
+    """The value of option ``name`` in ``obj`` (reached through its group)."""
+    value = obj
+    for attr in options(type(obj))[name][0]:
+        value = getattr(value, attr)
+    return value
+
+
+def _replace(obj: Any, values: Mapping[str, Any]) -> Any:
+    """``obj`` with options replaced by name; each group is rebuilt once (its checks run once)."""
+    paths = options(type(obj))
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        path = paths[name][0]
+        if len(path) == 1:
+            direct[name] = value
+        else:
+            nested.setdefault(path[0], {})[name] = value
+    for group, inner in nested.items():
+        direct[group] = _replace(getattr(obj, group), inner)
+    return dataclasses.replace(obj, **direct)
 
 
 def parse_value(tp: Any, text: str, name: str = "value") -> Any:
@@ -144,19 +194,20 @@ def from_strings(cls: type[T], values: Mapping[str, Any], *, base: T | None = No
     Keys may use ``-`` or ``_``. Unknown keys and unparsable values raise :class:`ConfigInvalid`.
     Non-string values (already typed) are accepted as they are after a type check.
     """
-    hints = _hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    known = options(cls)
+    names = list(known)
     parsed: dict[str, Any] = {}
     for raw_key, raw in values.items():
         key = raw_key.replace("-", "_")
-        if key not in names:
+        if key not in known:
             raise _unknown(cls, raw_key, names)
+        tp = known[key][1]
         if isinstance(raw, str):
-            parsed[key] = parse_value(hints[key], raw, key)
+            parsed[key] = parse_value(tp, raw, key)
         else:
-            parsed[key] = parse_value(hints[key], format_value(raw), key) if raw is not None else None
+            parsed[key] = parse_value(tp, format_value(raw), key) if raw is not None else None
     try:
-        obj = dataclasses.replace(base, **parsed) if base is not None else cls(**parsed)
+        obj = _replace(base if base is not None else cls(), parsed)
     except (TypeError, ValueError) as exc:
         raise ConfigInvalid(f"{cls.__name__}: {exc}") from exc
     return obj
@@ -166,27 +217,24 @@ def to_strings(obj: Any, *, only_changed: bool = False) -> dict[str, str]:
     """Every field as a string (SageMaker hyperparameters are strings), optionally only non-defaults."""
     out: dict[str, str] = {}
     default = type(obj)() if only_changed else None
-    for f in dataclasses.fields(obj):
-        value = getattr(obj, f.name)
-        if only_changed and getattr(default, f.name) == value:
+    for name in options(type(obj)):
+        value = option_value(obj, name)
+        if only_changed and option_value(default, name) == value:
             continue
-        out[f.name] = format_value(value)
+        out[name] = format_value(value)
     return out
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain JSON-able dict of a config (tuples become lists)."""
-    return json.loads(json.dumps(dataclasses.asdict(obj)))
+    """Plain JSON-able dict of a config by option name, groups flattened (tuples become lists)."""
+    return json.loads(json.dumps({name: option_value(obj, name) for name in options(type(obj))}))
 
 
 def describe(cls: type) -> list[tuple[str, str, str]]:
     """``(name, default, doc)`` for every field: the ``--help`` text and the README tables use it."""
-    docs = field_docs(cls)
-    rows = []
-    for f in dataclasses.fields(cls):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        rows.append((f.name, format_value(default), docs.get(f.name, "")))
-    return rows
+    default = cls()
+    return [(name, format_value(option_value(default, name)), field_docs(owner).get(name, ""))
+            for name, (_, _, owner) in options(cls).items()]
 
 
 def parse_stage_options(pairs: list[str] | tuple[str, ...], flag: str = "--set") -> dict[str, dict[str, str]]:

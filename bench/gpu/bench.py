@@ -5,7 +5,7 @@
 
 SFM_OUTPUT is an SfM stage output (sparse/0 + images/). Every run trains the same images, split
 (every 8th image held out) and number of steps at the images' own resolution and is scored by the same
-code (spaceport.train.trainer.evaluate: mean held-out PSNR/SSIM at SH degree 3):
+code (spaceport.train.trainer.evaluate_views: mean held-out PSNR/SSIM at SH degree 3):
 
 * ``reference``: bench/gpu/reference.py, gsplat's simple_trainer defaults in a plain loop;
 * ``default``/``quality``: ``spaceport.train.trainer.train`` with that preset, only ``steps`` overridden.
@@ -100,7 +100,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
                                        "images_dir": args.images_dir, "downscale": str(args.downscale),
                                        "device": args.device, "checkpoint_every": "0"})
         t = time.perf_counter()
-        m = train(args.scene, args.work / args.worker, cfg)
+        m = train(args.scene, args.work / args.worker, cfg).model_dump()
         seconds = m.get("seconds", {})
         row = {"run": args.worker, "steps": m["steps"], "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"],
                "num_gaussians": m["num_gaussians"], "loop_s": seconds.get("optimise"),

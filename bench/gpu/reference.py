@@ -19,7 +19,7 @@ checkpoints, trajectory videos, LPIPS. Two substitutions: ``fused_ssim`` (a sepa
 becomes :func:`spaceport.train.metrics.ssim` (same 11x11 sigma-1.5 window, 'valid' padding), and the
 world is not normalised (a similarity transform changes neither the images nor, with the means
 learning rate scaled by the scene scale, the optimisation). The split, images and held-out metrics
-are spaceport's (:func:`spaceport.train.data.load_views`, :func:`spaceport.train.trainer.evaluate`),
+are spaceport's (:func:`spaceport.train.data.load_views`, :func:`spaceport.train.trainer.evaluate_views`),
 so both loops see the same pixels and are scored by the same code.
 
 On CPU it runs through spaceport's CPU rasterizer (for the toy-size test); on CUDA it calls
@@ -88,7 +88,7 @@ def train_reference(scene: Path, steps: int, *, model_dir: str = "sparse/0", ima
 
     from spaceport.train.data import load_model, load_views
     from spaceport.train.metrics import ssim
-    from spaceport.train.trainer import evaluate
+    from spaceport.train.trainer import evaluate_views as evaluate
 
     t_start = time.perf_counter()
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")

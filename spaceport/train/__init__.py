@@ -25,10 +25,7 @@ def run(config: TrainConfig, paths: StagePaths) -> TrainMetrics:
         os.environ.setdefault(key, value)
     from spaceport.train import trainer
 
-    trainer.train(paths.input(), paths.output, config, checkpoint_dir=paths.checkpoints)
-    from spaceport.summaries import read_summary
-
-    return read_summary(TrainMetrics, paths.output / TrainMetrics.FILE)
+    return trainer.train(paths.input(), paths.output, config, checkpoint_dir=paths.checkpoints)
 
 
 def describe(n: Mapping[str, Any]) -> str:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,37 +30,32 @@ MAX_SHARE = 0.06
 
 
 def _points(model, cfg: TrainConfig, views) -> tuple[np.ndarray, np.ndarray]:
-    from spaceport.train.trainer import sky_points
+    """The points training starts from (the trainer's own rule: sparse points, sky, under the cap)."""
+    from spaceport.train.gaussians import initial_points
 
-    xyz, rgb = model.points.xyz, model.points.rgb
-    finite = np.isfinite(xyz).all(1)
-    xyz, rgb = xyz[finite], rgb[finite]
-    if cfg.sky_points:
-        centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
-        centre = centres.mean(0)
-        scale = float(np.linalg.norm(centres - centre, axis=1).max() * 1.1) or 1.0
-        reach = max(scale, float(np.percentile(np.linalg.norm(xyz - centre, axis=1), 95))) if len(xyz) else scale
-        sxyz, srgb = sky_points(cfg.sky_points, centre, 3.0 * reach, cfg.seed)
-        xyz, rgb = np.concatenate([xyz, sxyz]), np.concatenate([rgb, srgb])
-    return xyz, rgb
+    centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
+    scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1) or 1.0
+    return initial_points(model.points.xyz, model.points.rgb, centres, scale, sky=cfg.optim.sky_points,
+                          cap=cfg.densify.max_gaussians, seed=cfg.runtime.seed)
 
 
 def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device) -> float:
     """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up."""
+    from spaceport.train.gaussians import init_params, make_optimizers, render
     from spaceport.train.metrics import ssim
-    from spaceport.train.trainer import init_params, make_optimizers, render
 
-    params = init_params(xyz, rgb, cfg, device)
-    optimizers = make_optimizers(params, cfg, 1.0)
+    params = init_params(xyz, rgb, cfg.optim, device)
+    optimizers = make_optimizers(params, cfg.optim, 1.0)
     bg = torch.zeros(3, device=device)
-    sh = min(1, cfg.sh_degree)
+    sh = min(1, cfg.optim.sh_degree)
+    lam = cfg.optim.ssim_lambda
     times = []
     for i in range(STEPS + 1):
         view = views[i % len(views)]
         gt = torch.from_numpy(view.image).to(device)
         t = time.perf_counter()
         img, _ = render(params, view, sh, bg)
-        loss = (1 - cfg.ssim_lambda) * torch.abs(img - gt).mean() + cfg.ssim_lambda * (1 - ssim(img, gt))
+        loss = (1 - lam) * torch.abs(img - gt).mean() + lam * (1 - ssim(img, gt))
         loss.backward()
         float(loss.detach())
         for opt in optimizers.values():
@@ -99,24 +93,24 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
     from spaceport.train.data import load_model, load_views
 
     start = time.perf_counter()
-    model = load_model(Path(input_dir) / cfg.model_dir)
+    model = load_model(Path(input_dir) / cfg.data.model_dir)
     cam = next(iter(model.cameras.values()))
     probes: list[budget.Probe] = []
     capture = None
-    rng = np.random.default_rng(cfg.seed)
+    rng = np.random.default_rng(cfg.runtime.seed)
     threads = 0
     for ds in budget.downscales(cam.width, cam.height):
         if probes and time.perf_counter() - start > MAX_SHARE * budget_s:
             break
         t_load = time.perf_counter()
-        views = load_views(model, Path(input_dir) / cfg.images_dir, cfg.test_every, ds)
+        views = load_views(model, Path(input_dir) / cfg.data.images_dir, cfg.data.test_every, ds)
         load_s = time.perf_counter() - t_load
         train_views = [v for v in views if v.split == "train"] or views
-        xyz, rgb = _points(model, replace(cfg, downscale=ds), views)
+        xyz, rgb = _points(model, cfg, views)
         if capture is None:
             capture = budget.Capture(train_images=len(train_views), test_images=len(views) - len(train_views),
                                      start_gaussians=len(xyz))
-            if device.type == "cpu" and cfg.cpu_threads != 0:
+            if device.type == "cpu" and cfg.runtime.cpu_threads != 0:
                 threads = pick_threads(xyz, rgb, train_views, cfg)
         small = _time_steps(xyz, rgb, train_views, cfg, device)
         jitter = np.concatenate([xyz + rng.normal(scale=1e-3, size=xyz.shape) for _ in range(GROWTH)])
@@ -134,25 +128,25 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
 
 
 def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started: float,
-                ) -> tuple[TrainConfig, budget.BudgetPlan, budget.Probe]:
+                ) -> tuple[TrainConfig, budget.BudgetPlan]:
     """Calibrate, choose, and announce: the options that fit ``cfg.minutes`` and the plan they came from.
 
     ``started`` is the stage's ``time.perf_counter()`` at its start (the budget counts from there)."""
     from spaceport.config import from_strings
 
-    budget_s = cfg.minutes * 60.0
+    budget_s = cfg.runtime.minutes * 60.0
     probes, capture, threads = calibrate(input_dir, cfg, budget_s, device)
     plan = budget.choose(budget_s, capture, probes, spent_s=time.perf_counter() - started)
-    chosen = plan.options(cfg.sh_degree)
+    chosen = plan.options(cfg.optim.sh_degree)
     if threads:
         chosen["cpu_threads"] = str(threads)
     cfg = from_strings(TrainConfig, chosen, base=cfg)
     finish = time.strftime("%H:%M:%S", time.localtime(time.time() + plan.expected_s - plan.spent_s))
-    progress.emit("train", phase="plan", minutes=cfg.minutes, downscale=plan.downscale, width=plan.width,
+    progress.emit("train", phase="plan", minutes=cfg.runtime.minutes, downscale=plan.downscale, width=plan.width,
                   height=plan.height, steps=plan.steps, max_gaussians=plan.max_gaussians, epochs=plan.epochs,
                   **({"threads": threads} if threads else {}),
                   expected_s=round(plan.expected_s, 1), finish_at=finish)
-    return cfg, plan, next(p for p in probes if p.downscale == plan.downscale)
+    return cfg, plan
 
 
 def announce_estimate(input_dir: Path, cfg: TrainConfig, device: torch.device) -> float:
@@ -160,18 +154,19 @@ def announce_estimate(input_dir: Path, cfg: TrainConfig, device: torch.device) -
     option, and return the expected seconds of the loop."""
     from spaceport.train.data import load_model, load_views
 
-    model = load_model(Path(input_dir) / cfg.model_dir)
-    views = load_views(model, Path(input_dir) / cfg.images_dir, cfg.test_every, cfg.downscale)
+    model = load_model(Path(input_dir) / cfg.data.model_dir)
+    views = load_views(model, Path(input_dir) / cfg.data.images_dir, cfg.data.test_every, cfg.data.downscale)
     train_views = [v for v in views if v.split == "train"] or views
     xyz, rgb = _points(model, cfg, views)
     small = _time_steps(xyz, rgb, train_views, cfg, device)
     big = _time_steps(np.concatenate([xyz] * GROWTH), np.concatenate([rgb] * GROWTH), train_views, cfg, device)
     per = max(0.0, (big - small) / ((GROWTH - 1) * len(xyz)))
-    probe = budget.Probe(cfg.downscale, views[0].width, views[0].height, max(small - per * len(xyz), 0.2 * small), per)
+    probe = budget.Probe(cfg.data.downscale, views[0].width, views[0].height, max(small - per * len(xyz), 0.2 * small), per)
     capture = budget.Capture(len(train_views), len(views) - len(train_views), len(xyz))
-    peak = min(cfg.max_gaussians, budget.PEAK_GROWTH * len(xyz))
-    expected = budget.estimate_s(cfg.steps, probe, capture, peak, min(cfg.refine_stop, cfg.steps))
-    progress.emit("train", phase="estimate", steps=cfg.steps, width=probe.width, height=probe.height,
+    steps = cfg.optim.steps
+    peak = min(cfg.densify.max_gaussians, budget.PEAK_GROWTH * len(xyz))
+    expected = budget.estimate_s(steps, probe, capture, peak, min(cfg.densify.refine_stop, steps))
+    progress.emit("train", phase="estimate", steps=steps, width=probe.width, height=probe.height,
                   expected_s=round(expected, 1), expected=budget.human(expected),
                   hint=f"fit_a_time_budget_with_--minutes_N_(default_on_CPU:_{budget.DEFAULT_CPU_MINUTES:g})")
     return expected

@@ -1,4 +1,11 @@
-"""Options of the training stage: one frozen dataclass, a docstring per field, and three presets.
+"""Options of the training stage: four frozen dataclasses, a docstring per field, and three presets.
+
+:class:`TrainConfig` groups them as gsplat's ``simple_trainer`` reads its ``Config``: what to
+train on (:class:`DataConfig`), how to fit it (:class:`OptimConfig`), how Gaussians are added
+and removed (:class:`StrategyConfig`, turned into gsplat's own ``DefaultStrategy`` or
+``MCMCStrategy``) and how the run behaves (:class:`RuntimeConfig`). The groups are for readers
+of the code; outside it every option has one flat name (``--steps``, ``--set train.steps=500``,
+the ``steps`` hyperparameter), see :mod:`spaceport.config`.
 
 Imports only the stdlib and spaceport.config/errors: the Lambdas and the CDK app read it to plan
 a job. Values arrive as strings (SageMaker hyperparameters, CLI flags) via
@@ -7,42 +14,51 @@ a job. Values arrive as strings (SageMaker hyperparameters, CLI flags) via
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from spaceport.errors import ConfigInvalid
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to turn an SfM model and its images into a Gaussian splat."""
+def _at_least(cfg: object, low: int | float, *names: str) -> None:
+    for name in names:
+        value = getattr(cfg, name)
+        if value < low:
+            raise ConfigInvalid(f"{name}={value} must {'be at least 1' if low == 1 else 'not be negative'}")
 
-    steps: int = 7000
-    """Optimisation steps (one image per step)."""
-    strategy: Literal["default", "mcmc"] = "default"
-    """Densification: gsplat's DefaultStrategy (split/clone/prune; CPU or GPU) or MCMCStrategy (CUDA only)."""
-    max_gaussians: int = 1_500_000
-    """Cap on the number of Gaussians (MCMC's cap_max; with 'default' the lowest-opacity ones are pruned)."""
-    sh_degree: int = 3
-    """Spherical-harmonics degree of the colours (0-3); bands are added progressively."""
-    sh_degree_interval: int = 1000
-    """Steps between adding one SH band."""
-    test_every: int = 8
-    """Hold out every Nth image (sorted by name) for evaluation; 0 holds out none."""
-    downscale: int = 1
-    """Integer factor to shrink the images (and intrinsics) by before training."""
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to train on: where the SfM model and images are, which views are held out, at what size."""
+
     model_dir: str = "sparse/0"
     """Where the COLMAP model is inside the input folder (the synthetic scenes keep theirs in gt/sparse/0)."""
     images_dir: str = "images"
     """Where the images are inside the input folder."""
-    minutes: float = 0.0
-    """Wall-time budget of the training stage in minutes (0: none, train ``steps``). With a budget a short
-    calibration of the step cost here chooses downscale, steps, max_gaussians and the refinement
-    schedule (:mod:`spaceport.train.budget`), and the loop also stops at the deadline."""
-    target_psnr: float | None = None
-    """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
-    eval_every: int = 1000
-    """Steps between held-out evaluations (for target_psnr and the progress lines)."""
+    test_every: int = 8
+    """Hold out every Nth image (sorted by name) for evaluation; 0 holds out none."""
+    downscale: int = 1
+    """Integer factor to shrink the images (and intrinsics) by before training."""
+    background: Literal["black", "white"] = "black"
+    """Background colour behind the splat (training and evaluation renders)."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "downscale")
+        _at_least(self, 0, "test_every")
+        if self.test_every == 1:
+            raise ConfigInvalid("test_every=1 would hold out every image", "Use 0 (none) or 2 and up")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How to fit the Gaussians: the initial Gaussians, the loss, and Adam's learning rates."""
+
+    steps: int = 7000
+    """Optimisation steps (one image per step)."""
+    sh_degree: int = 3
+    """Spherical-harmonics degree of the colours (0-3); bands are added progressively."""
+    sh_degree_interval: int = 1000
+    """Steps between adding one SH band."""
     ssim_lambda: float = 0.2
     """Weight of the D-SSIM term in the loss (the rest is L1)."""
     opacity_reg: float = 0.0
@@ -67,6 +83,36 @@ class TrainConfig:
     """Extra Gaussians on a sphere around the scene for the sky and far background (SfM has no points there)."""
     init_scale: float = 1.0
     """Initial size as a multiple of the mean distance to the 3 nearest points."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "steps", "sh_degree_interval")
+        _at_least(self, 0, "sky_points")
+        if not 0 <= self.sh_degree <= 3:
+            raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
+        if self.opacity_reg < 0 or self.scale_reg < 0:
+            raise ConfigInvalid("opacity_reg and scale_reg must not be negative")
+        if not 0.0 <= self.ssim_lambda <= 1.0:
+            raise ConfigInvalid(f"ssim_lambda={self.ssim_lambda} must be between 0 and 1")
+        for name in ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "init_scale"):
+            if getattr(self, name) <= 0:
+                raise ConfigInvalid(f"{name}={getattr(self, name)} must be positive")
+        if not 0.0 < self.init_opacity < 1.0:
+            raise ConfigInvalid(f"init_opacity={self.init_opacity} must be between 0 and 1 (exclusive)")
+
+    def learning_rates(self, scene_scale: float) -> dict[str, float]:
+        """Adam's learning rate of each parameter; the positions' scales with the scene (gsplat's rule)."""
+        return {"means": self.means_lr * scene_scale, "scales": self.scales_lr, "quats": self.quats_lr,
+                "opacities": self.opacities_lr, "sh0": self.sh0_lr, "shN": self.shN_lr}
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Densification: which gsplat strategy, and the arguments :meth:`build` passes straight to it."""
+
+    strategy: Literal["default", "mcmc"] = "default"
+    """Densification: gsplat's DefaultStrategy (split/clone/prune; CPU or GPU) or MCMCStrategy (CUDA only)."""
+    max_gaussians: int = 1_500_000
+    """Cap on the number of Gaussians (MCMC's cap_max; with 'default' the lowest-opacity ones are pruned)."""
     refine_start: int = 500
     """First step of densification."""
     refine_stop: int = 15_000
@@ -77,8 +123,39 @@ class TrainConfig:
     """Steps between opacity resets ('default' strategy)."""
     grow_grad2d: float = 0.0002
     """Screen-space gradient above which a Gaussian is split or cloned ('default' strategy)."""
-    background: Literal["black", "white"] = "black"
-    """Background colour behind the splat (training and evaluation renders)."""
+
+    def __post_init__(self) -> None:
+        _at_least(self, 1, "max_gaussians", "refine_every")
+        _at_least(self, 0, "reset_every", "refine_start", "refine_stop")
+        if self.grow_grad2d <= 0:
+            raise ConfigInvalid(f"grow_grad2d={self.grow_grad2d} must be positive")
+
+    def build(self) -> Any:
+        """gsplat's strategy object for these options (gsplat is imported here, so this module stays
+        stdlib-only). gsplat's names: ``refine_start_iter``, ``refine_stop_iter``, ``cap_max``
+        (gsplat/strategy/default.py and mcmc.py)."""
+        from gsplat.strategy import DefaultStrategy, MCMCStrategy
+
+        common = {"refine_start_iter": self.refine_start, "refine_stop_iter": self.refine_stop,
+                  "refine_every": self.refine_every}
+        if self.strategy == "mcmc":
+            return MCMCStrategy(cap_max=self.max_gaussians, **common)
+        # reset_every=0 means never; gsplat has no "never", so a step no run reaches
+        return DefaultStrategy(reset_every=self.reset_every or 10**9, grow_grad2d=self.grow_grad2d, **common)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    """How the run behaves: device, seed, progress, checkpoints, early stopping and the time budget."""
+
+    minutes: float = 0.0
+    """Wall-time budget of the training stage in minutes (0: none, train ``steps``). With a budget a short
+    calibration of the step cost here chooses downscale, steps, max_gaussians and the refinement
+    schedule (:mod:`spaceport.train.budget`), and the loop also stops at the deadline."""
+    target_psnr: float | None = None
+    """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
+    eval_every: int = 1000
+    """Steps between held-out evaluations (for target_psnr and the progress lines)."""
     checkpoint_every: int = 1000
     """Steps between resumable checkpoints (0: none)."""
     log_every: int = 100
@@ -94,33 +171,26 @@ class TrainConfig:
     machine one thread was 1.6-8x faster per step (OpenMP threads spin while waiting for a core)."""
 
     def __post_init__(self) -> None:
-        positive = {"steps": self.steps, "max_gaussians": self.max_gaussians, "downscale": self.downscale,
-                    "sh_degree_interval": self.sh_degree_interval, "eval_every": self.eval_every,
-                    "refine_every": self.refine_every, "log_every": self.log_every}
-        for name, value in positive.items():
-            if value < 1:
-                raise ConfigInvalid(f"{name}={value} must be at least 1")
-        if not 0 <= self.sh_degree <= 3:
-            raise ConfigInvalid(f"sh_degree={self.sh_degree} must be 0, 1, 2 or 3")
-        for name in ("test_every", "checkpoint_every", "cpu_threads", "sky_points", "reset_every", "refine_start", "refine_stop"):
-            if getattr(self, name) < 0:
-                raise ConfigInvalid(f"{name}={getattr(self, name)} must not be negative")
-        if self.test_every == 1:
-            raise ConfigInvalid("test_every=1 would hold out every image", "Use 0 (none) or 2 and up")
-        if self.opacity_reg < 0 or self.scale_reg < 0:
-            raise ConfigInvalid("opacity_reg and scale_reg must not be negative")
-        if not 0.0 <= self.ssim_lambda <= 1.0:
-            raise ConfigInvalid(f"ssim_lambda={self.ssim_lambda} must be between 0 and 1")
-        for name in ("means_lr", "scales_lr", "quats_lr", "opacities_lr", "sh0_lr", "shN_lr", "init_scale",
-                     "grow_grad2d"):
-            if getattr(self, name) <= 0:
-                raise ConfigInvalid(f"{name}={getattr(self, name)} must be positive")
-        if not 0.0 < self.init_opacity < 1.0:
-            raise ConfigInvalid(f"init_opacity={self.init_opacity} must be between 0 and 1 (exclusive)")
-        if self.minutes < 0 or self.minutes != self.minutes:
-            raise ConfigInvalid(f"minutes={self.minutes} must be a positive number of minutes (or 0: no budget)")
+        _at_least(self, 1, "eval_every", "log_every")
+        _at_least(self, 0, "checkpoint_every", "cpu_threads")
         if self.target_psnr is not None and self.target_psnr <= 0:
             raise ConfigInvalid(f"target_psnr={self.target_psnr} must be positive (or none)")
+        if not self.minutes >= 0:
+            raise ConfigInvalid(f"minutes={self.minutes} must be a positive number of minutes (or 0: no budget)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to turn an SfM model and its images into a Gaussian splat."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    """What to train on."""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """How to fit the Gaussians."""
+    densify: StrategyConfig = field(default_factory=StrategyConfig)
+    """How Gaussians are added and removed (gsplat's strategy)."""
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    """Device, seed, progress, checkpoints, early stopping."""
 
 
 #: Overrides of the defaults, as strings. "fast" is the CPU demo preset (24 views 640x480 train in

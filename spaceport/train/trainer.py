@@ -1,7 +1,13 @@
 """The training loop: sparse points -> Gaussians -> gsplat strategy + Adam -> splat.ply and metrics.json.
 
-Reads top to bottom: load views, initialise, (resume), optimise, evaluate, export. Units: steps are
-images seen; times in seconds; PSNR in dB; memory in MiB.
+Read it beside gsplat's ``examples/simple_trainer.py`` (its ``Runner``). :func:`train` is the whole
+stage in four lines: :class:`Trainer` sets up in its constructor (device, seeds, views, initial
+Gaussians, optimisers, gsplat's strategy), :meth:`~Trainer.resume` continues from a checkpoint,
+:meth:`~Trainer.fit` calls :meth:`~Trainer.step` once per image seen, :meth:`~Trainer.evaluate`
+measures the held-out views and :meth:`~Trainer.export` writes the outputs. A checkpoint is
+:meth:`~Trainer.state_dict`, read back by :meth:`~Trainer.load_state_dict`.
+
+Units: steps are images seen; times in seconds; PSNR in dB; memory in MiB.
 """
 
 from __future__ import annotations
@@ -9,8 +15,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import traceback
-from dataclasses import asdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +23,26 @@ import numpy as np
 import torch
 
 from spaceport import progress
-from spaceport.errors import ConfigInvalid, GpuKernelFailed, OutOfMemory, TrainingDiverged
+from spaceport.config import to_dict
+from spaceport.errors import ConfigInvalid, TrainingDiverged
 from spaceport.files import atomic_path
-from spaceport.splat import SH_C0, Splat, write_ply
-from spaceport.summaries import TrainMetrics, write_summary
+from spaceport.splat import write_ply
+from spaceport.summaries import TrainBudget, TrainMetrics, write_summary
+from spaceport.train.budget import BudgetPlan
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
+from spaceport.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
+from spaceport.train.gaussians import (
+    check_finite,
+    enforce_cap,
+    init_params,
+    initial_points,
+    make_optimizers,
+    render,
+    to_splat,
+)
 from spaceport.train.metrics import psnr, ssim
-from spaceport.train.rasterize import rasterization, tune_malloc
+from spaceport.train.rasterize import tune_malloc
 
 STAGE = "train"
 CHECKPOINT = "checkpoint.pt"
@@ -34,159 +51,42 @@ ESTIMATE_ABOVE_STEPS = 1000
 LPIPS_NOTE = "not computed: LPIPS needs pretrained network weights, which are not available offline at run time"
 
 
-def _device(cfg: TrainConfig) -> torch.device:
-    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None) -> TrainMetrics:
+    """Train a splat from ``input_dir`` (sparse model + images) into ``out_dir``; returns metrics.json.
+
+    With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps, and one made with
+    the same options is resumed from: a killed run started again gives the same splat.
+    """
+    started = time.perf_counter()
+    plan = None
+    if cfg.runtime.minutes:  # a time budget: calibrate the step cost here and choose what fits
+        from spaceport.train.calibrate import plan_budget
+
+        cfg, plan = plan_budget(Path(input_dir), cfg, pick_device(cfg), started)
+    elif pick_device(cfg).type == "cpu" and cfg.optim.steps > ESTIMATE_ABOVE_STEPS:
+        from spaceport.train.calibrate import announce_estimate
+
+        announce_estimate(Path(input_dir), cfg, pick_device(cfg))  # no silent multi-hour start
+    trainer = Trainer(Path(input_dir), cfg, checkpoint_dir, budget=plan, started=started)
+    trainer.resume()
+    trainer.fit()
+    return trainer.export(Path(out_dir), trainer.evaluate())
+
+
+def pick_device(cfg: TrainConfig) -> torch.device:
+    """CUDA when asked for or (``auto``) available; MCMC's relocation kernel exists only there."""
+    if cfg.runtime.device == "cuda" or (cfg.runtime.device == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise ConfigInvalid("device=cuda but no CUDA GPU is available", "Use device=auto or cpu")
         return torch.device("cuda")
-    if cfg.strategy == "mcmc":
+    if cfg.densify.strategy == "mcmc":
         raise ConfigInvalid("strategy=mcmc needs a CUDA GPU (gsplat's relocation kernel)",
                             "Use strategy=default (or the 'fast'/'default' preset) on CPU")
     return torch.device("cpu")
 
 
-def knn_scale(xyz: np.ndarray) -> np.ndarray:
-    """Mean distance of each point to its 3 nearest neighbours (the usual 3DGS initial size)."""
-    from scipy.spatial import cKDTree
-
-    if len(xyz) < 2:
-        return np.full(len(xyz), 0.01)
-    k = min(4, len(xyz))
-    dist, _ = cKDTree(xyz).query(xyz, k=k)
-    d = dist[:, 1:].mean(1)
-    return np.maximum(d, 1e-7)
-
-
-def sky_points(n: int, centre: np.ndarray, radius: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points spread evenly (Fibonacci) on a sphere around the scene, mid-grey: SfM never
-    triangulates the sky or far background, so without these the splat has nothing to paint it with."""
-    i = np.arange(n) + 0.5
-    z = 1 - 2 * i / n
-    phi = np.pi * (1 + 5**0.5) * i + np.random.default_rng(seed).uniform(0, 2 * np.pi)
-    r = np.sqrt(1 - z * z)
-    xyz = centre + radius * np.stack([r * np.cos(phi), r * np.sin(phi), z], 1)
-    return xyz, np.full((n, 3), 128, dtype=np.uint8)
-
-
-def init_params(points_xyz: np.ndarray, points_rgb: np.ndarray, cfg: TrainConfig,
-                device: torch.device) -> torch.nn.ParameterDict:
-    """Gaussians at the sparse points: isotropic, kNN-sized, coloured by the points, low opacity."""
-    n = len(points_xyz)
-    scales = np.log(knn_scale(points_xyz) * cfg.init_scale)[:, None].repeat(3, 1)
-    quats = np.zeros((n, 4))
-    quats[:, 0] = 1.0
-    sh0 = (points_rgb / 255.0 - 0.5) / SH_C0
-    k = (cfg.sh_degree + 1) ** 2 - 1
-    t = {
-        "means": points_xyz, "scales": scales, "quats": quats,
-        "opacities": np.full(n, math.log(cfg.init_opacity / (1 - cfg.init_opacity))),
-        "sh0": sh0[:, None, :], "shN": np.zeros((n, k, 3)),
-    }
-    return torch.nn.ParameterDict(
-        {name: torch.nn.Parameter(torch.as_tensor(v, dtype=torch.float32, device=device)) for name, v in t.items()})
-
-
-def make_optimizers(params: torch.nn.ParameterDict, cfg: TrainConfig, scene_scale: float,
-                    ) -> dict[str, torch.optim.Optimizer]:
-    lrs = {"means": cfg.means_lr * scene_scale, "scales": cfg.scales_lr, "quats": cfg.quats_lr,
-           "opacities": cfg.opacities_lr, "sh0": cfg.sh0_lr, "shN": cfg.shN_lr}
-    # eps 1e-15 as gsplat's simple_trainer: the gradients of tiny Gaussians are tiny too. Fused on CUDA (one
-    # kernel per parameter instead of several, as simple_trainer); the CPU path keeps torch's default.
-    return {name: torch.optim.Adam([{"params": params[name], "lr": lr, "name": name}], eps=1e-15,
-                                   fused=params[name].is_cuda or None)
-            for name, lr in lrs.items()}
-
-
-def make_strategy(cfg: TrainConfig) -> Any:
-    from gsplat.strategy import DefaultStrategy, MCMCStrategy
-
-    if cfg.strategy == "mcmc":
-        return MCMCStrategy(cap_max=cfg.max_gaussians, refine_start_iter=cfg.refine_start,
-                            refine_stop_iter=cfg.refine_stop, refine_every=cfg.refine_every)
-    return DefaultStrategy(refine_start_iter=cfg.refine_start, refine_stop_iter=cfg.refine_stop,
-                           refine_every=cfg.refine_every, reset_every=cfg.reset_every or 10**9,
-                           grow_grad2d=cfg.grow_grad2d)
-
-
-def render(params: torch.nn.ParameterDict, view: View, sh_degree: int, background: torch.Tensor,
-           ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Render ``params`` from ``view``: ``[H, W, 3]`` and gsplat's info dict."""
-    device = params["means"].device
-    viewmat = torch.as_tensor(view.world_to_camera, dtype=torch.float32, device=device)[None]
-    K = torch.as_tensor(view.K, dtype=torch.float32, device=device)[None]
-    colors = torch.cat([params["sh0"], params["shN"]], 1)
-    img, _, info = rasterization(
-        params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
-        colors, viewmat, K, view.width, view.height, sh_degree=sh_degree, backgrounds=background[None])
-    return img[0], info
-
-
-def to_splat(params: torch.nn.ParameterDict) -> Splat:
-    p = {k: v.detach().float().cpu().numpy() for k, v in params.items()}
-    return Splat(p["means"], p["scales"], p["quats"], p["opacities"], p["sh0"][:, 0, :], p["shN"])
-
-
-def check_finite(params: torch.nn.ParameterDict, step: int, what: str = "the Gaussians") -> None:
-    for name, p in params.items():
-        if not torch.isfinite(p).all():
-            raise TrainingDiverged(f"{what} became NaN/Inf ({name}) at step {step}; no splat was written",
-                                   step=step, parameter=name)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
-
-
-def _oom(exc: BaseException, cfg: TrainConfig, n: int) -> OutOfMemory:
-    return OutOfMemory(
-        f"Ran out of memory with {n} Gaussians at {cfg.downscale}x downscale ({type(exc).__name__})",
-        f"Lower max_gaussians (now {cfg.max_gaussians}) or raise downscale (now {cfg.downscale}), "
-        "or use an instance with more memory", gaussians=n)
-
-
-def _is_cuda_error(exc: BaseException) -> bool:
-    """A failed CUDA call or kernel (torch raises AcceleratorError/RuntimeError "CUDA error: ...")."""
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("CUDA error" in text or "CUDA kernel errors" in text)
-
-
-def _cuda_failure(exc: BaseException, step: int, phase: str) -> GpuKernelFailed:
-    """The typed error for a CUDA failure: which step, and which kernel (the innermost gsplat call on
-    the stack, else the loop phase; CUDA errors surface at the next launch or sync)."""
-    kernel = phase
-    for frame, _ in traceback.walk_tb(exc.__traceback__):
-        module = frame.f_globals.get("__name__", "")
-        if module.split(".")[0] == "gsplat":
-            kernel = f"{module}.{frame.f_code.co_qualname}"
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return GpuKernelFailed(f"CUDA failed at training step {step} in {kernel} ({phase}): {first}",
-                           step=step, kernel=kernel, phase=phase)
-
-
-def _save_checkpoint(path: Path, step: int, params, optimizers, strategy_state, gen, order, cfg, elapsed,
-                     history: list[dict]) -> None:
-    data = {
-        "step": step, "order": list(order), "config": asdict(cfg), "seconds": elapsed, "history": list(history),
-        "params": {k: v.detach().cpu() for k, v in params.items()},
-        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-        "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v) for k, v in strategy_state.items()},
-        "rng": torch.get_rng_state(), "gen": gen.get_state(),
-    }
-    with atomic_path(path) as tmp:  # a spot interruption never leaves half a checkpoint
-        torch.save(data, tmp)
-
-
-def _resumable(cfg: TrainConfig, saved: dict) -> bool:
-    """A checkpoint is reused only if it was made with the same options (the step count may differ)."""
-    now = asdict(cfg)
-    return {k: v for k, v in saved.items() if k != "steps"} == {k: v for k, v in now.items() if k != "steps"}
-
-
-def evaluate(params, views: list[View], sh_degree: int, background: torch.Tensor,
-             ) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
+def evaluate_views(params: torch.nn.ParameterDict, views: list[View], sh_degree: int, background: torch.Tensor,
+                   ) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
     """Mean PSNR and SSIM over ``views`` (rendered images returned too)."""
     ps, ss, renders = [], [], []
     with torch.no_grad():
@@ -200,244 +100,324 @@ def evaluate(params, views: list[View], sh_degree: int, background: torch.Tensor
     return float(np.mean(ps)), float(np.mean(ss)), renders
 
 
-def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None,
-          stop_after: int | None = None) -> dict[str, Any]:
-    """Train a splat from ``input_dir`` (sparse model + images) into ``out_dir``; returns metrics.json's dict.
+@dataclass(frozen=True)
+class Evaluation:
+    """The held-out measurement of the final Gaussians, at the SH degree they are exported with."""
 
-    ``checkpoint_dir`` enables resume: a checkpoint made with the same options is loaded and
-    training continues from its step. ``stop_after`` ends the run after that step without
-    exporting (as if the machine were interrupted), for tests.
-    """
-    t_start = time.perf_counter()
-    timings: dict[str, float] = {}
-    input_dir, out_dir = Path(input_dir), Path(out_dir)
-    device = _device(cfg)
-    malloc_tuned = tune_malloc() if device.type == "cpu" else False
-    if device.type == "cpu" and cfg.cpu_threads:
-        torch.set_num_threads(cfg.cpu_threads)
-    # A time budget: calibrate the step cost here, choose what fits, stop the loop at the deadline.
-    budget_plan, deadline = None, None
-    if cfg.minutes:
-        from spaceport.train.calibrate import plan_budget
+    test_psnr: float
+    test_ssim: float
+    train_psnr: float
+    """dB, on up to 8 training views (how far the fit is from what it learned from)."""
+    sh_degree: int
+    renders: list[tuple[View, np.ndarray]]
 
-        cfg, budget_plan, _ = plan_budget(input_dir, cfg, device, t_start)
-        deadline = t_start + cfg.minutes * 60.0 - budget_plan.tail_s
-    elif device.type == "cpu" and cfg.steps > ESTIMATE_ABOVE_STEPS:
-        from spaceport.train.calibrate import announce_estimate
 
-        announce_estimate(input_dir, cfg, device)  # no silent multi-hour start
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed)
+class Trainer:
+    """One training run. The constructor is the setup; then resume, fit, evaluate, export."""
 
-    with progress.phase(STAGE, "load", timings):
-        model = load_model(input_dir / cfg.model_dir)
-        views = load_views(model, input_dir / cfg.images_dir, cfg.test_every, cfg.downscale)
-    train_views = [v for v in views if v.split == "train"]
-    test_views = [v for v in views if v.split == "test"] or train_views
-    centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
-    scene_scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1) or 1.0
+    def __init__(self, input_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None, *,
+                 budget: BudgetPlan | None = None, started: float | None = None) -> None:
+        self.cfg = cfg
+        self.t_start = time.perf_counter() if started is None else started
+        #: With a time budget: the plan, and when the loop must stop to leave time for evaluation and export.
+        self.budget = budget
+        self.deadline = (self.t_start + cfg.runtime.minutes * 60.0 - budget.tail_s) if budget is not None else None
+        self.timings: dict[str, float] = {}
+        self.device = pick_device(cfg)
+        self.malloc_tuned = tune_malloc() if self.device.type == "cpu" else False
+        if self.device.type == "cpu" and cfg.runtime.cpu_threads:
+            torch.set_num_threads(cfg.runtime.cpu_threads)
+        torch.manual_seed(cfg.runtime.seed)
+        np.random.seed(cfg.runtime.seed)
 
-    xyz, rgb = model.points.xyz, model.points.rgb
-    finite = np.isfinite(xyz).all(1)
-    xyz, rgb = xyz[finite], rgb[finite]
-    if cfg.sky_points:
-        # a shell well outside both the cameras and the triangulated points
-        centre = centres.mean(0)
-        reach = max(scene_scale, float(np.percentile(np.linalg.norm(xyz - centre, axis=1), 95)))
-        sky_xyz, sky_rgb = sky_points(cfg.sky_points, centre, 3.0 * reach, cfg.seed)
-        xyz, rgb = np.concatenate([xyz, sky_xyz]), np.concatenate([rgb, sky_rgb])
-    if len(xyz) > cfg.max_gaussians:  # start under the cap: keep an even subsample
-        keep = np.random.default_rng(cfg.seed).choice(len(xyz), cfg.max_gaussians, replace=False)
-        xyz, rgb = xyz[np.sort(keep)], rgb[np.sort(keep)]
-    params = init_params(xyz, rgb, cfg, device)
-    optimizers = make_optimizers(params, cfg, scene_scale)
-    strategy = make_strategy(cfg)
-    strategy.check_sanity(params, optimizers)
-    strategy_state = (strategy.initialize_state(scene_scale=scene_scale) if cfg.strategy == "default"
-                      else strategy.initialize_state())
-    gen = torch.Generator().manual_seed(cfg.seed)  # image order
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+        with progress.phase(STAGE, "load", self.timings):
+            model = load_model(input_dir / cfg.data.model_dir)
+            self.views = load_views(model, input_dir / cfg.data.images_dir, cfg.data.test_every, cfg.data.downscale)
+        self.train_views = [v for v in self.views if v.split == "train"]
+        self.test_views = [v for v in self.views if v.split == "test"] or self.train_views
+        centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in self.views])
+        self.scene_scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1) or 1.0
 
-    start_step, prior_seconds, resumed_order = 0, 0.0, []
-    history: list[dict] = []  # metrics.json's curve: every progress line, kept across a resume
-    ckpt_path = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
-    if ckpt_path and ckpt_path.is_file():
-        saved = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if _resumable(cfg, saved["config"]):
-            for k, v in saved["params"].items():
-                params[k] = torch.nn.Parameter(v.to(device))
-            optimizers = make_optimizers(params, cfg, scene_scale)
-            for k, o in optimizers.items():
-                o.load_state_dict(saved["optimizers"][k])
-            strategy_state = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                              for k, v in saved["strategy_state"].items()}
-            torch.set_rng_state(saved["rng"])
-            gen.set_state(saved["gen"])
-            start_step, prior_seconds = int(saved["step"]), float(saved["seconds"])
-            resumed_order = saved["order"]
-            history = list(saved.get("history", []))
-            progress.emit(STAGE, phase="resume", step=start_step)
-        else:
+        xyz, rgb = initial_points(model.points.xyz, model.points.rgb, centres, self.scene_scale,
+                                  sky=cfg.optim.sky_points, cap=cfg.densify.max_gaussians, seed=cfg.runtime.seed)
+        self.params = init_params(xyz, rgb, cfg.optim, self.device)
+        self.optimizers = make_optimizers(self.params, cfg.optim, self.scene_scale)
+        self.strategy = cfg.densify.build()
+        self.strategy.check_sanity(self.params, self.optimizers)
+        self.strategy_state = (self.strategy.initialize_state(scene_scale=self.scene_scale)
+                               if cfg.densify.strategy == "default" else self.strategy.initialize_state())
+        self.gen = torch.Generator().manual_seed(cfg.runtime.seed)  # the order the images are visited in
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
+        self.images = {v.name: torch.from_numpy(v.image).to(self.device) for v in self.train_views}
+        self.background = torch.full((3,), 1.0 if cfg.data.background == "white" else 0.0, device=self.device)
+        self.means_lr = cfg.optim.learning_rates(self.scene_scale)["means"]
+        self.gamma = 0.01 ** (1.0 / cfg.optim.steps)  # the positions' learning rate decays to 1% at the last step
+        self.checkpoint = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
+
+        # The run's progress: with the tensors above, what a checkpoint holds.
+        self.steps_done = 0
+        self.order: list[int] = []  # the epoch in progress: indices of the training views still to visit
+        self.history: list[dict[str, Any]] = []  # metrics.json's curve: every progress line, kept across a resume
+        self.prior_seconds = 0.0  # spent before the checkpoint this run resumed from
+        self.resumed_from: int | None = None
+        self.stopped_early = False
+        self.loop_steps = 0  # steps this process ran (seconds_per_step)
+        self.phase, self.at_step = "start", 0  # what step() is doing and at which step: a CUDA failure's record
+
+    # ---- checkpoints ----
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue bit for bit, tensors on the CPU."""
+        state = {
+            "step": self.steps_done, "order": list(self.order), "config": to_dict(self.cfg),
+            "seconds": self.seconds(), "history": list(self.history),
+            "params": {k: v.detach().cpu() for k, v in self.params.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                               for k, v in self.strategy_state.items()},
+            "rng": torch.get_rng_state(), "gen": self.gen.get_state(),
+        }
+        if self.device.type == "cuda":  # MCMC's relocation and noise draw on the GPU's generator
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s output (made with the same options)."""
+        for name, value in state["params"].items():
+            self.params[name] = torch.nn.Parameter(value.to(self.device))
+        self.optimizers = make_optimizers(self.params, self.cfg.optim, self.scene_scale)
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][name])
+        self.strategy_state = {k: (v.to(self.device) if isinstance(v, torch.Tensor) else v)
+                               for k, v in state["strategy_state"].items()}
+        torch.set_rng_state(state["rng"])
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.gen.set_state(state["gen"])
+        self.steps_done, self.prior_seconds = int(state["step"]), float(state["seconds"])
+        self.order, self.history = list(state["order"]), list(state["history"])
+
+    def save_checkpoint(self) -> None:
+        """Write :meth:`state_dict` to ``checkpoint_dir`` (atomically: a kill never leaves half a file)."""
+        assert self.checkpoint is not None
+        check_finite(self.params, self.steps_done)
+        with atomic_path(self.checkpoint) as tmp:
+            torch.save(self.state_dict(), tmp)
+
+    def resume(self) -> bool:
+        """Load the checkpoint if there is one made with the same options (``steps`` may differ)."""
+        if self.checkpoint is None or not self.checkpoint.is_file():
+            return False
+        saved = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        if not _same_options(saved["config"], self.cfg):
             progress.emit(STAGE, phase="resume", skipped="options_differ")
+            return False
+        self.load_state_dict(saved)
+        self.resumed_from = self.steps_done
+        progress.emit(STAGE, phase="resume", step=self.steps_done)
+        return True
 
-    gamma = 0.01 ** (1.0 / cfg.steps)  # positions' learning rate decays to 1% at the last step
-    means_lr0 = cfg.means_lr * scene_scale
-    eval_bg = torch.full((3,), 1.0 if cfg.background == "white" else 0.0, device=device)
-    images = {v.name: torch.from_numpy(v.image).to(device) for v in train_views}
-    order: list[int] = list(resumed_order)  # the epoch in progress (image indices still to visit)
+    # ---- optimisation ----
+    def step(self) -> tuple[float, torch.Tensor, torch.Tensor]:
+        """One optimisation step on the next training view; returns the loss, the render and its target.
 
-    last_psnr, loss_v, step = float("nan"), float("nan"), start_step
-    stopped_early, phase = False, "start"
-    t_loop = time.perf_counter()
-    t_log, step_log = t_loop, start_step  # the rate since the last progress line feeds the ETA
-    try:
-        for step in range(start_step, cfg.steps):
-            if not order:
-                order = torch.randperm(len(train_views), generator=gen).tolist()
-            view = train_views[order.pop(0)]
-            gt = images[view.name]
-            sh_now = min(step // cfg.sh_degree_interval, cfg.sh_degree)
-            bg = eval_bg
-            for group in optimizers["means"].param_groups:
-                group["lr"] = means_lr0 * gamma**step
+        simple_trainer's loop body: render, L1 + D-SSIM loss, the strategy's pre-backward hook,
+        backward, Adam, the strategy's post-backward hook (densify, prune or relocate).
+        """
+        step = self.steps_done  # 0-based, as gsplat's strategies count
+        self.at_step = step + 1
+        view = self._next_view()
+        gt = self.images[view.name]
+        means_lr = self.means_lr * self.gamma**step
+        for group in self.optimizers["means"].param_groups:
+            group["lr"] = means_lr
 
-            phase = "rasterize"  # what the step is doing, for a CUDA failure's record
-            img, info = render(params, view, sh_now, bg)
-            l1 = torch.abs(img - gt).mean()
-            loss = (1 - cfg.ssim_lambda) * l1 + cfg.ssim_lambda * (1 - ssim(img, gt))
-            if cfg.opacity_reg:
-                loss = loss + cfg.opacity_reg * torch.sigmoid(params["opacities"]).mean()
-            if cfg.scale_reg:
-                loss = loss + cfg.scale_reg * torch.exp(params["scales"]).mean()
-            strategy.step_pre_backward(params, optimizers, strategy_state, step, info)
-            phase = "backward"
-            loss.backward()
-            loss_v = float(loss.detach())  # the step's one host sync, after backward as in gsplat's simple_trainer
-            if not math.isfinite(loss_v):
-                raise TrainingDiverged(f"The loss became {loss_v} at step {step + 1}; no splat was written",
-                                       step=step + 1)
-            # DefaultStrategy reads the screen-space gradient (nothing visible from this view: none); MCMC never
-            # retains it, and reading .grad of that non-leaf only draws a warning (seen on the GPU run)
-            if cfg.strategy == "default" and info["means2d"].grad is None:
-                info["means2d"].grad = torch.zeros_like(info["means2d"])
-            phase = "optimizer"
-            for opt in optimizers.values():
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-            phase = "densify"
-            if cfg.strategy == "mcmc":
-                strategy.step_post_backward(params, optimizers, strategy_state, step, info,
-                                            lr=means_lr0 * gamma**step)
-            else:
-                strategy.step_post_backward(params, optimizers, strategy_state, step, info, packed=False)
-                _enforce_cap(params, optimizers, strategy_state, cfg.max_gaussians)
-            done = step + 1
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                last_psnr = psnr(img.detach(), gt)
-                now = time.perf_counter()
-                rate = (now - t_log) / max(1, done - step_log)
-                t_log, step_log = now, done
-                point = {"step": done, "loss": round(loss_v, 5), "psnr": round(last_psnr, 3),
-                         "num_gaussians": len(params["means"])}
-                history.append(point)
-                eta = rate * (cfg.steps - done)
-                if budget_plan is not None and deadline is not None:
-                    eta = min(eta * budget_plan.growth_ahead(done, len(params["means"])), deadline - now)
-                    eta += budget_plan.tail_s
-                progress.emit(STAGE, **point, eta_s=round(max(0.0, eta), 1))
-            if cfg.target_psnr is not None and done % cfg.eval_every == 0 and done < cfg.steps:
-                test_psnr, _, _ = evaluate(params, test_views, min(done // cfg.sh_degree_interval, cfg.sh_degree),
-                                           eval_bg)
-                history.append({"step": done, "test_psnr": round(test_psnr, 3)})
-                progress.emit(STAGE, **history[-1])
-                if test_psnr >= cfg.target_psnr:
-                    stopped_early = True
-                    step += 1
+        self.phase = "rasterize"
+        img, info = render(self.params, view, self.sh_degree_at(step), self.background)
+        loss = self.loss(img, gt)
+        self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
+        self.phase = "backward"
+        loss.backward()
+        loss_value = float(loss.detach())  # the step's one host sync, after backward as in simple_trainer
+        if not math.isfinite(loss_value):
+            raise TrainingDiverged(f"The loss became {loss_value} at step {step + 1}; no splat was written",
+                                   step=step + 1)
+        self.phase = "optimizer"
+        for opt in self.optimizers.values():
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        self.phase = "densify"
+        self._densify(step, info, means_lr)
+        self.steps_done = step + 1
+        return loss_value, img.detach(), gt
+
+    def loss(self, img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+        """(1 - λ) L1 + λ D-SSIM, plus the opacity and scale regularisers MCMC uses."""
+        o = self.cfg.optim
+        loss = (1 - o.ssim_lambda) * torch.abs(img - gt).mean() + o.ssim_lambda * (1 - ssim(img, gt))
+        if o.opacity_reg:
+            loss = loss + o.opacity_reg * torch.sigmoid(self.params["opacities"]).mean()
+        if o.scale_reg:
+            loss = loss + o.scale_reg * torch.exp(self.params["scales"]).mean()
+        return loss
+
+    def fit(self) -> None:
+        """:meth:`step` until ``steps``, or until the held-out PSNR reaches ``target_psnr``: a progress
+        line every ``log_every`` steps and a checkpoint every ``checkpoint_every``."""
+        rt, steps = self.cfg.runtime, self.cfg.optim.steps
+        start, t_loop = self.steps_done, time.perf_counter()
+        t_log, at_log = t_loop, start  # the rate since the last progress line feeds the ETA
+        try:
+            while self.steps_done < steps:
+                loss, img, gt = self.step()
+                done = self.steps_done
+                if done % rt.log_every == 0 or done == steps:
+                    now = time.perf_counter()
+                    rate = (now - t_log) / max(1, done - at_log)  # s per step, lately
+                    t_log, at_log = now, done
+                    self._log(done, loss, psnr(img, gt), eta_s=self._eta(done, rate, now))
+                if self._reached_target(done):
+                    self.stopped_early = True
                     break
-            if ckpt_path and cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                check_finite(params, done)
-                _save_checkpoint(ckpt_path, done, params, optimizers, strategy_state, gen, order, cfg,
-                                 prior_seconds + time.perf_counter() - t_start, history)
-            if stop_after is not None and done >= stop_after:
-                return {"interrupted_at": done}
-            if deadline is not None and done < cfg.steps and time.perf_counter() >= deadline:
-                stopped_early = True  # out of time: evaluate and export what there is
-                progress.emit(STAGE, phase="deadline", step=done, minutes=cfg.minutes)
-                step += 1
-                break
-        else:
-            step = cfg.steps
-    except (RuntimeError, MemoryError) as exc:
-        if _is_oom(exc):
-            raise _oom(exc, cfg, len(params["means"])) from exc
-        if _is_cuda_error(exc):
-            raise _cuda_failure(exc, step + 1, phase) from exc
-        raise
-    timings["optimise"] = round(time.perf_counter() - t_loop, 3)
-    check_finite(params, step)
+                if self.deadline is not None and done < steps and time.perf_counter() >= self.deadline:
+                    self.stopped_early = True  # out of time: evaluate and export what there is
+                    progress.emit(STAGE, phase="deadline", step=done, minutes=rt.minutes)
+                    break
+                if self.checkpoint and rt.checkpoint_every and done % rt.checkpoint_every == 0 and done < steps:
+                    self.save_checkpoint()
+        except (RuntimeError, MemoryError) as exc:
+            if is_oom(exc):
+                raise out_of_memory(exc, len(self.params["means"]), self.cfg.densify.max_gaussians,
+                                    self.cfg.data.downscale) from exc
+            if is_cuda_error(exc):
+                raise cuda_failure(exc, self.at_step, self.phase) from exc
+            raise
+        self.timings["optimise"] = round(time.perf_counter() - t_loop, 3)
+        self.loop_steps = self.steps_done - start
+        check_finite(self.params, self.steps_done)
 
-    with progress.phase(STAGE, "evaluate", timings):
-        sh_final = min(step // cfg.sh_degree_interval, cfg.sh_degree) if stopped_early else cfg.sh_degree
-        test_psnr, test_ssim, renders = evaluate(params, test_views, sh_final, eval_bg)
-        train_psnr, _, _ = evaluate(params, train_views[:8], sh_final, eval_bg)
-    if not math.isfinite(test_psnr):
-        raise TrainingDiverged(f"The held-out renders are not finite at step {step}; no splat was written")
+    # ---- evaluation and export ----
+    def evaluate(self) -> Evaluation:
+        """Held-out PSNR and SSIM at the SH degree the splat is exported with (fewer bands when it
+        stopped early, before all were switched on)."""
+        sh = self.sh_degree_at(self.steps_done) if self.stopped_early else self.cfg.optim.sh_degree
+        with progress.phase(STAGE, "evaluate", self.timings):
+            test_psnr, test_ssim, renders = evaluate_views(self.params, self.test_views, sh, self.background)
+            train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background)
+        if not math.isfinite(test_psnr):
+            raise TrainingDiverged(f"The held-out renders are not finite at step {self.steps_done}; "
+                                   "no splat was written")
+        return Evaluation(test_psnr, test_ssim, train_psnr, sh, renders)
 
-    with progress.phase(STAGE, "export", timings):
-        out_dir.mkdir(parents=True, exist_ok=True)
-        splat = to_splat(params)
-        if sh_final < cfg.sh_degree:
-            splat = splat.with_sh_degree(sh_final)
-        ply_bytes = write_ply(splat, out_dir / "splat.ply")
-        (out_dir / "cameras.json").write_text(json.dumps(cameras_json(views), indent=1))
-        _write_renders(out_dir / "renders", renders)
+    def export(self, out_dir: Path, evaluation: Evaluation) -> TrainMetrics:
+        """Write splat.ply, cameras.json, renders/ and metrics.json; clear the checkpoint (finished)."""
+        with progress.phase(STAGE, "export", self.timings):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            splat = to_splat(self.params)
+            if evaluation.sh_degree < self.cfg.optim.sh_degree:
+                splat = splat.with_sh_degree(evaluation.sh_degree)
+            ply_bytes = write_ply(splat, out_dir / "splat.ply")
+            (out_dir / "cameras.json").write_text(json.dumps(cameras_json(self.views), indent=1))
+            write_renders(out_dir / "renders", evaluation.renders)
+        metrics = self._metrics(evaluation, len(splat), splat.sh_degree, ply_bytes)
+        write_summary(metrics, out_dir)
+        self._clear_checkpoint(out_dir)
+        progress.emit(STAGE, final=1, test_psnr=round(evaluation.test_psnr, 3),
+                      test_ssim=round(evaluation.test_ssim, 4), num_gaussians=len(splat), seconds=metrics.seconds["total"])
+        return metrics
 
-    seconds = round(prior_seconds + time.perf_counter() - t_start, 3)
-    metrics = {
-        "test_psnr": round(test_psnr, 4), "test_ssim": round(test_ssim, 5), "lpips": None, "lpips_note": LPIPS_NOTE,
-        "train_psnr": round(train_psnr, 4), "num_gaussians": len(splat), "steps": step,
-        "stopped_early": stopped_early, "target_psnr": cfg.target_psnr, "sh_degree": splat.sh_degree,
-        "held_out": [v.name for v in views if v.split == "test"] if cfg.test_every else [],
-        "evaluated_on": "test" if cfg.test_every else "train (no images held out: test_every=0)",
-        "train_images": len(train_views), "width": views[0].width, "height": views[0].height,
-        "splat_bytes": ply_bytes, "device": device.type, "strategy": cfg.strategy,
-        "resumed_from_step": start_step or None, "malloc_tuned": malloc_tuned,
-        "budget": None if budget_plan is None else {
-            "minutes": cfg.minutes, "expected_s": round(budget_plan.expected_s, 1), "planned_steps": cfg.steps,
-            "stopped_at_deadline": stopped_early and cfg.target_psnr is None},
-        "seconds": {**timings, "total": seconds}, "seconds_per_step": round(timings["optimise"] / max(1, step - start_step), 4),
-        "peak_memory_mb": round(progress.peak_rss_mb(), 1),
-        "peak_cuda_memory_mb": round(torch.cuda.max_memory_allocated() / 2**20, 1) if device.type == "cuda" else None,
-        "config": asdict(cfg),
-        "history": history,
-    }
-    write_summary(TrainMetrics.model_validate(metrics), out_dir)
-    if ckpt_path and ckpt_path.is_file():
-        ckpt_path.unlink()  # finished: a later run with the same options starts afresh
-    if checkpoint_dir and checkpoint_dir.parent == out_dir and checkpoint_dir.is_dir() and not any(
-            checkpoint_dir.iterdir()):
-        checkpoint_dir.rmdir()  # the local default (OUT/checkpoints) leaves no empty folder behind
-    progress.emit(STAGE, final=1, test_psnr=round(test_psnr, 3), test_ssim=round(test_ssim, 4),
-                  num_gaussians=len(splat), seconds=seconds)
-    return metrics
+    # ---- helpers ----
+    def _eta(self, done: int, rate: float, now: float) -> float:
+        """Seconds until the loop ends. With a budget: the remaining steps at the recent rate, made
+        dearer by the Gaussians still to come (the plan's calibration), never past the deadline, plus
+        the expected evaluation and export."""
+        eta = rate * (self.cfg.optim.steps - done)
+        if self.budget is None or self.deadline is None:
+            return eta
+        eta *= self.budget.growth_ahead(done, len(self.params["means"]))
+        return max(0.0, min(eta, self.deadline - now)) + self.budget.tail_s
+
+    def sh_degree_at(self, step: int) -> int:
+        """SH bands switched on at ``step``: one more every ``sh_degree_interval`` steps."""
+        return min(step // self.cfg.optim.sh_degree_interval, self.cfg.optim.sh_degree)
+
+    def seconds(self) -> float:
+        """Wall-clock seconds of the run so far, including those before a resume."""
+        return self.prior_seconds + time.perf_counter() - self.t_start
+
+    def _next_view(self) -> View:
+        if not self.order:  # a new epoch: every training view once, in a seeded random order
+            self.order = torch.randperm(len(self.train_views), generator=self.gen).tolist()
+        return self.train_views[self.order.pop(0)]
+
+    def _densify(self, step: int, info: dict[str, Any], means_lr: float) -> None:
+        params, opts, state = self.params, self.optimizers, self.strategy_state
+        if self.cfg.densify.strategy == "mcmc":
+            self.strategy.step_post_backward(params, opts, state, step, info, lr=means_lr)
+            return
+        # DefaultStrategy reads the screen-space gradient (nothing visible from this view: none); MCMC never
+        # retains it, and reading .grad of that non-leaf only draws a warning (seen on the GPU run)
+        if info["means2d"].grad is None:
+            info["means2d"].grad = torch.zeros_like(info["means2d"])
+        self.strategy.step_post_backward(params, opts, state, step, info, packed=False)
+        enforce_cap(params, opts, state, self.cfg.densify.max_gaussians)
+
+    def _log(self, done: int, loss: float, step_psnr: float, eta_s: float) -> None:
+        point = {"step": done, "loss": round(loss, 5), "psnr": round(step_psnr, 3),
+                 "num_gaussians": len(self.params["means"])}
+        self.history.append(point)
+        progress.emit(STAGE, **point, eta_s=round(eta_s, 1))
+
+    def _reached_target(self, done: int) -> bool:
+        """Every ``eval_every`` steps with a ``target_psnr``: is the held-out PSNR there yet?"""
+        rt = self.cfg.runtime
+        if rt.target_psnr is None or done % rt.eval_every or done >= self.cfg.optim.steps:
+            return False
+        test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background)
+        self.history.append({"step": done, "test_psnr": round(test_psnr, 3)})
+        progress.emit(STAGE, **self.history[-1])
+        return test_psnr >= rt.target_psnr
+
+    def _metrics(self, ev: Evaluation, gaussians: int, sh_degree: int, ply_bytes: int) -> TrainMetrics:
+        cfg, views = self.cfg, self.views
+        return TrainMetrics(
+            test_psnr=round(ev.test_psnr, 4), test_ssim=round(ev.test_ssim, 5), lpips=None, lpips_note=LPIPS_NOTE,
+            train_psnr=round(ev.train_psnr, 4), num_gaussians=gaussians, steps=self.steps_done,
+            stopped_early=self.stopped_early, target_psnr=cfg.runtime.target_psnr, sh_degree=sh_degree,
+            held_out=[v.name for v in views if v.split == "test"] if cfg.data.test_every else [],
+            evaluated_on="test" if cfg.data.test_every else "train (no images held out: test_every=0)",
+            train_images=len(self.train_views), width=views[0].width, height=views[0].height,
+            splat_bytes=ply_bytes, device=self.device.type, strategy=cfg.densify.strategy,
+            resumed_from_step=self.resumed_from or None, malloc_tuned=self.malloc_tuned,
+            seconds={**self.timings, "total": round(self.seconds(), 3)},
+            seconds_per_step=round(self.timings["optimise"] / max(1, self.loop_steps), 4),
+            peak_memory_mb=round(progress.peak_rss_mb(), 1),
+            peak_cuda_memory_mb=(round(torch.cuda.max_memory_allocated() / 2**20, 1)
+                                 if self.device.type == "cuda" else None),
+            budget=None if self.budget is None else TrainBudget(
+                minutes=cfg.runtime.minutes, expected_s=round(self.budget.expected_s, 1),
+                planned_steps=cfg.optim.steps,
+                stopped_at_deadline=self.stopped_early and self.steps_done < cfg.optim.steps
+                and cfg.runtime.target_psnr is None),
+            config=to_dict(cfg), history=self.history)
+
+    def _clear_checkpoint(self, out_dir: Path) -> None:
+        if self.checkpoint is None:
+            return
+        self.checkpoint.unlink(missing_ok=True)  # finished: a later run with the same options starts afresh
+        folder = self.checkpoint.parent
+        if folder.parent == out_dir and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # the local default (OUT/checkpoints) leaves no empty folder behind
 
 
-def _enforce_cap(params, optimizers, state, cap: int) -> None:
-    """Keep at most ``cap`` Gaussians by removing the most transparent ones (DefaultStrategy has no cap)."""
-    n = len(params["means"])
-    if n <= cap:
-        return
-    from gsplat.strategy.ops import remove
-
-    with torch.no_grad():
-        order = torch.argsort(params["opacities"].detach(), stable=True)
-        mask = torch.zeros(n, dtype=torch.bool, device=params["means"].device)
-        mask[order[: n - cap]] = True
-    remove(params, optimizers, state, mask)
+def _same_options(saved: dict[str, Any], cfg: TrainConfig) -> bool:
+    """A checkpoint is reused only if it was made with the same options (the step count may differ)."""
+    now = to_dict(cfg)
+    return {k: v for k, v in saved.items() if k != "steps"} == {k: v for k, v in now.items() if k != "steps"}
 
 
-def _write_renders(folder: Path, renders: list[tuple[View, np.ndarray]]) -> None:
+def write_renders(folder: Path, renders: list[tuple[View, np.ndarray]]) -> None:
     """``<stem>_render.png`` beside ``<stem>_gt.png`` for every held-out view."""
     from PIL import Image as PILImage
 

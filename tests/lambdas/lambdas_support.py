@@ -1,7 +1,6 @@
 """Handlers under moto, and the state machine executed by moto's Step Functions engine.
 
-moto does not run Lambda code without Docker and has no ``.sync`` SageMaker integration
-(STYLE.md), so: the simple Lambda backend's ``invoke`` is patched to call our handlers in
+moto does not run Lambda code without Docker and has no ``.sync`` SageMaker integration, so: the simple Lambda backend's ``invoke`` is patched to call our handlers in
 process, and each SageMaker ``.sync`` task is rewritten to a fake "sagemaker" Lambda that
 returns a Describe*Job-shaped result (or fails the way a job does), scripted per test.
 """

@@ -156,7 +156,8 @@ def compare_runs(model_dir: Path, reference_dir: Path) -> dict:
 def collapse_centres(model: colmap.Model, factor: float) -> colmap.Model:
     """A copy of ``model`` with every camera centre moved ``factor`` of the way from their mean (points and rotations kept).
 
-    ``factor`` 0.06 is the collapse of issue 11 (camera steps at ~6% of their true length).
+    ``factor`` 0.06 is the collapse the global mapper once made of a 50-frame phone capture (camera
+    steps at ~6% of their true length; see spaceport.sfm.validate).
     """
     out = copy.deepcopy(model)
     mean = np.mean([im.center() for im in out.images.values()], axis=0)

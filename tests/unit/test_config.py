@@ -73,3 +73,48 @@ def test_stage_options_parse_and_reject():
     for bad in ("train.steps", "steps=5", ".steps=5", "train.=5"):
         with pytest.raises(ConfigInvalid, match=r"STAGE\.OPTION=VALUE"):
             parse_stage_options([bad], flag="--option")
+
+
+@dataclass(frozen=True)
+class Inner:
+    rate: float = 0.5
+    """Rate of the inner group."""
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ConfigInvalid(f"rate={self.rate} must be positive")
+
+
+@dataclass(frozen=True)
+class Grouped:
+    demo: Demo = Demo()
+    inner: Inner = Inner()
+
+
+def test_groups_are_flat_options():
+    """A field holding a dataclass is a group: its fields are options under their own names."""
+    from spaceport.config import to_dict
+
+    cfg = from_strings(Grouped, {"steps": "7", "rate": "0.25"})
+    assert cfg.demo.steps == 7 and cfg.inner.rate == 0.25 and cfg.demo.lr == 0.01
+    assert to_strings(cfg, only_changed=True) == {"steps": "7", "rate": "0.25"}
+    assert from_strings(Grouped, to_strings(cfg)) == cfg
+    assert to_dict(cfg)["rate"] == 0.25 and to_dict(cfg)["size"] == [640, 480] and "demo" not in to_dict(cfg)
+    assert ("rate", "0.5", "Rate of the inner group.") in describe(Grouped)
+    assert from_strings(Grouped, {"lr": "0.2"}, base=cfg) == Grouped(Demo(steps=7, lr=0.2), Inner(0.25))
+    with pytest.raises(ConfigInvalid, match="Did you mean 'rate'"):
+        from_strings(Grouped, {"rat": "1"})
+    with pytest.raises(ConfigInvalid, match=r"rate=-1\.0 must be positive"):  # the group's own checks run
+        from_strings(Grouped, {"rate": "-1"})
+
+
+def test_an_option_name_is_declared_once():
+    from spaceport.config import options
+
+    @dataclass(frozen=True)
+    class Twice:
+        demo: Demo = Demo()
+        steps: int = 3
+
+    with pytest.raises(TypeError, match="'steps' is declared twice"):
+        options(Twice)

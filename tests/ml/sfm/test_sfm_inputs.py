@@ -202,7 +202,7 @@ def test_camera_grouping_is_decided_from_the_images() -> None:
 
 @pytest.mark.slow
 def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
-    """The typed option reaches the pycolmap worker (it used to get the string "false", which is truthy)."""
+    """The typed option reaches the pycolmap worker as a bool (the string "false" would be truthy)."""
     from spaceport.cli import main
 
     photos = tmp_path / "photos"

@@ -83,7 +83,7 @@ def test_real_captures_match_laser_scan_cameras_and_validate(name, request):
 
 @pytest.mark.parametrize("name", sorted(GT_BOUNDS))
 def test_collapsed_camera_path_fails_validation(name, request):
-    """Camera centres moved to 6% of their spread (issue 11's collapse); the unmodified model passes."""
+    """Camera centres moved to 6% of their spread (a real global-mapper collapse); the unmodified model passes."""
     summary, out, _ = request.getfixturevalue(name)
     chosen = summary["attempts"].index(next(a for a in summary["attempts"] if a.get("validation") == summary["validation"]))
     raw = out / "_work" / f"model_{chosen}" / "best"

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +26,8 @@ from spaceport.errors import (
 )
 from spaceport.splat import read_ply
 from spaceport.train.config import PRESETS, TrainConfig, config_for
+
+REPO = Path(__file__).resolve().parents[3]
 
 #: options for the small fixture scene (160x120 already, so no downscale)
 SMALL = {"model_dir": "gt/sparse/0", "downscale": "1"}
@@ -45,20 +52,21 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     # scene still gives 19.86 dB / 0.629 (the trainer of 049563f: 20.00 / 0.635), so the drop is the harder
     # scene (higher orbit, photo patches), not a training regression. 30 steps give 13.0 dB / 0.26, so
     # the bars (~0.9 dB and 0.05 below the measurement) still tell training from no training.
-    assert metrics["test_psnr"] > 17.5, metrics
-    assert metrics["test_ssim"] > 0.48, metrics
-    assert metrics["lpips"] is None and "offline" in metrics["lpips_note"]
-    assert metrics["held_out"] == ["view_000.png", "view_008.png", "view_016.png"]
-    assert metrics["steps"] == 300 and metrics["peak_memory_mb"] > 0
+    assert metrics.test_psnr > 17.5, metrics
+    assert metrics.test_ssim > 0.48, metrics
+    assert metrics.lpips is None and "offline" in metrics.lpips_note
+    assert metrics.held_out == ["view_000.png", "view_008.png", "view_016.png"]
+    assert metrics.steps == 300 and metrics.peak_memory_mb > 0
     # metrics.json is the TrainMetrics model, with the curve: one point per log_every steps.
     from spaceport.summaries import TrainMetrics, read_summary
 
     written = read_summary(TrainMetrics, out / "metrics.json")
-    assert [p.step for p in written.history] == list(range(cfg.log_every, 301, cfg.log_every))
+    assert written == metrics  # train() returns what it wrote
+    assert [p.step for p in written.history] == list(range(cfg.runtime.log_every, 301, cfg.runtime.log_every))
     assert all(p.loss > 0 and p.psnr > 0 for p in written.history)
     assert written.history[-1].psnr > written.history[0].psnr  # it learned
     splat = read_ply(out / "splat.ply")
-    assert len(splat) == metrics["num_gaussians"] and splat.sh_degree == 1
+    assert len(splat) == metrics.num_gaussians and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
     cams = json.loads((out / "cameras.json").read_text())["cameras"]
     assert [c["split"] for c in cams].count("test") == 3 and len(cams) == 24
@@ -89,40 +97,75 @@ def test_rendered_splat_matches_held_out_view(scene, tmp_path):
     assert abs(psnr - 10 * np.log10(1 / np.mean(
         (np.asarray(Image.open(tmp_path / "renders" / "view_000_render.png"), dtype=np.float32) / 255 - gt) ** 2
     ))) < 0.05
-    assert metrics["test_psnr"] > 10  # 40 steps: ~11.6 dB measured
+    assert metrics.test_psnr > 10  # 40 steps: ~11.6 dB measured
 
 
-def test_resume_gives_the_same_splat(scene, tmp_path):
+def _flags(values: dict[str, str]) -> list[str]:
+    return [arg for key, value in values.items() for arg in (f"--{key.replace('_', '-')}", value)]
+
+
+def test_killed_run_resumes_to_the_same_splat(scene, tmp_path):
+    """A training process killed with SIGKILL (as a spot interruption is) after a checkpoint, then run
+    again with the same options, ends with the uninterrupted run's splat, byte for byte."""
     from spaceport.train.trainer import CHECKPOINT, train
 
-    cfg = tiny()
-    train(scene, tmp_path / "straight", cfg)
-    partial = train(scene, tmp_path / "resumed", cfg, checkpoint_dir=tmp_path / "ckpt", stop_after=20)
-    assert partial == {"interrupted_at": 20} and (tmp_path / "ckpt" / CHECKPOINT).is_file()
-    assert not (tmp_path / "resumed" / "splat.ply").exists()
-    metrics = train(scene, tmp_path / "resumed", cfg, checkpoint_dir=tmp_path / "ckpt")
-    assert metrics["resumed_from_step"] == 20
-    # The curve survives the interruption: the steps before it come from the checkpoint.
-    assert [p["step"] for p in metrics["history"]] == [10, 20, 30, 40]
-    straight = json.loads((tmp_path / "straight" / "metrics.json").read_text())["history"]
-    assert [p["loss"] for p in metrics["history"]] == [p["loss"] for p in straight]
-    a, b = read_ply(tmp_path / "straight" / "splat.ply"), read_ply(tmp_path / "resumed" / "splat.ply")
-    assert len(a) == len(b)
-    for field in ("means", "scales", "quats", "opacities", "sh0", "shN"):
-        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
-    assert not (tmp_path / "ckpt" / CHECKPOINT).exists()  # finished runs clear their checkpoint
+    values = {**SMALL, "downscale": "2", "steps": "80", "refine_start": "10", "refine_every": "10",
+              "refine_stop": "70", "checkpoint_every": "20", "log_every": "10", "eval_every": "20"}
+    cfg = config_for("fast", values)
+    straight = train(scene, tmp_path / "straight", cfg)
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "resumed"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    argv = [sys.executable, "-m", "spaceport", "train", str(scene), "--out", str(out), "--preset", "fast",
+            "--checkpoints", str(ckpt), *_flags(values)]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO) as proc:
+        for line in proc.stdout:  # the checkpoint of step 20 is written right after its progress line
+            if line.startswith("stage=train step=20 "):
+                break
+        deadline = time.monotonic() + 60
+        while not (ckpt / CHECKPOINT).is_file() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it was killed"
+    assert (ckpt / CHECKPOINT).is_file() and not (out / "splat.ply").exists()
+
+    resumed = train(scene, out, cfg, checkpoint_dir=ckpt)
+    assert resumed.resumed_from_step in (20, 40, 60)  # the last checkpoint before the kill
+    assert (out / "splat.ply").read_bytes() == (tmp_path / "straight" / "splat.ply").read_bytes()
+    # The curve survives the kill: the steps before the checkpoint come from it, the losses are the same.
+    assert resumed.history == straight.history and [p.step for p in resumed.history] == list(range(10, 81, 10))
+    assert resumed.num_gaussians == straight.num_gaussians and resumed.test_psnr == straight.test_psnr
+    assert not (ckpt / CHECKPOINT).exists()  # finished runs clear their checkpoint
 
 
-def test_same_seed_same_splat_other_seed_differs(scene, tmp_path):
+def test_resume_skips_a_checkpoint_made_with_other_options(scene, tmp_path, capsys):
+    from spaceport.train.trainer import CHECKPOINT, Trainer
+
+    first = Trainer(scene, tiny(), checkpoint_dir=tmp_path)
+    first.step()
+    first.save_checkpoint()
+    assert Trainer(scene, tiny(steps="60"), checkpoint_dir=tmp_path).resume()  # the step count may differ
+    other = Trainer(scene, tiny(ssim_lambda="0.3"), checkpoint_dir=tmp_path)
+    assert not other.resume() and other.steps_done == 0 and (tmp_path / CHECKPOINT).is_file()
+    assert "stage=train phase=resume skipped=options_differ" in capsys.readouterr().out
+
+
+def test_same_seed_same_splat_bit_for_bit(scene, tmp_path):
+    """On CPU a seed fixes every byte of the outputs (densification included); another seed does not."""
     from spaceport.train.trainer import train
 
-    cfg = tiny(steps="15")
-    for name, seed in (("a", "0"), ("b", "0"), ("c", "1")):
-        train(scene, tmp_path / name, config_for("fast", {**SMALL, "steps": "15", "seed": seed, "downscale": "2"}))
-    a, b, c = (read_ply(tmp_path / n / "splat.ply") for n in "abc")
-    np.testing.assert_array_equal(a.means, b.means)
-    assert len(a) != len(c) or not np.array_equal(a.sh0, c.sh0)
-    assert cfg.steps == 15
+    runs = {name: train(scene, tmp_path / name, tiny(seed=seed)) for name, seed in (("a", "0"), ("b", "0"),
+                                                                                   ("c", "1"))}
+    a, b, c = (tmp_path / name for name in "abc")
+    assert len({p.num_gaussians for p in runs["a"].history}) > 1  # densification ran
+    assert (a / "splat.ply").read_bytes() == (b / "splat.ply").read_bytes()
+    assert (a / "cameras.json").read_bytes() == (b / "cameras.json").read_bytes()
+    for png in sorted((a / "renders").iterdir()):
+        assert png.read_bytes() == (b / "renders" / png.name).read_bytes(), png.name
+    same = ("test_psnr", "test_ssim", "train_psnr", "num_gaussians", "history", "config")
+    assert {k: getattr(runs["a"], k) for k in same} == {k: getattr(runs["b"], k) for k in same}
+    assert (a / "splat.ply").read_bytes() != (c / "splat.ply").read_bytes()
 
 
 # ---- options: hyperparameters.json and flags ----
@@ -130,8 +173,8 @@ def test_presets_are_valid_configs():
     assert set(PRESETS) == {"fast", "default", "quality"}
     for name in PRESETS:
         config_for(name)
-    assert config_for("quality").strategy == "mcmc"
-    assert config_for("fast").steps < TrainConfig().steps
+    assert config_for("quality").densify.strategy == "mcmc"
+    assert config_for("fast").optim.steps < TrainConfig().optim.steps
 
 
 @pytest.mark.parametrize(("values", "message"), [
@@ -151,8 +194,8 @@ def test_bad_options_are_rejected(values, message):
 
 def test_option_edge_cases():
     cfg = config_for("fast", {"steps": "1e3", "target-psnr": "none", "max_gaussians": "2000000"})
-    assert cfg.steps == 1000 and cfg.target_psnr is None and cfg.max_gaussians == 2_000_000
-    assert config_for(None, {"target_psnr": "27.5"}).target_psnr == 27.5
+    assert cfg.optim.steps == 1000 and cfg.runtime.target_psnr is None and cfg.densify.max_gaussians == 2_000_000
+    assert config_for(None, {"target_psnr": "27.5"}).runtime.target_psnr == 27.5
     with pytest.raises(ConfigInvalid, match="Unknown train preset"):
         config_for("turbo")
 
@@ -291,14 +334,14 @@ def test_gaussian_cap_is_enforced(scene, tmp_path):
     from spaceport.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny(max_gaussians="1500", sky_points="0"))
-    assert metrics["num_gaussians"] <= 1500
+    assert metrics.num_gaussians <= 1500
 
 
 def test_target_psnr_stops_early(scene, tmp_path, capsys):
     from spaceport.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny(target_psnr="5", eval_every="10"))
-    assert metrics["stopped_early"] and metrics["steps"] == 10
+    assert metrics.stopped_early and metrics.steps == 10
     assert "stage=train step=10 test_psnr=" in capsys.readouterr().out
 
 

@@ -85,16 +85,19 @@ def test_train_options_arrive_typed_from_hyperparameters(tmp_path, monkeypatch):
     import spaceport.train.trainer as trainer
 
     def fake(src, out, cfg, checkpoint_dir=None):
+        from spaceport.summaries import TrainMetrics, read_summary
+
         seen.update(src=src, out=out, cfg=cfg, ckpt=checkpoint_dir)
-        fx.write_train(out, fx._orbit_cameras())
+        return read_summary(TrainMetrics, fx.write_train(out, fx._orbit_cameras()) / TrainMetrics.FILE)
 
     monkeypatch.setattr(trainer, "train", fake)
-    # TrainConfig has no boolean field: a number, a float|None and two enums.
+    # TrainConfig has no boolean field: a number, a float|None and two enums, one from each option group.
     _start("train", {"sky_points": "7", "target_psnr": "31.5", "background": "white", "strategy": "mcmc"},
            tmp_path, monkeypatch)
     cfg = seen["cfg"]
-    assert (cfg.sky_points, cfg.target_psnr, cfg.background, cfg.strategy) == (7, 31.5, "white", "mcmc")
-    assert cfg.steps == 400  # the fast preset, resolved by the plan, arrives as a number
+    assert (cfg.optim.sky_points, cfg.runtime.target_psnr, cfg.data.background, cfg.densify.strategy) == (
+        7, 31.5, "white", "mcmc")
+    assert cfg.optim.steps == 400  # the fast preset, resolved by the plan, arrives as a number
     assert seen["src"] == tmp_path / "sm" / "input" / "data" / "sfm" and seen["out"] == tmp_path / "sm" / "model"
     assert seen["ckpt"] == tmp_path / "sm" / "checkpoints"
 
