@@ -48,8 +48,10 @@ VARIANTS = ("good", "few_views", "blur", "bad_poses", "far_held_out")
 def spaceport(*args: str, log: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with log.open("w") as f:
+        # Its own session, like every bench here: on a machine shared by many sessions the scheduler
+        # shares the CPU by session (autogroup), and a run should get one session's share.
         proc = subprocess.run([sys.executable, "-m", "spaceport", *args], stdout=f, stderr=subprocess.STDOUT,
-                              env=env, cwd=ROOT)
+                              env=env, cwd=ROOT, start_new_session=True)
     if proc.returncode != 0:
         raise SystemExit(f"spaceport {' '.join(args)} failed; see {log}")
 

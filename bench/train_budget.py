@@ -142,7 +142,8 @@ def ours(cap: str, sfm: Path, minutes: float, work: Path) -> dict:
             "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"], "val_view": first, "val_psnr": round(view, 2),
             "steps": m["steps"], "planned_steps": plan["steps"], "downscale": plan["downscale"],
             "gaussians": m["num_gaussians"], "expected_s": plan["expected_s"],
-            "stage_s": m["seconds"]["total"], "eta": eta_errors(events, end)}
+            "stage_s": m["seconds"]["total"],
+            "eta": eta_errors(events, next((e["t"] for e in events if e.get("final")), end))}
 
 
 def opensplat(cap: str, sfm: Path, budgets: list[float], work: Path, binary: Path, val: str, downscale: int) -> list[dict]:
