@@ -323,3 +323,35 @@ def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
     os.kill(pid, 9)
     raise AssertionError(f"stage process {pid} outlived the runner")
+
+
+def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(photos, calls, tmp_path):
+    import io
+
+    from spaceport.display import JsonReporter
+
+    stream = io.StringIO()
+    out = tmp_path / "out"
+    local.run_local(photos, out, None, min_psnr=20, program=FAKE_PROGRAM, cuda=False, reporter=JsonReporter(stream))
+    request = json.loads((out / "request.json").read_text())
+    assert request["preset"] == "fast" and request["options"]["train"]["minutes"] == "10.0"
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    kinds = [e["event"] for e in events]
+    estimate = events[kinds.index("estimate")]
+    assert estimate["phase"] == "plan" and estimate["stage"] == "train"
+    assert estimate["text"].startswith("training budget 10 min: 200x150 px, 900 steps")
+    first_step = next(i for i, e in enumerate(events) if e["event"] == "progress" and "step" in e)
+    assert kinds.index("estimate") < first_step
+
+
+def test_a_fixed_step_preset_on_a_cpu_is_told_the_budget_option_before_anything_runs(photos, calls, tmp_path):
+    import io
+
+    from spaceport.display import JsonReporter
+
+    stream = io.StringIO()
+    local.run_local(photos, tmp_path / "out", "default", min_psnr=20, program=FAKE_PROGRAM, cuda=False,
+                    reporter=JsonReporter(stream))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["event"] for e in events][:3] == ["start", "estimate", "stage_start"]
+    assert "--minutes N trains to a time budget" in events[1]["text"] and "default preset" in events[1]["text"]
