@@ -27,6 +27,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("spaceport.scenes.command", "demo_scene"),
     ("spaceport.aws.command", "submit"),
     ("spaceport.aws.command", "status"),
+    ("spaceport.aws.command", "aws_group"),
 ]
 
 
@@ -78,7 +79,10 @@ def report_error(exc: SpaceportError) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: runs the CLI inside the one error boundary."""
     try:
-        cli.main(args=argv, prog_name="spaceport", standalone_mode=False)
+        # Without standalone mode click returns (not raises) a command's explicit exit code.
+        code = cli.main(args=argv, prog_name="spaceport", standalone_mode=False)
+        if isinstance(code, int) and code:
+            return code
     except SpaceportError as exc:
         report_error(exc)
         return 2

@@ -200,6 +200,13 @@ class QuotaExceeded(SpaceportError):
     default_fix = "Request a SageMaker quota increase for the instance type in Service Quotas (docs/aws.md lists them)."
 
 
+class JobRejected(SpaceportError):
+    """SageMaker refused to create a stage's job (a bad image, parameter, instance type or permission):
+    the deployment's settings are wrong, not the upload, and waiting cannot help."""
+
+    default_fix = "Fix the deployment setting named above, redeploy with `cdk deploy`, then upload again."
+
+
 class StageFailed(SpaceportError):
     """A stage process ended with an error that carried no typed reason (a crash, a kill)."""
 

@@ -29,6 +29,18 @@ def source_version(version_id: str | None, etag: str | None) -> str:
     return version_id if version_id and version_id != "null" else (etag or "").strip('"')
 
 
+def upload_version(content: str, generation: int = 1) -> str:
+    """The job id's version for the ``generation``-th job of the same content from the same place.
+
+    ``content`` is the upload's fingerprint (an object's ETag, a folder's keys and ETags). The same
+    photos uploaded again after their job ended are generation 2, 3, ...: a new job id, so a new
+    job, while a repeated event for an upload still maps to the job it started (spaceport.aws.uploads).
+    """
+    if generation < 1:
+        raise ValueError(f"generation must be >= 1, got {generation}")
+    return content if generation == 1 else f"{content}\n#{generation}"
+
+
 def _slug(text: str) -> str:
     """ASCII letters/digits/hyphens from a file name (accents folded, rest dropped)."""
     stem = text.rsplit("/", 1)[-1]

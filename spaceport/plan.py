@@ -109,7 +109,7 @@ class JobRequest:
     preset: str | None = None
     """``fast``, ``default`` or ``quality``; None means the settings' default."""
     options: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
-    """Per-stage option overrides as strings: ``{"train": {"max_steps": "7000"}}``."""
+    """Per-stage option overrides as strings: ``{"train": {"steps": "7000"}}``."""
     size_bytes: int | None = None
     """Size of the upload, when known (recorded, validated by the caller)."""
 

@@ -459,11 +459,25 @@ class Retry(_Model):
     at: str
 
 
+class Duplicate(_Model):
+    """An upload event that started nothing because this job already covers it."""
+
+    at: str
+    """When start_job saw it (ISO 8601)."""
+    reason: str
+    """``duplicate event`` (the upload this job was started from, delivered again) or ``uploaded again
+    while the job was running`` (the same content; upload it again once the job has ended)."""
+    uploaded_at: str | None = None
+    """When that upload's newest object was written (ISO 8601)."""
+
+
 class Notification(_Model):
     sent: bool
     channel: str | None = None
     skipped: str | None = None
     error: str | None = None
+    links_error: str | None = None
+    """Why a success email went without result links (the secret or the domain missing)."""
 
 
 class JobRecord(Summary):
@@ -496,6 +510,9 @@ class JobRecord(Summary):
     """The stage that failed."""
     failure: FailureRecord | None = None
     retries: list[Retry] = Field(default_factory=list)
+    duplicates: list[Duplicate] = Field(default_factory=list)
+    """AWS: upload events this job covered, which started nothing (a repeat, or the same content again
+    while it ran)."""
     notify: Notification | None = None
 
     def public(self) -> dict[str, Any]:

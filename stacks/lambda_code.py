@@ -35,7 +35,9 @@ CORE_MODULES = (
     "spaceport/aws/intake.py",  # start_job's work
     "spaceport/aws/records.py",
     "spaceport/aws/quota.py",
+    "spaceport/aws/sagemaker_errors.py",  # what a caught SageMaker error means (records, quota)
     "spaceport/aws/cost.py",
+    "spaceport/aws/links.py",  # result links: signing (notify) and the secret file (link_secret)
     "spaceport/aws/notify.py",
     "spaceport/aws/runtime.py",
 )

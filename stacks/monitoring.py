@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_iam as iam
@@ -25,8 +25,11 @@ class Monitoring(Construct):
         # Encrypts alarm messages in transit only: deleted with the stack (after KMS's 7-day wait).
         key = kms.Key(self, "AlarmTopicKey", enable_key_rotation=True, description="Spaceport alarms",
                       removal_policy=RemovalPolicy.DESTROY, pending_window=Duration.days(7))
-        # CloudWatch publishes to the encrypted topic: it needs to use the key.
-        key.grant_encrypt_decrypt(iam.ServicePrincipal("cloudwatch.amazonaws.com"))
+        # CloudWatch publishes to the encrypted topic: it needs the key's data key and decrypt
+        # (SNS's guide for encrypted topics), and only for alarms of this account (confused deputy).
+        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com",
+                                       conditions={"StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}),
+                  "kms:Decrypt", "kms:GenerateDataKey*")
         self.topic = sns.Topic(self, "AlarmTopic", display_name="Spaceport alarms", master_key=key, enforce_ssl=True)
         if alarm_email:
             self.topic.add_subscription(subs.EmailSubscription(alarm_email))

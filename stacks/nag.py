@@ -14,7 +14,9 @@ from stacks.pipeline import JOB_NAME_PATTERN
 from stacks.spaceport_stack import SpaceportStack
 
 PACK = "AwsSolutions::"
-S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*", "s3:Abort*", "s3:DeleteObject*")
+#: The action wildcards of CDK's read grant, which only CodeBuild's S3 source (Source.s3) still uses:
+#: every other S3 permission in the stack names its actions (stacks.storage).
+S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*")
 KMS_GRANT_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")
 
 
@@ -34,11 +36,13 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
         ("AwsSolutions-L1",
          "Python 3.11 is the project's runtime (pyproject, venv) and the Powertools layer parameter; they move together."),
         ("AwsSolutions-IAM5[Resource::*]",
-         "Only actions with no resource scope use '*': X-Ray PutTraceSegments/PutTelemetryRecords, "
-         "ecr:GetAuthorizationToken, ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken "
-         "(ECR Public login for base images), and cloudwatch:PutMetricData limited by a namespace condition."),
+         "Only actions that take no resource use '*': X-Ray traces and sampling rules, the CloudWatch Logs "
+         "log-delivery actions Step Functions uses to log to its log group, ecr:GetAuthorizationToken, "
+         "ecr-public:GetAuthorizationToken with sts:GetServiceBearerToken (ECR Public login for base images), "
+         "and cloudwatch:PutMetricData limited by a namespace condition."),
         (f"AwsSolutions-IAM5[Resource::{data}/jobs/*]",
-         "Each job writes under jobs/<job_id>/ with an id known only at run time; the prefix is the narrowest scope."),
+         "Each job's files are read and written under jobs/<job_id>/ with an id known only at run time; the "
+         "prefix is the narrowest scope, and each role gets named object actions there, never s3:List*."),
         (f"AwsSolutions-IAM5[Resource::{data}/uploads/*]",
          "Uploads arrive under uploads/ with any name; readers are limited to that prefix."),
         (f"AwsSolutions-IAM5[Resource::{data}/scratch/*]",
@@ -51,16 +55,32 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
          "Job names are <job_id>-<stage> with ids made at run time; every id starts with 'sp-'."),
     ]
     out += [(f"AwsSolutions-IAM5[Action::{a}]",
-             "Action wildcards come from CDK's grant_read/grant_put helpers and stay on the granted bucket prefixes.")
+             "Only the image build's S3 source grant (CDK Source.s3) has this wildcard, on the source zip and the "
+             "bucket; a Deny on the build role keeps its listing to source/.")
             for a in S3_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Action::{a}]",
-             "CDK's KMS grant for the build/topic keys; limited to that one key.") for a in KMS_GRANT_ACTIONS]
+             "CDK's grant on the image build's own KMS key (and, in topic mode, the notification topic's key); "
+             "the statement names that one key.") for a in KMS_GRANT_ACTIONS]
     out += [(f"AwsSolutions-IAM5[Resource::{_ref(stack, fn)}:*]",
              "grant_invoke covers the function's versions and aliases (ARN:*), nothing else.") for fn in functions]
     if stack.notifications.sender_email:
         out.append((f"AwsSolutions-IAM5[Resource::{partition_acct.format(svc='ses')}:identity/*]",
                     "SES authorizes the recipient's identity too (each uploader's, in the sandbox); the "
                     "ses:FromAddress condition keeps the sender to the one configured address."))
+    out += [
+        ("AwsSolutions-CFR1",
+         "Results are for whoever holds the job's link, wherever they are: the link's signature and expiry are "
+         "the boundary, not geography."),
+        ("AwsSolutions-CFR2",
+         "The viewer-request function checks every request's signature, expiry and job prefix before the cache "
+         "or the origin; a WAF web ACL would add rate rules, not authorization, at a monthly fee."),
+        ("AwsSolutions-CFR3",
+         "CloudFront standard logs need ACLs on the log bucket, which this stack disables (BucketOwnerEnforced); "
+         "the data bucket's S3 access log records every object CloudFront fetches from it."),
+        ("AwsSolutions-CFR4",
+         "Links use the distribution's cloudfront.net name and CloudFront's default certificate, whose TLS "
+         "policy CloudFront sets; a minimum protocol version needs a custom domain and certificate."),
+    ]
     build = _ref(stack, stack.images.project, "Ref").removesuffix(".Ref>") + ">"
     out += [
         (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/{build}:*]",

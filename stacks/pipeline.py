@@ -13,6 +13,8 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from stacks.storage import DELETE, READ, WRITE, grant_list, grant_objects
+
 ASL_PATH = Path(__file__).resolve().parents[1] / "statemachine" / "pipeline.asl.json"
 #: Every SageMaker job name starts with the job id, and every job id with "sp-" (spaceport.plan).
 JOB_NAME_PATTERN = "sp-*"
@@ -30,13 +32,11 @@ class SageMakerRole(Construct):
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
                              description="Spaceport SageMaker jobs: read uploads/jobs, write jobs/scratch")
         # Reads: the staged upload and earlier stages (jobs/), resumable checkpoints (scratch/).
-        # Not uploads/: start_job stages each upload under its job's prefix.
-        bucket.grant_read(self.role, "jobs/*")
-        bucket.grant_read_write(self.role, "scratch/*")
-        bucket.grant_put(self.role, "jobs/*")
-        self.role.add_to_policy(iam.PolicyStatement(
-            actions=["s3:ListBucket"], resources=[bucket.bucket_arn],
-            conditions={"StringLike": {"s3:prefix": ["jobs/*", "scratch/*"]}}))
+        # Not uploads/: start_job stages each upload under its job's prefix. SageMaker lists the
+        # S3Prefix inputs and the checkpoint folder, and deletes checkpoints a job no longer has.
+        grant_objects(bucket, self.role, (*READ, *WRITE), "jobs/*", "scratch/*")
+        grant_objects(bucket, self.role, DELETE, "scratch/*")
+        grant_list(bucket, self.role, "jobs/*", "scratch/*")
         for repo in repositories:
             repo.grant_pull(self.role)
         self.role.add_to_policy(iam.PolicyStatement(

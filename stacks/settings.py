@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spaceport.aws.links import MAX_LINK_HOURS
 from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
 from spaceport.graph import JOB_KINDS
 from spaceport.plan import PlanSettings, StageResources
@@ -41,7 +42,8 @@ class DeploySettings:
     folder_quiet_s: int = DEFAULT_QUIET_S
     """Seconds without a new object in uploads/<folder>/ before its photos start one job (<= 900)."""
     link_expiry_hours: int = 168
-    """Presigned link lifetime (SigV4 caps it at 7 days = 168 h)."""
+    """How long the email's result links open the job's results, in hours (default 7 days; at most a year).
+    Each link carries its expiry, checked at the edge (spaceport.aws.links)."""
     sender_email: str = ""
     """SES-verified address (or an address of a verified domain) the emails come from; each email
     goes to the uploader's x-amz-meta-email. Verify it before deploying (docs/aws.md)."""
@@ -76,8 +78,8 @@ class DeploySettings:
                              f"sm_80, sm_86, sm_89, sm_90 (containers/train/Dockerfile); use one of {TRAIN_FAMILIES}")
         if not 0 <= self.folder_quiet_s <= MAX_QUIET_S:
             raise ValueError(f"context spaceport.folder_quiet_s must be 0..{MAX_QUIET_S} (the SQS delay limit)")
-        if not 1 <= self.link_expiry_hours <= 168:
-            raise ValueError("context spaceport.link_expiry_hours must be 1..168 (SigV4 limit)")
+        if not 1 <= self.link_expiry_hours <= MAX_LINK_HOURS:
+            raise ValueError(f"context spaceport.link_expiry_hours must be 1..{MAX_LINK_HOURS} (a year)")
 
     @classmethod
     def from_context(cls, context: Mapping[str, Any] | None,

@@ -7,21 +7,24 @@ from typing import Any
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from spaceport.aws.links import SECRET_OBJECT
 from spaceport.aws.settings import ENV
 from spaceport.graph import JOB_KINDS
-from stacks.functions import Functions
+from stacks.functions import RUNTIME, Functions
 from stacks.images import Images
 from stacks.monitoring import Monitoring
 from stacks.notifications import Notifications
 from stacks.pipeline import Pipeline, SageMakerRole
+from stacks.results import Results
 from stacks.settings import DeploySettings
-from stacks.storage import Storage
+from stacks.storage import READ, READ_VERSIONS, WRITE, Storage, grant_list, grant_objects
 
 #: Stack output names `spaceport submit/status` look up (spaceport.aws.jobs).
-OUTPUTS = ("BucketName", "TableName", "StateMachineArn", "StartJobFunctionName")
+OUTPUTS = ("BucketName", "TableName", "StateMachineArn", "StartJobFunctionName", "ResultsDomain")
 
 
 class SpaceportStack(Stack):
@@ -40,6 +43,7 @@ class SpaceportStack(Stack):
                              log_retention=retention)
         self.sagemaker = SageMakerRole(self, "SageMaker", bucket=self.storage.data,
                                        repositories=list(self.images.repositories.values()))
+        self.results = Results(self, "Results", bucket=self.storage.data, runtime=RUNTIME, log_retention=retention)
         self.notifications = Notifications(self, "Notifications", sender_email=settings.sender_email,
                                            topic_email=settings.notify_topic_email)
         plan_settings = settings.plan_settings(
@@ -52,6 +56,7 @@ class SpaceportStack(Stack):
             ENV["sender"]: settings.sender_email,
             ENV["topic_arn"]: self.notifications.topic_arn,
             ENV["link_expiry_s"]: str(settings.link_expiry_hours * 3600),
+            ENV["results_domain"]: self.results.domain_name,
             ENV["max_upload_bytes"]: str(settings.max_upload_mb * 1024 * 1024),
         }
         self.functions = Functions(self, "Functions", environment=environment, log_retention=retention)
@@ -61,17 +66,20 @@ class SpaceportStack(Stack):
         start_job = self.functions.add_start_job(state_machine_arn=self.pipeline.state_machine.state_machine_arn,
                                                  quiet_s=settings.folder_quiet_s)
 
-        # Grants: each function gets exactly the data it touches.
+        # Grants: each function gets exactly the data it touches, by prefix; no bucket-wide List*.
         data, jobs = self.storage.data, self.storage.jobs
-        data.grant_read(start_job, "uploads/*")  # head + copy of the exact version
-        data.grant_put(start_job, "jobs/*")
+        # Head and copy the exact version of an upload (tags travel with a copy), list a folder's photos.
+        grant_objects(data, start_job, READ_VERSIONS, "uploads/*")
+        grant_list(data, start_job, "uploads/*")
+        grant_objects(data, start_job, (*WRITE, "s3:PutObjectTagging"), "jobs/*")
         jobs.grant_read_write_data(start_job)
         self.pipeline.state_machine.grant_start_execution(start_job)
         for fn in (self.functions.record, self.functions.notify):
             jobs.grant_read_write_data(fn)
-            data.grant_put(fn, "jobs/*")
-        data.grant_read(self.functions.notify, "jobs/*")  # presigned links are signed with its credentials
-        data.grant_read(self.functions.quality_gate, "jobs/*")  # metrics.json inside the model artifact
+            grant_objects(data, fn, WRITE, "jobs/*")  # job.json
+        # Notify checks which outputs exist and signs links with the secret the deploy wrote.
+        grant_objects(data, self.functions.notify, READ, "jobs/*", SECRET_OBJECT)
+        grant_objects(data, self.functions.quality_gate, READ, "jobs/*")  # metrics.json inside the model artifact
         for fn in (start_job, self.functions.notify):
             self.notifications.grant_send(fn)
 
@@ -85,6 +93,12 @@ class SpaceportStack(Stack):
             targets=[targets.LambdaFunction(start_job, dead_letter_queue=self.functions.start_job_dlq,
                                             retry_attempts=4, max_event_age=Duration.hours(6))],
         )
+
+        # CodeBuild's S3 source (Source.s3) grants read with s3:List* on the whole bucket; listing is
+        # denied outside source/, so the build sees no uploads, results or secret names.
+        self.images.project.add_to_role_policy(iam.PolicyStatement(
+            effect=iam.Effect.DENY, actions=["s3:ListBucket", "s3:ListBucketVersions"], resources=[data.bucket_arn],
+            conditions={"StringNotLike": {"s3:prefix": ["source/*"]}}))
 
         self.monitoring = Monitoring(
             self, "Monitoring", state_machine=self.pipeline.state_machine,
@@ -100,6 +114,10 @@ class SpaceportStack(Stack):
             "StartJobFunctionName": start_job.function_name,
             "FolderQuietSeconds": str(settings.folder_quiet_s),
             "BuildProjectName": self.images.project.project_name,
+            "ResultsDomain": self.results.domain_name,
+            "LinkKeyValueStoreArn": self.results.store.key_value_store_arn,
             **{f"{n.capitalize()}RepositoryUri": r.repository_uri for n, r in self.images.repositories.items()},
+            # What to run next: checks everything a first job needs (spaceport/aws/doctor.py).
+            "Preflight": f"spaceport aws doctor --stack {self.stack_name} --region {self.region}",
         }.items():
             CfnOutput(self, name, value=value)

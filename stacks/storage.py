@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
+
+#: Object actions by intent, spelled out (no wildcards): CDK's grant_read/grant_read_write add
+#: ``s3:List*`` and ``s3:GetBucket*`` on the whole bucket, which would make every prefix below moot.
+READ = ("s3:GetObject",)
+READ_VERSIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging")
+WRITE = ("s3:PutObject", "s3:AbortMultipartUpload")
+DELETE = ("s3:DeleteObject",)
+
+
+def grant_objects(bucket: s3.IBucket, grantee: iam.IGrantable, actions: Sequence[str], *patterns: str) -> None:
+    """``actions`` on the objects matching ``patterns`` (``jobs/*``) of ``bucket``, nothing on the bucket."""
+    iam.Grant.add_to_principal(grantee=grantee, actions=list(actions),
+                               resource_arns=[bucket.arn_for_objects(p) for p in patterns])
+
+
+def grant_list(bucket: s3.IBucket, grantee: iam.IGrantable, *prefixes: str) -> None:
+    """``s3:ListBucket`` on ``bucket`` for listings under ``prefixes`` only (``s3:prefix`` condition)."""
+    iam.Grant.add_to_principal(grantee=grantee, actions=["s3:ListBucket"], resource_arns=[bucket.bucket_arn],
+                               conditions={"StringLike": {"s3:prefix": list(prefixes)}})
 
 
 class Storage(Construct):
@@ -29,15 +51,13 @@ class Storage(Construct):
         )
         self.data = s3.Bucket(
             self, "Data", **common,
-            # Versioned: a re-upload to the same key is a new version, hence a new job id.
+            # Versioned: a job stages the exact version of the object that triggered it.
             versioned=True,
             # Object events go to EventBridge, where the upload rule matches the uploads/ prefix in
             # any letter case (spaceport.aws.uploads decides what each object starts).
             event_bridge_enabled=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="data/",
-            cors=[s3.CorsRule(allowed_methods=[s3.HttpMethods.GET], allowed_origins=["*"],
-                              allowed_headers=["*"], max_age=3600)],
             lifecycle_rules=[
                 s3.LifecycleRule(id="expire-scratch", prefix="scratch/",
                                  expiration=Duration.days(scratch_expiry_days),

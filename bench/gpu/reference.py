@@ -19,8 +19,11 @@ checkpoints, trajectory videos, LPIPS. Two substitutions: ``fused_ssim`` (a sepa
 becomes :func:`spaceport.train.metrics.ssim` (same 11x11 sigma-1.5 window, 'valid' padding), and the
 world is not normalised (a similarity transform changes neither the images nor, with the means
 learning rate scaled by the scene scale, the optimisation). The split, images and held-out metrics
-are spaceport's (:func:`spaceport.train.data.load_views`, :func:`spaceport.train.trainer.evaluate_views`),
-so both loops see the same pixels and are scored by the same code.
+are spaceport's (:func:`spaceport.train.data.load_views`; :func:`spaceport.train.metrics.psnr` and
+``ssim`` on renders clamped to [0, 1], as the trainer scores its own), so both loops see the same
+pixels and are scored by the same metrics. Progress lines (``stage=reference step=...``, the
+trainer's format via :func:`spaceport.progress.emit`) let a run that is stopped early still say how
+far it got.
 
 On CPU it runs through spaceport's CPU rasterizer (for the toy-size test); on CUDA it calls
 ``gsplat.rasterization`` directly.
@@ -44,6 +47,7 @@ DEFAULTS: dict[str, Any] = {
     "near_plane": 0.01, "far_plane": 1e10, "means_lr": 1.6e-4, "scales_lr": 5e-3, "opacities_lr": 5e-2,
     "quats_lr": 1e-3, "sh0_lr": 2.5e-3, "shN_lr": 2.5e-3 / 20, "test_every": 8, "seed": 42,
 }
+STAGE = "reference"
 
 
 def _rms_knn3(xyz: np.ndarray) -> np.ndarray:
@@ -80,22 +84,46 @@ def create_splats(xyz: np.ndarray, rgb: np.ndarray, scene_scale: float, device: 
     return splats, optimizers
 
 
-def train_reference(scene: Path, steps: int, *, model_dir: str = "sparse/0", images_dir: str = "images",
-                    downscale: int = 1, device: str = "auto", strategy_overrides: dict[str, Any] | None = None,
+def evaluate_views(splats: torch.nn.ParameterDict, views: list, sh_degree: int, rasterization: Any,
+                   raster_kwargs: dict[str, Any]) -> tuple[float, float]:
+    """Mean PSNR and SSIM over ``views``: renders on black, clamped to [0, 1], against the images."""
+    from spaceport.train.metrics import psnr, ssim
+
+    ps, ss = [], []
+    dev = splats["means"].device
+    with torch.no_grad():
+        colors = torch.cat([splats["sh0"], splats["shN"]], 1)
+        for v in views:
+            viewmat = torch.as_tensor(v.world_to_camera, dtype=torch.float32, device=dev)[None]
+            K = torch.as_tensor(v.K, dtype=torch.float32, device=dev)[None]
+            img, _, _ = rasterization(
+                splats["means"], splats["quats"], torch.exp(splats["scales"]), torch.sigmoid(splats["opacities"]),
+                colors, viewmat, K, v.width, v.height, sh_degree=sh_degree, near_plane=DEFAULTS["near_plane"],
+                far_plane=DEFAULTS["far_plane"], **raster_kwargs)
+            img = img[0].clamp(0, 1).cpu()
+            gt = torch.from_numpy(v.image)
+            ps.append(psnr(img, gt))
+            ss.append(float(ssim(img, gt)))
+    return float(np.mean(ps)), float(np.mean(ss))
+
+
+def train_reference(scene: Path, steps: int, *, seed: int = DEFAULTS["seed"], test_every: int = DEFAULTS["test_every"],
+                    model_dir: str = "sparse/0", images_dir: str = "images", downscale: int = 1,
+                    device: str = "auto", strategy_overrides: dict[str, Any] | None = None, log_every: int = 100,
                     ) -> dict[str, Any]:
     """Train ``steps`` steps with the plain loop; held-out PSNR/SSIM (spaceport's metrics), times, memory, count."""
     from gsplat.strategy import DefaultStrategy
 
+    from spaceport import progress
     from spaceport.train.data import load_model, load_views
     from spaceport.train.metrics import ssim
-    from spaceport.train.trainer import evaluate_views as evaluate
 
     t_start = time.perf_counter()
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
     d = DEFAULTS
-    random.seed(d["seed"])
-    np.random.seed(d["seed"])
-    torch.manual_seed(d["seed"])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     if dev.type == "cpu":
         torch.set_num_threads(1)  # as spaceport's cpu_threads default: reproducible, and fastest on a shared machine
     if dev.type == "cuda":
@@ -109,7 +137,7 @@ def train_reference(scene: Path, steps: int, *, model_dir: str = "sparse/0", ima
         raster_kwargs = {}
 
     model = load_model(scene / model_dir)
-    views = load_views(model, scene / images_dir, d["test_every"], downscale)
+    views = load_views(model, scene / images_dir, test_every, downscale)
     train_v = [v for v in views if v.split == "train"]
     test_v = [v for v in views if v.split == "test"] or train_v
     # Parser.scene_scale: the largest camera distance from the cameras' mean; Runner multiplies by 1.1
@@ -147,7 +175,7 @@ def train_reference(scene: Path, steps: int, *, model_dir: str = "sparse/0", ima
         ssim_loss = 1.0 - ssim(renders, pixels)
         loss = torch.lerp(l1, ssim_loss, d["ssim_lambda"])
         loss.backward()
-        loss.item()  # simple_trainer prints the loss every step (one sync per step, as ours)
+        loss_v = loss.item()  # simple_trainer prints the loss every step (one sync per step, as ours)
         if info["means2d"].grad is None:  # CPU path with nothing in view: no screen-space gradient
             info["means2d"].grad = torch.zeros_like(info["means2d"])
         for opt in optimizers.values():
@@ -155,19 +183,21 @@ def train_reference(scene: Path, steps: int, *, model_dir: str = "sparse/0", ima
             opt.zero_grad(set_to_none=True)
         scheduler.step()
         strategy.step_post_backward(splats, optimizers, state, step, info, packed=False)
+        if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
+            progress.emit(STAGE, step=step + 1, loss=round(loss_v, 5), num_gaussians=len(splats["means"]))
     if dev.type == "cuda":
         torch.cuda.synchronize()
     loop_s = time.perf_counter() - t_loop
 
     t_eval = time.perf_counter()
-    bg = torch.zeros(3, device=dev)
-    test_psnr, test_ssim, _ = evaluate(splats, test_v, d["sh_degree"], bg)
+    test_psnr, test_ssim = evaluate_views(splats, test_v, d["sh_degree"], rasterization, raster_kwargs)
     eval_s = time.perf_counter() - t_eval
     return {
-        "run": "reference", "steps": steps, "test_psnr": test_psnr, "test_ssim": test_ssim,
+        "run": "reference", "steps": steps, "seed": seed, "test_psnr": test_psnr, "test_ssim": test_ssim,
         "num_gaussians": len(splats["means"]), "loop_s": loop_s, "eval_s": eval_s,
         "total_s": time.perf_counter() - t_start, "seconds_per_step": loop_s / max(1, steps),
         "peak_cuda_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None,
         "device": dev.type, "width": train_v[0].width, "height": train_v[0].height,
-        "train_images": len(train_v), "test_images": len(test_v), "finite": bool(math.isfinite(test_psnr)),
+        "train_images": len(train_v), "test_images": len(test_v) if test_every else 0,
+        "held_out": [v.name for v in views if v.split == "test"], "finite": bool(math.isfinite(test_psnr)),
     }

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from spaceport.aws.jobs import DEFAULT_STACK
+from spaceport.aws.links import MAX_LINK_HOURS
 from spaceport.config import parse_stage_options
 
 
@@ -22,7 +23,7 @@ def _session(region: str | None):
 @click.option("--email", help="Where to send the result (stored as x-amz-meta-email).")
 @click.option("--preset", type=click.Choice(["fast", "default", "quality"]), help="Stage option preset.")
 @click.option("--option", "options", multiple=True, metavar="STAGE.NAME=VALUE",
-              help="Per-stage option override, e.g. train.max_steps=7000 (repeatable).")
+              help="Per-stage option override, e.g. train.steps=7000 (repeatable; `spaceport train --help` lists them).")
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 def submit(path: Path, email: str | None, preset: str | None, options: tuple[str, ...], stack: str,
@@ -34,7 +35,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
     out = jobs.submit(path, s3=session.client("s3"), deployment=deployment, email=email, preset=preset,
-                      options=parse_stage_options(list(options), flag="--option"))
+                      options=parse_stage_options(list(options), flag="--option"), dynamodb=session.client("dynamodb"))
     click.echo(f"uploaded {out['uri']}")
     click.echo(out["what"])
     click.echo(f"job {out['job_id']}")
@@ -46,10 +47,10 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
 @click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
 @click.option("--region", help="AWS region (default: your AWS configuration).")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
-@click.option("--links", "links_hours", type=click.IntRange(1, 168), default=None, metavar="HOURS",
-              help="Also print fresh presigned links to the outputs, valid this many hours (1-168). They are "
-                   "signed with YOUR credentials: long-term IAM user keys keep them valid that long; "
-                   "role/SSO credentials end them when the session ends.")
+@click.option("--links", "links_hours", type=click.IntRange(1, MAX_LINK_HOURS), default=None, metavar="HOURS",
+              help="Also print fresh result links (through the stack's CloudFront distribution) that open this "
+                   f"job's results for HOURS hours (1-{MAX_LINK_HOURS}). Signing reads the stack's link secret "
+                   "from its bucket with your credentials.")
 def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hours: int | None) -> None:
     """Show a cloud job's status, error, metrics, per-stage times and cost."""
     from spaceport.aws import jobs
@@ -59,13 +60,48 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
     record = jobs.status(job_id, dynamodb=session.client("dynamodb"), sfn=session.client("stepfunctions"),
                          deployment=deployment)
     if links_hours is not None:
-        from botocore.config import Config
+        from datetime import UTC, datetime
 
-        from spaceport.aws.notify import presigned_links
+        from botocore.exceptions import ClientError
 
-        s3 = session.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
+        from spaceport.aws import links
+        from spaceport.aws.notify import signed_links
+        from spaceport.errors import ConfigInvalid
         from spaceport.summaries import JobRecord
 
         stored = JobRecord.model_validate({k: v for k, v in record.items() if k != "execution_status"})
-        record["links"] = presigned_links(stored, s3=s3, bucket=deployment.bucket, expiry_s=links_hours * 3600)
+        expires = links.expiry(datetime.now(UTC), links_hours * 3600)
+        try:
+            record["links"] = signed_links(stored, s3=session.client("s3"), bucket=deployment.bucket,
+                                           domain=deployment.results_domain, expires=expires)
+        except ClientError as exc:
+            raise ConfigInvalid(f"Could not read the link secret s3://{deployment.bucket}/{links.SECRET_OBJECT}: "
+                                f"{exc}", "Use credentials that may read it, or redeploy the stack (the deploy "
+                                "writes it)") from exc
+        record["links_expire"] = links.expiry_text(expires)
     click.echo(json.dumps(record, indent=2, sort_keys=True) if as_json else jobs.format_status(record))
+
+
+@click.group("aws")
+def aws_group() -> None:
+    """Check and operate the deployed AWS stack."""
+
+
+@aws_group.command("doctor")
+@click.option("--stack", default=DEFAULT_STACK, show_default=True, help="CloudFormation stack name.")
+@click.option("--region", help="AWS region (default: your AWS configuration).")
+@click.option("--recipient", metavar="EMAIL", help="Also check that this address can receive job emails "
+              "(matters while SES is in the sandbox).")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor_command(stack: str, region: str | None, recipient: str | None, as_json: bool) -> None:
+    """Check everything a first job needs in this account and region: CDK bootstrap, the stack, the
+    SES sender and sandbox, SageMaker and CodeBuild quotas, the stage images, SNS subscriptions.
+    One line per check with its fix; exits 1 when a first job would fail."""
+    from spaceport.aws import doctor
+
+    session = _session(region)
+    checks = doctor.run(session.client, stack_name=stack, region=session.region_name or "(no region)",
+                        recipient=recipient)
+    click.echo(json.dumps(doctor.as_json(checks), indent=2) if as_json else doctor.report(checks))
+    if doctor.first_job_would_fail(checks):
+        raise click.exceptions.Exit(1)

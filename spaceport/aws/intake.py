@@ -8,8 +8,10 @@ a message delayed by ``quiet_s`` on an SQS queue this same function consumes. A 
 received a newer object since it was armed stands down (the newer object's timer is still on its
 way); the last one finds the folder quiet and starts ONE job from its photos.
 
-The execution name is the plan's job id, derived from the upload (bucket/key/version-or-ETag, or
-for a folder the keys and ETags of its objects), so a repeated event or timer starts nothing new:
+The execution name is the plan's job id, derived from the upload's place and content (a file's
+ETag, a folder's keys and ETags) and, for the same content uploaded again after its job ended, a
+generation (:func:`spaceport.aws.uploads.resolve`). A repeated event or timer, or the same content
+uploaded while its job runs, starts nothing and is listed in that job's record (``duplicates``);
 the job record is created with a conditional write first, and StartExecution is idempotent for
 the same name and input. (Powertools' idempotency utility would add a second table for what the
 job id and the conditional write already guarantee.)
@@ -21,6 +23,7 @@ would be re-delivered).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -36,8 +39,8 @@ from spaceport.aws import notify, records, settings, uploads
 from spaceport.aws.runtime import Clients, logger
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportError, UnsupportedInput
 from spaceport.files import sniff
-from spaceport.plan import JobPlan, JobRequest, job_id_for, plan_job, source_version
-from spaceport.summaries import Notification
+from spaceport.plan import JobPlan, JobRequest, plan_job, source_version
+from spaceport.summaries import Duplicate, Notification
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 #: What each accepted suffix must be by its first bytes (spaceport.files.sniff); a renamed file is
@@ -94,7 +97,10 @@ def _head(clients: Clients, bucket: str, key: str, version_id: str | None) -> tu
             kwargs = {"VersionId": version_id} if version_id and version_id != "null" else {}
             return candidate, clients.s3.head_object(Bucket=bucket, Key=candidate, **kwargs)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey", "NotFound", "400"):
+            # The role may read every upload but lists them only by prefix (s3:prefix condition), and
+            # S3 answers a missing key with 403 unless the caller may list the bucket: both mean gone.
+            if exc.response.get("Error", {}).get("Code", "") not in ("404", "NoSuchKey", "NotFound", "400",
+                                                                       "403", "AccessDenied"):
                 raise
     return None
 
@@ -112,7 +118,7 @@ def _metadata(req_email: str | None, req_preset: str | None, req_options: Mappin
         try:
             options = json.loads(meta["options"])
         except json.JSONDecodeError as exc:
-            raise ConfigInvalid("x-amz-meta-options is not JSON", 'Use {"train": {"max_steps": "7000"}}') from exc
+            raise ConfigInvalid("x-amz-meta-options is not JSON", 'Use {"train": {"steps": "7000"}}') from exc
     if not isinstance(options, dict) or not all(
         isinstance(v, dict) and all(isinstance(x, str) for x in v.values()) for v in options.values()
     ):
@@ -146,7 +152,7 @@ def _validate(req: StartRequest, head: Mapping[str, Any], cfg: settings.RuntimeS
 
 
 def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
-    """Start (or recognise as duplicate, or reject) one single-file upload."""
+    """Start (or recognise as covered by a job, or reject) one single-file upload."""
     cfg = clients.settings
     found = _head(clients, req.bucket, req.key, req.version_id)
     if found is None:
@@ -155,21 +161,41 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     key, head = found
     req = req.model_copy(update={"key": key})
     version = {"VersionId": head["VersionId"]} if head.get("VersionId") else {}
+    # The job follows the bytes (ETag), not the S3 version: the same file uploaded again while its
+    # job runs starts nothing; uploaded again after it ended, it starts the next job.
+    source = f"s3://{req.bucket}/{req.key}"
+    found_job = uploads.resolve(source, source_version(None, head.get("ETag")), _written(head), clients.store.get)
+    if found_job.outcome is not uploads.Outcome.NEW:
+        return _covered(found_job, _written(head), clients)
     try:
         def first_bytes() -> bytes:
             obj = clients.s3.get_object(Bucket=req.bucket, Key=req.key, Range="bytes=0-15", **version)
             return obj["Body"].read()
 
-        request = _validate(req, head, cfg, first_bytes)
+        request = dataclasses.replace(_validate(req, head, cfg, first_bytes), source_version=found_job.version)
         plan = plan_job(request, cfg.plan())
     except SpaceportError as exc:
         email = req.email or {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}.get("email")
-        return _reject(f"s3://{req.bucket}/{req.key}", source_version(head.get("VersionId"), head.get("ETag")),
-                       email, exc, clients)
+        return _reject(found_job.job_id, source, email, exc, clients)
     # The exact version that triggered the job, under the job's own prefix (see spaceport.plan).
     copies = [({"Bucket": req.bucket, "Key": req.key, **version}, plan.staged_upload_uri, None)] \
         if plan.staged_upload_uri else []
     return _launch(plan, copies, clients)
+
+
+def _written(head: Mapping[str, Any]) -> datetime:
+    """When an object was written (its LastModified), or now when the head does not say."""
+    value = head.get("LastModified")
+    return value if isinstance(value, datetime) else _event_time(None)
+
+
+def _covered(found: uploads.Resolution, uploaded_at: datetime, clients: Clients) -> dict[str, Any]:
+    """An upload a job already covers: start nothing, and say so in that job's record."""
+    reason = uploads.DUPLICATE_REASONS[found.outcome]
+    clients.store.note_duplicate(found.job_id, Duplicate(at=records.now_iso(), reason=reason,
+                                                         uploaded_at=uploaded_at.isoformat(timespec="seconds")))
+    logger.info("job duplicate", extra={"job_id": found.job_id, "reason": reason})
+    return {"status": "duplicate", "job_id": found.job_id, "reason": reason, "execution_arn": None}
 
 
 def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: Clients) -> dict[str, Any]:
@@ -177,9 +203,9 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     cfg = clients.settings
     execution_input = plan.to_execution_input()
     if clients.store.get(plan.job_id) is not None:
-        # A repeated event or timer: the job exists (running, finished or rejected). Nothing to copy.
+        # A concurrent event for the same upload got here first (uploads.resolve saw no record).
         logger.info("job duplicate", extra={"job_id": plan.job_id})
-        return {"status": "duplicate", "job_id": plan.job_id, "execution_arn": None}
+        return {"status": "duplicate", "job_id": plan.job_id, "reason": "duplicate event", "execution_arn": None}
 
     def copy(item: tuple[dict, str, str | None]) -> None:
         source, dest_uri, etag = item
@@ -213,9 +239,8 @@ def _launch(plan: JobPlan, copies: list[tuple[dict, str, str | None]], clients: 
     return {"status": status, "job_id": plan.job_id, "execution_arn": arn}
 
 
-def _reject(source: str, version: str, email: str | None, exc: SpaceportError, clients: Clients) -> dict[str, Any]:
+def _reject(job_id: str, source: str, email: str | None, exc: SpaceportError, clients: Clients) -> dict[str, Any]:
     """Record (once per upload) why it started nothing, and email that when an address is known."""
-    job_id = job_id_for(source, version)
     record = records.new_record({"job_id": job_id, "source_uri": source,
                                  "email": email if email and EMAIL.match(email) else None},
                                 status="REJECTED")
@@ -275,7 +300,11 @@ def start_batch(bucket: str, batch: str, members: list[uploads.Listed], clients:
         # Refused anyway: only the burst that armed this timer, so an earlier burst's uploader is
         # not counted or emailed again.
         members = uploads.latest_burst(members, cfg.quiet_s)
-    source, version = uploads.batch_source_uri(bucket, batch), uploads.batch_version(members)
+    source = uploads.batch_source_uri(bucket, batch)
+    uploaded_at = max((m.last_modified for m in members), default=_event_time(None))
+    found = uploads.resolve(source, uploads.batch_version(members), uploaded_at, clients.store.get)
+    if found.outcome is not uploads.Outcome.NEW:
+        return _covered(found, uploaded_at, clients)
     photos = [m for m in members if uploads.is_photo(m.key)]
     head = _batch_heads(clients, bucket, photos + [m for m in members if m not in photos])
     name = uploads.batch_name(batch)
@@ -283,7 +312,7 @@ def start_batch(bucket: str, batch: str, members: list[uploads.Listed], clients:
         email, preset, options = _metadata(req.email if req else None, req.preset if req else None,
                                            req.options if req else {}, head)
     except SpaceportError as exc:
-        return _reject(source, version, None, exc, clients)
+        return _reject(found.job_id, source, None, exc, clients)
     try:
         if uploads.is_bare_batch(batch):
             raise UnsupportedInput(
@@ -294,11 +323,11 @@ def start_batch(bucket: str, batch: str, members: list[uploads.Listed], clients:
                              "Upload JPEG, PNG or HEIC photos into uploads/<scene name>/, "
                              "or a zip or a video directly under uploads/")
         _check_size(sum(p.size for p in photos), cfg)
-        request = JobRequest(source_uri=source, source_version=version, email=email, preset=preset,
+        request = JobRequest(source_uri=source, source_version=found.version, email=email, preset=preset,
                              options=options, size_bytes=sum(p.size for p in photos))
         plan = plan_job(request, cfg.plan())
     except SpaceportError as exc:
-        return _reject(source, version, email, exc, clients)
+        return _reject(found.job_id, source, email, exc, clients)
     staged = plan.staged_upload_uri or ""
     # Each photo as listed (the job id is made from these ETags: a photo replaced since then fails
     # the copy, and SQS delivers the timer again) to jobs/<id>/upload/<folder>/<path in the folder>.

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import mimetypes
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from spaceport.aws import uploads
 from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
-from spaceport.plan import JobRequest, job_id_for
+from spaceport.plan import source_version
+from spaceport.summaries import Duplicate, JobRecord
 
 DEFAULT_STACK = "Spaceport"
 
@@ -26,6 +28,8 @@ class Deployment:
     state_machine_arn: str
     quiet_s: int = uploads.DEFAULT_QUIET_S
     """Seconds a folder of photos must stay quiet before its job starts."""
+    results_domain: str = ""
+    """The CloudFront distribution that serves results (stack output ResultsDomain)."""
 
     @classmethod
     def from_outputs(cls, stack_name: str, outputs: Mapping[str, str]) -> Deployment:
@@ -34,7 +38,7 @@ class Deployment:
             raise ConfigInvalid(f"Stack {stack_name} has no output(s) {', '.join(missing)}",
                                 "Deploy the Spaceport stack with `cdk deploy` (or pass --stack NAME)")
         return cls(stack_name, outputs["BucketName"], outputs["TableName"], outputs["StateMachineArn"],
-                   int(outputs.get("FolderQuietSeconds", uploads.DEFAULT_QUIET_S)))
+                   int(outputs.get("FolderQuietSeconds", uploads.DEFAULT_QUIET_S)), outputs.get("ResultsDomain", ""))
 
 
 def find_deployment(cfn: Any, stack_name: str = DEFAULT_STACK) -> Deployment:
@@ -53,11 +57,39 @@ def _photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and uploads.is_photo(p.relative_to(folder).as_posix()))
 
 
+def _lookup(dynamodb: Any, deployment: Deployment) -> Callable[[str], JobRecord | None]:
+    """Read a job record from the stack's table (what start_job's store reads)."""
+    def get(job_id: str) -> JobRecord | None:
+        return _record(dynamodb, deployment, job_id)
+    return get
+
+
+def _record(dynamodb: Any, deployment: Deployment, job_id: str) -> JobRecord | None:
+    item = dynamodb.get_item(TableName=deployment.table, Key={"job_id": {"S": job_id}},
+                             ConsistentRead=True).get("Item")
+    if not item:
+        return None
+    seen = [Duplicate.model_validate_json(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
+    return JobRecord.model_validate_json(item["record"]["S"]).model_copy(update={"duplicates": seen})
+
+
+def _which_job(source_uri: str, content: str, uploaded_at: datetime, dynamodb: Any | None,
+               deployment: Deployment) -> tuple[str, str | None]:
+    """``(job id, why nothing starts or None)``: what start_job will decide for this upload."""
+    lookup = _lookup(dynamodb, deployment) if dynamodb is not None else (lambda _job_id: None)
+    found = uploads.resolve(source_uri, content, uploaded_at, lookup)
+    if found.outcome is uploads.Outcome.RUNNING:
+        return found.job_id, (f"Job {found.job_id} for the same content is still running: this upload starts "
+                              "nothing; upload again once it has ended.")
+    return found.job_id, None
+
+
 def submit(path: Path, *, s3: Any, deployment: Deployment, email: str | None = None, preset: str | None = None,
-           options: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+           options: Mapping[str, Mapping[str, str]] | None = None, dynamodb: Any | None = None) -> dict[str, str]:
     """Upload ``path`` to ``uploads/``: a zip or a video as one object, a folder as its photos under
-    ``uploads/<folder name>/``. Returns the job id start_job derives, the URI, and what the bucket
-    will do with it (``what``), in one sentence.
+    ``uploads/<folder name>/``. Returns the job id start_job derives (with ``dynamodb``, from the
+    stack's records: the same content uploaded again after its job ended is a new job), the URI,
+    and what the bucket will do with it (``what``), in one sentence.
     """
     if not path.exists():
         raise InputInvalid(f"{path} does not exist", "Pass a zip, a video or a folder of photos")
@@ -75,9 +107,10 @@ def submit(path: Path, *, s3: Any, deployment: Deployment, email: str | None = N
         members = [uploads.Listed.from_listing(o) for page in s3.get_paginator("list_objects_v2").paginate(
             Bucket=bucket, Prefix=batch) for o in page.get("Contents", [])]
         members = uploads.batch_members(batch, members)
-        job_id = job_id_for(uploads.batch_source_uri(bucket, batch), uploads.batch_version(members))
-        what = (f"The bucket starts one job from the {len(members)} file(s) in s3://{bucket}/{batch} once no new "
-                f"file has arrived there for {deployment.quiet_s} s.")
+        job_id, covered = _which_job(uploads.batch_source_uri(bucket, batch), uploads.batch_version(members),
+                                     max(m.last_modified for m in members), dynamodb, deployment)
+        what = covered or (f"The bucket starts one job from the {len(members)} file(s) in s3://{bucket}/{batch} "
+                           f"once no new file has arrived there for {deployment.quiet_s} s.")
         return {"job_id": job_id, "uri": f"s3://{bucket}/{batch}", "what": what}
     decision = uploads.classify(f"{uploads.PREFIX}{path.name}")
     if decision.kind is not uploads.Kind.FILE:
@@ -91,9 +124,10 @@ def submit(path: Path, *, s3: Any, deployment: Deployment, email: str | None = N
     key = f"{uploads.PREFIX}{path.name}"
     s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": metadata, "ContentType": _content_type(path)})
     head = s3.head_object(Bucket=bucket, Key=key)
-    request = JobRequest.from_s3(bucket, key, version_id=head.get("VersionId"), etag=head.get("ETag"))
-    return {"job_id": job_id_for(request.source_uri, request.source_version), "uri": request.source_uri,
-            "what": "The bucket starts one job from it now."}
+    uri = f"s3://{bucket}/{key}"
+    job_id, covered = _which_job(uri, source_version(None, head.get("ETag")), head["LastModified"], dynamodb,
+                                 deployment)
+    return {"job_id": job_id, "uri": uri, "what": covered or "The bucket starts one job from it now."}
 
 
 def _content_type(path: Path) -> str:
@@ -102,12 +136,11 @@ def _content_type(path: Path) -> str:
 
 def status(job_id: str, *, dynamodb: Any, sfn: Any, deployment: Deployment) -> dict[str, Any]:
     """The job record, with the live execution status when the job is still running."""
-    item = dynamodb.get_item(TableName=deployment.table, Key={"job_id": {"S": job_id}},
-                             ConsistentRead=True).get("Item")
-    if not item:
+    found = _record(dynamodb, deployment, job_id)
+    if found is None:
         raise InputInvalid(f"No job {job_id!r} in {deployment.stack_name}",
                            "Check the id printed by `spaceport submit` (jobs appear a few seconds after upload)")
-    record = json.loads(item["record"]["S"])
+    record = found.model_dump(mode="json", exclude_none=True)
     arn = record.get("execution_arn")
     if arn and record.get("status") in ("QUEUED", "RUNNING"):
         record["execution_status"] = sfn.describe_execution(executionArn=arn)["status"]
@@ -138,6 +171,10 @@ def format_status(record: Mapping[str, Any]) -> str:
             lines.append(f"{name}: {key}")
     for name, url in (record.get("links") or {}).items():
         lines.append(f"link {name}: {url}")
+    if record.get("links_expire"):
+        lines.append(f"links work until {record['links_expire']}")
+    for d in record.get("duplicates") or []:
+        lines.append(f"started nothing for an upload at {d.get('uploaded_at') or '?'}: {d.get('reason')}")
     for r in record.get("retries") or []:
         lines.append(f"retried {r.get('stage')} as attempt {r.get('attempt')} after {r.get('error')}: "
                      f"{r.get('reason', '')}")

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from spaceport.aws import links as result_links
+from spaceport.errors import ConfigInvalid
 from spaceport.graph import GRAPH, JOB_KINDS, PRODUCTS, STAGES
 from spaceport.jobid import stage_job_name
 from spaceport.summaries import JobRecord
@@ -52,9 +55,19 @@ def stage_logs(record: JobRecord, region: str | None) -> tuple[str, str, str | N
     return group, job_name, url
 
 
-def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int,
-            region: str | None = None) -> tuple[str, str]:
-    """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED)."""
+def execution_url(execution_arn: str) -> str:
+    """The Step Functions console page of an execution (its event history holds every error in full)."""
+    region = execution_arn.split(":")[3]
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None = None,
+            links_error: str | None = None, region: str | None = None) -> tuple[str, str]:
+    """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED).
+
+    ``links`` are signed result links valid until ``expires`` (Unix seconds); ``links_error`` says
+    why there are none when they could not be made.
+    """
     name, job_id = _name(record), record.job_id
     if record.status == "SUCCEEDED":
         m = record.metrics
@@ -77,11 +90,14 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int,
                              f" on {s.instance_type or '?'}")
         if record.cost_usd is not None:
             lines.append(f"Estimated cost: ${record.cost_usd:.2f} (on-demand list prices).")
-        # A presigned link dies with the credentials that signed it: the notify Lambda's role
-        # session, which ends after a few hours however long the link asked for (docs/aws.md).
-        lines += ["", f"These links are temporary: they stop working after at most {expiry_s // 3600} hours, "
-                  "and may stop within a few hours. If a link has expired, ask for fresh ones quoting the "
-                  f"job id. Job id: {job_id}"]
+        if links and expires is not None:
+            lines += ["", f"These links work until {result_links.expiry_text(expires)} and open this job's "
+                      "results only. For fresh links after that, ask your Spaceport operator "
+                      f"(`spaceport status {job_id} --links HOURS`). Job id: {job_id}"]
+        else:
+            lines += ["", f"The result links could not be made ({links_error or 'no result files found'}); "
+                      f"your Spaceport operator can make them with `spaceport status {job_id} --links HOURS`. "
+                      f"Job id: {job_id}"]
         return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
     stage = _STAGE_TITLES.get(record.stage or "", record.stage or "a stage")
     failure = record.failure
@@ -101,22 +117,34 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expiry_s: int,
         f"Error: {error}. Job id: {job_id}",
     ]
     logs = stage_logs(record, region)
-    if logs:
+    if failure and failure.details.get("at") == "create":
+        # SageMaker refused to create the job: it has no logs; the execution's history has the request.
+        lines.append("Logs: the job was never created, so it has no log; the workflow's history has the full error"
+                     + (f": {execution_url(record.execution_arn)}" if record.execution_arn else "."))
+    elif logs:
         group, job_name, url = logs
         lines.append(f"Logs: CloudWatch log group {group}, log streams starting with {job_name}"
                      + (f": {url}" if url else ""))
     return f"Spaceport could not process {name}"[:100], "\n".join(lines)
 
 
-def presigned_links(record: JobRecord, *, s3: Any, bucket: str, expiry_s: int) -> dict[str, str]:
-    """Presigned GET links to the record's outputs that exist in the bucket."""
-    links: dict[str, str] = {}
+def signed_links(record: JobRecord, *, s3: Any, bucket: str, domain: str, expires: int) -> dict[str, str]:
+    """Links through the results distribution to the record's outputs that exist in the bucket, each
+    valid until ``expires`` (Unix seconds) for this job's results only (spaceport.aws.links).
+
+    The secret is read from the bucket at each call (one small GET), so a rotated secret is used at once.
+    """
+    if not domain:
+        raise ConfigInvalid("the results distribution's domain is not configured",
+                            "Redeploy the stack: it passes the CloudFront domain to the notify function")
+    body = s3.get_object(Bucket=bucket, Key=result_links.SECRET_OBJECT)["Body"].read()
+    secret = result_links.read_secret(body)
+    out: dict[str, str] = {}
     for key, _label in _LINKS:
         obj = record.outputs.get(key)
         if obj and _exists(s3, bucket, obj):
-            links[key] = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": obj},
-                                                   ExpiresIn=expiry_s)
-    return links
+            out[key] = result_links.result_url(domain, obj, secret=secret, expires=expires)
+    return out
 
 
 def _exists(s3: Any, bucket: str, key: str) -> bool:
@@ -128,13 +156,28 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
 
 
 def send(record: JobRecord, *, settings: Any, s3: Any, ses: Any, sns: Any) -> dict[str, Any]:
-    """Send the email of ``record``. Returns ``{"sent", "channel", "error"?}``; never raises for send errors."""
+    """Send the email of ``record``. Returns ``{"sent", "channel", "error"?, "links_error"?}``; never raises
+    for send errors, and a success email goes even when its links could not be made."""
     email = record.email
     if not email:
         return {"sent": False, "channel": None, "skipped": "no address"}
-    links = presigned_links(record, s3=s3, bucket=settings.bucket, expiry_s=settings.link_expiry_s) \
-        if record.status == "SUCCEEDED" else {}
-    subject, body = compose(record, links, expiry_s=settings.link_expiry_s, region=os.environ.get("AWS_REGION"))
+    links: dict[str, str] = {}
+    expires, links_error = None, None
+    if record.status == "SUCCEEDED":
+        expires = result_links.expiry(datetime.now(UTC), settings.link_expiry_s)
+        try:
+            links = signed_links(record, s3=s3, bucket=settings.bucket, domain=settings.results_domain,
+                                 expires=expires)
+        except (ClientError, BotoCoreError, ConfigInvalid) as exc:
+            # The email still goes (the job is done); it says the links are missing and how to get them.
+            links_error = f"{type(exc).__name__}: {exc}"
+    subject, body = compose(record, links, expires=expires, links_error=links_error,
+                            region=os.environ.get("AWS_REGION"))
+    outcome = _deliver(email, subject, body, settings=settings, ses=ses, sns=sns)
+    return {**outcome, "links_error": links_error} if links_error else outcome
+
+
+def _deliver(email: str, subject: str, body: str, *, settings: Any, ses: Any, sns: Any) -> dict[str, Any]:
     try:
         if settings.sender:
             ses.send_email(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from spaceport.aws.sagemaker_errors import NOT_IN_REGION
 from spaceport.errors import QuotaExceeded
 
 _LIMIT = re.compile(
@@ -58,9 +59,12 @@ def parse(error_name: str, text: str) -> Limit | None:
     """The limit in a caught ResourceLimitExceeded error, or None for any other error.
 
     A ResourceLimitExceeded whose text has no numbers counts as transient (limit unknown, so
-    the bounded retry decides).
+    the bounded retry decides), except "The requested resource training-job/ml.x is not available
+    in this region", which is no quota at all (None: the caller treats it as a rejected request).
     """
     if "ResourceLimitExceeded" not in error_name and "ResourceLimitExceeded" not in text:
+        return None
+    if NOT_IN_REGION.search(text):
         return None
     match = _LIMIT.search(text)
     if not match:

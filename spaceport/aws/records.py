@@ -11,25 +11,18 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceport.aws import quota
+from spaceport.aws import quota, sagemaker_errors
 from spaceport.aws.cost import stage_cost_usd
 from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
 from spaceport.graph import JOB_KINDS, PRODUCTS, STAGES
 from spaceport.plan import MAX_ATTEMPTS, stage_job_name
-from spaceport.summaries import GateResult, JobRecord, Retry, StageRecord
+from spaceport.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
-#: How SageMaker says a job lost (or never got) its instances *after* it was created: the job
-#: ends Failed/Stopped and ``.sync`` raises States.TaskFailed with this in FailureReason.
-_CAPACITY = re.compile(
-    r"\bCapacityError\b|Insufficient\w*Capacity|insufficient capacity|"
-    r"Unable to provision requested ML compute capacity|spot (?:instance )?interrupt",
-    re.IGNORECASE)
 
 
 #: Keys of a SageMaker Describe*Job result (as opposed to a failure record or another payload).
@@ -118,24 +111,31 @@ def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]
     return name, text, job_texts
 
 
-def is_capacity_failure(error: Mapping[str, Any] | None) -> bool:
-    """Whether a caught stage error is a SageMaker job that failed for lack of capacity.
+def classify(error: Mapping[str, Any] | None) -> tuple[bool, str]:
+    """``(retry, why)`` for a caught SageMaker stage error: whether waiting can help, decided from its cause.
 
-    Job failures count (the Cause is the job's description), and at job *creation* a
-    ``ResourceLimitExceeded`` whose quota other jobs hold (spaceport.aws.quota; a quota too small
-    for one job is never retried). Throttling is retried by the state's own ``Retry``. A typed
-    Spaceport error in the job's failure text decides: bad input is never retried, whatever else
-    the text says.
+    Retried: a quota other running jobs hold (spaceport.aws.quota; a quota too small for one job
+    never is), throttling and server faults at job creation, and a job that failed inside SageMaker
+    for lack of capacity or on SageMaker's side (spaceport.aws.sagemaker_errors). Never retried: a
+    validation error at creation (bad image, parameter, instance type, permission), and a typed
+    Spaceport error in the job's failure text, which decides whatever else the text says (bad input).
     """
     name, text, job_texts = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None:
-        return limit.transient
+        return limit.transient, (f"quota '{limit.quota}' in use by other jobs" if limit.transient
+                                 else f"quota '{limit.quota}' is {limit.limit}")
+    sdk = sagemaker_errors.parse_sdk_error(name, text)
+    if sdk is not None:
+        return sdk.transient, f"{sdk.code} at job creation"
     for text in job_texts:
         known = parse_failure(text).error
         if known != StageFailed.__name__:
-            return known in ERRORS and ERRORS[known].retryable
-    return any(_CAPACITY.search(text) for text in job_texts)
+            retry = known in ERRORS and ERRORS[known].retryable
+            return retry, f"{known} in the job's failure text"
+    if any(sagemaker_errors.job_failure_transient(t) for t in job_texts):
+        return True, "capacity or an internal error inside SageMaker"
+    return False, f"{name} is not transient"
 
 
 def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
@@ -148,10 +148,10 @@ def retry_delay_s(attempt: int, policy: Mapping[str, Any]) -> int:
 
 def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error: Mapping[str, Any] | None,
                policy: Mapping[str, Any]) -> dict[str, Any]:
-    """Decide whether the workflow runs the failed stage again (capacity lost inside the job).
+    """Decide whether the workflow runs the failed stage again (:func:`classify`).
 
     Returns ``{"retry": False, "stage", "why"}`` or ``{"retry": True, "stage", "attempt",
-    "wait_s", "job_name", "plan"}`` where ``plan`` is the execution input's plan with the stage's
+    "wait_s", "job_name", "why", "plan"}`` where ``plan`` is the execution input's plan with the stage's
     ``attempt`` and ``job_name`` bumped (SageMaker rejects a reused job name). ``policy``:
     ``max_attempts`` (total runs of one stage, first included), ``interval_s``, ``backoff_rate``,
     ``max_delay_s``.
@@ -159,18 +159,19 @@ def plan_retry(plan: Mapping[str, Any], results: Mapping[str, Any] | None, error
     stage = failed_stage(plan, results or {})
     if stage not in JOB_KINDS:
         return {"retry": False, "stage": stage, "why": "not a SageMaker stage"}
-    if not is_capacity_failure(error):
-        return {"retry": False, "stage": stage, "why": "not a capacity failure"}
+    retry, why = classify(error)
+    if not retry:
+        return {"retry": False, "stage": stage, "why": why}
     spec = plan["stages"][stage]
     attempt = int(spec.get("attempt", 1))
     max_attempts = min(int(policy.get("max_attempts", 3)), MAX_ATTEMPTS)
     if attempt >= max_attempts:
-        return {"retry": False, "stage": stage, "why": f"capacity: {attempt} of {max_attempts} attempts used"}
+        return {"retry": False, "stage": stage, "why": f"{why}: {attempt} of {max_attempts} attempts used"}
     new_plan = copy.deepcopy(dict(plan))
     job_name = stage_job_name(plan["job_id"], stage, attempt + 1)
     new_plan["stages"][stage].update(attempt=attempt + 1, job_name=job_name)
     return {"retry": True, "stage": stage, "attempt": attempt + 1, "wait_s": retry_delay_s(attempt, policy),
-            "job_name": job_name, "plan": new_plan}
+            "job_name": job_name, "why": why, "plan": new_plan}
 
 
 def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) -> FailureRecord:
@@ -180,17 +181,24 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
     failure record line (maybe behind ``AlgorithmError:``), a Lambda error payload
     (``errorType``/``errorMessage``), or plain text; :func:`spaceport.errors.parse_failure` reads it.
     An untyped failure takes its name from the Step Functions error (capacity and throttling
-    errors at job creation become :class:`~spaceport.errors.CapacityError`).
+    errors become :class:`~spaceport.errors.CapacityError`); a request SageMaker refused at job
+    creation becomes :class:`~spaceport.errors.JobRejected` with the setting to fix.
     """
     name, text, _job = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None and not limit.transient:
         return limit.error().record(stage)
+    sdk = sagemaker_errors.parse_sdk_error(name, text) if limit is None else None
+    if sdk is not None and not sdk.transient:
+        return sagemaker_errors.rejected(sdk, stage, JOB_KINDS.get(stage or "")).record(stage)
+    if sdk is not None:
+        text = sdk.message or sdk.code
     record = parse_failure(text)
     if record.error == StageFailed.__name__:
         if name in ERRORS:
             record = record.model_copy(update={"error": name, "fix": ERRORS[name].default_fix})
-        elif "ResourceLimitExceeded" in name or "Throttl" in name or _CAPACITY.search(text):
+        elif limit is not None or sdk is not None or sagemaker_errors.job_failure_transient(text):
+            # Still short of capacity (or throttled) after the workflow's last attempt.
             record = record.model_copy(update={"error": "CapacityError", "fix": ERRORS["CapacityError"].default_fix})
         elif name not in ("States.TaskFailed", "States.ALL", ""):
             record = record.model_copy(update={"error": name.replace(".", "")})
@@ -268,18 +276,27 @@ def failed(record: JobRecord, plan: Mapping[str, Any], results: Mapping[str, Any
 
 class JobStore:
     """Job records in DynamoDB (``job_id`` key) and as ``jobs/<id>/job.json`` in the bucket (without
-    the e-mail address: :meth:`JobRecord.public`)."""
+    the e-mail address: :meth:`JobRecord.public`).
+
+    The item holds the record as JSON (``record``) and, in an attribute of its own, the upload
+    events it covered (``duplicates``): start_job appends to that list while the workflow rewrites
+    the record, so neither write can lose the other's.
+    """
 
     def __init__(self, *, table: Any, s3: Any, bucket: str) -> None:
         self.table, self.s3, self.bucket = table, s3, bucket
 
     def get(self, job_id: str) -> JobRecord | None:
         item = self.table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
-        return JobRecord.model_validate_json(item["record"]) if item else None
+        if not item:
+            return None
+        record = JobRecord.model_validate_json(item["record"])
+        seen = [Duplicate.model_validate_json(d) for d in item.get("duplicates", [])]
+        return record.model_copy(update={"duplicates": seen}) if seen else record
 
     def _item(self, record: JobRecord) -> dict[str, Any]:
         return {"job_id": record.job_id, "status": record.status, "updated_at": record.updated_at,
-                "record": record.model_dump_json()}
+                "record": record.model_copy(update={"duplicates": []}).model_dump_json()}
 
     def create(self, record: JobRecord) -> bool:
         """Store a new record; False (and nothing written) when the job already has one."""
@@ -291,22 +308,42 @@ class JobStore:
         return True
 
     def save(self, record: JobRecord, *, if_status: str | None = None) -> bool:
-        """Store ``record``; with ``if_status``, only while the stored status is still that (no race
-        with a faster writer). Returns whether it was written."""
+        """Store ``record`` (its ``duplicates`` stay as stored); with ``if_status``, only while the stored
+        status is still that (no race with a faster writer). Returns whether it was written."""
+        item = self._item(record)
+        names = {"#s": "status", "#u": "updated_at", "#r": "record"}
+        values = {":status": item["status"], ":u": item["updated_at"], ":r": item["record"]}
         kwargs: dict[str, Any] = {}
         if if_status is not None:
-            kwargs = {"ConditionExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
-                      "ExpressionAttributeValues": {":s": if_status}}
+            kwargs["ConditionExpression"] = "#s = :if"
+            values[":if"] = if_status
         try:
-            self.table.put_item(Item=self._item(record), **kwargs)
+            self.table.update_item(Key={"job_id": record.job_id}, UpdateExpression="SET #s = :status, #u = :u, #r = :r",
+                                   ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
         except self.table.meta.client.exceptions.ConditionalCheckFailedException:
             return False
-        self._mirror(record)
+        self._mirror(self.get(record.job_id) or record)
         return True
+
+    def note_duplicate(self, job_id: str, duplicate: Duplicate) -> JobRecord | None:
+        """Add ``duplicate`` to the job's ``duplicates`` (an atomic append); the updated record."""
+        self.table.update_item(
+            Key={"job_id": job_id}, ConditionExpression="attribute_exists(job_id)",
+            UpdateExpression="SET #d = list_append(if_not_exists(#d, :none), :one)",
+            ExpressionAttributeNames={"#d": "duplicates"},
+            ExpressionAttributeValues={":none": [], ":one": [duplicate.model_dump_json()]})
+        record = self.get(job_id)
+        if record is not None:
+            self._mirror(record)
+        return record
 
     def _mirror(self, record: JobRecord) -> None:
         # The publish job reads job.json to build the report, which is shared by link: the user's
         # address stays in the table only (the notify step reads it from there).
+        doc = record.public()
+        if not doc.get("duplicates"):
+            # Absent rather than empty: a stage image built before the field existed still reads it.
+            doc.pop("duplicates", None)
         self.s3.put_object(Bucket=self.bucket, Key=f"jobs/{record.job_id}/{JobRecord.FILE}",
-                           Body=json.dumps(record.public(), indent=2, sort_keys=True).encode(),
+                           Body=json.dumps(doc, indent=2, sort_keys=True).encode(),
                            ContentType="application/json")

@@ -27,7 +27,7 @@ class Clients:
 
     @cached_property
     def s3(self) -> Any:
-        # SigV4 presigned links: required for SSE-KMS objects and for expiries up to 7 days.
+        # SigV4 and virtual-host addressing: what every current S3 region and SSE-KMS object require.
         return boto3.client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "virtual"}))
 
     @cached_property

@@ -21,6 +21,7 @@ ENV = {
     "sender": "SPACEPORT_SENDER",
     "topic_arn": "SPACEPORT_TOPIC_ARN",
     "link_expiry_s": "SPACEPORT_LINK_EXPIRY_S",
+    "results_domain": "SPACEPORT_RESULTS_DOMAIN",
     "max_upload_bytes": "SPACEPORT_MAX_UPLOAD_BYTES",
     "quiet_queue_url": "SPACEPORT_QUIET_QUEUE_URL",
     "quiet_s": "SPACEPORT_QUIET_S",
@@ -39,8 +40,10 @@ class RuntimeSettings(BaseModel):
     sender: str = ""
     """SES identity to send from; empty means publish to the SNS topic instead."""
     topic_arn: str = ""
-    link_expiry_s: int = 7 * 24 * 3600
-    """Presigned link lifetime in seconds (SigV4 allows at most 7 days)."""
+    link_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
+    """Result link lifetime in seconds (the edge function enforces the expiry each link carries)."""
+    results_domain: str = ""
+    """Domain of the CloudFront distribution that serves results (spaceport.aws.links)."""
     max_upload_bytes: int = 5 * 1024**3
     quiet_queue_url: str = ""
     """SQS queue of folder quiet timers (start_job sends, then receives, each delayed message)."""

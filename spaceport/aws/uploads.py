@@ -17,17 +17,25 @@ The trigger is every object created under ``uploads/`` (an EventBridge rule on t
   expires them) are not counted or emailed again (:func:`latest_burst`).
 - anything else directly under ``uploads/``: refused at once (unsupported type).
 - hidden files (``.DS_Store``, ``._IMG_1.JPG``, ``__MACOSX/``) are ignored everywhere.
+
+Which job an upload starts (:func:`resolve`): its content fingerprint and where it was uploaded fix
+the job id; the same content uploaded again after its job ended is the next job, while a repeated
+event, or the same content uploaded while its job still runs, starts nothing (the job record lists
+it under ``duplicates``).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import pairwise
 from typing import Any
+
+from spaceport.jobid import job_id_for, upload_version
+from spaceport.summaries import JobRecord
 
 PREFIX = "uploads/"
 #: One object, one job, started at once (the sfm stage unpacks or decodes it).
@@ -124,8 +132,9 @@ def batch_members(batch: str, listing: Iterable[Listed]) -> list[Listed]:
 
 
 def batch_version(members: Iterable[Listed]) -> str:
-    """The batch's content fingerprint: the same objects (keys and ETags) give the same job id,
-    so a late or duplicate quiet-timer message can never start a second job."""
+    """The batch's content fingerprint (keys and ETags): with :func:`resolve`, a late or duplicate
+    quiet-timer message never starts a second job, and the same photos uploaded again after their
+    job ended start the next one."""
     digest = hashlib.sha256()
     for item in sorted(members, key=lambda i: i.key):
         digest.update(f"{item.key}\n{item.etag}\n".encode())
@@ -154,3 +163,65 @@ def latest_burst(members: Iterable[Listed], quiet_s: int) -> list[Listed]:
             break
         out.append(older)
     return sorted(out, key=lambda m: m.key)
+
+
+# ---- which job an upload belongs to: a new one, or one that already covers it ----
+class Outcome(StrEnum):
+    NEW = "new"                # start job ``job_id``
+    DUPLICATE = "duplicate"    # the event of the upload ``job_id`` was started from, delivered again
+    RUNNING = "running"        # the same content uploaded again while ``job_id`` was running
+
+
+#: Statuses of a job that has not ended.
+ACTIVE = ("QUEUED", "RUNNING")
+DUPLICATE_REASONS = {Outcome.DUPLICATE: "duplicate event",
+                     Outcome.RUNNING: "uploaded again while the job was running"}
+
+
+@dataclass(frozen=True)
+class Resolution:
+    outcome: Outcome
+    job_id: str
+    """The job to start (NEW), or the job that already covers this upload."""
+    version: str
+    """The job id's version (:func:`spaceport.jobid.upload_version`)."""
+
+
+def _instant(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+
+
+def resolve(source_uri: str, content: str, uploaded_at: datetime,
+            lookup: Callable[[str], JobRecord | None]) -> Resolution:
+    """The job of an upload of ``content`` (its fingerprint) at ``source_uri``, written at ``uploaded_at``.
+
+    The same content from the same place has one job per *generation*; ``lookup`` finds each
+    generation's record. Against the latest one, the upload is:
+
+    - older than that job (written no later than the job was created): a repeated event of the
+      upload that started it -> DUPLICATE;
+    - written while that job was queued or running -> RUNNING (nothing starts; upload again once it
+      has ended);
+    - written after that job ended (succeeded, failed or was rejected) -> NEW, the next generation:
+      "upload again" after a failure always starts a job, for a zip, a video or a folder alike.
+
+    Times are compared at whole seconds (records keep seconds; S3's LastModified too).
+    """
+    generation, latest = 1, None
+    while True:
+        version = upload_version(content, generation)
+        job_id = job_id_for(source_uri, version)
+        record = lookup(job_id)
+        if record is None:
+            break
+        latest, generation = (job_id, version, record), generation + 1
+    if latest is None:
+        return Resolution(Outcome.NEW, job_id, version)
+    last_id, last_version, record = latest
+    written = uploaded_at.replace(microsecond=0)
+    created, ended = _instant(record.created_at), _instant(record.updated_at)
+    if created is not None and written <= created:
+        return Resolution(Outcome.DUPLICATE, last_id, last_version)
+    if record.status in ACTIVE or (ended is not None and written <= ended):
+        return Resolution(Outcome.RUNNING, last_id, last_version)
+    return Resolution(Outcome.NEW, job_id, version)

@@ -34,6 +34,7 @@ from spaceport.publish.tables import (
     source_name,
     table,
 )
+from spaceport.publish.viewer import PASS_QUERY_SCRIPT
 from spaceport.summaries import (
     CompressSummary,
     JobRecord,
@@ -410,6 +411,7 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
         body.append(f"<p class=note>{html.escape(note)}</p>")
 
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
+            f"<link rel=icon href='data:,'>"  # no favicon request: on AWS it would carry no link token
             f"<meta name=viewport content='width=device-width,initial-scale=1'><style>{CSS}</style></head>"
-            f"<body>{''.join(body)}</body></html>\n")
+            f"<body>{''.join(body)}{PASS_QUERY_SCRIPT}</body></html>\n")
     return write_atomic(out_dir / "index.html", page)

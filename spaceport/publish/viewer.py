@@ -23,6 +23,13 @@ from spaceport.files import atomic_path, write_atomic
 ENGINE_ENV = "SPACEPORT_PLAYCANVAS_JS"
 ENGINE_FILE = "playcanvas.min.mjs"
 _TEMPLATE = Path(__file__).with_name("assets") / "viewer.html"
+#: Passes the page's own query on to its relative links (viewer <-> report). On AWS a result link
+#: carries its expiry and signature in the query (spaceport.aws.links) and every file of the job
+#: is checked against them at the edge, so a page must hand them on; locally the query is empty.
+PASS_QUERY_SCRIPT = (
+    "<script>if(location.search){for(const a of document.querySelectorAll('a[href]')){"
+    "const h=a.getAttribute('href');if(!/^([a-z][a-z0-9+.-]*:|[#/?])/i.test(h)){"
+    "a.setAttribute('href',h+(h.includes('?')?'&'+location.search.slice(1):location.search));}}}</script>")
 
 
 def find_engine() -> Path:
@@ -109,4 +116,5 @@ def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
                 shutil.copyfile(src, tmp)
     # The config sits in a JSON script tag; "</" is escaped so no value can close the tag.
     page = _TEMPLATE.read_text().replace("__CONFIG__", json.dumps(config).replace("</", "<\\/"))
+    page = page.replace("__PASS_QUERY__", PASS_QUERY_SCRIPT)
     return write_atomic(out_dir / "viewer.html", page)

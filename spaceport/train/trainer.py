@@ -27,7 +27,7 @@ from spaceport.config import to_dict
 from spaceport.errors import ConfigInvalid, TrainingDiverged
 from spaceport.files import atomic_path
 from spaceport.splat import write_ply
-from spaceport.summaries import TrainBudget, TrainMetrics, write_summary
+from spaceport.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
 from spaceport.train.budget import BudgetPlan
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
@@ -117,6 +117,9 @@ class Trainer:
 
     def __init__(self, input_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None, *,
                  budget: BudgetPlan | None = None, started: float | None = None) -> None:
+        """Setup, in the order the seeded random draws happen: device and seeds, the views, the initial
+        Gaussians, their optimisers, gsplat's strategy and its state, the image-order generator.
+        ``budget``: a time budget's plan; ``started``: when the stage started (the budget's clock)."""
         self.cfg = cfg
         self.t_start = time.perf_counter() if started is None else started
         #: With a time budget: the plan, and when the loop must stop to leave time for evaluation and export.
@@ -159,7 +162,7 @@ class Trainer:
         # The run's progress: with the tensors above, what a checkpoint holds.
         self.steps_done = 0
         self.order: list[int] = []  # the epoch in progress: indices of the training views still to visit
-        self.history: list[dict[str, Any]] = []  # metrics.json's curve: every progress line, kept across a resume
+        self.history: list[TrainStep] = []  # metrics.json's curve: every progress line, kept across a resume
         self.prior_seconds = 0.0  # spent before the checkpoint this run resumed from
         self.resumed_from: int | None = None
         self.stopped_early = False
@@ -171,7 +174,7 @@ class Trainer:
         """Everything a resumed run needs to continue bit for bit, tensors on the CPU."""
         state = {
             "step": self.steps_done, "order": list(self.order), "config": to_dict(self.cfg),
-            "seconds": self.seconds(), "history": list(self.history),
+            "seconds": self.seconds(), "history": [p.model_dump(exclude_none=True) for p in self.history],
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "strategy_state": {k: (v.cpu() if isinstance(v, torch.Tensor) else v)
@@ -196,7 +199,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.gen.set_state(state["gen"])
         self.steps_done, self.prior_seconds = int(state["step"]), float(state["seconds"])
-        self.order, self.history = list(state["order"]), list(state["history"])
+        self.order, self.history = list(state["order"]), [TrainStep(**p) for p in state["history"]]
 
     def save_checkpoint(self) -> None:
         """Write :meth:`state_dict` to ``checkpoint_dir`` (atomically: a kill never leaves half a file)."""
@@ -364,10 +367,10 @@ class Trainer:
         enforce_cap(params, opts, state, self.cfg.densify.max_gaussians)
 
     def _log(self, done: int, loss: float, step_psnr: float, eta_s: float) -> None:
-        point = {"step": done, "loss": round(loss, 5), "psnr": round(step_psnr, 3),
-                 "num_gaussians": len(self.params["means"])}
+        point = TrainStep(step=done, loss=round(loss, 5), psnr=round(step_psnr, 3),
+                          num_gaussians=len(self.params["means"]))
         self.history.append(point)
-        progress.emit(STAGE, **point, eta_s=round(eta_s, 1))
+        progress.emit(STAGE, **point.model_dump(exclude_none=True), eta_s=round(eta_s, 1))
 
     def _reached_target(self, done: int) -> bool:
         """Every ``eval_every`` steps with a ``target_psnr``: is the held-out PSNR there yet?"""
@@ -375,8 +378,8 @@ class Trainer:
         if rt.target_psnr is None or done % rt.eval_every or done >= self.cfg.optim.steps:
             return False
         test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background)
-        self.history.append({"step": done, "test_psnr": round(test_psnr, 3)})
-        progress.emit(STAGE, **self.history[-1])
+        self.history.append(TrainStep(step=done, test_psnr=round(test_psnr, 3)))
+        progress.emit(STAGE, **self.history[-1].model_dump(exclude_none=True))
         return test_psnr >= rt.target_psnr
 
     def _metrics(self, ev: Evaluation, gaussians: int, sh_degree: int, ply_bytes: int) -> TrainMetrics:

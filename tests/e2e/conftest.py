@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from .run_chromium import find_chromium
+
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_VIEWS = int(os.environ.get("SPACEPORT_E2E_VIEWS", "24"))
 
@@ -48,3 +50,12 @@ def demo_run(tmp_path_factory) -> DemoRun:
     again = _spaceport("run", str(scene / "images"), "--out", str(out), "--preset", "fast", "--json")
     assert again.returncode == 0, again.stderr
     return DemoRun(scene, out, _events(run.stdout), seconds, _events(again.stdout))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    """Debian's chromium (skipped where it is absent)."""
+    path = find_chromium()
+    if path is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+    return path

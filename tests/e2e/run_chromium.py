@@ -19,6 +19,20 @@ import time
 from pathlib import Path
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome")
+#: A small SOG (a unit sphere) the viewer tests open.
+SPHERE_SOG = Path(__file__).resolve().parents[1] / "unit" / "run" / "data" / "sphere.sog"
+#: The viewer's clear colour, 0-255.
+BACKGROUND = (0.1 * 255, 0.1 * 255, 0.12 * 255)
+
+
+def lit_fraction(png: Path) -> float:
+    """Share of canvas pixels that differ clearly from the clear colour (the bottom text rows excluded)."""
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
+    canvas = img[: img.shape[0] - 40]
+    return float((np.abs(canvas - np.array(BACKGROUND)).max(axis=2) > 40).mean())
 
 
 def find_chromium() -> str | None:

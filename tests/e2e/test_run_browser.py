@@ -7,34 +7,14 @@ import shutil
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from spaceport.publish.command import publish
 from spaceport.publish.serve import make_server
 
-from .run_chromium import Chromium, find_chromium
+from .run_chromium import SPHERE_SOG, Chromium, lit_fraction
 
 pytestmark = pytest.mark.browser
-
-SPHERE_SOG = Path(__file__).resolve().parents[1] / "unit" / "run" / "data" / "sphere.sog"
-BACKGROUND = np.array([0.1, 0.1, 0.12]) * 255  # the viewer's clear colour
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
-    return path
-
-
-def _lit_fraction(png: Path) -> float:
-    """Share of canvas pixels that differ clearly from the clear colour (the bottom text rows excluded)."""
-    img = np.asarray(Image.open(png).convert("RGB"), dtype=np.float32)
-    canvas = img[: img.shape[0] - 40]
-    return float((np.abs(canvas - BACKGROUND).max(axis=2) > 40).mean())
 
 
 def _shoot(chromium: str, report: Path, shot: Path) -> tuple[str, float]:
@@ -51,7 +31,7 @@ def _shoot(chromium: str, report: Path, shot: Path) -> tuple[str, float]:
         server.shutdown()
         server.server_close()
     assert state == "1", f"viewer not ready: state={state!r} status={status!r} console={page.console[-5:]}"
-    return status, _lit_fraction(shot)
+    return status, lit_fraction(shot)
 
 
 def test_viewer_renders_a_sog_fixture(chromium: str, tmp_path: Path) -> None:

@@ -21,8 +21,9 @@ def test_resource_inventory(t):
     t.resource_count_is("AWS::S3::Bucket", 2)
     t.resource_count_is("AWS::CodeBuild::Project", 1)
     t.resource_count_is("AWS::CloudWatch::Dashboard", 1)
-    # start_job, record, quality_gate, notify (+ CDK's bucket-notification helper).
-    t.resource_count_is("AWS::Lambda::Function", 5)
+    # start_job, record, quality_gate, notify, link_secret (+ CDK's bucket-notification helper).
+    t.resource_count_is("AWS::Lambda::Function", 6)
+    t.resource_count_is("AWS::CloudFront::Distribution", 1)
 
 
 def test_buckets_private_encrypted_ssl_only_logged(t, synth):
@@ -289,3 +290,17 @@ def test_cdk_json_documents_every_setting():
     keys = set(context()["spaceport"])
     fields = {f.name for f in dataclasses.fields(DeploySettings)} - {"account", "region"}
     assert keys == fields
+
+
+def test_deploy_outputs_point_at_the_preflight(synth):
+    """`cdk deploy` prints the outputs: the last one says what to run next, and that command's
+    options exist (the CLI test in tests/lambdas runs it against a moto account)."""
+    preflight = synth.template["Outputs"]["Preflight"]["Value"]
+    parts = preflight["Fn::Join"][1]
+    assert parts[0] == "spaceport aws doctor --stack Spaceport --region " and parts[1] == {"Ref": "AWS::Region"}
+    from click.testing import CliRunner
+
+    from spaceport.aws.command import aws_group
+
+    help_text = CliRunner().invoke(aws_group, ["doctor", "--help"]).output
+    assert "--stack" in help_text and "--region" in help_text

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 REGION, ACCOUNT = "us-east-1", "123456789012"
 BUCKET, TABLE = "spaceport-data", "spaceport-jobs"
 SENDER = "splats@example.com"
+RESULTS_DOMAIN = "d111111abcdef8.cloudfront.net"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/spaceport-sagemaker"
 FUNCTIONS = {"RecordFunctionArn": "spaceport-record", "QualityGateFunctionArn": "spaceport-quality-gate",
              "NotifyFunctionArn": "spaceport-notify"}
@@ -77,6 +78,7 @@ def env(monkeypatch):
         "SPACEPORT_MAX_UPLOAD_BYTES": str(50 * 1024 * 1024), "POWERTOOLS_LOG_LEVEL": "WARNING",
         # Timers due at once: the tests deliver them by hand (the quiet logic compares event times).
         "SPACEPORT_QUIET_QUEUE_URL": QUEUE_URL, "SPACEPORT_QUIET_S": "0",
+        "SPACEPORT_RESULTS_DOMAIN": RESULTS_DOMAIN,
     }.items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("SPACEPORT_TOPIC_ARN", raising=False)
@@ -164,6 +166,51 @@ class LambdaError(Exception):
         self.error_type = error_type
 
 
+class SageMakerError(LambdaError):
+    """Raised by the fake SageMaker to fail its task exactly as the ``.sync`` integration does: the
+    Step Functions error ``name`` (``States.TaskFailed``, ``SageMaker.AmazonSageMakerException``, ...)
+    and the raw ``cause`` text, not a Lambda error payload (spaceport.aws.sagemaker_errors says which
+    names and causes the integration produces, and where that comes from)."""
+
+    MARK = "spaceport-test-sagemaker-error"
+
+
+def _patch_task_failures(monkeypatch) -> None:
+    """moto turns a failed Lambda task into error=errorType, cause=the whole payload, and refuses
+    ``States.*`` names from a function; a :class:`SageMakerError` gets its own name and cause instead."""
+    from moto.stepfunctions.parser.api import HistoryEventType, LambdaFunctionFailedEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda import (
+        StateTaskLambda,
+    )
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskLambda._from_error
+
+    def from_error(self, env, ex):
+        if isinstance(ex, lambda_eval_utils.LambdaFunctionErrorException):
+            try:
+                payload = json.loads(ex.payload)
+            except ValueError:
+                payload = {}
+            if payload.get(SageMakerError.MARK):
+                error, cause = payload["errorType"], payload["errorMessage"]
+                name = (StatesErrorName(StatesErrorNameType.StatesTaskFailed) if error == "States.TaskFailed"
+                        else CustomErrorName(error))
+                return FailureEvent(env=env, error_name=name, event_type=HistoryEventType.LambdaFunctionFailed,
+                                    event_details=EventDetails(lambdaFunctionFailedEventDetails=(
+                                        LambdaFunctionFailedEventDetails(error=error, cause=cause))))
+        return original(self, env, ex)
+
+    monkeypatch.setattr(StateTaskLambda, "_from_error", from_error)
+
+
 @pytest.fixture
 def aws(env):
     """moto with Step Functions execution on; bucket, table and SES identity created; Lambdas in process."""
@@ -186,14 +233,17 @@ def aws(env):
         except Exception as exc:  # the Lambda runtime reports any exception as a function error
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": getattr(exc, "error_type", type(exc).__name__),
-                               "errorMessage": str(exc)}).encode()
+                               "errorMessage": str(exc),
+                               **({SageMakerError.MARK: True} if isinstance(exc, SageMakerError) else {})}).encode()
         return json.dumps(result, default=str).encode()
 
     env.setattr(LambdaSimpleBackend, "invoke", invoke)
+    _patch_task_failures(env)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}):
         s3 = boto3.client("s3", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET)
         s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})  # as deployed
+        load_handler("link_secret").ensure_secret(s3, BUCKET)  # the deploy's custom resource writes it
         boto3.client("dynamodb", region_name=REGION).create_table(
             TableName=TABLE, KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
             AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],

@@ -1,12 +1,23 @@
 """`spaceport submit` and `spaceport status` against a moto-deployed stack's outputs."""
 
 import json
+import time
 from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event, timer_messages
+from lambdas_support import (
+    BUCKET,
+    REGION,
+    RESULTS_DOMAIN,
+    TABLE,
+    FakeContext,
+    load_handler,
+    s3_event,
+    timer_messages,
+)
 
+from spaceport.aws import links as result_links
 from spaceport.cli import main
 
 
@@ -15,7 +26,8 @@ def stack(started):
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {"BucketName": {"Value": BUCKET}, "TableName": {"Value": TABLE},
-                    "StateMachineArn": {"Value": started.state_machine_arn}},
+                    "StateMachineArn": {"Value": started.state_machine_arn},
+                    "ResultsDomain": {"Value": RESULTS_DOMAIN}},
     }
     boto3.client("cloudformation", region_name=REGION).create_stack(
         StackName="Spaceport", TemplateBody=json.dumps(template))
@@ -74,7 +86,7 @@ def test_errors_are_typed_and_exit_2(stack, tmp_path, capsys):
     assert "No CloudFormation stack named 'Missing'" in capsys.readouterr().err
 
 
-def test_status_links_are_fresh_presigned_urls_signed_by_the_caller(stack, capsys):
+def test_status_links_are_fresh_signed_result_links(stack, capsys):
     job_id = "sp-garden-0123456789abcdef"
     record = {"job_id": job_id, "status": "SUCCEEDED", "updated_at": "2026-11-23T05:00:00+00:00",
               "outputs": {"sog": f"jobs/{job_id}/compressed/scene.sog", "report": f"jobs/{job_id}/report/index.html",
@@ -85,12 +97,50 @@ def test_status_links_are_fresh_presigned_urls_signed_by_the_caller(stack, capsy
         "job_id": {"S": job_id}, "status": {"S": "SUCCEEDED"}, "record": {"S": json.dumps(record)}})
     for name in ("train/model.tar.gz", "compressed/scene.sog", "report/index.html"):
         stack.s3.put_object(Bucket=BUCKET, Key=f"jobs/{job_id}/{name}", Body=b"x")
-    assert main(["status", job_id, "--links", "24", "--region", REGION]) == 0
+    assert main(["status", job_id, "--links", "720", "--region", REGION]) == 0
     text = capsys.readouterr().out
     assert "retried train as attempt 2 after CapacityError: No spot capacity." in text
     links = dict(line[len("link "):].split(": ", 1) for line in text.splitlines() if line.startswith("link "))
-    # Links only to outputs that exist (no scene.spz was written here).
+    # Links only to outputs that exist (no scene.spz was written here), through the distribution.
     assert set(links) == {"report", "sog", "model"}
-    assert "X-Amz-Expires=86400" in links["sog"] and "scene.sog" in links["sog"]
-    assert "model.tar.gz" in links["model"]
-    assert main(["status", job_id, "--links", "500", "--region", REGION]) == 2  # SigV4 allows 7 days at most
+    secret = result_links.read_secret(
+        stack.s3.get_object(Bucket=BUCKET, Key=result_links.SECRET_OBJECT)["Body"].read())
+    expires = int(links["sog"].split("exp=")[1].split("&")[0])
+    assert links["sog"] == result_links.result_url(RESULTS_DOMAIN, f"jobs/{job_id}/compressed/scene.sog",
+                                                   secret=secret, expires=expires)
+    assert abs(expires - (time.time() + 720 * 3600)) < 60  # 30 days: no longer capped by a signer's session
+    assert f"links work until {result_links.expiry_text(expires)}" in text
+    assert main(["status", job_id, "--links", str(result_links.MAX_LINK_HOURS + 1), "--region", REGION]) == 2
+
+
+def test_submitting_the_same_zip_again_names_the_job_start_job_will_start(stack, tmp_path, capsys):
+    """submit predicts start_job's decision: a new job once the last one ended, nothing while it runs."""
+    import time
+
+    from spaceport.aws import settings
+    from spaceport.aws.records import now_iso
+    from spaceport.aws.runtime import Clients
+
+    scene = tmp_path / "Garden.zip"
+    scene.write_bytes(b"PK\x03\x04\x14\x00\x00\x00 photos")
+    handler = load_handler("start_job").handler
+
+    def submit_and_trigger():
+        assert main(["submit", str(scene), "--region", REGION]) == 0
+        out = capsys.readouterr().out
+        return out.split("\njob ")[1].split()[0], out, handler(s3_event("uploads/Garden.zip"), FakeContext())
+
+    first_id, _out, first = submit_and_trigger()
+    assert first["status"] == "started" and first["job_id"] == first_id
+    store = Clients(settings.load()).store
+    store.save(store.get(first_id).model_copy(update={"status": "FAILED", "updated_at": now_iso()}))
+    time.sleep(1.1)  # S3 and the records keep whole seconds
+    second_id, out, second = submit_and_trigger()
+    assert second_id != first_id and "starts one job from it now" in out
+    assert second["status"] == "started" and second["job_id"] == second_id
+    time.sleep(1.1)
+    third_id, out, third = submit_and_trigger()  # the second job is still running
+    assert third_id == second_id and "is still running: this upload starts nothing" in out
+    assert third["status"] == "duplicate" and third["job_id"] == second_id
+    assert main(["status", second_id, "--region", REGION]) == 0
+    assert ": uploaded again while the job was running" in capsys.readouterr().out

@@ -1,13 +1,16 @@
-"""The success and failure emails as the uploader receives them (moto SES): subject, links that
-open an object that exists, the reason and the fix, and where the logs of a crashed stage are."""
+"""The success and failure emails as the uploader receives them (moto SES): subject, links through
+the results distribution that name objects that exist and carry this job's signature and the
+configured expiry, the reason and the fix, and where the logs of a crashed stage are."""
 
 import json
 import re
-from urllib.parse import unquote, urlparse
+import time
+from urllib.parse import parse_qs, unquote, urlparse
 
 import boto3
-from lambdas_support import BUCKET, REGION, SENDER
+from lambdas_support import BUCKET, REGION, RESULTS_DOMAIN, SENDER
 
+from spaceport.aws import links as result_links
 from spaceport.aws import notify, records, settings
 from spaceport.aws.runtime import Clients
 from spaceport.errors import TooFewRegistered, UnsupportedInput
@@ -57,10 +60,20 @@ def test_success_email_links_open_the_outputs(aws):
     assert "held-out PSNR 26.50 dB, SSIM 0.910, 412,345 Gaussians" in msg.body
     links = re.findall(r"https://\S+", msg.body)
     assert len(links) == 5  # SOG, SPZ, report, viewer, model
+    secret = result_links.read_secret(
+        s3.get_object(Bucket=BUCKET, Key=result_links.SECRET_OBJECT)["Body"].read())
     for link in links:
         url = urlparse(link)
-        assert url.hostname == f"{BUCKET}.s3.amazonaws.com" and "X-Amz-Expires=86400" in url.query
+        # The distribution, never a presigned S3 URL (no X-Amz-* query, no bucket host).
+        assert url.scheme == "https" and url.hostname == RESULTS_DOMAIN, link
+        assert "X-Amz-" not in url.query and "amazonaws.com" not in link
         s3.head_object(Bucket=BUCKET, Key=unquote(url.path.lstrip("/")))  # every link names an object that exists
+        query = {k: v[0] for k, v in parse_qs(url.query).items()}
+        assert set(query) == {result_links.EXPIRES, result_links.SIGNATURE}
+        expires = int(query[result_links.EXPIRES])
+        assert abs(expires - (time.time() + 86400)) < 60  # SPACEPORT_LINK_EXPIRY_S of the test deployment
+        assert query[result_links.SIGNATURE] == result_links.signature(secret, JOB, expires)
+    assert f"These links work until {result_links.expiry_text(expires)}" in msg.body
     assert f"Job id: {JOB}" in msg.body
 
 
@@ -105,3 +118,19 @@ def test_a_rejected_upload_gets_the_reason_and_no_log_line(aws):
     assert msg.subject == "Spaceport could not process notes.txt"
     assert "Where: Upload check\n" in msg.body and "'notes.txt' is not a zip or a video." in msg.body
     assert "Logs:" not in msg.body
+
+
+def test_success_email_without_a_link_secret_still_goes_and_says_how_to_get_links(aws):
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key=f"jobs/{JOB}/compressed/scene.sog", Body=b"x")
+    s3.delete_object(Bucket=BUCKET, Key=result_links.SECRET_OBJECT)
+    record = records.succeeded(records.new_record(_plan()), _plan(), {})
+    clients = Clients(settings.load())
+    outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)
+    assert outcome["sent"] is True and "NoSuchKey" in outcome["links_error"]
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    (msg,) = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+    assert "https://" not in msg.body
+    assert f"`spaceport status {JOB} --links HOURS`" in msg.body

@@ -4,7 +4,17 @@ import json
 
 import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, LambdaError, load_handler, s3_event, wait_for
+from lambdas_support import (
+    BUCKET,
+    REGION,
+    RESULTS_DOMAIN,
+    TABLE,
+    FakeContext,
+    SageMakerError,
+    load_handler,
+    s3_event,
+    wait_for,
+)
 
 from spaceport.errors import OutOfMemory, TooFewRegistered
 from spaceport.summaries import JobRecord
@@ -22,6 +32,8 @@ def _record(job_id):
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
     record = json.loads(item["record"]["S"])
+    # start_job's notes on uploads the job covered live beside the record (spaceport.aws.records.JobStore).
+    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
     # job.json (read by the publish job, whose report is shared) carries no email address.
@@ -97,16 +109,17 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert record["notify"]["sent"] is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
-    assert "PSNR 26.50 dB" in msg.body and "X-Amz-Signature" in msg.body and "scene.sog" in msg.body
+    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body
+    assert f"https://{RESULTS_DOMAIN}/jobs/{out['job_id']}/compressed/scene.sog?exp=" in msg.body
+    assert "X-Amz-Signature" not in msg.body  # no presigned S3 URL
 
 
 def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     describe = {"ProcessingJobStatus": "Failed", "FailureReason": "AlgorithmError: See job logs",
                 "ExitMessage": TooFewRegistered("Only 3 of 40 images registered", "Take 60+ photos with overlap",
                                                 registered=3).record("sfm").line()}
-    # Real .sync failures are States.TaskFailed with the job description as Cause; moto forbids
-    # faking a States.* name, so the fake uses its own name with the same Cause.
-    machine.fake.script["sfm"] = [LambdaError("SageMakerJobFailed", json.dumps(describe))]
+    # A job that ran and failed: .sync fails the task with States.TaskFailed, the job description as Cause.
+    machine.fake.script["sfm"] = [SageMakerError("States.TaskFailed", json.dumps(describe))]
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
@@ -121,14 +134,15 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert "Only 3 of 40 images registered." in msg.body and "Take 60+ photos" in msg.body
 
 
+_SDK = " (Service: AmazonSageMaker; Status Code: {status}; Error Code: {code}; Request ID: 4e1c7a2b; Proxy: null)"
 _QUOTA = ("The account-level service limit 'ml.g5.2xlarge for training job usage' is {limit} Instances, with "
           "current utilization of {used} Instances and a request delta of 1 Instances. Please use AWS Service "
-          "Quotas to request an increase for this quota.")
+          "Quotas to request an increase for this quota." + _SDK.format(status=400, code="ResourceLimitExceeded"))
 
 
 def test_training_quota_in_use_is_retried_then_succeeds(machine):
     machine.fake.script["train"] = [
-        LambdaError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=1, used=1))]
+        SageMakerError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=1, used=1))]
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
@@ -138,7 +152,7 @@ def test_training_quota_in_use_is_retried_then_succeeds(machine):
 
 def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     machine.fake.script["train"] = [
-        LambdaError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=0, used=0))]
+        SageMakerError("SageMaker.ResourceLimitExceededException", _QUOTA.format(limit=0, used=0))]
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
@@ -150,10 +164,9 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
 
 
-def _job_failed(reason: str, **extra) -> LambdaError:
-    """A SageMaker job that ran and failed: .sync raises States.TaskFailed with the job description
-    as Cause (moto forbids faking a States.* name, so the fake uses its own name)."""
-    return LambdaError("SageMakerJobFailed", json.dumps(
+def _job_failed(reason: str, **extra) -> SageMakerError:
+    """A SageMaker job that ran and failed: .sync raises States.TaskFailed with the job description as Cause."""
+    return SageMakerError("States.TaskFailed", json.dumps(
         {"TrainingJobStatus": "Failed", "FailureReason": reason, **extra}))
 
 
@@ -250,27 +263,28 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
     executions = machine.sfn.list_executions(stateMachineArn=machine.state_machine_arn)["executions"]
     assert len(executions) == 1
     assert len(machine.fake.calls) == 4
-    assert _record(out["job_id"])["status"] == "SUCCEEDED"
+    record = _record(out["job_id"])
+    assert record["status"] == "SUCCEEDED" and [d["reason"] for d in record["duplicates"]] == ["duplicate event"]
 
 
 def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
     assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
-                                                "error": None}
+                                                "error": None, "links_error": None}
     assert _sent() == []
 
 
 def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine):
     oom = OutOfMemory("CUDA out of memory at 2.1M Gaussians", "Lower max_gaussians").record("train").line()
-    machine.fake.script["train"] = [LambdaError("SageMakerJobFailed", json.dumps(
+    machine.fake.script["train"] = [SageMakerError("States.TaskFailed", json.dumps(
         {"FailureReason": f"AlgorithmError: {oom}"}))]
     machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
-    assert failed["error"] == "SageMakerJobFailed"  # the raw stage error (in AWS: States.TaskFailed)
+    assert failed["error"] == "StageFailed"  # the record is lost; the email below still has the typed error
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     record = _record(out["job_id"])
@@ -279,7 +293,7 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
 
 
 def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):
-    machine.fake.script["compress"] = [LambdaError("SageMakerJobFailed", json.dumps(
+    machine.fake.script["compress"] = [SageMakerError("States.TaskFailed", json.dumps(
         {"ProcessingJobStatus": "Failed", "FailureReason": CAPACITY}))]
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
@@ -290,3 +304,77 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
     record = _record(job_id)
     assert record["stages"]["compress"]["job_name"] == f"{job_id}-compress-r2"
     assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
+
+
+# ---- create-time errors: the integration's real names and causes ----
+# Names: SageMaker.AmazonSageMakerException / SageMaker.ResourceLimitExceededException, as the Step
+# Functions developer guide's SageMaker page retries them (awsdocs/aws-step-functions-developer-guide,
+# doc_source/connect-sagemaker.md); States.TaskFailed for a job that ran (doc_source/concepts-error-handling.md).
+# Causes: SageMaker's message plus the AWS SDK for Java's "(Service: AmazonSageMaker; Status Code: 400;
+# Error Code: ...; Request ID: ...)" suffix; the messages are SageMaker's own as quoted in public reports
+# ("Invalid image URI ... Please provide a valid Amazon Elastic Container Registry path of the Docker image
+# to run." from CreateProcessingJob; AWS's "1 validation error detected: Value ... at ... failed to satisfy
+# constraint: Member must satisfy enum value set"; "The requested resource training-job/ml.t3.medium is not
+# available in this region" from CreateTrainingJob). More in spaceport/aws/sagemaker_errors.py.
+_INSTANCE_TYPE = ("1 validation error detected: Value 'ml.g5.3xlarge' at 'resourceConfig.instanceType' failed to "
+                  "satisfy constraint: Member must satisfy enum value set: [ml.g5.xlarge, ml.g5.2xlarge, ml.g5.4xlarge]")
+_BAD_IMAGE = ("Invalid image URI 123456789012.dkr.ecr.us-east-1.amazonaws.com/spaceport-sfm:latest. Please provide a "
+              "valid Amazon Elastic Container Registry path of the Docker image to run.")
+
+
+@pytest.mark.parametrize(("stage", "message", "fix"), [
+    ("train", _INSTANCE_TYPE, "Set instance_types.train to an instance type SageMaker offers for training jobs"),
+    ("sfm", _BAD_IMAGE, "Build the stage images and check them with `spaceport aws doctor`"),
+])
+def test_a_validation_error_fails_at_once_with_reason_fix_and_log_link(machine, stage, message, fix):
+    machine.fake.script[stage] = [SageMakerError("SageMaker.AmazonSageMakerException",
+                                                 message + _SDK.format(status=400, code="ValidationException"))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    upto = ["sfm", "train"][: ["sfm", "train"].index(stage) + 1]
+    assert [s for s, _ in machine.fake.calls] == upto  # called once: never retried
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    assert not [e for e in history if e["type"] == "WaitStateEntered"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["stage"] == stage and record["retries"] == []
+    failure = record["failure"]
+    assert failure["error"] == "JobRejected" and failure["fix"].startswith(fix)
+    assert message.rstrip(".") in failure["reason"]
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed["error"] == "JobRejected"
+    (msg,) = _sent()
+    assert message.rstrip(".") in msg.body and fix in msg.body
+    # The job was never created, so the log link is the execution's history, not a SageMaker log group.
+    assert "/aws/sagemaker/" not in msg.body
+    assert f"#/v2/executions/details/{out['execution_arn']}" in msg.body
+
+
+def test_throttling_at_job_creation_is_retried_and_the_job_succeeds(machine):
+    machine.fake.script["train"] = [SageMakerError(
+        "SageMaker.AmazonSageMakerException", "Rate exceeded" + _SDK.format(status=400, code="ThrottlingException"))]
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
+    record = _record(out["job_id"])
+    assert [(r["stage"], r["attempt"], r["reason"]) for r in record["retries"]] == [("train", 2, "Rate exceeded.")]
+
+
+def test_a_job_sagemaker_failed_internally_is_retried(machine):
+    machine.fake.script["sfm"] = [SageMakerError("States.TaskFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed",
+         "FailureReason": "InternalServerError: We encountered an internal error.  Please try again."}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "SUCCEEDED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "sfm", "train", "compress", "publish"]
+    assert [r["job_name"] for r in _record(out["job_id"])["retries"]] == [f"{out['job_id']}-sfm-r2"]
+
+
+def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
+    machine.fake.script["train"] = [SageMakerError(
+        "SageMaker.ResourceLimitExceededException",
+        "The requested resource training-job/ml.g5.2xlarge is not available in this region"
+        + _SDK.format(status=400, code="ResourceLimitExceeded"))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
+    assert _record(out["job_id"])["failure"]["error"] == "JobRejected"

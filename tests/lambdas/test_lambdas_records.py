@@ -114,6 +114,23 @@ def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
         check({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
 
 
+def _sdk(message, code, status=400, name="SageMaker.AmazonSageMakerException"):
+    """A create-time error as the .sync integration reports it: the Java SDK's exception class as the
+    name, SageMaker's message with the SDK's suffix as the Cause (spaceport.aws.sagemaker_errors)."""
+    return {"Error": name, "Cause": f"{message} (Service: AmazonSageMaker; Status Code: {status}; Error Code: {code}; "
+                                    "Request ID: 4e1c7a2b-1f0d-4f7e-9d55-0c2a5c1b8d11; Proxy: null)"}
+
+
+#: SageMaker's own wording, as quoted in public reports of these errors (the validation format is AWS's
+#: "N validation error(s) detected: Value ... at ... failed to satisfy constraint").
+_INSTANCE_TYPE = ("1 validation error detected: Value 'ml.g5.3xlarge' at 'resourceConfig.instanceType' failed to "
+                  "satisfy constraint: Member must satisfy enum value set: [ml.g5.xlarge, ml.g5.2xlarge, ml.g5.4xlarge]")
+_BAD_IMAGE = ("Invalid image URI 123456789012.dkr.ecr.us-east-1.amazonaws.com/spaceport-sfm:latest. Please provide a "
+              "valid Amazon Elastic Container Registry path of the Docker image to run.")
+_NOT_IN_REGION = ("The requested resource training-job/ml.g5.2xlarge is not available in this region (Service: "
+                  "AmazonSageMaker; Status Code: 400; Error Code: ResourceLimitExceeded; Request ID: 9f0e)")
+
+
 def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
     doc = {status_key: "Failed"}
     if reason:
@@ -136,7 +153,6 @@ def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
         # Our own CapacityError (retryable by definition) written by a stage.
         (_job("AlgorithmError: CapacityError: GPU unavailable on the host."), True),
         (_job("AlgorithmError: exit code 1"), False),
-        # Create-time API errors: the state's own Retry handles these; not retried a second time.
         # Create-time quota errors: one in use by other jobs is capacity, one too small never is.
         ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": _LIMIT.format(q="ml.g5.2xlarge for training "
           "job usage", limit=1, used=1)}, True),
@@ -146,10 +162,19 @@ def _job(reason=None, exit_message=None, status_key="TrainingJobStatus"):
         ({"Error": "QualityBelowTarget", "Cause": json.dumps({"errorType": "QualityBelowTarget",
                                                               "errorMessage": "capacity"})}, False),
         (None, False),
+        # Create-time errors under the integration's catch-all name: the code in the cause decides.
+        (_sdk("Rate exceeded", "ThrottlingException"), True),
+        (_sdk("We encountered an internal error. Please try again.", "InternalFailure", 500), True),
+        (_sdk(_INSTANCE_TYPE, "ValidationException"), False),
+        (_sdk(_BAD_IMAGE, "ValidationException"), False),
+        (_sdk("User: arn:aws:sts::123456789012:assumed-role/x/y is not authorized to perform: sagemaker:AddTags",
+              "AccessDeniedException"), False),
+        ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": _NOT_IN_REGION}, False),
+        (_job("InternalServerError: We encountered an internal error.  Please try again."), True),
     ],
 )
-def test_is_capacity_failure(error, capacity):
-    assert records.is_capacity_failure(error) is capacity
+def test_classify_retries_only_where_waiting_can_help(error, capacity):
+    assert records.classify(error)[0] is capacity
 
 
 PLAN = {"job_id": "sp-x-0123456789abcdef", "order": ["sfm", "train", "quality_gate", "compress", "publish"],
@@ -170,9 +195,31 @@ def test_plan_retry_bumps_attempt_and_job_name_with_backoff_then_stops():
     third = records.plan_retry(second["plan"], {"sfm": {}}, capacity, POLICY)
     assert third["retry"] is False and "3 of 3" in third["why"]
     bad = records.plan_retry(PLAN, {}, _job("AlgorithmError: See logs", "TooFewImages: Only 2 images."), POLICY)
-    assert bad == {"retry": False, "stage": "sfm", "why": "not a capacity failure"}
+    assert bad == {"retry": False, "stage": "sfm", "why": "TooFewImages in the job's failure text"}
     gate = records.plan_retry(PLAN, {"sfm": {}, "train": {}}, capacity, POLICY)
     assert gate["retry"] is False and gate["stage"] == "quality_gate"
+
+
+@pytest.mark.parametrize(("error", "stage", "fix"), [
+    (_sdk(_INSTANCE_TYPE, "ValidationException"), "train",
+     "Set instance_types.train to an instance type SageMaker offers for training jobs in this region"),
+    ({"Error": "SageMaker.ResourceLimitExceededException", "Cause": _NOT_IN_REGION}, "train",
+     "Set instance_types.train to an instance type SageMaker offers for training jobs in this region"),
+    (_sdk(_BAD_IMAGE, "ValidationException"), "sfm", "Build the stage images and check them with `spaceport aws doctor`"),
+    (_sdk("RoleArn: Cross-account pass role is not allowed.", "ValidationException"), "compress",
+     "Redeploy the stack with `cdk deploy` so the SageMaker role"),
+])
+def test_a_request_sagemaker_refused_names_the_setting_to_fix(error, stage, fix):
+    got = records.describe_failure(error, stage)
+    assert got.error == "JobRejected" and got.stage == stage and got.fix.startswith(fix)
+    assert got.fix.endswith("then upload again.") and got.details["at"] == "create"
+    message = error["Cause"].split(" (Service: ")[0]
+    assert got.reason.startswith(f"SageMaker refused to create the {stage} stage's job (") and message in got.reason
+
+
+def test_throttling_that_outlived_its_retries_reads_as_capacity_error():
+    got = records.describe_failure(_sdk("Rate exceeded", "ThrottlingException"), "train")
+    assert (got.error, got.reason) == ("CapacityError", "Rate exceeded.")
 
 
 def test_capacity_failure_reads_as_capacity_error_in_the_record():

@@ -96,7 +96,7 @@ def test_duplicate_event_starts_no_second_execution(started):
     first = _handler(s3_event("uploads/My+Scene.zip"))
     again = _handler(s3_event("uploads/My+Scene.zip"))
     assert first["status"] == "started" and again == {"status": "duplicate", "job_id": first["job_id"],
-                                                       "execution_arn": None}
+                                                       "execution_arn": None, "reason": "duplicate event"}
     assert len(_executions(started)) == 1
 
 
