@@ -39,7 +39,7 @@ def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
     ten = choose(600, PHONE, [COARSE, MEDIUM, FINE])
     hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
     assert (short.downscale, ten.downscale) == (4, 4)
-    assert short.max_gaussians == 30_000 and ten.max_gaussians > short.max_gaussians and ten.steps > short.steps
+    assert short.max_gaussians == 60_000 and ten.max_gaussians > short.max_gaussians and ten.steps > short.steps
     assert hour.downscale < 4  # only once there are epochs to spare does the resolution rise
     assert all(p.steps * p.probe.step_seconds(budget.mean_gaussians(11_000, p.max_gaussians)) <= 0.9 * p.budget_s
                for p in (short, ten, hour))
@@ -47,7 +47,7 @@ def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
 
 def test_too_little_time_anywhere_gets_the_cheapest_plan() -> None:
     plan = choose(30, PHONE, [MEDIUM, COARSE, FINE], spent_s=25)
-    assert (plan.downscale, plan.max_gaussians) == (4, 30_000) and plan.steps >= 1 and plan.epochs < 2
+    assert (plan.downscale, plan.max_gaussians) == (4, 60_000) and plan.steps >= 1 and plan.epochs < 2
 
 
 def test_the_schedule_scales_with_the_steps() -> None:
