@@ -72,6 +72,8 @@ def report_error(exc: SpaceportError) -> None:
     click.echo(f"fix: {exc.fix}", err=True)
     if exc.details.get("log"):  # a stage of `spaceport run`: where its full output is
         click.echo(f"log: {exc.details['log']}", err=True)
+    if exc.details.get("report"):  # a splat below the quality gate is still published, marked so
+        click.echo(f"report (below target): {exc.details['report']}", err=True)
 
 
 def main(argv: list[str] | None = None) -> int:

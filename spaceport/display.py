@@ -14,6 +14,7 @@ from typing import Any, TextIO
 
 from spaceport import graph
 from spaceport.summaries import JobRecord, StageRecord
+from spaceport.train.budget import human
 
 
 def _f(value: Any, fmt: str = "{:.4g}") -> str:
@@ -39,6 +40,8 @@ class Reporter:
     def stage_end(self, stage: str, record: StageRecord) -> None: ...
     def finish(self, job: JobRecord) -> None: ...
     def close(self) -> None: ...
+    def notice(self, stage: str, fields: dict[str, str]) -> None:
+        """What training will cost (a budget's plan, a fixed-step run's estimate), before it starts."""
 
 
 class QuietReporter(Reporter):
@@ -71,11 +74,29 @@ class JsonReporter(Reporter):
     def stage_progress(self, stage: str, fields: dict[str, str]) -> None:
         self._out("progress", **{**fields, "stage": stage})
 
+    def notice(self, stage: str, fields: dict[str, str]) -> None:
+        self._out("estimate", **{**fields, "stage": stage, "text": notice_line(fields)})
+
     def stage_end(self, stage: str, record: StageRecord) -> None:
         self._out("stage_end", stage=stage, **record.model_dump(mode="json", exclude_none=True))
 
     def finish(self, job: JobRecord) -> None:
         self._out("finish", **job.model_dump(mode="json", exclude={"request", "email"}, exclude_none=True))
+
+
+def notice_line(fields: dict[str, str]) -> str:
+    """A training plan or estimate event as one sentence."""
+    f = fields
+    size = f"{f.get('width')}x{f.get('height')} px" if f.get("width") else ""
+    if f.get("phase") == "plan":
+        return (f"training budget {_f(float(f['minutes']))} min: {size}, {f.get('steps')} steps, up to "
+                f"{f.get('max_gaussians')} Gaussians; expected {human(float(f['expected_s']))}, "
+                f"done at {f.get('finish_at')}")
+    if f.get("phase") == "estimate":
+        return (f"training estimate: {f.get('steps')} steps at {size} take about "
+                f"{human(float(f['expected_s']))} on this machine. --minutes N trains to a time budget "
+                f"instead (the default without a GPU)")
+    return str(f.get("text", ""))
 
 
 def _extra(stage: str, record: StageRecord) -> str:
@@ -118,6 +139,9 @@ class PlainReporter(Reporter):
 
     def stage_end(self, stage: str, record: StageRecord) -> None:
         self._p(_summary_line(stage, record))
+
+    def notice(self, stage: str, fields: dict[str, str]) -> None:
+        self._p(f"[{stage}] {notice_line(fields)}")
 
     def finish(self, job: JobRecord) -> None:
         self._p("summary:")
@@ -200,6 +224,9 @@ class RichReporter(Reporter):
         row = self.rows.setdefault(stage, {"state": "running", "fields": {}})
         row["fields"] = {**row["fields"], **fields} if "phase" not in fields else dict(fields)
         self._refresh()
+
+    def notice(self, stage: str, fields: dict[str, str]) -> None:
+        self.live.console.print(f"[bold]{stage}[/]: {notice_line(fields)}")
 
     def stage_end(self, stage: str, record: StageRecord) -> None:
         row = self.rows.setdefault(stage, {"fields": {}})

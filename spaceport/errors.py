@@ -160,7 +160,8 @@ class OutOfMemory(SpaceportError):
 class QualityBelowTarget(SpaceportError):
     """The trained splat missed the quality gate (held-out PSNR or Gaussian count)."""
 
-    default_fix = "Capture more views with more overlap, or train longer with the 'quality' preset."
+    default_fix = ("Capture more views with more overlap, or give training more time (--minutes N; on a GPU the "
+                   "'quality' preset).")
 
 
 class CompressionFailed(SpaceportError):

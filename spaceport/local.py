@@ -19,6 +19,15 @@ the size and SHA-256 of every output file) is written last. A re-run skips a sta
 matches its key and files; ``--from STAGE`` forces that stage and the ones after it. A stage
 killed half way leaves only scratch (removed on the next run) and no marker, so nothing
 half-written looks complete. Inputs are only linked, never written.
+
+Stale outputs. Before a stage runs, its own earlier output and those of every stage after it
+are moved out of the job folder (into ``DIR/.scratch/previous/``): a rerun that then fails leaves no report or
+compressed splat of an earlier run beside a ``job.json`` that says FAILED. A later stage whose
+old output is still valid for its new key takes it back before it checks completeness (renames,
+no copies); whatever is not taken back is deleted when the run ends, however it ends.
+
+A splat below the quality gate is still compressed and published: the report and viewer say it
+is below target, and the job ends FAILED with :class:`~spaceport.errors.QualityBelowTarget`.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from typing import Any
 from spaceport import contract, graph, progress
 from spaceport import plan as planlib
 from spaceport.display import Reporter
-from spaceport.errors import ConfigInvalid, InputInvalid, SpaceportError, StageFailed
+from spaceport.errors import ConfigInvalid, InputInvalid, QualityBelowTarget, SpaceportError, StageFailed
 from spaceport.files import write_atomic, write_json
 from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tests use local.X)
     LOG_DIR,
@@ -55,13 +64,25 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     sha256,
 )
 from spaceport.stage import StagePaths
-from spaceport.summaries import DoneMarker, GateResult, JobRecord, StageRecord, read_summary, write_summary
+from spaceport.summaries import (
+    DoneMarker,
+    GateResult,
+    JobRecord,
+    StageRecord,
+    TrainMetrics,
+    read_summary,
+    write_summary,
+)
 
 
 def spaceport_program() -> list[str]:
     """How this machine runs the ``spaceport`` program of the images' ENTRYPOINT: this interpreter
     with this package (the console script ``spaceport`` is ``spaceport.cli:main``, as is ``-m spaceport``)."""
     return [sys.executable, "-m", "spaceport"]
+
+
+#: Under the scratch folder: earlier outputs of the stages downstream of one that is re-running.
+PREVIOUS_DIR = "previous"
 
 
 class LocalRunner:
@@ -73,8 +94,10 @@ class LocalRunner:
     """
 
     def __init__(self, job: LocalJob, reporter: Reporter | None = None, force_from: str | None = None,
-                 program: list[str] | None = None):
+                 program: list[str] | None = None, notices: list[dict[str, str]] | None = None):
         self.job = job
+        #: Printed right after the start line (e.g. what a fixed-step preset will cost on this CPU).
+        self.notices = list(notices or [])
         self.reporter = reporter or Reporter()
         order = [s.name for s in job.plan.stages]
         if force_from is not None and force_from not in order:
@@ -83,6 +106,8 @@ class LocalRunner:
         self.program = program or spaceport_program()
         self.records: dict[str, StageRecord] = {}
         self.gate: GateResult | None = None
+        #: The gate's miss, when the splat is below target (raised once the report is published).
+        self.below_target: QualityBelowTarget | None = None
         #: Digest of each finished stage's output files (a changed upstream output re-runs its consumers).
         self.outputs: dict[str, str] = {}
 
@@ -188,6 +213,8 @@ class LocalRunner:
                     log.write(line)
                     fields = progress.parse_line(line)
                     if fields and fields.get("stage") == spec.name:
+                        if fields.get("phase") in ("plan", "estimate"):
+                            self.reporter.notice(spec.name, fields)
                         if "step" in fields and "steps" in spec.options:
                             fields.setdefault("steps", spec.options["steps"])  # the display shows step/steps
                         self.reporter.stage_progress(spec.name, fields)
@@ -223,9 +250,32 @@ class LocalRunner:
         sd = graph.stage_def(spec.name)
         return read_summary(sd.summary, dest / sd.summary_file).headline() if sd.summary_file else {}
 
+    def previous(self, stage: str) -> Path:
+        """Where a downstream stage's earlier output waits while an upstream stage re-runs."""
+        return self.job.out / SCRATCH_DIR / PREVIOUS_DIR / stage
+
+    def set_aside_downstream(self, spec: planlib.StageSpec) -> None:
+        """Move the outputs of ``spec`` and of every stage after it out of the job folder (renames)."""
+        order = [s for s in self.job.plan.stages if s.outputs]
+        for later in order[order.index(spec):]:
+            dest = self.output_dir(later)
+            if dest.exists():
+                aside = self.previous(later.name)
+                shutil.rmtree(aside, ignore_errors=True)
+                aside.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(dest, aside)
+
+    def take_back(self, spec: planlib.StageSpec) -> None:
+        """Put this stage's earlier output back in place if an upstream re-run set it aside."""
+        aside, dest = self.previous(spec.name), self.output_dir(spec)
+        if aside.exists() and not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(aside, dest)
+
     def run_stage(self, spec: planlib.StageSpec) -> StageRecord:
         key = self.stage_key(spec)
         dest = self.output_dir(spec)
+        self.take_back(spec)
         if spec.name not in self.forced and self.is_complete(spec, key):
             marker = DoneMarker.read(self.job.marker(spec.name))
             assert marker is not None  # is_complete read it
@@ -233,6 +283,7 @@ class LocalRunner:
             return StageRecord(status="skipped", seconds=0.0, peak_memory_mb=marker.record.peak_memory_mb,
                                numbers=self.headline(spec, dest))
         self.job.marker(spec.name).unlink(missing_ok=True)
+        self.set_aside_downstream(spec)
         sm_root, produced = self.prepare_scratch(spec)
         code, seconds, peak, cpu = self.run_process(spec, sm_root)
         if code != 0:
@@ -261,11 +312,25 @@ class LocalRunner:
         return run
 
     def run_in_process(self, spec: planlib.StageSpec) -> StageRecord:
-        """The quality gate (no container): its stage's ``run`` here, on the local input folders."""
+        """The quality gate (no container): its stage's ``run`` here, on the local input folders.
+
+        A miss is recorded (``self.below_target``), not raised: the later stages still compress and
+        publish the splat, marked below target, and the job ends FAILED once the report is there."""
+        from spaceport import gate
+
         start = time.perf_counter()
         sd = graph.stage_def(spec.name)
         paths = StagePaths({ch.name: self.job.path_of(ch.uri) for ch in spec.inputs}, self.job.out)
-        result = sd.run(sd.resolve(self.job.plan.preset, spec.options), paths)
+        config = sd.resolve(self.job.plan.preset, spec.options)
+        try:
+            result = sd.run(config, paths)
+        except QualityBelowTarget as miss:
+            if spec.kind != "gate":
+                raise
+            self.gate = gate.evaluate(read_summary(TrainMetrics, paths.input() / TrainMetrics.FILE), config)
+            self.below_target = miss
+            return StageRecord(status="failed", seconds=round(time.perf_counter() - start, 3),
+                               numbers=self.gate.headline(), failure=miss.record(spec.name))
         if isinstance(result, GateResult):
             self.gate = result
         return StageRecord(status="passed" if spec.kind == "gate" else "done",
@@ -293,7 +358,10 @@ class LocalRunner:
         out.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(out / SCRATCH_DIR, ignore_errors=True)  # leftovers of an interrupted run
         write_summary(self.job.plan.to_request_json(), out)
+        write_json(out / JobRecord.FILE, self.job_record("RUNNING").public())  # never an earlier run's verdict
         self.reporter.start(self.job.plan.job_id, str(out), [s.name for s in self.job.plan.stages])
+        for fields in self.notices:
+            self.reporter.notice("train", fields)
         start = time.perf_counter()
         current = ""
         try:
@@ -304,13 +372,20 @@ class LocalRunner:
                 self.reporter.stage_end(spec.name, self.records[spec.name])
                 write_json(out / JobRecord.FILE,
                            self.job_record("RUNNING", time.perf_counter() - start).public())
+            if self.below_target is not None:
+                current = "quality_gate"
+                report = self.job.out / graph.stage_def("publish").folder / "index.html"
+                if report.is_file():
+                    self.below_target.details["report"] = str(report)
+                raise self.below_target
         except BaseException as exc:
             interrupted = isinstance(exc, KeyboardInterrupt)
             err = exc if isinstance(exc, SpaceportError) else None
-            rec = StageRecord(status="interrupted" if interrupted else "failed",
-                              failure=err.record(current) if err else None)
-            self.records[current] = rec
-            self.reporter.stage_end(current, rec)
+            if exc is not self.below_target:  # the gate's own record (numbers, reason) stands as written
+                rec = StageRecord(status="interrupted" if interrupted else "failed",
+                                  failure=err.record(current) if err else None)
+                self.records[current] = rec
+                self.reporter.stage_end(current, rec)
             self.reporter.close()
             job = self.job_record("INTERRUPTED" if interrupted else "FAILED", time.perf_counter() - start,
                                   current, err)
@@ -324,11 +399,54 @@ class LocalRunner:
         return job
 
 
+def cuda_available() -> bool:
+    """Whether this machine trains on CUDA (torch is imported only here, only for `spaceport run`)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def sized_to_machine(preset: str | None, minutes: float | None, options: dict[str, dict[str, str]] | None,
+                     cuda: bool) -> tuple[str, dict[str, dict[str, str]], list[dict[str, str]]]:
+    """The preset and options a local run uses, and what to tell the user first.
+
+    ``--minutes N`` sets the training budget. Without a GPU, a run that names neither a preset nor a
+    budget trains the ``fast`` preset's options to :data:`budget.DEFAULT_CPU_MINUTES`; one that names
+    ``default`` or ``quality`` keeps its fixed steps, and is told what they will cost and how to
+    bound them (the training stage prints the calibrated estimate before its first step)."""
+    from spaceport.train import budget
+
+    opts = {k: dict(v) for k, v in (options or {}).items()}
+    notices: list[dict[str, str]] = []
+    if minutes is not None:
+        opts.setdefault("train", {})["minutes"] = str(minutes)
+    if preset is None:
+        if cuda or minutes is not None or "minutes" in opts.get("train", {}):
+            preset = "default" if cuda else "fast"
+        else:
+            preset = "fast"
+            opts.setdefault("train", {})["minutes"] = f"{budget.DEFAULT_CPU_MINUTES:g}"
+    elif not cuda and preset in ("default", "quality") and "minutes" not in opts.get("train", {}):
+        notices.append({"phase": "cpu_preset", "text": (
+            f"no GPU: the {preset} preset trains a fixed number of steps, which can take hours on a CPU; its "
+            f"estimate is printed before training starts. --minutes N trains to a time budget instead "
+            f"(without a GPU and without --preset: {budget.DEFAULT_CPU_MINUTES:g} minutes)")})
+    return preset, opts, notices
+
+
 def run_local(source: Path, out: Path, preset: str | None = "default", *, force_from: str | None = None,
               options: dict[str, dict[str, str]] | None = None, min_psnr: float | None = None,
               max_gaussians: int | None = None, reporter: Reporter | None = None,
-              program: list[str] | None = None) -> JobRecord:
-    """`spaceport run`: check the paths, plan, run. Returns the job record."""
+              program: list[str] | None = None, minutes: float | None = None,
+              cuda: bool | None = None) -> JobRecord:
+    """`spaceport run`: check the paths, size the run to the machine, plan, run. Returns the job record.
+
+    ``preset=None`` lets the machine decide (:func:`sized_to_machine`); ``cuda`` None asks torch."""
     check_paths(source, out)
+    if cuda is None:
+        cuda = cuda_available()
+    preset, options, notices = sized_to_machine(preset, minutes, options, cuda)
     job = build_local_plan(source, out, preset, options, min_psnr, max_gaussians)
-    return LocalRunner(job, reporter, force_from, program=program).run()
+    return LocalRunner(job, reporter, force_from, program=program, notices=notices).run()

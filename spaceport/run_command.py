@@ -14,7 +14,12 @@ from spaceport.config import parse_stage_options
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @click.option("--out", "out", required=True, type=click.Path(path_type=Path),
               help="Job folder: request.json, sfm/, train/, compressed/, report/, job.json land here.")
-@click.option("--preset", default="default", show_default=True, help="fast (CPU demo), default or quality.")
+@click.option("--preset", default=None,
+              help="fast (CPU demo), default or quality. Default: 'default' with a GPU; without one, "
+                   "'fast' trained to the time budget (--minutes, 10 by default).")
+@click.option("--minutes", type=float, default=None,
+              help="Training time budget in minutes: a short calibration here picks the resolution, steps and "
+                   "Gaussian cap that fit, and training stops at the deadline.")
 @click.option("--from", "from_stage", type=click.Choice(graph.STAGES),
               help="Re-run from this stage even if its outputs are complete.")
 @click.option("--set", "sets", multiple=True, metavar="STAGE.OPTION=VALUE",
@@ -24,7 +29,7 @@ from spaceport.config import parse_stage_options
 @click.option("--quiet", "mode", flag_value="quiet", help="Print only the report's path.")
 @click.option("--json", "mode", flag_value="json", help="Print JSON lines (one per event).")
 @click.option("--plain", "mode", flag_value="plain", help="Print plain progress lines (no live display).")
-def run_command(input_path: Path, out: Path, preset: str, from_stage: str | None, sets: tuple[str, ...],
+def run_command(input_path: Path, out: Path, preset: str | None, minutes: float | None, from_stage: str | None, sets: tuple[str, ...],
                 min_psnr: float | None, max_gaussians: int | None, mode: str | None) -> None:
     """Photos (a folder or a .zip) or a video in; a splat, a report and a 3-D viewer out.
 
@@ -37,6 +42,6 @@ def run_command(input_path: Path, out: Path, preset: str, from_stage: str | None
     reporter = make_reporter(mode or "auto")
     try:
         run_local(input_path, out, preset, force_from=from_stage, options=parse_stage_options(sets),
-                  min_psnr=min_psnr, max_gaussians=max_gaussians, reporter=reporter)
+                  min_psnr=min_psnr, max_gaussians=max_gaussians, reporter=reporter, minutes=minutes)
     finally:
         reporter.close()

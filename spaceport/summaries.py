@@ -253,6 +253,17 @@ class TrainStep(_Model):
     num_gaussians: int | None = None
 
 
+class TrainBudget(_Model):
+    """A time-budgeted training run: the budget, the plan's expected seconds, how it ended."""
+
+    minutes: float
+    expected_s: float
+    """Seconds of the whole stage the calibrated plan expected (printed before training started)."""
+    planned_steps: int
+    stopped_at_deadline: bool
+    """True when the loop ran out of time before the planned steps."""
+
+
 class TrainMetrics(Summary):
     """``metrics.json``: held-out quality, counts, timings and the per-step history."""
 
@@ -283,6 +294,8 @@ class TrainMetrics(Summary):
     seconds_per_step: float
     peak_memory_mb: float
     peak_cuda_memory_mb: float | None = None
+    budget: TrainBudget | None = None
+    """With a time budget (``minutes``): what was planned and how it ended."""
     config: dict[str, str]
     """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)

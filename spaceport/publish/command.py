@@ -18,8 +18,9 @@ def publish(inputs: Path | Mapping[str, Path], out: Path) -> PublishSummary:
     """Build the report and viewer into ``out`` from the stage outputs: the publish stage's input
     channels by name, or a folder holding them (a job folder: ``sfm/ train/ compressed/ job.json``)."""
     from spaceport.publish import STAGE
-    from spaceport.publish.report import StageInputs, build_report, unpack_model
+    from spaceport.publish.report import StageInputs, below_target, build_report, unpack_model
     from spaceport.publish.viewer import build_viewer
+    from spaceport.summaries import JobRecord, read_summary
 
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -42,7 +43,10 @@ def publish(inputs: Path | Mapping[str, Path], out: Path) -> PublishSummary:
         with progress.phase("publish", "viewer", timings):
             if sog is not None and sog.is_file():
                 cams = found.train / "cameras.json" if found.train else None
-                viewer = build_viewer(sog, out, cams)
+                job = read_summary(JobRecord, found.job_record) if found.job_record else None
+                banner = below_target(job)
+                viewer = build_viewer(sog, out, cams, label="scene.sog (below target)" if banner else "scene.sog",
+                                      banner=banner)
             else:
                 found.notes.append("No scene.sog: the viewer was not built.")
         with progress.phase("publish", "report", timings):

@@ -62,6 +62,32 @@ STAGE_FIELDS = ("status", "seconds", "billable_seconds", "cpu_seconds", "peak_me
                 "cost_usd")
 
 
+def below_target(job: JobRecord | None) -> str | None:
+    """One line saying the splat missed the quality gate and by how much, or None when it did not."""
+    if job is None or job.quality_gate is None or job.quality_gate.passed:
+        return None
+    g = job.quality_gate
+    misses = []
+    if g.min_psnr > 0 and not g.test_psnr >= g.min_psnr:
+        misses.append(f"held-out PSNR {g.test_psnr:.2f} dB, target {g.min_psnr:.2f} dB")
+    if g.max_gaussians > 0 and g.num_gaussians > g.max_gaussians:
+        misses.append(f"{fmt(g.num_gaussians)} Gaussians, cap {fmt(g.max_gaussians)}")
+    return "Below target: " + "; ".join(misses or ["the quality gate failed"])
+
+
+def _below_target_banner(job: JobRecord, line: str) -> str:
+    """The top of a below-target report: what missed, why, and what to do (the gate's failure record)."""
+    gate = job.stages.get("quality_gate")
+    failure = gate.failure if gate is not None else None
+    parts = [f"<h2>{html.escape(line)}</h2>",
+             "<p>This splat did not pass the quality gate. It is shown so that you can see what went wrong; "
+             "it is not a passing result.</p>"]
+    if failure is not None:
+        parts.append(f"<p><b>Reason:</b> {html.escape(failure.reason)}</p>")
+        parts.append(f"<p><b>Fix:</b> {html.escape(failure.fix)}</p>")
+    return f"<div class=below id=below-target role=alert>{''.join(parts)}</div>"
+
+
 def _dump(summary: Summary | None) -> dict[str, Any]:
     return summary.model_dump(mode="json", by_alias=True) if summary is not None else {}
 
@@ -313,7 +339,12 @@ class _Read:
 
 def _header(r: _Read, out_dir: Path, inputs: StageInputs, title: str) -> list[str]:
     sfm, met, cmp, job = r.sfm, r.met, r.cmp, r.job
-    body = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
+    below = below_target(job)
+    if below:
+        title = f"{title} (below target)"
+    body: list[str] = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
+    if below and job is not None:
+        body.append(_below_target_banner(job, below))
     cards = [(label, value) for label, value in (
         ("registered images", sfm.registered_images if sfm else None),
         ("held-out PSNR (dB)", met.test_psnr if met else None),
@@ -323,7 +354,8 @@ def _header(r: _Read, out_dir: Path, inputs: StageInputs, title: str) -> list[st
         ("total time (s)", job.seconds if job else None)) if value is not None]
     html_cards = [f"<div class=card>{html.escape(k)}<b>{html.escape(fmt(v))}</b></div>" for k, v in cards]
     if (out_dir / "viewer.html").exists() or inputs.compressed:
-        html_cards.append('<div class=card>3-D view<b><a href="viewer.html">open viewer</a></b></div>')
+        link = "open viewer (below target)" if below else "open viewer"
+        html_cards.append(f'<div class=card>3-D view<b><a href="viewer.html">{link}</a></b></div>')
     body.append(f"<div class=cards>{''.join(html_cards)}</div>")
     if job and job.quality_gate:
         g = job.quality_gate

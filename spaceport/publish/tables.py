@@ -22,7 +22,7 @@ td:nth-child(n+2){font-variant-numeric:tabular-nums}
 .card b{display:block;font-size:22px}.note{color:#a60}
 figure{display:inline-block;margin:6px}figcaption{font-size:13px;color:#555}
 img{max-width:100%}details summary{cursor:pointer;color:#036}
-.pass{color:#080}.fail{color:#b00}
+.pass{color:#080}.fail{color:#b00}.below{border:3px solid #b00;background:#fff0f0;padding:4px 16px;margin:12px 0}.below h2{color:#b00}
 """
 
 _SENSITIVE = re.compile(r"arn:aws|s3://|file://|[^\s@]+@[^\s@]+\.[a-z]{2,}|(?<!\d)\d{12}(?!\d)|^/", re.IGNORECASE)

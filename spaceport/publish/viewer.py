@@ -97,15 +97,19 @@ def _camera_setup(cameras: list[CameraView]) -> dict[str, Any]:
 
 
 def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
-                 label: str = "scene.sog", background: tuple[float, float, float] = (0.1, 0.1, 0.12)) -> Path:
-    """Write ``viewer.html``, the engine and a copy of ``scene.sog`` into ``out_dir``; return the page."""
+                 label: str = "scene.sog", background: tuple[float, float, float] = (0.1, 0.1, 0.12),
+                 banner: str | None = None) -> Path:
+    """Write ``viewer.html``, the engine and a copy of ``scene.sog`` into ``out_dir``; return the page.
+
+    ``banner``: a line shown across the top of the view (a splat below the quality gate says so)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     engine = find_engine()
     cameras: list[CameraView] = []
     if cameras_json is not None and Path(cameras_json).is_file():
         cameras = read_summary(CamerasFile, Path(cameras_json)).cameras
-    config = {**_camera_setup(cameras), "sog": "scene.sog", "label": label, "background": list(background)}
+    config = {**_camera_setup(cameras), "sog": "scene.sog", "label": label, "background": list(background),
+              "banner": banner or ""}
     for src, name in ((engine, ENGINE_FILE), (Path(sog), "scene.sog")):
         dst = out_dir / name
         if dst.resolve() != src.resolve():

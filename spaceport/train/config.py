@@ -146,8 +146,12 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class RuntimeConfig:
-    """How the run behaves: device, seed, progress, checkpoints and early stopping."""
+    """How the run behaves: device, seed, progress, checkpoints, early stopping and the time budget."""
 
+    minutes: float = 0.0
+    """Wall-time budget of the training stage in minutes (0: none, train ``steps``). With a budget a short
+    calibration of the step cost here chooses downscale, steps, max_gaussians and the refinement
+    schedule (:mod:`spaceport.train.budget`), and the loop also stops at the deadline."""
     target_psnr: float | None = None
     """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
     eval_every: int = 1000
@@ -171,6 +175,8 @@ class RuntimeConfig:
         _at_least(self, 0, "checkpoint_every", "cpu_threads")
         if self.target_psnr is not None and self.target_psnr <= 0:
             raise ConfigInvalid(f"target_psnr={self.target_psnr} must be positive (or none)")
+        if not self.minutes >= 0:
+            raise ConfigInvalid(f"minutes={self.minutes} must be a positive number of minutes (or 0: no budget)")
 
 
 @dataclass(frozen=True)

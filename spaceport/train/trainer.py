@@ -26,7 +26,8 @@ from spaceport.config import to_dict, to_strings
 from spaceport.errors import ConfigInvalid, TrainingDiverged
 from spaceport.files import atomic_path
 from spaceport.splat import write_ply
-from spaceport.summaries import TrainMetrics, TrainStep, write_summary
+from spaceport.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
+from spaceport.train.budget import BudgetPlan
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
 from spaceport.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
@@ -44,6 +45,8 @@ from spaceport.train.rasterize import tune_malloc
 
 STAGE = "train"
 CHECKPOINT = "checkpoint.pt"
+#: A fixed-step CPU run longer than this prints its calibrated estimate and the budget option first.
+ESTIMATE_ABOVE_STEPS = 1000
 LPIPS_NOTE = "not computed: LPIPS needs pretrained network weights, which are not available offline at run time"
 
 
@@ -53,7 +56,17 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     With ``checkpoint_dir`` a checkpoint is written every ``checkpoint_every`` steps, and one made with
     the same options is resumed from: a killed run started again gives the same splat.
     """
-    trainer = Trainer(Path(input_dir), cfg, checkpoint_dir)
+    started = time.perf_counter()
+    plan = None
+    if cfg.runtime.minutes:  # a time budget: calibrate the step cost here and choose what fits
+        from spaceport.train.calibrate import plan_budget
+
+        cfg, plan = plan_budget(Path(input_dir), cfg, pick_device(cfg), started)
+    elif pick_device(cfg).type == "cpu" and cfg.optim.steps > ESTIMATE_ABOVE_STEPS:
+        from spaceport.train.calibrate import announce_estimate
+
+        announce_estimate(Path(input_dir), cfg, pick_device(cfg))  # no silent multi-hour start
+    trainer = Trainer(Path(input_dir), cfg, checkpoint_dir, budget=plan, started=started)
     trainer.resume()
     trainer.fit()
     return trainer.export(Path(out_dir), trainer.evaluate())
@@ -101,11 +114,16 @@ class Evaluation:
 class Trainer:
     """One training run. The constructor is the setup; then resume, fit, evaluate, export."""
 
-    def __init__(self, input_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None) -> None:
+    def __init__(self, input_dir: Path, cfg: TrainConfig, checkpoint_dir: Path | None = None, *,
+                 budget: BudgetPlan | None = None, started: float | None = None) -> None:
         """Setup, in the order the seeded random draws happen: device and seeds, the views, the initial
-        Gaussians, their optimisers, gsplat's strategy and its state, the image-order generator."""
+        Gaussians, their optimisers, gsplat's strategy and its state, the image-order generator.
+        ``budget``: a time budget's plan; ``started``: when the stage started (the budget's clock)."""
         self.cfg = cfg
-        self.t_start = time.perf_counter()
+        self.t_start = time.perf_counter() if started is None else started
+        #: With a time budget: the plan, and when the loop must stop to leave time for evaluation and export.
+        self.budget = budget
+        self.deadline = (self.t_start + cfg.runtime.minutes * 60.0 - budget.tail_s) if budget is not None else None
         self.timings: dict[str, float] = {}
         self.device = pick_device(cfg)
         self.malloc_tuned = tune_malloc() if self.device.type == "cpu" else False
@@ -251,15 +269,22 @@ class Trainer:
         line every ``log_every`` steps and a checkpoint every ``checkpoint_every``."""
         rt, steps = self.cfg.runtime, self.cfg.optim.steps
         start, t_loop = self.steps_done, time.perf_counter()
+        t_log, at_log = t_loop, start  # the rate since the last progress line feeds the ETA
         try:
             while self.steps_done < steps:
                 loss, img, gt = self.step()
                 done = self.steps_done
                 if done % rt.log_every == 0 or done == steps:
-                    rate = (time.perf_counter() - t_loop) / (done - start)  # s per step
-                    self._log(done, loss, psnr(img, gt), eta_s=rate * (steps - done))
+                    now = time.perf_counter()
+                    rate = (now - t_log) / max(1, done - at_log)  # s per step, lately
+                    t_log, at_log = now, done
+                    self._log(done, loss, psnr(img, gt), eta_s=self._eta(done, rate, now))
                 if self._reached_target(done):
                     self.stopped_early = True
+                    break
+                if self.deadline is not None and done < steps and time.perf_counter() >= self.deadline:
+                    self.stopped_early = True  # out of time: evaluate and export what there is
+                    progress.emit(STAGE, phase="deadline", step=done, minutes=rt.minutes)
                     break
                 if self.checkpoint and rt.checkpoint_every and done % rt.checkpoint_every == 0 and done < steps:
                     self.save_checkpoint()
@@ -305,6 +330,16 @@ class Trainer:
         return metrics
 
     # ---- helpers ----
+    def _eta(self, done: int, rate: float, now: float) -> float:
+        """Seconds until the loop ends. With a budget: the remaining steps at the recent rate, made
+        dearer by the Gaussians still to come (the plan's calibration), never past the deadline, plus
+        the expected evaluation and export."""
+        eta = rate * (self.cfg.optim.steps - done)
+        if self.budget is None or self.deadline is None:
+            return eta
+        eta *= self.budget.growth_ahead(done, len(self.params["means"]))
+        return max(0.0, min(eta, self.deadline - now)) + self.budget.tail_s
+
     def sh_degree_at(self, step: int) -> int:
         """SH bands switched on at ``step``: one more every ``sh_degree_interval`` steps."""
         return min(step // self.cfg.optim.sh_degree_interval, self.cfg.optim.sh_degree)
@@ -362,6 +397,11 @@ class Trainer:
             peak_memory_mb=round(progress.peak_rss_mb(), 1),
             peak_cuda_memory_mb=(round(torch.cuda.max_memory_allocated() / 2**20, 1)
                                  if self.device.type == "cuda" else None),
+            budget=None if self.budget is None else TrainBudget(
+                minutes=cfg.runtime.minutes, expected_s=round(self.budget.expected_s, 1),
+                planned_steps=cfg.optim.steps,
+                stopped_at_deadline=self.stopped_early and self.steps_done < cfg.optim.steps
+                and cfg.runtime.target_psnr is None),
             config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:

@@ -44,6 +44,54 @@ def test_viewer_renders_a_sog_fixture(chromium: str, tmp_path: Path) -> None:
     assert 0.15 < lit < 0.7
 
 
+def test_a_below_target_result_is_published_and_says_so(chromium: str, tmp_path: Path) -> None:
+    from spaceport.summaries import FailureRecord, GateResult, JobRecord, StageRecord
+    from tests.unit.run.conftest import _orbit_cameras, write_compressed, write_sfm, write_train
+
+    job = tmp_path / "job"
+    cams = _orbit_cameras()
+    write_sfm(job / "sfm", cams)
+    write_train(job / "train", cams, psnr=14.2)
+    write_compressed(job / "compressed")
+    gate = GateResult(passed=False, test_psnr=14.2, num_gaussians=3000, min_psnr=20.0, max_gaussians=10**6)
+    miss = FailureRecord(error="QualityBelowTarget", reason="Held-out PSNR 14.20 dB is below the target 20.00 dB.",
+                         fix="Capture more views with more overlap.", stage="quality_gate")
+    record = JobRecord(job_id="sp-below", status="RUNNING", quality_gate=gate,
+                       stages={"quality_gate": StageRecord(status="failed", failure=miss)})
+    (job / "job.json").write_text(record.model_dump_json())
+    publish(job, tmp_path / "report")
+
+    status, lit = _shoot(chromium, tmp_path / "report", tmp_path / "below.png")
+    assert status == "scene.sog (below target)" and lit > 0.1  # what was trained is there to look at
+    server = make_server(tmp_path / "report", port=0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Chromium(chromium, size=(800, 600)) as page:
+            base = f"http://127.0.0.1:{server.server_address[1]}"
+            page.goto(f"{base}/viewer.html")
+            page.wait_for("document.body.dataset.ready", 90, lambda v: v in ("1", "error"))
+            banner = page.evaluate("(b => [b.textContent, b.hidden, b.getBoundingClientRect().height])"
+                                   "(document.getElementById('banner'))")
+            page.goto(f"{base}/index.html")
+            page.wait_for("document.readyState === 'complete'", 30)
+            report = page.evaluate("(b => b ? [b.innerText, b.getBoundingClientRect().top] : null)"
+                                   "(document.getElementById('below-target'))")
+            title = page.evaluate("document.title")
+            passing = page.evaluate("document.body.innerText.includes('Quality gate: passed')")
+            renders = page.evaluate("document.querySelectorAll('figure img[alt$=\"_render.png\"]').length")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert banner == ["Below target: held-out PSNR 14.20 dB, target 20.00 dB", False, banner[2]] and banner[2] > 10
+    assert title == "Spaceport job report (below target)" and not passing
+    assert report is not None and report[1] < 200, "the below-target notice is at the top of the report"
+    text = report[0]
+    assert "Below target: held-out PSNR 14.20 dB, target 20.00 dB" in text
+    assert "Reason: Held-out PSNR 14.20 dB is below the target 20.00 dB." in text
+    assert "Fix: Capture more views with more overlap." in text and "not a passing result" in text
+    assert renders == 2  # the held-out renders beside their photos
+
+
 def test_viewer_renders_the_demo_splat(chromium: str, demo_run, tmp_path: Path) -> None:
     shot = Path(os.environ.get("SPACEPORT_SCREENSHOT_DIR", tmp_path)) / "viewer-demo.png"
     _, lit = _shoot(chromium, demo_run.out / "report", shot)

@@ -24,6 +24,10 @@ def main(stage: str, args: list[str]) -> int:
     calls = Path(os.environ["FAKE_CALLS"])
     with calls.open("a") as f:
         f.write(json.dumps({"stage": stage, "argv": [stage, *args], "root": str(root), "pid": os.getpid()}) + "\n")
+    job_json = root.parents[1] / "job.json"  # sm_root is DIR/.scratch/<stage>
+    if job_json.is_file():  # what the job folder's record says while this stage runs
+        with calls.with_name("job_at_start.jsonl").open("a") as f:
+            f.write(json.dumps({"stage": stage, "status": json.loads(job_json.read_text())["status"]}) + "\n")
     if os.environ.get("FAKE_FAIL") == stage:
         err = SfmFailed("Only 2 of 12 images registered", registered=2)
         contract.write_failure(err, os.environ.get("SPACEPORT_STAGE"))
@@ -49,6 +53,9 @@ def main(stage: str, args: list[str]) -> int:
         assert (root / "input/data/sfm/sfm.json").is_file()
         hp = json.loads((root / "input/config/hyperparameters.json").read_text())
         assert all(isinstance(v, str) for v in hp.values())
+        if float(hp.get("minutes", "0")):  # what the real stage prints once it has calibrated
+            progress.emit("train", phase="plan", minutes=float(hp["minutes"]), downscale=4, width=200, height=150,
+                          steps=900, max_gaussians=60000, epochs=45.0, expected_s=170.5, finish_at="12:00:00")
         for step in (10, 20, 30):
             progress.emit("train", step=step, loss=1.0 / step, psnr=10 + step / 3, eta_s=30 - step)
         psnr = float(os.environ.get("FAKE_PSNR", "24.5"))

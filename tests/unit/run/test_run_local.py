@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import json
 import os
 import shutil
@@ -127,15 +128,62 @@ def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, ca
     assert not (out / "sfm").exists() and not (out / local.SCRATCH_DIR).exists()
 
 
-def test_quality_gate_stops_before_compress(photos, calls, tmp_path, monkeypatch):
+def test_a_splat_below_the_gate_is_published_marked_below_target(photos, calls, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_PSNR", "14.0")
     out = tmp_path / "out"
-    with pytest.raises(QualityBelowTarget, match=r"14\.00 dB is below the target 20\.00"):
+    with pytest.raises(QualityBelowTarget, match=r"14\.00 dB is below the target 20\.00") as info:
         local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
-    assert [c["stage"] for c in _calls(calls)] == ["sfm", "train"]
+    # Still compressed and published, so there is something to look at; the job still fails.
+    assert [c["stage"] for c in _calls(calls)] == ["sfm", "train", "compress", "publish"]
+    assert info.value.details["report"] == str(out / "report" / "index.html")
     rec = json.loads((out / "job.json").read_text())
+    assert rec["status"] == "FAILED" and rec["stage"] == "quality_gate"
+    assert rec["failure"]["error"] == "QualityBelowTarget"
     assert rec["stages"]["quality_gate"]["status"] == "failed"
+    assert rec["stages"]["quality_gate"]["numbers"]["passed"] is False
     assert rec["stages"]["quality_gate"]["failure"]["details"]["test_psnr"] == 14.0
+    assert rec["quality_gate"]["passed"] is False and rec["outputs"]["report"] == str(out / "report" / "index.html")
+    page = (out / "report" / "index.html").read_text()
+    assert "Spaceport job report (below target)" in page
+    assert "Below target: held-out PSNR 14.00 dB, target 20.00 dB" in page
+    assert html.escape(QualityBelowTarget.default_fix) in page and "it is not a passing result" in page
+    assert "open viewer (below target)" in page and "Quality gate: passed" not in page
+    viewer = (out / "report" / "viewer.html").read_text()
+    assert '"banner": "Below target: held-out PSNR 14.00 dB, target 20.00 dB"' in viewer
+
+
+def test_a_rerun_that_fails_leaves_no_output_of_the_earlier_run(photos, calls, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert (out / "report" / "index.html").is_file() and (out / "compressed" / "scene.sog").is_file()
+    # Training re-runs (forced) and fails: the old compressed splat and report must not stay beside
+    # a job.json that says FAILED, and nothing of them is left anywhere in the folder.
+    monkeypatch.setenv("FAKE_FAIL", "train")
+    with pytest.raises(SfmFailed):
+        local.run_local(photos, out, "fast", min_psnr=20, force_from="train", program=FAKE_PROGRAM)
+    rec = json.loads((out / "job.json").read_text())
+    assert rec["status"] == "FAILED" and rec["stage"] == "train"
+    for gone in ("train", "compressed", "report"):
+        assert not (out / gone).exists(), gone
+    assert not list(out.rglob("index.html")) and not list(out.rglob("scene.sog"))
+    assert "report" not in rec["outputs"] and (out / "sfm" / "sfm.json").is_file()
+    # Fixed, the next run re-runs what was removed and nothing else.
+    monkeypatch.delenv("FAKE_FAIL")
+    job = local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    assert job.status == "SUCCEEDED" and job.stages["sfm"].status == "skipped"
+    assert [c["stage"] for c in _calls(calls)][-3:] == ["train", "compress", "publish"]
+
+
+def test_a_run_in_progress_never_shows_the_earlier_verdict(photos, calls, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
+    # While the first stage of a rerun works, job.json already says RUNNING (the fake sfm records it).
+    monkeypatch.setenv("FAKE_FAIL", "sfm")
+    with pytest.raises(SfmFailed):
+        local.run_local(photos, out, "default", min_psnr=20, program=FAKE_PROGRAM)
+    seen = [json.loads(line) for line in (tmp_path / "job_at_start.jsonl").read_text().splitlines()]
+    assert [s["status"] for s in seen][-1] == "RUNNING"
+    assert not (out / "report").exists() and not (out / "train").exists()
 
 
 def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp_path):
@@ -276,3 +324,35 @@ def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
         time.sleep(0.1)
     os.kill(pid, 9)
     raise AssertionError(f"stage process {pid} outlived the runner")
+
+
+def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(photos, calls, tmp_path):
+    import io
+
+    from spaceport.display import JsonReporter
+
+    stream = io.StringIO()
+    out = tmp_path / "out"
+    local.run_local(photos, out, None, min_psnr=20, program=FAKE_PROGRAM, cuda=False, reporter=JsonReporter(stream))
+    request = json.loads((out / "request.json").read_text())
+    assert request["preset"] == "fast" and request["options"]["train"]["minutes"] == "10.0"
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    kinds = [e["event"] for e in events]
+    estimate = events[kinds.index("estimate")]
+    assert estimate["phase"] == "plan" and estimate["stage"] == "train"
+    assert estimate["text"].startswith("training budget 10 min: 200x150 px, 900 steps")
+    first_step = next(i for i, e in enumerate(events) if e["event"] == "progress" and "step" in e)
+    assert kinds.index("estimate") < first_step
+
+
+def test_a_fixed_step_preset_on_a_cpu_is_told_the_budget_option_before_anything_runs(photos, calls, tmp_path):
+    import io
+
+    from spaceport.display import JsonReporter
+
+    stream = io.StringIO()
+    local.run_local(photos, tmp_path / "out", "default", min_psnr=20, program=FAKE_PROGRAM, cuda=False,
+                    reporter=JsonReporter(stream))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [e["event"] for e in events][:3] == ["start", "estimate", "stage_start"]
+    assert "--minutes N trains to a time budget" in events[1]["text"] and "default preset" in events[1]["text"]

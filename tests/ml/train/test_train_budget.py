@@ -1,0 +1,71 @@
+"""Training to a time budget on the CPU: the plan is printed before the first step, it decides the
+options, the loop stops at the deadline, and metrics.json says what was planned."""
+
+from __future__ import annotations
+
+import json
+
+from spaceport.summaries import TrainMetrics, read_summary
+from spaceport.train.config import config_for
+
+SMALL = {"model_dir": "gt/sparse/0"}
+
+
+def _events(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, capsys, monkeypatch):
+    from spaceport.train.trainer import train
+
+    monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
+    cfg = config_for("fast", {**SMALL, "minutes": "0.3"})
+    train(scene, tmp_path / "out", cfg)
+    events = _events(capsys.readouterr().out)
+    phases = [e.get("phase") for e in events]
+    first_step = next(i for i, e in enumerate(events) if "step" in e and "loss" in e)
+    plan_at = phases.index("plan")
+    assert "calibrate" in phases[:plan_at] and plan_at < first_step  # measured, then announced, then trained
+    plan = events[plan_at]
+    # The 160x120 scene is already at the coarsest size a budget trains at: full resolution only.
+    assert plan["downscale"] == 1 and (plan["width"], plan["height"]) == (160, 120)
+    # (Not compared with the 18 s budget: on a busy shared machine calibration alone can take longer.)
+    assert plan["expected_s"] > 0 and plan["steps"] >= 1
+    metrics = read_summary(TrainMetrics, tmp_path / "out" / "metrics.json")
+    assert metrics.budget is not None and metrics.budget.minutes == 0.3
+    assert metrics.budget.planned_steps == plan["steps"] and metrics.budget.expected_s == plan["expected_s"]
+    assert metrics.config["steps"] == plan["steps"] and metrics.config["max_gaussians"] == plan["max_gaussians"]
+    # Either every planned step ran or the deadline cut the loop short, and the record says which.
+    assert metrics.steps == plan["steps"] or metrics.budget.stopped_at_deadline
+    assert metrics.test_psnr > 10
+
+
+def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_path, capsys, monkeypatch):
+    from spaceport.train import budget, calibrate
+    from spaceport.train.trainer import train
+
+    monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
+    # A calibration that claims 1 ms a step: the plan asks for thousands of steps, and only the deadline ends them.
+    fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
+    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
+    train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "0.2"}))
+    events = _events(capsys.readouterr().out)
+    plan = next(e for e in events if e.get("phase") == "plan")
+    stop = next(e for e in events if e.get("phase") == "deadline")
+    metrics = read_summary(TrainMetrics, tmp_path / "out" / "metrics.json")
+    assert metrics.budget is not None and metrics.budget.stopped_at_deadline and metrics.stopped_early
+    assert metrics.steps == stop["step"] < plan["steps"]
+    assert (tmp_path / "out" / "splat.ply").is_file()
+
+
+def test_a_long_fixed_run_on_the_cpu_prints_its_estimate_first(scene, tmp_path, capsys, monkeypatch):
+    from spaceport.train import trainer
+
+    monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
+    monkeypatch.setattr(trainer, "ESTIMATE_ABOVE_STEPS", 20)
+    trainer.train(scene, tmp_path / "out", config_for("fast", {**SMALL, "steps": "30", "log_every": "10"}))
+    events = _events(capsys.readouterr().out)
+    est = next(i for i, e in enumerate(events) if e.get("phase") == "estimate")
+    first_step = next(i for i, e in enumerate(events) if "step" in e and "loss" in e)
+    assert est < first_step
+    assert events[est]["steps"] == 30 and events[est]["expected_s"] > 0 and "--minutes" in events[est]["hint"]

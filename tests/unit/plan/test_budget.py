@@ -1,0 +1,103 @@
+"""Training to a time budget: what the plan buys with N minutes, and what a local run defaults to."""
+
+from __future__ import annotations
+
+import pytest
+
+from spaceport.display import notice_line
+from spaceport.local import sized_to_machine
+from spaceport.train import budget
+from spaceport.train.budget import Capture, Probe, choose
+
+# Costs shaped like this machine's CPU path: 4x the pixels, ~4x the fixed cost; each Gaussian adds a little.
+COARSE = Probe(4, 252, 189, fixed_s=0.05, per_gaussian_s=2e-6)
+MEDIUM = Probe(2, 504, 378, fixed_s=0.2, per_gaussian_s=4e-6)
+FINE = Probe(1, 1008, 756, fixed_s=0.8, per_gaussian_s=8e-6)
+PHONE = Capture(train_images=20, test_images=3, start_gaussians=11_000)
+
+
+def test_candidate_downscales_follow_the_image_size() -> None:
+    # The coarsest is what the fast preset trains these captures at (downscale 4), or finer.
+    assert budget.downscales(1008, 756) == [4, 2, 1]
+    assert budget.downscales(800, 600) == [4, 2, 1]
+    assert budget.downscales(640, 480) == [4, 2, 1]
+    assert budget.downscales(1536, 1024) == [8, 4, 2, 1]
+    assert budget.downscales(200, 150) == [1]
+
+
+def test_the_plan_fills_the_budget_it_is_given() -> None:
+    plan = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
+    # The steps' expected cost fills FILL of what is left after calibration and the final evaluation.
+    assert plan.loop_s == pytest.approx(budget.FILL * (600 - 20 - plan.tail_s), rel=0.01)
+    assert plan.expected_s == pytest.approx(plan.spent_s + plan.loop_s + plan.tail_s)
+    assert plan.expected_s <= 600
+    assert plan.epochs >= budget.MIN_EPOCHS
+
+
+def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
+    short = choose(120, PHONE, [COARSE, MEDIUM, FINE])
+    ten = choose(600, PHONE, [COARSE, MEDIUM, FINE])
+    hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
+    assert (short.downscale, ten.downscale) == (4, 4)
+    assert short.max_gaussians == 60_000 and ten.max_gaussians > short.max_gaussians and ten.steps > short.steps
+    assert hour.downscale < 4  # only once there are epochs to spare does the resolution rise
+    assert all(p.steps * p.probe.step_seconds(budget.mean_gaussians(11_000, p.max_gaussians)) <= 0.9 * p.budget_s
+               for p in (short, ten, hour))
+
+
+def test_too_little_time_anywhere_gets_the_cheapest_plan() -> None:
+    plan = choose(30, PHONE, [MEDIUM, COARSE, FINE], spent_s=25)
+    assert (plan.downscale, plan.max_gaussians) == (4, 60_000) and plan.steps >= 1 and plan.epochs < 2
+
+
+def test_the_schedule_scales_with_the_steps() -> None:
+    opts = choose(600, PHONE, [COARSE]).options(sh_degree=1)
+    steps = int(opts["steps"])
+    assert int(opts["refine_start"]) < int(opts["refine_stop"]) == int(steps * budget.REFINE_STOP)
+    assert int(opts["sh_degree_interval"]) == steps // 2 and opts["downscale"] == "4"
+    assert opts["reset_every"] == ("0" if steps < 6000 else "3000")
+
+
+def test_the_eta_looks_ahead_at_the_growth_while_refinement_lasts() -> None:
+    plan = choose(600, PHONE, [COARSE])
+    early = plan.growth_ahead(100, 11_000)
+    assert early > 1.05
+    assert plan.growth_ahead(int(plan.steps * budget.REFINE_STOP), 11_000) == 1.0
+    assert plan.growth_ahead(100, plan.max_gaussians) == 1.0
+
+
+def test_a_fixed_step_estimate_grows_with_the_cap() -> None:
+    small = budget.estimate_s(7000, FINE, PHONE, 30_000, 7000)
+    large = budget.estimate_s(7000, FINE, PHONE, 176_000, 7000)
+    assert 7000 * FINE.step_seconds(11_000) < small < large < 7000 * FINE.step_seconds(176_000)
+    assert budget.human(7915.9) == "2 h 11 min" and budget.human(570) == "9 min 30 s"
+
+
+@pytest.mark.parametrize(
+    ("preset", "minutes", "cuda", "expected_preset", "expected_minutes", "warned"),
+    [
+        (None, None, False, "fast", "10", False),      # no flags, no GPU: the stated budget
+        (None, None, True, "default", None, False),    # a GPU keeps the presets as they are
+        (None, 5.0, True, "default", "5.0", False),    # --minutes works with a GPU too
+        ("fast", None, False, "fast", None, False),    # the demo's explicit fast stays a fixed 400 steps
+        ("default", None, False, "default", None, True),  # hours on a CPU: told first
+        ("quality", 20.0, False, "quality", "20.0", False),
+    ],
+)
+def test_a_local_run_is_sized_to_the_machine(preset, minutes, cuda, expected_preset, expected_minutes, warned):
+    chosen, options, notices = sized_to_machine(preset, minutes, {"sfm": {"max_side": "800"}}, cuda)
+    assert chosen == expected_preset
+    assert options.get("train", {}).get("minutes") == expected_minutes
+    assert options["sfm"] == {"max_side": "800"}
+    assert bool(notices) == warned
+    if warned:
+        assert "--minutes N" in notice_line(notices[0]) and "10 minutes" in notice_line(notices[0])
+
+
+def test_the_plan_and_the_estimate_read_as_sentences() -> None:
+    plan = {"phase": "plan", "minutes": "10", "width": "252", "height": "189", "steps": "2400",
+            "max_gaussians": "88000", "expected_s": "570.2", "finish_at": "18:52:10"}
+    assert notice_line(plan) == ("training budget 10 min: 252x189 px, 2400 steps, up to 88000 Gaussians; "
+                                 "expected 9 min 30 s, done at 18:52:10")
+    est = {"phase": "estimate", "steps": "7000", "width": "1008", "height": "756", "expected_s": "7915.9"}
+    assert notice_line(est).startswith("training estimate: 7000 steps at 1008x756 px take about 2 h 11 min")
