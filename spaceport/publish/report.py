@@ -340,8 +340,6 @@ class _Read:
 def _header(r: _Read, out_dir: Path, inputs: StageInputs, title: str) -> list[str]:
     sfm, met, cmp, job = r.sfm, r.met, r.cmp, r.job
     below = below_target(job)
-    if below:
-        title = f"{title} (below target)"
     body: list[str] = [f"<h1>{html.escape(title)}</h1><p class=sub>{html.escape(job.job_id if job else '')}</p>"]
     if below and job is not None:
         body.append(_below_target_banner(job, below))
@@ -464,6 +462,8 @@ def _build(inputs: StageInputs, train: Path | None, out_dir: Path, title: str) -
     r = _Read(_optional(SfmSummary, inputs.sfm), _optional(TrainMetrics, train),
               _optional(CompressSummary, inputs.compressed),
               read_summary(JobRecord, inputs.job_record) if inputs.job_record else None)
+    if below_target(r.job):
+        title = f"{title} (below target)"
     body = [*_header(r, out_dir, inputs, title), *_input_section(r), *_sfm_section(r, inputs, train),
             *_train_section(r, train), *_compress_section(r), *_timings_section(r)]
     body += [f"<p class=note>{html.escape(note)}</p>" for note in inputs.notes]

@@ -34,7 +34,8 @@ def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, ca
     metrics = read_summary(TrainMetrics, tmp_path / "out" / "metrics.json")
     assert metrics.budget is not None and metrics.budget.minutes == 0.3
     assert metrics.budget.planned_steps == plan["steps"] and metrics.budget.expected_s == plan["expected_s"]
-    assert metrics.config["steps"] == plan["steps"] and metrics.config["max_gaussians"] == plan["max_gaussians"]
+    assert int(metrics.config["steps"]) == plan["steps"]
+    assert int(metrics.config["max_gaussians"]) == plan["max_gaussians"]
     # Either every planned step ran or the deadline cut the loop short, and the record says which.
     assert metrics.steps == plan["steps"] or metrics.budget.stopped_at_deadline
     assert metrics.test_psnr > 10
