@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from tests.support.sfm_evaluate import compare
 
 
 def _check_against_truth(out, scene, label):
-    summary = json.loads((out / "sfm.json").read_text())
+    summary = read_summary(SfmSummary, out / "sfm.json")  # the file on disk validates as the model
     err = compare(out / "sparse" / "0", scene / "gt" / "sparse" / "0")
     print(f"\n{label}: registered {summary.registered_images}/{summary.usable_images}, "
           f"centre error max {err['center_max_frac']:.3%} rmse {err['center_rmse_frac']:.3%} of radius "
@@ -48,9 +47,7 @@ def test_every_image_registers_with_true_poses_and_focal(small_scene, tmp_path, 
     assert cam.model == "PINHOLE"
     assert len(model.points) > 500
     assert sorted(p.name for p in (out / "images").iterdir()) == sorted(im.name for im in model.images.values())
-    for key in ("input_images", "usable_images", "registered_images", "points", "mean_reprojection_error",
-                "matcher", "mapper", "fallback", "seconds", "peak_memory_mb"):
-        assert key in summary
+    assert summary.points == len(model.points) and summary.input_images == 24
     assert summary.mean_reprojection_error < 1.0
     assert {"ingest", "extract", "match", "map", "undistort", "total"} <= set(summary.seconds)
     assert not (out / "_work").exists()
