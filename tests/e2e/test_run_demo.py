@@ -10,7 +10,7 @@ from spaceport import contract
 from spaceport.graph import GRAPH, STAGE_IMAGE
 from spaceport.local import build_local_plan
 from spaceport.splat import read_ply
-from spaceport.summaries import SUMMARIES, JobRecord, SfmSummary, TrainMetrics, read_summary
+from spaceport.summaries import JobRecord, SfmSummary, TrainMetrics, read_summary
 
 # Measured on the 24-view 640x480 demo scene with the fast preset (see bench/results/e2e.md);
 # the bounds leave room for nondeterminism, not for a regression. Held-out PSNR measured 24.26-24.82 dB
@@ -31,7 +31,7 @@ def test_demo_produces_report_splat_and_sog(demo_run) -> None:
     # Every stage's summary, and the job record, validate against their models.
     for sd in GRAPH:
         if sd.summary:
-            read_summary(SUMMARIES[sd.summary], out / sd.folder / sd.summary)
+            read_summary(sd.summary, out / sd.folder / sd.summary_file)
     job = read_summary(JobRecord, out / "job.json")
     assert job.status == "SUCCEEDED" and job.failure is None
     metrics = json.loads((out / "train" / "metrics.json").read_text())

@@ -207,7 +207,10 @@ def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    for name in ("IMG_1040.JPG", "IMG_1041.JPG", "IMG_1042.JPG", "IMG_1044.JPG", "IMG_1046.JPG", "IMG_1047.JPG"):
+    # Ten neighbouring photos: with a focal to estimate per image, six left two unregistered in some runs.
+    names = ("IMG_1040.JPG", "IMG_1041.JPG", "IMG_1042.JPG", "IMG_1044.JPG", "IMG_1046.JPG", "IMG_1047.JPG",
+             "IMG_1048.JPG", "IMG_1049.JPG", "IMG_1050.JPG", "IMG_1051.JPG")
+    for name in names:
         shutil.copyfile(capture("monstree", "images", name), photos / name)
     code = main(["sfm", str(photos), "--out", str(tmp_path / "out"), "--single-camera", "false", "--max-side", "480",
                  "--max-features", "2048", "--min-images", "4"])
@@ -216,11 +219,11 @@ def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
 
     summary = read_summary(SfmSummary, tmp_path / "out" / "sfm.json")
     assert summary.camera_mode == "PER_IMAGE"
-    assert summary.registered_images >= 5
+    assert summary.registered_images >= 7
     assert summary.cameras == summary.registered_images
     # Intrinsics priors from EXIF: the iPhone 7's 28 mm (35 mm equivalent) lens is 0.8 x the longer
     # side in pixels (COLMAP's own guess without EXIF would be 1.2 x).
     priors = summary.camera_priors
-    assert len(priors) == 6 and all(p.from_exif and p.images == 1 for p in priors)
+    assert len(priors) == len(names) and all(p.from_exif and p.images == 1 for p in priors)
     for p in priors:
         assert abs(p.focal / (0.8 * max(p.width, p.height)) - 1) < 0.05, p
