@@ -209,14 +209,17 @@ class LocalRunner:
                                     preexec_fn=die_with_parent if sys.platform == "linux" else None)
             try:
                 assert proc.stdout is not None
+                # The display shows step/steps: the plan's steps, or the ones a time budget chose.
+                total_steps = spec.options.get("steps")
                 for line in proc.stdout:
                     log.write(line)
                     fields = progress.parse_line(line)
                     if fields and fields.get("stage") == spec.name:
                         if fields.get("phase") in ("plan", "estimate"):
                             self.reporter.notice(spec.name, fields)
-                        if "step" in fields and "steps" in spec.options:
-                            fields.setdefault("steps", spec.options["steps"])  # the display shows step/steps
+                            total_steps = fields.get("steps", total_steps)
+                        if "step" in fields and total_steps is not None:
+                            fields.setdefault("steps", total_steps)
                         self.reporter.stage_progress(spec.name, fields)
                 # wait4 gives this child's own peak RSS (ru_maxrss, KiB on Linux), not the runner's.
                 _, status, usage = os.wait4(proc.pid, 0)
