@@ -224,7 +224,10 @@ def main() -> None:
                       log=work / f"train_{var}.log")
             cpu_s = sum(os.times()[2:4]) - sum(cpu[2:4])
             m = json.loads((train_out / "metrics.json").read_text())
+            fig = m.get("capture") or {}
             row = {"capture": cap, "variant": var, "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"],
+                   "sharpness": fig.get("sharpness"), "sharpness_min": fig.get("sharpness_min"),
+                   "held_out_offset": fig.get("held_out_offset"), "baseline_psnr": fig.get("baseline_psnr"),
                    "train_psnr": m["train_psnr"], "gap": round(m["train_psnr"] - m["test_psnr"], 3),
                    "held_out": len(m["held_out"]), "train_images": m["train_images"], "steps": m["steps"],
                    "gaussians": m["num_gaussians"], "wall_s": round(time.perf_counter() - t, 1),

@@ -264,6 +264,24 @@ class TrainBudget(_Model):
     """True when the loop ran out of time before the planned steps."""
 
 
+class CaptureFigures(_Model):
+    """Figures of the capture itself that the quality gate reads (:mod:`spaceport.train.capture`):
+    none depends on how long training ran."""
+
+    sharpness: float
+    """Median over every view of Laplacian energy over gradient energy at the training resolution,
+    1/px²: about 5 in focus, below 1 for a blur wider than a pixel."""
+    sharpness_min: float
+    """The least sharp view's figure, 1/px²."""
+    held_out_offset: float | None = None
+    """The held-out view farthest from the training views: its distance or turn to the nearest
+    training camera, in steps of the typical spacing between neighbouring training cameras
+    (about 1: covered like the rest; None: nothing held out)."""
+    baseline_psnr: float | None = None
+    """dB, mean over the held-out views of the PSNR of each photo's own mean colour: what a render
+    that learned nothing scores (None: nothing held out)."""
+
+
 class TrainMetrics(Summary):
     """``metrics.json``: held-out quality, counts, timings and the per-step history."""
 
@@ -294,6 +312,8 @@ class TrainMetrics(Summary):
     seconds_per_step: float
     peak_memory_mb: float
     peak_cuda_memory_mb: float | None = None
+    capture: CaptureFigures | None = None
+    """The capture's own figures the quality gate reads (None: written by a version without them)."""
     budget: TrainBudget | None = None
     """With a time budget (``minutes``): what was planned and how it ended."""
     config: dict[str, str]
