@@ -3,7 +3,7 @@ quality gate: how sharp the photos are, how near the held-out views are to the t
 what a trivial render (each held-out photo's mean colour) scores.
 
 None of them depends on how long training ran, so the gate can tell a bad capture from a short
-run. Units: pixels at the training resolution; distances in neighbour spacings (see
+run. Units: sharpness in 1/px² at :data:`SHARPNESS_PX`; distances in neighbour spacings (see
 :func:`held_out_offsets`); PSNR in dB.
 """
 
@@ -15,24 +15,38 @@ import numpy as np
 
 from spaceport.imaging import psnr_db
 from spaceport.summaries import CaptureFigures
+from spaceport.train.data import View
 
 #: Rec. 601 luma weights: sharpness is measured on brightness, where blur shows.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Longer side, pixels, at which sharpness is measured: the frame's structure, above pixel noise.
+SHARPNESS_PX = 256
 #: Smallest angular neighbour spacing, degrees: cameras that all look one way (a forward-facing
 #: capture) would otherwise make any turn look like a huge step.
 MIN_ANGLE_SPACING_DEG = 2.0
 
 
-def sharpness(image: np.ndarray) -> float:
-    """Energy of the Laplacian over energy of the gradient of an ``[H, W]`` or ``[H, W, 3]`` image, 1/px².
+def sharpness(image: np.ndarray, size: int = SHARPNESS_PX) -> float:
+    """Energy of the Laplacian over energy of the gradient of an ``[H, W]`` or ``[H, W, 3]`` image in
+    [0, 1], box-averaged first to at most ``size`` pixels on its longer side; 1/px² at that size.
 
-    Independent of contrast and brightness; a blur of width s pixels brings it to about 1/s² at most,
-    while a photo in focus at its own resolution scores about 5 (measured on the real captures at the
-    ``fast`` preset's resolution). A flat image (no gradient) scores 0.
+    Independent of contrast, brightness and the training resolution. Photos in focus score about 4
+    and up, heavily blurred ones below 1 (measured on the real captures: ``bench/results/gate.md``);
+    a flat image (no gradient) scores 0. At full resolution sensor noise, JPEG blocks and 8-bit steps
+    in smooth blurred areas outweigh the detail (a blurred photo measured sharper than its original
+    there), so the measure looks at the frame's structure, not at pixel noise.
     """
-    g = np.asarray(image, dtype=np.float64)
+    g = np.asarray(image, dtype=np.float32)
     if g.ndim == 3:
-        g = g @ LUMA.astype(np.float64)
+        g = g @ LUMA
+    h, w = g.shape
+    if max(h, w) > size:
+        from PIL import Image as PILImage
+
+        f = size / max(h, w)
+        g = np.asarray(PILImage.fromarray(g, mode="F").resize((max(1, round(w * f)), max(1, round(h * f))),
+                                                             PILImage.Resampling.BOX))
+    g = g.astype(np.float64)
     p = np.pad(g, 1, mode="edge")
     # Central differences and the 5-point Laplacian on the same grid.
     gx = (p[1:-1, 2:] - p[1:-1, :-2]) / 2
@@ -85,15 +99,19 @@ def held_out_offsets(train: Sequence[np.ndarray], test: Sequence[np.ndarray]) ->
     return out
 
 
-def capture_figures(images: Sequence[np.ndarray], train_cameras: Sequence[np.ndarray],
-                    test_cameras: Sequence[np.ndarray], test_images: Sequence[np.ndarray]) -> CaptureFigures:
-    """The gate's capture figures: sharpness of every image (training resolution), the held-out
-    cameras' offsets from the training cameras, and the held-out photos' mean-colour PSNR."""
-    sharp = [sharpness(im) for im in images]
-    offsets = held_out_offsets(train_cameras, test_cameras)
+def capture_figures(views: Sequence[View]) -> CaptureFigures:
+    """The gate's capture figures of the training views: sharpness of every image (training
+    resolution), the farthest held-out camera's offset from the training cameras, and the held-out
+    photos' mean-colour PSNR (both None when nothing is held out)."""
+    train = [v for v in views if v.split == "train"]
+    test = [v for v in views if v.split == "test"]
+    sharp = [sharpness(v.image) for v in views]
+    offsets = held_out_offsets([v.world_to_camera for v in train], [v.world_to_camera for v in test])
+    far = int(np.argmax(offsets)) if offsets else None
     return CaptureFigures(
         sharpness=round(float(np.median(sharp)), 4),
         sharpness_min=round(float(np.min(sharp)), 4),
-        held_out_offset=round(max(offsets), 3) if offsets else None,
-        baseline_psnr=round(float(np.mean([mean_colour_psnr(im) for im in test_images])), 4) if test_images else None,
+        held_out_offset=None if far is None else round(offsets[far], 3),
+        held_out_farthest=None if far is None else test[far].name,
+        baseline_psnr=round(float(np.mean([mean_colour_psnr(v.image) for v in test])), 4) if test else None,
     )

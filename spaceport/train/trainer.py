@@ -26,7 +26,7 @@ from spaceport.config import to_dict, to_strings
 from spaceport.errors import ConfigInvalid, TrainingDiverged
 from spaceport.files import atomic_path
 from spaceport.splat import write_ply
-from spaceport.summaries import CaptureFigures, TrainBudget, TrainMetrics, TrainStep, write_summary
+from spaceport.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
 from spaceport.train.budget import BudgetPlan
 from spaceport.train.capture import capture_figures
 from spaceport.train.config import TrainConfig
@@ -403,14 +403,7 @@ class Trainer:
                 planned_steps=cfg.optim.steps,
                 stopped_at_deadline=self.stopped_early and self.steps_done < cfg.optim.steps
                 and cfg.runtime.target_psnr is None),
-            capture=self._capture_figures(), config=to_strings(cfg), history=self.history)
-
-    def _capture_figures(self) -> CaptureFigures:
-        """The capture's own figures for the gate; with nothing held out (``test_every=0``) there is
-        no held-out view to place or to score."""
-        held_out = [v for v in self.views if v.split == "test"]
-        return capture_figures([v.image for v in self.views], [v.world_to_camera for v in self.train_views],
-                               [v.world_to_camera for v in held_out], [v.image for v in held_out])
+            capture=capture_figures(self.views), config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:
         if self.checkpoint is None:
