@@ -95,7 +95,7 @@ def _gain(metrics: TrainMetrics) -> float | None:
     base = metrics.capture.baseline_psnr if metrics.capture is not None else None
     if base is None or metrics.evaluated_on != "test":
         return None  # nothing held out: a gain over the training photos says nothing of new views
-    return round(metrics.test_psnr - base, 4) if math.isfinite(metrics.test_psnr) else -math.inf
+    return round(metrics.test_psnr - base, 4)  # NaN for a NaN PSNR: its check fails
 
 
 def evaluate(metrics: TrainMetrics, targets: QualityTargets, found: list[Miss] | None = None) -> GateResult:
@@ -120,6 +120,45 @@ def check(metrics: TrainMetrics, targets: QualityTargets) -> GateResult:
         return result
     fixes = list(dict.fromkeys(m.fix for m in found))
     raise QualityBelowTarget("; ".join(m.reason for m in found), ". ".join(fixes), **result.model_dump())
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One check of a gate result as the report shows it: the figure against its limit."""
+
+    check: str
+    label: str
+    figure: str
+    limit: str
+    passed: bool
+
+
+#: Per check: label, the GateResult field holding the figure, its limit's field, whether the figure
+#: must reach the limit (else stay within it), and its format.
+_SHOWN = (("train_views", "training views", "train_views", "min_train_views", True, "{:d}"),
+          ("sharpness", "photo sharpness (1/px²)", "sharpness", "min_sharpness", True, "{:.2f}"),
+          ("held_out_offset", "held-out offset (neighbour steps)", "held_out_offset", "max_held_out_offset", False,
+           "{:.2f}"),
+          ("psnr_gain", "held-out PSNR above mean colour (dB)", "psnr_gain", "min_psnr_gain", True, "{:.2f}"),
+          ("psnr", "held-out PSNR (dB)", "test_psnr", "min_psnr", True, "{:.2f}"),
+          ("gaussians", "Gaussians", "num_gaussians", "max_gaussians", False, "{:d}"))
+
+
+def figures(result: GateResult) -> list[Figure]:
+    """Every check the gate ran on ``result`` (limit set, figure present), in the gate's order. A record
+    without the list of missed checks (an older version's) is judged from its figures."""
+    out = []
+    for check_, label, key, limit_key, at_least, form in _SHOWN:
+        value, limit = getattr(result, key), getattr(result, limit_key)
+        if value is None or not limit > 0:
+            continue
+        ok = (value >= limit if at_least else value <= limit) if math.isfinite(value) else False
+        if result.failed:
+            ok = check_ not in result.failed
+        out.append(Figure(check_, label, form.format(value) if math.isfinite(value) else str(value),
+                          ("≥ " if at_least else "≤ ") + (f"{limit:g}" if isinstance(limit, float) else f"{limit:d}"),
+                          ok))
+    return out
 
 
 def check_file(metrics_json: Path, targets: QualityTargets) -> GateResult:
