@@ -275,8 +275,8 @@ class CaptureFigures(_Model):
     """The least sharp view's figure, 1/px²."""
     held_out_offset: float | None = None
     """The held-out view farthest from the training views: its distance or turn to the nearest
-    training camera, in steps of the typical spacing between neighbouring training cameras
-    (about 1: covered like the rest; None: nothing held out)."""
+    training camera over the widest such gap between neighbouring training cameras (below 1:
+    covered like the rest; None: nothing held out)."""
     held_out_farthest: str | None = None
     """That held-out view's image name."""
     baseline_psnr: float | None = None
@@ -529,7 +529,7 @@ class GateResult(Summary):
     """Median sharpness of the photos at the training resolution, 1/px² (:class:`CaptureFigures`)."""
     min_sharpness: float = 0.0
     held_out_offset: float | None = None
-    """The farthest held-out view's offset from the training views, in neighbour steps."""
+    """The farthest held-out view's offset from the training views over their widest gap."""
     held_out_farthest: str | None = None
     """That view's image name."""
     max_held_out_offset: float = 0.0

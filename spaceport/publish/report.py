@@ -67,8 +67,8 @@ STAGE_FIELDS = ("status", "seconds", "billable_seconds", "cpu_seconds", "peak_me
 _MISSED = {
     "train_views": lambda g: f"{g.train_views} training views, at least {g.min_train_views}",
     "sharpness": lambda g: f"photos blurred (sharpness {g.sharpness:.2f}, at least {g.min_sharpness:g})",
-    "held_out_offset": lambda g: f"held-out view {g.held_out_farthest} {g.held_out_offset:.1f} neighbour steps from "
-                                 f"the training views, at most {g.max_held_out_offset:g}",
+    "held_out_offset": lambda g: f"held-out view {g.held_out_farthest} {g.held_out_offset:.2f} widest training gaps "
+                                 f"from the training views, at most {g.max_held_out_offset:g}",
     "psnr_gain": lambda g: f"held-out PSNR only {g.psnr_gain:.2f} dB above the photos' mean colour, at least "
                            f"{g.min_psnr_gain:g} dB (camera poses likely wrong)",
     "psnr": lambda g: f"held-out PSNR {g.test_psnr:.2f} dB, target {g.min_psnr:.2f} dB",

@@ -3,7 +3,7 @@ quality gate: how sharp the photos are, how near the held-out views are to the t
 what a trivial render (each held-out photo's mean colour) scores.
 
 None of them depends on how long training ran, so the gate can tell a bad capture from a short
-run. Units: sharpness in 1/px² at :data:`SHARPNESS_PX`; distances in neighbour spacings (see
+run. Units: sharpness in 1/px² at :data:`SHARPNESS_PX`; offsets in widest training gaps (see
 :func:`held_out_offsets`); PSNR in dB.
 """
 
@@ -71,15 +71,17 @@ def _centre_and_axis(world_to_camera: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 
 def held_out_offsets(train: Sequence[np.ndarray], test: Sequence[np.ndarray]) -> list[float]:
-    """For each held-out camera (4x4 world-to-camera), how many neighbour steps it is from the
-    nearest training camera.
+    """For each held-out camera (4x4 world-to-camera), its offset from the nearest training camera
+    over the widest gap between neighbouring training cameras.
 
-    A step is the typical spacing between neighbouring training cameras: the median, over training
-    cameras, of the distance to the nearest other one, and likewise of the angle between optical
-    axes (at least :data:`MIN_ANGLE_SPACING_DEG`). The offset to a training camera is the larger
-    of its distance and its angle, each in steps; a held-out view's figure is the smallest over
-    the training cameras. About 1 means it sits between training views like they sit between each
-    other; 2 and more means a gap the training views do not cover.
+    Offsets count steps of the typical spacing between neighbouring training cameras: the median,
+    over training cameras, of the distance to the nearest other one, and likewise of the angle
+    between optical axes (at least :data:`MIN_ANGLE_SPACING_DEG`). The offset between two cameras is
+    the larger of their distance and their angle, each in steps. The widest gap is the largest,
+    over training cameras, of the offset to their nearest other training camera. Below 1 the
+    held-out view sits among the training views as they sit among each other; above 1 it lies in a
+    gap wider than any the training views leave, which the held-out PSNR then measures instead of
+    the splat.
     """
     if len(train) < 2 or not test:
         return []
@@ -90,12 +92,13 @@ def held_out_offsets(train: Sequence[np.ndarray], test: Sequence[np.ndarray]) ->
     np.fill_diagonal(ang, np.inf)
     step_d = float(np.median(dist.min(1))) or 1.0  # cameras at one place: any distance is a step
     step_a = max(float(np.median(ang.min(1))), MIN_ANGLE_SPACING_DEG)
+    widest = float(np.maximum(dist / step_d, ang / step_a).min(1).max()) or 1.0
     out = []
     for m in test:
         c, a = _centre_and_axis(m)
         d = np.linalg.norm(tc - c, axis=1) / step_d
         t = np.degrees(np.arccos(np.clip(ta @ a, -1.0, 1.0))) / step_a
-        out.append(float(np.min(np.maximum(d, t))))
+        out.append(float(np.min(np.maximum(d, t))) / widest)
     return out
 
 

@@ -57,11 +57,13 @@ def _line(xs: list[float], turn_deg: float = 0.0) -> list[np.ndarray]:
     return out
 
 
-def test_held_out_offsets_in_neighbour_steps() -> None:
-    train = _line([0, 1, 2, 3, 5, 6, 7])  # spacing 1 (the median nearest-neighbour distance)
-    between, far, turned = _line([4])[0], _line([10])[0], _line([2], turn_deg=20)[0]
+def test_held_out_offsets_over_the_widest_training_gap() -> None:
+    # Step 1 (the median nearest-neighbour distance); the camera at 8 leaves the widest gap, 3 steps.
+    train = _line([0, 1, 2, 3, 4, 5, 8])
+    between, far, turned = _line([6.5])[0], _line([14])[0], _line([2], turn_deg=20)[0]
     got = held_out_offsets(train, [between, far, turned])
-    assert got == pytest.approx([1.0, 3.0, 10.0])  # 20 degrees in steps of the 2-degree floor
+    # 1.5, 6 and 10 steps (20 degrees in steps of the 2-degree floor), each over the 3-step gap.
+    assert got == pytest.approx([0.5, 2.0, 10 / 3])
     assert held_out_offsets(train, []) == [] and held_out_offsets(train[:1], [far]) == []
 
 
@@ -71,7 +73,7 @@ def test_capture_figures_of_views() -> None:
     w2c = _line([0, 1, 2, 3, 4, 9])
     views = [View(f"v{i}.png", "test" if i in (0, 5) else "train", img, K, m, K, (64, 48)) for i, m in enumerate(w2c)]
     fig = capture_figures(views)
-    assert fig.held_out_offset == pytest.approx(5.0) and fig.held_out_farthest == "v5.png"
+    assert fig.held_out_offset == pytest.approx(5.0) and fig.held_out_farthest == "v5.png"  # 5 steps, widest gap 1
     assert fig.baseline_psnr == pytest.approx(mean_colour_psnr(img), abs=1e-4)
     assert fig.sharpness == fig.sharpness_min == pytest.approx(sharpness(img), abs=1e-4)
     none_held_out = capture_figures([View(v.name, "train", v.image, K, v.world_to_camera, K, (64, 48)) for v in views])
