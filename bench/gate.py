@@ -202,7 +202,7 @@ def table(rows: list[dict], out: Path, min_psnr: float, notes: list[str]) -> Non
              f"Machine: {cpu_model()}, {os.cpu_count()} logical CPUs, {mem_gib():.0f} GiB, shared with other work "
              "(1-minute load average per run below). Command: `python bench/gate.py` (method in its docstring).", "",
              f"Gate (this tree's defaults): training views >= {targets.min_train_views}, median sharpness >= "
-             f"{targets.min_sharpness:g}, held-out offset <= {targets.max_held_out_offset:g} steps, held-out PSNR "
+             f"{targets.min_sharpness:g}, held-out offset <= {targets.max_held_out_offset:g} widest training gaps, held-out PSNR "
              f">= mean-colour PSNR + {targets.min_psnr_gain:g} dB, held-out PSNR >= {min_psnr:g} dB. "
              "Old gate: held-out PSNR >= 20 dB only.", "",
              "| capture | variant | should | held-out PSNR | SSIM | training PSNR | gap | held out / train | "

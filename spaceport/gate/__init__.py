@@ -41,7 +41,7 @@ class QualityTargets:
     min_sharpness: float = 1.3
     """Lowest median photo sharpness (:func:`spaceport.train.capture.sharpness`, 1/px² at 256 pixels):
     photos in focus score 4 and up, heavily blurred ones below 0.5."""
-    max_held_out_offset: float = 1.2
+    max_held_out_offset: float = 1.3
     """Farthest a held-out view may sit from the training views, over the widest gap between
     neighbouring training views (covered views: below 1); beyond it the held-out PSNR measures a gap
     in the capture, not the splat."""
