@@ -36,8 +36,9 @@ class QualityTargets:
     """Held-out PSNR in dB the splat must reach (0 disables the check)."""
     max_gaussians: int = 0
     """Largest number of Gaussians allowed (0 disables the check)."""
-    min_train_views: int = 5
-    """Fewest training views (photos not held out): fewer cannot place the scene's surfaces."""
+    min_train_views: int = 4
+    """Fewest training views (photos not held out): fewer cannot place the scene's surfaces. Four is
+    what the smallest capture SfM accepts (``min_images`` 5, one held out) leaves."""
     min_sharpness: float = 1.3
     """Lowest median photo sharpness (:func:`spaceport.train.capture.sharpness`, 1/px² at 256 pixels):
     photos in focus score 4 and up, heavily blurred ones below 0.5."""

@@ -93,7 +93,7 @@ def test_default_capture_checks_pass_a_good_capture_and_report_its_figures(tmp_p
 @pytest.mark.parametrize(
     ("changes", "check_name", "reason", "fix"),
     [
-        ({"train_images": 3}, "train_views", "only 3 photos were left to train on, fewer than 5",
+        ({"train_images": 3}, "train_views", "only 3 photos were left to train on, fewer than 4",
          "Take more photos around the subject"),
         ({"capture": GOOD.model_copy(update={"sharpness": 0.4})}, "sharpness",
          r"the photos are blurred \(median sharpness 0\.40, in focus is 1\.30 and up\)", "faster shutter"),

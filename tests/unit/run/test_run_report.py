@@ -188,7 +188,7 @@ def test_report_shows_every_gate_figure_and_names_the_capture_misses(job_dir: Pa
     from spaceport.summaries import GateResult, JobRecord, StageRecord
 
     gate = GateResult(passed=False, failed=["sharpness", "psnr_gain"], test_psnr=16.0, num_gaussians=5000,
-                      min_psnr=15.0, max_gaussians=100_000, train_views=9, min_train_views=5, sharpness=0.42,
+                      min_psnr=15.0, max_gaussians=100_000, train_views=9, min_train_views=4, sharpness=0.42,
                       min_sharpness=1.3, held_out_offset=0.9, held_out_farthest="0008.jpg", max_held_out_offset=1.3,
                       psnr_gain=0.6, min_psnr_gain=2.0)
     miss = QualityBelowTarget("the photos are blurred", "Retake them with a faster shutter", **gate.model_dump())
@@ -202,7 +202,7 @@ def test_report_shows_every_gate_figure_and_names_the_capture_misses(job_dir: Pa
             "photos' mean colour, at least 2 dB (camera poses likely wrong)") in text
     assert "Fix: Retake them with a faster shutter." in text.replace("<b>", "").replace("</b>", "")
     rows = re.findall(r"<tr class=(\w+)><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", text)
-    assert rows == [("pass", "training views", "9", "≥ 5"), ("fail", "photo sharpness (1/px²)", "0.42", "≥ 1.3"),
+    assert rows == [("pass", "training views", "9", "≥ 4"), ("fail", "photo sharpness (1/px²)", "0.42", "≥ 1.3"),
                     ("pass", "held-out offset (widest training gaps)", "0.90", "≤ 1.3"),
                     ("fail", "held-out PSNR above mean colour (dB)", "0.60", "≥ 2"),
                     ("pass", "held-out PSNR (dB)", "16.00", "≥ 15"), ("pass", "Gaussians", "5000", "≤ 100000")]
