@@ -258,8 +258,8 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
     from spaceport.gate import QualityTargets
 
     gate_opts = p.stage("quality_gate").options
-    assert (gate_opts["min_psnr"], gate_opts["max_gaussians"]) == ("20.0", "3000000")
-    assert from_strings(QualityTargets, gate_opts) == QualityTargets(min_psnr=20.0, max_gaussians=3_000_000)
+    assert (gate_opts["min_psnr"], gate_opts["max_gaussians"]) == ("17.0", "3000000")
+    assert from_strings(QualityTargets, gate_opts) == QualityTargets(min_psnr=17.0, max_gaussians=3_000_000)
     assert p.stage("sfm").arguments and p.stage("compress").arguments
 
 
