@@ -491,10 +491,6 @@ JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED", "INT
 class GateResult(Summary):
     """The numbers the quality gate compared (kept in the job record; no file of its own)."""
 
-    # A diverged training run has a NaN PSNR: as JSON it is the string "NaN" (which validates back
-    # to NaN), since null would not validate and a bare NaN is not JSON that Step Functions reads.
-    model_config = ConfigDict(ser_json_inf_nan="strings")
-
     passed: bool
     test_psnr: float
     num_gaussians: int

@@ -10,7 +10,6 @@ workflow still compresses and publishes the splat, marked below target, then fai
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -42,4 +41,4 @@ def verdict(thresholds: dict[str, Any], training: dict[str, Any], s3: Any) -> Ga
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = verdict(event["thresholds"], event["training"], Clients(settings.load()).s3)
     logger.info("quality gate passed" if result.passed else "quality gate: below target", extra=result.model_dump())
-    return json.loads(result.model_dump_json())  # JSON Step Functions reads: a NaN PSNR as "NaN"
+    return result.model_dump()
