@@ -389,6 +389,8 @@ def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded
     assert desc["status"] == "FAILED"
     # Publish would read a record without the verdict, and its report would not say below target.
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and "dynamodb down" in record["failure"]["reason"]
     (msg,) = _sent()
     assert "dynamodb down" in msg.body and "https://" not in msg.body.split("Logs:")[0]
 
