@@ -1,0 +1,228 @@
+"""Fused CPU compositing: numba loops over each pixel's depth-sorted list, with early termination.
+
+The same maths as :func:`spaceport.train.rasterize.composite_tiles` (and gsplat's
+``RasterizeToPixels3DGSFwd.cu``/``Bwd.cu``): α = min(0.999, o·exp(-σ)), skip α < 1/255, stop
+(exclusively) before T would reach 1e-4; the backward passes no gradient through the clamp, the
+skip or the stop. The torch compositor visits every pixel-Gaussian pair of a padded block many
+times; these loops visit each pair once, skip by σ before the exp where the pair is surely below
+1/255, and stop a pixel at the T limit.
+
+Determinism: tiles run in parallel (``prange``), each tile on one thread, writing only its own
+pixels and its own rows of per-intersection gradients, which are then summed per Gaussian in
+intersection order by one thread. So the outputs are the same bit for bit for any thread count.
+
+The kernels are compiled on first use (``cache=True``: once per machine and dtype). Importing
+this module needs numba; :mod:`spaceport.train.rasterize` falls back to the torch compositor
+where it is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+
+def _cache_dir() -> None:
+    """Point numba's cache at a user cache when this package's folder is read-only (installed images).
+
+    Numba caches next to the source; with no writable place it refuses ``cache=True`` outright.
+    Must run before numba is imported (it reads ``NUMBA_CACHE_DIR`` once).
+    """
+    if os.environ.get("NUMBA_CACHE_DIR") or os.access(Path(__file__).parent, os.W_OK):
+        return
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    for root in (base, Path(tempfile.gettempdir())):
+        target = root / "spaceport" / "numba"
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(target, os.W_OK):
+            os.environ["NUMBA_CACHE_DIR"] = str(target)
+            return
+
+
+_cache_dir()
+
+import numba  # noqa: E402  (after the cache folder is chosen)
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from numba import njit, prange  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from spaceport.train.rasterize import ALPHA_MAX, ALPHA_MIN, T_MIN  # noqa: E402
+
+#: σ beyond log(255 o) + this margin means α < 1/255 whatever the rounding: skipped before the exp
+SKIP_MARGIN = 1e-6
+#: gradient row per intersection: d/d(mx, my, a, b, c, o), then d/d colour channels
+_ROW = 6
+
+_JIT = {"parallel": True, "cache": True, "error_model": "numpy", "nogil": True}
+
+
+@njit(inline="always")
+def _alpha(k, gauss, means2d, conics, opac, skip, fx, fy):
+    """(g, dx, dy, raw α before the clamp) of intersection k at pixel centre (fx, fy); raw = 0 when skipped."""
+    g = gauss[k]
+    dx = fx - means2d[g, 0]
+    dy = fy - means2d[g, 1]
+    a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    if sigma > skip[g]:
+        return g, dx, dy, 0.0
+    return g, dx, dy, opac[g] * math.exp(-sigma)
+
+
+@njit(**_JIT)
+def _skip_thresholds(opac):
+    out = np.empty(opac.shape[0], np.float64)
+    for g in prange(opac.shape[0]):
+        out[g] = math.log(max(float(opac[g]), 1e-30) / ALPHA_MIN) + SKIP_MARGIN
+    return out
+
+
+@njit(**_JIT)
+def _forward(means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip, rgb, T_out, last):
+    """Fills ``rgb [H,W,ch]`` (background excluded), ``T_out [H,W]`` and ``last [H,W]`` (entries visited)."""
+    ch = colors.shape[1]
+    for t in prange(offsets.shape[0] - 1):
+        s, e = offsets[t], offsets[t + 1]
+        if s == e:
+            continue
+        x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
+        for py in range(y0, min(y0 + tile, height)):
+            for px in range(x0, min(x0 + tile, width)):
+                fx, fy = px + 0.5, py + 0.5
+                T = 1.0
+                n = e - s
+                for k in range(s, e):
+                    g, dx, dy, raw = _alpha(k, gauss, means2d, conics, opac, skip, fx, fy)
+                    alpha = min(ALPHA_MAX, raw)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    nxt = T * (1.0 - alpha)
+                    if nxt <= T_MIN:
+                        n = k - s
+                        break
+                    w = alpha * T
+                    for q in range(ch):
+                        rgb[py, px, q] += w * colors[g, q]
+                    T = nxt
+                T_out[py, px] = T
+                last[py, px] = n
+
+
+@njit(**_JIT)
+def _backward(means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
+              rgb, T_out, last, g_rgb, g_T, rows):
+    """Per-intersection gradient rows (summed over the tile's pixels) from the image gradients.
+
+    In forward order, like the torch compositor: with total = Σ_i w_i c_i·g + T_end g_T and
+    behind_i = total - Σ_{j<=i} w_j c_j·g, dL/d(log o - σ)_i = w_i c_i·g - behind_i α_i/(1 - α_i).
+    """
+    ch = colors.shape[1]
+    for t in prange(offsets.shape[0] - 1):
+        s = offsets[t]
+        if s == offsets[t + 1]:
+            continue
+        x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
+        for py in range(y0, min(y0 + tile, height)):
+            for px in range(x0, min(x0 + tile, width)):
+                fx, fy = px + 0.5, py + 0.5
+                total = T_out[py, px] * g_T[py, px]
+                for q in range(ch):
+                    total += rgb[py, px, q] * g_rgb[py, px, q]
+                T = 1.0
+                cum = 0.0
+                for k in range(s, s + last[py, px]):
+                    g, dx, dy, raw = _alpha(k, gauss, means2d, conics, opac, skip, fx, fy)
+                    alpha = min(ALPHA_MAX, raw)
+                    if alpha < ALPHA_MIN:
+                        continue
+                    w = alpha * T
+                    cg = 0.0
+                    for q in range(ch):
+                        cg += colors[g, q] * g_rgb[py, px, q]
+                        rows[k, _ROW + q] += w * g_rgb[py, px, q]
+                    term = w * cg
+                    cum += term
+                    if raw < ALPHA_MAX:  # no gradient through the clamp
+                        g_q = term - (total - cum) * alpha / (1.0 - alpha)
+                        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+                        # σ = ½a dx² + ½c dy² + b dx dy with dx = x - mx;  dL/dσ = -g_q
+                        rows[k, 0] += g_q * (a * dx + b * dy)  # dσ/dmx = -(a dx + b dy)
+                        rows[k, 1] += g_q * (c * dy + b * dx)
+                        rows[k, 2] -= g_q * 0.5 * dx * dx
+                        rows[k, 3] -= g_q * dx * dy
+                        rows[k, 4] -= g_q * 0.5 * dy * dy
+                        rows[k, 5] += g_q / opac[g]
+                    T *= 1.0 - alpha
+
+
+@njit(cache=True, error_model="numpy")
+def _reduce(rows, gauss, out):
+    """Σ of the rows per Gaussian, in intersection order (one thread: the same sums for any thread count)."""
+    for k in range(rows.shape[0]):
+        g = gauss[k]
+        for j in range(rows.shape[1]):
+            out[g, j] += rows[k, j]
+
+
+def _threads() -> None:
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+
+
+def _np(t: Tensor) -> np.ndarray:
+    return t.detach().contiguous().numpy()
+
+
+class _Composite(torch.autograd.Function):
+    """``(rgb [H,W,ch] without background, T [H,W])`` of one camera, differentiable in the Gaussians."""
+
+    @staticmethod
+    def forward(ctx, means2d, conics, opacities, colors, gauss, offsets, width, height, tile):
+        dtype = means2d.dtype
+        tile_w = math.ceil(width / tile)
+        arrays = [_np(x) for x in (means2d, conics, opacities, colors)]
+        g_np, off_np = _np(gauss), _np(offsets)
+        _threads()
+        skip = _skip_thresholds(arrays[2])
+        rgb = torch.zeros(height, width, colors.shape[-1], dtype=dtype)
+        T = torch.ones(height, width, dtype=dtype)
+        last = np.zeros((height, width), np.int64)
+        _forward(*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(), last)
+        ctx.state = (arrays, g_np, off_np, width, height, tile, tile_w, skip, last)
+        ctx.save_for_backward(rgb, T)
+        return rgb, T
+
+    @staticmethod
+    def backward(ctx, g_rgb, g_T):
+        rgb, T = ctx.saved_tensors
+        arrays, g_np, off_np, width, height, tile, tile_w, skip, last = ctx.state
+        g_rgb = torch.zeros_like(rgb) if g_rgb is None else g_rgb
+        g_T = torch.zeros_like(T) if g_T is None else g_T
+        ch = rgb.shape[-1]
+        rows = np.zeros((len(g_np), _ROW + ch), rgb.numpy().dtype)
+        _threads()
+        _backward(*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(),
+                  last, _np(g_rgb), _np(g_T), rows)
+        out = np.zeros((len(arrays[0]), _ROW + ch), rows.dtype)
+        _reduce(rows, g_np, out)
+        grads = torch.from_numpy(out)
+        needs = ctx.needs_input_grad
+        return (grads[:, 0:2] if needs[0] else None, grads[:, 2:5] if needs[1] else None,
+                grads[:, 5] if needs[2] else None, grads[:, _ROW:] if needs[3] else None,
+                None, None, None, None, None)
+
+
+def composite_fused(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, background: Tensor,
+    gauss: Tensor, offsets: Tensor, width: int, height: int, tile: int,
+) -> tuple[Tensor, Tensor]:
+    """:func:`~spaceport.train.rasterize.composite_tiles` with the numba kernels: ``colors [H,W,ch]``, ``alphas [H,W,1]``."""
+    dtype = means2d.dtype
+    rgb, T = _Composite.apply(means2d, conics.to(dtype), opacities.to(dtype), colors.to(dtype), gauss, offsets,
+                              int(width), int(height), int(tile))
+    return rgb + T[..., None] * background.to(dtype), 1.0 - T[..., None]
