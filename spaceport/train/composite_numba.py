@@ -59,7 +59,8 @@ SKIP_MARGIN = 1e-6
 #: gradient row per intersection: d/d(mx, my, a, b, c, o), then d/d colour channels
 _ROW = 6
 
-_JIT = {"parallel": True, "cache": True, "error_model": "numpy", "nogil": True}
+_SERIAL = {"cache": True, "error_model": "numpy", "nogil": True}
+_PARALLEL = {**_SERIAL, "parallel": True}
 
 
 @njit(inline="always")
@@ -75,22 +76,21 @@ def _alpha(k, gauss, means2d, conics, opac, skip, fx, fy):
     return g, dx, dy, opac[g] * math.exp(-sigma)
 
 
-@njit(**_JIT)
+@njit(**_SERIAL)
 def _skip_thresholds(opac):
     out = np.empty(opac.shape[0], np.float64)
-    for g in prange(opac.shape[0]):
+    for g in range(opac.shape[0]):
         out[g] = math.log(max(float(opac[g]), 1e-30) / ALPHA_MIN) + SKIP_MARGIN
     return out
 
 
-@njit(**_JIT)
-def _forward(means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip, rgb, T_out, last):
-    """Fills ``rgb [H,W,ch]`` (background excluded), ``T_out [H,W]`` and ``last [H,W]`` (entries visited)."""
+@njit(**_SERIAL)
+def _forward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
+                  rgb, T_out, last):
+    """Tile t's pixels of ``rgb [H,W,ch]`` (background excluded), ``T_out [H,W]`` and ``last [H,W]`` (entries visited)."""
     ch = colors.shape[1]
-    for t in prange(offsets.shape[0] - 1):
-        s, e = offsets[t], offsets[t + 1]
-        if s == e:
-            continue
+    s, e = offsets[t], offsets[t + 1]
+    if s < e:
         x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
         for py in range(y0, min(y0 + tile, height)):
             for px in range(x0, min(x0 + tile, width)):
@@ -114,19 +114,17 @@ def _forward(means2d, conics, opac, colors, gauss, offsets, width, height, tile,
                 last[py, px] = n
 
 
-@njit(**_JIT)
-def _backward(means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
-              rgb, T_out, last, g_rgb, g_T, rows):
-    """Per-intersection gradient rows (summed over the tile's pixels) from the image gradients.
+@njit(**_SERIAL)
+def _backward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
+                   rgb, T_out, last, g_rgb, g_T, rows):
+    """Tile t's per-intersection gradient rows (summed over its pixels) from the image gradients.
 
     In forward order, like the torch compositor: with total = Σ_i w_i c_i·g + T_end g_T and
     behind_i = total - Σ_{j<=i} w_j c_j·g, dL/d(log o - σ)_i = w_i c_i·g - behind_i α_i/(1 - α_i).
     """
     ch = colors.shape[1]
-    for t in prange(offsets.shape[0] - 1):
-        s = offsets[t]
-        if s == offsets[t + 1]:
-            continue
+    s = offsets[t]
+    if s < offsets[t + 1]:
         x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
         for py in range(y0, min(y0 + tile, height)):
             for px in range(x0, min(x0 + tile, width)):
@@ -161,6 +159,32 @@ def _backward(means2d, conics, opac, colors, gauss, offsets, width, height, tile
                     T *= 1.0 - alpha
 
 
+# One tile per iteration: serial drivers for one thread (no thread pool, whose OpenMP workers would
+# spin beside torch's), parallel ones for more. Separate functions, so numba caches each on its own.
+@njit(**_SERIAL)
+def _forward_serial(args):
+    for t in range(args[5].shape[0] - 1):
+        _forward_tile(t, *args)
+
+
+@njit(**_PARALLEL)
+def _forward_parallel(args):
+    for t in prange(args[5].shape[0] - 1):
+        _forward_tile(t, *args)
+
+
+@njit(**_SERIAL)
+def _backward_serial(args):
+    for t in range(args[5].shape[0] - 1):
+        _backward_tile(t, *args)
+
+
+@njit(**_PARALLEL)
+def _backward_parallel(args):
+    for t in prange(args[5].shape[0] - 1):
+        _backward_tile(t, *args)
+
+
 @njit(cache=True, error_model="numpy")
 def _reduce(rows, gauss, out):
     """Σ of the rows per Gaussian, in intersection order (one thread: the same sums for any thread count)."""
@@ -170,8 +194,12 @@ def _reduce(rows, gauss, out):
             out[g, j] += rows[k, j]
 
 
-def _threads() -> None:
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+def _parallel() -> bool:
+    """Whether to run the parallel drivers, on as many numba threads as torch was given (at most numba's pool)."""
+    n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    if n > 1:
+        numba.set_num_threads(n)
+    return n > 1
 
 
 def _np(t: Tensor) -> np.ndarray:
@@ -187,12 +215,12 @@ class _Composite(torch.autograd.Function):
         tile_w = math.ceil(width / tile)
         arrays = [_np(x) for x in (means2d, conics, opacities, colors)]
         g_np, off_np = _np(gauss), _np(offsets)
-        _threads()
         skip = _skip_thresholds(arrays[2])
         rgb = torch.zeros(height, width, colors.shape[-1], dtype=dtype)
         T = torch.ones(height, width, dtype=dtype)
         last = np.zeros((height, width), np.int64)
-        _forward(*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(), last)
+        args = (*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(), last)
+        (_forward_parallel if _parallel() else _forward_serial)(args)
         ctx.state = (arrays, g_np, off_np, width, height, tile, tile_w, skip, last)
         ctx.save_for_backward(rgb, T)
         return rgb, T
@@ -205,9 +233,9 @@ class _Composite(torch.autograd.Function):
         g_T = torch.zeros_like(T) if g_T is None else g_T
         ch = rgb.shape[-1]
         rows = np.zeros((len(g_np), _ROW + ch), rgb.numpy().dtype)
-        _threads()
-        _backward(*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(),
-                  last, _np(g_rgb), _np(g_T), rows)
+        args = (*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(), last,
+                _np(g_rgb), _np(g_T), rows)
+        (_backward_parallel if _parallel() else _backward_serial)(args)
         out = np.zeros((len(arrays[0]), _ROW + ch), rows.dtype)
         _reduce(rows, g_np, out)
         grads = torch.from_numpy(out)
