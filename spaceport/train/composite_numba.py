@@ -63,19 +63,6 @@ _SERIAL = {"cache": True, "error_model": "numpy", "nogil": True}
 _PARALLEL = {**_SERIAL, "parallel": True}
 
 
-@njit(inline="always")
-def _alpha(k, gauss, means2d, conics, opac, skip, fx, fy):
-    """(g, dx, dy, raw α before the clamp) of intersection k at pixel centre (fx, fy); raw = 0 when skipped."""
-    g = gauss[k]
-    dx = fx - means2d[g, 0]
-    dy = fy - means2d[g, 1]
-    a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    if sigma > skip[g]:
-        return g, dx, dy, 0.0
-    return g, dx, dy, opac[g] * math.exp(-sigma)
-
-
 @njit(**_SERIAL)
 def _skip_thresholds(opac):
     out = np.empty(opac.shape[0], np.float64)
@@ -85,78 +72,134 @@ def _skip_thresholds(opac):
 
 
 @njit(**_SERIAL)
+def _tile_pixels(t, width, height, tile, tile_w):
+    """Tile t's pixel centres (row-major, ``tile²``) and whether each lies inside the image."""
+    x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
+    n = tile * tile
+    xs, ys = np.empty(n), np.empty(n)
+    inside = np.empty(n, np.bool_)
+    for p in range(n):
+        px, py = x0 + p % tile, y0 + p // tile
+        xs[p], ys[p] = px + 0.5, py + 0.5
+        inside[p] = px < width and py < height
+    return xs, ys, inside
+
+
+@njit(**_SERIAL)
 def _forward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
                   rgb, T_out, last):
-    """Tile t's pixels of ``rgb [H,W,ch]`` (background excluded), ``T_out [H,W]`` and ``last [H,W]`` (entries visited)."""
+    """Tile t's pixels of ``rgb [H,W,ch]`` (background excluded), ``T_out [H,W]`` and ``last [H,W]`` (entries used).
+
+    Gaussian by Gaussian, each over the tile's pixels still running (the per-pixel arithmetic is
+    gsplat's, in the same order); the tile stops when every pixel has reached the T limit.
+    """
     ch = colors.shape[1]
     s, e = offsets[t], offsets[t + 1]
-    if s < e:
-        x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
-        for py in range(y0, min(y0 + tile, height)):
-            for px in range(x0, min(x0 + tile, width)):
-                fx, fy = px + 0.5, py + 0.5
-                T = 1.0
-                n = e - s
-                for k in range(s, e):
-                    g, dx, dy, raw = _alpha(k, gauss, means2d, conics, opac, skip, fx, fy)
-                    alpha = min(ALPHA_MAX, raw)
-                    if alpha < ALPHA_MIN:
-                        continue
-                    nxt = T * (1.0 - alpha)
-                    if nxt <= T_MIN:
-                        n = k - s
-                        break
-                    w = alpha * T
-                    for q in range(ch):
-                        rgb[py, px, q] += w * colors[g, q]
-                    T = nxt
-                T_out[py, px] = T
-                last[py, px] = n
+    if s == e:
+        return
+    xs, ys, running = _tile_pixels(t, width, height, tile, tile_w)
+    n_px = tile * tile
+    T = np.ones(n_px)
+    acc = np.zeros((n_px, ch))
+    n_used = np.full(n_px, e - s)
+    alive = running.sum()
+    for k in range(s, e):
+        g = gauss[k]
+        mx, my, o, sk = means2d[g, 0], means2d[g, 1], opac[g], skip[g]
+        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+        for p in range(n_px):
+            if not running[p]:
+                continue
+            dx, dy = xs[p] - mx, ys[p] - my
+            sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+            if sigma > sk:
+                continue
+            alpha = min(ALPHA_MAX, o * math.exp(-sigma))
+            if alpha < ALPHA_MIN:
+                continue
+            nxt = T[p] * (1.0 - alpha)
+            if nxt <= T_MIN:
+                running[p] = False
+                n_used[p] = k - s
+                alive -= 1
+                continue
+            w = alpha * T[p]
+            for q in range(ch):
+                acc[p, q] += w * colors[g, q]
+            T[p] = nxt
+        if alive == 0:
+            break
+    x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
+    for p in range(n_px):
+        px, py = x0 + p % tile, y0 + p // tile
+        if px < width and py < height:
+            T_out[py, px] = T[p]
+            last[py, px] = n_used[p]
+            for q in range(ch):
+                rgb[py, px, q] = acc[p, q]
 
 
 @njit(**_SERIAL)
 def _backward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, height, tile, tile_w, skip,
                    rgb, T_out, last, g_rgb, g_T, rows):
-    """Tile t's per-intersection gradient rows (summed over its pixels) from the image gradients.
+    """Tile t's per-intersection gradient rows (summed over its pixels in row-major order).
 
     In forward order, like the torch compositor: with total = Σ_i w_i c_i·g + T_end g_T and
     behind_i = total - Σ_{j<=i} w_j c_j·g, dL/d(log o - σ)_i = w_i c_i·g - behind_i α_i/(1 - α_i).
     """
     ch = colors.shape[1]
     s = offsets[t]
-    if s < offsets[t + 1]:
-        x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
-        for py in range(y0, min(y0 + tile, height)):
-            for px in range(x0, min(x0 + tile, width)):
-                fx, fy = px + 0.5, py + 0.5
-                total = T_out[py, px] * g_T[py, px]
-                for q in range(ch):
-                    total += rgb[py, px, q] * g_rgb[py, px, q]
-                T = 1.0
-                cum = 0.0
-                for k in range(s, s + last[py, px]):
-                    g, dx, dy, raw = _alpha(k, gauss, means2d, conics, opac, skip, fx, fy)
-                    alpha = min(ALPHA_MAX, raw)
-                    if alpha < ALPHA_MIN:
-                        continue
-                    w = alpha * T
-                    cg = 0.0
-                    for q in range(ch):
-                        cg += colors[g, q] * g_rgb[py, px, q]
-                        rows[k, _ROW + q] += w * g_rgb[py, px, q]
-                    term = w * cg
-                    cum += term
-                    if raw < ALPHA_MAX:  # no gradient through the clamp
-                        g_q = term - (total - cum) * alpha / (1.0 - alpha)
-                        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-                        # σ = ½a dx² + ½c dy² + b dx dy with dx = x - mx;  dL/dσ = -g_q
-                        rows[k, 0] += g_q * (a * dx + b * dy)  # dσ/dmx = -(a dx + b dy)
-                        rows[k, 1] += g_q * (c * dy + b * dx)
-                        rows[k, 2] -= g_q * 0.5 * dx * dx
-                        rows[k, 3] -= g_q * dx * dy
-                        rows[k, 4] -= g_q * 0.5 * dy * dy
-                        rows[k, 5] += g_q / opac[g]
-                    T *= 1.0 - alpha
+    if s == offsets[t + 1]:
+        return
+    xs, ys, inside = _tile_pixels(t, width, height, tile, tile_w)
+    n_px = tile * tile
+    x0, y0 = (t % tile_w) * tile, (t // tile_w) * tile
+    T, cum, total = np.ones(n_px), np.zeros(n_px), np.zeros(n_px)
+    gr = np.zeros((n_px, ch))
+    end = np.zeros(n_px, np.int64)  # pixels outside the image use no entry
+    for p in range(n_px):
+        if inside[p]:
+            px, py = x0 + p % tile, y0 + p // tile
+            end[p] = s + last[py, px]
+            total[p] = T_out[py, px] * g_T[py, px]
+            for q in range(ch):
+                gr[p, q] = g_rgb[py, px, q]
+                total[p] += rgb[py, px, q] * gr[p, q]
+    row = np.empty(_ROW + ch)
+    for k in range(s, end.max()):
+        g = gauss[k]
+        mx, my, o, sk = means2d[g, 0], means2d[g, 1], opac[g], skip[g]
+        a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
+        row[:] = 0.0
+        for p in range(n_px):
+            if k >= end[p]:
+                continue
+            dx, dy = xs[p] - mx, ys[p] - my
+            sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+            if sigma > sk:
+                continue
+            raw = o * math.exp(-sigma)
+            alpha = min(ALPHA_MAX, raw)
+            if alpha < ALPHA_MIN:
+                continue
+            w = alpha * T[p]
+            cg = 0.0
+            for q in range(ch):
+                cg += colors[g, q] * gr[p, q]
+                row[_ROW + q] += w * gr[p, q]
+            term = w * cg
+            cum[p] += term
+            if raw < ALPHA_MAX:  # no gradient through the clamp
+                g_q = term - (total[p] - cum[p]) * alpha / (1.0 - alpha)
+                # σ = ½a dx² + ½c dy² + b dx dy with dx = x - mx;  dL/dσ = -g_q
+                row[0] += g_q * (a * dx + b * dy)  # dσ/dmx = -(a dx + b dy)
+                row[1] += g_q * (c * dy + b * dx)
+                row[2] -= g_q * 0.5 * dx * dx
+                row[3] -= g_q * dx * dy
+                row[4] -= g_q * 0.5 * dy * dy
+                row[5] += g_q / o
+            T[p] *= 1.0 - alpha
+        rows[k, :] = row
 
 
 # One tile per iteration: serial drivers for one thread (no thread pool, whose OpenMP workers would
@@ -232,7 +275,7 @@ class _Composite(torch.autograd.Function):
         g_rgb = torch.zeros_like(rgb) if g_rgb is None else g_rgb
         g_T = torch.zeros_like(T) if g_T is None else g_T
         ch = rgb.shape[-1]
-        rows = np.zeros((len(g_np), _ROW + ch), rgb.numpy().dtype)
+        rows = np.zeros((len(g_np), _ROW + ch), rgb.numpy().dtype)  # entries past every stop stay 0
         args = (*arrays, g_np, off_np, width, height, tile, tile_w, skip, rgb.numpy(), T.numpy(), last,
                 _np(g_rgb), _np(g_T), rows)
         (_backward_parallel if _parallel() else _backward_serial)(args)
