@@ -315,7 +315,10 @@ def composite(
     """
     choice = compositor or os.environ.get("SPACEPORT_COMPOSITOR", "numba")
     if choice not in ("numba", "torch"):
-        raise ValueError(f"compositor must be 'numba' or 'torch', got {choice!r} (check SPACEPORT_COMPOSITOR)")
+        from spaceport.errors import ConfigInvalid
+
+        raise ConfigInvalid(f"The CPU compositor must be 'numba' or 'torch', got {choice!r}",
+                            fix="Set SPACEPORT_COMPOSITOR (or compositor=) to 'numba' or 'torch', or unset it.")
     fused = fused_compositor() if choice == "numba" else None
     fn = fused.composite_fused if fused is not None else composite_tiles
     return fn(means2d, conics, opacities, colors, background, gauss, offsets, width, height, tile)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from spaceport.errors import ConfigInvalid
 from spaceport.train import rasterize as R
 from tests.ml.train.test_train_rasterize import random_scene
 
@@ -152,8 +153,9 @@ def test_compositor_choice_env_and_fallback(monkeypatch):
     assert not torch.equal(numba_img, torch_img)  # two different code paths did run
 
     monkeypatch.setenv("SPACEPORT_COMPOSITOR", "cuda")
-    with pytest.raises(ValueError, match="SPACEPORT_COMPOSITOR"):
+    with pytest.raises(ConfigInvalid, match="'cuda'") as err:
         R.rasterization_cpu(means, quats, scales, opac, colors, vm[:1], K[:1], 64, 48)
+    assert "SPACEPORT_COMPOSITOR" in err.value.fix
 
     # numba missing: the torch compositor runs, and says so once
     monkeypatch.setenv("SPACEPORT_COMPOSITOR", "numba")
