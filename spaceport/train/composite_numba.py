@@ -165,12 +165,12 @@ def _backward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, heig
             for q in range(ch):
                 gr[p, q] = g_rgb[py, px, q]
                 total[p] += rgb[py, px, q] * gr[p, q]
-    row = np.empty(_ROW + ch)
     for k in range(s, end.max()):
         g = gauss[k]
         mx, my, o, sk = means2d[g, 0], means2d[g, 1], opac[g], skip[g]
         a, b, c = conics[g, 0], conics[g, 1], conics[g, 2]
-        row[:] = 0.0
+        # Σ over pixels of dL/d(log o - σ) times 1, dx, dy, dx², dx dy, dy²: the row follows from them
+        s0 = sx = sy = sxx = sxy = syy = 0.0
         for p in range(n_px):
             if k >= end[p]:
                 continue
@@ -186,20 +186,25 @@ def _backward_tile(t, means2d, conics, opac, colors, gauss, offsets, width, heig
             cg = 0.0
             for q in range(ch):
                 cg += colors[g, q] * gr[p, q]
-                row[_ROW + q] += w * gr[p, q]
+                rows[k, _ROW + q] += w * gr[p, q]
             term = w * cg
             cum[p] += term
             if raw < ALPHA_MAX:  # no gradient through the clamp
                 g_q = term - (total[p] - cum[p]) * alpha / (1.0 - alpha)
-                # σ = ½a dx² + ½c dy² + b dx dy with dx = x - mx;  dL/dσ = -g_q
-                row[0] += g_q * (a * dx + b * dy)  # dσ/dmx = -(a dx + b dy)
-                row[1] += g_q * (c * dy + b * dx)
-                row[2] -= g_q * 0.5 * dx * dx
-                row[3] -= g_q * dx * dy
-                row[4] -= g_q * 0.5 * dy * dy
-                row[5] += g_q / o
+                s0 += g_q
+                sx += g_q * dx
+                sy += g_q * dy
+                sxx += g_q * dx * dx
+                sxy += g_q * dx * dy
+                syy += g_q * dy * dy
             T[p] *= 1.0 - alpha
-        rows[k, :] = row
+        # σ = ½a dx² + ½c dy² + b dx dy with dx = x - mx;  dL/dσ = -g_q, dσ/dmx = -(a dx + b dy)
+        rows[k, 0] = a * sx + b * sy
+        rows[k, 1] = c * sy + b * sx
+        rows[k, 2] = -0.5 * sxx
+        rows[k, 3] = -sxy
+        rows[k, 4] = -0.5 * syy
+        rows[k, 5] = s0 / o
 
 
 # One tile per iteration: serial drivers for one thread (no thread pool, whose OpenMP workers would
