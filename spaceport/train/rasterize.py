@@ -1,4 +1,4 @@
-"""Differentiable 3DGS rasterization: gsplat's CUDA kernels on a GPU, a tile-culled PyTorch compositor on CPU.
+"""Differentiable 3DGS rasterization: gsplat's CUDA kernels on a GPU, a tile-culled compositor on CPU.
 
 :func:`rasterization` has gsplat's signature and semantics (packed=False, classic or antialiased
 mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)``. On CUDA it is
@@ -13,8 +13,12 @@ mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`
   stop (exclusively) once T would reach 1e-4,
   background weighted by the final T.
 
+Compositing runs in numba kernels (:mod:`spaceport.train.composite_numba`: each pixel's list once,
+with the early stop; several times faster, bench/results/composite.md) unless numba is missing or
+``SPACEPORT_COMPOSITOR=torch``; :func:`composite_tiles` below is the torch reference they are tested against.
+
 Projection is written elementwise (one GEMM for the view rotation) instead of gsplat's batched
-3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md). Compositing gathers each tile's depth-sorted
+3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md). The torch compositor gathers each tile's depth-sorted
 Gaussians into a padded ``[tiles, pixels, K]`` block (8×8 tiles: the image does not depend on the
 tile size, and small tiles waste fewer pixel-Gaussian pairs), tiles bucketed by list length so padding stays
 small, and K processed in slices that carry the transmittance so memory stays bounded.
@@ -296,7 +300,7 @@ def fused_compositor() -> Any:
     if "module" not in _FUSED:
         try:
             from spaceport.train import composite_numba
-        except Exception as exc:  # noqa: BLE001  (numba missing or broken: the torch path is always there)
+        except Exception as exc:  # numba missing or broken: the torch path is always there
             print(f"stage=train phase=rasterize compositor=torch reason={type(exc).__name__}", flush=True)
             composite_numba = None
         _FUSED["module"] = composite_numba
