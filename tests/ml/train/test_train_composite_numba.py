@@ -177,3 +177,22 @@ def test_missing_numba_falls_back_to_torch(monkeypatch, capsys):
     assert "compositor=torch reason=ModuleNotFoundError" in capsys.readouterr().out
     leaves, lists = camera_inputs(50, 10)
     np.testing.assert_array_equal(run(leaves, lists, "numba")[0].numpy(), run(leaves, lists, "torch")[0].numpy())
+
+
+def test_cache_goes_to_a_user_cache_when_the_package_folder_is_read_only(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from spaceport.train import composite_numba as N
+
+    package = Path(N.__file__).parent
+    real_access = N.os.access
+    monkeypatch.setattr(N.os, "access", lambda p, mode: Path(p) != package and real_access(p, mode))
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    N._cache_dir()
+    assert N.os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "cache" / "spaceport" / "numba")
+    assert (tmp_path / "cache" / "spaceport" / "numba").is_dir()
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", "/somewhere/else")  # the user's choice wins
+    N._cache_dir()
+    assert N.os.environ["NUMBA_CACHE_DIR"] == "/somewhere/else"
