@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from spaceport.errors import ModelInvalid, QualityBelowTarget
 from spaceport.stage import Input, StageDef, StagePaths
-from spaceport.summaries import GateResult, TrainMetrics, parse_summary, read_summary
+from spaceport.summaries import GateResult, StageRecord, TrainMetrics, parse_summary, read_summary
 
 
 @dataclass(frozen=True)
@@ -52,46 +53,62 @@ class QualityTargets:
 
 
 @dataclass(frozen=True)
-class Miss:
-    """One check the splat missed: its name, what was wrong (with the figure and its limit), what to do."""
+class Check:
+    """One check of the gate: the :class:`GateResult` fields of its figure and its limit, whether the
+    figure must reach the limit (else stay within it), how the report labels and formats it, and
+    what a miss says (from the result alone: the Lambda's verdict crosses to the record as one) and
+    what to do."""
 
-    check: str
-    reason: str
-    fix: str
+    name: str
+    figure: str
+    limit: str
+    at_least: bool
+    label: str
+    form: str
+    reason: Callable[[GateResult], str]
+    fix: Callable[[GateResult], str]
 
 
-def misses(metrics: TrainMetrics, targets: QualityTargets) -> list[Miss]:
-    """Every check ``metrics`` misses, the capture's own first (they explain the PSNR ones)."""
-    t, cap, psnr = targets, metrics.capture, metrics.test_psnr
-    out = []
-    if t.min_train_views > 0 and metrics.train_images < t.min_train_views:
-        out.append(Miss("train_views", f"only {metrics.train_images} photos were left to train on, fewer than "
-                        f"{t.min_train_views}", "Take more photos around the subject, each overlapping its "
-                        "neighbours by about two thirds"))
-    if cap is not None and t.min_sharpness > 0 and not cap.sharpness >= t.min_sharpness:
-        out.append(Miss("sharpness", f"the photos are blurred (median sharpness {cap.sharpness:.2f}, in focus "
-                        f"is {t.min_sharpness:.2f} and up)", "Retake them in focus and holding still, with a "
-                        "faster shutter (more light), or pick the sharp frames"))
-    if cap is not None and cap.held_out_offset is not None and t.max_held_out_offset > 0 \
-            and not cap.held_out_offset <= t.max_held_out_offset:
-        out.append(Miss("held_out_offset", f"held-out photo {cap.held_out_farthest} is {cap.held_out_offset:.2f} "
-                        "times as far from the nearest training photo as the widest gap between neighbouring "
-                        f"training photos (limit {t.max_held_out_offset:.2f}), so the capture leaves a gap there",
-                        f"Take more photos between {cap.held_out_farthest} and the others, each a small step "
-                        "from the last"))
-    gain = _gain(metrics)
-    if gain is not None and t.min_psnr_gain > 0 and not gain >= t.min_psnr_gain:
-        out.append(Miss("psnr_gain", f"held-out PSNR {psnr:.2f} dB is only {gain:.2f} dB above a flat image of "
-                        f"each photo's mean colour (at least {t.min_psnr_gain:.2f} dB): the renders do not line "
-                        "up with the photos, so the camera poses are likely wrong", "Check the camera plot in the "
-                        "report; retake with more overlap and texture so SfM places every photo"))
-    if t.min_psnr > 0 and not (math.isfinite(psnr) and psnr >= t.min_psnr):
-        out.append(Miss("psnr", f"held-out PSNR {psnr:.2f} dB is below the target {t.min_psnr:.2f} dB",
-                        QualityBelowTarget.default_fix))
-    if t.max_gaussians > 0 and metrics.num_gaussians > t.max_gaussians:
-        out.append(Miss("gaussians", f"{metrics.num_gaussians} Gaussians exceed the cap of {t.max_gaussians}",
-                        "Lower max_gaussians in training, or raise the cap"))
-    return out
+#: Every check, in the order a miss is reported: the capture's own first (they explain the PSNR ones).
+CHECKS = (
+    Check("train_views", "train_views", "min_train_views", True, "training views", "{:d}",
+          lambda g: f"only {g.train_views} photos were left to train on, fewer than {g.min_train_views}",
+          lambda g: "Take more photos around the subject, each overlapping its neighbours by about two thirds"),
+    Check("sharpness", "sharpness", "min_sharpness", True, "photo sharpness (1/px²)", "{:.2f}",
+          lambda g: f"the photos are blurred (median sharpness {g.sharpness:.2f}, in focus is "
+                    f"{g.min_sharpness:.2f} and up)",
+          lambda g: "Retake them in focus and holding still, with a faster shutter (more light), or pick the "
+                    "sharp frames"),
+    Check("held_out_offset", "held_out_offset", "max_held_out_offset", False, "held-out offset (widest training gaps)",
+          "{:.2f}",
+          lambda g: f"held-out photo {g.held_out_farthest} is {g.held_out_offset:.2f} times as far from the nearest "
+                    "training photo as the widest gap between neighbouring training photos (limit "
+                    f"{g.max_held_out_offset:.2f}), so the capture leaves a gap there",
+          lambda g: f"Take more photos between {g.held_out_farthest} and the others, each a small step from the last"),
+    Check("psnr_gain", "psnr_gain", "min_psnr_gain", True, "held-out PSNR above mean colour (dB)", "{:.2f}",
+          lambda g: f"held-out PSNR {g.test_psnr:.2f} dB is only {g.psnr_gain:.2f} dB above a flat image of each "
+                    f"photo's mean colour (at least {g.min_psnr_gain:.2f} dB): the renders do not line up with the "
+                    "photos, so the camera poses are likely wrong",
+          lambda g: "Check the camera plot in the report; retake with more overlap and texture so SfM places "
+                    "every photo"),
+    Check("psnr", "test_psnr", "min_psnr", True, "held-out PSNR (dB)", "{:.2f}",
+          lambda g: f"held-out PSNR {g.test_psnr:.2f} dB is below the target {g.min_psnr:.2f} dB",
+          lambda g: QualityBelowTarget.default_fix),
+    Check("gaussians", "num_gaussians", "max_gaussians", False, "Gaussians", "{:d}",
+          lambda g: f"{g.num_gaussians} Gaussians exceed the cap of {g.max_gaussians}",
+          lambda g: "Lower max_gaussians in training, or raise the cap"),
+)
+
+
+def _applies(c: Check, result: GateResult) -> bool:
+    """A check runs when its limit is set and its figure was measured (a metrics.json without capture
+    figures, or with nothing held out, skips those checks)."""
+    return getattr(result, c.figure) is not None and getattr(result, c.limit) > 0
+
+
+def _meets(c: Check, result: GateResult) -> bool:
+    value, limit = getattr(result, c.figure), getattr(result, c.limit)
+    return bool(value >= limit if c.at_least else value <= limit)  # NaN meets nothing
 
 
 def _gain(metrics: TrainMetrics) -> float | None:
@@ -101,28 +118,46 @@ def _gain(metrics: TrainMetrics) -> float | None:
     return round(metrics.test_psnr - base, 4)  # NaN for a NaN PSNR: its check fails
 
 
-def evaluate(metrics: TrainMetrics, targets: QualityTargets, found: list[Miss] | None = None) -> GateResult:
+def evaluate(metrics: TrainMetrics, targets: QualityTargets) -> GateResult:
     """Compare training metrics against the targets; never raises for a miss."""
-    found = misses(metrics, targets) if found is None else found
     cap = metrics.capture
-    return GateResult(
-        passed=not found, failed=[m.check for m in found], test_psnr=metrics.test_psnr,
-        num_gaussians=metrics.num_gaussians, min_psnr=targets.min_psnr, max_gaussians=targets.max_gaussians,
-        train_views=metrics.train_images, min_train_views=targets.min_train_views,
+    figures_ = GateResult(
+        passed=True, test_psnr=metrics.test_psnr, num_gaussians=metrics.num_gaussians, min_psnr=targets.min_psnr,
+        max_gaussians=targets.max_gaussians, train_views=metrics.train_images, min_train_views=targets.min_train_views,
         sharpness=cap.sharpness if cap else None, min_sharpness=targets.min_sharpness,
         held_out_offset=cap.held_out_offset if cap else None, held_out_farthest=cap.held_out_farthest if cap else None,
         max_held_out_offset=targets.max_held_out_offset, psnr_gain=_gain(metrics), min_psnr_gain=targets.min_psnr_gain)
+    failed = [c.name for c in CHECKS if _applies(c, figures_) and not _meets(c, figures_)]
+    return figures_.model_copy(update={"passed": not failed, "failed": failed})
+
+
+def _missed(result: GateResult) -> list[Check]:
+    """The checks ``result`` missed: its list, or for an older version's record (no list) its figures."""
+    if result.passed:
+        return []
+    if result.failed:
+        return [c for c in CHECKS if c.name in result.failed]
+    return [c for c in CHECKS if _applies(c, result) and not _meets(c, result)]
+
+
+def miss(result: GateResult) -> QualityBelowTarget | None:
+    """The gate's verdict as its typed error (each miss's reason with its figure and limit, each one's
+    fix, the numbers as details), or None when the splat passed."""
+    if result.passed:
+        return None
+    found = _missed(result)
+    fixes = list(dict.fromkeys(c.fix(result) for c in found))
+    return QualityBelowTarget("; ".join(c.reason(result) for c in found) or "the quality gate failed",
+                              ". ".join(fixes) or None, **result.model_dump())
 
 
 def check(metrics: TrainMetrics, targets: QualityTargets) -> GateResult:
-    """Evaluate the gate and raise :class:`QualityBelowTarget` when the splat misses it: each miss's
-    reason, and each one's fix."""
-    found = misses(metrics, targets)
-    result = evaluate(metrics, targets, found)
-    if result.passed:
-        return result
-    fixes = list(dict.fromkeys(m.fix for m in found))
-    raise QualityBelowTarget("; ".join(m.reason for m in found), ". ".join(fixes), **result.model_dump())
+    """Evaluate the gate and raise :class:`QualityBelowTarget` when the splat misses it."""
+    result = evaluate(metrics, targets)
+    error = miss(result)
+    if error is not None:
+        raise error
+    return result
 
 
 @dataclass(frozen=True)
@@ -136,32 +171,26 @@ class Figure:
     passed: bool
 
 
-#: Per check: label, the GateResult field holding the figure, its limit's field, whether the figure
-#: must reach the limit (else stay within it), and its format.
-_SHOWN = (("train_views", "training views", "train_views", "min_train_views", True, "{:d}"),
-          ("sharpness", "photo sharpness (1/px²)", "sharpness", "min_sharpness", True, "{:.2f}"),
-          ("held_out_offset", "held-out offset (widest training gaps)", "held_out_offset", "max_held_out_offset",
-           False, "{:.2f}"),
-          ("psnr_gain", "held-out PSNR above mean colour (dB)", "psnr_gain", "min_psnr_gain", True, "{:.2f}"),
-          ("psnr", "held-out PSNR (dB)", "test_psnr", "min_psnr", True, "{:.2f}"),
-          ("gaussians", "Gaussians", "num_gaussians", "max_gaussians", False, "{:d}"))
-
-
 def figures(result: GateResult) -> list[Figure]:
-    """Every check the gate ran on ``result`` (limit set, figure present), in the gate's order. A record
-    without the list of missed checks (an older version's) is judged from its figures."""
+    """Every check the gate ran on ``result`` (limit set, figure present), in the gate's order."""
+    missed = {c.name for c in _missed(result)}
     out = []
-    for check_, label, key, limit_key, at_least, form in _SHOWN:
-        value, limit = getattr(result, key), getattr(result, limit_key)
-        if value is None or not limit > 0:
+    for c in CHECKS:
+        if not _applies(c, result):
             continue
-        ok = (value >= limit if at_least else value <= limit) if math.isfinite(value) else False
-        if result.failed:
-            ok = check_ not in result.failed
-        out.append(Figure(check_, label, form.format(value) if math.isfinite(value) else str(value),
-                          ("≥ " if at_least else "≤ ") + (f"{limit:g}" if isinstance(limit, float) else f"{limit:d}"),
-                          ok))
+        value, limit = getattr(result, c.figure), getattr(result, c.limit)
+        shown = c.form.format(value) if math.isfinite(value) else str(value)
+        out.append(Figure(c.name, c.label, shown, ("≥ " if c.at_least else "≤ ") + (f"{limit:g}" if isinstance(limit, float) else str(limit)),
+                          c.name not in missed))
     return out
+
+
+def stage_record(result: GateResult, seconds: float | None = None) -> StageRecord:
+    """The gate's entry in the job record, on either runner: passed or failed, its numbers, and for a
+    miss the failure record (reason, fix) the report's below-target notice quotes."""
+    error = miss(result)
+    return StageRecord(status="failed" if error else "passed", seconds=seconds, numbers=result.headline(),
+                       failure=error.record(STAGE.name) if error else None)
 
 
 def check_file(metrics_json: Path, targets: QualityTargets) -> GateResult:

@@ -1,6 +1,8 @@
 """The ASL executed by moto's Step Functions engine, end to end from an S3 upload event."""
 
 import json
+import re
+from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
@@ -91,7 +93,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert seen["local"] == "/opt/ml/processing/input/job"
     assert seen["record"]["status"] == "RUNNING" and seen["record"]["job_id"] == job_id
     assert "email" not in seen["record"] and "ana@example.com" not in json.dumps(seen["record"])
-    assert set(seen["record"]["stages"]) == {"sfm", "train", "compress"}
+    assert set(seen["record"]["stages"]) == {"sfm", "train", "quality_gate", "compress"}
+    assert seen["record"]["stages"]["quality_gate"]["status"] == "passed"
+    assert seen["record"]["quality_gate"]["passed"] is True
     assert seen["record"]["stages"]["train"]["seconds"] == 1800 and seen["record"]["metrics"]["test_psnr"] == 26.5
     assert seen["record"]["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
 
@@ -102,7 +106,7 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert {k: record["quality_gate"][k] for k in ("passed", "test_psnr", "num_gaussians", "min_psnr", "max_gaussians",
                                                    "failed")} == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
                                                                   "min_psnr": 22.0, "max_gaussians": 2000000, "failed": []}
-    assert set(record["stages"]) == {"sfm", "train", "compress", "publish"}
+    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
     assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
     assert record["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
@@ -110,7 +114,9 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert record["notify"]["sent"] is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
-    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body
+    assert msg.subject.startswith("Your Spaceport splat is ready")
+    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body and "below" not in msg.body
+    assert "Quality gate:" not in msg.body  # time per stage: the SageMaker stages only
     assert f"https://{RESULTS_DOMAIN}/jobs/{out['job_id']}/compressed/scene.sog?exp=" in msg.body
     assert "X-Amz-Signature" not in msg.body  # no presigned S3 URL
 
@@ -223,16 +229,174 @@ def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(mac
     assert record["retries"] == []
 
 
-def test_quality_gate_failure_stops_before_compress(machine):
+def _publish_input(machine, event) -> dict[str, bytes]:
+    """What the publish job downloads: its ``job`` input (job.json) and its ``train`` input (model.tar.gz)."""
+    out = {}
+    for item in event["ProcessingInputs"]:
+        if item["InputName"] in ("job", "train"):
+            key = item["S3Input"]["S3Uri"].split("/", 3)[3]  # one object each (an S3Prefix of one)
+            out[item["InputName"]] = machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return out
+
+
+def _publish_as_the_job_would(inputs: dict[str, bytes], prefix):
+    """The real publish stage on what the publish job downloaded (and a small SOG as compressed/), into
+    ``prefix``/report/, ``prefix`` laid out like the job's S3 prefix."""
+    import shutil
+
+    from spaceport.publish.command import publish
+    from tests.unit.run.conftest import SPHERE_SOG
+
+    (prefix / "compressed").mkdir(parents=True)
+    shutil.copyfile(SPHERE_SOG, prefix / "compressed" / "scene.sog")
+    (prefix / "train").mkdir()
+    (prefix / "train" / "model.tar.gz").write_bytes(inputs["train"])
+    (prefix / "job.json").write_bytes(inputs["job"])
+    publish(prefix, prefix / "report")
+    return prefix / "report"
+
+
+def _open_through_the_edge(machine, root, link: str) -> tuple[int, str]:
+    """GET ``link`` through the results distribution's edge function (stacks/edge/link_check.js in
+    node, the deployment's secret) over ``root``, a folder laid out like the data bucket."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from spaceport.aws import links
+    from tests.e2e.edge import EdgeServer
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (the CDK app needs it too): apt-get install nodejs")
+    secret_file = root.parent / "link-secret.json"
+    secret_file.write_bytes(machine.s3.get_object(Bucket=BUCKET, Key=links.SECRET_OBJECT)["Body"].read())
+    with EdgeServer(root, secret_file) as edge:
+        try:
+            with urllib.request.urlopen(edge.local(link), timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+
+def test_a_splat_below_the_gate_is_published_marked_below_target_and_the_job_fails(machine, tmp_path):
+    from spaceport.aws import links
+    from spaceport.errors import QualityBelowTarget
+
     machine.fake.metrics["test_psnr"] = 17.25
+    seen = {}
+    machine.fake.hooks["publish"] = lambda event: seen.update(_publish_input(machine, event))
+    out, desc = _run(machine)
+    job_id = out["job_id"]
+    assert desc["status"] == "FAILED"
+    # Still compressed and published, so there is something to look at; the job still fails.
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish"]
+
+    # The record the publish job reads carries the verdict the local runner gives it: the report says below target.
+    job = JobRecord.model_validate_json(seen["job"])
+    assert job.status == "RUNNING" and job.quality_gate.passed is False and job.quality_gate.test_psnr == 17.25
+    gate = job.stages["quality_gate"]
+    assert gate.status == "failed" and gate.failure.error == "QualityBelowTarget" and gate.numbers["passed"] is False
+    report = _publish_as_the_job_would(seen, tmp_path / "bucket" / "jobs" / job_id)
+    page = (report / "index.html").read_text()
+    assert "Spaceport job report (below target)" in page
+    assert "Below target: held-out PSNR 17.25 dB, target 22.00 dB" in page
+    assert "<b>Reason:</b> held-out PSNR 17.25 dB is below the target 22.00 dB." in page
+    assert "it is not a passing result" in page and "Quality gate: passed" not in page
+    assert '"banner": "Below target: held-out PSNR 17.25 dB, target 22.00 dB"' in (report / "viewer.html").read_text()
+
+    record = _record(job_id)
+    assert record["status"] == "FAILED" and record["stage"] == "quality_gate"
+    details = record["failure"].pop("details")
+    assert record["failure"] == {
+        "error": "QualityBelowTarget", "reason": "held-out PSNR 17.25 dB is below the target 22.00 dB.",
+        "fix": QualityBelowTarget.default_fix, "stage": "quality_gate"}
+    assert {k: details[k] for k in ("passed", "test_psnr", "num_gaussians", "min_psnr", "max_gaussians", "failed")} == {
+        "passed": False, "test_psnr": 17.25, "num_gaussians": 412345, "min_psnr": 22.0, "max_gaussians": 2000000,
+        "failed": ["psnr"]}
+    record["failure"]["details"] = details
+    assert record["stages"]["quality_gate"]["failure"] == record["failure"]
+    assert record["outputs"]["report"] == f"jobs/{job_id}/report/index.html"
+    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    entered = {e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e}
+    assert not entered & {"RecordSuccess", "NotifySuccess", "Succeeded"}
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed == {"error": "QualityBelowTarget", "cause": "held-out PSNR 17.25 dB is below the target 22.00 dB."}
+
+    (msg,) = _sent()  # the failure email only, never the success email
+    assert msg.subject.startswith("Your Spaceport splat is below target") and "is ready" not in msg.body
+    assert "is below the quality target, so this job failed" in msg.body
+    assert "What went wrong: held-out PSNR 17.25 dB is below the target 22.00 dB.\n" in msg.body
+    assert f"What to do: {QualityBelowTarget.default_fix}\n" in msg.body
+    (link,) = re.findall(r"https://\S+", msg.body)  # the report only: the splat itself is not a result
+    assert f"Report (below target): {link}\n" in msg.body
+    url = urlparse(link)
+    assert url.hostname == RESULTS_DOMAIN and url.path == f"/jobs/{job_id}/report/index.html"
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    secret = links.read_secret(machine.s3.get_object(Bucket=BUCKET, Key=links.SECRET_OBJECT)["Body"].read())
+    assert query[links.SIGNATURE] == links.signature(secret, job_id, int(query[links.EXPIRES]))
+    # The link opens the report the publish job made from that record, through the edge function.
+    status, body = _open_through_the_edge(machine, tmp_path / "bucket", link)
+    assert status == 200 and "Spaceport job report (below target)" in body
+    forged = link.replace(query[links.SIGNATURE], links.signature("another secret", job_id, int(query[links.EXPIRES])))
+    assert _open_through_the_edge(machine, tmp_path / "bucket", forged)[0] == 403
+
+
+def test_compress_failing_after_a_below_target_gate_fails_with_compress_error(machine):
+    from spaceport.errors import CompressionFailed
+
+    machine.fake.metrics["test_psnr"] = 17.25
+    line = CompressionFailed("The SOG encoder ran out of memory", "Lower max_gaussians").record("compress").line()
+    machine.fake.script["compress"] = [SageMakerError("States.TaskFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed", "ExitMessage": line}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]  # bad input: not retried
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["stage"] == "compress"
+    assert record["failure"]["error"] == "CompressionFailed"
+    assert record["failure"]["reason"] == "The SOG encoder ran out of memory."
+    assert record["quality_gate"]["passed"] is False and "report" not in record["outputs"]
+    (msg,) = _sent()
+    assert msg.subject.startswith("Spaceport could not process") and "Where: Compression\n" in msg.body
+    assert "https://" not in msg.body.split("Logs:")[0]  # no report to link
+
+
+def test_publish_capacity_retry_after_a_below_target_gate_still_ends_below_target(machine):
+    machine.fake.metrics["test_psnr"] = 17.25
+    machine.fake.script["publish"] = [SageMakerError("States.TaskFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed", "FailureReason": CAPACITY}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish", "publish"]
+    record = _record(out["job_id"])
+    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
+    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("publish", 2)]
+
+
+def test_a_model_without_metrics_fails_at_the_gate_before_compress(machine, monkeypatch):
+    import lambdas_support
+
+    monkeypatch.setattr(lambdas_support, "model_tarball", lambda metrics: b"not a tarball")
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
-    assert record["failure"]["reason"] == "held-out PSNR 17.25 dB is below the target 22.00 dB."
-    assert record["failure"]["details"]["test_psnr"] == 17.25  # the gate Lambda's numbers, whole
-    assert record["metrics"]["test_psnr"] == 17.25
+    assert record["failure"]["error"] == "ModelInvalid" and record["stage"] == "quality_gate"
+    assert "not a readable tarball" in record["failure"]["reason"]
+
+
+def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded(machine):
+    machine.fake.metrics["test_psnr"] = 17.25
+    machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    # Publish would read a record without the verdict, and its report would not say below target.
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and "dynamodb down" in record["failure"]["reason"]
+    (msg,) = _sent()
+    assert "dynamodb down" in msg.body and "https://" not in msg.body.split("Logs:")[0]
 
 
 def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
