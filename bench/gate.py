@@ -23,8 +23,9 @@ The capture figures are measured again here from the variant's folder with the c
 (the same function on the same views as the trainer, so a definition changed after a run needs no
 new training), and each run is judged by :func:`spaceport.gate.evaluate` with this tree's defaults.
 
-    nice -n 10 python bench/gate.py [--captures monstree,fountain-P11,herzjesu-P8] [--work DIR]
-        [--preset fast] [--set train.steps=400] [--out bench/results/gate.md]
+    nice -n 10 python bench/gate.py [--captures monstree,fountain-P11,herzjesu-P8] [--variants good,blur]
+        [--work DIR] [--preset fast] [--set steps=400] [--out RESULTS.json]
+    python bench/gate.py --table RESULTS.json ... [--note TEXT]   # gate.md and gate.json from runs in --work
 """
 
 from __future__ import annotations
