@@ -83,8 +83,10 @@ class PlanSettings:
     """Managed spot training for the train stage (checkpoints make it resumable)."""
     spot_max_wait_s: int = 6 * 3600
     """Longest wait for spot capacity plus run time, in seconds (must be >= train max runtime)."""
-    min_psnr: float = 20.0
-    """Quality gate: held-out PSNR must be at least this (dB)."""
+    min_psnr: float = 17.0
+    """Quality gate: held-out PSNR must be at least this (dB). A floor under every good real capture's
+    fast-preset result (herzjesu-P8: 18.9 dB, one held-out view); the capture checks of
+    :class:`spaceport.gate.QualityTargets` catch what PSNR cannot (``bench/results/gate.md``)."""
     max_gaussians: int = 3_000_000
     """Quality gate: the splat may hold at most this many Gaussians."""
     default_preset: str = "default"

@@ -266,6 +266,26 @@ class TrainBudget(_Model):
     """True when the loop ran out of time before the planned steps."""
 
 
+class CaptureFigures(_Model):
+    """Figures of the capture itself that the quality gate reads (:mod:`spaceport.train.capture`):
+    none depends on how long training ran."""
+
+    sharpness: float
+    """Median over every view of Laplacian energy over gradient energy with the image box-averaged to
+    256 pixels on its longer side, 1/px²: 4 and up in focus, below 0.5 heavily blurred."""
+    sharpness_min: float
+    """The least sharp view's figure, 1/px²."""
+    held_out_offset: float | None = None
+    """The held-out view farthest from the training views: its distance or turn to the nearest
+    training camera over the widest such gap between neighbouring training cameras (below 1:
+    covered like the rest; None: nothing held out)."""
+    held_out_farthest: str | None = None
+    """That held-out view's image name."""
+    baseline_psnr: float | None = None
+    """dB, mean over the held-out views of the PSNR of each photo's own mean colour: what a render
+    that learned nothing scores (None: nothing held out)."""
+
+
 class TrainMetrics(Summary):
     """``metrics.json``: held-out quality, counts, timings and the per-step history."""
 
@@ -296,6 +316,8 @@ class TrainMetrics(Summary):
     seconds_per_step: float
     peak_memory_mb: float
     peak_cuda_memory_mb: float | None = None
+    capture: CaptureFigures | None = None
+    """The capture's own figures the quality gate reads (None: written by a version without them)."""
     budget: TrainBudget | None = None
     """With a time budget (``minutes``): what was planned and how it ended."""
     config: dict[str, str]
@@ -491,16 +513,37 @@ JobStatus = Literal["QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "REJECTED", "INT
 
 
 class GateResult(Summary):
-    """The numbers the quality gate compared (kept in the job record; no file of its own)."""
+    """The figures the quality gate compared and their limits (kept in the job record; no file of
+    its own). A limit of 0 is a check switched off; a figure of None is one the training stage did
+    not write (nothing held out, or an older ``metrics.json``), and its check is skipped."""
 
     passed: bool
     test_psnr: float
     num_gaussians: int
     min_psnr: float
     max_gaussians: int
+    failed: list[str] = Field(default_factory=list)
+    """The checks missed, by name (``train_views``, ``sharpness``, ``held_out_offset``, ``psnr_gain``,
+    ``psnr``, ``gaussians``), in the order the gate reports them."""
+    train_views: int | None = None
+    min_train_views: int = 0
+    sharpness: float | None = None
+    """Median sharpness of the photos at the training resolution, 1/px² (:class:`CaptureFigures`)."""
+    min_sharpness: float = 0.0
+    held_out_offset: float | None = None
+    """The farthest held-out view's offset from the training views over their widest gap."""
+    held_out_farthest: str | None = None
+    """That view's image name."""
+    max_held_out_offset: float = 0.0
+    psnr_gain: float | None = None
+    """dB: held-out PSNR above the held-out photos' mean-colour PSNR."""
+    min_psnr_gain: float = 0.0
 
     def headline(self) -> dict[str, Number | str | None]:
-        return self.model_dump()  # type: ignore[return-value]
+        numbers = self.model_dump(exclude={"failed"})
+        if self.failed:
+            numbers["failed"] = ", ".join(self.failed)
+        return numbers  # type: ignore[return-value]
 
 
 class PublishSummary(Summary):

@@ -32,7 +32,7 @@ class DeploySettings:
     max_runtime_s: Mapping[str, int] = field(default_factory=dict)
     use_spot: bool = False
     spot_max_wait_s: int = 6 * 3600
-    min_psnr: float = 20.0
+    min_psnr: float = 17.0
     max_gaussians: int = 3_000_000
     default_preset: str = "default"
     max_upload_mb: int = 5120

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from spaceport import graph
+from spaceport import gate, graph
 from spaceport.files import unpack_members, write_atomic
 from spaceport.graph import stage_def
 from spaceport.publish.tables import (
@@ -37,6 +37,7 @@ from spaceport.publish.viewer import PASS_QUERY_SCRIPT
 from spaceport.summaries import (
     CamerasFile,
     CompressSummary,
+    GateResult,
     JobRecord,
     SfmSummary,
     Summary,
@@ -62,23 +63,41 @@ STAGE_FIELDS = ("status", "seconds", "billable_seconds", "cpu_seconds", "peak_me
                 "cost_usd")
 
 
+#: How the banner names each missed check (the gate's short form; its failure record has the long one).
+_MISSED = {
+    "train_views": lambda g: f"{g.train_views} training views, at least {g.min_train_views}",
+    "sharpness": lambda g: f"photos blurred (sharpness {g.sharpness:.2f}, at least {g.min_sharpness:g})",
+    "held_out_offset": lambda g: f"held-out view {g.held_out_farthest} {g.held_out_offset:.2f} widest training gaps "
+                                 f"from the training views, at most {g.max_held_out_offset:g}",
+    "psnr_gain": lambda g: f"held-out PSNR only {g.psnr_gain:.2f} dB above the photos' mean colour, at least "
+                           f"{g.min_psnr_gain:g} dB (camera poses likely wrong)",
+    "psnr": lambda g: f"held-out PSNR {g.test_psnr:.2f} dB, target {g.min_psnr:.2f} dB",
+    "gaussians": lambda g: f"{fmt(g.num_gaussians)} Gaussians, cap {fmt(g.max_gaussians)}",
+}
+
+
 def below_target(job: JobRecord | None) -> str | None:
     """One line saying the splat missed the quality gate and by how much, or None when it did not."""
     if job is None or job.quality_gate is None or job.quality_gate.passed:
         return None
     g = job.quality_gate
-    misses = []
-    if g.min_psnr > 0 and not g.test_psnr >= g.min_psnr:
-        misses.append(f"held-out PSNR {g.test_psnr:.2f} dB, target {g.min_psnr:.2f} dB")
-    if g.max_gaussians > 0 and g.num_gaussians > g.max_gaussians:
-        misses.append(f"{fmt(g.num_gaussians)} Gaussians, cap {fmt(g.max_gaussians)}")
+    misses = [_MISSED[f.check](g) for f in gate.figures(g) if not f.passed]
     return "Below target: " + "; ".join(misses or ["the quality gate failed"])
+
+
+def _gate_table(g: GateResult) -> str:
+    """Every check the gate ran: the figure, its limit, and whether it passed."""
+    rows = "".join(f"<tr class={'pass' if f.passed else 'fail'}><td>{html.escape(f.label)}</td>"
+                   f"<td>{html.escape(f.figure)}</td><td>{html.escape(f.limit)}</td>"
+                   f"<td>{'passed' if f.passed else 'missed'}</td></tr>" for f in gate.figures(g))
+    return (f"<table id=gate-figures><tr><th>check</th><th>figure</th><th>limit</th><th></th></tr>"
+            f"{rows}</table>")
 
 
 def _below_target_banner(job: JobRecord, line: str) -> str:
     """The top of a below-target report: what missed, why, and what to do (the gate's failure record)."""
-    gate = job.stages.get("quality_gate")
-    failure = gate.failure if gate is not None else None
+    record = job.stages.get("quality_gate")
+    failure = record.failure if record is not None else None
     parts = [f"<h2>{html.escape(line)}</h2>",
              "<p>This splat did not pass the quality gate. It is shown so that you can see what went wrong; "
              "it is not a passing result.</p>"]
@@ -360,6 +379,7 @@ def _header(r: _Read, out_dir: Path, inputs: StageInputs, title: str) -> list[st
         body.append(f"<p class={'pass' if g.passed else 'fail'}>Quality gate: {'passed' if g.passed else 'failed'} "
                     f"(PSNR {fmt(g.test_psnr)} dB vs target {fmt(g.min_psnr)}; "
                     f"{fmt(g.num_gaussians)} Gaussians vs cap {fmt(g.max_gaussians)})</p>")
+        body.append(_gate_table(g))
     return body
 
 

@@ -28,6 +28,7 @@ from spaceport.files import atomic_path
 from spaceport.splat import write_ply
 from spaceport.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
 from spaceport.train.budget import REFIT_EVERY, REFIT_TOLERANCE, BudgetPlan, Schedule, steps_that_fit
+from spaceport.train.capture import capture_figures
 from spaceport.train.config import TrainConfig
 from spaceport.train.data import View, cameras_json, load_model, load_views
 from spaceport.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
@@ -431,7 +432,7 @@ class Trainer:
                 refitted_steps=self.schedule.steps if self.schedule.steps != cfg.optim.steps else None,
                 stopped_at_deadline=self.stopped_early and self.steps_done < self.schedule.steps
                 and cfg.runtime.target_psnr is None),
-            config=to_strings(cfg), history=self.history)
+            capture=capture_figures(self.views), config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:
         if self.checkpoint is None:

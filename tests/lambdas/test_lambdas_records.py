@@ -105,11 +105,15 @@ def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
                   Body=model_tarball({"test_psnr": 25.0, "test_ssim": 0.9, "num_gaussians": 1000}))
     training = {"ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{key}"}}
     lam = load_handler("quality_gate")
+    keys = {"passed", "test_psnr", "num_gaussians", "min_psnr", "max_gaussians", "failed"}
     passed = lam.verdict({"min_psnr": 24.0, "max_gaussians": 1000}, training, s3)
-    assert passed.model_dump() == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 24.0,
-                                   "max_gaussians": 1000}
+    assert passed.model_dump(include=keys) == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000,
+                                               "min_psnr": 24.0, "max_gaussians": 1000, "failed": []}
+    # The capture checks run with their defaults; a metrics.json without capture figures skips those.
+    assert passed.min_sharpness > 0 and passed.sharpness is None
     low = lam.handler({"thresholds": {"min_psnr": 26.0, "max_gaussians": 1000}, "training": training}, FakeContext())
-    assert low == {"passed": False, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 26.0, "max_gaussians": 1000}
+    assert {k: low[k] for k in keys} == {"passed": False, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 26.0,
+                                         "max_gaussians": 1000, "failed": ["psnr"]}
     assert not lam.verdict({"min_psnr": 20.0, "max_gaussians": 999}, training, s3).passed
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a tarball")
     with pytest.raises(ModelInvalid, match="not a readable tarball"):

@@ -254,8 +254,12 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
         # The plan passes on exactly the preset's configuration (defaults <- PRESETS[preset]).
         assert from_strings(sd.config, opts) == from_strings(sd.config, module.PRESETS[preset])
     assert dict(p.stage("train").hyperparameters) == p.stage("train").options
-    # The gate's thresholds are the deployment's settings, as its options.
-    assert p.stage("quality_gate").options == {"min_psnr": "20.0", "max_gaussians": "3000000"}
+    # The gate's thresholds are the deployment's settings, as its options, beside its capture checks' defaults.
+    from spaceport.gate import QualityTargets
+
+    gate_opts = p.stage("quality_gate").options
+    assert (gate_opts["min_psnr"], gate_opts["max_gaussians"]) == ("17.0", "3000000")
+    assert from_strings(QualityTargets, gate_opts) == QualityTargets(min_psnr=17.0, max_gaussians=3_000_000)
     assert p.stage("sfm").arguments and p.stage("compress").arguments
 
 

@@ -179,3 +179,43 @@ def test_report_shows_no_account_arn_bucket_or_email_from_the_job_record(job_dir
         if path.is_file() and path.suffix in (".html", ".json", ".txt"):
             body = path.read_text(errors="replace")
             assert "123456789012" not in body and "alice.smith" not in body, path
+
+
+def test_report_shows_every_gate_figure_and_names_the_capture_misses(job_dir: Path, tmp_path: Path) -> None:
+    import html as html_mod
+
+    from spaceport.errors import QualityBelowTarget
+    from spaceport.summaries import GateResult, JobRecord, StageRecord
+
+    gate = GateResult(passed=False, failed=["sharpness", "psnr_gain"], test_psnr=16.0, num_gaussians=5000,
+                      min_psnr=15.0, max_gaussians=100_000, train_views=9, min_train_views=4, sharpness=0.42,
+                      min_sharpness=1.3, held_out_offset=0.9, held_out_farthest="0008.jpg", max_held_out_offset=1.3,
+                      psnr_gain=0.6, min_psnr_gain=2.0)
+    miss = QualityBelowTarget("the photos are blurred", "Retake them with a faster shutter", **gate.model_dump())
+    (job_dir / "job.json").write_text(JobRecord(
+        job_id="sp-blur", status="FAILED", quality_gate=gate, stage="quality_gate", failure=miss.record("quality_gate"),
+        stages={"quality_gate": StageRecord(status="failed", numbers=gate.headline(),
+                                            failure=miss.record("quality_gate"))}).model_dump_json())
+    publish(job_dir, tmp_path / "r")
+    text = html_mod.unescape((tmp_path / "r" / "index.html").read_text())
+    assert ("Below target: photos blurred (sharpness 0.42, at least 1.3); held-out PSNR only 0.60 dB above the "
+            "photos' mean colour, at least 2 dB (camera poses likely wrong)") in text
+    assert "Fix: Retake them with a faster shutter." in text.replace("<b>", "").replace("</b>", "")
+    rows = re.findall(r"<tr class=(\w+)><td>([^<]+)</td><td>([^<]+)</td><td>([^<]+)</td>", text)
+    assert rows == [("pass", "training views", "9", "≥ 4"), ("fail", "photo sharpness (1/px²)", "0.42", "≥ 1.3"),
+                    ("pass", "held-out offset (widest training gaps)", "0.90", "≤ 1.3"),
+                    ("fail", "held-out PSNR above mean colour (dB)", "0.60", "≥ 2"),
+                    ("pass", "held-out PSNR (dB)", "16.00", "≥ 15"), ("pass", "Gaussians", "5000", "≤ 100000")]
+
+
+def test_report_of_a_gate_record_without_capture_figures_shows_psnr_and_count(job_dir: Path, tmp_path: Path) -> None:
+    from spaceport.summaries import GateResult, JobRecord
+
+    old = GateResult.model_validate({"passed": False, "test_psnr": 14.0, "num_gaussians": 5000, "min_psnr": 20.0,
+                                     "max_gaussians": 100_000})  # an older version's record: no figures, no list
+    (job_dir / "job.json").write_text(JobRecord(job_id="sp-old", status="FAILED", quality_gate=old).model_dump_json())
+    publish(job_dir, tmp_path / "r")
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "Below target: held-out PSNR 14.00 dB, target 20.00 dB" in page
+    assert re.findall(r"<tr class=(\w+)><td>([^<]+)</td>", page) == [("fail", "held-out PSNR (dB)"),
+                                                                      ("pass", "Gaussians")]
