@@ -40,9 +40,9 @@ from pathlib import Path
 
 from machine import CAPTURES, ROOT, cpu_model, mem_gib
 
-from spaceport.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim
-from spaceport.compress.sog import decode_sog
-from spaceport.splat import read_ply, write_ply
+from spaceport.geometry.splat import read_ply, write_ply
+from spaceport.stages.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim
+from spaceport.stages.compress.sog import decode_sog
 from tests.support.synthetic_splats import synthetic_splat, upscaled
 
 CAPTURE = CAPTURES / "fountain-P11" / "images"

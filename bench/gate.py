@@ -71,7 +71,7 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
     from PIL import Image as PILImage
     from PIL import ImageFilter
 
-    from spaceport import colmap
+    from spaceport.geometry import colmap
 
     n = len(test) + len(train)
     slots = held_out_positions(n)
@@ -108,7 +108,7 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
 
 def variants(sfm: Path, work: Path, seed: int = 0) -> dict[str, Path]:
     """The good capture and its bad variants, each a trainable folder under ``work``."""
-    from spaceport import colmap
+    from spaceport.geometry import colmap
 
     model = colmap.read_model(sfm / "sparse" / "0")
     names = sorted(im.name for im in model.images.values())

@@ -60,10 +60,10 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    from spaceport.config import from_strings
-    from spaceport.errors import SpaceportError
-    from spaceport.sfm.config import PRESETS, SfmConfig
-    from spaceport.sfm.pipeline import run_sfm
+    from spaceport.core.config import from_strings
+    from spaceport.core.errors import SpaceportError
+    from spaceport.stages.sfm.config import PRESETS, SfmConfig
+    from spaceport.stages.sfm.pipeline import run_sfm
 
     if not CAPTURES.is_dir():
         raise SystemExit(f"{CAPTURES} is missing: the bench needs the repository's captures/")

@@ -5,7 +5,7 @@ its database, so each repeat runs the whole stage again (``--mapper global``, ev
 the preset). Each run's cameras are compared with one exhaustive + incremental reference run (no
 ground truth: centre error in % of the reference path's extent after a similarity alignment), and
 the validation verdict is recorded with the figures it used. A collapse is a median centre error
-above 5% of the extent (the collapse spaceport.sfm.validate describes measured 56%).
+above 5% of the extent (the collapse spaceport.stages.sfm.validate describes measured 56%).
 
     nice -n 10 python bench/sfm_collapse.py [--runs 4] [--preset default] [--out bench/results/sfm_collapse.md]
 """
@@ -34,10 +34,10 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
 
-    from spaceport.config import from_strings
-    from spaceport.errors import SpaceportError
-    from spaceport.sfm.config import PRESETS, SfmConfig
-    from spaceport.sfm.pipeline import run_sfm
+    from spaceport.core.config import from_strings
+    from spaceport.core.errors import SpaceportError
+    from spaceport.stages.sfm.config import PRESETS, SfmConfig
+    from spaceport.stages.sfm.pipeline import run_sfm
     from tests.support.sfm_evaluate import compare_runs
 
     base = from_strings(SfmConfig, PRESETS[args.preset])

@@ -2,7 +2,7 @@
 
 CPU part (always): the same training loop (Adam, L1 + D-SSIM, fixed Gaussians from the demo
 scene's points, no densification so both do identical work) with
-  * ours: elementwise projection + tile-culled fused compositing (spaceport.train.rasterize),
+  * ours: elementwise projection + tile-culled fused compositing (spaceport.stages.train.rasterize),
   * reference: gsplat's torch projection (``_fully_fused_projection``) + dense per-pixel compositing,
 each in its own process (so malloc settings and thread counts are clean), reporting CPU and wall
 seconds per step and the held-out PSNR after the same steps; plus projection alone (ours vs gsplat's
@@ -55,11 +55,11 @@ def worker(renderer: str, steps: int, downscale: int, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from spaceport.train import rasterize as R
-    from spaceport.train.config import config_for
-    from spaceport.train.data import load_model, load_views
-    from spaceport.train.gaussians import init_params
-    from spaceport.train.metrics import psnr, ssim
+    from spaceport.stages.train import rasterize as R
+    from spaceport.stages.train.config import config_for
+    from spaceport.stages.train.data import load_model, load_views
+    from spaceport.stages.train.gaussians import init_params
+    from spaceport.stages.train.metrics import psnr, ssim
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def projection_bench(n: int = 200_000, reps: int = 5) -> dict:
     import torch
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
-    from spaceport.train.rasterize import project
+    from spaceport.stages.train.rasterize import project
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)

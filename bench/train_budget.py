@@ -252,7 +252,7 @@ def main() -> None:
         if "opensplat" in args.trainers:
             binary = Path(subprocess.run([str(ROOT / "bench" / "opensplat_build.sh"), str(args.work / "opensplat")],
                                          capture_output=True, text=True, check=True).stdout.split()[-1])
-            from spaceport.colmap import read_model
+            from spaceport.geometry.colmap import read_model
 
             names = sorted(im.name for im in read_model(sfm / "sparse" / "0").images.values())
             # Scored at the resolution ours trained at for the shortest budget (PSNR depends on it).

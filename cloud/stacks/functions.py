@@ -12,8 +12,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from spaceport.aws.settings import ENV
-from stacks.lambda_code import lambda_code
+from cloud.stacks.lambda_code import lambda_code
+from spaceport.cloud.settings import ENV
 
 #: Public SSM parameter holding the current Powertools v3 layer ARN (resolved at deploy time,
 #: so synth stays offline and the template deterministic).
@@ -44,7 +44,7 @@ class Functions(Construct):
 
         It is invoked by the upload rule (EventBridge, asynchronously: two retries) and by the
         folder quiet-timer queue it writes to (``quiet_s``-delayed messages; see
-        spaceport.aws.uploads). An event or timer that still fails lands in one dead-letter queue
+        spaceport.cloud.uploads). An event or timer that still fails lands in one dead-letter queue
         an operator can replay from, and an alarm watches that queue.
         """
         self.start_job_dlq = sqs.Queue(self, "StartJobDeadLetters", encryption=sqs.QueueEncryption.SQS_MANAGED,

@@ -18,10 +18,10 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from spaceport.graph import STAGE_IMAGE
-from stacks.lambda_code import lambda_code
+from cloud.stacks.lambda_code import lambda_code
+from spaceport.core.graph import STAGE_IMAGE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: Image of each SageMaker stage (publish runs in the compress image): the stage graph's.
 IMAGES = tuple(dict.fromkeys(STAGE_IMAGE.values()))
 #: Tag of the train image's compile-stage cache (buildspec.yml): an unchanged gsplat is not recompiled.

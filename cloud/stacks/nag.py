@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
-from stacks.pipeline import JOB_NAME_PATTERN
-from stacks.spaceport_stack import SpaceportStack
+from cloud.stacks.pipeline import JOB_NAME_PATTERN
+from cloud.stacks.spaceport_stack import SpaceportStack
 
 PACK = "AwsSolutions::"
 #: The action wildcards of CDK's read grant, which only CodeBuild's S3 source (Source.s3) still uses:
-#: every other S3 permission in the stack names its actions (stacks.storage).
+#: every other S3 permission in the stack names its actions (cloud.stacks.storage).
 S3_GRANT_ACTIONS = ("s3:GetBucket*", "s3:GetObject*", "s3:List*")
 KMS_GRANT_ACTIONS = ("kms:GenerateDataKey*", "kms:ReEncrypt*")
 
@@ -88,7 +88,7 @@ def acknowledgments(stack: SpaceportStack) -> list[tuple[str, str]]:
         (f"AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/{build}-*]",
          "CodeBuild's default grant for its own test report groups."),
     ]
-    # The deploy-time image build (stacks/images.py): CDK's custom resource provider framework.
+    # The deploy-time image build (cloud/stacks/images.py): CDK's custom resource provider framework.
     images = stack.images
     invoked = [images.functions["on_event"], images.functions["is_complete"],
                *(images.provider.node.find_child(n) for n in ("framework-isComplete", "framework-onTimeout"))]

@@ -1,4 +1,4 @@
-"""The SageMaker execution role and the state machine loaded from statemachine/pipeline.asl.json."""
+"""The SageMaker execution role and the state machine loaded from cloud/statemachine/pipeline.asl.json."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from stacks.storage import DELETE, READ, WRITE, grant_list, grant_objects
+from cloud.stacks.storage import DELETE, READ, WRITE, grant_list, grant_objects
 
-ASL_PATH = Path(__file__).resolve().parents[1] / "statemachine" / "pipeline.asl.json"
-#: Every SageMaker job name starts with the job id, and every job id with "sp-" (spaceport.plan).
+ASL_PATH = Path(__file__).resolve().parents[2] / "cloud" / "statemachine" / "pipeline.asl.json"
+#: Every SageMaker job name starts with the job id, and every job id with "sp-" (spaceport.core.plan).
 JOB_NAME_PATTERN = "sp-*"
 #: The EventBridge rules Step Functions manages for the SageMaker .sync integrations.
 SYNC_RULES = ("StepFunctionsGetEventsForSageMakerTrainingJobsRule",

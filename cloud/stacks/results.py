@@ -1,12 +1,12 @@
 """The results distribution: CloudFront serves each job's result folders, one signed link per job.
 
-- A deploy-time custom resource (``lambdas/link_secret``) makes the link secret in the account and
+- A deploy-time custom resource (``cloud/lambdas/link_secret``) makes the link secret in the account and
   writes it to the data bucket as a KeyValueStore import file (never in code or template).
 - A CloudFront KeyValueStore is imported from that file; the viewer-request function
   (``edge/link_check.js``) reads the secret from it and checks each request's token and path; the
   same file, as the viewer-response function, types the HTML and the engine by file name.
 - The distribution reaches the bucket through origin access control, and the bucket policy lets
-  CloudFront read ``jobs/*/<result folder>/*`` only (spaceport.aws.links.RESULT_FOLDERS): the
+  CloudFront read ``jobs/*/<result folder>/*`` only (spaceport.cloud.links.RESULT_FOLDERS): the
   upload, request.json, job.json and sfm/ are never served, whatever the token.
 """
 
@@ -23,8 +23,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from spaceport.aws.links import RESULT_FOLDERS, SECRET_OBJECT
-from stacks.lambda_code import lambda_code
+from cloud.stacks.lambda_code import lambda_code
+from spaceport.cloud.links import RESULT_FOLDERS, SECRET_OBJECT
 
 #: The one file of both edge functions (viewer request and response), which the tests run as-is
 #: (tests/e2e/edge_server.mjs).

@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spaceport.aws.links import MAX_LINK_HOURS
-from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
-from spaceport.graph import JOB_KINDS
-from spaceport.plan import PlanSettings, StageResources
+from spaceport.cloud.links import MAX_LINK_HOURS
+from spaceport.cloud.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
+from spaceport.core.graph import JOB_KINDS
+from spaceport.core.plan import PlanSettings, StageResources
 
 STAGE_DEFAULTS = {f: getattr(PlanSettings(), f) for f in JOB_KINDS}
 #: GPU families whose architectures the train image is compiled for: A100 (p4d/p4de, sm_80), A10G
@@ -41,7 +41,7 @@ class DeploySettings:
     """Seconds without a new object in uploads/<folder>/ before its photos start one job (<= 900)."""
     link_expiry_hours: int = 168
     """How long the email's result links open the job's results, in hours (default 7 days; at most a year).
-    Each link carries its expiry, checked at the edge (spaceport.aws.links)."""
+    Each link carries its expiry, checked at the edge (spaceport.cloud.links)."""
     sender_email: str = ""
     """SES-verified address (or an address of a verified domain) the emails come from; each email
     goes to the uploader's x-amz-meta-email. Verify it before deploying (docs/aws.md)."""

@@ -10,19 +10,19 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from spaceport.aws.links import SECRET_OBJECT
-from spaceport.aws.settings import ENV
-from spaceport.graph import JOB_KINDS
-from stacks.functions import RUNTIME, Functions
-from stacks.images import Images
-from stacks.monitoring import Monitoring
-from stacks.notifications import Notifications
-from stacks.pipeline import Pipeline, SageMakerRole
-from stacks.results import Results
-from stacks.settings import DeploySettings
-from stacks.storage import READ, READ_VERSIONS, WRITE, Storage, grant_list, grant_objects
+from cloud.stacks.functions import RUNTIME, Functions
+from cloud.stacks.images import Images
+from cloud.stacks.monitoring import Monitoring
+from cloud.stacks.notifications import Notifications
+from cloud.stacks.pipeline import Pipeline, SageMakerRole
+from cloud.stacks.results import Results
+from cloud.stacks.settings import DeploySettings
+from cloud.stacks.storage import READ, READ_VERSIONS, WRITE, Storage, grant_list, grant_objects
+from spaceport.cloud.links import SECRET_OBJECT
+from spaceport.cloud.settings import ENV
+from spaceport.core.graph import JOB_KINDS
 
-#: Stack output names `spaceport submit/status` look up (spaceport.aws.jobs).
+#: Stack output names `spaceport submit/status` look up (spaceport.cloud.jobs).
 OUTPUTS = ("BucketName", "TableName", "StateMachineArn", "StartJobFunctionName", "ResultsDomain")
 
 
@@ -112,7 +112,7 @@ class SpaceportStack(Stack):
             # What every job runs: the deploy's build of the deployed source, by digest.
             **{f"{n.capitalize()}Image": self.images.build.get_att_string(f"{n.capitalize()}Uri")
                for n in self.images.repositories},
-            # What to run next: checks everything a first job needs (spaceport/aws/doctor.py).
+            # What to run next: checks everything a first job needs (spaceport/cloud/doctor.py).
             "Preflight": f"spaceport aws doctor --stack {self.stack_name} --region {self.region}",
         }.items():
             CfnOutput(self, name, value=value)

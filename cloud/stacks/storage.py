@@ -54,7 +54,7 @@ class Storage(Construct):
             # Versioned: a job stages the exact version of the object that triggered it.
             versioned=True,
             # Object events go to EventBridge, where the upload rule matches the uploads/ prefix in
-            # any letter case (spaceport.aws.uploads decides what each object starts).
+            # any letter case (spaceport.cloud.uploads decides what each object starts).
             event_bridge_enabled=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix="data/",

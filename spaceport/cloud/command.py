@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from spaceport.aws.jobs import DEFAULT_STACK
-from spaceport.aws.links import MAX_LINK_HOURS
-from spaceport.config import parse_stage_options
+from spaceport.cloud.jobs import DEFAULT_STACK
+from spaceport.cloud.links import MAX_LINK_HOURS
+from spaceport.core.config import parse_stage_options
 
 
 def _session(region: str | None):
@@ -30,7 +30,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
            region: str | None) -> None:
     """Upload a folder of photos, a zip of photos or a video to the deployed stack; prints the job id and
     what the bucket will do with the upload (a folder starts once its uploads go quiet)."""
-    from spaceport.aws import jobs
+    from spaceport.cloud import jobs
 
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
@@ -53,7 +53,7 @@ def submit(path: Path, email: str | None, preset: str | None, options: tuple[str
                    "from its bucket with your credentials.")
 def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hours: int | None) -> None:
     """Show a cloud job's status, error, metrics, per-stage times and cost."""
-    from spaceport.aws import jobs
+    from spaceport.cloud import jobs
 
     session = _session(region)
     deployment = jobs.find_deployment(session.client("cloudformation"), stack)
@@ -64,9 +64,9 @@ def status(job_id: str, stack: str, region: str | None, as_json: bool, links_hou
 
         from botocore.exceptions import ClientError
 
-        from spaceport.aws import links
-        from spaceport.aws.notify import signed_links
-        from spaceport.errors import ConfigInvalid
+        from spaceport.cloud import links
+        from spaceport.cloud.notify import signed_links
+        from spaceport.core.errors import ConfigInvalid
 
         expires = links.expiry(datetime.now(UTC), links_hours * 3600)
         try:
@@ -95,7 +95,7 @@ def doctor_command(stack: str, region: str | None, recipient: str | None, as_jso
     """Check everything a first job needs in this account and region: CDK bootstrap, the stack, the
     SES sender and sandbox, SageMaker and CodeBuild quotas, the stage images, SNS subscriptions.
     One line per check with its fix; exits 1 when a first job would fail."""
-    from spaceport.aws import doctor
+    from spaceport.cloud import doctor
 
     session = _session(region)
     checks = doctor.run(session.client, stack_name=stack, region=session.region_name or "(no region)",

@@ -18,15 +18,15 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spaceport.aws.settings import ENV
-from spaceport.graph import JOB_KINDS
-from spaceport.plan import PlanSettings, settings_from_mapping
+from spaceport.cloud.settings import ENV
+from spaceport.core.graph import JOB_KINDS
+from spaceport.core.plan import PlanSettings, settings_from_mapping
 
 Status = Literal["ok", "warn", "fail", "skip"]
 #: CDK's default bootstrap qualifier (cdk.json sets no other): its stack and version parameter.
 BOOTSTRAP_STACK = "CDKToolkit"
 BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
-#: The image build's compute type (stacks/images.py: ComputeType.LARGE on Linux) as Service Quotas names it.
+#: The image build's compute type (cloud/stacks/images.py: ComputeType.LARGE on Linux) as Service Quotas names it.
 CODEBUILD_QUOTA = "Concurrently running builds for Linux/Large environment"
 _QUOTA_KIND = {"training": "training job usage", "processing": "processing job usage"}
 

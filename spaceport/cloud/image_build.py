@@ -36,7 +36,7 @@ class ImageBuildFailed(Exception):
 
 @dataclass(frozen=True)
 class BuildRequest:
-    """The custom resource's properties (set by stacks/images.py). A frozen dataclass, not pydantic:
+    """The custom resource's properties (set by cloud/stacks/images.py). A frozen dataclass, not pydantic:
     these functions run without the Powertools layer (stdlib and boto3 only)."""
 
     project_name: str

@@ -1,8 +1,8 @@
 """The start_job Lambda's work: an object under uploads/ (EventBridge), a folder's quiet timer (SQS)
 or a direct JSON request -> validated JobRequest -> plan -> staged copy -> job record ->
-StartExecution. (lambdas/start_job/handler.py only dispatches the event here.)
+StartExecution. (cloud/lambdas/start_job/handler.py only dispatches the event here.)
 
-What each object starts is decided by :mod:`spaceport.aws.uploads`: a zip or a video starts a job
+What each object starts is decided by :mod:`spaceport.cloud.uploads`: a zip or a video starts a job
 at once; a photo (or any other object) in ``uploads/<folder>/`` re-arms that folder's quiet timer,
 a message delayed by ``quiet_s`` on an SQS queue this same function consumes. A timer whose folder
 received a newer object since it was armed stands down (the newer object's timer is still on its
@@ -10,7 +10,7 @@ way); the last one finds the folder quiet and starts ONE job from its photos.
 
 The execution name is the plan's job id, derived from the upload's place and content (a file's
 ETag, a folder's keys and ETags) and, for the same content uploaded again after its job ended, a
-generation (:func:`spaceport.aws.uploads.resolve`). A repeated event or timer, or the same content
+generation (:func:`spaceport.cloud.uploads.resolve`). A repeated event or timer, or the same content
 uploaded while its job runs, starts nothing and is listed in that job's record (``duplicates``);
 the job record is created with a conditional write first, and StartExecution is idempotent for
 the same name and input. (Powertools' idempotency utility would add a second table for what the
@@ -35,15 +35,15 @@ from urllib.parse import unquote_plus
 from botocore.exceptions import ClientError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from spaceport.aws import notify, records, settings, uploads
-from spaceport.aws.runtime import Clients, logger
-from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportError, UnsupportedInput
-from spaceport.files import sniff
-from spaceport.plan import JobPlan, JobRequest, plan_job, source_version
-from spaceport.summaries import Duplicate, Notification
+from spaceport.cloud import notify, records, settings, uploads
+from spaceport.cloud.runtime import Clients, logger
+from spaceport.core.errors import ConfigInvalid, EmptyInput, InputInvalid, SpaceportError, UnsupportedInput
+from spaceport.core.files import sniff
+from spaceport.core.plan import JobPlan, JobRequest, plan_job, source_version
+from spaceport.core.summaries import Duplicate, Notification
 
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-#: What each accepted suffix must be by its first bytes (spaceport.files.sniff); a renamed file is
+#: What each accepted suffix must be by its first bytes (spaceport.core.files.sniff); a renamed file is
 #: rejected here, not after a SageMaker job starts.
 _SUFFIX_KIND = {"zip": "zip", "png": "image", "jpg": "image", "jpeg": "image", "mp4": "video", "mov": "video",
                 "m4v": "video"}
@@ -177,7 +177,7 @@ def start(req: StartRequest, clients: Clients) -> dict[str, Any]:
     except SpaceportError as exc:
         email = req.email or {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}.get("email")
         return _reject(found_job.job_id, source, email, exc, clients)
-    # The exact version that triggered the job, under the job's own prefix (see spaceport.plan).
+    # The exact version that triggered the job, under the job's own prefix (see spaceport.core.plan).
     copies = [({"Bucket": req.bucket, "Key": req.key, **version}, plan.staged_upload_uri, None)] \
         if plan.staged_upload_uri else []
     return _launch(plan, copies, clients)

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spaceport.aws import uploads
-from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
-from spaceport.plan import source_version
-from spaceport.summaries import Duplicate, JobRecord, parse_summary
+from spaceport.cloud import uploads
+from spaceport.core.errors import ConfigInvalid, EmptyInput, InputInvalid, UnsupportedInput
+from spaceport.core.plan import source_version
+from spaceport.core.summaries import Duplicate, JobRecord, parse_summary
 
 DEFAULT_STACK = "Spaceport"
 

@@ -1,12 +1,12 @@
 """Result links: CloudFront URLs that carry an expiry and an HMAC over the job's prefix.
 
-The edge function (``stacks/edge/link_check.js``, a CloudFront Function on every viewer request)
+The edge function (``cloud/stacks/edge/link_check.js``, a CloudFront Function on every viewer request)
 recomputes the HMAC with the same secret and lets a request through only when the path is one
 of the job's result folders, the signature matches that job and the expiry has not passed. The
 viewer page and the report pass their own query on to every URL they load, so one link opens
 the page, the engine, ``scene.sog`` and the downloads, and nothing of another job.
 
-The secret is made at deploy time (``lambdas/link_secret``) and written once, in the CloudFront
+The secret is made at deploy time (``cloud/lambdas/link_secret``) and written once, in the CloudFront
 KeyValueStore import format, to :data:`SECRET_OBJECT` in the data bucket: the KeyValueStore the
 function reads is imported from that object, and the notify Lambda (or ``spaceport status
 --links``) reads the same object. The KeyValueStore data API itself needs SigV4A, which plain
@@ -26,7 +26,7 @@ import secrets
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 #: Key of the secret in the KeyValueStore (the edge function reads this key).
 SECRET_KEY = "link-secret"
@@ -41,7 +41,7 @@ RESULT_FOLDERS = ("report", "compressed", "train")
 #: Longest link lifetime a deploy or `spaceport status --links` may ask for, in hours (a year):
 #: nothing in the signature limits it; results are kept as long as the bucket keeps them.
 MAX_LINK_HOURS = 24 * 365
-#: Job ids the edge function accepts (spaceport.jobid: "sp-" + slug + hash, at most 36 chars).
+#: Job ids the edge function accepts (spaceport.core.jobid: "sp-" + slug + hash, at most 36 chars).
 JOB_ID = re.compile(r"sp-[a-z0-9-]{1,61}")
 
 

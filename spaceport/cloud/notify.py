@@ -14,11 +14,11 @@ from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from spaceport.aws import links as result_links
-from spaceport.errors import ConfigInvalid
-from spaceport.graph import GRAPH, JOB_KINDS, PRODUCTS, STAGES
-from spaceport.jobid import stage_job_name
-from spaceport.summaries import JobRecord
+from spaceport.cloud import links as result_links
+from spaceport.core.errors import ConfigInvalid
+from spaceport.core.graph import GRAPH, JOB_KINDS, PRODUCTS, STAGES
+from spaceport.core.jobid import stage_job_name
+from spaceport.core.summaries import JobRecord
 
 _STAGE_TITLES = {**{s.name: s.title for s in GRAPH}, "start": "Upload check"}
 #: What the email links, in order: the stage graph's products, then the trained model (model.tar.gz).
@@ -130,7 +130,7 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None 
 
 def signed_links(record: JobRecord, *, s3: Any, bucket: str, domain: str, expires: int) -> dict[str, str]:
     """Links through the results distribution to the record's outputs that exist in the bucket, each
-    valid until ``expires`` (Unix seconds) for this job's results only (spaceport.aws.links).
+    valid until ``expires`` (Unix seconds) for this job's results only (spaceport.cloud.links).
 
     The secret is read from the bucket at each call (one small GET), so a rotated secret is used at once.
     """

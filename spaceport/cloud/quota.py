@@ -7,7 +7,7 @@ SageMaker words it as (one line)::
     Quotas to request an increase for this quota.
 
 A quota of 0 (every new account, for GPU types) or below the request can never be met by waiting,
-so the job fails at once with :class:`~spaceport.errors.QuotaExceeded` naming the quota to
+so the job fails at once with :class:`~spaceport.core.errors.QuotaExceeded` naming the quota to
 request. A quota that other running jobs use up frees when they end: that is capacity, retried
 with the workflow's bounded backoff.
 """
@@ -17,8 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spaceport.aws.sagemaker_errors import NOT_IN_REGION
-from spaceport.errors import QuotaExceeded
+from spaceport.cloud.sagemaker_errors import NOT_IN_REGION
+from spaceport.core.errors import QuotaExceeded
 
 _LIMIT = re.compile(
     r"service limit '(?P<quota>[^']+)' is (?P<limit>\d+) Instances?"

@@ -1,6 +1,6 @@
 """The job record: one DynamoDB item per job, mirrored to ``jobs/<job_id>/job.json``.
 
-The record (:class:`~spaceport.summaries.JobRecord`, the same model the local runner writes) says
+The record (:class:`~spaceport.core.summaries.JobRecord`, the same model the local runner writes) says
 where a job stands (``QUEUED`` -> ``RUNNING`` -> ``SUCCEEDED`` | ``FAILED``, or ``REJECTED`` before
 it started), what it produced (the stage graph's products), its metrics, per-stage times and an
 estimated cost, and on failure the failure record (error, reason, fix) the email quotes. The
@@ -14,11 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from spaceport.aws import quota, sagemaker_errors
-from spaceport.aws.cost import stage_cost_usd
-from spaceport.errors import ERRORS, FailureRecord, StageFailed, parse_failure
-from spaceport.graph import JOB_KINDS, PRODUCTS
-from spaceport.plan import (
+from spaceport.cloud import quota, sagemaker_errors
+from spaceport.cloud.cost import stage_cost_usd
+from spaceport.core.errors import ERRORS, FailureRecord, StageFailed, parse_failure
+from spaceport.core.graph import JOB_KINDS, PRODUCTS
+from spaceport.core.plan import (
     MAX_ATTEMPTS,
     ExecutionPlan,
     GateStage,
@@ -26,7 +26,7 @@ from spaceport.plan import (
     TrainingStage,
     stage_job_name,
 )
-from spaceport.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
+from spaceport.core.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 
@@ -120,9 +120,9 @@ def _failure_text(error: Mapping[str, Any] | None) -> tuple[str, str, list[str]]
 def classify(error: Mapping[str, Any] | None) -> tuple[bool, str]:
     """``(retry, why)`` for a caught SageMaker stage error: whether waiting can help, decided from its cause.
 
-    Retried: a quota other running jobs hold (spaceport.aws.quota; a quota too small for one job
+    Retried: a quota other running jobs hold (spaceport.cloud.quota; a quota too small for one job
     never is), throttling and server faults at job creation, and a job that failed inside SageMaker
-    for lack of capacity or on SageMaker's side (spaceport.aws.sagemaker_errors). Never retried: a
+    for lack of capacity or on SageMaker's side (spaceport.cloud.sagemaker_errors). Never retried: a
     validation error at creation (bad image, parameter, instance type, permission), and a typed
     Spaceport error in the job's failure text, which decides whatever else the text says (bad input).
     """
@@ -186,10 +186,10 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
 
     ``Cause`` is a SageMaker job description whose FailureReason/ExitMessage holds the stage's
     failure record line (maybe behind ``AlgorithmError:``), a Lambda error payload
-    (``errorType``/``errorMessage``), or plain text; :func:`spaceport.errors.parse_failure` reads it.
+    (``errorType``/``errorMessage``), or plain text; :func:`spaceport.core.errors.parse_failure` reads it.
     An untyped failure takes its name from the Step Functions error (capacity and throttling
-    errors become :class:`~spaceport.errors.CapacityError`); a request SageMaker refused at job
-    creation becomes :class:`~spaceport.errors.JobRejected` with the setting to fix.
+    errors become :class:`~spaceport.core.errors.CapacityError`); a request SageMaker refused at job
+    creation becomes :class:`~spaceport.core.errors.JobRejected` with the setting to fix.
     """
     name, text, _job = _failure_text(error)
     limit = quota.parse(name, text)

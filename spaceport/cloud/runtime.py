@@ -13,8 +13,8 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
-from spaceport.aws.records import JobStore
-from spaceport.aws.settings import RuntimeSettings
+from spaceport.cloud.records import JobStore
+from spaceport.cloud.settings import RuntimeSettings
 
 logger = Logger(service="spaceport")
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from spaceport.errors import JobRejected
+from spaceport.core.errors import JobRejected
 
 #: The AWS SDK for Java's exception message suffix: the HTTP status and the service's error code.
 _SDK = re.compile(r"\(Service: (?P<service>[\w ]+); Status Code: (?P<status>\d{3}); "

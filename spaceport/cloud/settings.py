@@ -9,8 +9,8 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from spaceport.aws.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
-from spaceport.plan import PlanSettings, settings_from_mapping
+from spaceport.cloud.uploads import DEFAULT_QUIET_S, MAX_QUIET_S
+from spaceport.core.plan import PlanSettings, settings_from_mapping
 
 #: Environment variable names, shared with the CDK constructs that set them.
 ENV = {
@@ -43,7 +43,7 @@ class RuntimeSettings(BaseModel):
     link_expiry_s: int = Field(default=7 * 24 * 3600, gt=0)
     """Result link lifetime in seconds (the edge function enforces the expiry each link carries)."""
     results_domain: str = ""
-    """Domain of the CloudFront distribution that serves results (spaceport.aws.links)."""
+    """Domain of the CloudFront distribution that serves results (spaceport.cloud.links)."""
     max_upload_bytes: int = 5 * 1024**3
     quiet_queue_url: str = ""
     """SQS queue of folder quiet timers (start_job sends, then receives, each delayed message)."""

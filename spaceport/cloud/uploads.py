@@ -34,8 +34,8 @@ from enum import StrEnum
 from itertools import pairwise
 from typing import Any
 
-from spaceport.jobid import job_id_for, upload_version
-from spaceport.summaries import JobRecord
+from spaceport.core.jobid import job_id_for, upload_version
+from spaceport.core.summaries import JobRecord
 
 PREFIX = "uploads/"
 #: One object, one job, started at once (the sfm stage unpacks or decodes it).
@@ -184,7 +184,7 @@ class Resolution:
     job_id: str
     """The job to start (NEW), or the job that already covers this upload."""
     version: str
-    """The job id's version (:func:`spaceport.jobid.upload_version`)."""
+    """The job id's version (:func:`spaceport.core.jobid.upload_version`)."""
 
 
 def _instant(iso: str | None) -> datetime | None:

@@ -25,7 +25,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from spaceport.errors import (
+from spaceport.core.errors import (
     ConfigInvalid,
     FailureRecord,
     SpaceportError,
@@ -25,7 +25,7 @@ from spaceport.errors import (
     as_sentence,
     parse_failure,
 )
-from spaceport.files import write_atomic
+from spaceport.core.files import write_atomic
 
 #: Root of the SageMaker layout. Tests and the local runner point it elsewhere.
 SM_ROOT_ENV = "SPACEPORT_SM_ROOT"
@@ -94,7 +94,7 @@ def write_failure(error: BaseException, stage: str | None = None) -> FailureReco
 
     Training jobs read ``output/failure`` (-> ``FailureReason``); Processing jobs read
     ``output/message`` (-> ``ExitMessage``). Both are written, so the same entrypoint reports its
-    error whichever kind of job runs it; :func:`spaceport.errors.parse_failure` reads them back.
+    error whichever kind of job runs it; :func:`spaceport.core.errors.parse_failure` reads them back.
     """
     if isinstance(error, SpaceportError):
         record = error.record(stage)
@@ -124,7 +124,7 @@ def read_failure(root: Path) -> FailureRecord | None:
 
 # ---- how SageMaker starts a container ----
 #: Folder of the stage images' Dockerfiles (``containers/<image>/Dockerfile``), in a source checkout.
-CONTAINERS = Path(__file__).resolve().parents[1] / "containers"
+CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 
 
 @dataclass(frozen=True)

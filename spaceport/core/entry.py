@@ -1,16 +1,16 @@
 """The one entry point every container stage runs through:
 ``spaceport <stage> [INPUT] [--out DIR] [--preset NAME] [--<option> VALUE ...]``.
 
-The command of each stage is built from its graph entry (:class:`spaceport.stage.StageDef`):
+The command of each stage is built from its graph entry (:class:`spaceport.core.stage.StageDef`):
 
 - options resolve in one place, :meth:`StageDef.resolve` (defaults <- preset <- overrides); the
   overrides are the flags (a processing job's ContainerArguments) and, for a training job run
   with no INPUT, ``hyperparameters.json`` (its key ``preset`` picks the preset; flags win);
 - paths: INPUT is the stage's one input channel, or for a stage with several a folder holding one
   per channel (a job folder does); with no INPUT/--out, the SageMaker container paths of the
-  graph's channels (:func:`spaceport.contract.container_path`, under ``SPACEPORT_SM_ROOT``);
+  graph's channels (:func:`spaceport.core.contract.container_path`, under ``SPACEPORT_SM_ROOT``);
 - the stage's ``run(config, paths)`` returns its summary model; a failure inside a SageMaker job
-  is written as ``failure.json`` plus SageMaker's one-line files (:func:`spaceport.contract.write_failure`)
+  is written as ``failure.json`` plus SageMaker's one-line files (:func:`spaceport.core.contract.write_failure`)
   before the CLI's error boundary prints it.
 """
 
@@ -24,10 +24,10 @@ from typing import Any
 
 import click
 
-from spaceport import contract
-from spaceport.config import click_options
-from spaceport.errors import StageFailed
-from spaceport.stage import StageDef, StagePaths
+from spaceport.core import contract
+from spaceport.core.config import click_options
+from spaceport.core.errors import StageFailed
+from spaceport.core.stage import StageDef, StagePaths
 
 
 def sagemaker_paths(sd: StageDef) -> StagePaths:

@@ -215,7 +215,7 @@ class StageFailed(SpaceportError):
 
 
 class SfmDegenerate(SfmFailed):
-    """Every reconstruction failed validation: a collapsed camera path or too little parallax (spaceport.sfm.validate)."""
+    """Every reconstruction failed validation: a collapsed camera path or too little parallax (spaceport.stages.sfm.validate)."""
 
     default_fix = ("Capture again walking around the scene (do not turn on the spot or zoom), so that every part is "
                    "seen from several positions with about 70% overlap between neighbouring views.")

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO, Literal
 
-from spaceport.errors import ModelInvalid, UnsafeArchive
+from spaceport.core.errors import ModelInvalid, UnsafeArchive
 
 
 @contextmanager

@@ -1,7 +1,7 @@
 """The stage graph: the stage packages in execution order, each declaring its :class:`StageDef`.
 
-Adding a stage is one package (``spaceport/<stage>/__init__.py`` defining ``STAGE``; see
-:mod:`spaceport.stage`) and one entry in :data:`PACKAGES`. :mod:`spaceport.plan` builds each
+Adding a stage is one package (``spaceport/stages/<stage>/__init__.py`` defining ``STAGE``; see
+:mod:`spaceport.core.stage`) and one entry in :data:`PACKAGES`. :mod:`spaceport.core.plan` builds each
 job's stage specs from the graph; the local runner (layout, resume keys, completeness,
 summaries), the stage commands, the job records, the display, the bench and the notification
 links read it; a test checks the state machine's stage states against it field by field.
@@ -17,11 +17,11 @@ import importlib
 from collections.abc import Iterator
 from typing import Literal
 
-from spaceport.stage import PRESET_NAMES, RECORD, UPLOAD, Input, Product, StageDef  # noqa: F401 (re-exported)
+from spaceport.core.stage import PRESET_NAMES, RECORD, UPLOAD, Input, Product, StageDef  # noqa: F401 (re-exported)
 
 #: The stage packages, in execution order.
-PACKAGES: tuple[str, ...] = ("spaceport.sfm", "spaceport.train", "spaceport.gate", "spaceport.compress",
-                             "spaceport.publish")
+PACKAGES: tuple[str, ...] = ("spaceport.stages.sfm", "spaceport.stages.train", "spaceport.stages.gate", "spaceport.stages.compress",
+                             "spaceport.stages.publish")
 
 GRAPH: tuple[StageDef, ...] = ()
 #: Stage names in execution order.

@@ -1,7 +1,7 @@
 """Job ids and SageMaker job names: derived from the upload, so the same upload never starts two jobs.
 
 Pure Python (the start Lambda, ``spaceport submit`` and the plan use it); re-exported by
-:mod:`spaceport.plan`.
+:mod:`spaceport.core.plan`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def upload_version(content: str, generation: int = 1) -> str:
 
     ``content`` is the upload's fingerprint (an object's ETag, a folder's keys and ETags). The same
     photos uploaded again after their job ended are generation 2, 3, ...: a new job id, so a new
-    job, while a repeated event for an upload still maps to the job it started (spaceport.aws.uploads).
+    job, while a repeated event for an upload still maps to the job it started (spaceport.cloud.uploads).
     """
     if generation < 1:
         raise ValueError(f"generation must be >= 1, got {generation}")

@@ -12,10 +12,10 @@ The layout under the root is::
     jobs/<job_id>/request.json  upload/  sfm/  train/  compressed/  report/  job.json
     scratch/<job_id>/checkpoints/          (training checkpoints; expired by a lifecycle rule)
 
-Every stage, its channels and its options come from the stage graph (:mod:`spaceport.graph`);
-options resolve through the stage's one resolver (:meth:`spaceport.stage.StageDef.options`),
-container paths through :func:`spaceport.contract.container_path`. Job ids and job names are
-:mod:`spaceport.jobid` (re-exported here).
+Every stage, its channels and its options come from the stage graph (:mod:`spaceport.core.graph`);
+options resolve through the stage's one resolver (:meth:`spaceport.core.stage.StageDef.options`),
+container paths through :func:`spaceport.core.contract.container_path`. Job ids and job names are
+:mod:`spaceport.core.jobid` (re-exported here).
 """
 
 from __future__ import annotations
@@ -27,15 +27,15 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spaceport import contract, graph
-from spaceport.errors import ConfigInvalid
-from spaceport.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
-from spaceport.summaries import Asked, GateThresholds, RequestFile
+from spaceport.core import contract, graph
+from spaceport.core.errors import ConfigInvalid
+from spaceport.core.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
+from spaceport.core.summaries import Asked, GateThresholds, RequestFile
 
 #: The stage graph's names, re-exported for the plan's readers.
 STAGES, JOB_KINDS, PRESET_NAMES = graph.STAGES, graph.JOB_KINDS, graph.PRESET_NAMES
 
-#: SageMaker metric definitions matching spaceport.progress lines from the train stage:
+#: SageMaker metric definitions matching spaceport.local.progress lines from the train stage:
 #: progress ``stage=train step=500 loss=0.0412 psnr=24.31`` and the final line
 #: ``stage=train final=1 test_psnr=.. test_ssim=.. num_gaussians=.. seconds=..``.
 _NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -140,7 +140,7 @@ class JobRequest:
 @dataclass(frozen=True)
 class Channel:
     """One input or output: the URI under the root, the container path it maps to, and (inputs)
-    which stage produced it in which form (:class:`spaceport.graph.Input`)."""
+    which stage produced it in which form (:class:`spaceport.core.graph.Input`)."""
 
     name: str
     uri: str
@@ -260,7 +260,7 @@ class StageSpec:
     arguments: tuple[str, ...] = ()
     """Processing: container arguments, ``<stage> --field value ...`` for every resolved option. The
     image's ENTRYPOINT is ``spaceport`` (containers/*/Dockerfile), so ENTRYPOINT + arguments is
-    ``spaceport <stage> ...``; no ContainerEntrypoint is set (see spaceport.contract.start_argv)."""
+    ``spaceport <stage> ...``; no ContainerEntrypoint is set (see spaceport.core.contract.start_argv)."""
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     """Training: every resolved option as a string."""
     options: Mapping[str, str] = field(default_factory=dict)

@@ -1,19 +1,19 @@
 """The stage template: what one stage package declares, once.
 
-A stage is one package, ``spaceport/<stage>/``, whose ``__init__.py`` defines ``STAGE``, a
+A stage is one package, ``spaceport/stages/<stage>/``, whose ``__init__.py`` defines ``STAGE``, a
 :class:`StageDef`: its graph entry (job kind, image, input channels and who produces them, output
 channel, the files that make its output complete), its options (one frozen dataclass and named
 presets of it), its summary model and its ``run(config, paths) -> summary``. Everything else is
-derived: the plan's job specs (:mod:`spaceport.plan`), the container paths and the CLI command
-(:mod:`spaceport.entry`), the local runner's layout, resume keys and completeness checks
-(:mod:`spaceport.local`), the display, the report's timings, the job record and the notification
-links. :mod:`spaceport.graph` lists the stage packages in execution order.
+derived: the plan's job specs (:mod:`spaceport.core.plan`), the container paths and the CLI command
+(:mod:`spaceport.core.entry`), the local runner's layout, resume keys and completeness checks
+(:mod:`spaceport.local.runner`), the display, the report's timings, the job record and the notification
+links. :mod:`spaceport.core.graph` lists the stage packages in execution order.
 
 Options resolve along one path, :meth:`StageDef.resolve`: the config's defaults, then the named
 preset, then the overrides (CLI flags, hyperparameters, a request's options).
 
-Pure declarations (stdlib, :mod:`spaceport.config`): a stage package's ``__init__`` imports its
-config module and :mod:`spaceport.summaries` (pydantic), never torch, numpy or pycolmap: the
+Pure declarations (stdlib, :mod:`spaceport.core.config`): a stage package's ``__init__`` imports its
+config module and :mod:`spaceport.core.summaries` (pydantic), never torch, numpy or pycolmap: the
 Lambdas and the CDK app read the graph. ``run`` imports the heavy code inside its body.
 """
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 Kind = Literal["processing", "training", "gate"]
 #: How a stage receives an input: a stage's output folder, a training job's ``model.tar.gz``
@@ -106,7 +106,7 @@ class StageDef:
     presets: Mapping[str, Mapping[str, str]] = field(default_factory=_no_presets)
     """Named overrides of the config's defaults, as strings."""
     summary: type | None = None
-    """The stage's summary model (:mod:`spaceport.summaries`); its ``FILE`` is written beside the
+    """The stage's summary model (:mod:`spaceport.core.summaries`); its ``FILE`` is written beside the
     output (empty ``FILE``: a result kept only in the job record, as the gate's)."""
     products: tuple[Product, ...] = ()
     describe: Callable[[Mapping[str, Any]], str] | None = None
@@ -119,7 +119,7 @@ class StageDef:
     def resolve(self, preset: str, overrides: Mapping[str, Any] | None = None) -> Any:
         """The stage's config: defaults <- ``presets[preset]`` <- ``overrides``. The one resolver:
         the plan, the stage command and the hyperparameters all come through here."""
-        from spaceport.config import from_strings
+        from spaceport.core.config import from_strings
 
         if preset not in self.presets:
             raise ConfigInvalid(f"Unknown {self.name} preset {preset!r}",
@@ -141,7 +141,7 @@ class StageDef:
 
     def options(self, preset: str, overrides: Mapping[str, Any] | None = None) -> dict[str, str]:
         """:meth:`resolve` as strings, every field (request.json, hyperparameters, container arguments)."""
-        from spaceport.config import to_strings
+        from spaceport.core.config import to_strings
 
         config = self.resolve(preset, overrides)
         return to_strings(config) if config is not None else {}

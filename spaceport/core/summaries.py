@@ -3,7 +3,7 @@
 ``sfm.json`` (:class:`SfmSummary`), ``metrics.json`` (:class:`TrainMetrics`, with the per-step
 history so the report draws curves from a SageMaker ``model.tar.gz`` alone), ``compress.json``
 (:class:`CompressSummary`), ``job.json`` (:class:`JobRecord`, both executors) and
-``failure.json`` (:class:`~spaceport.errors.FailureRecord`, beside the errors it records).
+``failure.json`` (:class:`~spaceport.core.errors.FailureRecord`, beside the errors it records).
 Stages build them and write them with :func:`write_summary`; the runner, report, display,
 quality gate, records and Lambdas read them with :func:`read_summary`, which names the file when
 it does not validate (an output of an older version, a hand-edited file) instead of guessing.
@@ -26,8 +26,8 @@ from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from spaceport.errors import FailureRecord, ModelInvalid
-from spaceport.files import write_atomic
+from spaceport.core.errors import FailureRecord, ModelInvalid
+from spaceport.core.files import write_atomic
 
 S = TypeVar("S", bound="Summary")
 Number = float | int
@@ -76,7 +76,7 @@ class AutoChoice(_Model):
 
 
 class ValidationFigures(_Model):
-    """What :mod:`spaceport.sfm.validate` measured on one model (None where it does not apply)."""
+    """What :mod:`spaceport.stages.sfm.validate` measured on one model (None where it does not apply)."""
 
     registered: int
     points: int
@@ -115,7 +115,7 @@ class SfmValidation(_Model):
 
 
 class PrincipalPointRefinement(_Model):
-    """The final bundle adjustment that refines the principal point (spaceport.sfm.colmap_steps)."""
+    """The final bundle adjustment that refines the principal point (spaceport.stages.sfm.colmap_steps)."""
 
     kept: bool
     """False when it drifted beyond ``limit`` and the model was kept as mapped."""
@@ -181,7 +181,7 @@ class CameraPrior(_Model):
 
 
 class Upright(_Model):
-    """How the model was turned so the cameras' mean up is the world's up (spaceport.upright)."""
+    """How the model was turned so the cameras' mean up is the world's up (spaceport.geometry.upright)."""
 
     found_up: list[float]
     """The up direction SfM's world had (unit vector)."""
@@ -214,7 +214,7 @@ class SfmSummary(Summary):
     first_choice: MatcherMapper
     attempts: list[SfmAttempt]
     validation: SfmValidation | None = None
-    """The kept model's verdict (spaceport.sfm.validate); a stage that returns always has a passed one."""
+    """The kept model's verdict (spaceport.stages.sfm.validate); a stage that returns always has a passed one."""
     camera_before_undistortion: CameraInfo
     principal_point: PrincipalPointRefinement | None = None
     camera: CameraInfo
@@ -229,7 +229,7 @@ class SfmSummary(Summary):
     ingest: IngestSummary
     threads: int
     config: dict[str, str]
-    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
+    """Every option of the stage as run, as strings (:func:`spaceport.core.config.to_strings`), as request.json has them."""
     seconds: dict[str, float]
     """Per phase and ``total``, seconds."""
     peak_memory_mb: float
@@ -297,7 +297,7 @@ class TrainMetrics(Summary):
     budget: TrainBudget | None = None
     """With a time budget (``minutes``): what was planned and how it ended."""
     config: dict[str, str]
-    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
+    """Every option of the stage as run, as strings (:func:`spaceport.core.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)
     """Every progress line of the run, in step order (a resumed run keeps the steps before it)."""
 
@@ -405,7 +405,7 @@ class PaletteSearch(_Model):
 
 
 class ShPalette(_Model):
-    """How the SOG spherical-harmonics palette size was chosen (spaceport.compress.palette)."""
+    """How the SOG spherical-harmonics palette size was chosen (spaceport.stages.compress.palette)."""
 
     policy: str
     entries: int
@@ -438,7 +438,7 @@ class CompressSummary(Summary):
     seconds: dict[str, float | dict[str, float]]
     peak_memory_mb: float
     config: dict[str, str]
-    """Every option of the stage as run, as strings (:func:`spaceport.config.to_strings`), as request.json has them."""
+    """Every option of the stage as run, as strings (:func:`spaceport.core.config.to_strings`), as request.json has them."""
 
     def headline(self) -> dict[str, Number | str | None]:
         return {"input_bytes": self.input.bytes, "sog_bytes": self.outputs.sog, "spz_bytes": self.outputs.spz,
@@ -453,7 +453,7 @@ class CompressSummary(Summary):
 
 # ---- request.json ----
 class Asked(_Model):
-    """The request as made: the upload and the user's choices (:class:`spaceport.plan.JobRequest`)."""
+    """The request as made: the upload and the user's choices (:class:`spaceport.core.plan.JobRequest`)."""
 
     source_uri: str
     source_version: str

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import ModelInvalid
+from spaceport.core.errors import ModelInvalid
 
 #: model id -> (name, number of params), from COLMAP's src/colmap/sensor/models.h
 CAMERA_MODELS: dict[int, tuple[str, int]] = {

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import ModelInvalid
-from spaceport.files import atomic_path
+from spaceport.core.errors import ModelInvalid
+from spaceport.core.files import atomic_path
 
 SH_C0 = 0.28209479177387814
 

@@ -2,7 +2,7 @@
 
 The runner calls a :class:`Reporter` with events; the stage's own progress lines
 (``stage=train step=500 loss=0.04 psnr=24.3 ...``) arrive already parsed by
-:func:`spaceport.progress.parse_line`.
+:func:`spaceport.local.progress.parse_line`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import sys
 import time
 from typing import Any, TextIO
 
-from spaceport import graph
-from spaceport.summaries import JobRecord, StageRecord
-from spaceport.train.budget import human
+from spaceport.core import graph
+from spaceport.core.summaries import JobRecord, StageRecord
+from spaceport.stages.train.budget import human
 
 
 def _f(value: Any, fmt: str = "{:.4g}") -> str:

@@ -1,6 +1,6 @@
 """The local job folder: the plan bound to ``--out DIR``, its markers, fingerprints and inputs.
 
-What :mod:`spaceport.local`'s runner needs besides running stages: where each channel lives under
+What the local runner (:mod:`spaceport.local.runner`) needs besides running stages: where each channel lives under
 DIR, the content fingerprint that fixes a local job's id, the file manifest a done-marker holds,
 the checks on the paths before anything runs, and how a single-file upload is placed in the
 stage's channel folder.
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spaceport import plan as planlib
-from spaceport.errors import ConfigInvalid, EmptyInput, InputInvalid
+from spaceport.core import plan as planlib
+from spaceport.core.errors import ConfigInvalid, EmptyInput, InputInvalid
 
 #: Files at most this big are hashed in the done-marker; larger ones are checked by size only.
 HASH_LIMIT_BYTES = 256 * 1024 * 1024

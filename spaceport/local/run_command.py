@@ -1,4 +1,4 @@
-"""`spaceport run`: the whole pipeline on this machine (see :mod:`spaceport.local`)."""
+"""`spaceport run`: the whole pipeline on this machine (see :mod:`spaceport.local.runner`)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from spaceport import graph
-from spaceport.config import parse_stage_options
+from spaceport.core import graph
+from spaceport.core.config import parse_stage_options
 
 
 @click.command("run")
@@ -36,8 +36,8 @@ def run_command(input_path: Path, out: Path, preset: str | None, minutes: float 
     Runs SfM -> Train -> QualityGate -> Compress -> Publish on this machine, each stage laid out
     as its SageMaker job sees it. Re-running skips the stages whose outputs are complete.
     """
-    from spaceport.display import make_reporter
-    from spaceport.local import run_local
+    from spaceport.local.display import make_reporter
+    from spaceport.local.runner import run_local
 
     reporter = make_reporter(mode or "auto")
     try:

@@ -1,4 +1,4 @@
-"""Run a :class:`~spaceport.plan.JobPlan` on this machine, stage by stage, with resume.
+"""Run a :class:`~spaceport.core.plan.JobPlan` on this machine, stage by stage, with resume.
 
 Layout. ``--out DIR`` is the job's folder: it mirrors the S3 prefix ``jobs/<job_id>/`` one to
 one (``request.json``, ``sfm/``, ``train/``, ``compressed/``, ``report/``, ``job.json``), without
@@ -10,10 +10,10 @@ training job's files unpacked (``splat.ply``, ``metrics.json``, ...) rather than
 
 Each container stage starts with the argv SageMaker would use (its image's Dockerfile
 ENTRYPOINT, then ``train`` for the training job or the plan's ContainerArguments for a
-processing job: :func:`spaceport.contract.stage_argv`), with ``SPACEPORT_SM_ROOT`` pointing at
+processing job: :func:`spaceport.core.contract.stage_argv`), with ``SPACEPORT_SM_ROOT`` pointing at
 ``DIR/.scratch/<stage>``, laid out the way SageMaker lays out its job: inputs linked under
 ``processing/input/<name>`` or ``input/data/<channel>`` as the stage graph
-(:mod:`spaceport.graph`) declares them, ``hyperparameters.json`` written. On success the output folder is renamed into place
+(:mod:`spaceport.core.graph`) declares them, ``hyperparameters.json`` written. On success the output folder is renamed into place
 and a done-marker (``DIR/.state/<stage>.json``: a key of the stage's options and inputs, and
 the size and SHA-256 of every output file) is written last. A re-run skips a stage whose marker
 matches its key and files; ``--from STAGE`` forces that stage and the ones after it. A stage
@@ -27,7 +27,7 @@ old output is still valid for its new key takes it back before it checks complet
 no copies); whatever is not taken back is deleted when the run ends, however it ends.
 
 A splat below the quality gate is still compressed and published: the report and viewer say it
-is below target, and the job ends FAILED with :class:`~spaceport.errors.QualityBelowTarget`.
+is below target, and the job ends FAILED with :class:`~spaceport.core.errors.QualityBelowTarget`.
 """
 
 from __future__ import annotations
@@ -44,12 +44,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-from spaceport import contract, graph, progress
-from spaceport import plan as planlib
-from spaceport.display import Reporter
-from spaceport.errors import ConfigInvalid, InputInvalid, QualityBelowTarget, SpaceportError, StageFailed
-from spaceport.files import write_atomic, write_json
-from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tests use local.X)
+from spaceport.core import contract, graph
+from spaceport.core import plan as planlib
+from spaceport.core.errors import ConfigInvalid, InputInvalid, QualityBelowTarget, SpaceportError, StageFailed
+from spaceport.core.files import write_atomic, write_json
+from spaceport.core.stage import StagePaths
+from spaceport.core.summaries import (
+    DoneMarker,
+    GateResult,
+    JobRecord,
+    StageRecord,
+    TrainMetrics,
+    read_summary,
+    write_summary,
+)
+from spaceport.local import progress
+from spaceport.local.display import Reporter
+from spaceport.local.jobdir import (  # noqa: F401  (some re-exported: callers and tests use local.X)
     LOG_DIR,
     SCRATCH_DIR,
     STATE_DIR,
@@ -62,16 +73,6 @@ from spaceport.jobdir import (  # noqa: F401  (some re-exported: callers and tes
     input_fingerprint,
     place_upload,
     sha256,
-)
-from spaceport.stage import StagePaths
-from spaceport.summaries import (
-    DoneMarker,
-    GateResult,
-    JobRecord,
-    StageRecord,
-    TrainMetrics,
-    read_summary,
-    write_summary,
 )
 
 
@@ -191,7 +192,7 @@ class LocalRunner:
         env["SPACEPORT_STAGE"] = stage  # as the ASL sets it: the failure record names its stage
         env["SPACEPORT_LOG_FORMAT"] = "kv"
         env["PYTHONUNBUFFERED"] = "1"
-        pkg_root = str(Path(__file__).resolve().parents[1])
+        pkg_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([pkg_root, *filter(None, [env.get("PYTHONPATH")])])
         return env
 
@@ -319,7 +320,7 @@ class LocalRunner:
 
         A miss is recorded (``self.below_target``), not raised: the later stages still compress and
         publish the splat, marked below target, and the job ends FAILED once the report is there."""
-        from spaceport import gate
+        from spaceport.stages import gate
 
         start = time.perf_counter()
         sd = graph.stage_def(spec.name)
@@ -419,7 +420,7 @@ def sized_to_machine(preset: str | None, minutes: float | None, options: dict[st
     budget trains the ``fast`` preset's options to :data:`budget.DEFAULT_CPU_MINUTES`; one that names
     ``default`` or ``quality`` keeps its fixed steps, and is told what they will cost and how to
     bound them (the training stage prints the calibrated estimate before its first step)."""
-    from spaceport.train import budget
+    from spaceport.stages.train import budget
 
     opts = {k: dict(v) for k, v in (options or {}).items()}
     notices: list[dict[str, str]] = []

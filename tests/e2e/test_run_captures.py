@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from spaceport.summaries import SfmSummary, read_summary
-from spaceport.upright import UP
+from spaceport.core.summaries import SfmSummary, read_summary
+from spaceport.geometry.upright import UP
 from tests.real_captures import capture
 
 from .conftest import _events, _spaceport
@@ -190,7 +190,7 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
     import os
     import threading
 
-    from spaceport.publish.serve import make_server
+    from spaceport.stages.publish.serve import make_server
 
     from .run_chromium import Chromium, find_chromium
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from spaceport import contract
-from spaceport.graph import GRAPH, STAGE_IMAGE
-from spaceport.local import build_local_plan
-from spaceport.splat import read_ply
-from spaceport.summaries import JobRecord, SfmSummary, TrainMetrics, read_summary
+from spaceport.core import contract
+from spaceport.core.graph import GRAPH, STAGE_IMAGE
+from spaceport.core.summaries import JobRecord, SfmSummary, TrainMetrics, read_summary
+from spaceport.geometry.splat import read_ply
+from spaceport.local.runner import build_local_plan
 
 # Measured on the 24-view 640x480 demo scene with the fast preset (see bench/results/e2e.md);
 # the bounds leave room for nondeterminism, not for a regression. Held-out PSNR measured 24.26-24.82 dB

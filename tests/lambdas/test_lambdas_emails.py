@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 import boto3
 from lambdas_support import BUCKET, REGION, RESULTS_DOMAIN, SENDER, plan_for
 
-from spaceport.aws import links as result_links
-from spaceport.aws import notify, records, settings
-from spaceport.aws.runtime import Clients
-from spaceport.errors import TooFewRegistered, UnsupportedInput
-from spaceport.summaries import Retry
+from spaceport.cloud import links as result_links
+from spaceport.cloud import notify, records, settings
+from spaceport.cloud.runtime import Clients
+from spaceport.core.errors import TooFewRegistered, UnsupportedInput
+from spaceport.core.summaries import Retry
 
 JOB = "sp-garden-0123456789abcdef"
 

@@ -1,4 +1,4 @@
-"""The deploy-time image build's custom resource (lambdas/image_build, spaceport.aws.image_build):
+"""The deploy-time image build's custom resource (cloud/lambdas/image_build, spaceport.cloud.image_build):
 ECR under moto (real repositories and pushed image manifests, so digests are ECR's own), CodeBuild
 through botocore's Stubber (moto cannot script a build's status, phases and log link).
 
@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 from lambdas_support import REGION, load_handler
 
-from spaceport.aws import image_build
+from spaceport.cloud import image_build
 
 SOURCE_HASH = "3f" * 32
 TAG = f"src-{SOURCE_HASH[:32]}"
@@ -172,7 +172,7 @@ def test_every_job_record_names_the_digest_each_stage_runs(started, env):
     all name them, per stage (publish runs in the compress image)."""
     from lambdas_support import BUCKET, PLAN_SETTINGS, TABLE, FakeContext
 
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     digest = {i: "sha256:" + hashlib.sha256(i.encode()).hexdigest() for i in REPOSITORIES}
     uri = {i: f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{r}@{digest[i]}" for i, r in REPOSITORIES.items()}

@@ -16,8 +16,8 @@ from lambdas_support import (
     wait_for,
 )
 
-from spaceport.errors import OutOfMemory, TooFewRegistered
-from spaceport.summaries import JobRecord
+from spaceport.core.errors import OutOfMemory, TooFewRegistered
+from spaceport.core.summaries import JobRecord
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -32,7 +32,7 @@ def _record(job_id):
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
     record = json.loads(item["record"]["S"])
-    # start_job's notes on uploads the job covered live beside the record (spaceport.aws.records.JobStore).
+    # start_job's notes on uploads the job covered live beside the record (spaceport.cloud.records.JobStore).
     record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
@@ -236,7 +236,7 @@ def test_quality_gate_failure_stops_before_compress(machine):
 
 def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
     env.setenv("SPACEPORT_SENDER", "unverified@example.org")  # SES rejects an unverified sender
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     settings.load.cache_clear()
     out, desc = _run(machine)
@@ -315,7 +315,7 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
 # ("Invalid image URI ... Please provide a valid Amazon Elastic Container Registry path of the Docker image
 # to run." from CreateProcessingJob; AWS's "1 validation error detected: Value ... at ... failed to satisfy
 # constraint: Member must satisfy enum value set"; "The requested resource training-job/ml.t3.medium is not
-# available in this region" from CreateTrainingJob). More in spaceport/aws/sagemaker_errors.py.
+# available in this region" from CreateTrainingJob). More in spaceport/cloud/sagemaker_errors.py.
 _INSTANCE_TYPE = ("1 validation error detected: Value 'ml.g5.3xlarge' at 'resourceConfig.instanceType' failed to "
                   "satisfy constraint: Member must satisfy enum value set: [ml.g5.xlarge, ml.g5.2xlarge, ml.g5.4xlarge]")
 _BAD_IMAGE = ("Invalid image URI 123456789012.dkr.ecr.us-east-1.amazonaws.com/spaceport-sfm:latest. Please provide a "

@@ -5,8 +5,8 @@ import json
 import pytest
 from lambdas_support import load_handler, plan_for
 
-from spaceport.aws import records
-from spaceport.errors import (
+from spaceport.cloud import records
+from spaceport.core.errors import (
     CapacityError,
     ConfigInvalid,
     CorruptArchive,
@@ -14,7 +14,7 @@ from spaceport.errors import (
     StageFailed,
     TrainingDiverged,
 )
-from spaceport.plan import ExecutionPlan
+from spaceport.core.plan import ExecutionPlan
 
 
 def _line(cls, reason, fix=None, **details):
@@ -92,11 +92,11 @@ def test_stage_summary_handles_iso_and_epoch_times():
 
 
 def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
-    """The Lambda applies spaceport.gate (the local runner's gate) to metrics.json inside model.tar.gz."""
+    """The Lambda applies spaceport.stages.gate (the local runner's gate) to metrics.json inside model.tar.gz."""
     import boto3
     from lambdas_support import BUCKET, REGION, model_tarball
 
-    from spaceport.errors import ModelInvalid
+    from spaceport.core.errors import ModelInvalid
 
     s3 = boto3.client("s3", region_name=REGION)
     key = "jobs/sp-x/train/sp-x-train/output/model.tar.gz"
@@ -119,7 +119,7 @@ def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
 
 def _sdk(message, code, status=400, name="SageMaker.AmazonSageMakerException"):
     """A create-time error as the .sync integration reports it: the Java SDK's exception class as the
-    name, SageMaker's message with the SDK's suffix as the Cause (spaceport.aws.sagemaker_errors)."""
+    name, SageMaker's message with the SDK's suffix as the Cause (spaceport.cloud.sagemaker_errors)."""
     return {"Error": name, "Cause": f"{message} (Service: AmazonSageMaker; Status Code: {status}; Error Code: {code}; "
                                     "Request ID: 4e1c7a2b-1f0d-4f7e-9d55-0c2a5c1b8d11; Proxy: null)"}
 

@@ -19,7 +19,7 @@ from lambdas_support import (
 )
 from lambdas_support import timer_messages as _timer_messages
 
-from spaceport.aws import uploads
+from spaceport.cloud import uploads
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 ZIP = b"PK\x03\x04\x14\x00\x00\x00 photos"
@@ -137,8 +137,8 @@ def test_a_job_record_written_by_the_workflow_keeps_the_duplicates_start_job_not
     first = _upload(started, "zip")
     again = _handler(s3_event("uploads/Garden.zip"))
     assert again["reason"] == "duplicate event"
-    from spaceport.aws import settings
-    from spaceport.aws.runtime import Clients
+    from spaceport.cloud import settings
+    from spaceport.cloud.runtime import Clients
 
     store = Clients(settings.load()).store
     record = store.get(first["job_id"])
@@ -150,7 +150,7 @@ def test_a_job_record_written_by_the_workflow_keeps_the_duplicates_start_job_not
 def test_resolve_walks_the_generations_of_the_same_content():
     from datetime import UTC, datetime
 
-    from spaceport.summaries import JobRecord
+    from spaceport.core.summaries import JobRecord
 
     records = {}
 

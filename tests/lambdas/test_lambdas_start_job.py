@@ -6,8 +6,8 @@ import boto3
 import pytest
 from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
 
-from spaceport.errors import UnsupportedInput
-from spaceport.summaries import RequestFile
+from spaceport.core.errors import UnsupportedInput
+from spaceport.core.summaries import RequestFile
 
 ZIP = b"PK\x03\x04\x14\x00\x00\x00"
 MAGIC = {"zip": ZIP, "mov": b"\x00\x00\x00\x14ftypqt  ", "mp4": b"\x00\x00\x00\x18ftypmp42"}
@@ -123,7 +123,7 @@ def test_each_version_is_its_own_job_and_stages_its_own_bytes(started):
      ("a.jpg", b"\x89PNG\r\n\x1a\n", True), ("a.jpg", b"\0\0\0\x18ftypmp42", False), ("a.mp4", b"", False)],
 )
 def test_check_magic(name, head, ok):
-    from spaceport.aws.intake import check_magic as check
+    from spaceport.cloud.intake import check_magic as check
     if ok:
         check(name, head)
     else:

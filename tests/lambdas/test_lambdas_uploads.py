@@ -18,8 +18,8 @@ from lambdas_support import (
     timer_messages,
 )
 
-from spaceport.aws import uploads
-from spaceport.aws.uploads import Kind
+from spaceport.cloud import uploads
+from spaceport.cloud.uploads import Kind
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 ZIP = b"PK\x03\x04\x14\x00\x00\x00"
@@ -168,7 +168,7 @@ def _skip_delays():
 
 
 def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_QUIET_S", "60")  # photos a few ms apart are one burst
     settings.load.cache_clear()
@@ -191,7 +191,7 @@ def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
 
 
 def test_folder_over_the_size_cap_is_refused(started, env):
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_MAX_UPLOAD_BYTES", str(2**20))  # 1 MB
     settings.load.cache_clear()
@@ -210,7 +210,7 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
 
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_QUIET_S", "240")
     settings.load.cache_clear()
@@ -226,7 +226,7 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
 
 
 def test_every_photo_type_the_bucket_batches_is_one_the_sfm_stage_reads():
-    from spaceport.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
+    from spaceport.stages.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
 
     assert set(uploads.PHOTO_SUFFIXES) <= IMAGE_EXTS and set(uploads.VIDEO_SUFFIXES) <= VIDEO_EXTS
 

@@ -1,6 +1,6 @@
 """The deploy-time image build (custom resource, CDK provider framework): ``on_event`` starts the
 CodeBuild build of the deployed source unless its images exist; ``is_complete`` is polled until
-the build ends and returns the images' digests (spaceport.aws.image_build). boto3 only."""
+the build ends and returns the images' digests (spaceport.cloud.image_build). boto3 only."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 
-from spaceport.aws import image_build
+from spaceport.cloud import image_build
 
 
 def _log(what: str, event: dict[str, Any], result: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """Deploy-time custom resource: make the result-link secret once, in the data bucket.
 
 The secret is generated here, in the account, so it is never in the code, the template or the
-cloud assembly. It is written as the CloudFront KeyValueStore import file (spaceport.aws.links),
+cloud assembly. It is written as the CloudFront KeyValueStore import file (spaceport.cloud.links),
 which the stack's KeyValueStore imports on creation and the notify Lambda reads to sign links.
 An existing secret is kept on every later deploy (links already sent stay valid); deleting the
 stack leaves it with the (retained) bucket.
@@ -20,7 +20,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from spaceport.aws import links
+from spaceport.cloud import links
 
 
 def ensure_secret(s3: Any, bucket: str) -> bool:

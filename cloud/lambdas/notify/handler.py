@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from spaceport.aws import notify, records, settings
-from spaceport.aws.runtime import Clients, logger
-from spaceport.summaries import JobRecord, Notification
+from spaceport.cloud import notify, records, settings
+from spaceport.cloud.runtime import Clients, logger
+from spaceport.core.summaries import JobRecord, Notification
 
 
 @logger.inject_lambda_context(clear_state=True)

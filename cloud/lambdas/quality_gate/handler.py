@@ -2,7 +2,7 @@
 
 Reads ``metrics.json`` from the training job's model artifact (``model.tar.gz`` on S3, streamed:
 the PLY in it is skipped, never held) and applies the same gate as the local runner,
-:mod:`spaceport.gate` (pure; bundled with this handler).
+:mod:`spaceport.stages.gate` (pure; bundled with this handler).
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from spaceport import gate
-from spaceport.aws import settings
-from spaceport.aws.runtime import Clients, logger
-from spaceport.errors import failures_as_records
-from spaceport.summaries import GateResult
+from spaceport.cloud import settings
+from spaceport.cloud.runtime import Clients, logger
+from spaceport.core.errors import failures_as_records
+from spaceport.core.summaries import GateResult
+from spaceport.stages import gate
 
 
 def check(thresholds: dict[str, Any], training: dict[str, Any], s3: Any) -> GateResult:

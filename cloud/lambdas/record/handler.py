@@ -5,12 +5,12 @@
   per-stage seconds and cost when the publish job reads it.
 - ``retry`` (a SageMaker stage was caught) decides whether to run the stage again: only a job
   that failed inside SageMaker for lack of capacity, within the ASL's policy; it returns the
-  plan with that stage's attempt and job name bumped (spaceport.aws.records.plan_retry).
+  plan with that stage's attempt and job name bumped (spaceport.cloud.records.plan_retry).
 - ``failed`` turns the caught ``{"Error", "Cause"}`` into the failure record the email and the Fail
   state use (the stage is the first with no result; the record comes from the SageMaker job's
-  FailureReason/ExitMessage through spaceport.errors.parse_failure).
+  FailureReason/ExitMessage through spaceport.core.errors.parse_failure).
 
-Records are :class:`spaceport.summaries.JobRecord`; the state machine gets them as JSON.
+Records are :class:`spaceport.core.summaries.JobRecord`; the state machine gets them as JSON.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from spaceport.aws import records, settings
-from spaceport.aws.runtime import Clients, logger
-from spaceport.plan import ExecutionPlan
-from spaceport.summaries import Notification
+from spaceport.cloud import records, settings
+from spaceport.cloud.runtime import Clients, logger
+from spaceport.core.plan import ExecutionPlan
+from spaceport.core.summaries import Notification
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -1,5 +1,5 @@
 """start_job: an object under uploads/ (EventBridge), a folder's quiet timer (SQS) or a direct JSON
-request. The work is in :mod:`spaceport.aws.intake`."""
+request. The work is in :mod:`spaceport.cloud.intake`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
-from spaceport.aws import intake, settings
-from spaceport.aws.runtime import Clients, logger
+from spaceport.cloud import intake, settings
+from spaceport.cloud.runtime import Clients, logger
 
 
 @logger.inject_lambda_context(clear_state=True)

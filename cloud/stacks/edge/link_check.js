@@ -1,12 +1,12 @@
 // CloudFront Function (runtime cloudfront-js-2.0) of the results distribution, deployed twice
-// from this one file (stacks/results.py) and run as-is by the tests (tests/e2e/edge_server.mjs).
+// from this one file (cloud/stacks/results.py) and run as-is by the tests (tests/e2e/edge_server.mjs).
 //
 // Viewer request: every request passes here. It goes through only when
 //   - the path is /jobs/<job_id>/<report|compressed|train>/<file...>, each segment plain
 //     (letters, digits, '_', '-', '.', never starting with '.': no '..' can climb out), and
 //   - the query carries exp=<Unix seconds> not yet past and sig=<base64url HMAC-SHA256 of
 //     "/jobs/<job_id>/\n<exp>"> under the secret in the associated KeyValueStore
-//     (spaceport/aws/links.py signs with the same message and encoding).
+//     (spaceport/cloud/links.py signs with the same message and encoding).
 // Anything else gets 403.
 //
 // Viewer response: the Content-Type of the page and the engine, set from the file name. The job

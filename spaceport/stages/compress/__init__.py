@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spaceport.compress.config import PRESETS, CompressConfig
-from spaceport.stage import Input, Product, StageDef, StagePaths
-from spaceport.summaries import CompressSummary
+from spaceport.core.stage import Input, Product, StageDef, StagePaths
+from spaceport.core.summaries import CompressSummary
+from spaceport.stages.compress.config import PRESETS, CompressConfig
 
 
 def run(config: CompressConfig, paths: StagePaths) -> CompressSummary:
     """Compress the splat in ``paths.input()`` (PLY, SPZ, SOG or model.tar.gz) into ``paths.output``."""
-    from spaceport.compress import stage
+    from spaceport.stages.compress import stage
 
     return stage.run(paths.input(), paths.output, config)
 

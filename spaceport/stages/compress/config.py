@@ -1,11 +1,11 @@
-"""Options of the compression stage (one frozen dataclass; stdlib + spaceport.config only)."""
+"""Options of the compression stage (one frozen dataclass; stdlib + spaceport.core.config only)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 
 @dataclass(frozen=True)

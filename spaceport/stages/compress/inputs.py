@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import InputInvalid, ModelInvalid, UnsupportedSplat
-from spaceport.files import unpack_members
-from spaceport.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
-from spaceport.summaries import GaussianCounts
+from spaceport.core.errors import InputInvalid, ModelInvalid, UnsupportedSplat
+from spaceport.core.files import unpack_members
+from spaceport.core.summaries import GaussianCounts
+from spaceport.geometry.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
 
 #: Only these members are taken from a model.tar.gz.
 WANTED = {"splat.ply", "cameras.json", "metrics.json"}
@@ -145,7 +145,7 @@ def read_splat(src: ModelInput, *, max_gaussians: int) -> Splat:
 
 def unpack_model(archive: Path, dest: Path, max_bytes: int) -> Path:
     """Extract splat.ply / cameras.json / metrics.json from a model tarball, refusing anything unsafe
-    (spaceport.files.unpack_members: the one safe unpacker, shared with the report)."""
+    (spaceport.core.files.unpack_members: the one safe unpacker, shared with the report)."""
     unpack_members(archive, dest, wanted=lambda name: name.name in WANTED, max_bytes=max_bytes)
     return dest
 

@@ -2,7 +2,7 @@
 
 Cameras are the training stage's held-out ones (``cameras.json``, split "test" first), scaled so
 the longest side is ``resolution`` pixels; without them, a fixed orbit around the splat's bounds.
-Rendering is the training stage's rasterizer (:func:`spaceport.train.rasterize.render_splat`).
+Rendering is the training stage's rasterizer (:func:`spaceport.stages.train.rasterize.render_splat`).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import ModelInvalid
-from spaceport.imaging import look_at, psnr_db
-from spaceport.splat import Splat
-from spaceport.summaries import CamerasFile, read_summary
+from spaceport.core.errors import ModelInvalid
+from spaceport.core.summaries import CamerasFile, read_summary
+from spaceport.geometry.imaging import look_at, psnr_db
+from spaceport.geometry.splat import Splat
 
 
 @dataclass
@@ -79,7 +79,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def render_all(splat: Splat, views: list[View]) -> list[np.ndarray]:
-    from spaceport.train.rasterize import render_splat
+    from spaceport.stages.train.rasterize import render_splat
 
     return [render_splat(splat, v.K, v.world_to_camera, v.width, v.height) for v in views]
 
@@ -130,11 +130,11 @@ def measure(original: Splat, decoded: dict[str, Splat], views: list[View], budge
     measured cost still fits; the first always counts. A cropped render is compared with the same
     window of the original's. What was measured (views, crop, seconds) is recorded, so a partial
     measurement is never presented as a full one. On a GPU the renders are gsplat's CUDA kernels
-    (:func:`spaceport.train.rasterize.render_splat`).
+    (:func:`spaceport.stages.train.rasterize.render_splat`).
     """
     import time
 
-    from spaceport.train.rasterize import render_splat
+    from spaceport.stages.train.rasterize import render_splat
 
     def render(splat: Splat, view: View) -> np.ndarray:
         return render_splat(splat, view.K, view.world_to_camera, view.width, view.height)

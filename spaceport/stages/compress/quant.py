@@ -31,7 +31,7 @@ def pick_device(name: str = "auto") -> torch.device:
 
     torch.set_num_threads(cpu_cores())
     if name == "cuda" and not torch.cuda.is_available():
-        from spaceport.errors import ConfigInvalid
+        from spaceport.core.errors import ConfigInvalid
 
         raise ConfigInvalid("device=cuda but torch sees no CUDA GPU", "Use --device auto or cpu")
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):

@@ -31,9 +31,9 @@ import numpy as np
 from PIL import Image
 
 from spaceport import __version__
-from spaceport.errors import CompressionFailed, ModelInvalid
-from spaceport.files import atomic_path
-from spaceport.splat import Splat
+from spaceport.core.errors import CompressionFailed, ModelInvalid
+from spaceport.core.files import atomic_path
+from spaceport.geometry.splat import Splat
 
 from .palette import choose_palette
 from .quant import morton_order, quantize_1d

@@ -40,8 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import CompressionFailed, ModelInvalid
-from spaceport.splat import Splat
+from spaceport.core.errors import CompressionFailed, ModelInvalid
+from spaceport.geometry.splat import Splat
 
 MAGIC = 0x5053474E
 LATEST_VERSION = 4

@@ -8,12 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport import progress
-from spaceport.config import to_strings
-from spaceport.errors import CompressionFailed
-from spaceport.files import write_atomic
-from spaceport.splat import Splat
-from spaceport.summaries import (
+from spaceport.core.config import to_strings
+from spaceport.core.errors import CompressionFailed
+from spaceport.core.files import write_atomic
+from spaceport.core.summaries import (
     Budget,
     BudgetAttempt,
     CompressInput,
@@ -24,6 +22,8 @@ from spaceport.summaries import (
     PerFormat,
     write_summary,
 )
+from spaceport.geometry.splat import Splat
+from spaceport.local import progress
 
 from .config import CompressConfig
 from .inputs import clean, locate, read_splat

@@ -2,10 +2,10 @@
 
 A trained splat passes when its held-out PSNR reaches the target and its Gaussian count stays
 within the cap. The numbers come from the training stage's ``metrics.json``
-(:class:`~spaceport.summaries.TrainMetrics`): a local train folder, or the ``model.tar.gz`` the
+(:class:`~spaceport.core.summaries.TrainMetrics`): a local train folder, or the ``model.tar.gz`` the
 SageMaker training job wrote (streamed, never the whole PLY in memory). Pure Python: the
 QualityGate Lambda imports this module. ("Quality" elsewhere means the compression's
-render-quality measurement, :mod:`spaceport.compress.quality`.)
+render-quality measurement, :mod:`spaceport.stages.compress.quality`.)
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from spaceport.errors import ModelInvalid, QualityBelowTarget
-from spaceport.stage import Input, StageDef, StagePaths
-from spaceport.summaries import GateResult, TrainMetrics, parse_summary, read_summary
+from spaceport.core.errors import ModelInvalid, QualityBelowTarget
+from spaceport.core.stage import Input, StageDef, StagePaths
+from spaceport.core.summaries import GateResult, TrainMetrics, parse_summary, read_summary
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,6 @@ def describe(n: dict) -> str:
 
 #: No container: the local runner runs the gate in-process; on AWS the QualityGate Lambda reads
 #: the same ``metrics.json`` from the training job's ``model.tar.gz``. The thresholds are the
-#: deployment's (:class:`spaceport.plan.PlanSettings`), overridable per request.
+#: deployment's (:class:`spaceport.core.plan.PlanSettings`), overridable per request.
 STAGE = StageDef("quality_gate", "gate", "Quality gate", run, inputs=(Input("model", "train", "model_tarball"),),
                  config=QualityTargets, summary=GateResult, describe=describe)

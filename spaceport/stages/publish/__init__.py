@@ -1,18 +1,18 @@
 """The Publish stage: the job report (``index.html``) and the browser viewer (``viewer.html``).
 
 This module is the stage's declaration; the heavy work (NumPy, Pillow) happens inside
-:mod:`spaceport.publish.report`, driven by :func:`spaceport.publish.command.publish`.
+:mod:`spaceport.stages.publish.report`, driven by :func:`spaceport.stages.publish.command.publish`.
 """
 
 from __future__ import annotations
 
-from spaceport.stage import RECORD, Input, Product, StageDef, StagePaths
-from spaceport.summaries import PublishSummary
+from spaceport.core.stage import RECORD, Input, Product, StageDef, StagePaths
+from spaceport.core.summaries import PublishSummary
 
 
 def run(config: None, paths: StagePaths) -> PublishSummary:
     """Build the report and viewer from the stage outputs in ``paths.inputs`` into ``paths.output``."""
-    from spaceport.publish.command import publish
+    from spaceport.stages.publish.command import publish
 
     return publish(paths.inputs, paths.output)
 

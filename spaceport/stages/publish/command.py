@@ -9,18 +9,18 @@ from pathlib import Path
 
 import click
 
-from spaceport import progress
-from spaceport.errors import InputInvalid
-from spaceport.summaries import PublishSummary
+from spaceport.core.errors import InputInvalid
+from spaceport.core.summaries import PublishSummary
+from spaceport.local import progress
 
 
 def publish(inputs: Path | Mapping[str, Path], out: Path) -> PublishSummary:
     """Build the report and viewer into ``out`` from the stage outputs: the publish stage's input
     channels by name, or a folder holding them (a job folder: ``sfm/ train/ compressed/ job.json``)."""
-    from spaceport.publish import STAGE
-    from spaceport.publish.report import StageInputs, below_target, build_report, unpack_model
-    from spaceport.publish.viewer import build_viewer
-    from spaceport.summaries import JobRecord, read_summary
+    from spaceport.core.summaries import JobRecord, read_summary
+    from spaceport.stages.publish import STAGE
+    from spaceport.stages.publish.report import StageInputs, below_target, build_report, unpack_model
+    from spaceport.stages.publish.viewer import build_viewer
 
     start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -63,6 +63,6 @@ def publish(inputs: Path | Mapping[str, Path], out: Path) -> PublishSummary:
 @click.option("--open/--no-open", "open_browser", default=True, help="Open the viewer in the default browser.")
 def view_command(directory: Path, port: int, open_browser: bool) -> None:
     """Serve a run's report and viewer on http://127.0.0.1 (DIRECTORY: the run folder or its report/)."""
-    from spaceport.publish.serve import serve
+    from spaceport.stages.publish.serve import serve
 
     serve(directory, port=port, open_browser=open_browser)

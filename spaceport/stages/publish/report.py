@@ -3,7 +3,7 @@
 Inputs are the stage output folders as the Publish job sees them (``sfm/``, ``train/``,
 ``compressed/``; ``train/`` may hold SageMaker's ``model.tar.gz`` instead of loose files) and,
 when there is one, the job record ``job.json``. Each summary is read through its model
-(:mod:`spaceport.summaries`): a missing stage gives a note in its section; a summary that does
+(:mod:`spaceport.core.summaries`): a missing stage gives a note in its section; a summary that does
 not validate is an error naming the file. The training curves come from ``metrics.json``'s
 history, so a report built from a SageMaker model artifact alone has them. Plots and renders
 are embedded as ``data:`` URIs so the page works as a single file, e-mailed or opened from disk.
@@ -19,10 +19,19 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from spaceport import graph
-from spaceport.files import unpack_members, write_atomic
-from spaceport.graph import stage_def
-from spaceport.publish.tables import (
+from spaceport.core import graph
+from spaceport.core.files import unpack_members, write_atomic
+from spaceport.core.graph import stage_def
+from spaceport.core.summaries import (
+    CamerasFile,
+    CompressSummary,
+    JobRecord,
+    SfmSummary,
+    Summary,
+    TrainMetrics,
+    read_summary,
+)
+from spaceport.stages.publish.tables import (
     CSS,
     data_uri,
     details,
@@ -33,16 +42,7 @@ from spaceport.publish.tables import (
     source_name,
     table,
 )
-from spaceport.publish.viewer import PASS_QUERY_SCRIPT
-from spaceport.summaries import (
-    CamerasFile,
-    CompressSummary,
-    JobRecord,
-    SfmSummary,
-    Summary,
-    TrainMetrics,
-    read_summary,
-)
+from spaceport.stages.publish.viewer import PASS_QUERY_SCRIPT
 
 #: The Publish job's stage-output channels (the stage graph's), in StageInputs' field order, and
 #: its job-record channel.
@@ -181,7 +181,7 @@ class StageInputs:
 
     @classmethod
     def from_channels(cls, channels: Mapping[str, Path]) -> StageInputs:
-        """The publish stage's input channels (:meth:`spaceport.stage.StageDef.inputs_under`); a
+        """The publish stage's input channels (:meth:`spaceport.core.stage.StageDef.inputs_under`); a
         channel whose folder is missing is a stage that has not run."""
         folders = [channels[name] if channels[name].is_dir() else None for name in STAGE_FOLDERS]
         record = channels[RECORD_CHANNEL] / JobRecord.FILE
@@ -214,14 +214,14 @@ def camera_path_png(sfm: Path | None, train: Path | None) -> tuple[bytes | None,
     """Camera-path plot from the sparse model (or cameras.json); (png, note)."""
     import numpy as np
 
-    from spaceport.publish import plots
-    from spaceport.upright import ground_axes, world_up
+    from spaceport.geometry.upright import ground_axes, world_up
+    from spaceport.stages.publish import plots
 
     centers = rotations = None
     points = np.zeros((0, 3))
     test_mask = None
     if sfm is not None and (sfm / "sparse" / "0").is_dir():
-        from spaceport.colmap import read_model
+        from spaceport.geometry.colmap import read_model
 
         try:
             model = read_model(sfm / "sparse" / "0")
@@ -312,7 +312,7 @@ def build_report(inputs: StageInputs, out_dir: Path, *, title: str = "Spaceport 
 
 def _curves(metrics: TrainMetrics) -> list[str]:
     """Loss and PSNR against step, from metrics.json's history."""
-    from spaceport.publish import plots
+    from spaceport.stages.publish import plots
 
     loss = [(p.step, p.loss) for p in metrics.history if p.loss is not None]
     psnr = {"training view": [(p.step, p.psnr) for p in metrics.history if p.psnr is not None],
@@ -381,7 +381,7 @@ def _input_section(r: _Read) -> list[str]:
 def _sfm_section(r: _Read, inputs: StageInputs, train: Path | None) -> list[str]:
     sfm = r.sfm
     body = ["<section><h2>Structure from motion</h2>", *_stage_summary(SfmSummary, sfm, "SfM", sfm_rows)]
-    if sfm is not None and sfm.validation is not None:  # spaceport.sfm.validate's verdict
+    if sfm is not None and sfm.validation is not None:  # spaceport.stages.sfm.validate's verdict
         v = sfm.validation
         body.append(f"<p class={'pass' if v.passed else 'fail'}>Validation (collapse / parallax checks): "
                     f"{'passed' if v.passed else 'failed: ' + html.escape('; '.join(v.problems))}</p>")
@@ -418,7 +418,7 @@ def _compress_section(r: _Read) -> list[str]:
     cmp = r.cmp
     body = ["<section><h2>Compression</h2>", *_stage_summary(CompressSummary, cmp, "compression", compress_rows)]
     if cmp is not None:
-        from spaceport.publish import plots
+        from spaceport.stages.publish import plots
 
         src = ("PLY", cmp.input.ply_bytes) if cmp.input.ply_bytes is not None else (
             (cmp.input.format or "input").upper(), cmp.input.bytes)

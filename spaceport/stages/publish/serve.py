@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import click
 
-from spaceport.errors import InputInvalid
+from spaceport.core.errors import InputInvalid
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -5,7 +5,7 @@ The page loads ``scene.sog`` with the PlayCanvas engine's own SOG loader (``pc.A
 build (``playcanvas.min.mjs`` from the npm package) is copied beside the page at build time, so
 viewing needs no CDN and works from any static host (the S3 report prefix, or ``spaceport view``).
 The initial camera is the first training camera, with its roll, looking where it looked; dragging
-orbits about the world's up direction estimated from all cameras (:mod:`spaceport.upright`).
+orbits about the world's up direction estimated from all cameras (:mod:`spaceport.geometry.upright`).
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from spaceport.errors import ConfigInvalid
-from spaceport.files import atomic_path, write_atomic
-from spaceport.summaries import CamerasFile, CameraView, read_summary
+from spaceport.core.errors import ConfigInvalid
+from spaceport.core.files import atomic_path, write_atomic
+from spaceport.core.summaries import CamerasFile, CameraView, read_summary
 
 #: Overrides where the PlayCanvas engine module is taken from.
 ENGINE_ENV = "SPACEPORT_PLAYCANVAS_JS"
 ENGINE_FILE = "playcanvas.min.mjs"
 _TEMPLATE = Path(__file__).with_name("assets") / "viewer.html"
 #: Passes the page's own query on to its relative links (viewer <-> report). On AWS a result link
-#: carries its expiry and signature in the query (spaceport.aws.links) and every file of the job
+#: carries its expiry and signature in the query (spaceport.cloud.links) and every file of the job
 #: is checked against them at the edge, so a page must hand them on; locally the query is empty.
 PASS_QUERY_SCRIPT = (
     "<script>if(location.search){for(const a of document.querySelectorAll('a[href]')){"
@@ -41,7 +41,7 @@ def find_engine() -> Path:
         if not path.is_file():
             raise ConfigInvalid(f"{ENGINE_ENV}={env} is not a file", "Point it at node_modules/playcanvas/build/playcanvas.min.mjs")
         return path
-    bases = [Path(__file__).resolve().parents[2], Path.cwd(), Path("/opt/spaceport")]
+    bases = [Path(__file__).resolve().parents[3], Path.cwd(), Path("/opt/spaceport")]
     for base in bases:
         path = base / "node_modules" / "playcanvas" / "build" / ENGINE_FILE
         if path.is_file():
@@ -57,7 +57,7 @@ def _camera_setup(cameras: list[CameraView]) -> dict[str, Any]:
     orbit centre in front of it, the world's up (the orbit axis) and the vertical FOV."""
     import numpy as np
 
-    from spaceport.upright import world_up
+    from spaceport.geometry.upright import world_up
 
     if not cameras:
         return {"position": [0, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0], "world_up": [0, -1, 0],

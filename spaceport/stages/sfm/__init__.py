@@ -1,6 +1,6 @@
 """The SfM stage: photos, a zip of photos or a video in; PINHOLE cameras and a sparse model out.
 
-:func:`spaceport.sfm.pipeline.run_sfm` does the work; ``ingest`` turns an upload into a folder of
+:func:`spaceport.stages.sfm.pipeline.run_sfm` does the work; ``ingest`` turns an upload into a folder of
 usable images; ``colmap_steps`` holds the pycolmap phases, which only ever run in a spawned worker
 process (pycolmap's bundled zlib breaks Pillow's PNG writer in any process that imported pycolmap
 first). Nothing heavy is imported here: this module is the stage's declaration.
@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spaceport.sfm.config import PRESETS, SfmConfig
-from spaceport.stage import UPLOAD, Input, StageDef, StagePaths
-from spaceport.summaries import SfmSummary
+from spaceport.core.stage import UPLOAD, Input, StageDef, StagePaths
+from spaceport.core.summaries import SfmSummary
+from spaceport.stages.sfm.config import PRESETS, SfmConfig
 
 
 def run(config: SfmConfig, paths: StagePaths) -> SfmSummary:
     """Reconstruct the upload in ``paths.input()`` into ``paths.output``."""
-    from spaceport.sfm import pipeline
+    from spaceport.stages.sfm import pipeline
 
     return pipeline.run_sfm(paths.input(), paths.output, config)
 

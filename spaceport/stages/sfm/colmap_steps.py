@@ -1,13 +1,13 @@
-"""The pycolmap phases of the SfM stage, run only as a worker process (``python -m spaceport.sfm.colmap_steps JOB``).
+"""The pycolmap phases of the SfM stage, run only as a worker process (``python -m spaceport.stages.sfm.colmap_steps JOB``).
 
 Importing pycolmap makes the next PNG write of Pillow in the same process abort (pycolmap's
-bundled zlib), so :func:`spaceport.sfm.pipeline.run_sfm` never imports this module: it starts
+bundled zlib), so :func:`spaceport.stages.sfm.pipeline.run_sfm` never imports this module: it starts
 it as a separate process with a job JSON and reads a result JSON back. As a second line of
 defence this module imports Pillow's PNG codec before pycolmap (the order that is safe).
 
 Each phase is a small function taking and returning paths (hloc style) and prints one
-progress line. The job and the result are models (:mod:`spaceport.sfm.worker_io`); a failure
-goes back as a :class:`~spaceport.errors.FailureRecord`.
+progress line. The job and the result are models (:mod:`spaceport.stages.sfm.worker_io`); a failure
+goes back as a :class:`~spaceport.core.errors.FailureRecord`.
 """
 
 from __future__ import annotations
@@ -25,12 +25,8 @@ import PIL.PngImagePlugin  # noqa: F401
 
 import pycolmap  # isort: skip
 
-from spaceport import progress, upright
-from spaceport.errors import SfmFailed, SpaceportError
-from spaceport.sfm import validate
-from spaceport.sfm.retrieval import retrieval_pairs
-from spaceport.sfm.worker_io import SfmJob, SfmWorkerResult
-from spaceport.summaries import (
+from spaceport.core.errors import SfmFailed, SpaceportError
+from spaceport.core.summaries import (
     CameraInfo,
     CameraPrior,
     PrincipalPointRefinement,
@@ -38,6 +34,11 @@ from spaceport.summaries import (
     SfmValidation,
     Upright,
 )
+from spaceport.geometry import upright
+from spaceport.local import progress
+from spaceport.stages.sfm import validate
+from spaceport.stages.sfm.retrieval import retrieval_pairs
+from spaceport.stages.sfm.worker_io import SfmJob, SfmWorkerResult
 
 
 def _quiet() -> None:
@@ -55,7 +56,7 @@ def extract(database: Path, images: Path, names: list[str], job: SfmJob) -> Path
     opts.num_threads = job.threads
     opts.max_image_size = cfg.max_side
     opts.sift.max_num_features = cfg.max_features
-    # AUTO, SINGLE or PER_IMAGE, decided from the upload by spaceport.sfm.ingest.camera_mode
+    # AUTO, SINGLE or PER_IMAGE, decided from the upload by spaceport.stages.sfm.ingest.camera_mode
     mode = getattr(pycolmap.CameraMode, job.camera_mode)
     pycolmap.extract_features(database, images, image_names=names, camera_mode=mode,
                               reader_options=reader, extraction_options=opts, device=pycolmap.Device.auto)
@@ -144,7 +145,7 @@ def map_images(database: Path, images: Path, out: Path, mapper: str, job: SfmJob
 
 def orient(model: Path) -> Upright:
     """Turn the model in place so its cameras' mean up direction is the world's up (-Y, see
-    :mod:`spaceport.upright`): everything downstream (splat, cameras.json, viewer) is then upright.
+    :mod:`spaceport.geometry.upright`): everything downstream (splat, cameras.json, viewer) is then upright.
     Returns the up direction found and the rotation applied (new_from_old), for sfm.json."""
     rec = pycolmap.Reconstruction(model)
     rotations = np.stack([im.cam_from_world().rotation.matrix() for im in rec.images.values() if im.has_pose])
@@ -199,7 +200,7 @@ def refine_principal_point(model: Path, job: SfmJob) -> PrincipalPointRefinement
 
 
 def _check(model: Path, database: Path, job: SfmJob) -> SfmValidation:
-    """Validation verdict of one attempt's model (see spaceport.sfm.validate)."""
+    """Validation verdict of one attempt's model (see spaceport.stages.sfm.validate)."""
     return validate.validate(model, database, job.names if job.media == "video" else None)
 
 

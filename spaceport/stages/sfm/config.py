@@ -1,6 +1,6 @@
 """Options of the SfM stage (one frozen dataclass) and its presets.
 
-Imported by the Lambdas, the plan and the CDK app: stdlib and spaceport.config/errors only.
+Imported by the Lambdas, the plan and the CDK app: stdlib and spaceport.core.config/errors only.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 The input is only ever read: a zip is extracted into the working folder after every entry has
 been checked (no ``../``, absolute paths or links; entry count and extracted bytes capped, both
-as declared and as actually streamed), a video is sampled by :mod:`spaceport.sfm.video`. Every image is decoded
+as declared and as actually streamed), a video is sampled by :mod:`spaceport.stages.sfm.video`. Every image is decoded
 once with Pillow: EXIF orientation applied, downscaled to ``max_side``, and undecodable files
-skipped and counted. Never imports pycolmap (see :mod:`spaceport.sfm`).
+skipped and counted. Never imports pycolmap (see :mod:`spaceport.stages.sfm`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from spaceport.errors import (
+from spaceport.core.errors import (
     CorruptArchive,
     EmptyInput,
     TooFewImages,
     UnsafeArchive,
     UnsupportedInput,
 )
-from spaceport.files import sniff_file
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.video import from_video
-from spaceport.summaries import IngestSummary
+from spaceport.core.files import sniff_file
+from spaceport.core.summaries import IngestSummary
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.video import from_video
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic", ".heif"}
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
@@ -135,7 +135,7 @@ def _visible_files(folder: Path) -> list[Path]:
 
 
 def _sniff(path: Path) -> str:
-    """"zip", "video", "image" or "unknown": the first bytes, else the extension (one sniffer: spaceport.files)."""
+    """"zip", "video", "image" or "unknown": the first bytes, else the extension (one sniffer: spaceport.core.files)."""
     return sniff_file(path, IMAGE_EXTS, VIDEO_EXTS)
 
 

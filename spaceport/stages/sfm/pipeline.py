@@ -1,7 +1,7 @@
 """The SfM stage from upload to ``sparse/0`` + ``images/`` + ``sfm.json``.
 
 Phases: ingest (this process: Pillow, PyAV) -> extract, match, map, undistort (a worker process
-running :mod:`spaceport.sfm.colmap_steps`, because importing pycolmap breaks later PNG writes in
+running :mod:`spaceport.stages.sfm.colmap_steps`, because importing pycolmap breaks later PNG writes in
 the importing process) -> summary (this process, NumPy COLMAP reader).
 """
 
@@ -18,14 +18,9 @@ from pathlib import Path
 from typing import Literal
 
 import spaceport
-from spaceport import colmap, progress
-from spaceport.config import to_strings
-from spaceport.errors import OutOfMemory, SfmDegenerate, SfmFailed, TooFewRegistered
-from spaceport.sfm import validate
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import Ingested, camera_mode, ingest
-from spaceport.sfm.worker_io import SfmJob, SfmWorkerResult
-from spaceport.summaries import (
+from spaceport.core.config import to_strings
+from spaceport.core.errors import OutOfMemory, SfmDegenerate, SfmFailed, TooFewRegistered
+from spaceport.core.summaries import (
     AutoChoice,
     CameraInfo,
     MatcherMapper,
@@ -33,6 +28,12 @@ from spaceport.summaries import (
     SfmSummary,
     write_summary,
 )
+from spaceport.geometry import colmap
+from spaceport.local import progress
+from spaceport.stages.sfm import validate
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.ingest import Ingested, camera_mode, ingest
+from spaceport.stages.sfm.worker_io import SfmJob, SfmWorkerResult
 
 
 def choose(media: Literal["images", "video"], images: int, config: SfmConfig) -> tuple[str, str]:
@@ -85,7 +86,7 @@ def threads(config: SfmConfig) -> int:
 
 
 #: The module run as the pycolmap worker (``python -m WORKER_MODULE job.json``).
-WORKER_MODULE = "spaceport.sfm.colmap_steps"
+WORKER_MODULE = "spaceport.stages.sfm.colmap_steps"
 
 
 def _run_worker(job: SfmJob) -> SfmWorkerResult:
@@ -182,7 +183,7 @@ def _summary(source: Path, out: Path, ing: Ingested, job: SfmJob, result: SfmWor
         principal_point=result.principal_point,
         camera=CameraInfo(model=cam.model, width=cam.width, height=cam.height, params=[float(p) for p in cam.params]),
         camera_mode=job.camera_mode, camera_priors=result.camera_priors,
-        # the model was turned so the cameras' mean up is -Y (spaceport.upright): the up direction SfM
+        # the model was turned so the cameras' mean up is -Y (spaceport.geometry.upright): the up direction SfM
         # found, and the rotation applied to it (new_from_old world)
         upright=result.upright, cameras=len(model.cameras), ingest=ing.summary(), threads=job.threads,
         config=to_strings(config))

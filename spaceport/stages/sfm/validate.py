@@ -26,7 +26,7 @@ matches that contradict it. So the checks look at what a collapse cannot hide:
   photos were taken in passes at several heights, so a frame's nearest neighbour is often on
   another pass), too close to what a shuffled path gives at 23 frames to tell them apart.
 
-Pure NumPy on a :class:`spaceport.colmap.Model` and the COLMAP database (stdlib sqlite3), so the
+Pure NumPy on a :class:`spaceport.geometry.colmap.Model` and the COLMAP database (stdlib sqlite3), so the
 pycolmap worker and the tests call the same code. The limits in :data:`LIMITS` were set from
 the measurements recorded in ``bench/results/sfm_validation.md``.
 """
@@ -39,8 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport import colmap
-from spaceport.summaries import SfmValidation, ValidationFigures
+from spaceport.core.summaries import SfmValidation, ValidationFigures
+from spaceport.geometry import colmap
 
 #: A point whose viewing rays span at least this many degrees constrains depth (COLMAP filters below 1.5).
 USABLE_ANGLE_DEG = 2.0

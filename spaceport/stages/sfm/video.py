@@ -1,5 +1,5 @@
 """Frames from a video upload: decoded with PyAV, turned upright by the stream's display matrix,
-sampled one per time window (the sharpest, if sharp enough). :mod:`spaceport.sfm.ingest` calls
+sampled one per time window (the sharpest, if sharp enough). :mod:`spaceport.stages.sfm.ingest` calls
 :func:`from_video` and turns its :class:`VideoFrames` into its record; never imports pycolmap.
 """
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.errors import NoUsableFrames, UnsupportedInput
-from spaceport.sfm.config import SfmConfig
+from spaceport.core.errors import NoUsableFrames, UnsupportedInput
+from spaceport.stages.sfm.config import SfmConfig
 
 #: Sharpness is measured at this longer side so the threshold does not depend on resolution.
 SHARPNESS_SIDE = 640

@@ -1,9 +1,9 @@
-"""What crosses the process boundary to the pycolmap worker and back (:mod:`spaceport.sfm.colmap_steps`).
+"""What crosses the process boundary to the pycolmap worker and back (:mod:`spaceport.stages.sfm.colmap_steps`).
 
 The stage writes an :class:`SfmJob` as JSON, starts the worker on it, and reads an
-:class:`SfmWorkerResult` back. The typed :class:`~spaceport.sfm.config.SfmConfig` travels whole
+:class:`SfmWorkerResult` back. The typed :class:`~spaceport.stages.sfm.config.SfmConfig` travels whole
 (no string round trip), the attempts and the verdict are the models ``sfm.json`` holds, and a
-failure comes back as a :class:`~spaceport.errors.FailureRecord` whose error the stage re-raises.
+failure comes back as a :class:`~spaceport.core.errors.FailureRecord` whose error the stage re-raises.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spaceport.errors import FailureRecord
-from spaceport.sfm.config import SfmConfig
-from spaceport.summaries import (
+from spaceport.core.errors import FailureRecord
+from spaceport.core.summaries import (
     CameraInfo,
     CameraPrior,
     PrincipalPointRefinement,
@@ -23,6 +22,7 @@ from spaceport.summaries import (
     SfmValidation,
     Upright,
 )
+from spaceport.stages.sfm.config import SfmConfig
 
 
 class _Model(BaseModel):

@@ -1,6 +1,6 @@
 """Training stage: SfM model + images in, a Gaussian splat and its held-out metrics out.
 
-:mod:`spaceport.train.trainer` does the work (torch, gsplat); this module is the stage's
+:mod:`spaceport.stages.train.trainer` does the work (torch, gsplat); this module is the stage's
 declaration and imports nothing heavy.
 """
 
@@ -10,9 +10,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from spaceport.stage import Input, StageDef, StagePaths
-from spaceport.summaries import TrainMetrics
-from spaceport.train.config import PRESETS, TrainConfig
+from spaceport.core.stage import Input, StageDef, StagePaths
+from spaceport.core.summaries import TrainMetrics
+from spaceport.stages.train.config import PRESETS, TrainConfig
 
 #: glibc malloc settings for the training process and its children (see rasterize.tune_malloc);
 #: variables already set win.
@@ -23,7 +23,7 @@ def run(config: TrainConfig, paths: StagePaths) -> TrainMetrics:
     """Train a splat from the SfM folder in ``paths.input()`` into ``paths.output``."""
     for key, value in MALLOC_ENV.items():
         os.environ.setdefault(key, value)
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     return trainer.train(paths.input(), paths.output, config, checkpoint_dir=paths.checkpoints)
 

@@ -1,7 +1,7 @@
 """Training to a time budget: which resolution, step count and Gaussian cap fit N minutes here.
 
 Pure (stdlib only): the choice is made from numbers, so it is tested without torch and the
-plan/CLI can state the defaults. The numbers come from :mod:`spaceport.train.calibrate`, which
+plan/CLI can state the defaults. The numbers come from :mod:`spaceport.stages.train.calibrate`, which
 times a few real optimisation steps of the capture on this machine at each candidate
 resolution, with the initial Gaussians and with four times as many. A step's cost is close to
 linear in the Gaussian count at a fixed image size (projection and per-tile compositing both

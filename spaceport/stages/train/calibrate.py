@@ -1,6 +1,6 @@
 """Time a few real training steps of this capture on this machine: the numbers a budget rests on.
 
-At each candidate resolution (:func:`spaceport.train.budget.downscales`) the Gaussians made from
+At each candidate resolution (:func:`spaceport.stages.train.budget.downscales`) the Gaussians made from
 the sparse points take ``STEPS`` timed optimisation steps (render, L1 + D-SSIM loss, backward,
 Adam) after one untimed warm-up, then the same with every Gaussian repeated ``GROWTH`` times
 (slightly moved): two points of the line ``seconds = fixed + per_gaussian * N``. Nothing is kept:
@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from spaceport import progress
-from spaceport.train import budget
-from spaceport.train.config import TrainConfig
+from spaceport.local import progress
+from spaceport.stages.train import budget
+from spaceport.stages.train.config import TrainConfig
 
 STEPS = 3
 GROWTH = 4
@@ -31,7 +31,7 @@ MAX_SHARE = 0.06
 
 def _points(model, cfg: TrainConfig, views) -> tuple[np.ndarray, np.ndarray]:
     """The points training starts from (the trainer's own rule: sparse points, sky, under the cap)."""
-    from spaceport.train.gaussians import initial_points
+    from spaceport.stages.train.gaussians import initial_points
 
     centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in views])
     scale = float(np.linalg.norm(centres - centres.mean(0), axis=1).max() * 1.1) or 1.0
@@ -41,8 +41,8 @@ def _points(model, cfg: TrainConfig, views) -> tuple[np.ndarray, np.ndarray]:
 
 def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device) -> float:
     """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up."""
-    from spaceport.train.gaussians import init_params, make_optimizers, render
-    from spaceport.train.metrics import ssim
+    from spaceport.stages.train.gaussians import init_params, make_optimizers, render
+    from spaceport.stages.train.metrics import ssim
 
     params = init_params(xyz, rgb, cfg.optim, device)
     optimizers = make_optimizers(params, cfg.optim, 1.0)
@@ -90,7 +90,7 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
               ) -> tuple[list[budget.Probe], budget.Capture, int]:
     """Probe each candidate resolution (coarsest first) until calibration has used its share; on the
     CPU, first pick the thread count (returned; 0 on CUDA)."""
-    from spaceport.train.data import load_model, load_views
+    from spaceport.stages.train.data import load_model, load_views
 
     start = time.perf_counter()
     model = load_model(Path(input_dir) / cfg.data.model_dir)
@@ -132,7 +132,7 @@ def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started
     """Calibrate, choose, and announce: the options that fit ``cfg.minutes`` and the plan they came from.
 
     ``started`` is the stage's ``time.perf_counter()`` at its start (the budget counts from there)."""
-    from spaceport.config import from_strings
+    from spaceport.core.config import from_strings
 
     budget_s = cfg.runtime.minutes * 60.0
     probes, capture, threads = calibrate(input_dir, cfg, budget_s, device)
@@ -152,7 +152,7 @@ def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started
 def announce_estimate(input_dir: Path, cfg: TrainConfig, device: torch.device) -> float:
     """For a fixed-step run on the CPU: time its steps, print the expected duration and the budget
     option, and return the expected seconds of the loop."""
-    from spaceport.train.data import load_model, load_views
+    from spaceport.stages.train.data import load_model, load_views
 
     model = load_model(Path(input_dir) / cfg.data.model_dir)
     views = load_views(model, Path(input_dir) / cfg.data.images_dir, cfg.data.test_every, cfg.data.downscale)

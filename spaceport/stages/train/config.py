@@ -5,11 +5,11 @@ train on (:class:`DataConfig`), how to fit it (:class:`OptimConfig`), how Gaussi
 and removed (:class:`StrategyConfig`, turned into gsplat's own ``DefaultStrategy`` or
 ``MCMCStrategy``) and how the run behaves (:class:`RuntimeConfig`). The groups are for readers
 of the code; outside it every option has one flat name (``--steps``, ``--set train.steps=500``,
-the ``steps`` hyperparameter), see :mod:`spaceport.config`.
+the ``steps`` hyperparameter), see :mod:`spaceport.core.config`.
 
-Imports only the stdlib and spaceport.config/errors: the Lambdas and the CDK app read it to plan
+Imports only the stdlib and spaceport.core.config/errors: the Lambdas and the CDK app read it to plan
 a job. Values arrive as strings (SageMaker hyperparameters, CLI flags) via
-:func:`spaceport.config.from_strings`.
+:func:`spaceport.core.config.from_strings`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 
 def _at_least(cfg: object, low: int | float, *names: str) -> None:
@@ -151,7 +151,7 @@ class RuntimeConfig:
     minutes: float = 0.0
     """Wall-time budget of the training stage in minutes (0: none, train ``steps``). With a budget a short
     calibration of the step cost here chooses downscale, steps, max_gaussians and the refinement
-    schedule (:mod:`spaceport.train.budget`), and the loop also stops at the deadline."""
+    schedule (:mod:`spaceport.stages.train.budget`), and the loop also stops at the deadline."""
     target_psnr: float | None = None
     """Stop early once the held-out PSNR (dB) reaches this; checked every eval_every steps. None: never."""
     eval_every: int = 1000
@@ -212,8 +212,8 @@ PRESETS: dict[str, dict[str, str]] = {
 
 
 def config_for(preset: str | None = None, overrides: dict[str, str] | None = None) -> TrainConfig:
-    """The training stage's resolver (:meth:`spaceport.stage.StageDef.resolve`): the defaults, then a
+    """The training stage's resolver (:meth:`spaceport.core.stage.StageDef.resolve`): the defaults, then a
     preset's overrides, then ``overrides``."""
-    from spaceport.train import STAGE
+    from spaceport.stages.train import STAGE
 
     return STAGE.resolve(preset or "default", overrides)

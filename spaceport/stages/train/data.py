@@ -1,4 +1,4 @@
-"""The training views: a COLMAP model read with spaceport.colmap (never pycolmap) and its images."""
+"""The training views: a COLMAP model read with spaceport.geometry.colmap (never pycolmap) and its images."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport.colmap import Model, read_model
-from spaceport.errors import EmptyInput, InputInvalid, ModelInvalid, TooFewImages
-from spaceport.summaries import CamerasFile, CameraView
+from spaceport.core.errors import EmptyInput, InputInvalid, ModelInvalid, TooFewImages
+from spaceport.core.summaries import CamerasFile, CameraView
+from spaceport.geometry.colmap import Model, read_model
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 Torch reports running out of memory and failed CUDA kernels as plain exceptions
 (``torch.OutOfMemoryError``, ``MemoryError``, ``RuntimeError("CUDA error: ...")``);
-:func:`typed_failure` turns them into :class:`~spaceport.errors.OutOfMemory` and
-:class:`~spaceport.errors.GpuKernelFailed`, and leaves any other error as it is.
+:func:`typed_failure` turns them into :class:`~spaceport.core.errors.OutOfMemory` and
+:class:`~spaceport.core.errors.GpuKernelFailed`, and leaves any other error as it is.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import traceback
 
 import torch
 
-from spaceport.errors import GpuKernelFailed, OutOfMemory
+from spaceport.core.errors import GpuKernelFailed, OutOfMemory
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -1,7 +1,7 @@
 """The Gaussians as tensors: made from the sparse points, given Adam optimisers, rendered, capped, exported.
 
 Pure functions of tensors and configs, as gsplat's ``create_splats_with_optimizers`` and
-``strategy/ops.py``: the loop in :mod:`spaceport.train.trainer` calls them. Parameter names are
+``strategy/ops.py``: the loop in :mod:`spaceport.stages.train.trainer` calls them. Parameter names are
 gsplat's (``means``, ``scales`` as logs, ``quats``, ``opacities`` as logits, ``sh0``, ``shN``).
 """
 
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from spaceport.errors import TrainingDiverged
-from spaceport.splat import SH_C0, Splat
-from spaceport.train.config import OptimConfig
-from spaceport.train.data import View
-from spaceport.train.rasterize import rasterization
+from spaceport.core.errors import TrainingDiverged
+from spaceport.geometry.splat import SH_C0, Splat
+from spaceport.stages.train.config import OptimConfig
+from spaceport.stages.train.data import View
+from spaceport.stages.train.rasterize import rasterization
 
 
 def knn_scale(xyz: np.ndarray) -> np.ndarray:
@@ -127,6 +127,6 @@ def check_finite(params: torch.nn.ParameterDict, step: int) -> None:
 
 
 def to_splat(params: torch.nn.ParameterDict) -> Splat:
-    """The Gaussians as a :class:`~spaceport.splat.Splat` (numpy, on the CPU)."""
+    """The Gaussians as a :class:`~spaceport.geometry.splat.Splat` (numpy, on the CPU)."""
     p = {k: v.detach().float().cpu().numpy() for k, v in params.items()}
     return Splat(p["means"], p["scales"], p["quats"], p["opacities"], p["sh0"][:, 0, :], p["shN"])

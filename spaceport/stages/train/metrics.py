@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from spaceport.imaging import psnr_db
+from spaceport.geometry.imaging import psnr_db
 
 
 def psnr(img: Tensor, ref: Tensor) -> float:

@@ -403,7 +403,7 @@ def rasterization_dense(
 
 
 def splat_tensors(splat: Any, device: str | torch.device = "cpu") -> dict[str, Tensor]:
-    """A :class:`spaceport.splat.Splat` as activated rasterization inputs (scales exp'd, opacities sigmoid'd)."""
+    """A :class:`spaceport.geometry.splat.Splat` as activated rasterization inputs (scales exp'd, opacities sigmoid'd)."""
     t = {k: torch.from_numpy(np.ascontiguousarray(getattr(splat, k), dtype=np.float32)).to(device)
          for k in ("means", "scales", "quats", "opacities", "sh0", "shN")}
     return {

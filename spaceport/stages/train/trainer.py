@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from spaceport import progress
-from spaceport.config import to_dict, to_strings
-from spaceport.errors import ConfigInvalid, TrainingDiverged
-from spaceport.files import atomic_path
-from spaceport.splat import write_ply
-from spaceport.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
-from spaceport.train.budget import BudgetPlan
-from spaceport.train.config import TrainConfig
-from spaceport.train.data import View, cameras_json, load_model, load_views
-from spaceport.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
-from spaceport.train.gaussians import (
+from spaceport.core.config import to_dict, to_strings
+from spaceport.core.errors import ConfigInvalid, TrainingDiverged
+from spaceport.core.files import atomic_path
+from spaceport.core.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
+from spaceport.geometry.splat import write_ply
+from spaceport.local import progress
+from spaceport.stages.train.budget import BudgetPlan
+from spaceport.stages.train.config import TrainConfig
+from spaceport.stages.train.data import View, cameras_json, load_model, load_views
+from spaceport.stages.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
+from spaceport.stages.train.gaussians import (
     check_finite,
     enforce_cap,
     init_params,
@@ -40,8 +40,8 @@ from spaceport.train.gaussians import (
     render,
     to_splat,
 )
-from spaceport.train.metrics import psnr, ssim
-from spaceport.train.rasterize import tune_malloc
+from spaceport.stages.train.metrics import psnr, ssim
+from spaceport.stages.train.rasterize import tune_malloc
 
 STAGE = "train"
 CHECKPOINT = "checkpoint.pt"
@@ -59,11 +59,11 @@ def train(input_dir: Path, out_dir: Path, cfg: TrainConfig, checkpoint_dir: Path
     started = time.perf_counter()
     plan = None
     if cfg.runtime.minutes:  # a time budget: calibrate the step cost here and choose what fits
-        from spaceport.train.calibrate import plan_budget
+        from spaceport.stages.train.calibrate import plan_budget
 
         cfg, plan = plan_budget(Path(input_dir), cfg, pick_device(cfg), started)
     elif pick_device(cfg).type == "cpu" and cfg.optim.steps > ESTIMATE_ABOVE_STEPS:
-        from spaceport.train.calibrate import announce_estimate
+        from spaceport.stages.train.calibrate import announce_estimate
 
         announce_estimate(Path(input_dir), cfg, pick_device(cfg))  # no silent multi-hour start
     trainer = Trainer(Path(input_dir), cfg, checkpoint_dir, budget=plan, started=started)

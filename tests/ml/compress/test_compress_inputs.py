@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from spaceport.cli import main
-from spaceport.compress import sog, spz
-from spaceport.compress.inputs import sniff
-from spaceport.errors import ModelInvalid
-from spaceport.splat import Splat
-from spaceport.summaries import CompressSummary, read_summary
+from spaceport.core.errors import ModelInvalid
+from spaceport.core.summaries import CompressSummary, read_summary
+from spaceport.geometry.splat import Splat
+from spaceport.stages.compress import sog, spz
+from spaceport.stages.compress.inputs import sniff
 
 QUICK = ["--preset", "fast", "--evaluate-quality", "false", "--write-spz", "false"]
 

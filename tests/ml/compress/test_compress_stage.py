@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from spaceport.cli import main
-from spaceport.compress.config import PRESETS, CompressConfig
-from spaceport.compress.inputs import read_model
-from spaceport.compress.quality import orbit_cameras
-from spaceport.config import from_strings
-from spaceport.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
-from spaceport.splat import read_ply, write_ply
-from spaceport.summaries import CompressSummary, read_summary
+from spaceport.core.config import from_strings
+from spaceport.core.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
+from spaceport.core.summaries import CompressSummary, read_summary
+from spaceport.geometry.splat import read_ply, write_ply
+from spaceport.stages.compress.config import PRESETS, CompressConfig
+from spaceport.stages.compress.inputs import read_model
+from spaceport.stages.compress.quality import orbit_cameras
 from tests.support.synthetic_splats import synthetic_splat
 
 FAST = ["--preset", "fast"]
@@ -188,7 +188,7 @@ def test_unsafe_tarballs_are_refused(tmp_path, capsys, kind):
 
 
 def test_tarball_size_cap(tmp_path, small_ply):
-    from spaceport.compress.inputs import unpack_model
+    from spaceport.stages.compress.inputs import unpack_model
 
     p = tmp_path / "model.tar.gz"
     with tarfile.open(p, "w:gz") as tar:
@@ -243,14 +243,14 @@ def test_sagemaker_failure_file_names_the_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     code, _, err = _run(FAST, capsys)
     assert code == 2 and "error: UnsupportedSplat" in err
-    from spaceport.contract import read_failure
+    from spaceport.core.contract import read_failure
 
     failure = read_failure(root)
     assert failure.error == "UnsupportedSplat" and failure.reason.startswith("splat.ply is not a splat")
 
 
 def test_a_cropped_view_renders_the_same_pixels_as_the_full_view(small_splat):
-    from spaceport.compress.quality import crop_view, render_all
+    from spaceport.stages.compress.quality import crop_view, render_all
 
     view = orbit_cameras(small_splat, 1, 120)[0]
     sub, window = crop_view(view, 0.25)
@@ -260,7 +260,7 @@ def test_a_cropped_view_renders_the_same_pixels_as_the_full_view(small_splat):
 
 
 def test_quality_budget_bounds_the_views_and_says_so(small_splat):
-    from spaceport.compress.quality import measure
+    from spaceport.stages.compress.quality import measure
 
     views = orbit_cameras(small_splat, 6, 96)
     decoded = {"sog": small_splat.subset(np.arange(len(small_splat) - 50))}  # a visibly different splat

@@ -8,8 +8,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from spaceport import colmap
 from spaceport.cli import main
+from spaceport.geometry import colmap
 from spaceport.scenes import make_scene
 from spaceport.scenes.render import build_scene
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from spaceport.errors import NoUsableFrames, UnsupportedInput
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import Ingested, camera_mode, ingest, resolve
-from spaceport.sfm.pipeline import plan_attempts, run_sfm
-from spaceport.summaries import SfmSummary, read_summary
+from spaceport.core.errors import NoUsableFrames, UnsupportedInput
+from spaceport.core.summaries import SfmSummary, read_summary
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.ingest import Ingested, camera_mode, ingest, resolve
+from spaceport.stages.sfm.pipeline import plan_attempts, run_sfm
 from tests.real_captures import capture
 
 FFMPEG = shutil.which("ffmpeg")
@@ -215,7 +215,7 @@ def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
     code = main(["sfm", str(photos), "--out", str(tmp_path / "out"), "--single-camera", "false", "--max-side", "480",
                  "--max-features", "2048", "--min-images", "4"])
     assert code == 0
-    from spaceport.summaries import SfmSummary, read_summary
+    from spaceport.core.summaries import SfmSummary, read_summary
 
     summary = read_summary(SfmSummary, tmp_path / "out" / "sfm.json")
     assert summary.camera_mode == "PER_IMAGE"

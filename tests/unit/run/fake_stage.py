@@ -15,8 +15,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import conftest as fx
 
-from spaceport import contract, progress
-from spaceport.errors import SfmFailed
+from spaceport.core import contract
+from spaceport.core.errors import SfmFailed
+from spaceport.local import progress
 
 
 def main(stage: str, args: list[str]) -> int:

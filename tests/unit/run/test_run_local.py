@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from spaceport import local
 from spaceport.cli import main
-from spaceport.errors import QualityBelowTarget, SfmFailed
-from spaceport.summaries import RequestFile, read_summary
+from spaceport.core.errors import QualityBelowTarget, SfmFailed
+from spaceport.core.summaries import RequestFile, read_summary
+from spaceport.local import runner as local
 
 FAKE = Path(__file__).with_name("fake_stage.py")
 
@@ -190,7 +190,7 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     out = tmp_path / "out"
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
-        "from spaceport import local;"
+        "from spaceport.local import runner as local;"
         f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)"
     )
     env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
@@ -288,7 +288,7 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
     out = tmp_path / "out"
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
-        "from spaceport import local\n"
+        "from spaceport.local import runner as local\n"
         "try:\n"
         f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)\n"
         "except KeyboardInterrupt:\n"
@@ -329,7 +329,7 @@ def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
 def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(photos, calls, tmp_path):
     import io
 
-    from spaceport.display import JsonReporter
+    from spaceport.local.display import JsonReporter
 
     stream = io.StringIO()
     out = tmp_path / "out"
@@ -348,7 +348,7 @@ def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(p
 def test_a_fixed_step_preset_on_a_cpu_is_told_the_budget_option_before_anything_runs(photos, calls, tmp_path):
     import io
 
-    from spaceport.display import JsonReporter
+    from spaceport.local.display import JsonReporter
 
     stream = io.StringIO()
     local.run_local(photos, tmp_path / "out", "default", min_psnr=20, program=FAKE_PROGRAM, cuda=False,

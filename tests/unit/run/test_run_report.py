@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spaceport.publish.command import publish
-from spaceport.publish.report import StageInputs, build_report
-from spaceport.publish.serve import make_server
+from spaceport.stages.publish.command import publish
+from spaceport.stages.publish.report import StageInputs, build_report
+from spaceport.stages.publish.serve import make_server
 
 
 def _images(page: str) -> list[Image.Image]:
@@ -93,7 +93,7 @@ def test_report_from_an_aws_shaped_job_has_the_training_curves(tmp_path: Path, j
 
 
 def test_a_summary_of_another_shape_is_an_error_naming_the_file(job_dir: Path, tmp_path: Path) -> None:
-    from spaceport.errors import ModelInvalid
+    from spaceport.core.errors import ModelInvalid
 
     (job_dir / "compressed" / "compress.json").write_text(json.dumps({"sog_bytes": 10, "ratio": 6.4}))
     with pytest.raises(ModelInvalid, match=r"compressed/compress\.json is not a valid compress\.json"):
@@ -124,7 +124,7 @@ def test_view_server_binds_localhost_and_serves_module_js(job_dir: Path, tmp_pat
 
 
 def test_publish_rejects_a_folder_without_stages(tmp_path: Path) -> None:
-    from spaceport.errors import InputInvalid
+    from spaceport.core.errors import InputInvalid
 
     with pytest.raises(InputInvalid):
         publish(tmp_path, tmp_path / "out")
@@ -143,8 +143,8 @@ def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: 
 
 
 def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
-    from spaceport.plan import JobRequest, PlanSettings, plan_job
-    from spaceport.summaries import JobRecord
+    from spaceport.core.plan import JobRequest, PlanSettings, plan_job
+    from spaceport.core.summaries import JobRecord
 
     request = plan_job(JobRequest("s3://b/uploads/x.zip", "e", email="someone@example.com", preset="fast"),
                        PlanSettings(root="s3://b/")).to_request_json()

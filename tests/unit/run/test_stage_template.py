@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from toy_stage import TOY, ToySummary
 
-from spaceport import contract, graph, local
 from spaceport.cli import main
-from spaceport.display import PlainReporter
-from spaceport.errors import ConfigInvalid, FailureRecord, InputInvalid
-from spaceport.summaries import DoneMarker, read_summary
+from spaceport.core import contract, graph
+from spaceport.core.errors import ConfigInvalid, FailureRecord, InputInvalid
+from spaceport.core.summaries import DoneMarker, read_summary
+from spaceport.local import runner as local
+from spaceport.local.display import PlainReporter
 
 TOY_PROGRAM = [sys.executable, str(Path(__file__).with_name("toy_stage.py"))]
 
