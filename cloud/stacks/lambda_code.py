@@ -25,6 +25,7 @@ CORE_MODULES = (
     "spaceport/core/errors.py",
     "spaceport/core/config.py",
     "spaceport/core/plan.py",
+    "spaceport/core/contract.py",  # the SageMaker container paths the plan passes to each job
     "spaceport/core/jobid.py",  # job ids and job names (plan, records, notify)
     "spaceport/core/stage.py",  # the stage template (graph entries, the option resolver)
     "spaceport/core/graph.py",  # the stage graph (plan, records, notification links)
