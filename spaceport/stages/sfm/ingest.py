@@ -14,9 +14,11 @@ import shutil
 import stat
 import zipfile
 import zlib
-from dataclasses import asdict, dataclass, field
+from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Literal
+
+from pydantic import model_validator
 
 from spaceport.core.errors import (
     CorruptArchive,
@@ -41,35 +43,20 @@ MAX_IMAGE_PIXELS = 400_000_000
 CHUNK = 1 << 20
 
 
-@dataclass
-class Ingested:
-    """What :func:`ingest` made of the upload."""
+class Ingested(IngestSummary):
+    """What :func:`ingest` made of the upload: its summary, plus the usable images' names in order
+    (a video's in temporal order, which sequential matching relies on)."""
 
-    kind: Literal["images", "zip", "video"]  # what was uploaded
-    media: Literal["images", "video"]  # what the images are: photos, or one video's frames (a zip holds either)
-    images_dir: Path
-    names: list[str]  # in order (video: temporal order, which sequential matching relies on)
-    input_files: int = 0  # image files (or video frames decoded) considered
-    corrupt: int = 0  # images that could not be decoded, skipped
-    skipped_other: int = 0  # files that are neither images nor videos, ignored
-    downscaled: int = 0
-    exif_rotated: int = 0
-    exif_cameras: int = 0  # images whose EXIF names the camera (make, model and a focal length)
-    sizes: int = 0  # distinct pixel sizes (width x height) among the usable images
-    frames_decoded: int = 0
-    frames_blurry: int = 0  # sampling windows with no sharp frame
-    video_rotation: int = 0  # display rotation applied to the frames (degrees counter-clockwise)
-    sharpness: list[float] = field(default_factory=list)  # of the kept video frames
+    names: list[str]
 
-    @property
-    def usable(self) -> int:
-        return len(self.names)
+    @model_validator(mode="after")
+    def _usable_counts_the_names(self) -> Ingested:
+        if self.usable != len(self.names):
+            raise ValueError(f"usable={self.usable} but {len(self.names)} image names")
+        return self
 
     def summary(self) -> IngestSummary:
-        out = asdict(self)
-        out.pop("names")
-        return IngestSummary(**{**out, "images_dir": str(self.images_dir), "usable": self.usable,
-                                "sharpness": [round(s, 1) for s in self.sharpness]})
+        return IngestSummary.model_validate(self.model_dump(exclude={"names"}))
 
 
 def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
@@ -89,7 +76,7 @@ def ingest(source: Path, work: Path, config: SfmConfig) -> Ingested:
             raise UnsupportedInput("The zip holds zips nested more than one level deep", "Upload one zip of images")
         make = _from_video if inner_kind == "video" else _from_images
         result = make(inner, images_dir, config, "zip")
-        result.skipped_other += left_out
+        result = result.model_copy(update={"skipped_other": result.skipped_other + left_out})
     elif kind == "video":
         result = _from_video(target, images_dir, config, "video")
     else:
@@ -268,14 +255,15 @@ def _from_images(source: Path, out: Path, config: SfmConfig, kind: Literal["imag
         files, root = [source], source.parent
     else:
         files, root = _visible_files(source), source
-    result = Ingested(kind, "images", out, [])
+    n: Counter[str] = Counter()
+    names: list[str] = []
     used: set[str] = set()
     sizes: set[tuple[int, int]] = set()
     for path in files:
         if path.suffix.lower() not in IMAGE_EXTS and _sniff(path) != "image":
-            result.skipped_other += 1
+            n["skipped_other"] += 1
             continue
-        result.input_files += 1
+        n["input_files"] += 1
         try:
             with Image.open(path) as im:
                 fmt, original = im.format, im.size
@@ -293,10 +281,10 @@ def _from_images(source: Path, out: Path, config: SfmConfig, kind: Literal["imag
                     s = config.max_side / max(w, h)
                     img = img.resize((max(1, round(w * s)), max(1, round(h * s))), Image.Resampling.LANCZOS)
                     changed = True
-                result.downscaled += max(original) > config.max_side
+                n["downscaled"] += max(original) > config.max_side
                 sizes.add(img.size)
-                result.exif_cameras += _names_camera(exif)
-                result.exif_rotated += orientation != 1
+                n["exif_cameras"] += _names_camera(exif)
+                n["exif_rotated"] += orientation != 1
                 rel = PurePosixPath(path.relative_to(root).as_posix())
                 if not changed and fmt in ("JPEG", "PNG"):
                     name = _flat_name(rel, used, path.suffix.lower())
@@ -312,11 +300,13 @@ def _from_images(source: Path, out: Path, config: SfmConfig, kind: Literal["imag
                         kwargs["exif"] = exif.tobytes()
                     img.save(out / name, **kwargs)
         except (OSError, SyntaxError, ValueError, RuntimeError, Image.DecompressionBombError, zlib.error):
-            result.corrupt += 1
+            n["corrupt"] += 1
             continue
-        result.names.append(name)
-    result.sizes = len(sizes)
-    return result
+        names.append(name)
+    return Ingested(kind=kind, media="images", images_dir=str(out), names=names, usable=len(names),
+                    input_files=n["input_files"], corrupt=n["corrupt"], skipped_other=n["skipped_other"],
+                    downscaled=n["downscaled"], exif_rotated=n["exif_rotated"], exif_cameras=n["exif_cameras"],
+                    sizes=len(sizes), frames_decoded=0, frames_blurry=0, sharpness=[])
 
 
 def _names_camera(exif) -> bool:
@@ -327,6 +317,7 @@ def _names_camera(exif) -> bool:
 
 def _from_video(path: Path, out: Path, config: SfmConfig, kind: Literal["video", "zip"]) -> Ingested:
     frames = from_video(path, out, config)
-    return Ingested(kind, "video", out, frames.names, input_files=frames.decoded, downscaled=frames.downscaled,
-                    sizes=1, frames_decoded=frames.decoded, frames_blurry=frames.blurry_windows,
-                    video_rotation=frames.rotation, sharpness=frames.sharpness)  # one size: every frame's
+    return Ingested(kind=kind, media="video", images_dir=str(out), names=frames.names, usable=len(frames.names),
+                    input_files=frames.decoded, corrupt=0, skipped_other=0, downscaled=frames.downscaled,
+                    exif_rotated=0, sizes=1, frames_decoded=frames.decoded, frames_blurry=frames.blurry_windows,
+                    video_rotation=frames.rotation, sharpness=[round(s, 1) for s in frames.sharpness])  # one size: every frame's
