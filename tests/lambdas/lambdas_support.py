@@ -48,6 +48,22 @@ def plan_for(job_id: str, source_uri: str, email: str | None = None):
     return ExecutionPlan.model_validate(json.loads(json.dumps(plan.execution_plan().dump()).replace(plan.job_id, job_id)))
 
 
+def stored_record(job_id: str):
+    """The job's record as stored (DynamoDB item, with the duplicates start_job noted beside it),
+    read through the store the Lambdas use; None when there is none."""
+    from spaceport.cloud.records import JobStore
+
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+    return JobStore(table=table, s3=boto3.client("s3", region_name=REGION), bucket=BUCKET).get(job_id)
+
+
+def execution_plan(sfn, execution_arn: str):
+    """The plan a Step Functions execution was started with (its input's ``plan``)."""
+    from spaceport.core.plan import ExecutionPlan
+
+    return ExecutionPlan.model_validate(json.loads(sfn.describe_execution(executionArn=execution_arn)["input"])["plan"])
+
+
 def load_handler(name: str):
     return importlib.import_module(f"cloud.lambdas.{name}.handler")
 

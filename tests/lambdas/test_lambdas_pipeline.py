@@ -13,11 +13,12 @@ from lambdas_support import (
     SageMakerError,
     load_handler,
     s3_event,
+    stored_record,
     wait_for,
 )
 
 from spaceport.core.errors import OutOfMemory, TooFewRegistered
-from spaceport.core.summaries import JobRecord
+from spaceport.core.summaries import JobRecord, parse_summary
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -28,18 +29,16 @@ def _start(aws, key_encoded="uploads/My+Garden+%C3%A9.zip"):
     return load_handler("start_job").handler(s3_event(key_encoded), FakeContext())
 
 
-def _record(job_id):
+def _record(job_id) -> JobRecord:
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
-    record = json.loads(item["record"]["S"])
     # start_job's notes on uploads the job covered live beside the record (spaceport.cloud.records.JobStore).
-    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
-    mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
-        Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
-    # job.json (read by the publish job, whose report is shared) carries no email address.
-    assert "email" not in mirrored
-    assert JobRecord.model_validate(mirrored) == JobRecord.model_validate(record).model_copy(update={"email": None})
-    assert item["status"]["S"] == record["status"]
+    record = stored_record(job_id)
+    body = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read()
+    # job.json (read by the publish job, whose report is shared) carries no email address, not even null.
+    assert b'"email"' not in body
+    assert parse_summary(JobRecord, body, "job.json") == record.model_copy(update={"email": None})
+    assert item["status"]["S"] == record.status
     return record
 
 
@@ -96,17 +95,17 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     assert seen["record"]["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
 
     record = _record(job_id)
-    assert record["status"] == "SUCCEEDED"
-    assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
+    assert record.status == "SUCCEEDED"
+    assert record.metrics["test_psnr"] == 26.5 and record.metrics["num_gaussians"] == 412345
     # The gate's numbers (from metrics.json in model.tar.gz): the report's quality-gate line on AWS too.
-    assert record["quality_gate"] == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
+    assert record.quality_gate.model_dump() == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
                                       "min_psnr": 22.0, "max_gaussians": 2000000}
-    assert set(record["stages"]) == {"sfm", "train", "compress", "publish"}
-    assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
+    assert set(record.stages) == {"sfm", "train", "compress", "publish"}
+    assert record.stages["train"].seconds == 1800 and record.stages["sfm"].seconds == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
-    assert record["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
-    assert record["outputs"]["sog"] == f"jobs/{job_id}/compressed/scene.sog"
-    assert record["notify"]["sent"] is True
+    assert record.cost_usd == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
+    assert record.outputs["sog"] == f"jobs/{job_id}/compressed/scene.sog"
+    assert record.notify.sent is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body
@@ -124,8 +123,8 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "sfm"
-    assert record["failure"] == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
+    assert record.status == "FAILED" and record.stage == "sfm"
+    assert record.failure.model_dump() == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
                                  "fix": "Take 60+ photos with overlap.", "details": {"registered": 3}, "stage": "sfm"}
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
@@ -147,7 +146,7 @@ def test_training_quota_in_use_is_retried_then_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED" and record["retries"][0]["error"] == "CapacityError"
+    assert record.status == "SUCCEEDED" and record.retries[0].error == "CapacityError"
 
 
 def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
@@ -157,8 +156,8 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "QuotaExceeded" and record["stage"] == "train"
-    assert record["failure"]["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+    assert record.failure.error == "QuotaExceeded" and record.stage == "train"
+    assert record.failure.reason == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
                                 "'ml.g5.2xlarge for training job usage' is 0.")
     (msg,) = _sent()
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
@@ -188,11 +187,11 @@ def test_training_capacity_lost_inside_sagemaker_is_retried_under_new_job_names(
     assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith(
         f"/{job_id}-train-r3/output/model.tar.gz")
     record = _record(job_id)
-    assert record["status"] == "SUCCEEDED" and record["stages"]["train"]["job_name"] == f"{job_id}-train-r3"
-    assert [(r["stage"], r["attempt"], r["error"]) for r in record["retries"]] == [
+    assert record.status == "SUCCEEDED" and record.stages["train"].job_name == f"{job_id}-train-r3"
+    assert [(r.stage, r.attempt, r.error) for r in record.retries] == [
         ("train", 2, "CapacityError"), ("train", 3, "CapacityError")]
-    assert "Unable to provision" in record["retries"][0]["reason"]
-    assert "Insufficient capacity for spot" in record["retries"][1]["reason"]
+    assert "Unable to provision" in record.retries[0].reason
+    assert "Insufficient capacity for spot" in record.retries[1].reason
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     waits = [e for e in history if e["type"] == "WaitStateEntered"]
     assert len(waits) == 2
@@ -204,8 +203,8 @@ def test_capacity_retries_are_bounded_and_end_in_capacity_error(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train"]  # max_attempts = 3
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "train" and record["failure"]["error"] == "CapacityError"
-    assert len(record["retries"]) == 2
+    assert record.status == "FAILED" and record.stage == "train" and record.failure.error == "CapacityError"
+    assert len(record.retries) == 2
     (msg,) = _sent()
     assert "Unable to provision requested ML compute capacity" in msg.body
 
@@ -218,8 +217,8 @@ def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(mac
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "TooFewRegistered" and record["stage"] == "train"
-    assert record["retries"] == []
+    assert record.failure.error == "TooFewRegistered" and record.stage == "train"
+    assert record.retries == []
 
 
 def test_quality_gate_failure_stops_before_compress(machine):
@@ -228,10 +227,10 @@ def test_quality_gate_failure_stops_before_compress(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
-    assert record["failure"]["reason"] == "held-out PSNR 17.25 dB is below the target 22.00 dB."
-    assert record["failure"]["details"]["test_psnr"] == 17.25  # the gate Lambda's numbers, whole
-    assert record["metrics"]["test_psnr"] == 17.25
+    assert record.failure.error == "QualityBelowTarget" and record.stage == "quality_gate"
+    assert record.failure.reason == "held-out PSNR 17.25 dB is below the target 22.00 dB."
+    assert record.failure.details["test_psnr"] == 17.25  # the gate Lambda's numbers, whole
+    assert record.metrics["test_psnr"] == 17.25
 
 
 def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
@@ -242,8 +241,8 @@ def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED"
-    assert record["notify"]["sent"] is False and "MessageRejected" in record["notify"]["error"]
+    assert record.status == "SUCCEEDED"
+    assert record.notify.sent is False and "MessageRejected" in record.notify.error
 
 
 def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
@@ -251,8 +250,8 @@ def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED"
-    assert record["notify"]["sent"] is False and "boom" in record["notify"]["error"]
+    assert record.status == "SUCCEEDED"
+    assert record.notify.sent is False and "boom" in record.notify.error
 
 
 def test_duplicate_upload_event_starts_nothing_new(machine):
@@ -264,13 +263,13 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
     assert len(executions) == 1
     assert len(machine.fake.calls) == 4
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED" and [d["reason"] for d in record["duplicates"]] == ["duplicate event"]
+    assert record.status == "SUCCEEDED" and [d.reason for d in record.duplicates] == ["duplicate event"]
 
 
 def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
-    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
+    assert _record(out["job_id"]).notify.model_dump() == {"sent": False, "channel": None, "skipped": "no address",
                                                 "error": None, "links_error": None}
     assert _sent() == []
 
@@ -288,8 +287,8 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["failure"]["error"] == "OutOfMemory"
-    assert record["failure"]["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
+    assert record.status == "FAILED" and record.failure.error == "OutOfMemory"
+    assert record.failure.reason == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
 
 
 def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):
@@ -302,8 +301,8 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
         f"{job_id}-compress", f"{job_id}-compress-r2"]
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "compress", "publish"]
     record = _record(job_id)
-    assert record["stages"]["compress"]["job_name"] == f"{job_id}-compress-r2"
-    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
+    assert record.stages["compress"].job_name == f"{job_id}-compress-r2"
+    assert [(r.stage, r.attempt) for r in record.retries] == [("compress", 2)]
 
 
 # ---- create-time errors: the integration's real names and causes ----
@@ -336,10 +335,10 @@ def test_a_validation_error_fails_at_once_with_reason_fix_and_log_link(machine, 
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     assert not [e for e in history if e["type"] == "WaitStateEntered"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == stage and record["retries"] == []
-    failure = record["failure"]
-    assert failure["error"] == "JobRejected" and failure["fix"].startswith(fix)
-    assert message.rstrip(".") in failure["reason"]
+    assert record.status == "FAILED" and record.stage == stage and record.retries == []
+    failure = record.failure
+    assert failure.error == "JobRejected" and failure.fix.startswith(fix)
+    assert message.rstrip(".") in failure.reason
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "JobRejected"
     (msg,) = _sent()
@@ -356,7 +355,7 @@ def test_throttling_at_job_creation_is_retried_and_the_job_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert [(r["stage"], r["attempt"], r["reason"]) for r in record["retries"]] == [("train", 2, "Rate exceeded.")]
+    assert [(r.stage, r.attempt, r.reason) for r in record.retries] == [("train", 2, "Rate exceeded.")]
 
 
 def test_a_job_sagemaker_failed_internally_is_retried(machine):
@@ -366,7 +365,7 @@ def test_a_job_sagemaker_failed_internally_is_retried(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "sfm", "train", "compress", "publish"]
-    assert [r["job_name"] for r in _record(out["job_id"])["retries"]] == [f"{out['job_id']}-sfm-r2"]
+    assert [r.job_name for r in _record(out["job_id"]).retries] == [f"{out['job_id']}-sfm-r2"]
 
 
 def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
@@ -377,4 +376,4 @@ def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
-    assert _record(out["job_id"])["failure"]["error"] == "JobRejected"
+    assert _record(out["job_id"]).failure.error == "JobRejected"

@@ -140,8 +140,8 @@ def test_nan_in_a_sog_is_dropped_and_counted(sources, tmp_path, capsys):
     assert used > 0
     code = main(["compress", str(folder), "--out", str(tmp_path / "out"), *QUICK])
     assert code == 0, capsys.readouterr().err
-    g = json.loads((tmp_path / "out" / "compress.json").read_text())["gaussians"]
-    assert g["dropped_nonfinite"] == used and g["kept"] == g["input"] - used
+    g = read_summary(CompressSummary, tmp_path / "out" / "compress.json").gaussians
+    assert g.dropped_nonfinite == used and g.kept == g.input - used
 
 
 @pytest.mark.parametrize("name, error", [("scene.sog", "is not a readable SOG"), ("v4.bin", "is truncated"),

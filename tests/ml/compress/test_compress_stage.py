@@ -13,7 +13,7 @@ import pytest
 from spaceport.cli import main
 from spaceport.core.config import from_strings
 from spaceport.core.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
-from spaceport.core.summaries import CompressSummary, read_summary
+from spaceport.core.summaries import CompressSummary, GaussianCounts, read_summary
 from spaceport.geometry.splat import read_ply, write_ply
 from spaceport.stages.compress.config import PRESETS, CompressConfig
 from spaceport.stages.compress.inputs import read_model
@@ -59,9 +59,9 @@ def test_writes_every_output_and_the_summary(compressed, small_ply):
 def test_round_trip_render_quality(compressed):
     # Measured on this 1,500-Gaussian SH1 scene with the fast preset: SOG 58.4 dB / SSIM 0.9999,
     # SPZ 53.9 dB / 0.9998. Thresholds leave ~8 dB for rasterizer or k-means changes.
-    q = json.loads((compressed / "compress.json").read_text())["quality"]["formats"]
-    assert q["sog"]["psnr"] > 50 and q["sog"]["ssim"] > 0.999
-    assert q["spz"]["psnr"] > 46 and q["spz"]["ssim"] > 0.998
+    q = read_summary(CompressSummary, compressed / "compress.json").quality.formats
+    assert q["sog"].psnr > 50 and q["sog"].ssim > 0.999
+    assert q["spz"].psnr > 46 and q["spz"].ssim > 0.998
 
 
 def test_model_tarball_with_cameras(tmp_path, small_ply, small_splat, capsys):
@@ -123,8 +123,8 @@ def test_nan_and_degenerate_gaussians_are_dropped_and_counted(tmp_path, capsys):
     write_ply(s, tmp_path / "splat.ply")
     code, _, err = _run([tmp_path / "splat.ply", "--out", tmp_path / "out", *FAST], capsys)
     assert code == 0, err
-    g = json.loads((tmp_path / "out" / "compress.json").read_text())["gaussians"]
-    assert g == {"input": 600, "kept": 589, "dropped_nonfinite": 8, "dropped_degenerate": 3, "dropped_for_budget": 0}
+    g = read_summary(CompressSummary, tmp_path / "out" / "compress.json").gaussians
+    assert g == GaussianCounts(input=600, kept=589, dropped_nonfinite=8, dropped_degenerate=3, dropped_for_budget=0)
 
 
 def _bad(tmp_path: Path, name: str, data: bytes) -> Path:

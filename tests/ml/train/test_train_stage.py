@@ -23,6 +23,7 @@ from spaceport.core.errors import (
     OutOfMemory,
     TrainingDiverged,
 )
+from spaceport.core.summaries import CamerasFile, TrainMetrics, read_summary
 from spaceport.geometry import colmap
 from spaceport.geometry.splat import read_ply
 from spaceport.stages.train.config import PRESETS, TrainConfig, config_for
@@ -68,9 +69,9 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     splat = read_ply(out / "splat.ply")
     assert len(splat) == metrics.num_gaussians and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
-    cams = json.loads((out / "cameras.json").read_text())["cameras"]
-    assert [c["split"] for c in cams].count("test") == 3 and len(cams) == 24
-    assert np.asarray(cams[0]["world_to_camera"]).shape == (4, 4) and cams[0]["width"] == 160
+    cams = read_summary(CamerasFile, out / "cameras.json").cameras
+    assert [c.split for c in cams].count("test") == 3 and len(cams) == 24
+    assert np.asarray(cams[0].world_to_camera).shape == (4, 4) and cams[0].width == 160
     assert sorted(p.name for p in (out / "renders").iterdir())[:2] == ["view_000_gt.png", "view_000_render.png"]
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("stage=train step=50 loss=") and "psnr=" in line and "eta_s=" in line
@@ -88,10 +89,10 @@ def test_rendered_splat_matches_held_out_view(scene, tmp_path):
     from spaceport.stages.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny())
-    cam = json.loads((tmp_path / "cameras.json").read_text())["cameras"][0]
-    K = np.asarray(cam["K"]) / 2
+    cam = read_summary(CamerasFile, tmp_path / "cameras.json").cameras[0]
+    K = np.asarray(cam.K) / 2
     K[2, 2] = 1
-    img = render_splat(read_ply(tmp_path / "splat.ply"), K, np.asarray(cam["world_to_camera"]), 80, 60)
+    img = render_splat(read_ply(tmp_path / "splat.ply"), K, np.asarray(cam.world_to_camera), 80, 60)
     gt = np.asarray(Image.open(tmp_path / "renders" / "view_000_gt.png"), dtype=np.float32) / 255
     psnr = 10 * np.log10(1 / np.mean((img - gt) ** 2))
     assert abs(psnr - 10 * np.log10(1 / np.mean(
@@ -246,8 +247,8 @@ def test_cli_local_run(scene, tmp_path, capsys):
     code = main(["train", str(scene), "--out", str(out), "--preset", "fast", "--model-dir", "gt/sparse/0",
                  "--steps", "8", "--downscale", "2", "--test-every", "0"])
     assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["held_out"] == [] and metrics["evaluated_on"].startswith("train")
+    metrics = read_summary(TrainMetrics, out / "metrics.json")
+    assert metrics.held_out == [] and metrics.evaluated_on.startswith("train")
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("stage=train final=1")
 
 
