@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_model, mem_gib, write_table
 
+from spaceport.core.summaries import TrainMetrics, read_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
 if not CAPTURES.is_dir():
@@ -223,11 +225,11 @@ def main() -> None:
             spaceport("train", str(folders[var]), "--out", str(train_out), "--preset", args.preset, *extra,
                       log=work / f"train_{var}.log")
             cpu_s = sum(os.times()[2:4]) - sum(cpu[2:4])
-            m = json.loads((train_out / "metrics.json").read_text())
-            row = {"capture": cap, "variant": var, "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"],
-                   "train_psnr": m["train_psnr"], "gap": round(m["train_psnr"] - m["test_psnr"], 3),
-                   "held_out": len(m["held_out"]), "train_images": m["train_images"], "steps": m["steps"],
-                   "gaussians": m["num_gaussians"], "wall_s": round(time.perf_counter() - t, 1),
+            m = read_summary(TrainMetrics, train_out / "metrics.json")
+            row = {"capture": cap, "variant": var, "test_psnr": m.test_psnr, "test_ssim": m.test_ssim,
+                   "train_psnr": m.train_psnr, "gap": round(m.train_psnr - m.test_psnr, 3),
+                   "held_out": len(m.held_out), "train_images": m.train_images, "steps": m.steps,
+                   "gaussians": m.num_gaussians, "wall_s": round(time.perf_counter() - t, 1),
                    "cpu_s": round(cpu_s, 1), "load": round(os.getloadavg()[0], 1)}
             rows.append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)

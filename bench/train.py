@@ -165,6 +165,8 @@ def fast_preset_run() -> dict:
     """`spaceport train` with --preset fast on the demo scene, as a user runs it."""
     import resource
 
+    from spaceport.core.summaries import TrainMetrics, read_summary
+
     out = WORK / "fast"
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -174,7 +176,7 @@ def fast_preset_run() -> dict:
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_summary(TrainMetrics, out / "metrics.json")
     final = run.stdout.strip().splitlines()[-1]
     return {"wall_s": wall, "cpu_s": cpu, "metrics": metrics, "final_line": final}
 
@@ -234,8 +236,8 @@ def main() -> None:
                   "| process wall s | process CPU s | stage seconds | steps | s/step | held-out PSNR | SSIM | Gaussians "
                   "| peak RSS MiB |",
                   "|---|---|---|---|---|---|---|---|---|",
-                  f"| {fast['wall_s']:.1f} | {fast['cpu_s']:.1f} | {m['seconds']['total']:.1f} | {m['steps']} | {m['seconds_per_step']:.3f} | "
-                  f"{m['test_psnr']:.2f} | {m['test_ssim']:.3f} | {m['num_gaussians']} | {m['peak_memory_mb']:.0f} |",
+                  f"| {fast['wall_s']:.1f} | {fast['cpu_s']:.1f} | {m.seconds['total']:.1f} | {m.steps} | {m.seconds_per_step:.3f} | "
+                  f"{m.test_psnr:.2f} | {m.test_ssim:.3f} | {m.num_gaussians} | {m.peak_memory_mb:.0f} |",
                   "", f"Final line: `{fast['final_line']}`"]
     lines += ["", "## GPU", "", "The GPU comparison (our stage vs a plain gsplat loop, MCMC) is bench/gpu/run.sh; results in "
               "bench/results/gpu.md."]
