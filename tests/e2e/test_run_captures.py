@@ -227,6 +227,6 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
     upright, quarter = corr(photo), corr(photo.transpose(Image.Transpose.ROTATE_90))
-    print(f"viewer vs {first['name']}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
+    print(f"viewer vs {first.name}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
     # measured on the 150-step splat: r=0.84 against the photo, -0.11 against it turned
     assert upright > 0.6 and upright > quarter + 0.4
