@@ -180,8 +180,11 @@ def format_status(view: JobStatus) -> str:
     if r.metrics:
         lines.append("metrics: " + ", ".join(f"{k}={v:g}" for k, v in sorted(r.metrics.items())))
     for stage, s in r.stages.items():
-        lines.append(f"  {stage}: {s.seconds:.0f} s on {s.instance_type}" if s.seconds is not None else
-                     f"  {stage}: on {s.instance_type}")
+        if s.instance_type is None:  # the quality gate (a Lambda): its verdict
+            lines.append(f"  {stage}: {s.status}")
+        else:
+            lines.append(f"  {stage}: {s.seconds:.0f} s on {s.instance_type}" if s.seconds is not None else
+                         f"  {stage}: on {s.instance_type}")
     if r.cost_usd is not None:
         lines.append(f"estimated cost: ${r.cost_usd:.2f}")
     lines += [f"{name}: {key}" for name, key in sorted(r.outputs.items()) if key]

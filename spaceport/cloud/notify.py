@@ -15,7 +15,7 @@ from urllib.parse import quote
 from botocore.exceptions import BotoCoreError, ClientError
 
 from spaceport.cloud import links as result_links
-from spaceport.core.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid, QualityBelowTarget
 from spaceport.core.graph import GRAPH, JOB_KINDS, PRODUCTS, STAGES
 from spaceport.core.jobid import stage_job_name
 from spaceport.core.summaries import JobRecord
@@ -61,44 +61,60 @@ def execution_url(execution_arn: str) -> str:
     return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
 
 
-def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None = None,
-            links_error: str | None = None, region: str | None = None) -> tuple[str, str]:
-    """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED).
+def below_target(record: JobRecord) -> bool:
+    """Whether ``record`` is a job whose splat missed the quality gate after every stage ran: its
+    report, marked below target, is published and the failure email links it."""
+    return (record.status == "FAILED" and record.failure is not None
+            and record.failure.error == QualityBelowTarget.__name__ and bool(record.outputs.get("report")))
 
-    ``links`` are signed result links valid until ``expires`` (Unix seconds); ``links_error`` says
-    why there are none when they could not be made.
-    """
-    name, job_id = _name(record), record.job_id
-    if record.status == "SUCCEEDED":
-        m = record.metrics
-        lines = [f"Your 3D Gaussian splat of {name} is ready.", ""]
-        for key, label in _LINKS:
-            if links.get(key):
-                lines.append(f"{label}: {links[key]}")
-        lines.append("")
-        if m:
-            lines.append(
-                "Quality: held-out PSNR {:.2f} dB, SSIM {:.3f}, {:,} Gaussians.".format(
-                    m.get("test_psnr", float("nan")), m.get("test_ssim", float("nan")),
-                    int(m.get("num_gaussians", 0))))
-        stages = record.stages
-        if stages:
-            lines.append("Time per stage:")
-            for stage in sorted(stages, key=lambda x: STAGES.index(x) if x in STAGES else len(STAGES)):
-                s = stages[stage]
-                lines.append(f"  {_STAGE_TITLES.get(stage, stage)}: {_minutes(s.seconds)}"
-                             f" on {s.instance_type or '?'}")
-        if record.cost_usd is not None:
-            lines.append(f"Estimated cost: ${record.cost_usd:.2f} (on-demand list prices).")
-        if links and expires is not None:
-            lines += ["", f"These links work until {result_links.expiry_text(expires)} and open this job's "
-                      "results only. For fresh links after that, ask your Spaceport operator "
-                      f"(`spaceport status {job_id} --links HOURS`). Job id: {job_id}"]
-        else:
-            lines += ["", f"The result links could not be made ({links_error or 'no result files found'}); "
-                      f"your Spaceport operator can make them with `spaceport status {job_id} --links HOURS`. "
-                      f"Job id: {job_id}"]
-        return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(lines)
+
+def _link_lines(job_id: str, links: Mapping[str, str], expires: int | None, links_error: str | None) -> list[str]:
+    """How long the links work, or why there are none and who can make them."""
+    if links and expires is not None:
+        return [f"These links work until {result_links.expiry_text(expires)} and open this job's "
+                "results only. For fresh links after that, ask your Spaceport operator "
+                f"(`spaceport status {job_id} --links HOURS`). Job id: {job_id}"]
+    return [f"The result links could not be made ({links_error or 'no result files found'}); "
+            f"your Spaceport operator can make them with `spaceport status {job_id} --links HOURS`. "
+            f"Job id: {job_id}"]
+
+
+def _success(record: JobRecord, links: Mapping[str, str], expires: int | None, links_error: str | None) -> list[str]:
+    m = record.metrics
+    lines = [f"Your 3D Gaussian splat of {_name(record)} is ready.", ""]
+    lines += [f"{label}: {links[key]}" for key, label in _LINKS if links.get(key)]
+    lines.append("")
+    if m:
+        lines.append(
+            "Quality: held-out PSNR {:.2f} dB, SSIM {:.3f}, {:,} Gaussians.".format(
+                m.get("test_psnr", float("nan")), m.get("test_ssim", float("nan")),
+                int(m.get("num_gaussians", 0))))
+    # The SageMaker stages (the quality gate runs in a Lambda: no instance, no time worth a line).
+    stages = {k: v for k, v in record.stages.items() if k in JOB_KINDS}
+    if stages:
+        lines.append("Time per stage:")
+        for stage in sorted(stages, key=STAGES.index):
+            s = stages[stage]
+            lines.append(f"  {_STAGE_TITLES.get(stage, stage)}: {_minutes(s.seconds)} on {s.instance_type or '?'}")
+    if record.cost_usd is not None:
+        lines.append(f"Estimated cost: ${record.cost_usd:.2f} (on-demand list prices).")
+    return [*lines, "", *_link_lines(record.job_id, links, expires, links_error)]
+
+
+def _below_target(record: JobRecord, links: Mapping[str, str], expires: int | None,
+                  links_error: str | None) -> list[str]:
+    failure = record.failure
+    assert failure is not None  # below_target(record)
+    lines = [f"Your splat of {_name(record)} is below the quality target, so this job failed.",
+             "It was still compressed and published so that you can see what went wrong; "
+             "it is not a passing result.", "",
+             f"What went wrong: {failure.reason}", f"What to do: {failure.fix}", ""]
+    if links.get("report"):
+        lines += [f"Report (below target): {links['report']}", ""]
+    return [*lines, *_link_lines(record.job_id, links, expires, links_error), f"Error: {failure.error}."]
+
+
+def _failure(record: JobRecord, region: str | None) -> list[str]:
     stage = _STAGE_TITLES.get(record.stage or "", record.stage or "a stage")
     failure = record.failure
     error = failure.error if failure else "StageFailed"
@@ -108,13 +124,13 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None 
         # instance killed it, an import error). Say so, quote what SageMaker said, point at the logs.
         reason = f"The {stage} stage stopped without saying why (SageMaker reported: {reason.rstrip('.')})."
     lines = [
-        f"Spaceport could not turn {name} into a splat.",
+        f"Spaceport could not turn {_name(record)} into a splat.",
         "",
         f"Where: {stage}",
         f"What went wrong: {reason}",
         f"What to do: {failure.fix if failure else 'Check the job logs, or try again.'}",
         "",
-        f"Error: {error}. Job id: {job_id}",
+        f"Error: {error}. Job id: {record.job_id}",
     ]
     logs = stage_logs(record, region)
     if failure and failure.details.get("at") == "create":
@@ -125,7 +141,24 @@ def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None 
         group, job_name, url = logs
         lines.append(f"Logs: CloudWatch log group {group}, log streams starting with {job_name}"
                      + (f": {url}" if url else ""))
-    return f"Spaceport could not process {name}"[:100], "\n".join(lines)
+    return lines
+
+
+def compose(record: JobRecord, links: Mapping[str, str], *, expires: int | None = None,
+            links_error: str | None = None, region: str | None = None) -> tuple[str, str]:
+    """Subject and plain-text body of the email for ``record`` (SUCCEEDED, FAILED or REJECTED; a
+    FAILED job below the quality gate gets its own, linking the report marked below target).
+
+    ``links`` are signed result links valid until ``expires`` (Unix seconds); ``links_error`` says
+    why there are none when they could not be made.
+    """
+    name = _name(record)
+    if record.status == "SUCCEEDED":
+        return f"Your Spaceport splat is ready: {name}"[:100], "\n".join(_success(record, links, expires, links_error))
+    if below_target(record):
+        return (f"Your Spaceport splat is below target: {name}"[:100],
+                "\n".join(_below_target(record, links, expires, links_error)))
+    return f"Spaceport could not process {name}"[:100], "\n".join(_failure(record, region))
 
 
 def signed_links(record: JobRecord, *, s3: Any, bucket: str, domain: str, expires: int) -> dict[str, str]:
@@ -157,13 +190,14 @@ def _exists(s3: Any, bucket: str, key: str) -> bool:
 
 def send(record: JobRecord, *, settings: Any, s3: Any, ses: Any, sns: Any) -> dict[str, Any]:
     """Send the email of ``record``. Returns ``{"sent", "channel", "error"?, "links_error"?}``; never raises
-    for send errors, and a success email goes even when its links could not be made."""
+    for send errors, and a success (or below-target) email goes even when its links could not be made."""
     email = record.email
     if not email:
         return {"sent": False, "channel": None, "skipped": "no address"}
     links: dict[str, str] = {}
     expires, links_error = None, None
-    if record.status == "SUCCEEDED":
+    below = below_target(record)
+    if record.status == "SUCCEEDED" or below:
         expires = result_links.expiry(datetime.now(UTC), settings.link_expiry_s)
         try:
             links = signed_links(record, s3=s3, bucket=settings.bucket, domain=settings.results_domain,
@@ -171,6 +205,9 @@ def send(record: JobRecord, *, settings: Any, s3: Any, ses: Any, sns: Any) -> di
         except (ClientError, BotoCoreError, ConfigInvalid) as exc:
             # The email still goes (the job is done); it says the links are missing and how to get them.
             links_error = f"{type(exc).__name__}: {exc}"
+        if below:
+            # A splat below target is not a result: only its report, which says so, is linked.
+            links = {k: v for k, v in links.items() if k == "report"}
     subject, body = compose(record, links, expires=expires, links_error=links_error,
                             region=os.environ.get("AWS_REGION"))
     outcome = _deliver(email, subject, body, settings=settings, ses=ses, sns=sns)

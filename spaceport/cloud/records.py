@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from spaceport.cloud import quota, sagemaker_errors
 from spaceport.cloud.cost import stage_cost_usd
-from spaceport.core.errors import ERRORS, FailureRecord, StageFailed, parse_failure
+from spaceport.core.errors import ERRORS, FailureRecord, QualityBelowTarget, StageFailed, parse_failure
 from spaceport.core.graph import JOB_KINDS, PRODUCTS
 from spaceport.core.plan import (
     MAX_ATTEMPTS,
@@ -27,6 +29,7 @@ from spaceport.core.plan import (
     stage_job_name,
 )
 from spaceport.core.summaries import Duplicate, GateResult, JobRecord, Retry, StageRecord
+from spaceport.stages import gate
 
 TERMINAL = ("SUCCEEDED", "FAILED", "REJECTED")
 
@@ -181,6 +184,20 @@ def plan_retry(plan: ExecutionPlan, results: Mapping[str, Any] | None, error: Ma
             "job_name": job_name, "why": why, "plan": new_plan.dump()}
 
 
+def below_target(error: Mapping[str, Any] | None) -> FailureRecord | None:
+    """The gate's failure record (reason, fix, numbers) when ``error`` is what the workflow's
+    BelowTarget state passes on after Publish (``Error`` QualityBelowTarget, ``Cause`` the gate's
+    verdict as JSON), else None."""
+    if (error or {}).get("Error") != QualityBelowTarget.__name__:
+        return None
+    try:
+        verdict = GateResult.model_validate_json(str(error.get("Cause") or ""))
+    except ValidationError:
+        return None
+    miss = gate.miss(verdict)
+    return miss.record(gate.STAGE.name) if miss is not None else None
+
+
 def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) -> FailureRecord:
     """The failure record of a Step Functions ``{"Error", "Cause"}``.
 
@@ -191,6 +208,9 @@ def describe_failure(error: Mapping[str, Any] | None, stage: str | None = None) 
     errors become :class:`~spaceport.core.errors.CapacityError`); a request SageMaker refused at job
     creation becomes :class:`~spaceport.core.errors.JobRejected` with the setting to fix.
     """
+    miss = below_target(error)
+    if miss is not None:
+        return miss
     name, text, _job = _failure_text(error)
     limit = quota.parse(name, text)
     if limit is not None and not limit.transient:
@@ -228,10 +248,20 @@ def rejected_record(job_id: str, source_uri: str, email: str | None, *, at: str 
                      updated_at=at)
 
 
+def gate_verdict(results: Mapping[str, Any]) -> GateResult | None:
+    """The QualityGate state's verdict in the workflow's results (``quality_gate.value``), if it ran."""
+    value = ((results or {}).get(gate.STAGE.name) or {}).get("value")
+    return GateResult.model_validate(value) if value is not None else None
+
+
 def _stage_table(plan: ExecutionPlan, results: Mapping[str, Any]) -> dict[str, StageRecord]:
     stages = {}
     for stage, spec in plan.stages.items():
-        if not isinstance(spec, GateStage) and isinstance((results or {}).get(stage), Mapping):
+        if isinstance(spec, GateStage):
+            verdict = gate_verdict(results)
+            if verdict is not None:
+                stages[stage] = gate.stage_record(verdict)
+        elif isinstance((results or {}).get(stage), Mapping):
             stages[stage] = stage_summary(stage, results[stage], spec)
     return stages
 
@@ -247,23 +277,28 @@ def _key(uri: str) -> str:
 def _update(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any], at: str | None,
             **changes: Any) -> JobRecord:
     stages = _stage_table(plan, results)
-    gate = (results.get("quality_gate") or {}).get("value")  # the QualityGate Lambda's GateResult
-    if gate is not None:
-        changes["quality_gate"] = GateResult.model_validate(gate)
+    verdict = gate_verdict(results)
+    if verdict is not None:
+        changes["quality_gate"] = verdict
     return record.model_copy(update=dict(updated_at=at or now_iso(), stages=stages, cost_usd=_total_cost(stages),
                                          metrics=training_metrics(results.get("train") or {}), **changes))
 
 
 def succeeded(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any],
               *, at: str | None = None) -> JobRecord:
-    """The final record of a job whose every stage ran; its outputs are the stage graph's products
-    (bucket keys) and the training job's model artifact."""
+    """The final record of a job whose every stage ran and passed the quality gate."""
+    return _update(record, plan, results, at, status="SUCCEEDED", outputs=_outputs(plan, results))
+
+
+def _outputs(plan: ExecutionPlan, results: Mapping[str, Any]) -> dict[str, str]:
+    """What a job whose every stage ran produced: the stage graph's products (bucket keys) and the
+    training job's model artifact."""
     prefix = _key(plan.prefix)
     outputs = {product.name: f"{prefix}{sd.folder}/{product.file}" for sd, product in PRODUCTS}
     model = (results.get("train") or {}).get("ModelArtifacts", {}).get("S3ModelArtifacts", "")
     if model:
         outputs["model"] = _key(model)
-    return _update(record, plan, results, at, status="SUCCEEDED", outputs=outputs)
+    return outputs
 
 
 def progress(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any],
@@ -283,8 +318,14 @@ def retried(record: JobRecord, decision: Mapping[str, Any], error: Mapping[str, 
 
 def failed(record: JobRecord, plan: ExecutionPlan, results: Mapping[str, Any] | None,
            error: Mapping[str, Any] | None, *, at: str | None = None) -> JobRecord:
-    """The final record of a job that stopped at a stage, with its failure record."""
+    """The final record of a job that stopped at a stage, with its failure record; or of a job whose
+    every stage ran on a splat below the quality gate (:func:`below_target`): that one failed at the
+    gate, and its outputs (the report and viewer, marked below target) are there to be linked."""
     results = results or {}
+    miss = below_target(error)
+    if miss is not None:
+        return _update(record, plan, results, at, status="FAILED", stage=miss.stage, failure=miss,
+                       outputs=_outputs(plan, results))
     stage = failed_stage(plan, results)
     return _update(record, plan, results, at, status="FAILED", stage=stage, failure=describe_failure(error, stage))
 

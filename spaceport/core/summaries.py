@@ -260,6 +260,8 @@ class TrainBudget(_Model):
     expected_s: float
     """Seconds of the whole stage the calibrated plan expected (printed before training started)."""
     planned_steps: int
+    refitted_steps: int | None = None
+    """The step count the schedule was re-fitted to when the machine's pace differed from the calibration."""
     stopped_at_deadline: bool
     """True when the loop ran out of time before the planned steps."""
 

@@ -331,14 +331,13 @@ class LocalRunner:
         except QualityBelowTarget as miss:
             if spec.kind != "gate":
                 raise
-            self.gate = gate.evaluate(read_summary(TrainMetrics, paths.input() / TrainMetrics.FILE), config)
+            result = gate.evaluate(read_summary(TrainMetrics, paths.input() / TrainMetrics.FILE), config)
             self.below_target = miss
-            return StageRecord(status="failed", seconds=round(time.perf_counter() - start, 3),
-                               numbers=self.gate.headline(), failure=miss.record(spec.name))
+        seconds = round(time.perf_counter() - start, 3)
         if isinstance(result, GateResult):
             self.gate = result
-        return StageRecord(status="passed" if spec.kind == "gate" else "done",
-                           seconds=round(time.perf_counter() - start, 3), numbers=result.headline())
+            return gate.stage_record(result, seconds)
+        return StageRecord(status="done", seconds=seconds, numbers=result.headline())
 
     # ---- the job ----
     def job_record(self, status: str, seconds: float | None = None, failed: str | None = None,

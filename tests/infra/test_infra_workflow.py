@@ -66,10 +66,16 @@ def test_every_resource_the_asl_names_exists_in_the_template(synth):
 
 
 def _success_path(asl: dict) -> list[str]:
+    """The states a passing job goes through (at a Choice, the branch taken when the gate passed)."""
     order, name = [], asl["StartAt"]
     while name:
         order.append(name)
         state = asl["States"][name]
+        if state["Type"] == "Choice":
+            (name,) = [c["Next"] for c in state["Choices"]
+                       if c == {"Variable": "$.results.quality_gate.value.passed", "BooleanEquals": True,
+                                "Next": c["Next"]}]
+            continue
         name = state.get("Next") if not state.get("End") and state["Type"] not in ("Succeed", "Fail") else None
     return order
 
@@ -185,9 +191,34 @@ def test_publish_reads_the_job_record_written_just_before_it():
     assert states["Compress"]["Next"] == "RecordProgress" and states["RecordProgress"]["Next"] == "Publish"
     progress = states["RecordProgress"]
     assert progress["Parameters"]["Payload"]["action"] == "progress"
-    # A failed progress write must not fail the job: Publish still runs (the record exists since start_job).
-    assert progress["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.progress_error", "Next": "Publish"}]
+    # A failed progress write fails no passing job: Publish still runs (the record exists since start_job).
+    # A splat below target is not published without its verdict in that record.
+    assert progress["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ProgressUnrecorded"}]
+    assert states["ProgressUnrecorded"] == {**states["ProgressUnrecorded"], "Type": "Choice", "Default": "RecordFailure",
+                                            "Choices": [{"Variable": "$.results.quality_gate.value.passed",
+                                                         "BooleanEquals": True, "Next": "Publish"}]}
     (job,) = [i for i in states["Publish"]["Parameters"]["ProcessingInputs"] if i["InputName"] == "job"]
     assert job["S3Input"]["S3Uri.$"] == "$.plan.stages.publish.inputs.job.uri"
     plan = plan_job(JobRequest.from_s3("b", "uploads/x.zip", etag="e"), PlanSettings(root="s3://b/"))
     assert plan.stage("publish").input("job").uri == plan.record_uri
+
+
+def test_a_splat_below_the_gate_is_published_then_fails_and_never_reaches_success():
+    states = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())["States"]
+    # The gate returns its verdict: a miss goes on to Compress; only a gate error is caught.
+    assert states["QualityGate"]["Next"] == "Compress"
+    assert states["QualityGate"]["ResultSelector"] == {"value.$": "$.Payload"}
+    assert states["QualityGate"]["ResultPath"] == "$.results.quality_gate"
+    assert states["Publish"]["Next"] == "GateVerdict"
+    verdict = states["GateVerdict"]
+    assert verdict["Choices"] == [{"Variable": "$.results.quality_gate.value.passed", "BooleanEquals": True,
+                                   "Next": "RecordSuccess"}]
+    assert verdict["Default"] == "BelowTarget"
+    below = states["BelowTarget"]
+    assert below["Parameters"] == {"Error": "QualityBelowTarget",
+                                   "Cause.$": "States.JsonToString($.results.quality_gate.value)"}
+    assert below["ResultPath"] == "$.error" and below["Next"] == "RecordFailure"
+    # Nothing else leads to the success email.
+    into = {name for name, s in states.items() for n in [s.get("Next"), s.get("Default"),
+            *[c["Next"] for c in s.get("Choices", [])], *[c["Next"] for c in s.get("Catch", [])]] if n == "RecordSuccess"}
+    assert into == {"GateVerdict"}

@@ -129,3 +129,27 @@ def test_success_email_without_a_link_secret_still_goes_and_says_how_to_get_link
     (msg,) = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
     assert "https://" not in msg.body
     assert f"`spaceport status {JOB} --links HOURS`" in msg.body
+
+
+def test_a_below_target_email_without_a_link_secret_still_goes_and_is_no_success_email(aws):
+    from spaceport.core.errors import QualityBelowTarget
+    from spaceport.core.summaries import GateResult
+
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.put_object(Bucket=BUCKET, Key=f"jobs/{JOB}/report/index.html", Body=b"x")
+    s3.delete_object(Bucket=BUCKET, Key=result_links.SECRET_OBJECT)
+    verdict = GateResult(passed=False, test_psnr=18.5, num_gaussians=9, min_psnr=20.0, max_gaussians=0)
+    results = {s: {} for s in ("sfm", "train", "compress", "publish")} | {"quality_gate": {"value": verdict.model_dump()}}
+    record = records.failed(records.new_record(_plan()), _plan(), results,
+                            {"Error": "QualityBelowTarget", "Cause": verdict.model_dump_json()})
+    clients = Clients(settings.load())
+    outcome = notify.send(record, settings=clients.settings, s3=clients.s3, ses=clients.ses, sns=clients.sns)
+    assert outcome["sent"] is True and "NoSuchKey" in outcome["links_error"]
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    (msg,) = ses_backends[DEFAULT_ACCOUNT_ID][REGION].sent_messages
+    assert msg.subject == "Your Spaceport splat is below target: Garden"
+    assert "What went wrong: held-out PSNR 18.50 dB is below the target 20.00 dB.\n" in msg.body
+    assert f"What to do: {QualityBelowTarget.default_fix}\n" in msg.body
+    assert "https://" not in msg.body and f"`spaceport status {JOB} --links HOURS`" in msg.body

@@ -1,6 +1,8 @@
 """The ASL executed by moto's Step Functions engine, end to end from an S3 upload event."""
 
 import json
+import re
+from urllib.parse import parse_qs, urlparse
 
 import boto3
 import pytest
@@ -13,12 +15,11 @@ from lambdas_support import (
     SageMakerError,
     load_handler,
     s3_event,
-    stored_record,
     wait_for,
 )
 
 from spaceport.core.errors import OutOfMemory, TooFewRegistered
-from spaceport.core.summaries import JobRecord, parse_summary
+from spaceport.core.summaries import JobRecord
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -29,16 +30,18 @@ def _start(aws, key_encoded="uploads/My+Garden+%C3%A9.zip"):
     return load_handler("start_job").handler(s3_event(key_encoded), FakeContext())
 
 
-def _record(job_id) -> JobRecord:
+def _record(job_id):
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
+    record = json.loads(item["record"]["S"])
     # start_job's notes on uploads the job covered live beside the record (spaceport.cloud.records.JobStore).
-    record = stored_record(job_id)
-    body = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read()
-    # job.json (read by the publish job, whose report is shared) carries no email address, not even null.
-    assert b'"email"' not in body
-    assert parse_summary(JobRecord, body, "job.json") == record.model_copy(update={"email": None})
-    assert item["status"]["S"] == record.status
+    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
+    mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
+        Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
+    # job.json (read by the publish job, whose report is shared) carries no email address.
+    assert "email" not in mirrored
+    assert JobRecord.model_validate(mirrored) == JobRecord.model_validate(record).model_copy(update={"email": None})
+    assert item["status"]["S"] == record["status"]
     return record
 
 
@@ -63,7 +66,7 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
         (job,) = [i["S3Input"] for i in event["ProcessingInputs"] if i["InputName"] == "job"]
         key = job["S3Uri"].split("/", 3)[3]
         seen["local"] = job["LocalPath"]
-        seen["record"] = machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+        seen["record"] = json.loads(machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
 
     machine.fake.hooks["publish"] = publish_starts
     out, desc = _run(machine)
@@ -88,28 +91,31 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     # Publish reads the job record with every earlier stage's seconds and cost (the report's timings).
     assert [i["InputName"] for i in calls["publish"]["ProcessingInputs"]] == ["sfm", "train", "compressed", "job"]
     assert seen["local"] == "/opt/ml/processing/input/job"
-    assert b'"email"' not in seen["record"] and b"ana@example.com" not in seen["record"]
-    published = parse_summary(JobRecord, seen["record"], "job.json")
-    assert published.status == "RUNNING" and published.job_id == job_id
-    assert set(published.stages) == {"sfm", "train", "compress"}
-    assert published.stages["train"].seconds == 1800 and published.metrics["test_psnr"] == 26.5
-    assert published.cost_usd == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
+    assert seen["record"]["status"] == "RUNNING" and seen["record"]["job_id"] == job_id
+    assert "email" not in seen["record"] and "ana@example.com" not in json.dumps(seen["record"])
+    assert set(seen["record"]["stages"]) == {"sfm", "train", "quality_gate", "compress"}
+    assert seen["record"]["stages"]["quality_gate"]["status"] == "passed"
+    assert seen["record"]["quality_gate"]["passed"] is True
+    assert seen["record"]["stages"]["train"]["seconds"] == 1800 and seen["record"]["metrics"]["test_psnr"] == 26.5
+    assert seen["record"]["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
 
     record = _record(job_id)
-    assert record.status == "SUCCEEDED"
-    assert record.metrics["test_psnr"] == 26.5 and record.metrics["num_gaussians"] == 412345
+    assert record["status"] == "SUCCEEDED"
+    assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
     # The gate's numbers (from metrics.json in model.tar.gz): the report's quality-gate line on AWS too.
-    assert record.quality_gate.model_dump() == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
+    assert record["quality_gate"] == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
                                       "min_psnr": 22.0, "max_gaussians": 2000000}
-    assert set(record.stages) == {"sfm", "train", "compress", "publish"}
-    assert record.stages["train"].seconds == 1800 and record.stages["sfm"].seconds == 600
+    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
+    assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
-    assert record.cost_usd == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
-    assert record.outputs["sog"] == f"jobs/{job_id}/compressed/scene.sog"
-    assert record.notify.sent is True
+    assert record["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
+    assert record["outputs"]["sog"] == f"jobs/{job_id}/compressed/scene.sog"
+    assert record["notify"]["sent"] is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
-    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body
+    assert msg.subject.startswith("Your Spaceport splat is ready")
+    assert "PSNR 26.50 dB" in msg.body and "scene.sog" in msg.body and "below" not in msg.body
+    assert "Quality gate:" not in msg.body  # time per stage: the SageMaker stages only
     assert f"https://{RESULTS_DOMAIN}/jobs/{out['job_id']}/compressed/scene.sog?exp=" in msg.body
     assert "X-Amz-Signature" not in msg.body  # no presigned S3 URL
 
@@ -124,8 +130,8 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
     record = _record(out["job_id"])
-    assert record.status == "FAILED" and record.stage == "sfm"
-    assert record.failure.model_dump() == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
+    assert record["status"] == "FAILED" and record["stage"] == "sfm"
+    assert record["failure"] == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
                                  "fix": "Take 60+ photos with overlap.", "details": {"registered": 3}, "stage": "sfm"}
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
@@ -147,7 +153,7 @@ def test_training_quota_in_use_is_retried_then_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert record.status == "SUCCEEDED" and record.retries[0].error == "CapacityError"
+    assert record["status"] == "SUCCEEDED" and record["retries"][0]["error"] == "CapacityError"
 
 
 def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
@@ -157,8 +163,8 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
     record = _record(out["job_id"])
-    assert record.failure.error == "QuotaExceeded" and record.stage == "train"
-    assert record.failure.reason == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+    assert record["failure"]["error"] == "QuotaExceeded" and record["stage"] == "train"
+    assert record["failure"]["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
                                 "'ml.g5.2xlarge for training job usage' is 0.")
     (msg,) = _sent()
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
@@ -188,11 +194,11 @@ def test_training_capacity_lost_inside_sagemaker_is_retried_under_new_job_names(
     assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith(
         f"/{job_id}-train-r3/output/model.tar.gz")
     record = _record(job_id)
-    assert record.status == "SUCCEEDED" and record.stages["train"].job_name == f"{job_id}-train-r3"
-    assert [(r.stage, r.attempt, r.error) for r in record.retries] == [
+    assert record["status"] == "SUCCEEDED" and record["stages"]["train"]["job_name"] == f"{job_id}-train-r3"
+    assert [(r["stage"], r["attempt"], r["error"]) for r in record["retries"]] == [
         ("train", 2, "CapacityError"), ("train", 3, "CapacityError")]
-    assert "Unable to provision" in record.retries[0].reason
-    assert "Insufficient capacity for spot" in record.retries[1].reason
+    assert "Unable to provision" in record["retries"][0]["reason"]
+    assert "Insufficient capacity for spot" in record["retries"][1]["reason"]
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     waits = [e for e in history if e["type"] == "WaitStateEntered"]
     assert len(waits) == 2
@@ -204,8 +210,8 @@ def test_capacity_retries_are_bounded_and_end_in_capacity_error(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train"]  # max_attempts = 3
     record = _record(out["job_id"])
-    assert record.status == "FAILED" and record.stage == "train" and record.failure.error == "CapacityError"
-    assert len(record.retries) == 2
+    assert record["status"] == "FAILED" and record["stage"] == "train" and record["failure"]["error"] == "CapacityError"
+    assert len(record["retries"]) == 2
     (msg,) = _sent()
     assert "Unable to provision requested ML compute capacity" in msg.body
 
@@ -218,20 +224,175 @@ def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(mac
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record.failure.error == "TooFewRegistered" and record.stage == "train"
-    assert record.retries == []
+    assert record["failure"]["error"] == "TooFewRegistered" and record["stage"] == "train"
+    assert record["retries"] == []
 
 
-def test_quality_gate_failure_stops_before_compress(machine):
+def _publish_input(machine, event) -> dict[str, bytes]:
+    """What the publish job downloads: its ``job`` input (job.json) and its ``train`` input (model.tar.gz)."""
+    out = {}
+    for item in event["ProcessingInputs"]:
+        if item["InputName"] in ("job", "train"):
+            key = item["S3Input"]["S3Uri"].split("/", 3)[3]  # one object each (an S3Prefix of one)
+            out[item["InputName"]] = machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    return out
+
+
+def _publish_as_the_job_would(inputs: dict[str, bytes], prefix):
+    """The real publish stage on what the publish job downloaded (and a small SOG as compressed/), into
+    ``prefix``/report/, ``prefix`` laid out like the job's S3 prefix."""
+    import shutil
+
+    from spaceport.stages.publish.command import publish
+    from tests.unit.run.conftest import SPHERE_SOG
+
+    (prefix / "compressed").mkdir(parents=True)
+    shutil.copyfile(SPHERE_SOG, prefix / "compressed" / "scene.sog")
+    (prefix / "train").mkdir()
+    (prefix / "train" / "model.tar.gz").write_bytes(inputs["train"])
+    (prefix / "job.json").write_bytes(inputs["job"])
+    publish(prefix, prefix / "report")
+    return prefix / "report"
+
+
+def _open_through_the_edge(machine, root, link: str) -> tuple[int, str]:
+    """GET ``link`` through the results distribution's edge function (cloud/stacks/edge/link_check.js in
+    node, the deployment's secret) over ``root``, a folder laid out like the data bucket."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    from spaceport.cloud import links
+    from tests.e2e.edge import EdgeServer
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (the CDK app needs it too): apt-get install nodejs")
+    secret_file = root.parent / "link-secret.json"
+    secret_file.write_bytes(machine.s3.get_object(Bucket=BUCKET, Key=links.SECRET_OBJECT)["Body"].read())
+    with EdgeServer(root, secret_file) as edge:
+        try:
+            with urllib.request.urlopen(edge.local(link), timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, ""
+
+
+def test_a_splat_below_the_gate_is_published_marked_below_target_and_the_job_fails(machine, tmp_path):
+    from spaceport.cloud import links
+    from spaceport.core.errors import QualityBelowTarget
+
     machine.fake.metrics["test_psnr"] = 17.25
+    seen = {}
+    machine.fake.hooks["publish"] = lambda event: seen.update(_publish_input(machine, event))
+    out, desc = _run(machine)
+    job_id = out["job_id"]
+    assert desc["status"] == "FAILED"
+    # Still compressed and published, so there is something to look at; the job still fails.
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish"]
+
+    # The record the publish job reads carries the verdict the local runner gives it: the report says below target.
+    job = JobRecord.model_validate_json(seen["job"])
+    assert job.status == "RUNNING" and job.quality_gate.passed is False and job.quality_gate.test_psnr == 17.25
+    gate = job.stages["quality_gate"]
+    assert gate.status == "failed" and gate.failure.error == "QualityBelowTarget" and gate.numbers["passed"] is False
+    report = _publish_as_the_job_would(seen, tmp_path / "bucket" / "jobs" / job_id)
+    page = (report / "index.html").read_text()
+    assert "Spaceport job report (below target)" in page
+    assert "Below target: held-out PSNR 17.25 dB, target 22.00 dB" in page
+    assert "<b>Reason:</b> held-out PSNR 17.25 dB is below the target 22.00 dB." in page
+    assert "it is not a passing result" in page and "Quality gate: passed" not in page
+    assert '"banner": "Below target: held-out PSNR 17.25 dB, target 22.00 dB"' in (report / "viewer.html").read_text()
+
+    record = _record(job_id)
+    assert record["status"] == "FAILED" and record["stage"] == "quality_gate"
+    assert record["failure"] == {
+        "error": "QualityBelowTarget", "reason": "held-out PSNR 17.25 dB is below the target 22.00 dB.",
+        "fix": QualityBelowTarget.default_fix, "stage": "quality_gate",
+        "details": {"passed": False, "test_psnr": 17.25, "num_gaussians": 412345, "min_psnr": 22.0,
+                    "max_gaussians": 2000000}}
+    assert record["stages"]["quality_gate"]["failure"] == record["failure"]
+    assert record["outputs"]["report"] == f"jobs/{job_id}/report/index.html"
+    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
+    history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
+    entered = {e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e}
+    assert not entered & {"RecordSuccess", "NotifySuccess", "Succeeded"}
+    failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
+    assert failed == {"error": "QualityBelowTarget", "cause": "held-out PSNR 17.25 dB is below the target 22.00 dB."}
+
+    (msg,) = _sent()  # the failure email only, never the success email
+    assert msg.subject.startswith("Your Spaceport splat is below target") and "is ready" not in msg.body
+    assert "is below the quality target, so this job failed" in msg.body
+    assert "What went wrong: held-out PSNR 17.25 dB is below the target 22.00 dB.\n" in msg.body
+    assert f"What to do: {QualityBelowTarget.default_fix}\n" in msg.body
+    (link,) = re.findall(r"https://\S+", msg.body)  # the report only: the splat itself is not a result
+    assert f"Report (below target): {link}\n" in msg.body
+    url = urlparse(link)
+    assert url.hostname == RESULTS_DOMAIN and url.path == f"/jobs/{job_id}/report/index.html"
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    secret = links.read_secret(machine.s3.get_object(Bucket=BUCKET, Key=links.SECRET_OBJECT)["Body"].read())
+    assert query[links.SIGNATURE] == links.signature(secret, job_id, int(query[links.EXPIRES]))
+    # The link opens the report the publish job made from that record, through the edge function.
+    status, body = _open_through_the_edge(machine, tmp_path / "bucket", link)
+    assert status == 200 and "Spaceport job report (below target)" in body
+    forged = link.replace(query[links.SIGNATURE], links.signature("another secret", job_id, int(query[links.EXPIRES])))
+    assert _open_through_the_edge(machine, tmp_path / "bucket", forged)[0] == 403
+
+
+def test_compress_failing_after_a_below_target_gate_fails_with_compress_error(machine):
+    from spaceport.core.errors import CompressionFailed
+
+    machine.fake.metrics["test_psnr"] = 17.25
+    line = CompressionFailed("The SOG encoder ran out of memory", "Lower max_gaussians").record("compress").line()
+    machine.fake.script["compress"] = [SageMakerError("States.TaskFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed", "ExitMessage": line}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]  # bad input: not retried
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and record["stage"] == "compress"
+    assert record["failure"]["error"] == "CompressionFailed"
+    assert record["failure"]["reason"] == "The SOG encoder ran out of memory."
+    assert record["quality_gate"]["passed"] is False and "report" not in record["outputs"]
+    (msg,) = _sent()
+    assert msg.subject.startswith("Spaceport could not process") and "Where: Compression\n" in msg.body
+    assert "https://" not in msg.body.split("Logs:")[0]  # no report to link
+
+
+def test_publish_capacity_retry_after_a_below_target_gate_still_ends_below_target(machine):
+    machine.fake.metrics["test_psnr"] = 17.25
+    machine.fake.script["publish"] = [SageMakerError("States.TaskFailed", json.dumps(
+        {"ProcessingJobStatus": "Failed", "FailureReason": CAPACITY}))]
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish", "publish"]
+    record = _record(out["job_id"])
+    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
+    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("publish", 2)]
+
+
+def test_a_model_without_metrics_fails_at_the_gate_before_compress(machine, monkeypatch):
+    import lambdas_support
+
+    monkeypatch.setattr(lambdas_support, "model_tarball", lambda metrics: b"not a tarball")
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record.failure.error == "QualityBelowTarget" and record.stage == "quality_gate"
-    assert record.failure.reason == "held-out PSNR 17.25 dB is below the target 22.00 dB."
-    assert record.failure.details["test_psnr"] == 17.25  # the gate Lambda's numbers, whole
-    assert record.metrics["test_psnr"] == 17.25
+    assert record["failure"]["error"] == "ModelInvalid" and record["stage"] == "quality_gate"
+    assert "not a readable tarball" in record["failure"]["reason"]
+
+
+def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded(machine):
+    machine.fake.metrics["test_psnr"] = 17.25
+    machine.broken["spaceport-record"] = RuntimeError("dynamodb down")
+    out, desc = _run(machine)
+    assert desc["status"] == "FAILED"
+    # Publish would read a record without the verdict, and its report would not say below target.
+    assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]
+    record = _record(out["job_id"])
+    assert record["status"] == "FAILED" and "dynamodb down" in record["failure"]["reason"]
+    (msg,) = _sent()
+    assert "dynamodb down" in msg.body and "https://" not in msg.body.split("Logs:")[0]
 
 
 def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
@@ -242,8 +403,8 @@ def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record.status == "SUCCEEDED"
-    assert record.notify.sent is False and "MessageRejected" in record.notify.error
+    assert record["status"] == "SUCCEEDED"
+    assert record["notify"]["sent"] is False and "MessageRejected" in record["notify"]["error"]
 
 
 def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
@@ -251,8 +412,8 @@ def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record.status == "SUCCEEDED"
-    assert record.notify.sent is False and "boom" in record.notify.error
+    assert record["status"] == "SUCCEEDED"
+    assert record["notify"]["sent"] is False and "boom" in record["notify"]["error"]
 
 
 def test_duplicate_upload_event_starts_nothing_new(machine):
@@ -264,13 +425,13 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
     assert len(executions) == 1
     assert len(machine.fake.calls) == 4
     record = _record(out["job_id"])
-    assert record.status == "SUCCEEDED" and [d.reason for d in record.duplicates] == ["duplicate event"]
+    assert record["status"] == "SUCCEEDED" and [d["reason"] for d in record["duplicates"]] == ["duplicate event"]
 
 
 def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
-    assert _record(out["job_id"]).notify.model_dump() == {"sent": False, "channel": None, "skipped": "no address",
+    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
                                                 "error": None, "links_error": None}
     assert _sent() == []
 
@@ -288,8 +449,8 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     record = _record(out["job_id"])
-    assert record.status == "FAILED" and record.failure.error == "OutOfMemory"
-    assert record.failure.reason == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
+    assert record["status"] == "FAILED" and record["failure"]["error"] == "OutOfMemory"
+    assert record["failure"]["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
 
 
 def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):
@@ -302,8 +463,8 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
         f"{job_id}-compress", f"{job_id}-compress-r2"]
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "compress", "publish"]
     record = _record(job_id)
-    assert record.stages["compress"].job_name == f"{job_id}-compress-r2"
-    assert [(r.stage, r.attempt) for r in record.retries] == [("compress", 2)]
+    assert record["stages"]["compress"]["job_name"] == f"{job_id}-compress-r2"
+    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
 
 
 # ---- create-time errors: the integration's real names and causes ----
@@ -336,10 +497,10 @@ def test_a_validation_error_fails_at_once_with_reason_fix_and_log_link(machine, 
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     assert not [e for e in history if e["type"] == "WaitStateEntered"]
     record = _record(out["job_id"])
-    assert record.status == "FAILED" and record.stage == stage and record.retries == []
-    failure = record.failure
-    assert failure.error == "JobRejected" and failure.fix.startswith(fix)
-    assert message.rstrip(".") in failure.reason
+    assert record["status"] == "FAILED" and record["stage"] == stage and record["retries"] == []
+    failure = record["failure"]
+    assert failure["error"] == "JobRejected" and failure["fix"].startswith(fix)
+    assert message.rstrip(".") in failure["reason"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "JobRejected"
     (msg,) = _sent()
@@ -356,7 +517,7 @@ def test_throttling_at_job_creation_is_retried_and_the_job_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert [(r.stage, r.attempt, r.reason) for r in record.retries] == [("train", 2, "Rate exceeded.")]
+    assert [(r["stage"], r["attempt"], r["reason"]) for r in record["retries"]] == [("train", 2, "Rate exceeded.")]
 
 
 def test_a_job_sagemaker_failed_internally_is_retried(machine):
@@ -366,7 +527,7 @@ def test_a_job_sagemaker_failed_internally_is_retried(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "sfm", "train", "compress", "publish"]
-    assert [r.job_name for r in _record(out["job_id"]).retries] == [f"{out['job_id']}-sfm-r2"]
+    assert [r["job_name"] for r in _record(out["job_id"])["retries"]] == [f"{out['job_id']}-sfm-r2"]
 
 
 def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
@@ -377,4 +538,4 @@ def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
-    assert _record(out["job_id"]).failure.error == "JobRejected"
+    assert _record(out["job_id"])["failure"]["error"] == "JobRejected"

@@ -92,9 +92,10 @@ def test_stage_summary_handles_iso_and_epoch_times():
 
 
 def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
-    """The Lambda applies spaceport.stages.gate (the local runner's gate) to metrics.json inside model.tar.gz."""
+    """The Lambda applies spaceport.stages.gate (the local runner's gate) to metrics.json inside model.tar.gz and
+    returns its verdict; a miss is a verdict (the workflow still publishes), a bad model an error."""
     import boto3
-    from lambdas_support import BUCKET, REGION, model_tarball
+    from lambdas_support import BUCKET, REGION, FakeContext, model_tarball
 
     from spaceport.core.errors import ModelInvalid
 
@@ -103,18 +104,44 @@ def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
     s3.put_object(Bucket=BUCKET, Key=key,
                   Body=model_tarball({"test_psnr": 25.0, "test_ssim": 0.9, "num_gaussians": 1000}))
     training = {"ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{key}"}}
-    check = load_handler("quality_gate").check
-    passed = check({"min_psnr": 24.0, "max_gaussians": 1000}, training, s3)
+    lam = load_handler("quality_gate")
+    passed = lam.verdict({"min_psnr": 24.0, "max_gaussians": 1000}, training, s3)
     assert passed.model_dump() == {"passed": True, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 24.0,
                                    "max_gaussians": 1000}
-    with pytest.raises(QualityBelowTarget, match=r"25\.00 dB is below the target 26\.00 dB") as info:
-        check({"min_psnr": 26.0, "max_gaussians": 1000}, training, s3)
-    assert info.value.details["test_psnr"] == 25.0 and info.value.details["min_psnr"] == 26.0
-    with pytest.raises(QualityBelowTarget, match="1000 Gaussians exceed the cap of 999"):
-        check({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
+    low = lam.handler({"thresholds": {"min_psnr": 26.0, "max_gaussians": 1000}, "training": training}, FakeContext())
+    assert low == {"passed": False, "test_psnr": 25.0, "num_gaussians": 1000, "min_psnr": 26.0, "max_gaussians": 1000}
+    assert not lam.verdict({"min_psnr": 20.0, "max_gaussians": 999}, training, s3).passed
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"not a tarball")
     with pytest.raises(ModelInvalid, match="not a readable tarball"):
-        check({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
+        lam.verdict({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
+
+
+def test_a_below_target_verdict_fails_the_job_at_the_gate_with_its_outputs():
+    """What RecordFailure gets after BelowTarget: the gate's miss (as the local runner records it) and the
+    published outputs; any other error after a below-target gate names that error and its stage."""
+    from lambdas_support import plan_for
+
+    from spaceport.core.summaries import GateResult
+    from spaceport.stages import gate
+
+    plan = plan_for("sp-x-0123456789abcdef", "s3://b/uploads/x.zip")
+    verdict = GateResult(passed=False, test_psnr=17.0, num_gaussians=5, min_psnr=20.0, max_gaussians=0)
+    results = {s: {} for s in ("sfm", "train", "compress", "publish")} | {"quality_gate": {"value": verdict.model_dump()}}
+    error = {"Error": "QualityBelowTarget", "Cause": verdict.model_dump_json()}
+    rec = records.failed(records.new_record(plan), plan, results, error)
+    assert rec.status == "FAILED" and rec.stage == "quality_gate"
+    assert rec.failure == gate.miss(verdict).record("quality_gate") == rec.stages["quality_gate"].failure
+    assert rec.failure.reason == "held-out PSNR 17.00 dB is below the target 20.00 dB."
+    assert rec.outputs["report"].endswith("/report/index.html") and rec.quality_gate == verdict
+    assert records.describe_failure(error) == rec.failure  # the notify fallback reads the same record
+    # A passing verdict, or another error, is not a miss.
+    passed = verdict.model_copy(update={"passed": True, "test_psnr": 25.0})
+    assert records.below_target({"Error": "QualityBelowTarget", "Cause": passed.model_dump_json()}) is None
+    oom = {"Error": "States.TaskFailed", "Cause": json.dumps({"ProcessingJobStatus": "Failed",
+                                                              "FailureReason": "OutOfMemory: too big"})}
+    del results["compress"], results["publish"]
+    rec = records.failed(records.new_record(plan), plan, results, oom)
+    assert rec.stage == "compress" and rec.failure.error == "OutOfMemory" and "report" not in rec.outputs
 
 
 def _sdk(message, code, status=400, name="SageMaker.AmazonSageMakerException"):

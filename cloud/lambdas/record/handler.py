@@ -1,14 +1,17 @@
 """Job record steps of the state machine: ``progress``, ``retry``, ``succeeded``, ``failed`` and
 ``notify_failed``.
 
-- ``progress`` (before Publish) stores the stages done so far, so ``jobs/<id>/job.json`` holds
-  per-stage seconds and cost when the publish job reads it.
+- ``progress`` (before Publish) stores the stages done so far and the quality gate's verdict, so
+  ``jobs/<id>/job.json`` holds per-stage seconds and cost, and whether the splat is below target,
+  when the publish job reads it.
 - ``retry`` (a SageMaker stage was caught) decides whether to run the stage again: only a job
   that failed inside SageMaker for lack of capacity, within the ASL's policy; it returns the
   plan with that stage's attempt and job name bumped (spaceport.cloud.records.plan_retry).
 - ``failed`` turns the caught ``{"Error", "Cause"}`` into the failure record the email and the Fail
   state use (the stage is the first with no result; the record comes from the SageMaker job's
-  FailureReason/ExitMessage through spaceport.core.errors.parse_failure).
+  FailureReason/ExitMessage through spaceport.core.errors.parse_failure). After every stage ran on a
+  splat below the quality gate, the error is the workflow's own QualityBelowTarget: the record
+  then fails at the gate with its miss and lists the published report (records.below_target).
 
 Records are :class:`spaceport.core.summaries.JobRecord`; the state machine gets them as JSON.
 """

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from spaceport.core.errors import ModelInvalid, QualityBelowTarget
 from spaceport.core.stage import Input, StageDef, StagePaths
-from spaceport.core.summaries import GateResult, TrainMetrics, parse_summary, read_summary
+from spaceport.core.summaries import GateResult, StageRecord, TrainMetrics, parse_summary, read_summary
 
 
 @dataclass(frozen=True)
@@ -40,17 +40,34 @@ def evaluate(metrics: TrainMetrics, targets: QualityTargets) -> GateResult:
                       min_psnr=targets.min_psnr, max_gaussians=targets.max_gaussians)
 
 
+def miss(result: GateResult) -> QualityBelowTarget | None:
+    """The gate's verdict as its typed error (what missed and by how much, the numbers as details),
+    or None when the splat passed."""
+    if result.passed:
+        return None
+    misses = []
+    if result.min_psnr > 0 and not result.test_psnr >= result.min_psnr:
+        misses.append(f"held-out PSNR {result.test_psnr:.2f} dB is below the target {result.min_psnr:.2f} dB")
+    if result.max_gaussians > 0 and result.num_gaussians > result.max_gaussians:
+        misses.append(f"{result.num_gaussians} Gaussians exceed the cap of {result.max_gaussians}")
+    return QualityBelowTarget("; ".join(misses), **result.model_dump())
+
+
 def check(metrics: TrainMetrics, targets: QualityTargets) -> GateResult:
     """Evaluate the gate and raise :class:`QualityBelowTarget` when the splat misses it."""
     result = evaluate(metrics, targets)
-    if result.passed:
-        return result
-    misses = []
-    if targets.min_psnr > 0 and not result.test_psnr >= targets.min_psnr:
-        misses.append(f"held-out PSNR {result.test_psnr:.2f} dB is below the target {targets.min_psnr:.2f} dB")
-    if targets.max_gaussians > 0 and result.num_gaussians > targets.max_gaussians:
-        misses.append(f"{result.num_gaussians} Gaussians exceed the cap of {targets.max_gaussians}")
-    raise QualityBelowTarget("; ".join(misses), **result.model_dump())
+    error = miss(result)
+    if error is not None:
+        raise error
+    return result
+
+
+def stage_record(result: GateResult, seconds: float | None = None) -> StageRecord:
+    """The gate's entry in the job record, on either runner: passed or failed, its numbers, and for a
+    miss the failure record (reason, fix) the report's below-target notice quotes."""
+    error = miss(result)
+    return StageRecord(status="failed" if error else "passed", seconds=seconds, numbers=result.headline(),
+                       failure=error.record(STAGE.name) if error else None)
 
 
 def check_file(metrics_json: Path, targets: QualityTargets) -> GateResult:

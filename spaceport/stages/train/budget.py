@@ -40,6 +40,14 @@ CAP_FACTORS = (2, 4, 8, 16, 32)
 CAP_RANGE = (60_000, 1_500_000)
 #: Refinement (densification) ends at this share of the steps; the rest fits what exists.
 REFINE_STOP = 0.7
+#: The positions' learning rate decays geometrically to this share of its start by the last step.
+LR_END = 0.01
+#: A running budget re-fits its schedule when the steps that fit differ from the plan by more than this share.
+REFIT_TOLERANCE = 0.1
+#: A running budget compares its pace with the schedule every this share of the budget.
+REFIT_EVERY = 0.05
+#: Share of the time left that a re-fitted schedule fills (the pace is measured, not predicted, by then).
+REFIT_FILL = 0.95
 #: Smallest longest side in pixels a candidate resolution may have: the `fast` preset trains the
 #: captures here at 150-250 px (downscale 4), so the coarsest candidate is what `fast` uses.
 MIN_LONG_SIDE = 150
@@ -104,13 +112,15 @@ class BudgetPlan:
         """Expected wall seconds of the whole training stage."""
         return self.spent_s + self.loop_s + self.tail_s
 
-    def growth_ahead(self, step: int, gaussians: int) -> float:
+    def growth_ahead(self, step: int, gaussians: int, steps: int | None = None) -> float:
         """How much dearer the remaining steps are than the current ones, as the count grows to the cap
-        until refinement ends (the rate measured so far does not see that growth)."""
-        refine_end = int(self.steps * REFINE_STOP)
-        if step >= refine_end or gaussians >= self.max_gaussians or self.probe is None:
+        until refinement ends (the rate measured so far does not see that growth). ``steps``: the run's
+        step count now (a re-fitted schedule's), the plan's by default."""
+        steps = self.steps if steps is None else steps
+        refine_end = int(steps * REFINE_STOP)
+        if step >= refine_end or step >= steps or gaussians >= self.max_gaussians or self.probe is None:
             return 1.0
-        left = self.steps - step
+        left = steps - step
         growing = refine_end - step
         ahead = (growing * self.probe.step_seconds((gaussians + self.max_gaussians) / 2)
                  + (left - growing) * self.probe.step_seconds(self.max_gaussians)) / left
@@ -125,10 +135,63 @@ class BudgetPlan:
             "downscale": str(self.downscale), "steps": str(s), "max_gaussians": str(self.max_gaussians),
             "refine_start": str(int(min(500, max(50, s // 10)))), "refine_stop": str(int(s * REFINE_STOP)),
             "refine_every": str(refine_every), "reset_every": str(3000 if s >= 6000 else 0),
-            "sh_degree_interval": str(max(50, s // (2 * max(1, sh_degree)))),
+            "sh_degree_interval": str(sh_interval(s, sh_degree)),
             "log_every": str(max(10, s // 50)), "eval_every": str(max(1, s)),
             "checkpoint_every": str(max(100, s // 10)),
         }
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What changes with the step count during a run: the last step, the positions' learning rate (a
+    geometric decay to ``LR_END`` of its start at the last step), the end of refinement and the SH
+    band interval. A budgeted run re-fits it (:meth:`refit`) when the machine's pace differs from the
+    calibration's, so the learning rate still anneals and refinement still ends before the deadline,
+    instead of the run being cut off mid-schedule."""
+
+    steps: int
+    lr_step: int
+    """The step :attr:`lr_at_step` holds at: the decay runs from there to :attr:`steps`."""
+    lr_at_step: float
+    lr_end: float
+    refine_stop: int
+    sh_interval: int
+
+    @classmethod
+    def start(cls, steps: int, means_lr: float, refine_stop: int, sh_interval: int) -> Schedule:
+        return cls(steps=steps, lr_step=0, lr_at_step=means_lr, lr_end=means_lr * LR_END,
+                   refine_stop=refine_stop, sh_interval=sh_interval)
+
+    def means_lr(self, step: int) -> float:
+        """The positions' learning rate at ``step`` (0-based)."""
+        span = max(1, self.steps - self.lr_step)
+        return self.lr_at_step * (self.lr_end / self.lr_at_step) ** ((step - self.lr_step) / span)
+
+    def sh_degree(self, step: int, top: int) -> int:
+        """SH bands switched on at ``step``: one more every :attr:`sh_interval` steps, up to ``top``."""
+        return min(step // self.sh_interval, top)
+
+    def refit(self, done: int, steps: int, sh_top: int) -> Schedule:
+        """The schedule for ``steps`` in all with ``done`` of them behind: the learning rate decays from
+        where it is to the end in the steps left, refinement ends at ``REFINE_STOP`` of the new count
+        unless it already has, and SH bands never switch off."""
+        steps = max(done + 1, steps)
+        refine_stop = self.refine_stop if done >= self.refine_stop else max(done, int(steps * REFINE_STOP))
+        interval = sh_interval(steps, sh_top)
+        if min(done // interval, sh_top) < self.sh_degree(done, sh_top):
+            interval = self.sh_interval
+        return Schedule(steps=steps, lr_step=done, lr_at_step=self.means_lr(done), lr_end=self.lr_end,
+                        refine_stop=refine_stop, sh_interval=interval)
+
+
+def sh_interval(steps: int, sh_degree: int) -> int:
+    """Steps between SH bands in a budgeted run: every band is on by half the run."""
+    return max(50, steps // (2 * max(1, sh_degree)))
+
+
+def steps_that_fit(done: int, seconds_left: float, step_s: float) -> int:
+    """The step count a run can reach by its deadline at ``step_s`` seconds a step (``REFIT_FILL``)."""
+    return done + int(max(0.0, seconds_left) * REFIT_FILL / max(step_s, 1e-6))
 
 
 def mean_gaussians(start: int, cap: int) -> float:

@@ -1,4 +1,4 @@
-"""Differentiable 3DGS rasterization: gsplat's CUDA kernels on a GPU, a tile-culled PyTorch compositor on CPU.
+"""Differentiable 3DGS rasterization: gsplat's CUDA kernels on a GPU, a tile-culled compositor on CPU.
 
 :func:`rasterization` has gsplat's signature and semantics (packed=False, classic or antialiased
 mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)``. On CUDA it is
@@ -13,8 +13,12 @@ mode, pinhole cameras) and returns ``(colors [C,H,W,3], alphas [C,H,W,1], info)`
   stop (exclusively) once T would reach 1e-4,
   background weighted by the final T.
 
+Compositing runs in numba kernels (:mod:`spaceport.stages.train.composite_numba`: each pixel's list once,
+with the early stop; several times faster, bench/results/composite.md) unless numba is missing or
+``SPACEPORT_COMPOSITOR=torch``; :func:`composite_tiles` below is the torch reference they are tested against.
+
 Projection is written elementwise (one GEMM for the view rotation) instead of gsplat's batched
-3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md). Compositing gathers each tile's depth-sorted
+3×3 einsums (1.5× faster with torch 2.13, see bench/results/train.md). The torch compositor gathers each tile's depth-sorted
 Gaussians into a padded ``[tiles, pixels, K]`` block (8×8 tiles: the image does not depend on the
 tile size, and small tiles waste fewer pixel-Gaussian pairs), tiles bucketed by list length so padding stays
 small, and K processed in slices that carry the transmittance so memory stays bounded.
@@ -288,6 +292,42 @@ def composite_tiles(
     return to_image(full_rgb), 1.0 - to_image(full_T[..., None])
 
 
+_FUSED: dict[str, Any] = {}
+
+
+def fused_compositor() -> Any:
+    """The numba compositor module, or None where numba is missing or fails to import (then torch composites)."""
+    if "module" not in _FUSED:
+        try:
+            from spaceport.stages.train import composite_numba
+        except Exception as exc:  # numba missing or broken: the torch path is always there
+            print(f"stage=train phase=rasterize compositor=torch reason={type(exc).__name__}", flush=True)
+            composite_numba = None
+        _FUSED["module"] = composite_numba
+    return _FUSED["module"]
+
+
+def composite(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, colors: Tensor, background: Tensor,
+    gauss: Tensor, offsets: Tensor, width: int, height: int, tile: int = TILE, compositor: str | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Composite one camera's tiles with the numba kernels (``compositor="numba"``, the default) or
+    :func:`composite_tiles` (``"torch"``, the reference); ``SPACEPORT_COMPOSITOR`` sets the default.
+
+    Both give the same image and gradients (to rounding); numba is several times faster on CPU
+    (bench/results/composite.md). Without numba the torch path runs.
+    """
+    choice = compositor or os.environ.get("SPACEPORT_COMPOSITOR", "numba")
+    if choice not in ("numba", "torch"):
+        from spaceport.core.errors import ConfigInvalid
+
+        raise ConfigInvalid(f"The CPU compositor must be 'numba' or 'torch', got {choice!r}",
+                            fix="Set SPACEPORT_COMPOSITOR (or compositor=) to 'numba' or 'torch', or unset it.")
+    fused = fused_compositor() if choice == "numba" else None
+    fn = fused.composite_fused if fused is not None else composite_tiles
+    return fn(means2d, conics, opacities, colors, background, gauss, offsets, width, height, tile)
+
+
 def _colors_for(colors: Tensor, cam: int, ids: Tensor, means: Tensor, viewmat: Tensor,
                 sh_degree: int | None) -> Tensor:
     """Per-Gaussian RGB for the visible ``ids`` of one camera (SH evaluated like gsplat)."""
@@ -305,8 +345,9 @@ def rasterization_cpu(
     viewmats: Tensor, Ks: Tensor, width: int, height: int, *, near_plane: float = 0.01,
     far_plane: float = 1e10, radius_clip: float = 0.0, eps2d: float = 0.3, sh_degree: int | None = None,
     backgrounds: Tensor | None = None, rasterize_mode: str = "classic", tile_size: int = CPU_TILE,
+    compositor: str | None = None,
 ) -> tuple[Tensor, Tensor, dict[str, Any]]:
-    """The CPU path of :func:`rasterization` (same arguments and outputs as gsplat's)."""
+    """The CPU path of :func:`rasterization` (gsplat's arguments and outputs; ``compositor``: see :func:`composite`)."""
     C = viewmats.shape[0]
     aa = rasterize_mode == "antialiased"
     proj = [project(means, quats, scales, opacities, viewmats[c], Ks[c], width, height, eps2d=eps2d,
@@ -325,8 +366,8 @@ def rasterization_cpu(
         op = opacities[ids] * proj[c][4][ids] if aa else opacities[ids]
         col = _colors_for(colors, c, ids, means, viewmats[c], sh_degree)
         bg = backgrounds[c] if backgrounds is not None else torch.zeros(col.shape[-1], dtype=means.dtype)
-        img, alpha = composite_tiles(means2d[c][ids], conics[c][ids], op, col, bg, local, offsets,
-                                     width, height, tile_size)
+        img, alpha = composite(means2d[c][ids], conics[c][ids], op, col, bg, local, offsets,
+                               width, height, tile_size, compositor)
         renders.append(img)
         alphas.append(alpha)
     info = {

@@ -27,7 +27,7 @@ from spaceport.core.files import atomic_path
 from spaceport.core.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
 from spaceport.geometry.splat import write_ply
 from spaceport.local import progress
-from spaceport.stages.train.budget import BudgetPlan
+from spaceport.stages.train.budget import REFIT_EVERY, REFIT_TOLERANCE, BudgetPlan, Schedule, steps_that_fit
 from spaceport.stages.train.config import TrainConfig
 from spaceport.stages.train.data import View, cameras_json, load_model, load_views
 from spaceport.stages.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
@@ -154,8 +154,9 @@ class Trainer:
 
         self.images = {v.name: torch.from_numpy(v.image).to(self.device) for v in self.train_views}
         self.background = torch.full((3,), 1.0 if cfg.data.background == "white" else 0.0, device=self.device)
-        self.means_lr = cfg.optim.learning_rates(self.scene_scale)["means"]
-        self.gamma = 0.01 ** (1.0 / cfg.optim.steps)  # the positions' learning rate decays to 1% at the last step
+        #: the step count, the positions' learning rate decay, the end of refinement and the SH bands
+        self.schedule = Schedule.start(cfg.optim.steps, cfg.optim.learning_rates(self.scene_scale)["means"],
+                                       cfg.densify.refine_stop, cfg.optim.sh_degree_interval)
         self.checkpoint = checkpoint_dir / CHECKPOINT if checkpoint_dir else None
 
         # The run's progress: with the tensors above, what a checkpoint holds.
@@ -173,6 +174,7 @@ class Trainer:
         """Everything a resumed run needs to continue bit for bit, tensors on the CPU."""
         state = {
             "step": self.steps_done, "order": list(self.order), "config": to_dict(self.cfg),
+            "schedule": self.schedule,
             "seconds": self.seconds(), "history": [p.model_dump(exclude_none=True) for p in self.history],
             "params": {k: v.detach().cpu() for k, v in self.params.items()},
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
@@ -198,6 +200,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.gen.set_state(state["gen"])
         self.steps_done, self.prior_seconds = int(state["step"]), float(state["seconds"])
+        self._set_schedule(state["schedule"])
         self.order, self.history = list(state["order"]), [TrainStep(**p) for p in state["history"]]
 
     def save_checkpoint(self) -> None:
@@ -231,7 +234,7 @@ class Trainer:
         self.at_step = step + 1
         view = self._next_view()
         gt = self.images[view.name]
-        means_lr = self.means_lr * self.gamma**step
+        means_lr = self.schedule.means_lr(step)
         for group in self.optimizers["means"].param_groups:
             group["lr"] = means_lr
 
@@ -267,21 +270,26 @@ class Trainer:
     def fit(self) -> None:
         """:meth:`step` until ``steps``, or until the held-out PSNR reaches ``target_psnr``: a progress
         line every ``log_every`` steps and a checkpoint every ``checkpoint_every``."""
-        rt, steps = self.cfg.runtime, self.cfg.optim.steps
+        rt = self.cfg.runtime
         start, t_loop = self.steps_done, time.perf_counter()
         t_log, at_log = t_loop, start  # the rate since the last progress line feeds the ETA
+        t_fit, at_fit = t_loop, start  # and the rate since the last look at the schedule, the re-fit
         try:
-            while self.steps_done < steps:
+            while self.steps_done < self.schedule.steps:
                 loss, img, gt = self.step()
                 done = self.steps_done
-                if done % rt.log_every == 0 or done == steps:
-                    now = time.perf_counter()
+                now = time.perf_counter()
+                if self.deadline is not None and now - t_fit >= REFIT_EVERY * rt.minutes * 60.0:
+                    self._refit(done, (now - t_fit) / max(1, done - at_fit), now)
+                    t_fit, at_fit = now, done
+                if done % rt.log_every == 0 or done == self.schedule.steps:
                     rate = (now - t_log) / max(1, done - at_log)  # s per step, lately
                     t_log, at_log = now, done
                     self._log(done, loss, psnr(img, gt), eta_s=self._eta(done, rate, now))
                 if self._reached_target(done):
                     self.stopped_early = True
                     break
+                steps = self.schedule.steps
                 if self.deadline is not None and done < steps and time.perf_counter() >= self.deadline:
                     self.stopped_early = True  # out of time: evaluate and export what there is
                     progress.emit(STAGE, phase="deadline", step=done, minutes=rt.minutes)
@@ -334,15 +342,35 @@ class Trainer:
         """Seconds until the loop ends. With a budget: the remaining steps at the recent rate, made
         dearer by the Gaussians still to come (the plan's calibration), never past the deadline, plus
         the expected evaluation and export."""
-        eta = rate * (self.cfg.optim.steps - done)
+        eta = rate * (self.schedule.steps - done)
         if self.budget is None or self.deadline is None:
             return eta
-        eta *= self.budget.growth_ahead(done, len(self.params["means"]))
+        eta *= self.budget.growth_ahead(done, len(self.params["means"]), self.schedule.steps)
         return max(0.0, min(eta, self.deadline - now)) + self.budget.tail_s
 
+    def _refit(self, done: int, rate: float, now: float) -> None:
+        """With a budget: when the steps that fit by the deadline at the pace seen since the last progress
+        line (made dearer by the Gaussians still to come) differ from the schedule's by more than
+        ``REFIT_TOLERANCE``, re-fit the schedule to them. A machine slower than calibrated (other work
+        on it, a costlier scene) still gets an annealed, fully refined splat by the deadline, and a
+        faster one uses its time."""
+        if self.budget is None or self.deadline is None or done >= self.schedule.steps:
+            return
+        step_s = rate * self.budget.growth_ahead(done, len(self.params["means"]), self.schedule.steps)
+        fits = steps_that_fit(done, self.deadline - now, step_s)
+        if abs(fits - self.schedule.steps) <= REFIT_TOLERANCE * self.schedule.steps:
+            return
+        self._set_schedule(self.schedule.refit(done, fits, self.cfg.optim.sh_degree))
+        progress.emit(STAGE, phase="refit", step=done, steps=self.schedule.steps, step_s=round(step_s, 4))
+
+    def _set_schedule(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        if hasattr(self.strategy, "refine_stop_iter"):  # gsplat's strategies read it at every step
+            self.strategy.refine_stop_iter = schedule.refine_stop
+
     def sh_degree_at(self, step: int) -> int:
-        """SH bands switched on at ``step``: one more every ``sh_degree_interval`` steps."""
-        return min(step // self.cfg.optim.sh_degree_interval, self.cfg.optim.sh_degree)
+        """SH bands switched on at ``step`` (the schedule's interval)."""
+        return self.schedule.sh_degree(step, self.cfg.optim.sh_degree)
 
     def seconds(self) -> float:
         """Wall-clock seconds of the run so far, including those before a resume."""
@@ -374,7 +402,7 @@ class Trainer:
     def _reached_target(self, done: int) -> bool:
         """Every ``eval_every`` steps with a ``target_psnr``: is the held-out PSNR there yet?"""
         rt = self.cfg.runtime
-        if rt.target_psnr is None or done % rt.eval_every or done >= self.cfg.optim.steps:
+        if rt.target_psnr is None or done % rt.eval_every or done >= self.schedule.steps:
             return False
         test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background)
         self.history.append(TrainStep(step=done, test_psnr=round(test_psnr, 3)))
@@ -400,7 +428,8 @@ class Trainer:
             budget=None if self.budget is None else TrainBudget(
                 minutes=cfg.runtime.minutes, expected_s=round(self.budget.expected_s, 1),
                 planned_steps=cfg.optim.steps,
-                stopped_at_deadline=self.stopped_early and self.steps_done < cfg.optim.steps
+                refitted_steps=self.schedule.steps if self.schedule.steps != cfg.optim.steps else None,
+                stopped_at_deadline=self.stopped_early and self.steps_done < self.schedule.steps
                 and cfg.runtime.target_psnr is None),
             config=to_strings(cfg), history=self.history)
 

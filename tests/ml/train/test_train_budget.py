@@ -41,14 +41,40 @@ def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, ca
     assert metrics.test_psnr > 10
 
 
-def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_path, capsys, monkeypatch):
+def _optimistic_calibration(monkeypatch) -> None:
+    """A calibration that claims 1 ms a step: the plan asks for thousands of steps."""
     from spaceport.stages.train import budget, calibrate
+
+    fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
+    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
+
+
+def test_a_schedule_planned_too_long_is_refitted_to_the_pace_and_anneals_by_the_deadline(
+        scene, tmp_path, capsys, monkeypatch):
     from spaceport.stages.train.trainer import train
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
-    # A calibration that claims 1 ms a step: the plan asks for thousands of steps, and only the deadline ends them.
-    fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
-    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
+    _optimistic_calibration(monkeypatch)
+    train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "0.4"}))
+    events = _events(capsys.readouterr().out)
+    plan = next(e for e in events if e.get("phase") == "plan")
+    refits = [e for e in events if e.get("phase") == "refit"]
+    assert refits and refits[0]["steps"] < plan["steps"] / 4  # the real pace is far slower than 1 ms a step
+    metrics = read_summary(TrainMetrics, tmp_path / "out" / "metrics.json")
+    assert metrics.budget is not None and metrics.budget.refitted_steps == refits[-1]["steps"]
+    # The loop ran its re-fitted schedule (or all but its last few steps, cut by the deadline):
+    # not a tenth of the plan, broken off mid-refinement.
+    assert metrics.steps >= 0.8 * refits[-1]["steps"]
+    assert (tmp_path / "out" / "splat.ply").is_file()
+
+
+def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_path, capsys, monkeypatch):
+    from spaceport.stages.train import trainer
+    from spaceport.stages.train.trainer import train
+
+    monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
+    _optimistic_calibration(monkeypatch)
+    monkeypatch.setattr(trainer, "REFIT_TOLERANCE", float("inf"))  # no re-fit: only the deadline ends the loop
     train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "0.2"}))
     events = _events(capsys.readouterr().out)
     plan = next(e for e in events if e.get("phase") == "plan")

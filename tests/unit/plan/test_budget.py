@@ -101,3 +101,36 @@ def test_the_plan_and_the_estimate_read_as_sentences() -> None:
                                  "expected 9 min 30 s, done at 18:52:10")
     est = {"phase": "estimate", "steps": "7000", "width": "1008", "height": "756", "expected_s": "7915.9"}
     assert notice_line(est).startswith("training estimate: 7000 steps at 1008x756 px take about 2 h 11 min")
+
+
+def test_the_learning_rate_decays_to_its_end_at_the_last_step() -> None:
+    s = budget.Schedule.start(1000, 2.0, refine_stop=700, sh_interval=250)
+    assert s.means_lr(0) == 2.0
+    assert s.means_lr(500) == pytest.approx(2.0 * 0.01 ** 0.5)
+    assert s.means_lr(1000) == pytest.approx(0.02)
+    assert [s.sh_degree(k, 1) for k in (0, 249, 250, 999)] == [0, 0, 1, 1]
+
+
+def test_a_refit_to_fewer_steps_still_anneals_and_ends_refinement_before_the_deadline() -> None:
+    s = budget.Schedule.start(2000, 1.0, refine_stop=1400, sh_interval=1000)
+    lr_then = s.means_lr(400)
+    r = s.refit(400, 800, sh_top=1)
+    assert r.steps == 800
+    assert r.means_lr(400) == pytest.approx(lr_then)  # no jump at the refit
+    assert r.means_lr(800) == pytest.approx(0.01)  # the same end, reached at the new last step
+    assert r.refine_stop == int(800 * budget.REFINE_STOP)
+    assert r.sh_interval == 400 and r.sh_degree(799, 1) == 1  # the band still comes on by half the run
+
+
+def test_a_refit_never_restarts_refinement_or_switches_a_band_off() -> None:
+    s = budget.Schedule.start(600, 1.0, refine_stop=420, sh_interval=300)
+    r = s.refit(500, 3000, sh_top=1)  # a faster machine: more steps after refinement ended
+    assert r.refine_stop == 420
+    assert r.sh_degree(500, 1) == 1 and r.sh_interval == 300
+    assert r.means_lr(3000) == pytest.approx(0.01)
+    assert s.refit(500, 100, sh_top=1).steps == 501  # never behind the steps already done
+
+
+def test_the_steps_that_fit_leave_a_margin() -> None:
+    assert budget.steps_that_fit(100, 100.0, 0.5) == 100 + int(100 * budget.REFIT_FILL / 0.5)
+    assert budget.steps_that_fit(100, -5.0, 0.5) == 100
