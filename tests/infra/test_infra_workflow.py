@@ -204,7 +204,7 @@ def test_publish_reads_the_job_record_written_just_before_it():
 
 
 def test_a_splat_below_the_gate_is_published_then_fails_and_never_reaches_success():
-    states = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())["States"]
+    states = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())["States"]
     # The gate returns its verdict: a miss goes on to Compress; only a gate error is caught.
     assert states["QualityGate"]["Next"] == "Compress"
     assert states["QualityGate"]["ResultSelector"] == {"value.$": "$.Payload"}
