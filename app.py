@@ -17,9 +17,9 @@ from typing import Any
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks
 
-from stacks.nag import acknowledge
-from stacks.settings import DeploySettings
-from stacks.spaceport_stack import SpaceportStack
+from cloud.stacks.nag import acknowledge
+from cloud.stacks.settings import DeploySettings
+from cloud.stacks.spaceport_stack import SpaceportStack
 
 
 def build(app: cdk.App, *, nag: bool = True) -> SpaceportStack:

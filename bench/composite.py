@@ -33,7 +33,7 @@ def compile_seconds() -> dict[str, float]:
     """First call of the kernels (float32 forward + backward) in a fresh process with an empty numba cache."""
     code = (
         "import time, torch; t = time.perf_counter()\n"
-        "from spaceport.train import composite_numba as N\n"
+        "from spaceport.stages.train import composite_numba as N\n"
         "t_import = time.perf_counter() - t\n"
         "m = torch.tensor([[4.0, 4.0]], requires_grad=True)\n"
         "con = torch.tensor([[0.5, 0.0, 0.5]]); o = torch.tensor([0.5]); c = torch.ones(1, 3)\n"
@@ -59,7 +59,7 @@ def composite_inputs(trainer, view):
 
     import torch
 
-    from spaceport.train import rasterize as R
+    from spaceport.stages.train import rasterize as R
 
     p = trainer.params
     vm = torch.as_tensor(view.world_to_camera, dtype=torch.float32)
@@ -78,7 +78,7 @@ def composite_inputs(trainer, view):
 
 
 def time_composite(leaves, rest, compositor: str, target) -> tuple[float, float, list]:
-    from spaceport.train import rasterize as R
+    from spaceport.stages.train import rasterize as R
 
     for x in leaves:
         x.grad = None
@@ -129,8 +129,8 @@ def measure(trainer, reps: int) -> dict:
 def run(sfm: Path, sizes: list[int], reps: int) -> list[dict]:
     import torch
 
-    from spaceport.train.config import config_for
-    from spaceport.train.trainer import Trainer
+    from spaceport.stages.train.config import config_for
+    from spaceport.stages.train.trainer import Trainer
 
     os.environ["SPACEPORT_COMPOSITOR"] = "numba"
     cfg = config_for("fast", {"steps": "3000", "refine_every": "50", "refine_start": "100",

@@ -40,9 +40,10 @@ from pathlib import Path
 
 from machine import CAPTURES, ROOT, cpu_model, mem_gib
 
-from spaceport.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim
-from spaceport.compress.sog import decode_sog
-from spaceport.splat import read_ply, write_ply
+from spaceport.core.summaries import CompressSummary, TrainMetrics, read_summary
+from spaceport.geometry.splat import read_ply, write_ply
+from spaceport.stages.compress.quality import cameras_from_json, crop_view, orbit_cameras, render_all, ssim
+from spaceport.stages.compress.sog import decode_sog
 from tests.support.synthetic_splats import synthetic_splat, upscaled
 
 CAPTURE = CAPTURES / "fountain-P11" / "images"
@@ -137,7 +138,7 @@ def main() -> None:
         tmp = Path(tmp)
         train = args.real_from or train_real(tmp / "real", args.ours_timeout)
         real = read_ply(train / "splat.ply")
-        metrics = json.loads((train / "metrics.json").read_text()) if (train / "metrics.json").is_file() else {}
+        metrics = read_summary(TrainMetrics, train / "metrics.json") if (train / "metrics.json").is_file() else None
         cases = [("trained", real, train / "cameras.json")]
         if args.upscale:
             cases.append((f"trained, upscaled x{args.upscale / len(real):.1f}", upscaled(real, args.upscale, seed=1),
@@ -163,11 +164,13 @@ def main() -> None:
             row = {"scene": scene, "n": n, "degree": d, "ply_bytes": ply_bytes, "ours": ours, "theirs": theirs,
                    "views": f"{len(views)} x {'cameras.json' if cams else 'orbit'}" + (f", crop {crop}" if crop < 1 else "")}
             if ours["ok"]:
-                summary = json.loads((case / "ours" / "compress.json").read_text())
-                ours.update(bytes=summary["outputs"]["scene.sog"], spz_bytes=summary["outputs"]["scene.spz"],
-                            phases={k: v for k, v in summary["seconds"].items() if k != "sog_steps"},
-                            steps=summary["seconds"]["sog_steps"], sh_palette=summary.get("sh_palette"),
-                            quality=summary.get("quality"), bytes_per_attribute=summary["bytes_per_attribute"])
+                summary = read_summary(CompressSummary, case / "ours" / "compress.json")
+                ours.update(bytes=summary.outputs.sog, spz_bytes=summary.outputs.spz,
+                            phases={k: v for k, v in summary.seconds.items() if k != "sog_steps"},
+                            steps=summary.seconds["sog_steps"],
+                            sh_palette=summary.sh_palette.model_dump() if summary.sh_palette else None,
+                            quality=summary.quality.model_dump() if summary.quality else None,
+                            bytes_per_attribute=summary.bytes_per_attribute)
                 ours.update(scores(ref, decode_sog(case / "ours" / "scene.sog"), views))
             if theirs["ok"]:
                 theirs["bytes"] = (case / "theirs.sog").stat().st_size
@@ -193,7 +196,7 @@ def write_table(args, started: str, desc: str, rows: list, notes: list, train: P
         f"Machine: {desc}.",
         "",
         f"Real splat: {made} ({rows[0]['n']} Gaussians, SH{rows[0]['degree']}; test PSNR "
-        f"{metrics.get('test_psnr', '?')} dB vs the held-out photos). The upscaled row grows it with "
+        f"{metrics.test_psnr if metrics else '?'} dB vs the held-out photos). The upscaled row grows it with "
         "`tests.support.synthetic_splats.upscaled` (children sampled inside each trained Gaussian, scales shrunk "
         "by the cube root of the factor, colour/SH/opacity blended with a neighbour). Synthetic rows: "
         "`synthetic_splat(N, degree)` (SH bands partly i.i.d. noise). spaceport: `spaceport compress` end to end, "

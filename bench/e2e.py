@@ -29,8 +29,8 @@ from machine import CAPTURES, cpu_model
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spaceport import graph  # noqa: E402  (the stage order of the tables)
-from spaceport.summaries import JobRecord, SfmSummary, StageRecord, TrainMetrics, read_summary  # noqa: E402
+from spaceport.core import graph  # noqa: E402  (the stage order of the tables)
+from spaceport.core.summaries import JobRecord, SfmSummary, StageRecord, TrainMetrics, read_summary  # noqa: E402
 
 #: A stage the job record does not list (it did not run).
 NOT_RUN = StageRecord()

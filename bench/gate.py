@@ -17,11 +17,11 @@ The trainer holds out every 8th image by name, so a variant lays its images out 
 Every run trains with the same options (``--preset``, default ``fast``; ``--set`` adds train
 options) and the figures the gate can read from ``metrics.json`` are tabulated: held-out PSNR and
 SSIM, training-view PSNR and the gap between them (training minus held-out PSNR), the training
-views, and the capture's own figures (:mod:`spaceport.train.capture`: photo sharpness, the farthest
+views, and the capture's own figures (:mod:`spaceport.stages.train.capture`: photo sharpness, the farthest
 held-out view's offset from the training views, held-out PSNR above each photo's mean colour).
 The capture figures are measured again here from the variant's folder with the code of this tree
 (the same function on the same views as the trainer, so a definition changed after a run needs no
-new training), and each run is judged by :func:`spaceport.gate.evaluate` with this tree's defaults.
+new training), and each run is judged by :func:`spaceport.stages.gate.evaluate` with this tree's defaults.
 
     nice -n 10 python bench/gate.py [--captures monstree,fountain-P11,herzjesu-P8] [--variants good,blur]
         [--work DIR] [--preset fast] [--set steps=400] [--out RESULTS.json]
@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 from machine import CAPTURES, ROOT, cpu_model, mem_gib, write_table
+
+from spaceport.core.summaries import TrainMetrics, read_summary
 
 TEST_EVERY = 8
 VARIANTS = ("good", "few_views", "blur", "bad_poses", "far_held_out")
@@ -73,7 +75,7 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
     from PIL import Image as PILImage
     from PIL import ImageFilter
 
-    from spaceport import colmap
+    from spaceport.geometry import colmap
 
     n = len(test) + len(train)
     slots = held_out_positions(n)
@@ -110,7 +112,7 @@ def lay_out(sfm: Path, out: Path, test: list[str], train: list[str], *, poses=No
 
 def variants(sfm: Path, work: Path, seed: int = 0) -> dict[str, Path]:
     """The good capture and its bad variants, each a trainable folder under ``work``."""
-    from spaceport import colmap
+    from spaceport.geometry import colmap
 
     model = colmap.read_model(sfm / "sparse" / "0")
     names = sorted(im.name for im in model.images.values())
@@ -156,11 +158,11 @@ def variants(sfm: Path, work: Path, seed: int = 0) -> dict[str, Path]:
 
 def figures(work: Path, row: dict, min_psnr: float) -> dict:
     """``row`` with the capture figures measured again from its variant's folder and this tree's gate
-    verdict (:func:`spaceport.gate.evaluate`, default targets, ``min_psnr``) on its metrics.json."""
+    verdict (:func:`spaceport.stages.gate.evaluate`, default targets, ``min_psnr``) on its metrics.json."""
     from spaceport import colmap, gate
-    from spaceport.summaries import TrainMetrics, read_summary
-    from spaceport.train.capture import capture_figures
-    from spaceport.train.data import load_views
+    from spaceport.core.summaries import TrainMetrics, read_summary
+    from spaceport.stages.train.capture import capture_figures
+    from spaceport.stages.train.data import load_views
 
     folder = work / row["capture"] / "variants" / row["variant"]
     metrics = read_summary(TrainMetrics, work / row["capture"] / "train" / row["variant"] / "metrics.json")
@@ -196,7 +198,7 @@ def margins(rows: list[dict], targets) -> list[str]:
 def table(rows: list[dict], out: Path, min_psnr: float, notes: list[str]) -> None:
     """gate.md: every figure of every run, each run's verdict under the old gate and this tree's gate,
     and each check's margins."""
-    from spaceport.gate import QualityTargets
+    from spaceport.stages.gate import QualityTargets
 
     targets = QualityTargets(min_psnr=min_psnr)
     lines = ["# Does the quality gate separate good captures from bad ones?", "",
@@ -266,11 +268,11 @@ def main() -> None:
             spaceport("train", str(folders[var]), "--out", str(train_out), "--preset", args.preset, *extra,
                       log=work / f"train_{var}.log")
             cpu_s = sum(os.times()[2:4]) - sum(cpu[2:4])
-            m = json.loads((train_out / "metrics.json").read_text())
-            row = {"capture": cap, "variant": var, "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"],
-                   "train_psnr": m["train_psnr"], "gap": round(m["train_psnr"] - m["test_psnr"], 3),
-                   "held_out": len(m["held_out"]), "train_images": m["train_images"], "steps": m["steps"],
-                   "gaussians": m["num_gaussians"], "wall_s": round(time.perf_counter() - t, 1),
+            m = read_summary(TrainMetrics, train_out / "metrics.json")
+            row = {"capture": cap, "variant": var, "test_psnr": m.test_psnr, "test_ssim": m.test_ssim,
+                   "train_psnr": m.train_psnr, "gap": round(m.train_psnr - m.test_psnr, 3),
+                   "held_out": len(m.held_out), "train_images": m.train_images, "steps": m.steps,
+                   "gaussians": m.num_gaussians, "wall_s": round(time.perf_counter() - t, 1),
                    "cpu_s": round(cpu_s, 1), "load": round(os.getloadavg()[0], 1)}
             row = figures(args.work, row, args.min_psnr)
             rows.append(row)

@@ -60,10 +60,10 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    from spaceport.config import from_strings
-    from spaceport.errors import SpaceportError
-    from spaceport.sfm.config import PRESETS, SfmConfig
-    from spaceport.sfm.pipeline import run_sfm
+    from spaceport.core.config import from_strings
+    from spaceport.core.errors import SpaceportError
+    from spaceport.stages.sfm.config import PRESETS, SfmConfig
+    from spaceport.stages.sfm.pipeline import run_sfm
 
     if not CAPTURES.is_dir():
         raise SystemExit(f"{CAPTURES} is missing: the bench needs the repository's captures/")
@@ -102,13 +102,12 @@ def main() -> None:
             seconds = time.perf_counter() - t
             outs[label] = out
             err = _errors(label, out, inp, outs.get("baseline") if label == "auto" else None)
-            sec = s["seconds"]
-            v = s["validation"]
-            row = {"capture": name, "run": label, "choice": f"{s['matcher']} + {s['mapper']}" + (" (fallback)" if s["fallback"] else ""),
+            sec, v = s.seconds, s.validation
+            row = {"capture": name, "run": label, "choice": f"{s.matcher} + {s.mapper}" + (" (fallback)" if s.fallback else ""),
                    "total": seconds, **{k: sec.get(k, 0.0) for k in ("ingest", "extract", "match", "map", "validate", "undistort")},
-                   "registered": f"{s['registered_images']}/{s['usable_images']}", **err,
-                   "validation": "passed" if v["passed"] else "failed: " + ", ".join(v["failed"]),
-                   "tri": v["figures"]["median_triangulation_deg"], "load": os.getloadavg()[0]}
+                   "registered": f"{s.registered_images}/{s.usable_images}", **err,
+                   "validation": "passed" if v.passed else "failed: " + ", ".join(v.failed),
+                   "tri": v.figures.median_triangulation_deg, "load": os.getloadavg()[0]}
             rows.append(row)
             print(f"{name} {label}: {row}")
     lines = [

@@ -37,7 +37,7 @@ PLAN = [(1600, 8192, list(VARIANTS)), (1600, 4096, ["SR-inc", "SR-glob"]), (1024
 
 
 def _job(side: int, feats: int, threads: int, refine_pp: bool = False) -> dict:
-    from spaceport.sfm.config import SfmConfig
+    from spaceport.stages.sfm.config import SfmConfig
 
     return {"threads": threads, "camera_mode": "SINGLE",
             "config": SfmConfig(max_side=side, max_features=feats, refine_principal_point=refine_pp)}
@@ -57,7 +57,7 @@ def _set_camera_model(database: Path, model: str) -> None:
 
 
 def sweep(scenes: list[str], work: Path, log: Path, threads: int) -> None:
-    from spaceport.sfm import colmap_steps
+    from spaceport.stages.sfm import colmap_steps
     from tests.support.sfm_evaluate import compare_strecha
 
     colmap_steps._quiet()

@@ -5,7 +5,7 @@ its database, so each repeat runs the whole stage again (``--mapper global``, ev
 the preset). Each run's cameras are compared with one exhaustive + incremental reference run (no
 ground truth: centre error in % of the reference path's extent after a similarity alignment), and
 the validation verdict is recorded with the figures it used. A collapse is a median centre error
-above 5% of the extent (the collapse spaceport.sfm.validate describes measured 56%).
+above 5% of the extent (the collapse spaceport.stages.sfm.validate describes measured 56%).
 
     nice -n 10 python bench/sfm_collapse.py [--runs 4] [--preset default] [--out bench/results/sfm_collapse.md]
 """
@@ -34,10 +34,10 @@ def main() -> None:
     ap.add_argument("--work", default=None)
     args = ap.parse_args()
 
-    from spaceport.config import from_strings
-    from spaceport.errors import SpaceportError
-    from spaceport.sfm.config import PRESETS, SfmConfig
-    from spaceport.sfm.pipeline import run_sfm
+    from spaceport.core.config import from_strings
+    from spaceport.core.errors import SpaceportError
+    from spaceport.stages.sfm.config import PRESETS, SfmConfig
+    from spaceport.stages.sfm.pipeline import run_sfm
     from tests.support.sfm_evaluate import compare_runs
 
     base = from_strings(SfmConfig, PRESETS[args.preset])
@@ -46,9 +46,9 @@ def main() -> None:
     ref = work / "reference"
     t = time.perf_counter()
     s = run_sfm(args.video, ref, from_strings(SfmConfig, {"matcher": "exhaustive", "mapper": "incremental"}, base=base))
-    rows = [{"run": "reference", "choice": f"{s['matcher']} + {s['mapper']}", "seconds": time.perf_counter() - t,
-             "registered": f"{s['registered_images']}/{s['usable_images']}", "median": 0.0, "max": 0.0,
-             "validation": s["validation"]}]
+    rows = [{"run": "reference", "choice": f"{s.matcher} + {s.mapper}", "seconds": time.perf_counter() - t,
+             "registered": f"{s.registered_images}/{s.usable_images}", "median": 0.0, "max": 0.0,
+             "validation": s.validation.model_dump() if s.validation else None}]
     for i in range(args.runs):
         out = work / f"global_{i}"
         t = time.perf_counter()
@@ -58,11 +58,11 @@ def main() -> None:
             rows.append({"run": f"global {i + 1}", "error": f"{exc.name}: {exc.reason} {exc.fix}", "seconds": time.perf_counter() - t})
             continue
         e = compare_runs(out / "sparse" / "0", ref / "sparse" / "0")
-        first = s["attempts"][0]
-        rows.append({"run": f"global {i + 1}", "choice": f"{s['matcher']} + {s['mapper']}" + (" (fallback)" if s["fallback"] else ""),
-                     "seconds": time.perf_counter() - t, "registered": f"{s['registered_images']}/{s['usable_images']}",
+        first = s.attempts[0].model_dump()
+        rows.append({"run": f"global {i + 1}", "choice": f"{s.matcher} + {s.mapper}" + (" (fallback)" if s.fallback else ""),
+                     "seconds": time.perf_counter() - t, "registered": f"{s.registered_images}/{s.usable_images}",
                      "median": e.get("centre_median_pct", float("nan")), "max": e.get("centre_max_pct", float("nan")),
-                     "validation": s["validation"], "first": first})
+                     "validation": s.validation.model_dump() if s.validation else None, "first": first})
         print(json.dumps(rows[-1], default=str), flush=True)
     runs = [r for r in rows[1:] if "error" not in r]
     collapsed = [r for r in runs if r["median"] > COLLAPSE_PCT or r.get("first", {}).get("validation", {}).get("passed") is False]

@@ -2,7 +2,7 @@
 
 CPU part (always): the same training loop (Adam, L1 + D-SSIM, fixed Gaussians from the demo
 scene's points, no densification so both do identical work) with
-  * ours: elementwise projection + tile-culled fused compositing (spaceport.train.rasterize),
+  * ours: elementwise projection + tile-culled fused compositing (spaceport.stages.train.rasterize),
   * reference: gsplat's torch projection (``_fully_fused_projection``) + dense per-pixel compositing,
 each in its own process (so malloc settings and thread counts are clean), reporting CPU and wall
 seconds per step and the held-out PSNR after the same steps; plus projection alone (ours vs gsplat's
@@ -55,11 +55,11 @@ def worker(renderer: str, steps: int, downscale: int, threads: int) -> dict:
     import numpy as np
     import torch
 
-    from spaceport.train import rasterize as R
-    from spaceport.train.config import config_for
-    from spaceport.train.data import load_model, load_views
-    from spaceport.train.gaussians import init_params
-    from spaceport.train.metrics import psnr, ssim
+    from spaceport.stages.train import rasterize as R
+    from spaceport.stages.train.config import config_for
+    from spaceport.stages.train.data import load_model, load_views
+    from spaceport.stages.train.gaussians import init_params
+    from spaceport.stages.train.metrics import psnr, ssim
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -127,7 +127,7 @@ def projection_bench(n: int = 200_000, reps: int = 5) -> dict:
     import torch
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
-    from spaceport.train.rasterize import project
+    from spaceport.stages.train.rasterize import project
 
     torch.set_num_threads(1)
     g = torch.Generator().manual_seed(0)
@@ -165,6 +165,8 @@ def fast_preset_run() -> dict:
     """`spaceport train` with --preset fast on the demo scene, as a user runs it."""
     import resource
 
+    from spaceport.core.summaries import TrainMetrics, read_summary
+
     out = WORK / "fast"
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -174,7 +176,7 @@ def fast_preset_run() -> dict:
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_summary(TrainMetrics, out / "metrics.json")
     final = run.stdout.strip().splitlines()[-1]
     return {"wall_s": wall, "cpu_s": cpu, "metrics": metrics, "final_line": final}
 
@@ -234,8 +236,8 @@ def main() -> None:
                   "| process wall s | process CPU s | stage seconds | steps | s/step | held-out PSNR | SSIM | Gaussians "
                   "| peak RSS MiB |",
                   "|---|---|---|---|---|---|---|---|---|",
-                  f"| {fast['wall_s']:.1f} | {fast['cpu_s']:.1f} | {m['seconds']['total']:.1f} | {m['steps']} | {m['seconds_per_step']:.3f} | "
-                  f"{m['test_psnr']:.2f} | {m['test_ssim']:.3f} | {m['num_gaussians']} | {m['peak_memory_mb']:.0f} |",
+                  f"| {fast['wall_s']:.1f} | {fast['cpu_s']:.1f} | {m.seconds['total']:.1f} | {m.steps} | {m.seconds_per_step:.3f} | "
+                  f"{m.test_psnr:.2f} | {m.test_ssim:.3f} | {m.num_gaussians} | {m.peak_memory_mb:.0f} |",
                   "", f"Final line: `{fast['final_line']}`"]
     lines += ["", "## GPU", "", "The GPU comparison (our stage vs a plain gsplat loop, MCMC) is bench/gpu/run.sh; results in "
               "bench/results/gpu.md."]

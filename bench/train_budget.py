@@ -42,6 +42,8 @@ from pathlib import Path
 import numpy as np
 from machine import cpu_model, mem_gib, write_table
 
+from spaceport.core.summaries import TrainMetrics, read_summary
+
 ROOT = Path(__file__).resolve().parents[1]
 CAPTURES = ROOT.parent / "shared" / "captures"
 if not CAPTURES.is_dir():
@@ -133,16 +135,16 @@ def ours(cap: str, sfm: Path, minutes: float, work: Path) -> dict:
     cpu = sum(os.times()[2:4]) - sum(cpu0[2:4])
     events = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
     plan = next(e for e in events if e.get("phase") == "plan")
-    m = json.loads((out / "metrics.json").read_text())
-    first = m["held_out"][0]
+    m = read_summary(TrainMetrics, out / "metrics.json")
+    first = m.held_out[0]
     stem = Path(first).with_suffix("").as_posix().replace("/", "_")
     view = score(out / "renders" / f"{stem}_render.png", out / "renders" / f"{stem}_gt.png")
     return {"capture": cap, "trainer": "ours", "minutes": minutes, "wall_s": round(end - t0, 1),
             "cpu_s": round(cpu, 1), "load_start": round(load, 1), "load_end": round(os.getloadavg()[0], 1),
-            "test_psnr": m["test_psnr"], "test_ssim": m["test_ssim"], "val_view": first, "val_psnr": round(view, 2),
-            "steps": m["steps"], "planned_steps": plan["steps"], "downscale": plan["downscale"],
-            "gaussians": m["num_gaussians"], "expected_s": plan["expected_s"],
-            "stage_s": m["seconds"]["total"],
+            "test_psnr": m.test_psnr, "test_ssim": m.test_ssim, "val_view": first, "val_psnr": round(view, 2),
+            "steps": m.steps, "planned_steps": plan["steps"], "downscale": plan["downscale"],
+            "gaussians": m.num_gaussians, "expected_s": plan["expected_s"],
+            "stage_s": m.seconds["total"],
             "eta": eta_errors(events, next((e["t"] for e in events if e.get("final")), end))}
 
 
@@ -252,7 +254,7 @@ def main() -> None:
         if "opensplat" in args.trainers:
             binary = Path(subprocess.run([str(ROOT / "bench" / "opensplat_build.sh"), str(args.work / "opensplat")],
                                          capture_output=True, text=True, check=True).stdout.split()[-1])
-            from spaceport.colmap import read_model
+            from spaceport.geometry.colmap import read_model
 
             names = sorted(im.name for im in read_model(sfm / "sparse" / "0").images.values())
             # Scored at the resolution ours trained at for the shortest budget (PSNR depends on it).

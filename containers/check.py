@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from spaceport import contract, graph  # noqa: E402
-from spaceport import plan as planlib  # noqa: E402
+from spaceport.core import contract, graph  # noqa: E402
+from spaceport.core import plan as planlib  # noqa: E402
 
 #: Local image names (never pushed anywhere).
 PREFIX = "localhost/spaceport-check"
@@ -204,8 +204,8 @@ def start(tag: str, spec: planlib.StageSpec, job_id: str, mounts: Sequence[tuple
 
 
 def run_chain(work: Path, tags: dict[str, str]) -> dict[str, str]:
-    from spaceport.compress.sog import decode_sog
-    from spaceport.summaries import CompressSummary, SfmSummary, TrainMetrics, read_summary
+    from spaceport.core.summaries import CompressSummary, SfmSummary, TrainMetrics, read_summary
+    from spaceport.stages.compress.sog import decode_sog
 
     capture = CAPTURES.joinpath(*CAPTURE)
     if not capture.is_dir():

@@ -2,10 +2,10 @@
 
 One error boundary (:func:`main`): a :class:`SpaceportError` prints ``error: <Name>: reason``
 and ``fix: ...`` and exits 2; any other exception keeps its traceback and exits 1. (Inside a
-SageMaker job the stage entry point, :mod:`spaceport.entry`, has already written the failure
+SageMaker job the stage entry point, :mod:`spaceport.core.entry`, has already written the failure
 record.) Library code never calls ``sys.exit``.
 
-The stage commands come from the stage graph (:func:`spaceport.entry.stage_command`); the others
+The stage commands come from the stage graph (:func:`spaceport.core.entry.stage_command`); the others
 are click commands listed in ``COMMANDS``. Heavy dependencies are imported inside command
 bodies, so ``spaceport --help`` stays fast and torch-free.
 """
@@ -18,35 +18,35 @@ import sys
 import click
 
 from spaceport import __version__
-from spaceport.errors import SpaceportError
+from spaceport.core.errors import SpaceportError
 
 #: (module, attribute) of each subcommand besides the stages', in the order `--help` lists them.
 COMMANDS: list[tuple[str, str]] = [
-    ("spaceport.run_command", "run_command"),
-    ("spaceport.publish.command", "view_command"),
+    ("spaceport.local.run_command", "run_command"),
+    ("spaceport.stages.publish.command", "view_command"),
     ("spaceport.scenes.command", "demo_scene"),
-    ("spaceport.aws.command", "submit"),
-    ("spaceport.aws.command", "status"),
-    ("spaceport.aws.command", "aws_group"),
+    ("spaceport.cloud.command", "submit"),
+    ("spaceport.cloud.command", "status"),
+    ("spaceport.cloud.command", "aws_group"),
 ]
 
 
 class _Group(click.Group):
-    """`run`, one command per container stage of the graph (:func:`spaceport.entry.stage_command`),
+    """`run`, one command per container stage of the graph (:func:`spaceport.core.entry.stage_command`),
     then the rest; each loaded on first use so one broken import cannot break the others."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        from spaceport import graph
+        from spaceport.core import graph
 
         names = [self._load(m, a).name for m, a in COMMANDS]
         return [names[0], *(s.name for s in graph.GRAPH if s.image), *names[1:]]
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        from spaceport import graph
+        from spaceport.core import graph
 
         for sd in graph.GRAPH:
             if sd.image and sd.name == name:
-                from spaceport.entry import stage_command
+                from spaceport.core.entry import stage_command
 
                 return stage_command(sd)
         for module, attr in COMMANDS:

@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-#: missing from the device image: pydantic (spaceport.errors/summaries) with its parts, plyfile (splat.ply)
+#: missing from the device image: pydantic (spaceport.core.errors/summaries) with its parts, plyfile (splat.ply)
 WHEELS = ("pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection", "plyfile")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64",
              "manylinux1_x86_64")
@@ -44,7 +44,7 @@ def slim_model(src: Path, dst: Path) -> None:
     """Copy the COLMAP model at ``src`` to ``dst`` without 2D keypoints or tracks (poses, cameras, points kept)."""
     import numpy as np
 
-    from spaceport.colmap import Image, Model, read_model, write_model_binary
+    from spaceport.geometry.colmap import Image, Model, read_model, write_model_binary
 
     model = read_model(src)
     images = {i: Image(im.id, im.qvec, im.tvec, im.camera_id, im.name, np.zeros((0, 2)), np.zeros(0, np.int64))
@@ -65,7 +65,7 @@ def reencode(src: Path, dst: Path, quality: int = JPEG_QUALITY) -> float:
     import numpy as np
     from PIL import Image
 
-    from spaceport.imaging import psnr_db
+    from spaceport.geometry.imaging import psnr_db
 
     with Image.open(src) as im:
         rgb = im.convert("RGB")

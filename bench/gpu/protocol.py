@@ -50,7 +50,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from spaceport.core.summaries import TrainMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
@@ -129,15 +132,14 @@ def ours_argv(method: str, scene: Path, out: Path, steps: int, seed: int, test_e
             "--checkpoint-every", "0", "--log-every", str(log_every)]
 
 
-def ours_row(metrics: dict[str, Any]) -> dict[str, Any]:
+def ours_row(metrics: TrainMetrics) -> dict[str, Any]:
     """The table's fields from our metrics.json."""
-    seconds = metrics.get("seconds") or {}
-    return {"steps": metrics["steps"], "test_psnr": metrics["test_psnr"], "test_ssim": metrics["test_ssim"],
-            "num_gaussians": metrics["num_gaussians"], "loop_s": seconds.get("optimise"),
-            "eval_s": seconds.get("evaluate"), "seconds_per_step": metrics.get("seconds_per_step"),
-            "peak_cuda_memory_mb": metrics.get("peak_cuda_memory_mb"), "device": metrics["device"],
-            "width": metrics["width"], "height": metrics["height"], "train_images": metrics["train_images"],
-            "test_images": len(metrics.get("held_out") or []), "held_out": metrics.get("held_out") or []}
+    return {"steps": metrics.steps, "test_psnr": metrics.test_psnr, "test_ssim": metrics.test_ssim,
+            "num_gaussians": metrics.num_gaussians, "loop_s": metrics.seconds.get("optimise"),
+            "eval_s": metrics.seconds.get("evaluate"), "seconds_per_step": metrics.seconds_per_step,
+            "peak_cuda_memory_mb": metrics.peak_cuda_memory_mb, "device": metrics.device,
+            "width": metrics.width, "height": metrics.height, "train_images": metrics.train_images,
+            "test_images": len(metrics.held_out), "held_out": metrics.held_out}
 
 
 def worker(a: argparse.Namespace) -> int:
@@ -160,7 +162,9 @@ def worker(a: argparse.Namespace) -> int:
                                           a.device, a.log_every))
             if rc:
                 return rc
-            row = ours_row(json.loads((a.work / "metrics.json").read_text()))
+            from spaceport.core.summaries import TrainMetrics, read_summary
+
+            row = ours_row(read_summary(TrainMetrics, a.work / "metrics.json"))
     finally:
         stop.set()
     row.update(total_s=time.perf_counter() - t0, env=environment())

@@ -16,13 +16,13 @@ only what a default run does:
 
 Left out (not part of a default run, or not available offline): the viewer, tensorboard,
 checkpoints, trajectory videos, LPIPS. Two substitutions: ``fused_ssim`` (a separate CUDA package)
-becomes :func:`spaceport.train.metrics.ssim` (same 11x11 sigma-1.5 window, 'valid' padding), and the
+becomes :func:`spaceport.stages.train.metrics.ssim` (same 11x11 sigma-1.5 window, 'valid' padding), and the
 world is not normalised (a similarity transform changes neither the images nor, with the means
 learning rate scaled by the scene scale, the optimisation). The split, images and held-out metrics
-are spaceport's (:func:`spaceport.train.data.load_views`; :func:`spaceport.train.metrics.psnr` and
+are spaceport's (:func:`spaceport.stages.train.data.load_views`; :func:`spaceport.stages.train.metrics.psnr` and
 ``ssim`` on renders clamped to [0, 1], as the trainer scores its own), so both loops see the same
 pixels and are scored by the same metrics. Progress lines (``stage=reference step=...``, the
-trainer's format via :func:`spaceport.progress.emit`) let a run that is stopped early still say how
+trainer's format via :func:`spaceport.local.progress.emit`) let a run that is stopped early still say how
 far it got.
 
 On CPU it runs through spaceport's CPU rasterizer (for the toy-size test); on CUDA it calls
@@ -61,7 +61,7 @@ def _rms_knn3(xyz: np.ndarray) -> np.ndarray:
 def create_splats(xyz: np.ndarray, rgb: np.ndarray, scene_scale: float, device: torch.device,
                   ) -> tuple[torch.nn.ParameterDict, dict[str, torch.optim.Optimizer]]:
     """simple_trainer's ``create_splats_with_optimizers`` for ``init_type='sfm'`` and batch size 1."""
-    from spaceport.splat import SH_C0
+    from spaceport.geometry.splat import SH_C0
 
     d = DEFAULTS
     points = torch.from_numpy(np.asarray(xyz, dtype=np.float32))
@@ -87,7 +87,7 @@ def create_splats(xyz: np.ndarray, rgb: np.ndarray, scene_scale: float, device: 
 def evaluate_views(splats: torch.nn.ParameterDict, views: list, sh_degree: int, rasterization: Any,
                    raster_kwargs: dict[str, Any]) -> tuple[float, float]:
     """Mean PSNR and SSIM over ``views``: renders on black, clamped to [0, 1], against the images."""
-    from spaceport.train.metrics import psnr, ssim
+    from spaceport.stages.train.metrics import psnr, ssim
 
     ps, ss = [], []
     dev = splats["means"].device
@@ -114,9 +114,9 @@ def train_reference(scene: Path, steps: int, *, seed: int = DEFAULTS["seed"], te
     """Train ``steps`` steps with the plain loop; held-out PSNR/SSIM (spaceport's metrics), times, memory, count."""
     from gsplat.strategy import DefaultStrategy
 
-    from spaceport import progress
-    from spaceport.train.data import load_model, load_views
-    from spaceport.train.metrics import ssim
+    from spaceport.local import progress
+    from spaceport.stages.train.data import load_model, load_views
+    from spaceport.stages.train.metrics import ssim
 
     t_start = time.perf_counter()
     dev = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -132,7 +132,7 @@ def train_reference(scene: Path, steps: int, *, seed: int = DEFAULTS["seed"], te
         raster_kwargs: dict[str, Any] = {"packed": False, "absgrad": False, "sparse_grad": False,
                                          "rasterize_mode": "classic"}
     else:
-        from spaceport.train.rasterize import rasterization_cpu as rasterization
+        from spaceport.stages.train.rasterize import rasterization_cpu as rasterization
 
         raster_kwargs = {}
 

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 METHODS = ("reference", "default", "quality")
 LABELS = {"reference": "plain gsplat loop", "default": "`default`", "quality": "`quality` (MCMC)"}
-#: ml.g5.2xlarge's GPU, what the plan trains on (spaceport/aws/cost.py has its price)
+#: ml.g5.2xlarge's GPU, what the plan trains on (spaceport/cloud/cost.py has its price)
 A10G_INSTANCE = "ml.g5.2xlarge"
 A10G_MEMORY_GIB = 24.0
 #: H200 seconds per step -> A10G seconds per step. Not measured: the ratio of the two chips' datasheet
@@ -130,7 +130,7 @@ def train_job_cost(seconds_per_step_h200: float, steps: int, *, overhead_s: floa
     ``overhead_s``: the job's seconds outside the loop (load, evaluation, export) as measured, plus the
     container start (:data:`SAGEMAKER_START_S`, not measured here). Billing is per second.
     """
-    from spaceport.aws.cost import PRICE_PER_HOUR_USD, stage_cost_usd
+    from spaceport.cloud.cost import PRICE_PER_HOUR_USD, stage_cost_usd
 
     loop_s = seconds_per_step_h200 * factor * steps
     billable = loop_s + overhead_s * factor + SAGEMAKER_START_S
@@ -273,7 +273,7 @@ def render_md(rows: list[dict], notes: dict, protocol: dict, factor: float) -> t
         lines += ["", f"## Cost of a real training job on {A10G_INSTANCE} (A10G)", "",
                   f"H200 seconds per step times a stated factor ({factor:g}x; 2x and 4x beside it; not measured, "
                   f"see bench/gpu/report.py A10G_FACTOR), plus {SAGEMAKER_START_S:.0f} s of container start, at "
-                  f"spaceport/aws/cost.py's price. Memory must stay under the A10G's {A10G_MEMORY_GIB:g} GiB.", "",
+                  f"spaceport/cloud/cost.py's price. Memory must stay under the A10G's {A10G_MEMORY_GIB:g} GiB.", "",
                   "| method | capture | steps | basis | H200 s/step | A10G minutes (2x / factor / 4x) "
                   "| cost USD (2x / factor / 4x) | peak GPU MiB | fits 24 GiB |", "|---|---|---:|---|---:|---|---|---:|---|"]
         for j in co["jobs"]:

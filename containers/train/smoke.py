@@ -74,7 +74,7 @@ def tiny_render() -> None:
     import torch
     from gsplat.cuda._torch_impl import _fully_fused_projection, _quat_scale_to_covar_preci
 
-    from spaceport.train.rasterize import rasterization_cpu
+    from spaceport.stages.train.rasterize import rasterization_cpu
 
     means = torch.tensor([[0.0, 0.0, 2.0]])
     quats = torch.tensor([[1.0, 0.0, 0.0, 0.0]])

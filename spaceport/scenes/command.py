@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from spaceport.errors import ConfigInvalid
+from spaceport.core.errors import ConfigInvalid
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -31,7 +31,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 @click.option("--video", is_flag=True, help="Also write video.mp4 of the same frames.")
 def demo_scene(out: Path, views: int, size: str, seed: int, path: str, video: bool) -> None:
     """Render a synthetic scene (ground plane, boxes, spheres) with exact ground-truth cameras."""
-    from spaceport import progress
+    from spaceport.local import progress
     from spaceport.scenes import make_scene
 
     summary = make_scene(out, views=views, size=_parse_size(size), seed=seed, path=path, video=video)

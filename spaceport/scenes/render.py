@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from spaceport import colmap
-from spaceport.imaging import look_at
-from spaceport.summaries import CamerasFile, CameraView, write_summary
+from spaceport.core.summaries import CamerasFile, CameraView, write_summary
+from spaceport.geometry import colmap
+from spaceport.geometry.imaging import look_at
 
 #: Direction towards the light (unit vector, world frame).
 LIGHT = np.array([0.45, 0.3, 0.84]) / np.linalg.norm([0.45, 0.3, 0.84])

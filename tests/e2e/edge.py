@@ -1,5 +1,5 @@
 """Run the results distribution's edge function locally: ``edge_server.mjs`` in node, over a folder
-laid out like the data bucket. Every request goes through ``stacks/edge/link_check.js`` itself."""
+laid out like the data bucket. Every request goes through ``cloud/stacks/edge/link_check.js`` itself."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTION = ROOT / "stacks" / "edge" / "link_check.js"
+FUNCTION = ROOT / "cloud" / "stacks" / "edge" / "link_check.js"
 SERVER = Path(__file__).with_name("edge_server.mjs")
 
 

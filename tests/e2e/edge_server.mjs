@@ -1,5 +1,5 @@
 // A local stand-in for the results distribution: every request goes through the real CloudFront
-// Function file (stacks/edge/link_check.js, the file the stack deploys) as a viewer-request event,
+// Function file (cloud/stacks/edge/link_check.js, the file the stack deploys) as a viewer-request event,
 // then, when the function returns the request, is served from a folder laid out like the data
 // bucket (keys as paths), its response passed through the same file as a viewer-response event.
 //

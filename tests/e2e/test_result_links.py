@@ -1,5 +1,5 @@
-"""Result links through the real edge function (stacks/edge/link_check.js run in node, see edge.py),
-signed by the real link code (spaceport.aws.links): one link opens the viewer and every file it
+"""Result links through the real edge function (cloud/stacks/edge/link_check.js run in node, see edge.py),
+signed by the real link code (spaceport.cloud.links): one link opens the viewer and every file it
 loads in headless Chromium; an expired, altered or foreign link gets 403."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from spaceport.aws import links
-from spaceport.publish.command import publish
+from spaceport.cloud import links
+from spaceport.stages.publish.command import publish
 
 from .edge import EdgeServer
 from .run_chromium import SPHERE_SOG, Chromium, lit_fraction

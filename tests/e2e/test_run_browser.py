@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spaceport.publish.command import publish
-from spaceport.publish.serve import make_server
+from spaceport.stages.publish.command import publish
+from spaceport.stages.publish.serve import make_server
 
 from .run_chromium import SPHERE_SOG, Chromium, lit_fraction
 
@@ -45,7 +45,7 @@ def test_viewer_renders_a_sog_fixture(chromium: str, tmp_path: Path) -> None:
 
 
 def test_a_below_target_result_is_published_and_says_so(chromium: str, tmp_path: Path) -> None:
-    from spaceport.summaries import FailureRecord, GateResult, JobRecord, StageRecord
+    from spaceport.core.summaries import FailureRecord, GateResult, JobRecord, StageRecord
     from tests.unit.run.conftest import _orbit_cameras, write_compressed, write_sfm, write_train
 
     job = tmp_path / "job"

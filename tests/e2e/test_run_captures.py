@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from spaceport.summaries import SfmSummary, read_summary
-from spaceport.upright import UP
+from spaceport.core.summaries import CamerasFile, SfmSummary, read_summary
+from spaceport.geometry.upright import UP
 from tests.real_captures import capture
 
 from .conftest import _events, _spaceport
@@ -78,9 +78,8 @@ def _build_zip(folder: Path) -> Path:
 class Run:
     def __init__(self, upload: Path, out: Path, digest: str, stdout: str):
         self.upload, self.out, self.digest, self.events = upload, out, digest, _events(stdout)
-        read_summary(SfmSummary, out / "sfm" / "sfm.json")  # the summary matches its model
-        self.sfm = json.loads((out / "sfm" / "sfm.json").read_text())
-        self.cameras = json.loads((out / "train" / "cameras.json").read_text())["cameras"]
+        self.sfm = read_summary(SfmSummary, out / "sfm" / "sfm.json")
+        self.cameras = read_summary(CamerasFile, out / "train" / "cameras.json").cameras
         page = (out / "report" / "viewer.html").read_text()
         self.viewer = json.loads(re.search(r'id="spaceport-config">(.*?)</script>', page, re.S).group(1))
 
@@ -110,42 +109,42 @@ def _ups(run: Run) -> dict[str, float]:
     the trunk) does not count."""
     out = {}
     for c in run.cameras:
-        x, y, _ = np.array(c["world_to_camera"])[:3, :3] @ UP  # world up in camera axes (x right, y down)
-        out[c["name"]] = abs(float(np.degrees(np.arctan2(x, -y))))
+        x, y, _ = np.array(c.world_to_camera)[:3, :3] @ UP  # world up in camera axes (x right, y down)
+        out[c.name] = abs(float(np.degrees(np.arctan2(x, -y))))
     return out
 
 
 # ---------------------------------------------------------------- the zip
 def test_zip_every_readable_photo_is_used_and_the_rest_counted(zip_run: Run) -> None:
     s = zip_run.sfm
-    assert s["input_kind"] == "zip"
-    assert s["input_images"] == 23 + 2 + 2  # the tree, the fountain, two unreadable; notes.txt is not an image
-    assert s["corrupt_images"] == 2 and s["ingest"]["skipped_other"] == 1  # notes.txt, left in the zip
-    assert s["usable_images"] == 25
+    assert s.input_kind == "zip"
+    assert s.input_images == 23 + 2 + 2  # the tree, the fountain, two unreadable; notes.txt is not an image
+    assert s.corrupt_images == 2 and s.ingest.skipped_other == 1  # notes.txt, left in the zip
+    assert s.usable_images == 25
     # 19 photos carry EXIF orientation 6; the HEICs come upright from libheif, the sideways ones were reset
-    assert s["ingest"]["exif_rotated"] == 19 - len(HEIC) - len(SIDEWAYS)
+    assert s.ingest.exif_rotated == 19 - len(HEIC) - len(SIDEWAYS)
     assert _sha(zip_run.upload) == zip_run.digest  # the upload is never modified
 
 
 def test_zip_mixed_orientations_register_in_their_own_cameras(zip_run: Run) -> None:
     s = zip_run.sfm
     # Photos of the tree: 16 portrait JPEG/HEIC + 4 landscape shots + 3 turned sideways = 23, all placed.
-    assert s["camera_mode"] == "AUTO" and s["cameras"] >= 2
-    registered = {c["name"] for c in zip_run.cameras}
+    assert s.camera_mode == "AUTO" and s.cameras >= 2
+    registered = {c.name for c in zip_run.cameras}
     tree = {n for n in registered if n.startswith("tree__")}
     assert len(tree) == 23, sorted(registered)
     assert {f"tree__{Path(n).stem}.jpg" for n in HEIC} <= tree  # HEIC re-encoded as JPEG, EXIF kept
     # one camera per orientation of the phone, each seeded with the EXIF focal length; the two
     # photos of the other scene have no EXIF camera and get a camera each, with COLMAP's guess
-    phone = [p for p in s["camera_priors"] if p["from_exif"]]
-    assert sorted((p["width"] > p["height"], p["images"]) for p in phone) == [(False, 16), (True, 7)]
-    assert sum(not p["from_exif"] for p in s["camera_priors"]) == len(OTHER_SCENE)
+    phone = [p for p in s.camera_priors if p.from_exif]
+    assert sorted((p.width > p.height, p.images) for p in phone) == [(False, 16), (True, 7)]
+    assert sum(not p.from_exif for p in s.camera_priors) == len(OTHER_SCENE)
 
 
 def test_zip_partial_registration_names_the_images_left_out(zip_run: Run) -> None:
-    left_out = zip_run.sfm["unregistered_images"]
+    left_out = zip_run.sfm.unregistered_images
     assert left_out == [f"elsewhere__{Path(n).stem}.jpg" for n in OTHER_SCENE]
-    assert zip_run.sfm["registered_images"] == 23
+    assert zip_run.sfm.registered_images == 23
     report = (zip_run.out / "report" / "index.html").read_text()
     assert "2 of 25 usable images could not be placed" in report
     assert all(name in report for name in left_out)
@@ -160,17 +159,17 @@ def test_zip_result_is_upright(zip_run: Run) -> None:
     assert max(level) < 25, ups
     assert all(65 < ups[n] < 115 for n in sideways), ups
     assert np.allclose(zip_run.viewer["world_up"], UP, atol=0.05)
-    assert zip_run.sfm["upright"]["rotation"] and len(zip_run.sfm["upright"]["found_up"]) == 3
+    assert zip_run.sfm.upright.rotation and len(zip_run.sfm.upright.found_up) == 3
     assert (zip_run.out / "report" / "index.html").is_file() and (zip_run.out / "compressed" / "scene.sog").is_file()
 
 
 # ---------------------------------------------------------------- the video
 def test_video_frames_are_turned_upright(video_run: Run) -> None:
     s = video_run.sfm
-    assert s["input_kind"] == "video" and s["ingest"]["video_rotation"] == 270
-    assert s["camera_mode"] == "SINGLE" and s["cameras"] == 1
-    assert s["camera"]["height"] > s["camera"]["width"]  # portrait frames
-    assert s["registered_images"] >= 0.7 * s["usable_images"]
+    assert s.input_kind == "video" and s.ingest.video_rotation == 270
+    assert s.camera_mode == "SINGLE" and s.cameras == 1
+    assert s.camera.height > s.camera.width  # portrait frames
+    assert s.registered_images >= 0.7 * s.usable_images
     # Frame k is photo k of the capture; the 19 shot portrait are upright after the turn. (The 4 shot
     # landscape, IMG_1047 and IMG_1049-51, are sideways in the video itself, as a player shows them.)
     photos = sorted(capture("monstree", "images").iterdir())
@@ -190,17 +189,17 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
     import os
     import threading
 
-    from spaceport.publish.serve import make_server
+    from spaceport.stages.publish.serve import make_server
 
     from .run_chromium import Chromium, find_chromium
 
     chromium = find_chromium()
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
-    first = next(c for c in zip_run.cameras if c["split"] == "train")
-    photo = Image.open(zip_run.out / "sfm" / "images" / first["name"]).convert("L")
+    first = next(c for c in zip_run.cameras if c.split == "train")
+    photo = Image.open(zip_run.out / "sfm" / "images" / first.name).convert("L")
     assert np.allclose(zip_run.viewer["position"],
-                       -np.array(first["world_to_camera"])[:3, :3].T @ np.array(first["world_to_camera"])[:3, 3])
+                       -np.array(first.world_to_camera)[:3, :3].T @ np.array(first.world_to_camera)[:3, 3])
     size = (800, 800)  # the viewport comes out a little smaller (browser chrome); its centre is compared
     shot = Path(os.environ.get("SPACEPORT_SCREENSHOT_DIR", tmp_path)) / "viewer-monstree.png"
     server = make_server(zip_run.out / "report", port=0)
@@ -228,6 +227,6 @@ def test_viewer_opens_at_the_first_training_camera_the_right_way_up(zip_run: Run
         return float((a * b).sum() / np.sqrt((a * a).sum() * (b * b).sum()))
 
     upright, quarter = corr(photo), corr(photo.transpose(Image.Transpose.ROTATE_90))
-    print(f"viewer vs {first['name']}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
+    print(f"viewer vs {first.name}: r={upright:.3f}, vs the photo turned 90 degrees: r={quarter:.3f} ({shot})")
     # measured on the 150-step splat: r=0.84 against the photo, -0.11 against it turned
     assert upright > 0.6 and upright > quarter + 0.4

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from spaceport import contract
-from spaceport.graph import GRAPH, STAGE_IMAGE
-from spaceport.local import build_local_plan
-from spaceport.splat import read_ply
-from spaceport.summaries import JobRecord, SfmSummary, TrainMetrics, read_summary
+from spaceport.core import contract
+from spaceport.core.graph import GRAPH, STAGE_IMAGE
+from spaceport.core.summaries import JobRecord, SfmSummary, TrainMetrics, read_summary
+from spaceport.geometry.splat import read_ply
+from spaceport.local.runner import build_local_plan
 
 # Measured on the 24-view 640x480 demo scene with the fast preset (see bench/results/e2e.md);
 # the bounds leave room for nondeterminism, not for a regression. Held-out PSNR measured 24.26-24.82 dB
@@ -34,15 +32,15 @@ def test_demo_produces_report_splat_and_sog(demo_run) -> None:
             read_summary(sd.summary, out / sd.folder / sd.summary_file)
     job = read_summary(JobRecord, out / "job.json")
     assert job.status == "SUCCEEDED" and job.failure is None
-    metrics = json.loads((out / "train" / "metrics.json").read_text())
-    assert len(read_summary(TrainMetrics, out / "train" / "metrics.json").history) == 400 // 50  # fast: log_every 50
-    psnr = float(metrics["test_psnr"])
+    metrics = read_summary(TrainMetrics, out / "train" / "metrics.json")
+    assert len(metrics.history) == 400 // 50  # fast: log_every 50
+    psnr = metrics.test_psnr
     sog = (out / "compressed" / "scene.sog").stat().st_size
-    print(f"held-out PSNR {psnr:.2f} dB, scene.sog {sog} bytes, {metrics['num_gaussians']} Gaussians, "
+    print(f"held-out PSNR {psnr:.2f} dB, scene.sog {sog} bytes, {metrics.num_gaussians} Gaussians, "
           f"run {demo_run.seconds:.0f} s")
     assert PSNR_RANGE[0] <= psnr <= PSNR_RANGE[1]
     assert SOG_BYTES_RANGE[0] <= sog <= SOG_BYTES_RANGE[1]
-    assert len(read_ply(out / "train" / "splat.ply")) == int(metrics["num_gaussians"])
+    assert len(read_ply(out / "train" / "splat.ply")) == metrics.num_gaussians
     assert read_summary(SfmSummary, out / "sfm" / "sfm.json").registered_images == 24
     page = (out / "report" / "index.html").read_text()
     assert "Held-out views (3)" in page and 'alt="loss"' in page and 'alt="psnr"' in page

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from infra_support import ROOT
 
-from spaceport.graph import STAGE_IMAGE
+from spaceport.core.graph import STAGE_IMAGE
 
 IMAGES = tuple(sorted(set(STAGE_IMAGE.values())))
 
@@ -116,10 +116,10 @@ def test_every_copy_source_exists_in_the_build_context(image):
 
 @pytest.mark.parametrize("image", IMAGES)
 def test_entrypoint_is_spaceport_and_extras_exist(image):
-    from spaceport.contract import image_start
+    from spaceport.core.contract import image_start
 
     # ENTRYPOINT ["spaceport"]: SageMaker's `train` (training job) or the plan's ContainerArguments
-    # (`sfm ...`, processing job) name the stage; see spaceport.contract.sagemaker_argv.
+    # (`sfm ...`, processing job) name the stage; see spaceport.core.contract.sagemaker_argv.
     assert image_start(image).entrypoint == ("spaceport",) and image_start(image).cmd == ()
     text = (ROOT / "containers" / image / "Dockerfile").read_text()
     extras = set(_pyproject()["project"]["optional-dependencies"])
@@ -132,7 +132,7 @@ def test_python_and_pins_agree_with_pyproject_and_package_json():
     from packaging.requirements import Requirement
     from packaging.specifiers import SpecifierSet
 
-    from stacks.functions import RUNTIME
+    from cloud.stacks.functions import RUNTIME
 
     project = _pyproject()["project"]
     python = re.search(r"python(\d+\.\d+)", RUNTIME.name).group(1)
@@ -256,7 +256,7 @@ def test_buildspec_pulls_no_docker_hub_caches_gsplat_smoke_tests_and_pushes_the_
     assert "--target gsplat-cuda" in train[0] and "BUILDKIT_INLINE_CACHE=1" in train[0]
     assert 'docker run --rm --entrypoint python "$TRAIN_REPOSITORY_URI:$IMAGE_TAG" smoke.py image' in build
     post = "\n".join(spec["phases"]["post_build"]["commands"])
-    # The deploy's custom resource reads each image's digest by $IMAGE_TAG (spaceport.aws.image_build).
+    # The deploy's custom resource reads each image's digest by $IMAGE_TAG (spaceport.cloud.image_build).
     assert 'docker push "$REPO:$IMAGE_TAG"' in post and 'docker push "$TRAIN_REPOSITORY_URI:$BUILD_CACHE_TAG"' in post
     assert "CODEBUILD_BUILD_SUCCEEDING" in post  # a failed smoke test pushes nothing
 
@@ -278,7 +278,7 @@ def test_no_end_of_life_base_and_no_docker_hub_anywhere(path):
 def test_dockerignore_sends_only_what_the_images_install():
     assert _ignored("tests/lambdas/test_lambdas_uploads.py") and _ignored("node_modules/x.js")
     assert _ignored("captures/monstree/monstree_portrait.mp4") and _ignored("bench/results/e2e.md")  # 20 MB of test data
-    assert not _ignored("spaceport/plan.py") and not _ignored("containers/train/smoke.py")
+    assert not _ignored("spaceport/core/plan.py") and not _ignored("containers/train/smoke.py")
     assert _ignored("containers/train/Dockerfile") and _ignored("spaceport/__pycache__/plan.cpython-311.pyc")
 
 

@@ -57,7 +57,7 @@ def test_the_cdk_app_synthesizes_and_the_aws_commands_load_with_the_ml_stack_blo
         "    assert main(argv) == 0, argv\n"
         "import importlib\n"
         "for name in ('start_job', 'record', 'notify', 'quality_gate'):\n"
-        "    assert callable(importlib.import_module(f'lambdas.{name}.handler').handler)\n"
+        "    assert callable(importlib.import_module(f'cloud.lambdas.{name}.handler').handler)\n"
         "print('SYNTHESIZED', stack.stack_name)\n"
     )
     env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "PYTHONPATH": str(ROOT), "AWS_DEFAULT_REGION": "us-east-1",

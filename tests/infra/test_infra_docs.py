@@ -1,4 +1,4 @@
-"""docs/aws.md states facts that live in code: prices (spaceport/aws/cost.py), default instance
+"""docs/aws.md states facts that live in code: prices (spaceport/cloud/cost.py), default instance
 types and their quota names (cdk.json, the plan's job kinds). These keep the two from drifting."""
 
 import re
@@ -6,9 +6,9 @@ import re
 import pytest
 from infra_support import ROOT, context
 
-from spaceport.aws.cost import PRICE_PER_HOUR_USD, stage_cost_usd
-from spaceport.plan import JOB_KINDS
-from stacks.settings import DeploySettings
+from cloud.stacks.settings import DeploySettings
+from spaceport.cloud.cost import PRICE_PER_HOUR_USD, stage_cost_usd
+from spaceport.core.plan import JOB_KINDS
 
 DOC = (ROOT / "docs" / "aws.md").read_text()
 _ROW = re.compile(r"^\| (?P<cells>.+) \|$", re.MULTILINE)

@@ -16,10 +16,10 @@ import click
 import pytest
 from infra_support import ROOT
 
+from cloud.stacks.settings import DeploySettings
 from spaceport.cli import cli
-from spaceport.config import parse_stage_options
-from spaceport.plan import JobRequest, PlanSettings, plan_job
-from stacks.settings import DeploySettings
+from spaceport.core.config import parse_stage_options
+from spaceport.core.plan import JobRequest, PlanSettings, plan_job
 
 DOCS = {name: (ROOT / name).read_text() for name in ("README.md", "docs/aws.md")}
 _CODE = re.compile(r"```[^\n]*\n(.*?)```|`([^`\n]+)`", re.DOTALL)
@@ -135,8 +135,8 @@ def test_every_options_json_in_the_docs_names_real_options():
 
 
 def test_the_option_examples_in_errors_and_help_are_real():
-    from spaceport.aws import intake
-    from spaceport.aws.command import submit
+    from spaceport.cloud import intake
+    from spaceport.cloud.command import submit
 
     with pytest.raises(Exception) as info:
         intake._metadata(None, None, {}, {"Metadata": {"options": "{not json"}})

@@ -3,8 +3,8 @@ asset whose hash is the build's tag), waits for CodeBuild, and every stage runs 
 
 import json
 
-from spaceport.aws.settings import ENV
-from spaceport.graph import JOB_KINDS, STAGE_IMAGE
+from spaceport.cloud.settings import ENV
+from spaceport.core.graph import JOB_KINDS, STAGE_IMAGE
 
 
 def _custom_resource(synth) -> tuple[str, dict]:
@@ -37,12 +37,12 @@ def test_the_build_functions_bundle_import_with_boto3_alone(synth):
 
     manifest = json.loads((synth.outdir / f"{synth.stack.stack_name}.assets.json").read_text())
     bundles = {synth.outdir / f["source"]["path"] for f in manifest["files"].values()
-               if (synth.outdir / f["source"]["path"] / "spaceport" / "aws" / "image_build.py").exists()
+               if (synth.outdir / f["source"]["path"] / "spaceport" / "cloud" / "image_build.py").exists()
                and (synth.outdir / f["source"]["path"] / "handler.py").exists()}
     assert bundles  # on_event and is_complete: the same files
     for bundle in bundles:
         assert sorted(str(p.relative_to(bundle)) for p in bundle.rglob("*.py")) == [
-            "handler.py", "spaceport/__init__.py", "spaceport/aws/__init__.py", "spaceport/aws/image_build.py"]
+            "handler.py", "spaceport/__init__.py", "spaceport/cloud/__init__.py", "spaceport/cloud/image_build.py"]
     probe = ("import sys\n"
              "class Block:\n"
              "    def find_spec(self, name, path=None, target=None):\n"
@@ -62,7 +62,7 @@ def test_every_stage_runs_its_image_by_the_builds_digest(synth):
     fn = synth.template["Resources"][synth.logical_id(synth.stack.functions.start_job)]["Properties"]
     settings = json.dumps(fn["Environment"]["Variables"][ENV["plan_settings"]])
     for stage in JOB_KINDS:
-        attribute = f"{STAGE_IMAGE[stage].capitalize()}Uri"  # <repository uri>@sha256:... (spaceport.aws.image_build)
+        attribute = f"{STAGE_IMAGE[stage].capitalize()}Uri"  # <repository uri>@sha256:... (spaceport.cloud.image_build)
         assert json.dumps({"Fn::GetAtt": [cr_id, attribute]}) in settings
     assert ":latest" not in settings and "RepositoryUri" not in settings
     # Nothing else names a stage image by tag: the ASL reads the plan's image.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from spaceport.aws.links import RESULT_FOLDERS, SECRET_OBJECT
-from spaceport.aws.settings import ENV
-from stacks.results import EDGE_FUNCTION
+from cloud.stacks.results import EDGE_FUNCTION
+from spaceport.cloud.links import RESULT_FOLDERS, SECRET_OBJECT
+from spaceport.cloud.settings import ENV
 
 
 def _statements(doc: dict) -> list[dict]:

@@ -5,8 +5,8 @@ import json
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from spaceport.aws.settings import ENV
-from stacks.settings import DeploySettings
+from cloud.stacks.settings import DeploySettings
+from spaceport.cloud.settings import ENV
 
 
 @pytest.fixture(scope="module")
@@ -302,7 +302,7 @@ def test_deploy_outputs_point_at_the_preflight(synth):
     assert parts[0] == "spaceport aws doctor --stack Spaceport --region " and parts[1] == {"Ref": "AWS::Region"}
     from click.testing import CliRunner
 
-    from spaceport.aws.command import aws_group
+    from spaceport.cloud.command import aws_group
 
     help_text = CliRunner().invoke(aws_group, ["doctor", "--help"]).output
     assert "--stack" in help_text and "--region" in help_text

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from infra_support import ROOT
 
-from spaceport.plan import JOB_KINDS, STAGES, JobRequest, PlanSettings, plan_job
+from spaceport.core.plan import JOB_KINDS, STAGES, JobRequest, PlanSettings, plan_job
 
 VALIDATOR = ROOT / "node_modules" / ".bin" / "asl-validator"
 
@@ -57,7 +57,7 @@ def test_every_resource_the_asl_names_exists_in_the_template(synth):
     for key, logical in refs.items():
         assert resources[logical]["Type"] == ("AWS::IAM::Role" if key.endswith("RoleArn") else "AWS::Lambda::Function")
     # Every Lambda task calls one of those functions; no ARN is written into the file by hand.
-    raw = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    raw = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())
     for name, state in raw["States"].items():
         if state.get("Resource") == "arn:aws:states:::lambda:invoke":
             assert re.fullmatch(r"\$\{\w+FunctionArn\}", state["Parameters"]["FunctionName"]), name
@@ -87,7 +87,7 @@ def _stage_of(state: dict) -> str | None:
 
 
 def test_plan_and_asl_agree_on_stages_order_and_names():
-    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    asl = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())
     path = _success_path(asl)
     stages = [s for s in (_stage_of(asl["States"][n]) for n in path) if s]
     assert stages == list(STAGES)
@@ -106,7 +106,7 @@ def test_plan_and_asl_agree_on_stages_order_and_names():
             assert [o["OutputName"] for o in params["ProcessingOutputConfig"]["Outputs"]] == [
                 c.name for c in spec.outputs]
             assert params["Environment"]["SPACEPORT_STAGE"] == stage
-            # How SageMaker starts it (spaceport.contract.stage_argv): the image's ENTRYPOINT with
+            # How SageMaker starts it (spaceport.core.contract.stage_argv): the image's ENTRYPOINT with
             # exactly the plan's arguments, which begin with the stage name.
             assert params["AppSpecification"] == {"ImageUri.$": f"$.plan.stages.{stage}.image",
                                                   "ContainerArguments.$": f"$.plan.stages.{stage}.arguments"}
@@ -138,7 +138,7 @@ def test_plan_and_asl_agree_on_stages_order_and_names():
 
 
 def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
-    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    asl = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())
     states = asl["States"]
     for name in ("SfM", "Train", "QualityGate", "Compress", "Publish", "RecordSuccess"):
         state = states[name]
@@ -163,7 +163,7 @@ def test_every_stage_is_caught_and_capacity_retried_but_bad_input_is_not():
 
 
 def test_capacity_retry_loop_is_bounded_backs_off_and_returns_to_the_failed_stage():
-    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    asl = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())
     states = asl["States"]
     classify = states["ClassifyFailure"]
     payload = classify["Parameters"]["Payload"]
@@ -186,7 +186,7 @@ def test_capacity_retry_loop_is_bounded_backs_off_and_returns_to_the_failed_stag
 
 
 def test_publish_reads_the_job_record_written_just_before_it():
-    asl = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())
+    asl = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())
     states = asl["States"]
     assert states["Compress"]["Next"] == "RecordProgress" and states["RecordProgress"]["Next"] == "Publish"
     progress = states["RecordProgress"]
@@ -204,7 +204,7 @@ def test_publish_reads_the_job_record_written_just_before_it():
 
 
 def test_a_splat_below_the_gate_is_published_then_fails_and_never_reaches_success():
-    states = json.loads((ROOT / "statemachine" / "pipeline.asl.json").read_text())["States"]
+    states = json.loads((ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text())["States"]
     # The gate returns its verdict: a miss goes on to Compress; only a gate error is caught.
     assert states["QualityGate"]["Next"] == "Compress"
     assert states["QualityGate"]["ResultSelector"] == {"value.$": "$.Payload"}

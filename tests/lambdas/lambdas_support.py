@@ -40,16 +40,32 @@ def lambda_arn(name: str) -> str:
 
 
 def plan_for(job_id: str, source_uri: str, email: str | None = None):
-    """A real execution plan (spaceport.plan) of ``source_uri`` whose job id is ``job_id``, as the
+    """A real execution plan (spaceport.core.plan) of ``source_uri`` whose job id is ``job_id``, as the
     state machine hands it to the record Lambda."""
-    from spaceport.plan import ExecutionPlan, JobRequest, PlanSettings, plan_job
+    from spaceport.core.plan import ExecutionPlan, JobRequest, PlanSettings, plan_job
 
     plan = plan_job(JobRequest(source_uri, "v1", email=email), PlanSettings(root=f"s3://{BUCKET}/"))
     return ExecutionPlan.model_validate(json.loads(json.dumps(plan.execution_plan().dump()).replace(plan.job_id, job_id)))
 
 
+def stored_record(job_id: str):
+    """The job's record as stored (DynamoDB item, with the duplicates start_job noted beside it),
+    read through the store the Lambdas use; None when there is none."""
+    from spaceport.cloud.records import JobStore
+
+    table = boto3.resource("dynamodb", region_name=REGION).Table(TABLE)
+    return JobStore(table=table, s3=boto3.client("s3", region_name=REGION), bucket=BUCKET).get(job_id)
+
+
+def execution_plan(sfn, execution_arn: str):
+    """The plan a Step Functions execution was started with (its input's ``plan``)."""
+    from spaceport.core.plan import ExecutionPlan
+
+    return ExecutionPlan.model_validate(json.loads(sfn.describe_execution(executionArn=execution_arn)["input"])["plan"])
+
+
 def load_handler(name: str):
-    return importlib.import_module(f"lambdas.{name}.handler")
+    return importlib.import_module(f"cloud.lambdas.{name}.handler")
 
 
 @dataclass
@@ -77,7 +93,7 @@ PLAN_SETTINGS = {
 
 @pytest.fixture
 def env(monkeypatch):
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     for k, v in {
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
@@ -101,7 +117,7 @@ def model_tarball(metrics: dict[str, float]) -> bytes:
     import io
     import tarfile
 
-    from spaceport.summaries import TrainMetrics
+    from spaceport.core.summaries import TrainMetrics
 
     doc = TrainMetrics(
         test_psnr=metrics["test_psnr"], test_ssim=metrics["test_ssim"], train_psnr=metrics["test_psnr"] + 1,
@@ -154,7 +170,7 @@ class FakeSageMaker:
                                         for k, v in self.metrics.items()],
             }
         # What the processing job uploads: its stage's required files and products (stand-ins).
-        from spaceport.graph import GRAPH
+        from spaceport.core.graph import GRAPH
 
         s3 = boto3.client("s3", region_name=REGION)
         for out in event["ProcessingOutputConfig"]["Outputs"]:
@@ -178,7 +194,7 @@ class LambdaError(Exception):
 class SageMakerError(LambdaError):
     """Raised by the fake SageMaker to fail its task exactly as the ``.sync`` integration does: the
     Step Functions error ``name`` (``States.TaskFailed``, ``SageMaker.AmazonSageMakerException``, ...)
-    and the raw ``cause`` text, not a Lambda error payload (spaceport.aws.sagemaker_errors says which
+    and the raw ``cause`` text, not a Lambda error payload (spaceport.cloud.sagemaker_errors says which
     names and causes the integration produces, and where that comes from)."""
 
     MARK = "spaceport-test-sagemaker-error"
@@ -264,7 +280,7 @@ def aws(env):
 
 def render_asl_for_moto() -> str:
     """The real ASL with substitutions filled and SageMaker .sync tasks pointed at the fake Lambda."""
-    text = (ROOT / "statemachine" / "pipeline.asl.json").read_text()
+    text = (ROOT / "cloud" / "statemachine" / "pipeline.asl.json").read_text()
     text = text.replace("${SageMakerRoleArn}", ROLE)
     for key, name in FUNCTIONS.items():
         text = text.replace("${" + key + "}", lambda_arn(name))
@@ -295,7 +311,7 @@ def machine(aws, env):
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(name="spaceport-pipeline", definition=render_asl_for_moto(),
                                    roleArn=role)["stateMachineArn"]
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_STATE_MACHINE_ARN", arn)
     settings.load.cache_clear()
@@ -347,7 +363,7 @@ def timer_messages(max_messages: int = 10) -> list[dict]:
 @pytest.fixture
 def started(aws, env):
     """start_job against a one-state machine (the pipeline itself is tested in test_lambdas_pipeline)."""
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     sfn = boto3.client("stepfunctions", region_name=REGION)
     arn = sfn.create_state_machine(

@@ -17,8 +17,8 @@ from lambdas_support import (
     timer_messages,
 )
 
-from spaceport.aws import links as result_links
 from spaceport.cli import main
+from spaceport.cloud import links as result_links
 
 
 @pytest.fixture
@@ -117,9 +117,9 @@ def test_submitting_the_same_zip_again_names_the_job_start_job_will_start(stack,
     """submit predicts start_job's decision: a new job once the last one ended, nothing while it runs."""
     import time
 
-    from spaceport.aws import settings
-    from spaceport.aws.records import now_iso
-    from spaceport.aws.runtime import Clients
+    from spaceport.cloud import settings
+    from spaceport.cloud.records import now_iso
+    from spaceport.cloud.runtime import Clients
 
     scene = tmp_path / "Garden.zip"
     scene.write_bytes(b"PK\x03\x04\x14\x00\x00\x00 photos")

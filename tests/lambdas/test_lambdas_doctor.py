@@ -14,8 +14,8 @@ import boto3
 import pytest
 from lambdas_support import ACCOUNT, REGION
 
-from spaceport.aws import doctor
 from spaceport.cli import main
+from spaceport.cloud import doctor
 
 SENDER = "splats@example.com"
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
@@ -111,7 +111,7 @@ def build_account(*, sender=SENDER, topic_email=None, use_spot=False, by_digest=
         Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
         Environment={"Variables": {"SPACEPORT_PLAN_SETTINGS": json.dumps(plan), "SPACEPORT_SENDER": sender or "",
                                    "SPACEPORT_TOPIC_ARN": topics.get("NotifyTopic", "")}})
-    # The real stack's outputs (stacks/spaceport_stack.py) as CloudFormation reports them.
+    # The real stack's outputs (cloud/stacks/spaceport_stack.py) as CloudFormation reports them.
     cfn.update_stack(StackName="Spaceport", TemplateBody=json.dumps({"Resources": resources, "Outputs": {
         "StartJobFunctionName": {"Value": "Spaceport-StartJob"}, "BuildProjectName": {"Value": "SpaceportBuild"},
         "BucketName": {"Value": "spaceport-data"}}}))
@@ -293,7 +293,7 @@ def test_an_unconfirmed_subscription_fails_only_where_it_carries_the_job_emails(
 
 
 def test_the_command_prints_one_line_per_check_and_exits_1_when_a_job_would_fail(account, monkeypatch, capsys):
-    from spaceport.aws import command
+    from spaceport.cloud import command
 
     account.build()
     session = types.SimpleNamespace(client=account.client, region_name=REGION)

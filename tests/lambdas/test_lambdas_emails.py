@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 import boto3
 from lambdas_support import BUCKET, REGION, RESULTS_DOMAIN, SENDER, plan_for
 
-from spaceport.aws import links as result_links
-from spaceport.aws import notify, records, settings
-from spaceport.aws.runtime import Clients
-from spaceport.errors import TooFewRegistered, UnsupportedInput
-from spaceport.summaries import Retry
+from spaceport.cloud import links as result_links
+from spaceport.cloud import notify, records, settings
+from spaceport.cloud.runtime import Clients
+from spaceport.core.errors import TooFewRegistered, UnsupportedInput
+from spaceport.core.summaries import Retry
 
 JOB = "sp-garden-0123456789abcdef"
 
@@ -132,8 +132,8 @@ def test_success_email_without_a_link_secret_still_goes_and_says_how_to_get_link
 
 
 def test_a_below_target_email_without_a_link_secret_still_goes_and_is_no_success_email(aws):
-    from spaceport.errors import QualityBelowTarget
-    from spaceport.summaries import GateResult
+    from spaceport.core.errors import QualityBelowTarget
+    from spaceport.core.summaries import GateResult
 
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key=f"jobs/{JOB}/report/index.html", Body=b"x")

@@ -1,4 +1,4 @@
-"""The deploy-time image build's custom resource (lambdas/image_build, spaceport.aws.image_build):
+"""The deploy-time image build's custom resource (cloud/lambdas/image_build, spaceport.cloud.image_build):
 ECR under moto (real repositories and pushed image manifests, so digests are ECR's own), CodeBuild
 through botocore's Stubber (moto cannot script a build's status, phases and log link).
 
@@ -16,7 +16,8 @@ import pytest
 from botocore.stub import Stubber
 from lambdas_support import REGION, load_handler
 
-from spaceport.aws import image_build
+from spaceport.cloud import image_build
+from spaceport.core.summaries import JobRecord, parse_summary
 
 SOURCE_HASH = "3f" * 32
 TAG = f"src-{SOURCE_HASH[:32]}"
@@ -170,9 +171,9 @@ def test_handler_no_change_under_moto(ecr, capsys):
 def test_every_job_record_names_the_digest_each_stage_runs(started, env):
     """The deploy hands start_job digests (plan settings); the plan, the DynamoDB item and job.json
     all name them, per stage (publish runs in the compress image)."""
-    from lambdas_support import BUCKET, PLAN_SETTINGS, TABLE, FakeContext
+    from lambdas_support import BUCKET, PLAN_SETTINGS, FakeContext, execution_plan, stored_record
 
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     digest = {i: "sha256:" + hashlib.sha256(i.encode()).hexdigest() for i in REPOSITORIES}
     uri = {i: f"123456789012.dkr.ecr.{REGION}.amazonaws.com/{r}@{digest[i]}" for i, r in REPOSITORIES.items()}
@@ -184,10 +185,9 @@ def test_every_job_record_names_the_digest_each_stage_runs(started, env):
     out = load_handler("start_job").handler({"bucket": BUCKET, "key": "uploads/scene.zip"}, FakeContext())
     assert out["status"] == "started"
     want = {s: uri[i] for s, i in stage_image.items()}
-    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
-    assert {s: plan["stages"][s]["image"] for s in want} == want  # what the ASL hands SageMaker
-    item = boto3.client("dynamodb", region_name=REGION).get_item(
-        TableName=TABLE, Key={"job_id": {"S": out["job_id"]}})["Item"]
-    assert json.loads(item["record"]["S"])["images"] == want
-    job_json = json.loads(started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{out['job_id']}/job.json")["Body"].read())
-    assert job_json["images"] == want
+    plan = execution_plan(started.sfn, out["execution_arn"])
+    assert {s: plan.stages[s].image for s in want} == want  # what the ASL hands SageMaker
+    assert stored_record(out["job_id"]).images == want
+    job_json = parse_summary(JobRecord, started.s3.get_object(
+        Bucket=BUCKET, Key=f"jobs/{out['job_id']}/job.json")["Body"].read(), "job.json")
+    assert job_json.images == want

@@ -10,7 +10,7 @@ import boto3
 import pytest
 from lambdas_support import BUCKET, REGION, FakeContext, load_handler
 
-from spaceport.aws import links
+from spaceport.cloud import links
 
 
 class _Replies(http.server.BaseHTTPRequestHandler):

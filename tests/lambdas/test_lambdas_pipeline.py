@@ -18,8 +18,8 @@ from lambdas_support import (
     wait_for,
 )
 
-from spaceport.errors import OutOfMemory, TooFewRegistered
-from spaceport.summaries import JobRecord
+from spaceport.core.errors import OutOfMemory, TooFewRegistered
+from spaceport.core.summaries import JobRecord
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -34,7 +34,7 @@ def _record(job_id):
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
     record = json.loads(item["record"]["S"])
-    # start_job's notes on uploads the job covered live beside the record (spaceport.aws.records.JobStore).
+    # start_job's notes on uploads the job covered live beside the record (spaceport.cloud.records.JobStore).
     record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
     mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
         Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
@@ -244,7 +244,7 @@ def _publish_as_the_job_would(inputs: dict[str, bytes], prefix):
     ``prefix``/report/, ``prefix`` laid out like the job's S3 prefix."""
     import shutil
 
-    from spaceport.publish.command import publish
+    from spaceport.stages.publish.command import publish
     from tests.unit.run.conftest import SPHERE_SOG
 
     (prefix / "compressed").mkdir(parents=True)
@@ -257,13 +257,13 @@ def _publish_as_the_job_would(inputs: dict[str, bytes], prefix):
 
 
 def _open_through_the_edge(machine, root, link: str) -> tuple[int, str]:
-    """GET ``link`` through the results distribution's edge function (stacks/edge/link_check.js in
+    """GET ``link`` through the results distribution's edge function (cloud/stacks/edge/link_check.js in
     node, the deployment's secret) over ``root``, a folder laid out like the data bucket."""
     import shutil
     import urllib.error
     import urllib.request
 
-    from spaceport.aws import links
+    from spaceport.cloud import links
     from tests.e2e.edge import EdgeServer
 
     if shutil.which("node") is None:
@@ -279,8 +279,8 @@ def _open_through_the_edge(machine, root, link: str) -> tuple[int, str]:
 
 
 def test_a_splat_below_the_gate_is_published_marked_below_target_and_the_job_fails(machine, tmp_path):
-    from spaceport.aws import links
-    from spaceport.errors import QualityBelowTarget
+    from spaceport.cloud import links
+    from spaceport.core.errors import QualityBelowTarget
 
     machine.fake.metrics["test_psnr"] = 17.25
     seen = {}
@@ -343,7 +343,7 @@ def test_a_splat_below_the_gate_is_published_marked_below_target_and_the_job_fai
 
 
 def test_compress_failing_after_a_below_target_gate_fails_with_compress_error(machine):
-    from spaceport.errors import CompressionFailed
+    from spaceport.core.errors import CompressionFailed
 
     machine.fake.metrics["test_psnr"] = 17.25
     line = CompressionFailed("The SOG encoder ran out of memory", "Lower max_gaussians").record("compress").line()
@@ -401,7 +401,7 @@ def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded
 
 def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
     env.setenv("SPACEPORT_SENDER", "unverified@example.org")  # SES rejects an unverified sender
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     settings.load.cache_clear()
     out, desc = _run(machine)
@@ -480,7 +480,7 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
 # ("Invalid image URI ... Please provide a valid Amazon Elastic Container Registry path of the Docker image
 # to run." from CreateProcessingJob; AWS's "1 validation error detected: Value ... at ... failed to satisfy
 # constraint: Member must satisfy enum value set"; "The requested resource training-job/ml.t3.medium is not
-# available in this region" from CreateTrainingJob). More in spaceport/aws/sagemaker_errors.py.
+# available in this region" from CreateTrainingJob). More in spaceport/cloud/sagemaker_errors.py.
 _INSTANCE_TYPE = ("1 validation error detected: Value 'ml.g5.3xlarge' at 'resourceConfig.instanceType' failed to "
                   "satisfy constraint: Member must satisfy enum value set: [ml.g5.xlarge, ml.g5.2xlarge, ml.g5.4xlarge]")
 _BAD_IMAGE = ("Invalid image URI 123456789012.dkr.ecr.us-east-1.amazonaws.com/spaceport-sfm:latest. Please provide a "

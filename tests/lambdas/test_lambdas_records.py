@@ -5,8 +5,8 @@ import json
 import pytest
 from lambdas_support import load_handler, plan_for
 
-from spaceport.aws import records
-from spaceport.errors import (
+from spaceport.cloud import records
+from spaceport.core.errors import (
     CapacityError,
     ConfigInvalid,
     CorruptArchive,
@@ -14,7 +14,7 @@ from spaceport.errors import (
     StageFailed,
     TrainingDiverged,
 )
-from spaceport.plan import ExecutionPlan
+from spaceport.core.plan import ExecutionPlan
 
 
 def _line(cls, reason, fix=None, **details):
@@ -92,12 +92,12 @@ def test_stage_summary_handles_iso_and_epoch_times():
 
 
 def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
-    """The Lambda applies spaceport.gate (the local runner's gate) to metrics.json inside model.tar.gz and
+    """The Lambda applies spaceport.stages.gate (the local runner's gate) to metrics.json inside model.tar.gz and
     returns its verdict; a miss is a verdict (the workflow still publishes), a bad model an error."""
     import boto3
     from lambdas_support import BUCKET, REGION, FakeContext, model_tarball
 
-    from spaceport.errors import ModelInvalid
+    from spaceport.core.errors import ModelInvalid
 
     s3 = boto3.client("s3", region_name=REGION)
     key = "jobs/sp-x/train/sp-x-train/output/model.tar.gz"
@@ -125,8 +125,8 @@ def test_a_below_target_verdict_fails_the_job_at_the_gate_with_its_outputs():
     published outputs; any other error after a below-target gate names that error and its stage."""
     from lambdas_support import plan_for
 
-    from spaceport import gate
-    from spaceport.summaries import GateResult
+    from spaceport.core.summaries import GateResult
+    from spaceport.stages import gate
 
     plan = plan_for("sp-x-0123456789abcdef", "s3://b/uploads/x.zip")
     verdict = GateResult(passed=False, test_psnr=17.0, num_gaussians=5, min_psnr=20.0, max_gaussians=0)
@@ -150,7 +150,7 @@ def test_a_below_target_verdict_fails_the_job_at_the_gate_with_its_outputs():
 
 def _sdk(message, code, status=400, name="SageMaker.AmazonSageMakerException"):
     """A create-time error as the .sync integration reports it: the Java SDK's exception class as the
-    name, SageMaker's message with the SDK's suffix as the Cause (spaceport.aws.sagemaker_errors)."""
+    name, SageMaker's message with the SDK's suffix as the Cause (spaceport.cloud.sagemaker_errors)."""
     return {"Error": name, "Cause": f"{message} (Service: AmazonSageMaker; Status Code: {status}; Error Code: {code}; "
                                     "Request ID: 4e1c7a2b-1f0d-4f7e-9d55-0c2a5c1b8d11; Proxy: null)"}
 

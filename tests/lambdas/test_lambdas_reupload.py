@@ -5,21 +5,21 @@ job record says so."""
 import json
 import time
 
-import boto3
 import pytest
 from lambdas_support import (
     BUCKET,
     REGION,
-    TABLE,
     FakeContext,
     SageMakerError,
     load_handler,
     s3_event,
+    stored_record,
     wait_for,
 )
 from lambdas_support import timer_messages as _timer_messages
 
-from spaceport.aws import uploads
+from spaceport.cloud import uploads
+from spaceport.core.summaries import JobRecord, parse_summary
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 ZIP = b"PK\x03\x04\x14\x00\x00\x00 photos"
@@ -56,10 +56,8 @@ def _upload(aws, kind) -> dict:
 
 
 def _record(job_id):
-    item = boto3.client("dynamodb", region_name=REGION).get_item(
-        TableName=TABLE, Key={"job_id": {"S": job_id}}, ConsistentRead=True)["Item"]
-    record = json.loads(item["record"]["S"])
-    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
+    record = stored_record(job_id)
+    assert record is not None, job_id
     return record
 
 
@@ -83,8 +81,8 @@ def test_uploading_again_after_a_failed_job_starts_a_new_job(machine, kind):
     assert first["status"] == "started", first
     assert wait_for(machine.sfn, first["execution_arn"])["status"] == "FAILED"
     failed = _record(first["job_id"])
-    assert failed["status"] == "FAILED" and failed["failure"]["error"] == "QuotaExceeded"
-    assert failed["failure"]["fix"].endswith("then upload again.")
+    assert failed.status == "FAILED" and failed.failure.error == "QuotaExceeded"
+    assert failed.failure.fix.endswith("then upload again.")
     assert "then upload again" in _sent()[0].body
 
     time.sleep(1.1)  # S3 and the record keep whole seconds; a person uploads minutes later
@@ -92,7 +90,7 @@ def test_uploading_again_after_a_failed_job_starts_a_new_job(machine, kind):
     assert again["status"] == "started", again
     assert again["job_id"] != first["job_id"]
     assert wait_for(machine.sfn, again["execution_arn"])["status"] == "SUCCEEDED"
-    assert _record(again["job_id"])["status"] == "SUCCEEDED"
+    assert _record(again["job_id"]).status == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "sfm", "train", "compress", "publish"]
     # The second job ran on the second upload, under its own prefix and job names.
     sfm_calls = [e for s, e in machine.fake.calls if s == "sfm"]
@@ -110,11 +108,12 @@ def test_uploading_again_while_the_job_runs_starts_nothing_and_the_record_says_s
                      "reason": "uploaded again while the job was running"}
     assert len(_executions(started)) == 1
     record = _record(first["job_id"])
-    assert record["status"] == "RUNNING"
-    assert [d["reason"] for d in record["duplicates"]] == ["uploaded again while the job was running"]
+    assert record.status == "RUNNING"
+    assert [d.reason for d in record.duplicates] == ["uploaded again while the job was running"]
     # The mirror in the bucket says so too (what `spaceport status` and the report read).
-    mirrored = json.loads(started.s3.get_object(Bucket=BUCKET, Key=f"jobs/{first['job_id']}/job.json")["Body"].read())
-    assert mirrored["duplicates"][0]["reason"] == "uploaded again while the job was running"
+    mirrored = parse_summary(JobRecord, started.s3.get_object(
+        Bucket=BUCKET, Key=f"jobs/{first['job_id']}/job.json")["Body"].read(), "job.json")
+    assert mirrored.duplicates[0].reason == "uploaded again while the job was running"
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -129,7 +128,7 @@ def test_a_repeated_event_starts_nothing_and_the_record_says_so(started, kind):
     assert again["status"] == "duplicate" and again["reason"] == "duplicate event"
     assert again["job_id"] == first["job_id"]
     assert len(_executions(started)) == 1
-    assert [d["reason"] for d in _record(first["job_id"])["duplicates"]] == ["duplicate event"]
+    assert [d.reason for d in _record(first["job_id"]).duplicates] == ["duplicate event"]
 
 
 def test_a_job_record_written_by_the_workflow_keeps_the_duplicates_start_job_noted(started):
@@ -137,20 +136,20 @@ def test_a_job_record_written_by_the_workflow_keeps_the_duplicates_start_job_not
     first = _upload(started, "zip")
     again = _handler(s3_event("uploads/Garden.zip"))
     assert again["reason"] == "duplicate event"
-    from spaceport.aws import settings
-    from spaceport.aws.runtime import Clients
+    from spaceport.cloud import settings
+    from spaceport.cloud.runtime import Clients
 
     store = Clients(settings.load()).store
     record = store.get(first["job_id"])
     assert store.save(record.model_copy(update={"status": "SUCCEEDED", "duplicates": []}))
     saved = _record(first["job_id"])
-    assert saved["status"] == "SUCCEEDED" and [d["reason"] for d in saved["duplicates"]] == ["duplicate event"]
+    assert saved.status == "SUCCEEDED" and [d.reason for d in saved.duplicates] == ["duplicate event"]
 
 
 def test_resolve_walks_the_generations_of_the_same_content():
     from datetime import UTC, datetime
 
-    from spaceport.summaries import JobRecord
+    from spaceport.core.summaries import JobRecord
 
     records = {}
 

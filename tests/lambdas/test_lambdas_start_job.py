@@ -2,12 +2,19 @@
 
 import json
 
-import boto3
 import pytest
-from lambdas_support import BUCKET, REGION, TABLE, FakeContext, load_handler, s3_event
+from lambdas_support import (
+    BUCKET,
+    REGION,
+    FakeContext,
+    execution_plan,
+    load_handler,
+    s3_event,
+    stored_record,
+)
 
-from spaceport.errors import UnsupportedInput
-from spaceport.summaries import RequestFile
+from spaceport.core.errors import UnsupportedInput
+from spaceport.core.summaries import RequestFile
 
 ZIP = b"PK\x03\x04\x14\x00\x00\x00"
 MAGIC = {"zip": ZIP, "mov": b"\x00\x00\x00\x14ftypqt  ", "mp4": b"\x00\x00\x00\x18ftypmp42"}
@@ -18,9 +25,7 @@ def _handler():
 
 
 def _record(job_id):
-    item = boto3.client("dynamodb", region_name=REGION).get_item(
-        TableName=TABLE, Key={"job_id": {"S": job_id}}).get("Item")
-    return json.loads(item["record"]["S"]) if item else None
+    return stored_record(job_id)
 
 
 @pytest.mark.parametrize(
@@ -50,17 +55,17 @@ def test_direct_request_with_preset_and_options(started):
     out = _handler()({"bucket": BUCKET, "key": "uploads/scene.zip", "email": "y@example.com", "preset": "fast",
                       "options": {"train": {"steps": "42"}}}, FakeContext())
     assert out["status"] == "started"
-    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
-    assert plan["preset"] == "fast" and plan["stages"]["train"]["hyperparameters"]["steps"] == "42"
-    assert _record(out["job_id"])["status"] in ("RUNNING", "SUCCEEDED")
+    plan = execution_plan(started.sfn, out["execution_arn"])
+    assert plan.preset == "fast" and plan.stages["train"].hyperparameters["steps"] == "42"
+    assert _record(out["job_id"]).status in ("RUNNING", "SUCCEEDED")
 
 
 def test_metadata_preset_and_options_are_read(started):
     started.s3.put_object(Bucket=BUCKET, Key="uploads/m.zip", Body=ZIP,
                           Metadata={"preset": "quality", "options": json.dumps({"sfm": {"max_side": "1234"}})})
     out = _handler()(s3_event("uploads/m.zip"), FakeContext())
-    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
-    assert plan["preset"] == "quality" and plan["stages"]["sfm"]["options"]["max_side"] == "1234"
+    plan = execution_plan(started.sfn, out["execution_arn"])
+    assert plan.preset == "quality" and plan.stages["sfm"].options["max_side"] == "1234"
 
 
 @pytest.mark.parametrize(
@@ -81,7 +86,7 @@ def test_bad_uploads_are_rejected_recorded_and_never_started(started, key, body,
     out = _handler()(s3_event(key), FakeContext())
     assert out["status"] == "rejected" and out["error"] == error
     record = _record(out["job_id"])
-    assert record["status"] == "REJECTED" and record["failure"]["error"] == error and record["stage"] == "start"
+    assert record.status == "REJECTED" and record.failure.error == error and record.stage == "start"
     assert started.sfn.list_executions(stateMachineArn=started.state_machine_arn)["executions"] == []
 
 
@@ -123,7 +128,7 @@ def test_each_version_is_its_own_job_and_stages_its_own_bytes(started):
      ("a.jpg", b"\x89PNG\r\n\x1a\n", True), ("a.jpg", b"\0\0\0\x18ftypmp42", False), ("a.mp4", b"", False)],
 )
 def test_check_magic(name, head, ok):
-    from spaceport.aws.intake import check_magic as check
+    from spaceport.cloud.intake import check_magic as check
     if ok:
         check(name, head)
     else:

@@ -11,15 +11,16 @@ from lambdas_support import (
     BUCKET,
     QUEUE_URL,
     REGION,
-    TABLE,
     FakeContext,
+    execution_plan,
     load_handler,
     s3_event,
+    stored_record,
     timer_messages,
 )
 
-from spaceport.aws import uploads
-from spaceport.aws.uploads import Kind
+from spaceport.cloud import uploads
+from spaceport.cloud.uploads import Kind
 
 JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 ZIP = b"PK\x03\x04\x14\x00\x00\x00"
@@ -35,9 +36,7 @@ def _executions(aws):
 
 
 def _record(job_id):
-    item = boto3.client("dynamodb", region_name=REGION).get_item(
-        TableName=TABLE, Key={"job_id": {"S": job_id}}).get("Item")
-    return json.loads(item["record"]["S"]) if item else None
+    return stored_record(job_id)
 
 
 def _sent():
@@ -118,13 +117,13 @@ def test_thirty_photos_uploaded_one_by_one_start_exactly_one_job(started):
     (execution,) = _executions(started)
     (job,) = [o for o in outcomes if o["status"] == "started"]
     assert execution["name"] == job["job_id"] and job["job_id"].startswith("sp-garden-visit-")
-    plan = json.loads(started.sfn.describe_execution(executionArn=execution["executionArn"])["input"])["plan"]
-    assert plan["source_uri"] == f"s3://{BUCKET}/uploads/Garden Visit"
-    assert plan["email"] == "ana@example.com"  # the address on any one photo applies to the folder
+    plan = execution_plan(started.sfn, execution["executionArn"])
+    assert plan.source_uri == f"s3://{BUCKET}/uploads/Garden Visit"
+    assert plan.email == "ana@example.com"  # the address on any one photo applies to the folder
     staged = started.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"jobs/{job['job_id']}/upload/")["Contents"]
     assert sorted(o["Key"].rsplit("/", 1)[-1] for o in staged) == sorted(k.rsplit("/", 1)[-1] for k in keys)
     assert {o["Key"].split("/")[3] for o in staged} == {"Garden Visit"}  # jobs/<id>/upload/<folder>/<photo>
-    assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"] == f"s3://{BUCKET}/jobs/{job['job_id']}/upload/"
+    assert plan.stages["sfm"].inputs["upload"].uri == f"s3://{BUCKET}/jobs/{job['job_id']}/upload/"
 
     # The same timer delivered twice, or a late one: the same listing is the same job.
     late = json.dumps({"bucket": BUCKET, "batch": "uploads/Garden Visit/", "armed_at": _iso(datetime.now(UTC) + timedelta(1))})
@@ -150,8 +149,8 @@ def test_folder_without_photos_is_refused_once_with_the_reason_and_an_email(star
     assert out["status"] == "rejected" and out["error"] == "EmptyInput"
     assert all(r["status"] in ("rejected", "duplicate") or r == out for r in rest)
     record = _record(out["job_id"])
-    assert record["status"] == "REJECTED" and record["stage"] == "start"
-    assert record["failure"]["reason"] == "The folder 'docs' holds no photos (2 other file(s))."
+    assert record.status == "REJECTED" and record.stage == "start"
+    assert record.failure.reason == "The folder 'docs' holds no photos (2 other file(s))."
     assert _executions(started) == []
     (msg,) = _sent()  # the address on any object of the folder
     assert msg.destinations["ToAddresses"] == ["bo@example.com"] and "holds no photos" in msg.body
@@ -168,7 +167,7 @@ def _skip_delays():
 
 
 def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_QUIET_S", "60")  # photos a few ms apart are one burst
     settings.load.cache_clear()
@@ -182,8 +181,8 @@ def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
     assert {o["status"] for o in outcomes} <= {"rejected", "duplicate"}
     (job_id,) = {o["job_id"] for o in outcomes}
     record = _record(job_id)
-    assert record["failure"]["error"] == "UnsupportedInput"
-    assert record["failure"]["reason"] == "3 photo(s) were uploaded directly under uploads/, not in a folder."
+    assert record.failure.error == "UnsupportedInput"
+    assert record.failure.reason == "3 photo(s) were uploaded directly under uploads/, not in a folder."
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["cy@example.com"]
     assert "uploads/<scene name>/" in msg.body and "Upload check" in msg.body
@@ -191,7 +190,7 @@ def test_bare_photos_are_refused_as_one_batch_with_one_email(started, env):
 
 
 def test_folder_over_the_size_cap_is_refused(started, env):
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_MAX_UPLOAD_BYTES", str(2**20))  # 1 MB
     settings.load.cache_clear()
@@ -210,7 +209,7 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
 
-    from spaceport.aws import settings
+    from spaceport.cloud import settings
 
     env.setenv("SPACEPORT_QUIET_S", "240")
     settings.load.cache_clear()
@@ -226,7 +225,7 @@ def test_timer_is_sent_with_the_configured_delay(started, env):
 
 
 def test_every_photo_type_the_bucket_batches_is_one_the_sfm_stage_reads():
-    from spaceport.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
+    from spaceport.stages.sfm.ingest import IMAGE_EXTS, VIDEO_EXTS
 
     assert set(uploads.PHOTO_SUFFIXES) <= IMAGE_EXTS and set(uploads.VIDEO_SUFFIXES) <= VIDEO_EXTS
 
@@ -246,8 +245,8 @@ def test_a_direct_request_for_a_folder_starts_it_now(started):
         started.s3.put_object(Bucket=BUCKET, Key=f"uploads/porch/{i}.png", Body=b"\x89PNG\r\n\x1a\n" + bytes([i]))
     out = _handler({"bucket": BUCKET, "key": "uploads/porch/", "email": "ed@example.com", "preset": "fast"})
     assert out["status"] == "started" and out["job_id"].startswith("sp-porch-")
-    plan = json.loads(started.sfn.describe_execution(executionArn=out["execution_arn"])["input"])["plan"]
-    assert plan["email"] == "ed@example.com" and plan["preset"] == "fast"
+    plan = execution_plan(started.sfn, out["execution_arn"])
+    assert plan.email == "ed@example.com" and plan.preset == "fast"
 
 
 def test_a_folder_job_runs_every_stage_on_its_staged_photos(machine):

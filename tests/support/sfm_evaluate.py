@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spaceport import colmap
+from spaceport.geometry import colmap
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -157,7 +157,7 @@ def collapse_centres(model: colmap.Model, factor: float) -> colmap.Model:
     """A copy of ``model`` with every camera centre moved ``factor`` of the way from their mean (points and rotations kept).
 
     ``factor`` 0.06 is the collapse the global mapper once made of a 50-frame phone capture (camera
-    steps at ~6% of their true length; see spaceport.sfm.validate).
+    steps at ~6% of their true length; see spaceport.stages.sfm.validate).
     """
     out = copy.deepcopy(model)
     mean = np.mean([im.center() for im in out.images.values()], axis=0)

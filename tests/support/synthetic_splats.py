@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spaceport.splat import Splat
+from spaceport.geometry.splat import Splat
 
 
 def synthetic_splat(n: int, degree: int, seed: int = 0) -> Splat:

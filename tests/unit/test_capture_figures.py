@@ -1,4 +1,4 @@
-"""The capture's own figures the quality gate reads (spaceport.train.capture), against known answers."""
+"""The capture's own figures the quality gate reads (spaceport.stages.train.capture), against known answers."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageFilter
 
-from spaceport.imaging import look_at
-from spaceport.train.capture import capture_figures, held_out_offsets, mean_colour_psnr, sharpness
-from spaceport.train.data import View
+from spaceport.geometry.imaging import look_at
+from spaceport.stages.train.capture import capture_figures, held_out_offsets, mean_colour_psnr, sharpness
+from spaceport.stages.train.data import View
 
 
 def _texture(size: tuple[int, int] = (256, 192), seed: int = 0) -> np.ndarray:

@@ -3,8 +3,8 @@ from typing import Literal
 
 import pytest
 
-from spaceport.config import describe, field_docs, from_strings, to_strings
-from spaceport.errors import ConfigInvalid
+from spaceport.core.config import describe, field_docs, from_strings, to_strings
+from spaceport.core.errors import ConfigInvalid
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def test_field_docs_are_read_from_source():
 
 
 def test_stage_options_parse_and_reject():
-    from spaceport.config import parse_stage_options
+    from spaceport.core.config import parse_stage_options
 
     assert parse_stage_options(["train.steps=500", "sfm.max-side=800"]) == {
         "train": {"steps": "500"}, "sfm": {"max_side": "800"},
@@ -93,7 +93,7 @@ class Grouped:
 
 def test_groups_are_flat_options():
     """A field holding a dataclass is a group: its fields are options under their own names."""
-    from spaceport.config import to_dict
+    from spaceport.core.config import to_dict
 
     cfg = from_strings(Grouped, {"steps": "7", "rate": "0.25"})
     assert cfg.demo.steps == 7 and cfg.inner.rate == 0.25 and cfg.demo.lr == 0.01
@@ -109,7 +109,7 @@ def test_groups_are_flat_options():
 
 
 def test_an_option_name_is_declared_once():
-    from spaceport.config import options
+    from spaceport.core.config import options
 
     @dataclass(frozen=True)
     class Twice:

@@ -1,4 +1,4 @@
-from spaceport.errors import ERRORS, FailureRecord, StageFailed, TooFewRegistered, parse_failure
+from spaceport.core.errors import ERRORS, FailureRecord, StageFailed, TooFewRegistered, parse_failure
 
 
 def test_the_record_names_the_class_reason_fix_and_details():
@@ -21,7 +21,7 @@ def test_parse_failure_reads_records_lambda_errors_and_plain_text():
 
 
 def test_reason_and_fix_end_in_one_stop_but_keep_question_and_exclamation_marks():
-    from spaceport.errors import ConfigInvalid
+    from spaceport.core.errors import ConfigInvalid
 
     err = ConfigInvalid("Unknown train option 'stpes'. Did you mean 'steps'?", "Fix the option name!")
     assert err.reason == "Unknown train option 'stpes'. Did you mean 'steps'?"
@@ -34,9 +34,9 @@ def test_reason_and_fix_end_in_one_stop_but_keep_question_and_exclamation_marks(
 def test_unknown_option_suggestion_is_not_followed_by_a_stop():
     import pytest
 
-    from spaceport.config import from_strings
-    from spaceport.errors import ConfigInvalid
-    from spaceport.train.config import TrainConfig
+    from spaceport.core.config import from_strings
+    from spaceport.core.errors import ConfigInvalid
+    from spaceport.stages.train.config import TrainConfig
 
     with pytest.raises(ConfigInvalid) as info:
         from_strings(TrainConfig, {"stpes": "1"})
@@ -49,7 +49,7 @@ def test_look_at_and_psnr_are_the_ones_every_part_uses():
 
     import numpy as np
 
-    from spaceport.imaging import look_at, psnr_db
+    from spaceport.geometry.imaging import look_at, psnr_db
 
     w2c = look_at(np.array([0.0, -5.0, 0.0]), np.zeros(3))
     # The target lies on the optical axis (+z), 5 m ahead; world up (+z) is image up (-y).

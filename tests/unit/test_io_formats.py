@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from spaceport.colmap import (
+from spaceport.core.errors import ModelInvalid
+from spaceport.geometry.colmap import (
     Camera,
     Image,
     Model,
@@ -12,8 +13,7 @@ from spaceport.colmap import (
     write_model_binary,
     write_model_text,
 )
-from spaceport.errors import ModelInvalid
-from spaceport.splat import Splat, read_ply, write_ply
+from spaceport.geometry.splat import Splat, read_ply, write_ply
 
 
 def _model(rng):

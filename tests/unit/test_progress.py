@@ -1,4 +1,4 @@
-from spaceport.progress import emit, parse_line, phase
+from spaceport.local.progress import emit, parse_line, phase
 
 
 def test_progress_lines_parse_back(capsys, monkeypatch):

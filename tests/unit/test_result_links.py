@@ -1,11 +1,11 @@
-"""Result link signing (spaceport.aws.links): a known answer, the link's shape, and what it refuses."""
+"""Result link signing (spaceport.cloud.links): a known answer, the link's shape, and what it refuses."""
 
 import json
 
 import pytest
 
-from spaceport.aws import links
-from spaceport.errors import ConfigInvalid
+from spaceport.cloud import links
+from spaceport.core.errors import ConfigInvalid
 
 JOB = "sp-garden-0123456789abcdef"
 EXPIRES = 1_767_225_600  # 2026-01-01 00:00 UTC

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from spaceport.upright import UP, camera_ups, ground_axes, rotation_to_up, world_up
+from spaceport.geometry.upright import UP, camera_ups, ground_axes, rotation_to_up, world_up
 
 
 def _look_at(center: np.ndarray, target: np.ndarray, up: np.ndarray, roll_deg: float = 0.0) -> np.ndarray:

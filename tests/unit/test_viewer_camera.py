@@ -7,9 +7,9 @@ import math
 
 import numpy as np
 
-from spaceport.publish.viewer import _camera_setup
-from spaceport.summaries import CameraView
-from spaceport.upright import UP
+from spaceport.core.summaries import CameraView
+from spaceport.geometry.upright import UP
+from spaceport.stages.publish.viewer import _camera_setup
 
 
 def _camera(center: np.ndarray, roll_deg: float, split: str, name: str, target=(0.0, 0.0, 0.0)) -> CameraView:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spaceport.splat import Splat, write_ply
+from spaceport.geometry.splat import Splat, write_ply
 from tests.support.synthetic_splats import synthetic_splat
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from spaceport.compress import palette, quant, sog, spz
-from spaceport.splat import Splat
+from spaceport.geometry.splat import Splat
+from spaceport.stages.compress import palette, quant, sog, spz
 from tests.support.synthetic_splats import synthetic_splat
 
 
@@ -148,7 +148,7 @@ def test_kmeans_on_cuda_matches_cpu_distortion():
 def test_cuda_device_without_gpu_is_a_config_error(monkeypatch):
     import torch
 
-    from spaceport.errors import ConfigInvalid
+    from spaceport.core.errors import ConfigInvalid
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a GPU machine runs this too
     with pytest.raises(ConfigInvalid, match="torch sees no CUDA GPU"):

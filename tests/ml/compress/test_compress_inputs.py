@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from spaceport.cli import main
-from spaceport.compress import sog, spz
-from spaceport.compress.inputs import sniff
-from spaceport.errors import ModelInvalid
-from spaceport.splat import Splat
-from spaceport.summaries import CompressSummary, read_summary
+from spaceport.core.errors import ModelInvalid
+from spaceport.core.summaries import CompressSummary, read_summary
+from spaceport.geometry.splat import Splat
+from spaceport.stages.compress import sog, spz
+from spaceport.stages.compress.inputs import sniff
 
 QUICK = ["--preset", "fast", "--evaluate-quality", "false", "--write-spz", "false"]
 
@@ -140,8 +140,8 @@ def test_nan_in_a_sog_is_dropped_and_counted(sources, tmp_path, capsys):
     assert used > 0
     code = main(["compress", str(folder), "--out", str(tmp_path / "out"), *QUICK])
     assert code == 0, capsys.readouterr().err
-    g = json.loads((tmp_path / "out" / "compress.json").read_text())["gaussians"]
-    assert g["dropped_nonfinite"] == used and g["kept"] == g["input"] - used
+    g = read_summary(CompressSummary, tmp_path / "out" / "compress.json").gaussians
+    assert g.dropped_nonfinite == used and g.kept == g.input - used
 
 
 @pytest.mark.parametrize("name, error", [("scene.sog", "is not a readable SOG"), ("v4.bin", "is truncated"),

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaceport.compress import palette, quant, sog, spz
-from spaceport.splat import Splat, read_ply, write_ply
+from spaceport.geometry.splat import Splat, read_ply, write_ply
+from spaceport.stages.compress import palette, quant, sog, spz
 from tests.support.synthetic_splats import synthetic_splat
 
 pytestmark = pytest.mark.node

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from spaceport.cli import main
-from spaceport.compress.config import PRESETS, CompressConfig
-from spaceport.compress.inputs import read_model
-from spaceport.compress.quality import orbit_cameras
-from spaceport.config import from_strings
-from spaceport.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
-from spaceport.splat import read_ply, write_ply
-from spaceport.summaries import CompressSummary, read_summary
+from spaceport.core.config import from_strings
+from spaceport.core.errors import ConfigInvalid, ModelInvalid, UnsafeArchive
+from spaceport.core.summaries import CompressSummary, GaussianCounts, read_summary
+from spaceport.geometry.splat import read_ply, write_ply
+from spaceport.stages.compress.config import PRESETS, CompressConfig
+from spaceport.stages.compress.inputs import read_model
+from spaceport.stages.compress.quality import orbit_cameras
 from tests.support.synthetic_splats import synthetic_splat
 
 FAST = ["--preset", "fast"]
@@ -59,9 +59,9 @@ def test_writes_every_output_and_the_summary(compressed, small_ply):
 def test_round_trip_render_quality(compressed):
     # Measured on this 1,500-Gaussian SH1 scene with the fast preset: SOG 58.4 dB / SSIM 0.9999,
     # SPZ 53.9 dB / 0.9998. Thresholds leave ~8 dB for rasterizer or k-means changes.
-    q = json.loads((compressed / "compress.json").read_text())["quality"]["formats"]
-    assert q["sog"]["psnr"] > 50 and q["sog"]["ssim"] > 0.999
-    assert q["spz"]["psnr"] > 46 and q["spz"]["ssim"] > 0.998
+    q = read_summary(CompressSummary, compressed / "compress.json").quality.formats
+    assert q["sog"].psnr > 50 and q["sog"].ssim > 0.999
+    assert q["spz"].psnr > 46 and q["spz"].ssim > 0.998
 
 
 def test_model_tarball_with_cameras(tmp_path, small_ply, small_splat, capsys):
@@ -123,8 +123,8 @@ def test_nan_and_degenerate_gaussians_are_dropped_and_counted(tmp_path, capsys):
     write_ply(s, tmp_path / "splat.ply")
     code, _, err = _run([tmp_path / "splat.ply", "--out", tmp_path / "out", *FAST], capsys)
     assert code == 0, err
-    g = json.loads((tmp_path / "out" / "compress.json").read_text())["gaussians"]
-    assert g == {"input": 600, "kept": 589, "dropped_nonfinite": 8, "dropped_degenerate": 3, "dropped_for_budget": 0}
+    g = read_summary(CompressSummary, tmp_path / "out" / "compress.json").gaussians
+    assert g == GaussianCounts(input=600, kept=589, dropped_nonfinite=8, dropped_degenerate=3, dropped_for_budget=0)
 
 
 def _bad(tmp_path: Path, name: str, data: bytes) -> Path:
@@ -188,7 +188,7 @@ def test_unsafe_tarballs_are_refused(tmp_path, capsys, kind):
 
 
 def test_tarball_size_cap(tmp_path, small_ply):
-    from spaceport.compress.inputs import unpack_model
+    from spaceport.stages.compress.inputs import unpack_model
 
     p = tmp_path / "model.tar.gz"
     with tarfile.open(p, "w:gz") as tar:
@@ -243,14 +243,14 @@ def test_sagemaker_failure_file_names_the_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     code, _, err = _run(FAST, capsys)
     assert code == 2 and "error: UnsupportedSplat" in err
-    from spaceport.contract import read_failure
+    from spaceport.core.contract import read_failure
 
     failure = read_failure(root)
     assert failure.error == "UnsupportedSplat" and failure.reason.startswith("splat.ply is not a splat")
 
 
 def test_a_cropped_view_renders_the_same_pixels_as_the_full_view(small_splat):
-    from spaceport.compress.quality import crop_view, render_all
+    from spaceport.stages.compress.quality import crop_view, render_all
 
     view = orbit_cameras(small_splat, 1, 120)[0]
     sub, window = crop_view(view, 0.25)
@@ -260,7 +260,7 @@ def test_a_cropped_view_renders_the_same_pixels_as_the_full_view(small_splat):
 
 
 def test_quality_budget_bounds_the_views_and_says_so(small_splat):
-    from spaceport.compress.quality import measure
+    from spaceport.stages.compress.quality import measure
 
     views = orbit_cameras(small_splat, 6, 96)
     decoded = {"sog": small_splat.subset(np.arange(len(small_splat) - 50))}  # a visibly different splat

@@ -8,9 +8,9 @@ import struct
 import numpy as np
 import pytest
 
-from spaceport.compress import spz
-from spaceport.errors import ModelInvalid
-from spaceport.splat import Splat
+from spaceport.core.errors import ModelInvalid
+from spaceport.geometry.splat import Splat
+from spaceport.stages.compress import spz
 from tests.support.synthetic_splats import synthetic_splat
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 import numpy as np
 from PIL import Image
 
-from spaceport import colmap
 from spaceport.cli import main
+from spaceport.core.summaries import CamerasFile, read_summary
+from spaceport.geometry import colmap
 from spaceport.scenes import make_scene
 from spaceport.scenes.render import build_scene
 
@@ -41,13 +41,13 @@ def test_layout_and_json_matches_colmap_text(small_scene):
     (cam,) = model.cameras.values()
     assert cam.model == "PINHOLE" and (cam.width, cam.height) == (320, 240)
     assert 2000 <= len(model.points) <= 8000
-    cams = json.loads((out / "gt" / "cameras.json").read_text())["cameras"]
-    assert [c["name"] for c in cams] == names
+    cams = read_summary(CamerasFile, out / "gt" / "cameras.json").cameras
+    assert [c.name for c in cams] == names
     by_name = {im.name: im for im in model.images.values()}
     for c in cams:
-        assert c["split"] == "train" and (c["width"], c["height"]) == (320, 240)
-        np.testing.assert_allclose(np.array(c["K"]), cam.K(), atol=1e-9)
-        np.testing.assert_allclose(np.array(c["world_to_camera"]), by_name[c["name"]].world_to_camera(), atol=1e-9)
+        assert c.split == "train" and (c.width, c.height) == (320, 240)
+        np.testing.assert_allclose(np.array(c.K), cam.K(), atol=1e-9)
+        np.testing.assert_allclose(np.array(c.world_to_camera), by_name[c.name].world_to_camera(), atol=1e-9)
     assert (out / "video.mp4").stat().st_size > 10_000
     assert summary["radius"] > 5
 

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from spaceport.cli import main
-from spaceport.errors import (
+from spaceport.core.errors import (
     CorruptArchive,
     EmptyInput,
     NoUsableFrames,
@@ -22,9 +22,9 @@ from spaceport.errors import (
     UnsafeArchive,
     UnsupportedInput,
 )
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import ingest
-from spaceport.sfm.pipeline import run_sfm
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.ingest import ingest
+from spaceport.stages.sfm.pipeline import run_sfm
 
 
 def _png_bytes(seed: int = 0, size=(64, 48)) -> bytes:

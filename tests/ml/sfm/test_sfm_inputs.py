@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from spaceport.errors import NoUsableFrames, UnsupportedInput
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.ingest import Ingested, camera_mode, ingest, resolve
-from spaceport.sfm.pipeline import plan_attempts, run_sfm
-from spaceport.summaries import SfmSummary, read_summary
+from spaceport.core.errors import NoUsableFrames, UnsupportedInput
+from spaceport.core.summaries import SfmSummary, read_summary
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.ingest import Ingested, camera_mode, ingest, resolve
+from spaceport.stages.sfm.pipeline import plan_attempts, run_sfm
 from tests.real_captures import capture
 
 FFMPEG = shutil.which("ffmpeg")
@@ -184,11 +184,18 @@ def test_heic_photos_are_read_upright_with_their_camera_tags(heic_folder, tmp_pa
     assert tree_digest(heic_folder) == before
 
 
+def _ingested(kind, media, **counts) -> Ingested:
+    zero = dict.fromkeys(("input_files", "corrupt", "skipped_other", "downscaled", "exif_rotated",
+                          "frames_decoded", "frames_blurry"), 0)
+    return Ingested(kind=kind, media=media, images_dir=".", names=["a.jpg"] * 3, usable=3, sharpness=[],
+                    **{**zero, **counts})
+
+
 def test_camera_grouping_is_decided_from_the_images() -> None:
-    photos = Ingested("zip", "images", Path("."), ["a.jpg"] * 3, exif_cameras=3, sizes=2)
-    renders = Ingested("images", "images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=1)
-    mixed_sizes = Ingested("images", "images", Path("."), ["a.png"] * 3, exif_cameras=0, sizes=2)
-    video = Ingested("video", "video", Path("."), ["f.jpg"] * 3, sizes=1)
+    photos = _ingested("zip", "images", exif_cameras=3, sizes=2)
+    renders = _ingested("images", "images", exif_cameras=0, sizes=1)
+    mixed_sizes = _ingested("images", "images", exif_cameras=0, sizes=2)
+    video = _ingested("video", "video", sizes=1)
     auto = SfmConfig()
     assert auto.single_camera == "auto"
     assert camera_mode(photos, auto) == "AUTO"
@@ -215,7 +222,7 @@ def test_single_camera_false_gives_every_image_its_own_camera(tmp_path) -> None:
     code = main(["sfm", str(photos), "--out", str(tmp_path / "out"), "--single-camera", "false", "--max-side", "480",
                  "--max-features", "2048", "--min-images", "4"])
     assert code == 0
-    from spaceport.summaries import SfmSummary, read_summary
+    from spaceport.core.summaries import SfmSummary, read_summary
 
     summary = read_summary(SfmSummary, tmp_path / "out" / "sfm.json")
     assert summary.camera_mode == "PER_IMAGE"

@@ -11,12 +11,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from spaceport import colmap
 from spaceport.cli import main
-from spaceport.errors import TooFewRegistered
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.pipeline import run_sfm
-from spaceport.summaries import SfmSummary, read_summary
+from spaceport.core.errors import TooFewRegistered
+from spaceport.core.summaries import SfmSummary, read_summary
+from spaceport.geometry import colmap
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.pipeline import run_sfm
 from tests.support.sfm_evaluate import compare
 
 
@@ -123,9 +123,9 @@ GUARD_SCRIPT = textwrap.dedent("""
     import sys
     import numpy as np
     from PIL import Image
-    from spaceport.errors import SpaceportError
-    from spaceport.sfm.config import SfmConfig
-    from spaceport.sfm.pipeline import run_sfm
+    from spaceport.core.errors import SpaceportError
+    from spaceport.stages.sfm.config import SfmConfig
+    from spaceport.stages.sfm.pipeline import run_sfm
     try:
         run_sfm(sys.argv[1], sys.argv[2], SfmConfig(min_images=3))
     except SpaceportError:

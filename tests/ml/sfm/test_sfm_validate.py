@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spaceport import colmap
-from spaceport.errors import SfmDegenerate, TooFewRegistered
-from spaceport.sfm import pipeline, validate
-from spaceport.sfm.config import SfmConfig
-from spaceport.sfm.pipeline import run_sfm
-from spaceport.summaries import SfmSummary, read_summary
+from spaceport.core.errors import SfmDegenerate, TooFewRegistered
+from spaceport.core.summaries import SfmSummary, read_summary
+from spaceport.geometry import colmap
+from spaceport.stages.sfm import pipeline, validate
+from spaceport.stages.sfm.config import SfmConfig
+from spaceport.stages.sfm.pipeline import run_sfm
 from tests.real_captures import capture
 from tests.support.sfm_evaluate import collapse_centres, compare_strecha
 
@@ -100,8 +100,8 @@ def test_collapsed_camera_path_fails_validation(name, request):
 COLLAPSING_WORKER = textwrap.dedent("""
     # The real worker, except that the first attempt's model is collapsed before it is validated.
     import sys
-    from spaceport import colmap
-    from spaceport.sfm import colmap_steps
+    from spaceport.geometry import colmap
+    from spaceport.stages.sfm import colmap_steps
     from tests.support.sfm_evaluate import collapse_centres
 
     real = colmap_steps.map_images

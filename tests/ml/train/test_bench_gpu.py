@@ -325,7 +325,7 @@ def test_report_renders_stopped_long_runs_and_cost(tmp_path):
 
 
 def test_slim_model_keeps_what_training_reads(scene, tmp_path):
-    from spaceport.colmap import read_model
+    from spaceport.geometry.colmap import read_model
 
     full = read_model(scene / "gt" / "sparse" / "0")
     prepare.slim_model(scene / "gt" / "sparse" / "0", tmp_path / "slim")

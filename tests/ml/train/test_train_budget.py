@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from spaceport.summaries import TrainMetrics, read_summary
-from spaceport.train.config import config_for
+from spaceport.core.summaries import TrainMetrics, read_summary
+from spaceport.stages.train.config import config_for
 
 SMALL = {"model_dir": "gt/sparse/0"}
 
@@ -16,7 +16,7 @@ def _events(text: str) -> list[dict]:
 
 
 def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, capsys, monkeypatch):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     cfg = config_for("fast", {**SMALL, "minutes": "0.3"})
@@ -43,7 +43,7 @@ def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, ca
 
 def _optimistic_calibration(monkeypatch) -> None:
     """A calibration that claims 1 ms a step: the plan asks for thousands of steps."""
-    from spaceport.train import budget, calibrate
+    from spaceport.stages.train import budget, calibrate
 
     fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
     monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
@@ -51,7 +51,7 @@ def _optimistic_calibration(monkeypatch) -> None:
 
 def test_a_schedule_planned_too_long_is_refitted_to_the_pace_and_anneals_by_the_deadline(
         scene, tmp_path, capsys, monkeypatch):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     _optimistic_calibration(monkeypatch)
@@ -69,8 +69,8 @@ def test_a_schedule_planned_too_long_is_refitted_to_the_pace_and_anneals_by_the_
 
 
 def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_path, capsys, monkeypatch):
-    from spaceport.train import trainer
-    from spaceport.train.trainer import train
+    from spaceport.stages.train import trainer
+    from spaceport.stages.train.trainer import train
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     _optimistic_calibration(monkeypatch)
@@ -86,7 +86,7 @@ def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_p
 
 
 def test_a_long_fixed_run_on_the_cpu_prints_its_estimate_first(scene, tmp_path, capsys, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     monkeypatch.setattr(trainer, "ESTIMATE_ABOVE_STEPS", 20)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from spaceport.errors import ConfigInvalid
-from spaceport.train import rasterize as R
+from spaceport.core.errors import ConfigInvalid
+from spaceport.stages.train import rasterize as R
 from tests.ml.train.test_train_rasterize import random_scene
 
 pytest.importorskip("numba")
@@ -168,10 +168,10 @@ def test_missing_numba_falls_back_to_torch(monkeypatch, capsys):
     import sys
 
     monkeypatch.setitem(sys.modules, "numba", None)  # import numba raises ImportError
-    import spaceport.train
+    import spaceport.stages.train
 
-    monkeypatch.delitem(sys.modules, "spaceport.train.composite_numba", raising=False)
-    monkeypatch.delattr(spaceport.train, "composite_numba", raising=False)
+    monkeypatch.delitem(sys.modules, "spaceport.stages.train.composite_numba", raising=False)
+    monkeypatch.delattr(spaceport.stages.train, "composite_numba", raising=False)
     monkeypatch.setattr(R, "_FUSED", {})
     assert R.fused_compositor() is None
     assert "compositor=torch reason=ModuleNotFoundError" in capsys.readouterr().out
@@ -182,7 +182,7 @@ def test_missing_numba_falls_back_to_torch(monkeypatch, capsys):
 def test_cache_goes_to_a_user_cache_when_the_package_folder_is_read_only(monkeypatch, tmp_path):
     from pathlib import Path
 
-    from spaceport.train import composite_numba as N
+    from spaceport.stages.train import composite_numba as N
 
     package = Path(N.__file__).parent
     real_access = N.os.access

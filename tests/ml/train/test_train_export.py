@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaceport.splat import read_ply
-from spaceport.train.config import config_for
+from spaceport.geometry.splat import read_ply
+from spaceport.stages.train.config import config_for
 
 CLI = Path(__file__).resolve().parents[3] / "node_modules" / "@playcanvas" / "splat-transform" / "bin" / "cli.mjs"
 
@@ -19,7 +19,7 @@ CLI = Path(__file__).resolve().parents[3] / "node_modules" / "@playcanvas" / "sp
 def test_splat_transform_reads_the_exported_ply(scene, tmp_path):
     if not CLI.is_file() or shutil.which("node") is None:
         pytest.skip("splat-transform (npm) is not installed")
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     cfg = config_for("fast", {"model_dir": "gt/sparse/0", "downscale": "2", "steps": "5", "sh_degree": "2",
                               "sh_degree_interval": "1"})

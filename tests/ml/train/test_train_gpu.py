@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.gpu,
 def test_cpu_rasterizer_matches_gsplat_cuda(sh_degree):
     from gsplat import rasterization as gsplat_rasterization
 
-    from spaceport.train.rasterize import rasterization_cpu
+    from spaceport.stages.train.rasterize import rasterization_cpu
     from tests.ml.train.test_train_rasterize import random_scene
 
     inputs = list(random_scene(2000, 11, sh_degree, dtype=torch.float32))
@@ -37,9 +37,9 @@ def test_cpu_rasterizer_matches_gsplat_cuda(sh_degree):
 
 
 def test_gpu_training_with_mcmc(scene, tmp_path):
-    from spaceport.splat import read_ply
-    from spaceport.train.config import config_for
-    from spaceport.train.trainer import train
+    from spaceport.geometry.splat import read_ply
+    from spaceport.stages.train.config import config_for
+    from spaceport.stages.train.trainer import train
 
     cfg = config_for("quality", {"model_dir": "gt/sparse/0", "steps": "600", "refine_start": "100",
                                  "refine_stop": "500", "max_gaussians": "20000", "sky_points": "2000"})

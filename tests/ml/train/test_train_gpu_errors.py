@@ -9,14 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spaceport.errors import GpuKernelFailed, OutOfMemory
+from spaceport.core.errors import GpuKernelFailed, OutOfMemory
 from tests.ml.train.test_train_stage import _sagemaker_layout, tiny
 
 
 def _raise_at(call: int, exc: BaseException, module: str = "gsplat.cuda._wrapper"):
     """A render that works until call ``call``, then raises ``exc`` from a frame of ``module``
     (as if the gsplat wrapper that launched the kernel had raised it)."""
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     real = trainer.render
     calls = {"n": 0}
@@ -33,7 +33,7 @@ def _raise_at(call: int, exc: BaseException, module: str = "gsplat.cuda._wrapper
 
 
 def test_cuda_out_of_memory_names_the_settings(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     exc = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.19 GiB total)")
     monkeypatch.setattr(trainer, "render", _raise_at(5, exc))
@@ -44,7 +44,7 @@ def test_cuda_out_of_memory_names_the_settings(scene, tmp_path, monkeypatch):
 
 
 def test_cuda_kernel_error_names_step_and_kernel(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     exc = RuntimeError("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be "
                        "asynchronously reported at some other API call")
@@ -63,14 +63,14 @@ def test_cuda_kernel_error_names_step_and_kernel(scene, tmp_path, monkeypatch):
 def test_training_job_failure_file_names_step_and_kernel(scene, tmp_path, monkeypatch, capsys):
     """In a SageMaker Training job the failure file (-> FailureReason, the job record) carries both."""
     from spaceport.cli import main
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     root = tmp_path / "opt_ml"
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     _sagemaker_layout(root, scene, {"preset": "fast", "steps": "12", "model_dir": "gt/sparse/0", "downscale": "2"})
     monkeypatch.setattr(trainer, "render", _raise_at(4, RuntimeError("CUDA error: unspecified launch failure")))
     assert main(["train"]) == 2
-    from spaceport.errors import parse_failure
+    from spaceport.core.errors import parse_failure
 
     failure = parse_failure((root / "output" / "failure").read_text())  # the one line SageMaker keeps
     assert failure.error == "GpuKernelFailed" and failure.reason.startswith(
@@ -82,7 +82,7 @@ def test_training_job_failure_file_names_step_and_kernel(scene, tmp_path, monkey
 
 
 def test_cuda_error_outside_gsplat_names_the_phase(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     real_step = torch.optim.Adam.step
     calls = {"n": 0}
@@ -100,7 +100,7 @@ def test_cuda_error_outside_gsplat_names_the_phase(scene, tmp_path, monkeypatch)
 
 
 def test_other_runtime_errors_are_not_relabelled(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     monkeypatch.setattr(trainer, "render", _raise_at(2, RuntimeError("shape mismatch"), module="spaceport.x"))
     with pytest.raises(RuntimeError, match="shape mismatch") as err:

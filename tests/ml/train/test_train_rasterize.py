@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from spaceport.train.rasterize import (
+from spaceport.stages.train.rasterize import (
     ALPHA_MAX,
     ALPHA_MIN,
     T_MIN,
@@ -122,7 +122,7 @@ def test_culling_near_plane_and_offscreen():
 
 
 def test_render_splat_contract():
-    from spaceport.splat import Splat
+    from spaceport.geometry.splat import Splat
 
     means, quats, scales, opac, colors, vm, K = random_scene(100, 7, sh_degree=1, dtype=torch.float32)
     splat = Splat(means.numpy(), np.log(scales.numpy()), quats.numpy(),

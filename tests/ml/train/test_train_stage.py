@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spaceport import colmap
 from spaceport.cli import main
-from spaceport.errors import (
+from spaceport.core.errors import (
     ConfigInvalid,
     EmptyInput,
     InputInvalid,
@@ -24,8 +23,10 @@ from spaceport.errors import (
     OutOfMemory,
     TrainingDiverged,
 )
-from spaceport.splat import read_ply
-from spaceport.train.config import PRESETS, TrainConfig, config_for
+from spaceport.core.summaries import CamerasFile, TrainMetrics, read_summary
+from spaceport.geometry import colmap
+from spaceport.geometry.splat import read_ply
+from spaceport.stages.train.config import PRESETS, TrainConfig, config_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -41,7 +42,7 @@ def tiny(**extra: str) -> TrainConfig:
 
 
 def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     cfg = config_for("fast", {**SMALL, "steps": "300"})
     metrics = train(scene, tmp_path / "out", cfg)
@@ -58,7 +59,7 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     assert metrics.held_out == ["view_000.png", "view_008.png", "view_016.png"]
     assert metrics.steps == 300 and metrics.peak_memory_mb > 0
     # metrics.json is the TrainMetrics model, with the curve: one point per log_every steps.
-    from spaceport.summaries import TrainMetrics, read_summary
+    from spaceport.core.summaries import TrainMetrics, read_summary
 
     written = read_summary(TrainMetrics, out / "metrics.json")
     assert written == metrics  # train() returns what it wrote
@@ -67,7 +68,7 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     # The capture's own figures for the gate: an orbit of 24 sharp renders, every 8th held out one step
     # from its neighbours as they are from each other (0.955 of the widest training gap measured), so a
     # trained splat passes the default checks.
-    from spaceport.gate import QualityTargets, check
+    from spaceport.stages.gate import QualityTargets, check
 
     fig = written.capture
     assert fig is not None and fig.held_out_farthest in metrics.held_out
@@ -78,9 +79,9 @@ def test_training_reaches_held_out_psnr(scene, tmp_path, capsys):
     splat = read_ply(out / "splat.ply")
     assert len(splat) == metrics.num_gaussians and splat.sh_degree == 1
     assert np.isfinite(splat.means).all()
-    cams = json.loads((out / "cameras.json").read_text())["cameras"]
-    assert [c["split"] for c in cams].count("test") == 3 and len(cams) == 24
-    assert np.asarray(cams[0]["world_to_camera"]).shape == (4, 4) and cams[0]["width"] == 160
+    cams = read_summary(CamerasFile, out / "cameras.json").cameras
+    assert [c.split for c in cams].count("test") == 3 and len(cams) == 24
+    assert np.asarray(cams[0].world_to_camera).shape == (4, 4) and cams[0].width == 160
     assert sorted(p.name for p in (out / "renders").iterdir())[:2] == ["view_000_gt.png", "view_000_render.png"]
     lines = capsys.readouterr().out.strip().splitlines()
     assert any(line.startswith("stage=train step=50 loss=") and "psnr=" in line and "eta_s=" in line
@@ -94,14 +95,14 @@ def test_rendered_splat_matches_held_out_view(scene, tmp_path):
     """The exported PLY, rendered through the render_splat contract, reproduces the metrics' PSNR."""
     from PIL import Image
 
-    from spaceport.train.rasterize import render_splat
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.rasterize import render_splat
+    from spaceport.stages.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny())
-    cam = json.loads((tmp_path / "cameras.json").read_text())["cameras"][0]
-    K = np.asarray(cam["K"]) / 2
+    cam = read_summary(CamerasFile, tmp_path / "cameras.json").cameras[0]
+    K = np.asarray(cam.K) / 2
     K[2, 2] = 1
-    img = render_splat(read_ply(tmp_path / "splat.ply"), K, np.asarray(cam["world_to_camera"]), 80, 60)
+    img = render_splat(read_ply(tmp_path / "splat.ply"), K, np.asarray(cam.world_to_camera), 80, 60)
     gt = np.asarray(Image.open(tmp_path / "renders" / "view_000_gt.png"), dtype=np.float32) / 255
     psnr = 10 * np.log10(1 / np.mean((img - gt) ** 2))
     assert abs(psnr - 10 * np.log10(1 / np.mean(
@@ -117,7 +118,7 @@ def _flags(values: dict[str, str]) -> list[str]:
 def test_killed_run_resumes_to_the_same_splat(scene, tmp_path):
     """A training process killed with SIGKILL (as a spot interruption is) after a checkpoint, then run
     again with the same options, ends with the uninterrupted run's splat, byte for byte."""
-    from spaceport.train.trainer import CHECKPOINT, train
+    from spaceport.stages.train.trainer import CHECKPOINT, train
 
     values = {**SMALL, "downscale": "2", "steps": "80", "refine_start": "10", "refine_every": "10",
               "refine_stop": "70", "checkpoint_every": "20", "log_every": "10", "eval_every": "20"}
@@ -150,7 +151,7 @@ def test_killed_run_resumes_to_the_same_splat(scene, tmp_path):
 
 
 def test_resume_skips_a_checkpoint_made_with_other_options(scene, tmp_path, capsys):
-    from spaceport.train.trainer import CHECKPOINT, Trainer
+    from spaceport.stages.train.trainer import CHECKPOINT, Trainer
 
     first = Trainer(scene, tiny(), checkpoint_dir=tmp_path)
     first.step()
@@ -163,7 +164,7 @@ def test_resume_skips_a_checkpoint_made_with_other_options(scene, tmp_path, caps
 
 def test_same_seed_same_splat_bit_for_bit(scene, tmp_path):
     """On CPU a seed fixes every byte of the outputs (densification included); another seed does not."""
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     runs = {name: train(scene, tmp_path / name, tiny(seed=seed)) for name, seed in (("a", "0"), ("b", "0"),
                                                                                    ("c", "1"))}
@@ -225,7 +226,7 @@ def test_sagemaker_contract_paths_and_hyperparameters(scene, tmp_path, monkeypat
                                     "downscale": "2", "sagemaker_program": "x"})
     assert main(["train", "--log-every", "6"]) == 0
     assert (root / "model" / "splat.ply").is_file() and (root / "model" / "metrics.json").is_file()
-    from spaceport.summaries import TrainMetrics, read_summary
+    from spaceport.core.summaries import TrainMetrics, read_summary
 
     metrics = read_summary(TrainMetrics, root / "model" / "metrics.json")  # options as strings, as request.json
     assert metrics.steps == 12 and metrics.config["log_every"] == "6" and metrics.config["downscale"] == "2"
@@ -238,8 +239,8 @@ def test_sagemaker_unknown_hyperparameter_writes_failure(scene, tmp_path, monkey
     monkeypatch.setenv("SPACEPORT_SM_ROOT", str(root))
     _sagemaker_layout(root, scene, {"preset": "fast", "stepz": "12"})
     assert main(["train"]) == 2
-    from spaceport.contract import read_failure
-    from spaceport.errors import parse_failure
+    from spaceport.core.contract import read_failure
+    from spaceport.core.errors import parse_failure
 
     failure = read_failure(root)  # failure.json, and the same record on SageMaker's one line
     assert failure.error == "ConfigInvalid" and failure.reason.startswith("Unknown option 'stepz'")
@@ -256,8 +257,8 @@ def test_cli_local_run(scene, tmp_path, capsys):
     code = main(["train", str(scene), "--out", str(out), "--preset", "fast", "--model-dir", "gt/sparse/0",
                  "--steps", "8", "--downscale", "2", "--test-every", "0"])
     assert code == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["held_out"] == [] and metrics["evaluated_on"].startswith("train")
+    metrics = read_summary(TrainMetrics, out / "metrics.json")
+    assert metrics.held_out == [] and metrics.evaluated_on.startswith("train")
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("stage=train final=1")
 
 
@@ -268,7 +269,7 @@ def _copy_scene(scene: Path, dst: Path) -> Path:
 
 
 def test_missing_model(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     with pytest.raises(ModelInvalid, match="No sparse model folder"):
         train(scene, tmp_path, tiny(model_dir="sparse/0"))
@@ -278,7 +279,7 @@ def test_missing_model(scene, tmp_path):
 
 
 def test_empty_model_and_zero_points(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     model = colmap.read_model(scene / "gt" / "sparse" / "0")
     empty = colmap.Model(model.cameras, {}, model.points)
@@ -293,7 +294,7 @@ def test_empty_model_and_zero_points(scene, tmp_path):
 
 
 def test_registered_images_missing_on_disk(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     copy = _copy_scene(scene, tmp_path / "s")
     (copy / "images" / "view_003.png").unlink()
@@ -302,7 +303,7 @@ def test_registered_images_missing_on_disk(scene, tmp_path):
 
 
 def test_nan_stops_training_and_writes_no_splat(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     real = trainer.render
     calls = {"n": 0}
@@ -320,7 +321,7 @@ def test_nan_stops_training_and_writes_no_splat(scene, tmp_path, monkeypatch):
 
 
 def test_out_of_memory_names_the_setting(scene, tmp_path, monkeypatch):
-    from spaceport.train import trainer
+    from spaceport.stages.train import trainer
 
     def oom(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
@@ -332,21 +333,21 @@ def test_out_of_memory_names_the_setting(scene, tmp_path, monkeypatch):
 
 
 def test_mcmc_needs_cuda(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     with pytest.raises(ConfigInvalid, match="mcmc needs a CUDA GPU"):  # device=cpu: refused on a GPU machine too
         train(scene, tmp_path, tiny(strategy="mcmc", device="cpu"))
 
 
 def test_gaussian_cap_is_enforced(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny(max_gaussians="1500", sky_points="0"))
     assert metrics.num_gaussians <= 1500
 
 
 def test_target_psnr_stops_early(scene, tmp_path, capsys):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     metrics = train(scene, tmp_path, tiny(target_psnr="5", eval_every="10"))
     assert metrics.stopped_early and metrics.steps == 10
@@ -354,7 +355,7 @@ def test_target_psnr_stops_early(scene, tmp_path, capsys):
 
 
 def test_opacity_regulariser_lowers_opacities(scene, tmp_path):
-    from spaceport.train.trainer import train
+    from spaceport.stages.train.trainer import train
 
     train(scene, tmp_path / "a", tiny(steps="15", refine_start="100"))
     train(scene, tmp_path / "b", tiny(steps="15", refine_start="100", opacity_reg="1.0"))

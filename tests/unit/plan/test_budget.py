@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from spaceport.display import notice_line
-from spaceport.local import sized_to_machine
-from spaceport.train import budget
-from spaceport.train.budget import Capture, Probe, choose
+from spaceport.local.display import notice_line
+from spaceport.local.runner import sized_to_machine
+from spaceport.stages.train import budget
+from spaceport.stages.train.budget import Capture, Probe, choose
 
 # Costs shaped like this machine's CPU path: 4x the pixels, ~4x the fixed cost; each Gaussian adds a little.
 COARSE = Probe(4, 252, 189, fixed_s=0.05, per_gaussian_s=2e-6)

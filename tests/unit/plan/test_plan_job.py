@@ -3,10 +3,10 @@ import re
 
 import pytest
 
-from spaceport import plan as P
-from spaceport.errors import ConfigInvalid
-from spaceport.plan import JobRequest, PlanSettings, StageResources, plan_job
-from spaceport.summaries import RequestFile
+from spaceport.core import plan as P
+from spaceport.core.errors import ConfigInvalid
+from spaceport.core.plan import JobRequest, PlanSettings, StageResources, plan_job
+from spaceport.core.summaries import RequestFile
 
 SETTINGS = PlanSettings(
     root="s3://bucket/",
@@ -102,9 +102,9 @@ def test_stage_order_and_kinds():
 
 def test_presets_and_overrides_resolve_to_strings():
     """defaults <- preset <- overrides, every field of the real stage configs, all as strings."""
-    from spaceport.config import to_strings
-    from spaceport.sfm.config import SfmConfig
-    from spaceport.train.config import TrainConfig
+    from spaceport.core.config import to_strings
+    from spaceport.stages.sfm.config import SfmConfig
+    from spaceport.stages.train.config import TrainConfig
 
     p = plan_job(_req(preset="fast", options={"train": {"steps": "500"}}), SETTINGS)
     train = dict(p.stage("train").hyperparameters)
@@ -180,7 +180,7 @@ def test_spot_sets_max_wait_at_least_runtime():
 
 
 def test_metric_definitions_match_progress_lines(capsys):
-    from spaceport.progress import emit
+    from spaceport.local.progress import emit
 
     emit("train", step=500, loss=0.0412, psnr=24.31)
     emit("train", final=1, test_psnr=26.5, test_ssim=0.91, num_gaussians=123456, seconds=812.5)
@@ -215,8 +215,8 @@ def test_settings_round_trip_through_mapping():
 
 
 def test_write_failure_covers_training_and_processing(tmp_path, monkeypatch):
-    from spaceport import contract
-    from spaceport.errors import SfmFailed, parse_failure
+    from spaceport.core import contract
+    from spaceport.core.errors import SfmFailed, parse_failure
 
     monkeypatch.setenv(contract.SM_ROOT_ENV, str(tmp_path))
     contract.write_failure(SfmFailed("Only 3 of 40 images registered", "Take more photos", registered=3), "sfm")
@@ -241,8 +241,8 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
     """Each stage's real PRESETS entry resolves through its real config class, all strings."""
     import importlib
 
-    from spaceport.config import from_strings
-    from spaceport.graph import GRAPH
+    from spaceport.core.config import from_strings
+    from spaceport.core.graph import GRAPH
 
     p = plan_job(JobRequest.from_s3("b", "uploads/x.zip", etag="e", preset=preset), PlanSettings(root="s3://b/"))
     for sd in GRAPH:
@@ -255,7 +255,7 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
         assert from_strings(sd.config, opts) == from_strings(sd.config, module.PRESETS[preset])
     assert dict(p.stage("train").hyperparameters) == p.stage("train").options
     # The gate's thresholds are the deployment's settings, as its options, beside its capture checks' defaults.
-    from spaceport.gate import QualityTargets
+    from spaceport.stages.gate import QualityTargets
 
     gate_opts = p.stage("quality_gate").options
     assert (gate_opts["min_psnr"], gate_opts["max_gaussians"]) == ("17.0", "3000000")
@@ -271,7 +271,7 @@ def test_planning_imports_nothing_heavy():
 
     root = Path(__file__).resolve().parents[3]
     code = (
-        "from spaceport.plan import JobRequest, PlanSettings, plan_job, PRESET_NAMES\n"
+        "from spaceport.core.plan import JobRequest, PlanSettings, plan_job, PRESET_NAMES\n"
         "for preset in PRESET_NAMES:\n"
         "    plan_job(JobRequest.from_s3('b', 'uploads/x.zip', etag='e', preset=preset), PlanSettings(root='s3://b/'))\n"
         "import sys\n"

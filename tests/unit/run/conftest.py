@@ -1,4 +1,4 @@
-"""Fixture stage outputs built from the summary models the stages write (spaceport.summaries),
+"""Fixture stage outputs built from the summary models the stages write (spaceport.core.summaries),
 so the runner, report and viewer are tested without running SfM, training or compression. The
 numbers are made up; the shapes are the stages' own (a model that changes changes them here)."""
 
@@ -13,11 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from spaceport import colmap
-from spaceport.compress.spz import encode_spz
-from spaceport.imaging import look_at
-from spaceport.splat import Splat, write_ply
-from spaceport.summaries import (
+from spaceport.core.summaries import (
     CameraInfo,
     CompressSummary,
     IngestSummary,
@@ -27,6 +23,10 @@ from spaceport.summaries import (
     TrainStep,
     write_summary,
 )
+from spaceport.geometry import colmap
+from spaceport.geometry.imaging import look_at
+from spaceport.geometry.splat import Splat, write_ply
+from spaceport.stages.compress.spz import encode_spz
 from tests.support.synthetic_splats import synthetic_splat
 
 DATA = Path(__file__).parent / "data"

@@ -15,8 +15,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 import conftest as fx
 
-from spaceport import contract, progress
-from spaceport.errors import SfmFailed
+from spaceport.core import contract
+from spaceport.core.errors import SfmFailed
+from spaceport.core.summaries import JobRecord, read_summary
+from spaceport.local import progress
 
 
 def main(stage: str, args: list[str]) -> int:
@@ -27,7 +29,7 @@ def main(stage: str, args: list[str]) -> int:
     job_json = root.parents[1] / "job.json"  # sm_root is DIR/.scratch/<stage>
     if job_json.is_file():  # what the job folder's record says while this stage runs
         with calls.with_name("job_at_start.jsonl").open("a") as f:
-            f.write(json.dumps({"stage": stage, "status": json.loads(job_json.read_text())["status"]}) + "\n")
+            f.write(json.dumps({"stage": stage, "status": read_summary(JobRecord, job_json).status}) + "\n")
     if os.environ.get("FAKE_FAIL") == stage:
         err = SfmFailed("Only 2 of 12 images registered", registered=2)
         contract.write_failure(err, os.environ.get("SPACEPORT_STAGE"))

@@ -5,9 +5,9 @@ import json
 
 from rich.console import Console
 
-from spaceport.display import JsonReporter, PlainReporter, QuietReporter, RichReporter
-from spaceport.progress import parse_line
-from spaceport.summaries import JobRecord, StageRecord
+from spaceport.core.summaries import JobRecord, StageRecord
+from spaceport.local.display import JsonReporter, PlainReporter, QuietReporter, RichReporter
+from spaceport.local.progress import parse_line
 
 TRAIN_LINE = "stage=train step=100 steps=500 loss=0.05 psnr=21.3 eta_s=40"
 

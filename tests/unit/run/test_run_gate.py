@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from spaceport.errors import ModelInvalid, QualityBelowTarget
-from spaceport.gate import QualityTargets, check, check_file, evaluate, metrics_from_model_tarball
-from spaceport.summaries import CaptureFigures, TrainMetrics, read_summary, write_summary
+from spaceport.core.errors import ModelInvalid, QualityBelowTarget
+from spaceport.core.summaries import CaptureFigures, TrainMetrics, read_summary, write_summary
+from spaceport.stages.gate import QualityTargets, check, check_file, evaluate, metrics_from_model_tarball
 
 TARGETS = QualityTargets(min_psnr=20.0, max_gaussians=100_000)
 

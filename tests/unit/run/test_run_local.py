@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from spaceport import local
 from spaceport.cli import main
-from spaceport.errors import QualityBelowTarget, SfmFailed
-from spaceport.summaries import RequestFile, read_summary
+from spaceport.core.errors import QualityBelowTarget, SfmFailed
+from spaceport.core.summaries import JobRecord, RequestFile, read_summary
+from spaceport.local import runner as local
 
 FAKE = Path(__file__).with_name("fake_stage.py")
 
@@ -68,14 +68,14 @@ def test_runs_every_stage_in_sagemaker_layout_then_skips_them(photos, calls, tmp
                 "logs/train.log"):
         assert (out / rel).exists(), rel
     assert not (out / local.SCRATCH_DIR).exists()
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["job_id"].startswith("sp-photos-")
-    assert rec["stages"]["quality_gate"]["numbers"]["passed"] is True
-    assert rec["stages"]["train"]["numbers"]["test_psnr"] == 24.5
-    assert rec["status"] == "SUCCEEDED" and rec["outputs"]["report"] == str(out / "report" / "index.html")
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.job_id.startswith("sp-photos-")
+    assert rec.stages["quality_gate"].numbers["passed"] is True
+    assert rec.stages["train"].numbers["test_psnr"] == 24.5
+    assert rec.status == "SUCCEEDED" and rec.outputs["report"] == str(out / "report" / "index.html")
     for stage in ("sfm", "train", "compress", "publish"):
-        assert rec["stages"][stage]["status"] == "done"
-        assert rec["stages"][stage]["peak_memory_mb"] > 1
+        assert rec.stages[stage].status == "done"
+        assert rec.stages[stage].peak_memory_mb > 1
     # The report's training curve comes from metrics.json's history (no logs are read).
     assert 'alt="loss"' in (out / "report" / "index.html").read_text()
     assert _snapshot(photos) == before  # input untouched
@@ -120,11 +120,11 @@ def test_failed_stage_raises_its_typed_error_and_keeps_earlier_stages(photos, ca
     assert capsys.readouterr().err.splitlines() == [
         "error: SfmFailed: Only 2 of 12 images registered.", f"fix: {SfmFailed.default_fix}",
         f"log: {out / 'logs' / 'sfm.log'}"]
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "FAILED" and rec["stage"] == "sfm"
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.status == "FAILED" and rec.stage == "sfm"
     # The stage's failure record (failure.json) crossed the process boundary whole.
-    assert rec["failure"]["error"] == "SfmFailed" and rec["failure"]["reason"] == "Only 2 of 12 images registered."
-    assert rec["failure"]["details"]["registered"] == 2 and rec["stages"]["sfm"]["failure"]["error"] == "SfmFailed"
+    assert rec.failure.error == "SfmFailed" and rec.failure.reason == "Only 2 of 12 images registered."
+    assert rec.failure.details["registered"] == 2 and rec.stages["sfm"].failure.error == "SfmFailed"
     assert not (out / "sfm").exists() and not (out / local.SCRATCH_DIR).exists()
 
 
@@ -136,13 +136,13 @@ def test_a_splat_below_the_gate_is_published_marked_below_target(photos, calls, 
     # Still compressed and published, so there is something to look at; the job still fails.
     assert [c["stage"] for c in _calls(calls)] == ["sfm", "train", "compress", "publish"]
     assert info.value.details["report"] == str(out / "report" / "index.html")
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "FAILED" and rec["stage"] == "quality_gate"
-    assert rec["failure"]["error"] == "QualityBelowTarget"
-    assert rec["stages"]["quality_gate"]["status"] == "failed"
-    assert rec["stages"]["quality_gate"]["numbers"]["passed"] is False
-    assert rec["stages"]["quality_gate"]["failure"]["details"]["test_psnr"] == 14.0
-    assert rec["quality_gate"]["passed"] is False and rec["outputs"]["report"] == str(out / "report" / "index.html")
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.status == "FAILED" and rec.stage == "quality_gate"
+    assert rec.failure.error == "QualityBelowTarget"
+    assert rec.stages["quality_gate"].status == "failed"
+    assert rec.stages["quality_gate"].numbers["passed"] is False
+    assert rec.stages["quality_gate"].failure.details["test_psnr"] == 14.0
+    assert rec.quality_gate.passed is False and rec.outputs["report"] == str(out / "report" / "index.html")
     page = (out / "report" / "index.html").read_text()
     assert "Spaceport job report (below target)" in page
     assert "Below target: held-out PSNR 14.00 dB, target 20.00 dB" in page
@@ -161,12 +161,12 @@ def test_a_rerun_that_fails_leaves_no_output_of_the_earlier_run(photos, calls, t
     monkeypatch.setenv("FAKE_FAIL", "train")
     with pytest.raises(SfmFailed):
         local.run_local(photos, out, "fast", min_psnr=20, force_from="train", program=FAKE_PROGRAM)
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "FAILED" and rec["stage"] == "train"
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.status == "FAILED" and rec.stage == "train"
     for gone in ("train", "compressed", "report"):
         assert not (out / gone).exists(), gone
     assert not list(out.rglob("index.html")) and not list(out.rglob("scene.sog"))
-    assert "report" not in rec["outputs"] and (out / "sfm" / "sfm.json").is_file()
+    assert "report" not in rec.outputs and (out / "sfm" / "sfm.json").is_file()
     # Fixed, the next run re-runs what was removed and nothing else.
     monkeypatch.delenv("FAKE_FAIL")
     job = local.run_local(photos, out, "fast", min_psnr=20, program=FAKE_PROGRAM)
@@ -190,7 +190,7 @@ def test_interrupted_stage_leaves_nothing_that_looks_complete(photos, calls, tmp
     out = tmp_path / "out"
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
-        "from spaceport import local;"
+        "from spaceport.local import runner as local;"
         f"local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)"
     )
     env = {**os.environ, "FAKE_HANG": "sfm", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), str(FAKE.parent)])}
@@ -288,7 +288,7 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
     out = tmp_path / "out"
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
-        "from spaceport import local\n"
+        "from spaceport.local import runner as local\n"
         "try:\n"
         f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)\n"
         "except KeyboardInterrupt:\n"
@@ -307,8 +307,8 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
         proc.kill()
         raise AssertionError(f"the runner ignored Ctrl-C; its stderr: {proc.communicate()[1][-2000:]}") from None
     assert code == 130, proc.stderr.read()[-2000:]
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "INTERRUPTED" and rec["stages"]["sfm"]["status"] == "interrupted"
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.status == "INTERRUPTED" and rec.stages["sfm"].status == "interrupted"
     assert not (out / local.SCRATCH_DIR).exists() and not (out / "sfm").exists()
     # The stage process (its own session) was stopped too: no fake stage is left sleeping.
     _assert_gone(_calls(calls)[0]["pid"])
@@ -329,13 +329,13 @@ def _assert_gone(pid: int, timeout_s: float = 10.0) -> None:
 def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(photos, calls, tmp_path):
     import io
 
-    from spaceport.display import JsonReporter
+    from spaceport.local.display import JsonReporter
 
     stream = io.StringIO()
     out = tmp_path / "out"
     local.run_local(photos, out, None, min_psnr=20, program=FAKE_PROGRAM, cuda=False, reporter=JsonReporter(stream))
-    request = json.loads((out / "request.json").read_text())
-    assert request["preset"] == "fast" and request["options"]["train"]["minutes"] == "10.0"
+    request = read_summary(RequestFile, out / "request.json")
+    assert request.preset == "fast" and request.options["train"]["minutes"] == "10.0"
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     kinds = [e["event"] for e in events]
     estimate = events[kinds.index("estimate")]
@@ -348,7 +348,7 @@ def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(p
 def test_a_fixed_step_preset_on_a_cpu_is_told_the_budget_option_before_anything_runs(photos, calls, tmp_path):
     import io
 
-    from spaceport.display import JsonReporter
+    from spaceport.local.display import JsonReporter
 
     stream = io.StringIO()
     local.run_local(photos, tmp_path / "out", "default", min_psnr=20, program=FAKE_PROGRAM, cuda=False,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from spaceport.publish.command import publish
-from spaceport.publish.report import StageInputs, build_report
-from spaceport.publish.serve import make_server
+from spaceport.stages.publish.command import publish
+from spaceport.stages.publish.report import StageInputs, build_report
+from spaceport.stages.publish.serve import make_server
 
 
 def _images(page: str) -> list[Image.Image]:
@@ -93,7 +93,7 @@ def test_report_from_an_aws_shaped_job_has_the_training_curves(tmp_path: Path, j
 
 
 def test_a_summary_of_another_shape_is_an_error_naming_the_file(job_dir: Path, tmp_path: Path) -> None:
-    from spaceport.errors import ModelInvalid
+    from spaceport.core.errors import ModelInvalid
 
     (job_dir / "compressed" / "compress.json").write_text(json.dumps({"sog_bytes": 10, "ratio": 6.4}))
     with pytest.raises(ModelInvalid, match=r"compressed/compress\.json is not a valid compress\.json"):
@@ -124,7 +124,7 @@ def test_view_server_binds_localhost_and_serves_module_js(job_dir: Path, tmp_pat
 
 
 def test_publish_rejects_a_folder_without_stages(tmp_path: Path) -> None:
-    from spaceport.errors import InputInvalid
+    from spaceport.core.errors import InputInvalid
 
     with pytest.raises(InputInvalid):
         publish(tmp_path, tmp_path / "out")
@@ -143,8 +143,8 @@ def test_publish_command_uses_the_processing_job_paths(job_dir: Path, tmp_path: 
 
 
 def test_report_never_shows_the_email(job_dir: Path, tmp_path: Path) -> None:
-    from spaceport.plan import JobRequest, PlanSettings, plan_job
-    from spaceport.summaries import JobRecord
+    from spaceport.core.plan import JobRequest, PlanSettings, plan_job
+    from spaceport.core.summaries import JobRecord
 
     request = plan_job(JobRequest("s3://b/uploads/x.zip", "e", email="someone@example.com", preset="fast"),
                        PlanSettings(root="s3://b/")).to_request_json()
@@ -184,8 +184,8 @@ def test_report_shows_no_account_arn_bucket_or_email_from_the_job_record(job_dir
 def test_report_shows_every_gate_figure_and_names_the_capture_misses(job_dir: Path, tmp_path: Path) -> None:
     import html as html_mod
 
-    from spaceport.errors import QualityBelowTarget
-    from spaceport.summaries import GateResult, JobRecord, StageRecord
+    from spaceport.core.errors import QualityBelowTarget
+    from spaceport.core.summaries import GateResult, JobRecord, StageRecord
 
     gate = GateResult(passed=False, failed=["sharpness", "psnr_gain"], test_psnr=16.0, num_gaussians=5000,
                       min_psnr=15.0, max_gaussians=100_000, train_views=9, min_train_views=4, sharpness=0.42,
@@ -209,7 +209,7 @@ def test_report_shows_every_gate_figure_and_names_the_capture_misses(job_dir: Pa
 
 
 def test_report_of_a_gate_record_without_capture_figures_shows_psnr_and_count(job_dir: Path, tmp_path: Path) -> None:
-    from spaceport.summaries import GateResult, JobRecord
+    from spaceport.core.summaries import GateResult, JobRecord
 
     old = GateResult.model_validate({"passed": False, "test_psnr": 14.0, "num_gaussians": 5000, "min_psnr": 20.0,
                                      "max_gaussians": 100_000})  # an older version's record: no figures, no list

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from spaceport import local
-from spaceport.sfm.ingest import resolve
+from spaceport.local import runner as local
+from spaceport.stages.sfm.ingest import resolve
 
 
 def _upload_channel(source: Path, out: Path) -> Path:

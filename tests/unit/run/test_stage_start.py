@@ -1,7 +1,7 @@
 """Each stage starts the way SageMaker starts it, and its typed options reach the code that uses them.
 
 The argv comes from the Dockerfiles (ENTRYPOINT/CMD of the final build stage) and the plan, by
-SageMaker's rules (spaceport.contract.sagemaker_argv); the CLI then rebuilds each stage's typed
+SageMaker's rules (spaceport.core.contract.sagemaker_argv); the CLI then rebuilds each stage's typed
 config from those strings (hyperparameters.json for the training job, ContainerArguments for
 processing jobs). The stage functions are replaced by recorders: what they receive is checked.
 """
@@ -15,12 +15,12 @@ from pathlib import Path
 import conftest as fx
 import pytest
 
-from spaceport import contract
 from spaceport.cli import main
-from spaceport.errors import ConfigInvalid
-from spaceport.graph import STAGE_IMAGE
-from spaceport.local import LocalRunner, build_local_plan
-from spaceport.summaries import CompressSummary, PublishSummary, SfmSummary, read_summary
+from spaceport.core import contract
+from spaceport.core.errors import ConfigInvalid
+from spaceport.core.graph import STAGE_IMAGE
+from spaceport.core.summaries import CompressSummary, PublishSummary, SfmSummary, read_summary
+from spaceport.local.runner import LocalRunner, build_local_plan
 
 
 def test_dockerfile_parsing_takes_the_final_stage_and_dockers_reset_rules():
@@ -82,10 +82,10 @@ def _start(stage: str, options: dict[str, str], tmp_path: Path, monkeypatch) -> 
 
 def test_train_options_arrive_typed_from_hyperparameters(tmp_path, monkeypatch):
     seen = {}
-    import spaceport.train.trainer as trainer
+    import spaceport.stages.train.trainer as trainer
 
     def fake(src, out, cfg, checkpoint_dir=None):
-        from spaceport.summaries import TrainMetrics, read_summary
+        from spaceport.core.summaries import TrainMetrics, read_summary
 
         seen.update(src=src, out=out, cfg=cfg, ckpt=checkpoint_dir)
         return read_summary(TrainMetrics, fx.write_train(out, fx._orbit_cameras()) / TrainMetrics.FILE)
@@ -104,7 +104,7 @@ def test_train_options_arrive_typed_from_hyperparameters(tmp_path, monkeypatch):
 
 def test_compress_options_arrive_typed_from_container_arguments(tmp_path, monkeypatch):
     seen = {}
-    import spaceport.compress.stage as stage
+    import spaceport.stages.compress.stage as stage
 
     def fake(src, out, cfg):
         seen.update(src=src, out=out, cfg=cfg)
@@ -120,7 +120,7 @@ def test_compress_options_arrive_typed_from_container_arguments(tmp_path, monkey
 
 def test_sfm_options_arrive_typed_from_container_arguments(tmp_path, monkeypatch):
     seen = {}
-    import spaceport.sfm.pipeline as pipeline
+    import spaceport.stages.sfm.pipeline as pipeline
 
     def fake(src, out, cfg):
         seen.update(src=src, out=out, cfg=cfg)
@@ -135,7 +135,7 @@ def test_sfm_options_arrive_typed_from_container_arguments(tmp_path, monkeypatch
 
 def test_publish_takes_no_options_and_starts_with_its_name_only(tmp_path, monkeypatch):
     seen = {}
-    import spaceport.publish.command as publish
+    import spaceport.stages.publish.command as publish
 
     monkeypatch.setattr(publish, "publish", lambda inputs, out: seen.update(inputs=inputs, out=out) or PublishSummary(
         index="i", seconds={"total": 0.0}, peak_memory_mb=1.0))

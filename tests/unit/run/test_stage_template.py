@@ -5,18 +5,18 @@ resumed, shown by the display, recorded in the job record and listed in the repo
 from __future__ import annotations
 
 import io
-import json
 import sys
 from pathlib import Path
 
 import pytest
 from toy_stage import TOY, ToySummary
 
-from spaceport import contract, graph, local
 from spaceport.cli import main
-from spaceport.display import PlainReporter
-from spaceport.errors import ConfigInvalid, FailureRecord, InputInvalid
-from spaceport.summaries import DoneMarker, read_summary
+from spaceport.core import contract, graph
+from spaceport.core.errors import ConfigInvalid, FailureRecord, InputInvalid
+from spaceport.core.summaries import DoneMarker, JobRecord, read_summary
+from spaceport.local import runner as local
+from spaceport.local.display import PlainReporter
 
 TOY_PROGRAM = [sys.executable, str(Path(__file__).with_name("toy_stage.py"))]
 
@@ -85,9 +85,9 @@ def test_a_failing_toy_stage_leaves_its_failure_record_and_typed_error(toy, phot
     out = tmp_path / "out"
     with pytest.raises(InputInvalid, match="toy stage was asked to fail"):
         local.run_local(photos, out, "fast", min_psnr=20, options={"toy": {"fail": "true"}}, program=TOY_PROGRAM)
-    rec = json.loads((out / "job.json").read_text())
-    assert rec["status"] == "FAILED" and rec["stage"] == "toy"
-    assert rec["failure"]["error"] == "InputInvalid" and rec["failure"]["stage"] == "toy"
+    rec = read_summary(JobRecord, out / "job.json")
+    assert rec.status == "FAILED" and rec.stage == "toy"
+    assert rec.failure.error == "InputInvalid" and rec.failure.stage == "toy"
     assert not (out / "toy").exists() and not (out / local.STATE_DIR / "toy.json").exists()
 
 

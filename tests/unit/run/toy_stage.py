@@ -1,8 +1,8 @@
-"""A toy stage, declared the way a stage package declares itself (spaceport.stage.StageDef): it
+"""A toy stage, declared the way a stage package declares itself (spaceport.core.stage.StageDef): it
 reads the training output, multiplies its Gaussian count by an option, and writes ``toy.json``.
 
 Run as a program it is the images' ``spaceport`` with the toy stage in the graph: ``toy ...``
-goes through the real stage entry point (spaceport.entry via spaceport.cli), any other stage to
+goes through the real stage entry point (spaceport.core.entry via spaceport.cli), any other stage to
 the fake stages of fake_stage.py (publish: the real command)."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from spaceport.errors import ConfigInvalid, InputInvalid
-from spaceport.stage import Input, StageDef, StagePaths
-from spaceport.summaries import Summary, TrainMetrics, read_summary, write_summary
+from spaceport.core.errors import ConfigInvalid, InputInvalid
+from spaceport.core.stage import Input, StageDef, StagePaths
+from spaceport.core.summaries import Summary, TrainMetrics, read_summary, write_summary
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ TOY = StageDef("toy", "processing", "Toy", run, image="compress", inputs=(Input(
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    from spaceport import graph
+    from spaceport.core import graph
 
     with graph.registered(TOY, before="publish"):
         if sys.argv[1] == "toy":

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from spaceport.config import from_strings, to_strings
-from spaceport.errors import ConfigInvalid
-from spaceport.sfm.config import PRESETS, SfmConfig
-from spaceport.sfm.pipeline import choose, plan_attempts
+from spaceport.core.config import from_strings, to_strings
+from spaceport.core.errors import ConfigInvalid
+from spaceport.stages.sfm.config import PRESETS, SfmConfig
+from spaceport.stages.sfm.pipeline import choose, plan_attempts
 
 
 def test_presets_parse_and_round_trip():
@@ -46,6 +46,6 @@ def test_auto_choices():
 
 
 def test_config_module_imports_nothing_heavy():
-    code = ("import sys, spaceport.sfm, spaceport.sfm.config, spaceport.scenes; "
+    code = ("import sys, spaceport.stages.sfm, spaceport.stages.sfm.config, spaceport.scenes; "
             "bad = {'numpy', 'pycolmap', 'PIL', 'av', 'torch'} & set(sys.modules); assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -7,8 +7,8 @@ import sqlite3
 import numpy as np
 import pytest
 
-from spaceport import colmap
-from spaceport.sfm import validate
+from spaceport.geometry import colmap
+from spaceport.stages.sfm import validate
 from tests.support.sfm_evaluate import collapse_centres
 
 
@@ -99,8 +99,8 @@ def test_pair_agreement_counts_the_matches_the_model_kept(tmp_path):
 
 
 def _sfm_json(folder, validation, left_out: list[str]) -> None:
-    """A minimal valid sfm.json (spaceport.summaries.SfmSummary) carrying ``validation``."""
-    from spaceport.summaries import SfmSummary, write_summary
+    """A minimal valid sfm.json (spaceport.core.summaries.SfmSummary) carrying ``validation``."""
+    from spaceport.core.summaries import SfmSummary, write_summary
 
     cam = {"model": "PINHOLE", "width": 640, "height": 480, "params": [500.0, 500.0, 320.0, 240.0]}
     attempt = {"matcher": "exhaustive", "mapper": "incremental", "verified_pairs": 45, "registered": 10,
@@ -119,7 +119,7 @@ def _sfm_json(folder, validation, left_out: list[str]) -> None:
 
 
 def test_verdict_fits_sfm_json_and_the_report_shows_it(tmp_path):
-    from spaceport.publish.report import StageInputs, build_report
+    from spaceport.stages.publish.report import StageInputs, build_report
 
     sfm = tmp_path / "sfm"
     sfm.mkdir()

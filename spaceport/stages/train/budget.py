@@ -1,0 +1,266 @@
+"""Training to a time budget: which resolution, step count and Gaussian cap fit N minutes here.
+
+Pure (stdlib only): the choice is made from numbers, so it is tested without torch and the
+plan/CLI can state the defaults. The numbers come from :mod:`spaceport.stages.train.calibrate`, which
+times a few real optimisation steps of the capture on this machine at each candidate
+resolution, with the initial Gaussians and with four times as many. A step's cost is close to
+linear in the Gaussian count at a fixed image size (projection and per-tile compositing both
+scale with it), so each probe is a line ``seconds = fixed + per_gaussian * N``.
+
+The rule, for a budget of ``B`` seconds of training wall time:
+
+1. Time left for the loop: ``B`` minus what calibration and loading took, minus the expected
+   evaluation and export (a held-out render costs about a third of a step), times ``FILL``
+   (the loop also stops at the deadline, so a slow step costs quality, never time).
+2. At each resolution (coarsest first) and each Gaussian cap (smallest first), the mean step cost
+   over the run assumes the count grows linearly from the start to the cap during refinement
+   (the first ``REFINE_STOP`` of the steps) and stays there: affordable steps follow.
+3. Pick the finest resolution that still gives ``MIN_EPOCHS`` passes over the training images
+   with the smallest cap; at that resolution, the largest cap that still gives ``MIN_EPOCHS``.
+   With too little time for that anywhere: the coarsest resolution and the smallest cap.
+
+More views seen more often beat more pixels seen rarely: at ``MIN_EPOCHS`` the fit on this
+project's captures is still climbing (``fast``: 20 epochs), so resolution rises only once the
+epochs are there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+#: Share of the loop's time the planned steps are meant to fill (the rest absorbs calibration error).
+FILL = 0.9
+#: Passes over the training images a plan must afford before it trades steps for pixels or Gaussians.
+MIN_EPOCHS = 100
+#: Gaussian caps tried, as multiples of the initial count, bounded by ``CAP_RANGE``.
+#: The floor is the `fast` preset's cap: with 30,000 both monstree budget runs hit the cap (fast's own
+#: run grows to ~30,300 under its 60,000), so a lower one only takes away what fast already has.
+CAP_FACTORS = (2, 4, 8, 16, 32)
+CAP_RANGE = (60_000, 1_500_000)
+#: Refinement (densification) ends at this share of the steps; the rest fits what exists.
+REFINE_STOP = 0.7
+#: The positions' learning rate decays geometrically to this share of its start by the last step.
+LR_END = 0.01
+#: A running budget re-fits its schedule when the steps that fit differ from the plan by more than this share.
+REFIT_TOLERANCE = 0.1
+#: A running budget compares its pace with the schedule every this share of the budget.
+REFIT_EVERY = 0.05
+#: Share of the time left that a re-fitted schedule fills (the pace is measured, not predicted, by then).
+REFIT_FILL = 0.95
+#: Smallest longest side in pixels a candidate resolution may have: the `fast` preset trains the
+#: captures here at 150-250 px (downscale 4), so the coarsest candidate is what `fast` uses.
+MIN_LONG_SIDE = 150
+#: What a held-out or training-view evaluation render (with its PSNR and SSIM) costs, as a share of a
+#: training step (measured on the demo scene: 2.2 s per view against 3.6 s per step, busy machine).
+EVAL_COST = 0.6
+#: A fixed-step run's estimate assumes refinement grows the splat to at most this many times its
+#: start (or the cap): the default preset's 1.5M cap is far above what 7,000 CPU steps reach.
+PEAK_GROWTH = 16
+#: On a machine without CUDA a run with no preset and no --minutes trains this long (minutes).
+DEFAULT_CPU_MINUTES = 10.0
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Measured cost of one training step at one resolution: ``fixed + per_gaussian * N`` seconds."""
+
+    downscale: int
+    width: int
+    height: int
+    fixed_s: float
+    per_gaussian_s: float
+    load_s: float = 0.0
+    """Seconds to load the images at this size (training loads them again once the plan is made)."""
+
+    def step_seconds(self, gaussians: float) -> float:
+        return max(self.fixed_s + self.per_gaussian_s * gaussians, 1e-6)
+
+
+@dataclass(frozen=True)
+class Capture:
+    """What the capture brings to training."""
+
+    train_images: int
+    test_images: int
+    start_gaussians: int
+    """Sparse points (plus sky points) the splat starts from."""
+
+
+@dataclass(frozen=True)
+class BudgetPlan:
+    """What the budget bought: the options to train with and what they should cost."""
+
+    budget_s: float
+    downscale: int
+    width: int
+    height: int
+    steps: int
+    max_gaussians: int
+    loop_s: float
+    """Expected seconds of the optimisation loop."""
+    tail_s: float
+    """Expected seconds of the final evaluation and export."""
+    spent_s: float
+    """Seconds already spent (loading, calibration) when the plan was made."""
+    epochs: float
+    probe: Probe | None = None
+    """The calibration the plan rests on (its resolution's)."""
+
+    @property
+    def expected_s(self) -> float:
+        """Expected wall seconds of the whole training stage."""
+        return self.spent_s + self.loop_s + self.tail_s
+
+    def growth_ahead(self, step: int, gaussians: int, steps: int | None = None) -> float:
+        """How much dearer the remaining steps are than the current ones, as the count grows to the cap
+        until refinement ends (the rate measured so far does not see that growth). ``steps``: the run's
+        step count now (a re-fitted schedule's), the plan's by default."""
+        steps = self.steps if steps is None else steps
+        refine_end = int(steps * REFINE_STOP)
+        if step >= refine_end or step >= steps or gaussians >= self.max_gaussians or self.probe is None:
+            return 1.0
+        left = steps - step
+        growing = refine_end - step
+        ahead = (growing * self.probe.step_seconds((gaussians + self.max_gaussians) / 2)
+                 + (left - growing) * self.probe.step_seconds(self.max_gaussians)) / left
+        return max(1.0, ahead / self.probe.step_seconds(gaussians))
+
+    def options(self, sh_degree: int) -> dict[str, str]:
+        """Train options (as strings, like every option source) for this plan: the size, the
+        step count and the refinement schedule scaled to it."""
+        s = self.steps
+        refine_every = int(min(100, max(25, s // 40)))
+        return {
+            "downscale": str(self.downscale), "steps": str(s), "max_gaussians": str(self.max_gaussians),
+            "refine_start": str(int(min(500, max(50, s // 10)))), "refine_stop": str(int(s * REFINE_STOP)),
+            "refine_every": str(refine_every), "reset_every": str(3000 if s >= 6000 else 0),
+            "sh_degree_interval": str(sh_interval(s, sh_degree)),
+            "log_every": str(max(10, s // 50)), "eval_every": str(max(1, s)),
+            "checkpoint_every": str(max(100, s // 10)),
+        }
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What changes with the step count during a run: the last step, the positions' learning rate (a
+    geometric decay to ``LR_END`` of its start at the last step), the end of refinement and the SH
+    band interval. A budgeted run re-fits it (:meth:`refit`) when the machine's pace differs from the
+    calibration's, so the learning rate still anneals and refinement still ends before the deadline,
+    instead of the run being cut off mid-schedule."""
+
+    steps: int
+    lr_step: int
+    """The step :attr:`lr_at_step` holds at: the decay runs from there to :attr:`steps`."""
+    lr_at_step: float
+    lr_end: float
+    refine_stop: int
+    sh_interval: int
+
+    @classmethod
+    def start(cls, steps: int, means_lr: float, refine_stop: int, sh_interval: int) -> Schedule:
+        return cls(steps=steps, lr_step=0, lr_at_step=means_lr, lr_end=means_lr * LR_END,
+                   refine_stop=refine_stop, sh_interval=sh_interval)
+
+    def means_lr(self, step: int) -> float:
+        """The positions' learning rate at ``step`` (0-based)."""
+        span = max(1, self.steps - self.lr_step)
+        return self.lr_at_step * (self.lr_end / self.lr_at_step) ** ((step - self.lr_step) / span)
+
+    def sh_degree(self, step: int, top: int) -> int:
+        """SH bands switched on at ``step``: one more every :attr:`sh_interval` steps, up to ``top``."""
+        return min(step // self.sh_interval, top)
+
+    def refit(self, done: int, steps: int, sh_top: int) -> Schedule:
+        """The schedule for ``steps`` in all with ``done`` of them behind: the learning rate decays from
+        where it is to the end in the steps left, refinement ends at ``REFINE_STOP`` of the new count
+        unless it already has, and SH bands never switch off."""
+        steps = max(done + 1, steps)
+        refine_stop = self.refine_stop if done >= self.refine_stop else max(done, int(steps * REFINE_STOP))
+        interval = sh_interval(steps, sh_top)
+        if min(done // interval, sh_top) < self.sh_degree(done, sh_top):
+            interval = self.sh_interval
+        return Schedule(steps=steps, lr_step=done, lr_at_step=self.means_lr(done), lr_end=self.lr_end,
+                        refine_stop=refine_stop, sh_interval=interval)
+
+
+def sh_interval(steps: int, sh_degree: int) -> int:
+    """Steps between SH bands in a budgeted run: every band is on by half the run."""
+    return max(50, steps // (2 * max(1, sh_degree)))
+
+
+def steps_that_fit(done: int, seconds_left: float, step_s: float) -> int:
+    """The step count a run can reach by its deadline at ``step_s`` seconds a step (``REFIT_FILL``)."""
+    return done + int(max(0.0, seconds_left) * REFIT_FILL / max(step_s, 1e-6))
+
+
+def mean_gaussians(start: int, cap: int) -> float:
+    """Mean Gaussian count over a run that grows linearly to ``cap`` during refinement, then holds."""
+    cap = max(cap, start)
+    return REFINE_STOP * (start + cap) / 2 + (1 - REFINE_STOP) * cap
+
+
+def caps(start: int) -> list[int]:
+    lo, hi = CAP_RANGE
+    return sorted({min(hi, max(lo, f * start)) for f in CAP_FACTORS})
+
+
+def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: float = 0.0) -> BudgetPlan:
+    """The plan for ``budget_s`` seconds of training (see the module docstring for the rule)."""
+    if not probes:
+        raise ValueError("choose() needs at least one calibration probe")
+    probes = sorted(probes, key=lambda p: p.width * p.height)
+    n_train = max(1, capture.train_images)
+
+    def plan(p: Probe, cap: int) -> BudgetPlan:
+        tail = EVAL_COST * p.step_seconds(cap) * (capture.test_images + min(8, n_train)) + 1.0 + p.load_s
+        loop = max(0.0, (budget_s - spent_s - tail) * FILL)
+        steps = max(1, int(loop / p.step_seconds(mean_gaussians(capture.start_gaussians, cap))))
+        loop_s = steps * p.step_seconds(mean_gaussians(capture.start_gaussians, cap))
+        return BudgetPlan(budget_s=budget_s, downscale=p.downscale, width=p.width, height=p.height, steps=steps,
+                          max_gaussians=cap, loop_s=round(loop_s, 1), tail_s=round(tail, 1),
+                          spent_s=round(spent_s, 1), epochs=round(steps / n_train, 1), probe=p)
+
+    options = caps(capture.start_gaussians)
+    best = plan(probes[0], options[0])
+    for p in probes:
+        first = plan(p, options[0])
+        if first.epochs < MIN_EPOCHS:
+            break
+        best = first
+    p = next(q for q in probes if q.downscale == best.downscale)
+    for cap in options[1:]:
+        bigger = plan(p, cap)
+        if bigger.epochs < MIN_EPOCHS:
+            break
+        best = bigger
+    return best
+
+
+def downscales(width: int, height: int) -> list[int]:
+    """Candidate downscales for images of this size, coarsest first: powers of two that keep the
+    longest side at least ``MIN_LONG_SIDE`` (always 1)."""
+    long_side = max(width, height)
+    out = [d for d in (16, 8, 4, 2) if long_side / d >= MIN_LONG_SIDE]
+    return [*out, 1]
+
+
+def estimate_s(steps: int, probe: Probe, capture: Capture, cap: int, refine_stop: int) -> float:
+    """Expected loop seconds of a fixed-step run (a preset without a budget) from its probe: the
+    count grows to ``cap`` until ``refine_stop`` (or the last step), then holds."""
+    grow = min(steps, max(1, refine_stop))
+    start = capture.start_gaussians
+    cap = max(cap, start)
+    return grow * probe.step_seconds((start + cap) / 2) + (steps - grow) * probe.step_seconds(cap)
+
+
+def human(seconds: float) -> str:
+    """``2 h 12 min``, ``9 min 30 s``, ``45 s``."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600} h {(s % 3600) // 60} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s} s"
