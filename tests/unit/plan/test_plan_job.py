@@ -248,7 +248,7 @@ def test_every_preset_of_every_stage_plans_with_the_real_configs(preset):
     for sd in GRAPH:
         if sd.config is None or sd.kind == "gate":
             continue
-        module = importlib.import_module(f"spaceport.{sd.name}.config")
+        module = importlib.import_module(f"spaceport.stages.{sd.name}.config")
         opts = p.stage(sd.name).options
         assert opts and all(isinstance(v, str) for v in opts.values())
         # The plan passes on exactly the preset's configuration (defaults <- PRESETS[preset]).
