@@ -250,6 +250,7 @@ class Trainer:
             raise TrainingDiverged(f"The loss became {loss_value} at step {step + 1}; no splat was written",
                                    step=step + 1)
         self.phase = "optimizer"
+        self._drop_nonfinite_grads()
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -257,6 +258,18 @@ class Trainer:
         self._densify(step, info, means_lr)
         self.steps_done = step + 1
         return loss_value, img.detach(), gt
+
+    def _drop_nonfinite_grads(self) -> None:
+        """Zero the gradient entries that are not finite, so those Gaussians skip this step's update.
+
+        The projection's backward can overflow for a single Gaussian in a degenerate pose (seen on
+        monstree at step 408: one far Gaussian's means, scales and quats got Inf/NaN gradients while
+        the compositor's gradients were finite and the loss was 0.05), and one NaN in Adam's state
+        poisons that Gaussian for good and fails the run at its end. A real divergence still shows
+        in the loss (:class:`TrainingDiverged`)."""
+        for p in self.params.values():
+            if p.grad is not None:
+                torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
 
     def loss(self, img: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """(1 - λ) L1 + λ D-SSIM, plus the opacity and scale regularisers MCMC uses."""

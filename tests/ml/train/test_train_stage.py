@@ -320,6 +320,33 @@ def test_nan_stops_training_and_writes_no_splat(scene, tmp_path, monkeypatch):
     assert not (tmp_path / "o" / "splat.ply").exists()
 
 
+def test_a_nonfinite_gradient_skips_that_gaussian_and_the_run_goes_on(scene):
+    """One Gaussian's Inf/NaN gradient (the projection's backward can overflow for a degenerate one)
+    must not reach Adam: it would poison that Gaussian and fail the run at its end."""
+    import torch
+
+    from spaceport.stages.train.trainer import Trainer
+
+    tr = Trainer(scene, tiny())
+    before = tr.params["means"].detach().clone()
+
+    def poison(grad):
+        grad = grad.clone()
+        grad[0, 0], grad[0, 1] = float("inf"), float("nan")
+        return grad
+
+    handle = tr.params["means"].register_hook(poison)
+    tr.step()
+    handle.remove()
+    after = tr.params["means"].detach()
+    assert torch.isfinite(after).all()
+    assert torch.equal(after[0, :2], before[0, :2])  # its first step: no momentum, so no move
+    assert not torch.equal(after[1:], before[1:])  # the others trained
+    for _ in range(3):
+        tr.step()
+    assert all(torch.isfinite(v).all() for v in tr.params.values())
+
+
 def test_out_of_memory_names_the_setting(scene, tmp_path, monkeypatch):
     from spaceport.stages.train import trainer
 
