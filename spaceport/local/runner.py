@@ -210,7 +210,8 @@ class LocalRunner:
                                     preexec_fn=die_with_parent if sys.platform == "linux" else None)
             try:
                 assert proc.stdout is not None
-                # The display shows step/steps: the plan's steps, or the ones a time budget chose.
+                # The display shows step/steps: the plan's steps, the ones a time budget chose, or the
+                # ones its schedule was re-fitted to as the machine's pace showed.
                 total_steps = spec.options.get("steps")
                 for line in proc.stdout:
                     log.write(line)
@@ -218,6 +219,7 @@ class LocalRunner:
                     if fields and fields.get("stage") == spec.name:
                         if fields.get("phase") in ("plan", "estimate"):
                             self.reporter.notice(spec.name, fields)
+                        if fields.get("phase") in ("plan", "estimate", "refit"):
                             total_steps = fields.get("steps", total_steps)
                         if "step" in fields and total_steps is not None:
                             fields.setdefault("steps", total_steps)

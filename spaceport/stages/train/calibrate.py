@@ -39,6 +39,18 @@ def _points(model, cfg: TrainConfig, views) -> tuple[np.ndarray, np.ndarray]:
                           cap=cfg.densify.max_gaussians, seed=cfg.runtime.seed)
 
 
+def _grown(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``GROWTH`` times as many points, as refinement makes them: each point's copies drawn around it
+    within its own size (the distance to its nearest points), so the Gaussians made from them are
+    smaller and overlap as a refined splat's do. (Copies stacked in place would be GROWTH-fold opaque
+    stacks that stop each pixel early: the compositor's early termination made such a probe cheaper
+    than the one it grew from, and the plan took Gaussians for free.)"""
+    from spaceport.stages.train.gaussians import knn_scale
+
+    spread = knn_scale(xyz)[:, None]
+    return np.concatenate([xyz + rng.normal(size=xyz.shape) * spread for _ in range(GROWTH)])
+
+
 def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device) -> float:
     """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up."""
     from spaceport.stages.train.gaussians import init_params, make_optimizers, render
@@ -113,9 +125,9 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
             if device.type == "cpu" and cfg.runtime.cpu_threads != 0:
                 threads = pick_threads(xyz, rgb, train_views, cfg)
         small = _time_steps(xyz, rgb, train_views, cfg, device)
-        jitter = np.concatenate([xyz + rng.normal(scale=1e-3, size=xyz.shape) for _ in range(GROWTH)])
-        large = _time_steps(jitter, np.concatenate([rgb] * GROWTH), train_views, cfg, device)
-        n0, n1 = len(xyz), len(jitter)
+        grown = _grown(xyz, rng)
+        large = _time_steps(grown, np.concatenate([rgb] * GROWTH), train_views, cfg, device)
+        n0, n1 = len(xyz), len(grown)
         per = max(0.0, (large - small) / (n1 - n0))
         probe = budget.Probe(downscale=ds, width=views[0].width, height=views[0].height,
                              fixed_s=round(max(small - per * n0, 0.2 * small), 6), per_gaussian_s=per,
@@ -159,7 +171,8 @@ def announce_estimate(input_dir: Path, cfg: TrainConfig, device: torch.device) -
     train_views = [v for v in views if v.split == "train"] or views
     xyz, rgb = _points(model, cfg, views)
     small = _time_steps(xyz, rgb, train_views, cfg, device)
-    big = _time_steps(np.concatenate([xyz] * GROWTH), np.concatenate([rgb] * GROWTH), train_views, cfg, device)
+    big = _time_steps(_grown(xyz, np.random.default_rng(cfg.runtime.seed)), np.concatenate([rgb] * GROWTH),
+                      train_views, cfg, device)
     per = max(0.0, (big - small) / ((GROWTH - 1) * len(xyz)))
     probe = budget.Probe(cfg.data.downscale, views[0].width, views[0].height, max(small - per * len(xyz), 0.2 * small), per)
     capture = budget.Capture(len(train_views), len(views) - len(train_views), len(xyz))

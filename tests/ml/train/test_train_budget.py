@@ -96,3 +96,23 @@ def test_a_long_fixed_run_on_the_cpu_prints_its_estimate_first(scene, tmp_path, 
     first_step = next(i for i, e in enumerate(events) if "step" in e and "loss" in e)
     assert est < first_step
     assert events[est]["steps"] == 30 and events[est]["expected_s"] > 0 and "--minutes" in events[est]["hint"]
+
+
+def test_the_calibration_grows_the_points_as_refinement_does_not_in_opaque_stacks():
+    """The probe with GROWTH times the points must cost what a refined splat does: copies drawn
+    around each point within its size (smaller Gaussians, like split ones), not stacked in place,
+    where early termination made the bigger probe cheaper than the small one."""
+    import numpy as np
+
+    from spaceport.stages.train.calibrate import GROWTH, _grown
+    from spaceport.stages.train.gaussians import knn_scale
+
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-1, 1, size=(500, 3))
+    grown = _grown(xyz, np.random.default_rng(1))
+    assert grown.shape == (GROWTH * 500, 3)
+    spread = knn_scale(xyz)
+    offsets = np.linalg.norm(grown.reshape(GROWTH, 500, 3) - xyz[None], axis=-1)
+    assert np.median(offsets / spread[None]) > 0.5  # spread out around each point, not in place
+    assert np.median(offsets / spread[None]) < 3.0  # but within its own size
+    assert np.median(knn_scale(grown)) < 0.8 * np.median(spread)  # so the Gaussians made from them are smaller

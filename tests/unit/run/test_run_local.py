@@ -343,6 +343,9 @@ def test_a_cpu_run_without_flags_trains_to_the_stated_budget_and_says_so_first(p
     assert estimate["text"].startswith("training budget 10 min: 200x150 px, 900 steps")
     first_step = next(i for i, e in enumerate(events) if e["event"] == "progress" and "step" in e)
     assert kinds.index("estimate") < first_step
+    # step/steps counts against the plan's 900, then against the 600 its schedule was re-fitted to
+    steps = [(int(e["step"]), int(e["steps"])) for e in events if e["event"] == "progress" and "loss" in e]
+    assert steps == [(10, 900), (20, 600), (30, 600)]
 
 
 def test_a_fixed_step_preset_on_a_cpu_is_told_the_budget_option_before_anything_runs(photos, calls, tmp_path):
