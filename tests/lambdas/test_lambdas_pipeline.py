@@ -15,11 +15,12 @@ from lambdas_support import (
     SageMakerError,
     load_handler,
     s3_event,
+    stored_record,
     wait_for,
 )
 
-from spaceport.core.errors import OutOfMemory, TooFewRegistered
-from spaceport.core.summaries import JobRecord
+from spaceport.core.errors import FailureRecord, OutOfMemory, TooFewRegistered
+from spaceport.core.summaries import GateResult, JobRecord, Notification, parse_summary
 
 
 def _upload(aws, key="uploads/My Garden é.zip", email="ana@example.com", body=b"PK\x03\x04 photos"):
@@ -30,18 +31,25 @@ def _start(aws, key_encoded="uploads/My+Garden+%C3%A9.zip"):
     return load_handler("start_job").handler(s3_event(key_encoded), FakeContext())
 
 
-def _record(job_id):
+def _job_json(text: bytes, key: str) -> JobRecord:
+    """``text``, the job.json at ``key``, read as the publish job reads it."""
+    job = parse_summary(JobRecord, text, key)
+    # job.json (read by the publish job, whose report is shared) carries no email address.
+    assert "email" not in job.model_fields_set
+    return job
+
+
+def _record(job_id) -> JobRecord:
+    """The stored record (with start_job's duplicates beside it), checked against its job.json mirror and
+    the status the table indexes."""
+    record = stored_record(job_id)
+    assert record is not None, f"no record stored for {job_id}"
+    key = f"jobs/{job_id}/{JobRecord.FILE}"
+    text = boto3.client("s3", region_name=REGION).get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert _job_json(text, key) == record.model_copy(update={"email": None})
     item = boto3.client("dynamodb", region_name=REGION).get_item(
         TableName=TABLE, Key={"job_id": {"S": job_id}})["Item"]
-    record = json.loads(item["record"]["S"])
-    # start_job's notes on uploads the job covered live beside the record (spaceport.cloud.records.JobStore).
-    record["duplicates"] = [json.loads(d["S"]) for d in item.get("duplicates", {}).get("L", [])]
-    mirrored = json.loads(boto3.client("s3", region_name=REGION).get_object(
-        Bucket=BUCKET, Key=f"jobs/{job_id}/job.json")["Body"].read())
-    # job.json (read by the publish job, whose report is shared) carries no email address.
-    assert "email" not in mirrored
-    assert JobRecord.model_validate(mirrored) == JobRecord.model_validate(record).model_copy(update={"email": None})
-    assert item["status"]["S"] == record["status"]
+    assert item["status"]["S"] == record.status
     return record
 
 
@@ -66,7 +74,7 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
         (job,) = [i["S3Input"] for i in event["ProcessingInputs"] if i["InputName"] == "job"]
         key = job["S3Uri"].split("/", 3)[3]
         seen["local"] = job["LocalPath"]
-        seen["record"] = json.loads(machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        seen["record"] = (machine.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read(), key)
 
     machine.fake.hooks["publish"] = publish_starts
     out, desc = _run(machine)
@@ -91,27 +99,28 @@ def test_success_runs_every_stage_in_plan_order_and_records_the_job(machine):
     # Publish reads the job record with every earlier stage's seconds and cost (the report's timings).
     assert [i["InputName"] for i in calls["publish"]["ProcessingInputs"]] == ["sfm", "train", "compressed", "job"]
     assert seen["local"] == "/opt/ml/processing/input/job"
-    assert seen["record"]["status"] == "RUNNING" and seen["record"]["job_id"] == job_id
-    assert "email" not in seen["record"] and "ana@example.com" not in json.dumps(seen["record"])
-    assert set(seen["record"]["stages"]) == {"sfm", "train", "quality_gate", "compress"}
-    assert seen["record"]["stages"]["quality_gate"]["status"] == "passed"
-    assert seen["record"]["quality_gate"]["passed"] is True
-    assert seen["record"]["stages"]["train"]["seconds"] == 1800 and seen["record"]["metrics"]["test_psnr"] == 26.5
-    assert seen["record"]["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
+    job = _job_json(*seen["record"])
+    assert b"ana@example.com" not in seen["record"][0]
+    assert job.status == "RUNNING" and job.job_id == job_id
+    assert set(job.stages) == {"sfm", "train", "quality_gate", "compress"}
+    assert job.stages["quality_gate"].status == "passed"
+    assert job.quality_gate.passed is True
+    assert job.stages["train"].seconds == 1800 and job.metrics["test_psnr"] == 26.5
+    assert job.cost_usd == pytest.approx(0.7575 + (0.816 + 1.408) / 6, abs=1e-3)
 
     record = _record(job_id)
-    assert record["status"] == "SUCCEEDED"
-    assert record["metrics"]["test_psnr"] == 26.5 and record["metrics"]["num_gaussians"] == 412345
+    assert record.status == "SUCCEEDED"
+    assert record.metrics["test_psnr"] == 26.5 and record.metrics["num_gaussians"] == 412345
     # The gate's numbers (from metrics.json in model.tar.gz): the report's quality-gate line on AWS too.
-    assert {k: record["quality_gate"][k] for k in ("passed", "test_psnr", "num_gaussians", "min_psnr", "max_gaussians",
-                                                   "failed")} == {"passed": True, "test_psnr": 26.5, "num_gaussians": 412345,
-                                                                  "min_psnr": 22.0, "max_gaussians": 2000000, "failed": []}
-    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
-    assert record["stages"]["train"]["seconds"] == 1800 and record["stages"]["sfm"]["seconds"] == 600
+    gate = record.quality_gate
+    assert (gate.passed, gate.test_psnr, gate.num_gaussians, gate.min_psnr, gate.max_gaussians, gate.failed) == (
+        True, 26.5, 412345, 22.0, 2000000, [])
+    assert set(record.stages) == {"sfm", "train", "quality_gate", "compress", "publish"}
+    assert record.stages["train"].seconds == 1800 and record.stages["sfm"].seconds == 600
     # 1800 s on ml.g5.2xlarge at $1.515/h, 600 s each on c5.4xlarge/g5.xlarge/m5.large.
-    assert record["cost_usd"] == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
-    assert record["outputs"]["sog"] == f"jobs/{job_id}/compressed/scene.sog"
-    assert record["notify"]["sent"] is True
+    assert record.cost_usd == pytest.approx(0.7575 + (0.816 + 1.408 + 0.115) / 6, abs=1e-3)
+    assert record.outputs["sog"] == f"jobs/{job_id}/compressed/scene.sog"
+    assert record.notify.sent is True
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     assert msg.subject.startswith("Your Spaceport splat is ready")
@@ -131,9 +140,9 @@ def test_sfm_failure_records_typed_error_emails_and_fails_with_it(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm"]  # bad input is never retried
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "sfm"
-    assert record["failure"] == {"error": "TooFewRegistered", "reason": "Only 3 of 40 images registered.",
-                                 "fix": "Take 60+ photos with overlap.", "details": {"registered": 3}, "stage": "sfm"}
+    assert record.status == "FAILED" and record.stage == "sfm"
+    assert record.failure == FailureRecord(error="TooFewRegistered", reason="Only 3 of 40 images registered.",
+                                           fix="Take 60+ photos with overlap.", details={"registered": 3}, stage="sfm")
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "TooFewRegistered" and "Only 3 of 40" in failed["cause"]
@@ -154,7 +163,7 @@ def test_training_quota_in_use_is_retried_then_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED" and record["retries"][0]["error"] == "CapacityError"
+    assert record.status == "SUCCEEDED" and record.retries[0].error == "CapacityError"
 
 
 def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
@@ -164,9 +173,9 @@ def test_zero_training_quota_fails_at_once_naming_the_quota(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]  # no retry: waiting cannot raise a quota
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "QuotaExceeded" and record["stage"] == "train"
-    assert record["failure"]["reason"] == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
-                                "'ml.g5.2xlarge for training job usage' is 0.")
+    assert record.failure.error == "QuotaExceeded" and record.stage == "train"
+    assert record.failure.reason == ("SageMaker cannot start an ml.g5.2xlarge: this account's quota "
+                                     "'ml.g5.2xlarge for training job usage' is 0.")
     (msg,) = _sent()
     assert "Request at least 1 for 'ml.g5.2xlarge for training job usage' in Service Quotas" in msg.body
 
@@ -195,11 +204,11 @@ def test_training_capacity_lost_inside_sagemaker_is_retried_under_new_job_names(
     assert calls["compress"]["ProcessingInputs"][0]["S3Input"]["S3Uri"].endswith(
         f"/{job_id}-train-r3/output/model.tar.gz")
     record = _record(job_id)
-    assert record["status"] == "SUCCEEDED" and record["stages"]["train"]["job_name"] == f"{job_id}-train-r3"
-    assert [(r["stage"], r["attempt"], r["error"]) for r in record["retries"]] == [
+    assert record.status == "SUCCEEDED" and record.stages["train"].job_name == f"{job_id}-train-r3"
+    assert [(r.stage, r.attempt, r.error) for r in record.retries] == [
         ("train", 2, "CapacityError"), ("train", 3, "CapacityError")]
-    assert "Unable to provision" in record["retries"][0]["reason"]
-    assert "Insufficient capacity for spot" in record["retries"][1]["reason"]
+    assert "Unable to provision" in record.retries[0].reason
+    assert "Insufficient capacity for spot" in record.retries[1].reason
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     waits = [e for e in history if e["type"] == "WaitStateEntered"]
     assert len(waits) == 2
@@ -211,8 +220,8 @@ def test_capacity_retries_are_bounded_and_end_in_capacity_error(machine):
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "train"]  # max_attempts = 3
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "train" and record["failure"]["error"] == "CapacityError"
-    assert len(record["retries"]) == 2
+    assert record.status == "FAILED" and record.stage == "train" and record.failure.error == "CapacityError"
+    assert len(record.retries) == 2
     (msg,) = _sent()
     assert "Unable to provision requested ML compute capacity" in msg.body
 
@@ -225,8 +234,8 @@ def test_bad_input_job_failure_is_never_retried_even_if_it_mentions_capacity(mac
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "TooFewRegistered" and record["stage"] == "train"
-    assert record["retries"] == []
+    assert record.failure.error == "TooFewRegistered" and record.stage == "train"
+    assert record.retries == []
 
 
 def _publish_input(machine, event) -> dict[str, bytes]:
@@ -305,18 +314,18 @@ def test_a_splat_below_the_gate_is_published_marked_below_target_and_the_job_fai
     assert '"banner": "Below target: held-out PSNR 17.25 dB, target 22.00 dB"' in (report / "viewer.html").read_text()
 
     record = _record(job_id)
-    assert record["status"] == "FAILED" and record["stage"] == "quality_gate"
-    details = record["failure"].pop("details")
-    assert record["failure"] == {
-        "error": "QualityBelowTarget", "reason": "held-out PSNR 17.25 dB is below the target 22.00 dB.",
-        "fix": QualityBelowTarget.default_fix, "stage": "quality_gate"}
-    assert {k: details[k] for k in ("passed", "test_psnr", "num_gaussians", "min_psnr", "max_gaussians", "failed")} == {
-        "passed": False, "test_psnr": 17.25, "num_gaussians": 412345, "min_psnr": 22.0, "max_gaussians": 2000000,
-        "failed": ["psnr"]}
-    record["failure"]["details"] = details
-    assert record["stages"]["quality_gate"]["failure"] == record["failure"]
-    assert record["outputs"]["report"] == f"jobs/{job_id}/report/index.html"
-    assert set(record["stages"]) == {"sfm", "train", "quality_gate", "compress", "publish"}
+    assert record.status == "FAILED" and record.stage == "quality_gate"
+    failure = record.failure
+    assert (failure.error, failure.reason, failure.fix, failure.stage) == (
+        "QualityBelowTarget", "held-out PSNR 17.25 dB is below the target 22.00 dB.", QualityBelowTarget.default_fix,
+        "quality_gate")
+    # The failure's details are the gate's result (spaceport.stages.gate.miss).
+    verdict = GateResult.model_validate(failure.details)
+    assert (verdict.passed, verdict.test_psnr, verdict.num_gaussians, verdict.min_psnr, verdict.max_gaussians,
+            verdict.failed) == (False, 17.25, 412345, 22.0, 2000000, ["psnr"])
+    assert record.stages["quality_gate"].failure == failure
+    assert record.outputs["report"] == f"jobs/{job_id}/report/index.html"
+    assert set(record.stages) == {"sfm", "train", "quality_gate", "compress", "publish"}
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     entered = {e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e}
     assert not entered & {"RecordSuccess", "NotifySuccess", "Succeeded"}
@@ -353,10 +362,10 @@ def test_compress_failing_after_a_below_target_gate_fails_with_compress_error(ma
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]  # bad input: not retried
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == "compress"
-    assert record["failure"]["error"] == "CompressionFailed"
-    assert record["failure"]["reason"] == "The SOG encoder ran out of memory."
-    assert record["quality_gate"]["passed"] is False and "report" not in record["outputs"]
+    assert record.status == "FAILED" and record.stage == "compress"
+    assert record.failure.error == "CompressionFailed"
+    assert record.failure.reason == "The SOG encoder ran out of memory."
+    assert record.quality_gate.passed is False and "report" not in record.outputs
     (msg,) = _sent()
     assert msg.subject.startswith("Spaceport could not process") and "Where: Compression\n" in msg.body
     assert "https://" not in msg.body.split("Logs:")[0]  # no report to link
@@ -370,8 +379,8 @@ def test_publish_capacity_retry_after_a_below_target_gate_still_ends_below_targe
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "publish", "publish"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "QualityBelowTarget" and record["stage"] == "quality_gate"
-    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("publish", 2)]
+    assert record.failure.error == "QualityBelowTarget" and record.stage == "quality_gate"
+    assert [(r.stage, r.attempt) for r in record.retries] == [("publish", 2)]
 
 
 def test_a_model_without_metrics_fails_at_the_gate_before_compress(machine, monkeypatch):
@@ -382,8 +391,8 @@ def test_a_model_without_metrics_fails_at_the_gate_before_compress(machine, monk
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
     record = _record(out["job_id"])
-    assert record["failure"]["error"] == "ModelInvalid" and record["stage"] == "quality_gate"
-    assert "not a readable tarball" in record["failure"]["reason"]
+    assert record.failure.error == "ModelInvalid" and record.stage == "quality_gate"
+    assert "not a readable tarball" in record.failure.reason
 
 
 def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded(machine):
@@ -394,7 +403,7 @@ def test_a_below_target_splat_is_not_published_when_its_verdict_was_not_recorded
     # Publish would read a record without the verdict, and its report would not say below target.
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and "dynamodb down" in record["failure"]["reason"]
+    assert record.status == "FAILED" and "dynamodb down" in record.failure.reason
     (msg,) = _sent()
     assert "dynamodb down" in msg.body and "https://" not in msg.body.split("Logs:")[0]
 
@@ -407,8 +416,8 @@ def test_email_rejected_is_recorded_and_the_job_still_succeeds(machine, env):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED"
-    assert record["notify"]["sent"] is False and "MessageRejected" in record["notify"]["error"]
+    assert record.status == "SUCCEEDED"
+    assert record.notify.sent is False and "MessageRejected" in record.notify.error
 
 
 def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
@@ -416,8 +425,8 @@ def test_notify_lambda_crash_is_recorded_and_the_job_still_succeeds(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED"
-    assert record["notify"]["sent"] is False and "boom" in record["notify"]["error"]
+    assert record.status == "SUCCEEDED"
+    assert record.notify.sent is False and "boom" in record.notify.error
 
 
 def test_duplicate_upload_event_starts_nothing_new(machine):
@@ -429,14 +438,14 @@ def test_duplicate_upload_event_starts_nothing_new(machine):
     assert len(executions) == 1
     assert len(machine.fake.calls) == 4
     record = _record(out["job_id"])
-    assert record["status"] == "SUCCEEDED" and [d["reason"] for d in record["duplicates"]] == ["duplicate event"]
+    assert record.status == "SUCCEEDED" and [d.reason for d in record.duplicates] == ["duplicate event"]
 
 
 def test_no_address_skips_email(machine):
     out, desc = _run(machine, email=None)
     assert desc["status"] == "SUCCEEDED"
-    assert _record(out["job_id"])["notify"] == {"sent": False, "channel": None, "skipped": "no address",
-                                                "error": None, "links_error": None}
+    assert _record(out["job_id"]).notify == Notification(sent=False, channel=None, skipped="no address", error=None,
+                                                         links_error=None)
     assert _sent() == []
 
 
@@ -453,8 +462,8 @@ def test_record_step_failing_still_emails_and_fails_with_the_stage_error(machine
     (msg,) = _sent()
     assert msg.destinations["ToAddresses"] == ["ana@example.com"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["failure"]["error"] == "OutOfMemory"
-    assert record["failure"]["reason"] == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
+    assert record.status == "FAILED" and record.failure.error == "OutOfMemory"
+    assert record.failure.reason == "CUDA out of memory at 2.1M Gaussians." and "Lower max_gaussians." in msg.body
 
 
 def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(machine):
@@ -467,8 +476,8 @@ def test_processing_capacity_failure_is_retried_and_publish_still_gets_timings(m
         f"{job_id}-compress", f"{job_id}-compress-r2"]
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "compress", "compress", "publish"]
     record = _record(job_id)
-    assert record["stages"]["compress"]["job_name"] == f"{job_id}-compress-r2"
-    assert [(r["stage"], r["attempt"]) for r in record["retries"]] == [("compress", 2)]
+    assert record.stages["compress"].job_name == f"{job_id}-compress-r2"
+    assert [(r.stage, r.attempt) for r in record.retries] == [("compress", 2)]
 
 
 # ---- create-time errors: the integration's real names and causes ----
@@ -501,10 +510,10 @@ def test_a_validation_error_fails_at_once_with_reason_fix_and_log_link(machine, 
     history = machine.sfn.get_execution_history(executionArn=out["execution_arn"])["events"]
     assert not [e for e in history if e["type"] == "WaitStateEntered"]
     record = _record(out["job_id"])
-    assert record["status"] == "FAILED" and record["stage"] == stage and record["retries"] == []
-    failure = record["failure"]
-    assert failure["error"] == "JobRejected" and failure["fix"].startswith(fix)
-    assert message.rstrip(".") in failure["reason"]
+    assert record.status == "FAILED" and record.stage == stage and record.retries == []
+    failure = record.failure
+    assert failure.error == "JobRejected" and failure.fix.startswith(fix)
+    assert message.rstrip(".") in failure.reason
     failed = next(e for e in history if e["type"] == "ExecutionFailed")["executionFailedEventDetails"]
     assert failed["error"] == "JobRejected"
     (msg,) = _sent()
@@ -521,7 +530,7 @@ def test_throttling_at_job_creation_is_retried_and_the_job_succeeds(machine):
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train", "train", "compress", "publish"]
     record = _record(out["job_id"])
-    assert [(r["stage"], r["attempt"], r["reason"]) for r in record["retries"]] == [("train", 2, "Rate exceeded.")]
+    assert [(r.stage, r.attempt, r.reason) for r in record.retries] == [("train", 2, "Rate exceeded.")]
 
 
 def test_a_job_sagemaker_failed_internally_is_retried(machine):
@@ -531,7 +540,7 @@ def test_a_job_sagemaker_failed_internally_is_retried(machine):
     out, desc = _run(machine)
     assert desc["status"] == "SUCCEEDED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "sfm", "train", "compress", "publish"]
-    assert [r["job_name"] for r in _record(out["job_id"])["retries"]] == [f"{out['job_id']}-sfm-r2"]
+    assert [r.job_name for r in _record(out["job_id"]).retries] == [f"{out['job_id']}-sfm-r2"]
 
 
 def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
@@ -542,4 +551,4 @@ def test_an_instance_type_missing_in_the_region_fails_at_once(machine):
     out, desc = _run(machine)
     assert desc["status"] == "FAILED"
     assert [s for s, _ in machine.fake.calls] == ["sfm", "train"]
-    assert _record(out["job_id"])["failure"]["error"] == "JobRejected"
+    assert _record(out["job_id"]).failure.error == "JobRejected"

@@ -224,8 +224,9 @@ def test_plan_retry_bumps_attempt_and_job_name_with_backoff_then_stops():
     assert bumped.stages["sfm"] == PLAN.stages["sfm"] and PLAN.stages["train"].attempt == 1  # input unchanged
     second = records.plan_retry(bumped, {"sfm": {}}, capacity, POLICY)
     assert second["attempt"] == 3 and second["wait_s"] == 200  # 240 capped at max_delay_s
-    assert second["plan"]["stages"]["train"]["job_name"].endswith("-train-r3")
-    third = records.plan_retry(ExecutionPlan.model_validate(second["plan"]), {"sfm": {}}, capacity, POLICY)
+    bumped_again = ExecutionPlan.model_validate(second["plan"])
+    assert bumped_again.stages["train"].job_name.endswith("-train-r3")
+    third = records.plan_retry(bumped_again, {"sfm": {}}, capacity, POLICY)
     assert third["retry"] is False and "3 of 3" in third["why"]
     bad = records.plan_retry(PLAN, {}, _job("AlgorithmError: See logs", "TooFewImages: Only 2 images."), POLICY)
     assert bad == {"retry": False, "stage": "sfm", "why": "TooFewImages in the job's failure text"}

@@ -47,7 +47,7 @@ def test_s3_event_keys_are_decoded(started, encoded, key):
     assert req.request.email == "x@example.com"
     execution = started.sfn.describe_execution(executionArn=out["execution_arn"])
     assert execution["name"] == out["job_id"]
-    assert json.loads(execution["input"])["plan"]["source_uri"] == f"s3://{BUCKET}/{key}"
+    assert execution_plan(started.sfn, out["execution_arn"]).source_uri == f"s3://{BUCKET}/{key}"
 
 
 def test_direct_request_with_preset_and_options(started):

@@ -53,7 +53,7 @@ def test_retried_job_names_are_unique_and_valid():
     assert all(SM_NAME.match(n) for n in names)
     assert P.stage_job_name(p.job_id, "train") == p.stage("train").job_name
     assert P.stage_job_name(p.job_id, "train", 2) == p.stage("train").job_name + "-r2"
-    assert p.to_execution_input()["plan"]["stages"]["train"]["attempt"] == 1
+    assert P.ExecutionPlan.model_validate(p.to_execution_input()["plan"]).stages["train"].attempt == 1
     with pytest.raises(ValueError):
         P.stage_job_name(p.job_id, "train", 0)
 
