@@ -36,8 +36,12 @@ def test_a_budget_plans_from_a_calibration_and_says_so_first(scene, tmp_path, ca
     assert metrics.budget.planned_steps == plan["steps"] and metrics.budget.expected_s == plan["expected_s"]
     assert int(metrics.config["steps"]) == plan["steps"]
     assert int(metrics.config["max_gaussians"]) == plan["max_gaussians"]
-    # Either every planned step ran or the deadline cut the loop short, and the record says which.
-    assert metrics.steps == plan["steps"] or metrics.budget.stopped_at_deadline
+    # Every step of the schedule ran (the plan's, or the count a re-fit to the measured pace chose,
+    # announced as a refit event), or the deadline cut the loop short; the record says which.
+    refits = [e for e in events if e.get("phase") == "refit"]
+    final_steps = refits[-1]["steps"] if refits else plan["steps"]
+    assert metrics.budget.refitted_steps == (final_steps if refits else None)
+    assert metrics.steps == final_steps or metrics.budget.stopped_at_deadline
     assert metrics.test_psnr > 10
 
 

@@ -288,6 +288,9 @@ def test_ctrl_c_stops_the_stage_and_records_the_interruption(photos, calls, tmp_
     out = tmp_path / "out"
     code = (
         f"import sys; sys.path.insert(0, {str(FAKE.parent)!r}); import test_run_local as t;"
+        # Ctrl-C as a terminal delivers it, even when this test runs as a background job of a
+        # non-interactive shell (which starts its children with SIGINT ignored)
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler);"
         "from spaceport.local import runner as local\n"
         "try:\n"
         f"    local.run_local({str(photos)!r}, {str(out)!r}, 'fast', program=t.FAKE_PROGRAM)\n"
