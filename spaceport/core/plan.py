@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spaceport.core import contract, graph
 from spaceport.core.errors import ConfigInvalid
 from spaceport.core.jobid import JOB_ID_MAX, MAX_ATTEMPTS, job_id_for, source_version, stage_job_name  # noqa: F401
-from spaceport.core.summaries import Asked, GateThresholds, RequestFile
+from spaceport.core.summaries import Asked, RequestFile
 
 #: The stage graph's names, re-exported for the plan's readers.
 STAGES, JOB_KINDS, PRESET_NAMES = graph.STAGES, graph.JOB_KINDS, graph.PRESET_NAMES
@@ -197,7 +197,9 @@ class MetricDefinition(_Wire):
 class GateStage(_Wire):
     name: str
     kind: Literal["gate"]
-    thresholds: dict[str, float]
+    thresholds: dict[str, str]
+    """Every resolved option of the gate (:class:`spaceport.stages.gate.QualityTargets`), as strings:
+    the PSNR and size targets and the capture checks' limits."""
 
 
 class _JobStage(_Wire):
@@ -272,8 +274,6 @@ class StageSpec:
     checkpoint_uri: str = ""
     use_spot: bool = False
     spot_max_wait_s: int = 0
-    thresholds: Mapping[str, float] = field(default_factory=dict)
-    """Quality gate: ``min_psnr`` and ``max_gaussians``."""
 
     def input(self, name: str) -> Channel:
         return next(c for c in self.inputs if c.name == name)
@@ -284,7 +284,7 @@ class StageSpec:
     def planned(self) -> GateStage | ProcessingStage | TrainingStage:
         """The stage as the state machine reads it (SageMaker-shaped where the ASL passes blocks whole)."""
         if self.kind == "gate":
-            return GateStage(name=self.name, kind="gate", thresholds=dict(self.thresholds))
+            return GateStage(name=self.name, kind="gate", thresholds=dict(self.options))
         common: dict[str, Any] = dict(
             name=self.name, job_name=self.job_name, attempt=1, image=self.image, options=dict(self.options),
             inputs={c.name: WireChannel(**c.to_dict()) for c in self.inputs},
@@ -346,8 +346,7 @@ class JobPlan:
     def to_request_json(self) -> RequestFile:
         """``request.json``: what was asked and the defaults it resolved to."""
         return RequestFile(job_id=self.job_id, request=Asked(**self.request.to_dict()), preset=self.preset,
-                           options={s.name: dict(s.options) for s in self.stages if s.kind != "gate"},
-                           quality_gate=GateThresholds(**self.stage("quality_gate").thresholds))
+                           options={s.name: dict(s.options) for s in self.stages})
 
     def execution_plan(self) -> ExecutionPlan:
         """``$.plan`` of the execution input: the ASL reads every stage parameter from it."""
@@ -404,8 +403,7 @@ def _stage_spec(sd: graph.StageDef, job_id: str, preset: str, request: JobReques
     opts = _options(sd, preset, request, settings)
     if sd.kind == "gate":
         return StageSpec(name=sd.name, kind="gate", options=opts,
-                         inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs),
-                         thresholds={"min_psnr": float(opts["min_psnr"]), "max_gaussians": int(opts["max_gaussians"])})
+                         inputs=tuple(_channel_in(sd, i, request, prefix) for i in sd.inputs))
     r = settings.resources(sd.name)
     common: dict[str, Any] = dict(
         name=sd.name, kind=sd.kind, job_name=stage_job_name(job_id, sd.name), image=r.image,

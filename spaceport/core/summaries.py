@@ -489,12 +489,6 @@ class Asked(_Model):
     size_bytes: int | None = None
 
 
-class GateThresholds(_Model):
-    min_psnr: float
-    """dB."""
-    max_gaussians: int
-
-
 class RequestFile(Summary):
     """``request.json``: what was asked and every option it resolved to."""
 
@@ -504,8 +498,7 @@ class RequestFile(Summary):
     request: Asked
     preset: str
     options: dict[str, dict[str, str]]
-    """Every resolved option of every container stage, as strings."""
-    quality_gate: GateThresholds
+    """Every resolved option of every stage, as strings (the quality gate's: its thresholds)."""
 
 
 # ---- job.json ----

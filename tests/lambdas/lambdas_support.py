@@ -112,19 +112,21 @@ def env(monkeypatch):
     settings.load.cache_clear()
 
 
-def model_tarball(metrics: dict[str, float]) -> bytes:
-    """A training job's model.tar.gz: a stand-in splat.ply and a metrics.json (TrainMetrics) with ``metrics``."""
+def model_tarball(metrics: dict[str, float], capture: dict[str, float] | None = None) -> bytes:
+    """A training job's model.tar.gz: a stand-in splat.ply and a metrics.json (TrainMetrics) with ``metrics``
+    (and the capture figures ``capture``, when given)."""
     import io
     import tarfile
 
-    from spaceport.core.summaries import TrainMetrics
+    from spaceport.core.summaries import CaptureFigures, TrainMetrics
 
     doc = TrainMetrics(
         test_psnr=metrics["test_psnr"], test_ssim=metrics["test_ssim"], train_psnr=metrics["test_psnr"] + 1,
         num_gaussians=int(metrics["num_gaussians"]), steps=7000, stopped_early=False, sh_degree=3,
         held_out=["a.jpg"], evaluated_on="test", train_images=20, width=1600, height=1200, splat_bytes=1000,
         device="cuda", strategy="default", malloc_tuned=False, seconds={"total": 1800.0}, seconds_per_step=0.25,
-        peak_memory_mb=9000.0, config={}, history=[]).to_json().encode()
+        peak_memory_mb=9000.0, config={}, history=[],
+        capture=CaptureFigures(**capture) if capture else None).to_json().encode()
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, data in (("splat.ply", b"ply\n" * 1000), ("metrics.json", doc)):

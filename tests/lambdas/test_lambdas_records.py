@@ -120,6 +120,34 @@ def test_quality_gate_reads_metrics_from_the_model_artifact(aws):
         lam.verdict({"min_psnr": 20.0, "max_gaussians": 999}, training, s3)
 
 
+def test_a_requests_capture_check_override_reaches_the_gate_lambda(aws):
+    """Every gate option a job resolves travels in the plan to the Lambda: a request that raises the
+    sharpness limit fails a capture the defaults pass, and one that switches the checks off passes it."""
+    import boto3
+    from lambdas_support import BUCKET, REGION, model_tarball
+
+    from spaceport.core.plan import JobRequest, PlanSettings, plan_job
+
+    s3 = boto3.client("s3", region_name=REGION)
+    key = "jobs/sp-x/train/sp-x-train/output/model.tar.gz"
+    figures = {"sharpness": 3.0, "sharpness_min": 2.5, "held_out_offset": 0.8, "baseline_psnr": 15.0}
+    s3.put_object(Bucket=BUCKET, Key=key, Body=model_tarball(
+        {"test_psnr": 25.0, "test_ssim": 0.9, "num_gaussians": 1000}, capture=figures))
+    training = {"ModelArtifacts": {"S3ModelArtifacts": f"s3://{BUCKET}/{key}"}}
+    lam = load_handler("quality_gate")
+
+    def thresholds(options):
+        plan = plan_job(JobRequest(f"s3://{BUCKET}/uploads/x.zip", "v1", options=options),
+                        PlanSettings(root=f"s3://{BUCKET}/")).execution_plan()
+        return json.loads(json.dumps(plan.dump()))["stages"]["quality_gate"]["thresholds"]
+
+    assert lam.verdict(thresholds({}), training, s3).passed
+    strict = lam.verdict(thresholds({"quality_gate": {"min_sharpness": "4"}}), training, s3)
+    assert (strict.passed, strict.failed, strict.min_sharpness, strict.sharpness) == (False, ["sharpness"], 4.0, 3.0)
+    gain = lam.verdict(thresholds({"quality_gate": {"min_psnr_gain": "12", "min_psnr": "0"}}), training, s3)
+    assert (gain.passed, gain.failed) == (False, ["psnr_gain"])
+
+
 def test_a_below_target_verdict_fails_the_job_at_the_gate_with_its_outputs():
     """What RecordFailure gets after BelowTarget: the gate's miss (as the local runner records it) and the
     published outputs; any other error after a below-target gate names that error and its stage."""

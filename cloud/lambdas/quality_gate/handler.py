@@ -1,5 +1,5 @@
-"""QualityGate state: the gate's verdict on the trained splat (held-out PSNR >= min_psnr and
-Gaussians <= max_gaussians), as :class:`~spaceport.core.summaries.GateResult`.
+"""QualityGate state: the gate's verdict on the trained splat (held-out PSNR >= min_psnr,
+Gaussians <= max_gaussians, and the capture checks), as :class:`~spaceport.core.summaries.GateResult`.
 
 Reads ``metrics.json`` from the training job's model artifact (``model.tar.gz`` on S3, streamed:
 the PLY in it is skipped, never held) and applies the same gate as the local runner,
@@ -16,6 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from spaceport.cloud import settings
 from spaceport.cloud.runtime import Clients, logger
+from spaceport.core.config import from_strings
 from spaceport.core.errors import failures_as_records
 from spaceport.core.summaries import GateResult
 from spaceport.stages import gate
@@ -23,9 +24,11 @@ from spaceport.stages import gate
 
 def verdict(thresholds: dict[str, Any], training: dict[str, Any], s3: Any) -> GateResult:
     """The gate's numbers and whether the splat passed; raises ModelInvalid when the model artifact
-    holds no valid metrics.json."""
-    targets = gate.QualityTargets(min_psnr=float(thresholds["min_psnr"]),
-                                  max_gaussians=int(thresholds["max_gaussians"]))
+    holds no valid metrics.json.
+
+    ``thresholds`` is the plan's gate options (every :class:`~spaceport.stages.gate.QualityTargets`
+    field the job resolved, as strings); a field it lacks keeps its default."""
+    targets = from_strings(gate.QualityTargets, thresholds)
     uri = training["ModelArtifacts"]["S3ModelArtifacts"]
     bucket, key = uri[len("s3://"):].split("/", 1)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]

@@ -394,8 +394,7 @@ def _input_section(r: _Read) -> list[str]:
     body = ["<section><h2>Input</h2>",
             table(rows) if rows else "<p class=note>No input summary (no job record or sfm.json).</p>"]
     if request is not None:  # only the resolved options and gate thresholds: never who asked, or where
-        opts = {"options": request.options, "quality_gate": request.quality_gate.model_dump()}
-        body.append(details("every resolved option (request.json)", safe(flatten(opts))))
+        body.append(details("every resolved option (request.json)", safe(flatten({"options": request.options}))))
     return [*body, "</section>"]
 
 

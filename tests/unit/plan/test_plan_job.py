@@ -167,7 +167,10 @@ def test_execution_input_is_json_and_sagemaker_shaped():
     assert train["use_spot"] is False
     assert train["image"].endswith("/train:abc")
     assert {m["Name"] for m in train["metric_definitions"]} >= {"loss", "psnr", "test_psnr", "num_gaussians"}
-    assert plan["stages"]["quality_gate"]["thresholds"] == {"min_psnr": 22.5, "max_gaussians": 1_000_000}
+    thresholds = plan["stages"]["quality_gate"]["thresholds"]
+    assert (thresholds["min_psnr"], thresholds["max_gaussians"]) == ("22.5", "1000000")
+    # The capture checks' limits travel too, so a request's override reaches the gate Lambda.
+    assert {"min_train_views", "min_sharpness", "max_held_out_offset", "min_psnr_gain"} <= set(thresholds)
     assert plan["stages"]["sfm"]["inputs"]["upload"]["uri"] == f"s3://bucket/jobs/{p.job_id}/upload/"
 
 
@@ -201,7 +204,7 @@ def test_request_json_records_resolved_defaults():
     assert doc.options["train"]["strategy"] == "mcmc"
     assert doc.options["sfm"]["max_side"] == "3200"
     assert doc.options["compress"]["kmeans_iterations"] == "20"
-    assert (doc.quality_gate.min_psnr, doc.quality_gate.max_gaussians) == (22.5, 1_000_000)
+    assert (doc.options["quality_gate"]["min_psnr"], doc.options["quality_gate"]["max_gaussians"]) == ("22.5", "1000000")
     assert doc.request.preset == "quality" and RequestFile.model_validate_json(doc.to_json()) == doc
 
 
