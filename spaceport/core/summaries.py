@@ -266,6 +266,18 @@ class TrainBudget(_Model):
     """True when the loop ran out of time before the planned steps."""
 
 
+class ExposureFit(_Model):
+    """The photos' EXIF exposures and the tone exponent learned for them
+    (:mod:`spaceport.stages.train.exposure`): renders are compared at ``(H / reference) ** gamma``."""
+
+    reference: float
+    """The training photos' median exposure (time x ISO / f-number²): the exported splat's."""
+    spread: float
+    """Largest over smallest exposure of all the photos."""
+    gamma: float
+    """The learned exponent (starts at 1/2.2)."""
+
+
 class CaptureFigures(_Model):
     """Figures of the capture itself that the quality gate reads (:mod:`spaceport.stages.train.capture`):
     none depends on how long training ran."""
@@ -320,6 +332,8 @@ class TrainMetrics(Summary):
     """The capture's own figures the quality gate reads (None: written by a version without them)."""
     budget: TrainBudget | None = None
     """With a time budget (``minutes``): what was planned and how it ended."""
+    exposure: ExposureFit | None = None
+    """How the photos' exposures were matched (None: off, or no EXIF exposures to match)."""
     config: dict[str, str]
     """Every option of the stage as run, as strings (:func:`spaceport.core.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)

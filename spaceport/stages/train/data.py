@@ -2,14 +2,36 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from spaceport.core.errors import EmptyInput, InputInvalid, ModelInvalid, TooFewImages
 from spaceport.core.summaries import CamerasFile, CameraView
 from spaceport.geometry.colmap import Model, read_model
+
+EXIF_IFD = 0x8769
+EXPOSURE_TIME, F_NUMBER, ISO = 33434, 33437, 34855
+
+
+def exif_exposure(exif: Any) -> float | None:
+    """``exposure time x ISO / f-number²`` from a PIL ``Image.Exif``, or None when the time or ISO is
+    missing or not positive (a missing f-number counts as fixed: phones have one aperture)."""
+    try:
+        ifd = exif.get_ifd(EXIF_IFD)
+        t, iso, n = ifd.get(EXPOSURE_TIME), ifd.get(ISO), ifd.get(F_NUMBER)
+        if isinstance(iso, (tuple, list)):
+            iso = iso[0] if iso else None
+        t, iso = float(t), float(iso)
+        n = float(n) if n is not None and float(n) > 0 else 1.0
+    except (TypeError, ValueError, ZeroDivisionError, KeyError, AttributeError):
+        return None
+    if not (math.isfinite(t) and math.isfinite(iso)) or t <= 0 or iso <= 0:
+        return None
+    return t * iso / (n * n)
 
 
 @dataclass
@@ -23,6 +45,9 @@ class View:
     world_to_camera: np.ndarray  # (4, 4) OpenCV
     full_K: np.ndarray  # (3, 3) at the image's own resolution
     full_size: tuple[int, int]  # (width, height)
+    exposure: float | None = None
+    """Exposure time x ISO / f-number² from the photo's EXIF (None: not recorded), see
+    :mod:`spaceport.stages.train.exposure`."""
 
     @property
     def width(self) -> int:
@@ -72,6 +97,7 @@ def load_views(model: Model, images_dir: Path, test_every: int, downscale: int) 
             raise ModelInvalid(f"Camera {cam.id} is {cam.model}; training needs undistorted PINHOLE cameras",
                                "Use the SfM stage's undistorted output")
         with PILImage.open(images_dir / im.name) as pil:
+            exposure = exif_exposure(pil.getexif())
             pil = pil.convert("RGB")
             if pil.size != (cam.width, cam.height):
                 raise ModelInvalid(f"{im.name} is {pil.size[0]}x{pil.size[1]} but its camera is "
@@ -87,7 +113,8 @@ def load_views(model: Model, images_dir: Path, test_every: int, downscale: int) 
         K = full_K.copy()
         K[:2] /= downscale  # pixel edges stay aligned: x' = x / f
         split = "test" if test_every and i % test_every == 0 else "train"
-        views.append(View(im.name, split, image, K, im.world_to_camera(), full_K, (cam.width, cam.height)))
+        views.append(View(im.name, split, image, K, im.world_to_camera(), full_K, (cam.width, cam.height),
+                          exposure))
     if not any(v.split == "train" for v in views):
         raise TooFewImages("No images left to train on after holding out test views", "Set test_every=0")
     return views

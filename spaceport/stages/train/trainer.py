@@ -31,6 +31,7 @@ from spaceport.stages.train.budget import REFIT_EVERY, REFIT_TOLERANCE, BudgetPl
 from spaceport.stages.train.capture import capture_figures
 from spaceport.stages.train.config import TrainConfig
 from spaceport.stages.train.data import View, cameras_json, load_model, load_views
+from spaceport.stages.train.exposure import Exposure
 from spaceport.stages.train.failures import cuda_failure, is_cuda_error, is_oom, out_of_memory
 from spaceport.stages.train.gaussians import (
     check_finite,
@@ -86,12 +87,15 @@ def pick_device(cfg: TrainConfig) -> torch.device:
 
 
 def evaluate_views(params: torch.nn.ParameterDict, views: list[View], sh_degree: int, background: torch.Tensor,
-                   ) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
-    """Mean PSNR and SSIM over ``views`` (rendered images returned too)."""
+                   exposure: Exposure | None = None) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
+    """Mean PSNR and SSIM over ``views`` (rendered images returned too), each render at its photo's
+    exposure when ``exposure`` is given."""
     ps, ss, renders = [], [], []
     with torch.no_grad():
         for v in views:
             img, _ = render(params, v, sh_degree, background)
+            if exposure is not None:
+                img = img * exposure.gain(v.name)
             img = img.clamp(0, 1).cpu()
             gt = torch.from_numpy(v.image)
             ps.append(psnr(img, gt))
@@ -154,6 +158,8 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats()
 
         self.images = {v.name: torch.from_numpy(v.image).to(self.device) for v in self.train_views}
+        self.exposure = (Exposure.of({v.name: v.exposure for v in self.views}, [v.name for v in self.train_views],
+                                     self.device) if cfg.optim.exposure else None)
         self.background = torch.full((3,), 1.0 if cfg.data.background == "white" else 0.0, device=self.device)
         #: the step count, the positions' learning rate decay, the end of refinement and the SH bands
         self.schedule = Schedule.start(cfg.optim.steps, cfg.optim.learning_rates(self.scene_scale)["means"],
@@ -185,6 +191,8 @@ class Trainer:
         }
         if self.device.type == "cuda":  # MCMC's relocation and noise draw on the GPU's generator
             state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        if self.exposure is not None:
+            state["exposure"] = self.exposure.state_dict()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -200,6 +208,8 @@ class Trainer:
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.gen.set_state(state["gen"])
+        if self.exposure is not None and "exposure" in state:
+            self.exposure.load_state_dict(state["exposure"])
         self.steps_done, self.prior_seconds = int(state["step"]), float(state["seconds"])
         self._set_schedule(state["schedule"])
         self.order, self.history = list(state["order"]), [TrainStep(**p) for p in state["history"]]
@@ -241,6 +251,8 @@ class Trainer:
 
         self.phase = "rasterize"
         img, info = render(self.params, view, self.sh_degree_at(step), self.background)
+        if self.exposure is not None:
+            img = img * self.exposure.gain(view.name)
         loss = self.loss(img, gt)
         self.strategy.step_pre_backward(self.params, self.optimizers, self.strategy_state, step, info)
         self.phase = "backward"
@@ -254,6 +266,8 @@ class Trainer:
         for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
+        if self.exposure is not None:
+            self.exposure.step()
         self.phase = "densify"
         self._densify(step, info, means_lr)
         self.steps_done = step + 1
@@ -327,8 +341,9 @@ class Trainer:
         stopped early, before all were switched on)."""
         sh = self.sh_degree_at(self.steps_done) if self.stopped_early else self.cfg.optim.sh_degree
         with progress.phase(STAGE, "evaluate", self.timings):
-            test_psnr, test_ssim, renders = evaluate_views(self.params, self.test_views, sh, self.background)
-            train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background)
+            test_psnr, test_ssim, renders = evaluate_views(self.params, self.test_views, sh, self.background,
+                                                           self.exposure)
+            train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background, self.exposure)
         if not math.isfinite(test_psnr):
             raise TrainingDiverged(f"The held-out renders are not finite at step {self.steps_done}; "
                                    "no splat was written")
@@ -418,7 +433,8 @@ class Trainer:
         rt = self.cfg.runtime
         if rt.target_psnr is None or done % rt.eval_every or done >= self.schedule.steps:
             return False
-        test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background)
+        test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background,
+                                         self.exposure)
         self.history.append(TrainStep(step=done, test_psnr=round(test_psnr, 3)))
         progress.emit(STAGE, **self.history[-1].model_dump(exclude_none=True))
         return test_psnr >= rt.target_psnr
@@ -445,7 +461,8 @@ class Trainer:
                 refitted_steps=self.schedule.steps if self.schedule.steps != cfg.optim.steps else None,
                 stopped_at_deadline=self.stopped_early and self.steps_done < self.schedule.steps
                 and cfg.runtime.target_psnr is None),
-            capture=capture_figures(self.views), config=to_strings(cfg), history=self.history)
+            capture=capture_figures(self.views), exposure=self.exposure.fit() if self.exposure else None,
+            config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:
         if self.checkpoint is None:
