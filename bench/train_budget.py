@@ -253,7 +253,8 @@ def main() -> None:
                 save([ours(cap, sfm, m, args.work)])
         if "opensplat" in args.trainers:
             binary = Path(subprocess.run([str(ROOT / "bench" / "opensplat_build.sh"), str(args.work / "opensplat")],
-                                         capture_output=True, text=True, check=True).stdout.split()[-1])
+                                         capture_output=True, text=True, check=True,
+                                         env={**os.environ, "PYTHON": sys.executable}).stdout.split()[-1])
             from spaceport.geometry.colmap import read_model
 
             names = sorted(im.name for im in read_model(sfm / "sparse" / "0").images.values())

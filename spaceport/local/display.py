@@ -89,9 +89,11 @@ def notice_line(fields: dict[str, str]) -> str:
     f = fields
     size = f"{f.get('width')}x{f.get('height')} px" if f.get("width") else ""
     if f.get("phase") == "plan":
+        early = (f" ({f['epochs']} passes over the photos: more would fit them better and the scene worse, "
+                 f"so it ends before the budget)" if f.get("early") in ("1", "True", "true") else "")
         return (f"training budget {_f(float(f['minutes']))} min: {size}, {f.get('steps')} steps, up to "
                 f"{f.get('max_gaussians')} Gaussians; expected {human(float(f['expected_s']))}, "
-                f"done at {f.get('finish_at')}")
+                f"done at {f.get('finish_at')}{early}")
     if f.get("phase") == "estimate":
         return (f"training estimate: {f.get('steps')} steps at {size} take about "
                 f"{human(float(f['expected_s']))} on this machine. --minutes N trains to a time budget "

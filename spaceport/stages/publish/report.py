@@ -425,7 +425,10 @@ def _train_section(r: _Read, train: Path | None) -> list[str]:
     renders = train / "renders" if train else None
     if renders is not None and renders.is_dir():
         pairs = _render_pairs(renders)
-        body.append(f"<h3>Held-out views ({len(pairs)})</h3><p class=sub>render | ground truth</p>")
+        e = r.met.exposure if r.met is not None else None
+        at = (f"; each render at its photo's EXIF exposure (photos span {e.spread:.2f}x; the splat and viewer "
+              f"show the median exposure)" if e is not None else "")
+        body.append(f"<h3>Held-out views ({len(pairs)})</h3><p class=sub>render | ground truth{at}</p>")
         for name, files in pairs[:MAX_RENDERS]:
             imgs = "".join(f'<img alt="{html.escape(p.name)}" src="{_thumb(p)}">' for p in files)
             body.append(f"<figure>{imgs}<figcaption>{html.escape(name)}</figcaption></figure>")

@@ -15,24 +15,36 @@ The rule, for a budget of ``B`` seconds of training wall time:
 2. At each resolution (coarsest first) and each Gaussian cap (smallest first), the mean step cost
    over the run assumes the count grows linearly from the start to the cap during refinement
    (the first ``REFINE_STOP`` of the steps) and stays there: affordable steps follow.
-3. Pick the finest resolution that still gives ``MIN_EPOCHS`` passes over the training images
-   with the smallest cap; at that resolution, the largest cap that still gives ``MIN_EPOCHS``.
-   With too little time for that anywhere: the coarsest resolution and the smallest cap.
+3. Pick the finest resolution where the smallest cap affords ``RESOLUTION_EPOCHS`` passes over
+   the training images; at that resolution, the largest cap (at most ``GAUSSIANS_PER_VIEW`` per
+   training image) that still affords ``EPOCHS``. With too little time for that anywhere: the
+   coarsest resolution and the smallest cap.
+4. Never schedule more than ``EPOCHS`` passes: past them the held-out PSNR falls while the
+   training views' keeps rising (the splat learns the photos, not the scene). A capture with few
+   photos finishes before its budget, and the plan says so when it starts.
 
-More views seen more often beat more pixels seen rarely: at ``MIN_EPOCHS`` the fit on this
-project's captures is still climbing (``fast``: 20 epochs), so resolution rises only once the
-epochs are there.
+More views seen more often beat more pixels seen rarely, up to ``EPOCHS``: resolution rises only
+once twice the epochs fit, and Gaussians only as far as the photos can constrain them.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: Share of the loop's time the planned steps are meant to fill (the rest absorbs calibration error).
 FILL = 0.9
-#: Passes over the training images a plan must afford before it trades steps for pixels or Gaussians.
-MIN_EPOCHS = 100
+#: The most passes over the training images a plan schedules. Held-out PSNR against epochs, fixed-step
+#: runs with exposure matching and a 60,000 cap (``bench/results/train_budget.md``): monstree (20
+#: training photos) 21.42 / 21.43 / 21.38 dB at 50 / 75 / 100 epochs, and 20.9 dB mid-way through a
+#: 300-epoch schedule; fountain-P11 (9) 24.6 dB from 28 to 56 epochs, then 23.8 / 23.1 at 83 / 222,
+#: while its training views reach 38 dB.
+EPOCHS = 50
+#: Passes a plan must afford at a finer resolution before it trains there (twice ``EPOCHS``).
+RESOLUTION_EPOCHS = 2 * EPOCHS
+#: Most Gaussians per training image a plan's cap allows (never below ``CAP_RANGE[0]``): monstree's 20
+#: photos at 150,000 gave 21.11 dB against 21.43 at 60,000 (1,500 steps each), and cost twice the time.
+GAUSSIANS_PER_VIEW = 3_000
 #: Gaussian caps tried, as multiples of the initial count, bounded by ``CAP_RANGE``.
 #: The floor is the `fast` preset's cap: with 30,000 both monstree budget runs hit the cap (fast's own
 #: run grows to ~30,300 under its 60,000), so a lower one only takes away what fast already has.
@@ -106,6 +118,14 @@ class BudgetPlan:
     epochs: float
     probe: Probe | None = None
     """The calibration the plan rests on (its resolution's)."""
+    max_steps: int | None = None
+    """The most steps a re-fit may extend the run to (``EPOCHS`` passes); None: no limit."""
+
+    @property
+    def finishes_early(self) -> bool:
+        """True when ``EPOCHS`` passes end the run well before its budget (little to gain from the rest)."""
+        return self.max_steps is not None and self.steps >= self.max_steps and \
+            self.expected_s < REFIT_FILL * (self.budget_s - self.tail_s)
 
     @property
     def expected_s(self) -> float:
@@ -212,29 +232,33 @@ def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: floa
     probes = sorted(probes, key=lambda p: p.width * p.height)
     n_train = max(1, capture.train_images)
 
+    most = int(EPOCHS * n_train)
+
     def plan(p: Probe, cap: int) -> BudgetPlan:
         tail = EVAL_COST * p.step_seconds(cap) * (capture.test_images + min(8, n_train)) + 1.0 + p.load_s
         loop = max(0.0, (budget_s - spent_s - tail) * FILL)
-        steps = max(1, int(loop / p.step_seconds(mean_gaussians(capture.start_gaussians, cap))))
+        fits = max(1, int(loop / p.step_seconds(mean_gaussians(capture.start_gaussians, cap))))
+        steps = min(fits, most)
         loop_s = steps * p.step_seconds(mean_gaussians(capture.start_gaussians, cap))
         return BudgetPlan(budget_s=budget_s, downscale=p.downscale, width=p.width, height=p.height, steps=steps,
                           max_gaussians=cap, loop_s=round(loop_s, 1), tail_s=round(tail, 1),
-                          spent_s=round(spent_s, 1), epochs=round(steps / n_train, 1), probe=p)
+                          spent_s=round(spent_s, 1), epochs=round(fits / n_train, 1), probe=p, max_steps=most)
 
-    options = caps(capture.start_gaussians)
+    most_gaussians = max(CAP_RANGE[0], GAUSSIANS_PER_VIEW * n_train)
+    options = [c for c in caps(capture.start_gaussians) if c <= most_gaussians] or caps(capture.start_gaussians)[:1]
     best = plan(probes[0], options[0])
-    for p in probes:
+    for p in probes[1:]:
         first = plan(p, options[0])
-        if first.epochs < MIN_EPOCHS:
+        if first.epochs < RESOLUTION_EPOCHS:
             break
         best = first
     p = next(q for q in probes if q.downscale == best.downscale)
     for cap in options[1:]:
         bigger = plan(p, cap)
-        if bigger.epochs < MIN_EPOCHS:
+        if bigger.epochs < EPOCHS:
             break
         best = bigger
-    return best
+    return replace(best, epochs=round(best.steps / n_train, 1))
 
 
 def downscales(width: int, height: int) -> list[int]:

@@ -156,7 +156,7 @@ def plan_budget(input_dir: Path, cfg: TrainConfig, device: torch.device, started
     finish = time.strftime("%H:%M:%S", time.localtime(time.time() + plan.expected_s - plan.spent_s))
     progress.emit("train", phase="plan", minutes=cfg.runtime.minutes, downscale=plan.downscale, width=plan.width,
                   height=plan.height, steps=plan.steps, max_gaussians=plan.max_gaussians, epochs=plan.epochs,
-                  **({"threads": threads} if threads else {}),
+                  **({"threads": threads} if threads else {}), **({"early": 1} if plan.finishes_early else {}),
                   expected_s=round(plan.expected_s, 1), finish_at=finish)
     return cfg, plan
 

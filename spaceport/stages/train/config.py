@@ -138,14 +138,17 @@ class StrategyConfig:
         """gsplat's strategy object for these options (gsplat is imported here, so this module stays
         stdlib-only). gsplat's names: ``refine_start_iter``, ``refine_stop_iter``, ``cap_max``
         (gsplat/strategy/default.py and mcmc.py)."""
-        from gsplat.strategy import DefaultStrategy, MCMCStrategy
+        from gsplat.strategy import MCMCStrategy
+
+        from spaceport.stages.train.strategy import CappedDefaultStrategy
 
         common = {"refine_start_iter": self.refine_start, "refine_stop_iter": self.refine_stop,
                   "refine_every": self.refine_every}
         if self.strategy == "mcmc":
             return MCMCStrategy(cap_max=self.max_gaussians, **common)
         # reset_every=0 means never; gsplat has no "never", so a step no run reaches
-        return DefaultStrategy(reset_every=self.reset_every or 10**9, grow_grad2d=self.grow_grad2d, **common)
+        return CappedDefaultStrategy(reset_every=self.reset_every or 10**9, grow_grad2d=self.grow_grad2d,
+                                     cap=self.max_gaussians, **common)
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,30 @@ def _optimistic_calibration(monkeypatch) -> None:
     from spaceport.stages.train import budget, calibrate
 
     fake = budget.Probe(1, 160, 120, fixed_s=0.001, per_gaussian_s=0.0)
-    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(21, 3, 2000), 1))
+    # (as many photos as the plan needs for EPOCHS passes not to bound it)
+    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([fake], budget.Capture(2100, 3, 2000), 1))
+
+
+def test_a_faster_pace_never_extends_the_run_past_epochs_passes(scene, tmp_path, capsys, monkeypatch):
+    """A calibration that claims 3 s a step plans a handful of steps; the pace then measured would fit
+    thousands, so a re-fit extends the run, but never past EPOCHS passes over the 21 training photos (3
+    here): the run ends there, before its budget."""
+    from spaceport.stages.train import budget, calibrate, trainer
+    from spaceport.stages.train.trainer import train
+
+    monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
+    slow = budget.Probe(1, 160, 120, fixed_s=3.0, per_gaussian_s=0.0)
+    monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([slow], budget.Capture(21, 3, 2000), 1))
+    monkeypatch.setattr(budget, "EPOCHS", 3)
+    monkeypatch.setattr(trainer, "steps_that_fit", lambda done, left, step_s: 10_000)  # a very fast pace
+    monkeypatch.setattr(trainer, "REFIT_EVERY", 0.001)  # looked at every 0.12 s
+    train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "2"}))
+    events = _events(capsys.readouterr().out)
+    plan = next(e for e in events if e.get("phase") == "plan")
+    refits = [e for e in events if e.get("phase") == "refit"]
+    assert plan["steps"] < 63 and [e["steps"] for e in refits] == [63]
+    metrics = read_summary(TrainMetrics, tmp_path / "out" / "metrics.json")
+    assert metrics.steps == 63 and not metrics.budget.stopped_at_deadline
 
 
 def test_a_schedule_planned_too_long_is_refitted_to_the_pace_and_anneals_by_the_deadline(

@@ -14,6 +14,8 @@ COARSE = Probe(4, 252, 189, fixed_s=0.05, per_gaussian_s=2e-6)
 MEDIUM = Probe(2, 504, 378, fixed_s=0.2, per_gaussian_s=4e-6)
 FINE = Probe(1, 1008, 756, fixed_s=0.8, per_gaussian_s=8e-6)
 PHONE = Capture(train_images=20, test_images=3, start_gaussians=11_000)
+#: A capture with enough photos that EPOCHS passes never fit the budgets below.
+WALK = Capture(train_images=400, test_images=57, start_gaussians=11_000)
 
 
 def test_candidate_downscales_follow_the_image_size() -> None:
@@ -26,23 +28,36 @@ def test_candidate_downscales_follow_the_image_size() -> None:
 
 
 def test_the_plan_fills_the_budget_it_is_given() -> None:
-    plan = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
+    plan = choose(600, WALK, [COARSE, MEDIUM, FINE], spent_s=20)
     # The steps' expected cost fills FILL of what is left after calibration and the final evaluation.
     assert plan.loop_s == pytest.approx(budget.FILL * (600 - 20 - plan.tail_s), rel=0.01)
     assert plan.expected_s == pytest.approx(plan.spent_s + plan.loop_s + plan.tail_s)
-    assert plan.expected_s <= 600
-    assert plan.epochs >= budget.MIN_EPOCHS
+    assert plan.expected_s <= 600 and not plan.finishes_early
+    assert plan.epochs < budget.EPOCHS and plan.max_steps == budget.EPOCHS * 400
+
+
+def test_few_photos_stop_at_epochs_passes_before_the_budget() -> None:
+    """20 photos: EPOCHS passes fit in 10 minutes with time to spare; the plan schedules no more (more
+    steps overfit the photos) nor more Gaussians than 20 photos constrain, and says it finishes early."""
+    plan = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
+    assert plan.steps == plan.max_steps == budget.EPOCHS * 20 and plan.epochs == budget.EPOCHS
+    assert plan.finishes_early and plan.expected_s < 0.9 * 600
+    assert plan.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
+    hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
+    assert hour.steps == plan.steps and hour.downscale < plan.downscale  # the hour buys pixels
 
 
 def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
-    short = choose(120, PHONE, [COARSE, MEDIUM, FINE])
-    ten = choose(600, PHONE, [COARSE, MEDIUM, FINE])
-    hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
-    assert (short.downscale, ten.downscale) == (4, 4)
-    assert short.max_gaussians == 60_000 and ten.max_gaussians > short.max_gaussians and ten.steps > short.steps
-    assert hour.downscale < 4  # only once there are epochs to spare does the resolution rise
+    """400 photos: a short budget buys steps; once EPOCHS passes fit, Gaussians; once twice that fits
+    at a finer size, pixels."""
+    short = choose(300, WALK, [COARSE, MEDIUM, FINE])
+    long = choose(6 * 3600, WALK, [COARSE, MEDIUM, FINE])
+    longer = choose(24 * 3600, WALK, [COARSE, MEDIUM, FINE])
+    assert (short.downscale, short.max_gaussians) == (4, 60_000) and short.epochs < budget.EPOCHS
+    assert long.max_gaussians > 60_000 and long.steps == budget.EPOCHS * 400
+    assert longer.downscale < 4 and longer.steps == long.steps
     assert all(p.steps * p.probe.step_seconds(budget.mean_gaussians(11_000, p.max_gaussians)) <= 0.9 * p.budget_s
-               for p in (short, ten, hour))
+               for p in (short, long, longer))
 
 
 def test_too_little_time_anywhere_gets_the_cheapest_plan() -> None:

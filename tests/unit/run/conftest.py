@@ -16,6 +16,7 @@ from PIL import Image as PILImage
 from spaceport.core.summaries import (
     CameraInfo,
     CompressSummary,
+    ExposureFit,
     IngestSummary,
     SfmAttempt,
     SfmSummary,
@@ -82,7 +83,8 @@ def write_sfm(out: Path, cams: list[dict]) -> Path:
     return out
 
 
-def write_train(out: Path, cams: list[dict], psnr: float = 24.5, gaussians: int = 3000) -> Path:
+def write_train(out: Path, cams: list[dict], psnr: float = 24.5, gaussians: int = 3000,
+                exposure: ExposureFit | None = None) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     n = 50
@@ -97,7 +99,7 @@ def write_train(out: Path, cams: list[dict], psnr: float = 24.5, gaussians: int 
         evaluated_on="test", train_images=sum(c["split"] == "train" for c in cams), width=64, height=48,
         splat_bytes=(out / "splat.ply").stat().st_size, device="cpu", strategy="default", malloc_tuned=False,
         seconds={"optimise": 40.0, "evaluate": 2.0, "total": 43.0}, seconds_per_step=0.04, peak_memory_mb=900.0,
-        config={"steps": "1000"}, history=history), out)
+        config={"steps": "1000"}, history=history, exposure=exposure), out)
     (out / "cameras.json").write_text(json.dumps({"cameras": cams}))
     (out / "renders").mkdir(exist_ok=True)
     for c in cams:

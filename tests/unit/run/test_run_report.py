@@ -219,3 +219,18 @@ def test_report_of_a_gate_record_without_capture_figures_shows_psnr_and_count(jo
     assert "Below target: held-out PSNR 14.00 dB, target 20.00 dB" in page
     assert re.findall(r"<tr class=(\w+)><td>([^<]+)</td>", page) == [("fail", "held-out PSNR (dB)"),
                                                                       ("pass", "Gaussians")]
+
+
+def test_held_out_views_say_they_are_rendered_at_each_photos_exposure(job_dir: Path, tmp_path: Path, cams) -> None:
+    """With exposure matching, the held-out renders are at their photos' EXIF exposures and the splat at
+    the median: the report says so beside them; without it, it says nothing of exposure."""
+    from conftest import write_train
+
+    from spaceport.core.summaries import ExposureFit
+
+    publish(job_dir, tmp_path / "plain")
+    assert "EXIF exposure" not in (tmp_path / "plain" / "index.html").read_text()
+    write_train(job_dir / "train", cams, exposure=ExposureFit(reference=0.1286, spread=1.875, gamma=0.39))
+    publish(job_dir, tmp_path / "matched")
+    page = (tmp_path / "matched" / "index.html").read_text()
+    assert "render | ground truth; each render at its photo's EXIF exposure (photos span 1.88x" in page
