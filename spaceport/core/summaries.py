@@ -270,10 +270,11 @@ class ExposureFit(_Model):
     """The photos' EXIF exposures and the tone exponent learned for them
     (:mod:`spaceport.stages.train.exposure`): renders are compared at ``(H / reference) ** gamma``."""
 
-    reference: float
-    """The training photos' median exposure (time x ISO / f-number²): the exported splat's."""
+    references: dict[str, float]
+    """Each camera's (EXIF make and model) training photos' median exposure (time x ISO /
+    f-number²): the exported splat's."""
     spread: float
-    """Largest over smallest exposure of all the photos."""
+    """Largest over smallest exposure of all the photos, each over its camera's median."""
     gamma: float
     """The learned exponent (starts at 1/2.2)."""
 

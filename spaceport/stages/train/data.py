@@ -15,6 +15,7 @@ from spaceport.geometry.colmap import Model, read_model
 
 EXIF_IFD = 0x8769
 EXPOSURE_TIME, F_NUMBER, ISO = 33434, 33437, 34855
+MAKE, MODEL = 0x010F, 0x0110
 
 
 def exif_exposure(exif: Any) -> float | None:
@@ -34,6 +35,14 @@ def exif_exposure(exif: Any) -> float | None:
     return t * iso / (n * n)
 
 
+def exif_camera(exif: Any) -> str:
+    """The camera's EXIF make and model (``""`` when not recorded)."""
+    try:
+        return " ".join(str(exif.get(tag) or "").strip().strip("\x00") for tag in (MAKE, MODEL)).strip()
+    except (TypeError, ValueError, AttributeError):
+        return ""
+
+
 @dataclass
 class View:
     """One registered image at training resolution, with its full-resolution camera."""
@@ -48,6 +57,8 @@ class View:
     exposure: float | None = None
     """Exposure time x ISO / f-number² from the photo's EXIF (None: not recorded), see
     :mod:`spaceport.stages.train.exposure`."""
+    camera: str = ""
+    """The photo's EXIF make and model (exposures are compared within one camera)."""
 
     @property
     def width(self) -> int:
@@ -97,7 +108,8 @@ def load_views(model: Model, images_dir: Path, test_every: int, downscale: int) 
             raise ModelInvalid(f"Camera {cam.id} is {cam.model}; training needs undistorted PINHOLE cameras",
                                "Use the SfM stage's undistorted output")
         with PILImage.open(images_dir / im.name) as pil:
-            exposure = exif_exposure(pil.getexif())
+            exif = pil.getexif()
+            exposure, camera = exif_exposure(exif), exif_camera(exif)
             pil = pil.convert("RGB")
             if pil.size != (cam.width, cam.height):
                 raise ModelInvalid(f"{im.name} is {pil.size[0]}x{pil.size[1]} but its camera is "
@@ -114,7 +126,7 @@ def load_views(model: Model, images_dir: Path, test_every: int, downscale: int) 
         K[:2] /= downscale  # pixel edges stay aligned: x' = x / f
         split = "test" if test_every and i % test_every == 0 else "train"
         views.append(View(im.name, split, image, K, im.world_to_camera(), full_K, (cam.width, cam.height),
-                          exposure))
+                          exposure, camera))
     if not any(v.split == "train" for v in views):
         raise TooFewImages("No images left to train on after holding out test views", "Set test_every=0")
     return views

@@ -158,8 +158,9 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats()
 
         self.images = {v.name: torch.from_numpy(v.image).to(self.device) for v in self.train_views}
-        self.exposure = (Exposure.of({v.name: v.exposure for v in self.views}, [v.name for v in self.train_views],
-                                     self.device) if cfg.optim.exposure else None)
+        self.exposure = (Exposure.of({v.name: v.exposure for v in self.views}, {v.name: v.camera for v in self.views},
+                                     [v.name for v in self.train_views], self.device)
+                         if cfg.optim.exposure else None)
         self.background = torch.full((3,), 1.0 if cfg.data.background == "white" else 0.0, device=self.device)
         #: the step count, the positions' learning rate decay, the end of refinement and the SH bands
         self.schedule = Schedule.start(cfg.optim.steps, cfg.optim.learning_rates(self.scene_scale)["means"],

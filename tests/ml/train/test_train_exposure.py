@@ -71,7 +71,7 @@ def test_exposure_matching_learns_the_tone_curve_and_predicts_held_out_brightnes
     off = train(scene, tmp_path / "off", config_for("fast", {**values, "exposure": "false"}))
     assert on.exposure is not None and off.exposure is None
     assert on.exposure.spread == pytest.approx(4.0, rel=0.01)
-    assert on.exposure.reference == pytest.approx(25 / 60 / 1.8**2, rel=0.01)  # the training photos' median (1x)
+    assert on.exposure.references == {"": pytest.approx(25 / 60 / 1.8**2, rel=0.01)}  # the training photos' median (1x)
     assert abs(on.exposure.gamma - 1 / 2.2) < 0.12, on.exposure
     assert on.test_psnr > off.test_psnr + 1.0, (on.test_psnr, off.test_psnr)
     assert on.config["exposure"] == "true" and off.config["exposure"] == "false"
@@ -89,3 +89,23 @@ def test_same_exposure_everywhere_or_a_photo_without_exif_matches_nothing(scene,
     with Image.open(partial / "images" / names[3]) as im:
         im.convert("RGB").save(partial / "images" / names[3])  # EXIF dropped
     assert train(partial, tmp_path / "b", config_for("fast", {**SMALL, "steps": "5"})).exposure is None
+
+
+def test_exposures_are_compared_within_one_camera_only():
+    """Two phones whose ISO scales disagree (B reads twice A's exposure for the same brightness): each is
+    scaled against its own median; a camera with no training photo is not scaled; one camera whose
+    photos all share an exposure beside one that varies still matches the varying one."""
+    import torch
+
+    from spaceport.stages.train.exposure import Exposure
+
+    exposures = {"a1": 0.1, "a2": 0.2, "a3": 0.4, "b1": 0.2, "b2": 0.4, "b3": 0.8, "c1": 0.3}
+    cameras = {"a1": "A", "a2": "A", "a3": "A", "b1": "B", "b2": "B", "b3": "B", "c1": "C"}
+    e = Exposure.of(exposures, cameras, ["a1", "a2", "b1", "b2", "a3", "b3"], torch.device("cpu"))
+    assert e is not None and e.references == {"A": 0.2, "B": 0.4}
+    with torch.no_grad():
+        e.gamma.fill_(1.0)
+    assert [float(e.gain(n)) for n in ("a1", "a2", "a3", "b1", "b2", "b3", "c1")] == [0.5, 1, 2, 0.5, 1, 2, 1]
+    assert e.fit().spread == 4.0
+    same = {"a1": 0.1, "a2": 0.1, "b1": 0.2, "b2": 0.2}
+    assert Exposure.of(same, {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}, list(same), torch.device("cpu")) is None
