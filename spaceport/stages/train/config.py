@@ -85,8 +85,9 @@ class OptimConfig:
     """Initial size as a multiple of the mean distance to the 3 nearest points."""
     exposure: bool = True
     """Compare each render with its photo at the photo's EXIF exposure (time x ISO / f-number²,
-    relative to the training photos' median; one tone exponent learned): auto-exposure differences
-    stop being baked into the colours. Off, or without EXIF exposure on every photo: renders as they are."""
+    relative to the median of the same camera's training photos; one tone exponent learned):
+    auto-exposure differences stop being baked into the colours. Off, or without EXIF exposure on
+    every photo: renders as they are."""
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "steps", "sh_degree_interval")
