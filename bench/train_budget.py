@@ -155,7 +155,14 @@ def opensplat(cap: str, sfm: Path, budgets: list[float], work: Path, binary: Pat
     project = work / cap / "opensplat_project"  # COLMAP layout: sparse/0 + images
     if not project.exists():
         project.mkdir()
-        os.symlink((sfm / "sparse").resolve(), project / "sparse")
+        model = (sfm / "sparse" / "0").resolve()
+        if (model / "cameras.bin").is_file():
+            os.symlink(model.parent, project / "sparse")
+        else:  # OpenSplat reads binary models only (the demo scene's exact cameras are text)
+            from spaceport.geometry.colmap import read_model, write_model_binary
+
+            (project / "sparse" / "0").mkdir(parents=True)
+            write_model_binary(read_model(model), project / "sparse" / "0")
         os.symlink((sfm / "images").resolve(), project / "images")
     torch_lib = Path(__import__("torch").__file__).parent / "lib"
     env = {**ENV, "LD_LIBRARY_PATH": str(torch_lib)}
