@@ -29,6 +29,7 @@ from spaceport.core.errors import (
 )
 from spaceport.core.files import sniff_file
 from spaceport.core.summaries import IngestSummary
+from spaceport.geometry.exif import EXIF_IFD, EXIF_ORIENTATION, MAKE, MODEL
 from spaceport.stages.sfm.config import SfmConfig
 from spaceport.stages.sfm.video import from_video
 
@@ -36,8 +37,6 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp", ".heic"
 VIDEO_EXTS = {".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".3gp"}
 #: EXIF tags kept on re-encoded images (orientation reset to 1): COLMAP groups cameras and seeds
 #: the focal length from Make, Model and FocalLength / FocalLengthIn35mmFilm (EXIF sub-IFD).
-EXIF_ORIENTATION = 0x0112
-EXIF_IFD = 0x8769
 #: Largest image Pillow may decode (pixels); its default (~179 MP) would refuse big panoramas.
 MAX_IMAGE_PIXELS = 400_000_000
 CHUNK = 1 << 20
@@ -312,7 +311,7 @@ def _from_images(source: Path, out: Path, config: SfmConfig, kind: Literal["imag
 def _names_camera(exif) -> bool:
     """Whether the EXIF says which camera took the photo (what COLMAP's AUTO mode groups on)."""
     sub = exif.get_ifd(EXIF_IFD)
-    return bool(exif.get(0x010F) and exif.get(0x0110) and (sub.get(0x920A) or sub.get(0xA405)))
+    return bool(exif.get(MAKE) and exif.get(MODEL) and (sub.get(0x920A) or sub.get(0xA405)))
 
 
 def _from_video(path: Path, out: Path, config: SfmConfig, kind: Literal["video", "zip"]) -> Ingested:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image, TiffImagePlugin
 
+from spaceport.geometry.exif import exif_exposure
 from spaceport.stages.train.config import config_for
-from spaceport.stages.train.data import exif_exposure
 
 R = TiffImagePlugin.IFDRational
 SMALL = {"model_dir": "gt/sparse/0", "downscale": "1", "sh_degree": "0"}
