@@ -2,8 +2,9 @@
 
 At each candidate resolution (:func:`spaceport.stages.train.budget.downscales`) the Gaussians made from
 the sparse points take ``STEPS`` timed optimisation steps (render, L1 + D-SSIM loss, backward,
-Adam) after one untimed warm-up, then the same with every Gaussian repeated ``GROWTH`` times
-(slightly moved): two points of the line ``seconds = fixed + per_gaussian * N``. Nothing is kept:
+Adam) after one untimed warm-up, then ``GROWTH`` times as many Gaussians shaped like a trained
+splat's (:func:`_grown`, :data:`REFINED_SHRINK`, :data:`REFINED_OPACITY`): two points of the line
+``seconds = fixed + per_gaussian * N``. Nothing is kept:
 the probes train throw-away copies. Finer resolutions are skipped once the calibration has used
 ``MAX_SHARE`` of the budget. On the CPU the first probe also times one thread against all of them
 and keeps the faster (a budgeted run is timing-dependent anyway, so it gives up the one-thread
@@ -12,6 +13,7 @@ bit-for-bit reproducibility that fixed-step runs keep).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -27,6 +29,15 @@ STEPS = 3
 GROWTH = 4
 #: Share of the budget calibration may take before it stops trying finer resolutions.
 MAX_SHARE = 0.06
+#: The grown probe's Gaussians are this many times smaller than their spacing gives, and this opaque:
+#: what a step costs depends on how many pixels each Gaussian covers and how soon a pixel's
+#: transmittance runs out, and a trained splat's Gaussians are flatter and more decisive than fresh
+#: ones. Fitted to six trained splats (monstree, fountain-P11, herzjesu-P8 and the demo at 149-199 px,
+#: monstree and fountain at 298-398 px; 55-60k Gaussians): the line through such a probe predicted
+#: each splat's step cost at 0.85-1.18x the measured, where fresh copies (their spacing's size, the
+#: initial opacity) predicted 1.44-2.46x (bench/results/train_budget.md).
+REFINED_SHRINK = 1.5
+REFINED_OPACITY = 0.6
 
 
 def _points(model, cfg: TrainConfig, views) -> tuple[np.ndarray, np.ndarray]:
@@ -51,12 +62,17 @@ def _grown(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.concatenate([xyz + rng.normal(size=xyz.shape) * spread for _ in range(GROWTH)])
 
 
-def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device) -> float:
-    """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up."""
+def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device, refined: bool = False) -> float:
+    """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up; ``refined``:
+    Gaussians shaped like a trained splat's instead of fresh ones."""
     from spaceport.stages.train.gaussians import init_params, make_optimizers, render
     from spaceport.stages.train.metrics import ssim
 
     params = init_params(xyz, rgb, cfg.optim, device)
+    if refined:
+        with torch.no_grad():
+            params["scales"] -= math.log(REFINED_SHRINK)
+            params["opacities"].fill_(math.log(REFINED_OPACITY / (1 - REFINED_OPACITY)))
     optimizers = make_optimizers(params, cfg.optim, 1.0)
     bg = torch.zeros(3, device=device)
     sh = min(1, cfg.optim.sh_degree)
@@ -126,7 +142,7 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
                 threads = pick_threads(xyz, rgb, train_views, cfg)
         small = _time_steps(xyz, rgb, train_views, cfg, device)
         grown = _grown(xyz, rng)
-        large = _time_steps(grown, np.concatenate([rgb] * GROWTH), train_views, cfg, device)
+        large = _time_steps(grown, np.concatenate([rgb] * GROWTH), train_views, cfg, device, refined=True)
         n0, n1 = len(xyz), len(grown)
         per = max(0.0, (large - small) / (n1 - n0))
         probe = budget.Probe(downscale=ds, width=views[0].width, height=views[0].height,
@@ -172,7 +188,7 @@ def announce_estimate(input_dir: Path, cfg: TrainConfig, device: torch.device) -
     xyz, rgb = _points(model, cfg, views)
     small = _time_steps(xyz, rgb, train_views, cfg, device)
     big = _time_steps(_grown(xyz, np.random.default_rng(cfg.runtime.seed)), np.concatenate([rgb] * GROWTH),
-                      train_views, cfg, device)
+                      train_views, cfg, device, refined=True)
     per = max(0.0, (big - small) / ((GROWTH - 1) * len(xyz)))
     probe = budget.Probe(cfg.data.downscale, views[0].width, views[0].height, max(small - per * len(xyz), 0.2 * small), per)
     capture = budget.Capture(len(train_views), len(views) - len(train_views), len(xyz))
