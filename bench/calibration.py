@@ -52,7 +52,7 @@ def trained_step_s(path: Path, views: list, cfg) -> tuple[float, int]:
         view = views[i % len(views)]
         gt = torch.from_numpy(view.image)
         t = time.perf_counter()
-        img, _ = render(params, view, min(1, cfg.optim.sh_degree), torch.zeros(3))  # as the probes
+        img, _ = render(params, view, min(1, cfg.optim.sh_degree), torch.zeros(3), splat.antialiased)  # as the probes
         loss = (1 - lam) * torch.abs(img - gt).mean() + lam * (1 - ssim(img, gt))
         loss.backward()
         float(loss.detach())

@@ -44,6 +44,11 @@ class Splat:
     opacities: np.ndarray  # (N,) logit
     sh0: np.ndarray  # (N, 3) DC coefficients
     shN: np.ndarray  # (N, K, 3) higher-band coefficients, K = (degree+1)^2 - 1
+    antialiased: bool = False
+    """Trained with the antialiased (Mip-Splatting 2D filter) rasterizer: a renderer must scale each
+    Gaussian's opacity by the filter's energy compensation, as gsplat's ``rasterize_mode="antialiased"``
+    and PlayCanvas's ``GSPLAT_AA`` do. Files carry it: the PLY header comment :data:`PLY_MIP_COMMENT`,
+    the SPZ header flag 0x1, and SOG's meta.json ``"model": "antialiased"``."""
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -54,12 +59,12 @@ class Splat:
 
     def subset(self, index: np.ndarray) -> Splat:
         return Splat(self.means[index], self.scales[index], self.quats[index], self.opacities[index],
-                     self.sh0[index], self.shN[index])
+                     self.sh0[index], self.shN[index], self.antialiased)
 
     def with_sh_degree(self, degree: int) -> Splat:
         """Drop SH bands above ``degree``."""
         k = sh_coeffs_for_degree(degree) - 1
-        return Splat(self.means, self.scales, self.quats, self.opacities, self.sh0, self.shN[:, :k])
+        return Splat(self.means, self.scales, self.quats, self.opacities, self.sh0, self.shN[:, :k], self.antialiased)
 
     def finite_mask(self) -> np.ndarray:
         """Rows whose every value is finite."""
@@ -82,6 +87,27 @@ def ply_dtype(sh_degree: int) -> np.dtype:
     return np.dtype([(n, "<f4") for n in names])
 
 
+#: The PLY header comment of an antialiased splat: Brush's ``SplatRenderMode: mip``, which Brush and
+#: PlayCanvas's splat-transform read (splat-transform also reads Postshot's ``antialiased 1``).
+PLY_MIP_COMMENT = "SplatRenderMode: mip"
+
+
+def ply_antialiased(comments: list[str]) -> bool:
+    """Whether a PLY's header comments tag it antialiased (splat-transform's rule: Brush's
+    ``SplatRenderMode: default|mip|2dgs`` or Postshot's ``antialiased 0|1``, case-insensitive, the last wins)."""
+    aa = False
+    for comment in comments:
+        text = comment.strip().lower()
+        key, value = (text.split(":", 1) if text.startswith("splatrendermode:") else
+                      text.split(None, 1) if text.startswith("antialiased ") else ("", ""))
+        value = value.strip()
+        if key == "splatrendermode" and value in ("default", "mip", "2dgs"):
+            aa = value == "mip"
+        elif key == "antialiased" and value in ("0", "1"):
+            aa = value == "1"
+    return aa
+
+
 def write_ply(splat: Splat, path: Path) -> int:
     """Write the standard binary little-endian 3DGS PLY; returns bytes written.
 
@@ -102,7 +128,8 @@ def write_ply(splat: Splat, path: Path) -> int:
     rec["opacity"] = splat.opacities
     for i in range(4):
         rec[f"rot_{i}"] = splat.quats[:, i]
-    header = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    header = ["ply", "format binary_little_endian 1.0", *([f"comment {PLY_MIP_COMMENT}"] if splat.antialiased else []),
+              f"element vertex {n}"]
     header += [f"property float {name}" for name in rec.dtype.names]
     header += ["end_header"]
     path = Path(path)
@@ -158,4 +185,5 @@ def read_ply(path: Path) -> Splat:
         opacities=np.asarray(v["opacity"], dtype=np.float32),
         sh0=cols(["f_dc_0", "f_dc_1", "f_dc_2"]),
         shN=np.ascontiguousarray(rest),
+        antialiased=ply_antialiased(list(ply.comments)),
     )

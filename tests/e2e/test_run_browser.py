@@ -17,7 +17,9 @@ from .run_chromium import SPHERE_SOG, Chromium, lit_fraction
 pytestmark = pytest.mark.browser
 
 
-def _shoot(chromium: str, report: Path, shot: Path) -> tuple[str, float]:
+def _shoot(chromium: str, report: Path, shot: Path, probe: str | None = None) -> tuple[str, float]:
+    """Open the report's viewer, wait until it drew, screenshot it; the status line and the lit share
+    (and ``probe``'s value, evaluated in the page, in ``_shoot.probed``)."""
     server = make_server(report, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -26,6 +28,7 @@ def _shoot(chromium: str, report: Path, shot: Path) -> tuple[str, float]:
             page.goto(f"http://127.0.0.1:{server.server_address[1]}/viewer.html")
             state = page.wait_for("document.body.dataset.ready", 90, lambda v: v in ("1", "error"))
             status = page.evaluate("document.getElementById('status').textContent")
+            _shoot.probed = page.evaluate(probe) if probe else None
             page.screenshot(shot)
     finally:
         server.shutdown()
@@ -90,6 +93,38 @@ def test_a_below_target_result_is_published_and_says_so(chromium: str, tmp_path:
     assert "Reason: Held-out PSNR 14.20 dB is below the target 20.00 dB." in text
     assert "Fix: Capture more views with more overlap." in text and "not a passing result" in text
     assert renders == 2  # the held-out renders beside their photos
+
+
+def test_the_viewer_renders_an_antialiased_splat_as_it_was_trained(chromium: str, tmp_path: Path) -> None:
+    """A SOG whose meta.json says "model": "antialiased" is drawn with PlayCanvas's GSPLAT_AA: each Gaussian's
+    opacity scaled by its low-pass compensation, as training rendered it. Sub-pixel Gaussians (the sphere
+    fixture shrunk 400x) then fade, where the classic renderer swells each to a full-opacity pixel dot."""
+    from dataclasses import replace
+
+    import numpy as np
+    from PIL import Image
+
+    from spaceport.stages.compress.sog import decode_sog, encode_sog
+
+    from .run_chromium import BACKGROUND
+
+    tiny = decode_sog(SPHERE_SOG)
+    tiny = replace(tiny, scales=tiny.scales - np.log(40.0), opacities=np.full_like(tiny.opacities, 4.0))
+    brightness = {}
+    for aa in (False, True):
+        job = tmp_path / f"job-{aa}"
+        (job / "compressed").mkdir(parents=True)
+        encode_sog(replace(tiny, antialiased=aa), iterations=2).write_bundle(job / "compressed" / "scene.sog")
+        publish(job, tmp_path / f"report-{aa}")
+        _shoot(chromium, tmp_path / f"report-{aa}", tmp_path / f"shot-{aa}.png",
+               probe="window.spaceportApp.scene.gsplat.antiAlias")
+        assert _shoot.probed is aa
+        img = np.asarray(Image.open(tmp_path / f"shot-{aa}.png").convert("RGB"), dtype=np.float32)[:-40]
+        brightness[aa] = float(np.clip(img - np.array(BACKGROUND), 0, None).mean())
+    print(f"sub-pixel sphere, mean excess over the background: classic {brightness[False]:.2f}, "
+          f"antialiased {brightness[True]:.2f}")
+    assert brightness[False] > 0.5  # the dots are there
+    assert brightness[True] < 0.85 * brightness[False]
 
 
 def test_viewer_renders_the_demo_splat(chromium: str, demo_run, tmp_path: Path) -> None:

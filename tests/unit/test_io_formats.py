@@ -13,7 +13,7 @@ from spaceport.geometry.colmap import (
     write_model_binary,
     write_model_text,
 )
-from spaceport.geometry.splat import Splat, read_ply, write_ply
+from spaceport.geometry.splat import Splat, ply_antialiased, read_ply, write_ply
 
 
 def _model(rng):
@@ -61,6 +61,32 @@ def test_ply_round_trip_is_exact(tmp_path):
     assert t.sh_degree == 3
     for name in ("means", "scales", "quats", "opacities", "sh0", "shN"):
         np.testing.assert_array_equal(getattr(s, name), getattr(t, name))
+
+
+def test_an_antialiased_splat_is_tagged_in_its_ply_and_read_back_so(tmp_path):
+    from spaceport.stages.compress.inputs import read_model
+
+    rng = np.random.default_rng(1)
+    f = lambda *s: rng.normal(size=s).astype("f4")  # noqa: E731
+    for aa in (True, False):
+        write_ply(Splat(f(9, 3), f(9, 3), f(9, 4), f(9), f(9, 3), f(9, 3, 3), antialiased=aa), tmp_path / "a.ply")
+        head = (tmp_path / "a.ply").read_bytes().split(b"end_header")[0]
+        assert (b"comment SplatRenderMode: mip\n" in head) is aa
+        # both readers: plyfile's and the compress stage's own header parser
+        assert read_ply(tmp_path / "a.ply").antialiased is aa
+        assert read_model(tmp_path / "a.ply", max_gaussians=100).antialiased is aa
+        assert read_ply(tmp_path / "a.ply").subset(np.arange(3)).with_sh_degree(0).antialiased is aa
+
+
+@pytest.mark.parametrize(("comments", "expected"), [
+    ([], False), (["SplatRenderMode: mip"], True), (["splatrendermode: MIP "], True),
+    (["SplatRenderMode: default"], False), (["antialiased 1"], True), (["antialiased 0"], False),
+    (["SplatRenderMode: mip", "antialiased 0"], False),  # the last tag wins (splat-transform's rule)
+    (["antialiased 1", "SplatRenderMode: fancy"], True),  # an unknown mode changes nothing
+    (["antialiased yes", "made by a scanner"], False),
+])
+def test_ply_comments_tag_an_antialiased_splat_as_splat_transform_reads_them(comments, expected):
+    assert ply_antialiased(comments) is expected
 
 
 def test_not_a_ply_is_model_invalid(tmp_path):

@@ -26,7 +26,14 @@ import numpy as np
 from spaceport.core.errors import InputInvalid, ModelInvalid, UnsupportedSplat
 from spaceport.core.files import unpack_members
 from spaceport.core.summaries import GaussianCounts
-from spaceport.geometry.splat import REQUIRED, Splat, read_ply, sh_coeffs_for_degree, sh_degree_for_rest
+from spaceport.geometry.splat import (
+    REQUIRED,
+    Splat,
+    ply_antialiased,
+    read_ply,
+    sh_coeffs_for_degree,
+    sh_degree_for_rest,
+)
 
 #: Only these members are taken from a model.tar.gz.
 WANTED = {"splat.ply", "cameras.json", "metrics.json"}
@@ -150,8 +157,8 @@ def unpack_model(archive: Path, dest: Path, max_bytes: int) -> Path:
     return dest
 
 
-def _parse_header(path: Path) -> tuple[str, int, list[tuple[str, str]], int]:
-    """(format, vertex count, vertex properties, header bytes) of a PLY; raises ModelInvalid."""
+def _parse_header(path: Path) -> tuple[str, int, list[tuple[str, str]], int, list[str]]:
+    """(format, vertex count, vertex properties, header bytes, comments) of a PLY; raises ModelInvalid."""
     with open(path, "rb") as f:
         head = f.read(65536)
     if not head.startswith(b"ply"):
@@ -162,12 +169,15 @@ def _parse_header(path: Path) -> tuple[str, int, list[tuple[str, str]], int]:
         raise ModelInvalid(f"{path.name} has no complete PLY header")
     lines = head[:end].decode("ascii", "replace").splitlines()
     fmt, count, props, element = "", -1, [], None
+    comments: list[str] = []
     before_vertex = False
     for line in lines:
         parts = line.split()
         if not parts:
             continue
-        if parts[0] == "format":
+        if parts[0] == "comment":
+            comments.append(line.split(None, 1)[1] if len(parts) > 1 else "")
+        elif parts[0] == "format":
             fmt = parts[1] if len(parts) > 1 else ""
         elif parts[0] == "element":
             element = parts[1] if len(parts) > 1 else None
@@ -186,12 +196,12 @@ def _parse_header(path: Path) -> tuple[str, int, list[tuple[str, str]], int]:
         raise ModelInvalid(f"{path.name} has no 'vertex' element")
     if before_vertex:
         fmt = "other"  # another element precedes the vertices: let plyfile handle it
-    return fmt, count, props, end + len(b"end_header\n")
+    return fmt, count, props, end + len(b"end_header\n"), comments
 
 
 def read_model(path: Path, *, max_gaussians: int, chunk: int = 1 << 18) -> Splat:
     """Read a 3DGS PLY into float32 arrays, chunk by chunk; raises ModelInvalid on any bad file."""
-    fmt, count, props, offset = _parse_header(path)
+    fmt, count, props, offset, comments = _parse_header(path)
     names = [p for p, _ in props]
     missing = [p for p in REQUIRED if p not in names]
     if missing:
@@ -216,7 +226,8 @@ def read_model(path: Path, *, max_gaussians: int, chunk: int = 1 << 18) -> Splat
     k = sh_coeffs_for_degree(degree) - 1
     out = Splat(means=np.empty((count, 3), np.float32), scales=np.empty((count, 3), np.float32),
                 quats=np.empty((count, 4), np.float32), opacities=np.empty(count, np.float32),
-                sh0=np.empty((count, 3), np.float32), shN=np.empty((count, k, 3), np.float32))
+                sh0=np.empty((count, 3), np.float32), shN=np.empty((count, k, 3), np.float32),
+                antialiased=ply_antialiased(comments))
     groups = [(out.means, ["x", "y", "z"]), (out.scales, ["scale_0", "scale_1", "scale_2"]),
               (out.quats, ["rot_0", "rot_1", "rot_2", "rot_3"]), (out.sh0, ["f_dc_0", "f_dc_1", "f_dc_2"])]
     for s in range(0, count, chunk):

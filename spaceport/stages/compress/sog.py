@@ -42,6 +42,8 @@ SH_COEFFS = [0, 3, 8, 15]
 SQRT2 = math.sqrt(2.0)
 FILES = ["means_l.webp", "means_u.webp", "quats.webp", "scales.webp", "sh0.webp"]
 SHN_FILES = ["shN_centroids.webp", "shN_labels.webp"]
+#: meta.json's ``model`` of a splat trained with the antialiased rasterizer (splat-transform's name).
+ANTIALIASED = "antialiased"
 
 
 def texture_size(n: int) -> tuple[int, int]:
@@ -242,6 +244,8 @@ def encode_sog(splat: Splat, *, iterations: int = 10, palette: int | str = "auto
         "quats": {"files": ["quats.webp"]},
         "sh0": {"codebook": short_floats(ccb), "files": ["sh0.webp"]},
     }
+    if s.antialiased:  # splat-transform's entry (absent: an untagged, classic splat)
+        meta["model"] = ANTIALIASED
 
     palette_info = None
     if s.sh_degree > 0:
@@ -404,4 +408,17 @@ def decode_sog(path: Path, *, max_gaussians: int = 10_000_000) -> Splat:
         cb = np.asarray(meta["shN"]["codebook"], np.float32)
         shn = cb[pal[label]]  # (n, coeffs, 3)
     return Splat(means=means, scales=scales.astype(np.float32), quats=quats, opacities=opac,
-                 sh0=sh0.astype(np.float32), shN=np.ascontiguousarray(shn, dtype=np.float32))
+                 sh0=sh0.astype(np.float32), shN=np.ascontiguousarray(shn, dtype=np.float32),
+                 antialiased=meta.get("model") == ANTIALIASED)
+
+
+def sog_antialiased(path: Path) -> bool:
+    """Whether a bundled ``.sog`` (or a SOG folder or its meta.json) says its splat is antialiased
+    (meta.json ``"model": "antialiased"``), reading only meta.json."""
+    path = Path(path)
+    if path.is_dir() or path.name == "meta.json":
+        meta = json.loads(((path if path.is_dir() else path.parent) / "meta.json").read_bytes())
+    else:
+        with zipfile.ZipFile(path) as zf:
+            meta = json.loads(zf.read("meta.json"))
+    return isinstance(meta, dict) and meta.get("model") == ANTIALIASED

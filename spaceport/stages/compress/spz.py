@@ -177,8 +177,9 @@ def encode_spz(splat: Splat, version: int = LATEST_VERSION) -> bytes:
     n, degree = len(splat), splat.sh_degree
     bits = fractional_bits_for(splat.means)
     blocks = [np.ascontiguousarray(b).tobytes() for b in _blocks(splat)]
+    aa = FLAG_ANTIALIASED if splat.antialiased else 0
     if version == 3:
-        header = LEGACY_HEADER.pack(MAGIC, 3, n, degree, bits, 0, 0)
+        header = LEGACY_HEADER.pack(MAGIC, 3, n, degree, bits, aa, 0)
         return gzip.compress(b"".join([header, *blocks]), compresslevel=6, mtime=0)
     import zstandard
 
@@ -191,7 +192,7 @@ def encode_spz(splat: Splat, version: int = LATEST_VERSION) -> bytes:
     frames = [cctx.compress(s) for s in streams]
     ext = struct.pack("<III", EXT_COORDINATE_SYSTEM, 4, RDF)
     toc_offset = V4_HEADER.size + len(ext)
-    header = V4_HEADER.pack(MAGIC, 4, n, degree, bits, FLAG_EXTENSIONS, len(streams), toc_offset)
+    header = V4_HEADER.pack(MAGIC, 4, n, degree, bits, FLAG_EXTENSIONS | aa, len(streams), toc_offset)
     toc = b"".join(struct.pack("<QQ", len(f), len(s)) for f, s in zip(frames, streams, strict=True))
     return b"".join([header, ext, toc, *frames])
 
@@ -272,6 +273,7 @@ def read_spz(path_or_bytes: Path | bytes, *, max_gaussians: int = 10_000_000) ->
     info = SpzInfo(version, n, min(degree, 3), bits, bool(flags & FLAG_ANTIALIASED),
                    [(k, len(p)) for k, p in records], dropped_sh_band4=degree == 4)
     splat = _unpack(blocks, version, n, degree, bits)
+    splat.antialiased = info.antialiased
     for kind, payload in records:
         if kind == EXT_COORDINATE_SYSTEM:
             splat, info.coordinate_system = _to_rdf(splat, payload)
@@ -395,7 +397,8 @@ def flip_axes(splat: Splat, signs: np.ndarray) -> Splat:
     k = splat.shN.shape[1]
     sh_sign = np.prod(np.where(SH_PARITY[:k] == 1, signs[None, :], 1.0), axis=1).astype(np.float32)
     return Splat(means=(splat.means * signs).astype(np.float32), scales=splat.scales, quats=q.astype(np.float32),
-                 opacities=splat.opacities, sh0=splat.sh0, shN=splat.shN * sh_sign[None, :, None])
+                 opacities=splat.opacities, sh0=splat.sh0, shN=splat.shN * sh_sign[None, :, None],
+                 antialiased=splat.antialiased)
 
 
 def _to_rdf(splat: Splat, payload: bytes) -> tuple[Splat, str | None]:

@@ -108,8 +108,10 @@ def build_viewer(sog: Path, out_dir: Path, cameras_json: Path | None = None, *,
     cameras: list[CameraView] = []
     if cameras_json is not None and Path(cameras_json).is_file():
         cameras = read_summary(CamerasFile, Path(cameras_json)).cameras
+    from spaceport.stages.compress.sog import sog_antialiased
+
     config = {**_camera_setup(cameras), "sog": "scene.sog", "label": label, "background": list(background),
-              "banner": banner or ""}
+              "banner": banner or "", "antialiased": sog_antialiased(Path(sog))}
     for src, name in ((engine, ENGINE_FILE), (Path(sog), "scene.sog")):
         dst = out_dir / name
         if dst.resolve() != src.resolve():

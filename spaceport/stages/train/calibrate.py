@@ -82,7 +82,7 @@ def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device, refined
         view = views[i % len(views)]
         gt = torch.from_numpy(view.image).to(device)
         t = time.perf_counter()
-        img, _ = render(params, view, sh, bg)
+        img, _ = render(params, view, sh, bg, cfg.optim.antialiased)
         loss = (1 - lam) * torch.abs(img - gt).mean() + lam * (1 - ssim(img, gt))
         loss.backward()
         float(loss.detach())

@@ -83,6 +83,12 @@ class OptimConfig:
     """Extra Gaussians on a sphere around the scene for the sky and far background (SfM has no points there)."""
     init_scale: float = 1.0
     """Initial size as a multiple of the mean distance to the 3 nearest points."""
+    antialiased: bool = True
+    """Render with gsplat's antialiased rasterizer (Mip-Splatting's 2D filter: each Gaussian's opacity is
+    scaled by the energy its 0.3 px² low-pass adds, so a Gaussian smaller than a pixel fades instead of
+    swelling to a pixel-sized blob). The splat is tagged so that viewers and converters render it the
+    same way (:attr:`spaceport.geometry.splat.Splat.antialiased`). Held-out PSNR on monstree, 1,000
+    steps, two seeds: 22.13 and 22.47 dB against 21.75 and 21.83 without."""
     exposure: bool = True
     """Compare each render with its photo at the photo's EXIF exposure (time x ISO / f-number²,
     relative to the median of the same camera's training photos; one tone exponent learned):

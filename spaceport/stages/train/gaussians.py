@@ -91,15 +91,17 @@ def make_optimizers(params: torch.nn.ParameterDict, optim: OptimConfig, scene_sc
 
 
 def render(params: torch.nn.ParameterDict, view: View, sh_degree: int, background: torch.Tensor,
-           ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Render ``params`` from ``view``: ``[H, W, 3]`` and gsplat's info dict."""
+           antialiased: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Render ``params`` from ``view``: ``[H, W, 3]`` and gsplat's info dict (``antialiased``: gsplat's
+    ``rasterize_mode="antialiased"``, :attr:`OptimConfig.antialiased`)."""
     device = params["means"].device
     viewmat = torch.as_tensor(view.world_to_camera, dtype=torch.float32, device=device)[None]
     K = torch.as_tensor(view.K, dtype=torch.float32, device=device)[None]
     colors = torch.cat([params["sh0"], params["shN"]], 1)
     img, _, info = rasterization(
         params["means"], params["quats"], torch.exp(params["scales"]), torch.sigmoid(params["opacities"]),
-        colors, viewmat, K, view.width, view.height, sh_degree=sh_degree, backgrounds=background[None])
+        colors, viewmat, K, view.width, view.height, sh_degree=sh_degree, backgrounds=background[None],
+        rasterize_mode="antialiased" if antialiased else "classic")
     return img[0], info
 
 
@@ -126,7 +128,7 @@ def check_finite(params: torch.nn.ParameterDict, step: int) -> None:
                                    step=step, parameter=name)
 
 
-def to_splat(params: torch.nn.ParameterDict) -> Splat:
+def to_splat(params: torch.nn.ParameterDict, antialiased: bool = False) -> Splat:
     """The Gaussians as a :class:`~spaceport.geometry.splat.Splat` (numpy, on the CPU)."""
     p = {k: v.detach().float().cpu().numpy() for k, v in params.items()}
-    return Splat(p["means"], p["scales"], p["quats"], p["opacities"], p["sh0"][:, 0, :], p["shN"])
+    return Splat(p["means"], p["scales"], p["quats"], p["opacities"], p["sh0"][:, 0, :], p["shN"], antialiased)

@@ -457,7 +457,8 @@ def render_splat(
     splat: Any, K: np.ndarray, world_to_camera: np.ndarray, width: int, height: int,
     sh_degree: int | None = None, background: Sequence[float] = (0.0, 0.0, 0.0),
 ) -> np.ndarray:
-    """Render a splat from one camera: ``(H, W, 3)`` float32 in [0, 1] (CUDA when available, else CPU)."""
+    """Render a splat from one camera: ``(H, W, 3)`` float32 in [0, 1] (CUDA when available, else CPU),
+    antialiased when the splat was trained so."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     degree = splat.sh_degree if sh_degree is None else min(int(sh_degree), splat.sh_degree)
     with torch.no_grad():
@@ -469,5 +470,6 @@ def render_splat(
             img = bg[0].expand(int(height), int(width), 3)
         else:
             img = rasterization(t["means"], t["quats"], t["scales"], t["opacities"], t["colors"], viewmat, Kt,
-                                int(width), int(height), sh_degree=degree, backgrounds=bg)[0][0]
+                                int(width), int(height), sh_degree=degree, backgrounds=bg,
+                                rasterize_mode="antialiased" if splat.antialiased else "classic")[0][0]
         return img.clamp(0.0, 1.0).float().cpu().numpy()

@@ -87,13 +87,14 @@ def pick_device(cfg: TrainConfig) -> torch.device:
 
 
 def evaluate_views(params: torch.nn.ParameterDict, views: list[View], sh_degree: int, background: torch.Tensor,
-                   exposure: Exposure | None = None) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
+                   exposure: Exposure | None = None, antialiased: bool = False,
+                   ) -> tuple[float, float, list[tuple[View, np.ndarray]]]:
     """Mean PSNR and SSIM over ``views`` (rendered images returned too), each render at its photo's
     exposure when ``exposure`` is given."""
     ps, ss, renders = [], [], []
     with torch.no_grad():
         for v in views:
-            img, _ = render(params, v, sh_degree, background)
+            img, _ = render(params, v, sh_degree, background, antialiased)
             if exposure is not None:
                 img = img * exposure.gain(v.name)
             img = img.clamp(0, 1).cpu()
@@ -251,7 +252,7 @@ class Trainer:
             group["lr"] = means_lr
 
         self.phase = "rasterize"
-        img, info = render(self.params, view, self.sh_degree_at(step), self.background)
+        img, info = render(self.params, view, self.sh_degree_at(step), self.background, self.cfg.optim.antialiased)
         if self.exposure is not None:
             img = img * self.exposure.gain(view.name)
         loss = self.loss(img, gt)
@@ -342,9 +343,10 @@ class Trainer:
         stopped early, before all were switched on)."""
         sh = self.sh_degree_at(self.steps_done) if self.stopped_early else self.cfg.optim.sh_degree
         with progress.phase(STAGE, "evaluate", self.timings):
+            aa = self.cfg.optim.antialiased
             test_psnr, test_ssim, renders = evaluate_views(self.params, self.test_views, sh, self.background,
-                                                           self.exposure)
-            train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background, self.exposure)
+                                                           self.exposure, aa)
+            train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background, self.exposure, aa)
         if not math.isfinite(test_psnr):
             raise TrainingDiverged(f"The held-out renders are not finite at step {self.steps_done}; "
                                    "no splat was written")
@@ -354,7 +356,7 @@ class Trainer:
         """Write splat.ply, cameras.json, renders/ and metrics.json; clear the checkpoint (finished)."""
         with progress.phase(STAGE, "export", self.timings):
             out_dir.mkdir(parents=True, exist_ok=True)
-            splat = to_splat(self.params)
+            splat = to_splat(self.params, self.cfg.optim.antialiased)
             if evaluation.sh_degree < self.cfg.optim.sh_degree:
                 splat = splat.with_sh_degree(evaluation.sh_degree)
             ply_bytes = write_ply(splat, out_dir / "splat.ply")
@@ -437,7 +439,7 @@ class Trainer:
         if rt.target_psnr is None or done % rt.eval_every or done >= self.schedule.steps:
             return False
         test_psnr, _, _ = evaluate_views(self.params, self.test_views, self.sh_degree_at(done), self.background,
-                                         self.exposure)
+                                         self.exposure, self.cfg.optim.antialiased)
         self.history.append(TrainStep(step=done, test_psnr=round(test_psnr, 3)))
         progress.emit(STAGE, **self.history[-1].model_dump(exclude_none=True))
         return test_psnr >= rt.target_psnr

@@ -100,3 +100,27 @@ def test_we_read_the_antialiased_flag_splat_transform_writes(tmp_path, splat_tra
     splat_transform(tmp_path / "aa.ply", tmp_path / "aa.spz")
     splat, info = spz.read_spz((tmp_path / "aa.spz").read_bytes())
     assert info.antialiased and len(splat) == len(small_splat)
+
+
+@pytest.mark.parametrize("name", ["aa.ply", "aa.sog", "aa.spz"])
+def test_splat_transform_reads_our_antialiased_tag(small_splat, tmp_path, splat_transform, name):
+    """Each of our files says that the splat was trained antialiased in the form splat-transform reads
+    (PLY comment, SOG meta.json model, SPZ flag 0x1): it carries the tag into the PLY it writes, and a SOG
+    and an SPZ it writes from our PLY carry it back to us."""
+    from dataclasses import replace
+
+    aa = replace(small_splat, antialiased=True)
+    write_ply(aa, tmp_path / "aa.ply")
+    sog.encode_sog(aa, iterations=2).write_bundle(tmp_path / "aa.sog")
+    (tmp_path / "aa.spz").write_bytes(spz.encode_spz(aa))
+    splat_transform(tmp_path / name, tmp_path / "back.ply")
+    assert read_ply(tmp_path / "back.ply").antialiased
+    if name == "aa.ply":
+        splat_transform("-g", "cpu", tmp_path / "aa.ply", tmp_path / "theirs.sog")
+        splat_transform(tmp_path / "aa.ply", tmp_path / "theirs.spz")
+        assert sog.decode_sog(tmp_path / "theirs.sog").antialiased and sog.sog_antialiased(tmp_path / "theirs.sog")
+        assert spz.read_spz((tmp_path / "theirs.spz").read_bytes())[1].antialiased
+    # and an untagged splat stays untagged
+    write_ply(small_splat, tmp_path / "plain.ply")
+    splat_transform("-g", "cpu", tmp_path / "plain.ply", tmp_path / "plain.sog")
+    assert not sog.decode_sog(tmp_path / "plain.sog").antialiased

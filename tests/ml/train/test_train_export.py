@@ -27,6 +27,7 @@ def test_splat_transform_reads_the_exported_ply(scene, tmp_path):
     ply = tmp_path / "out" / "splat.ply"
     ours = read_ply(ply)
     assert ours.sh_degree == 2
+    assert ours.antialiased  # trained with the antialiased rasterizer (the default) and tagged so
     csv = tmp_path / "splat.csv"
     run = subprocess.run(["node", str(CLI), "-w", "-q", "-g", "cpu", str(ply), str(csv)],
                          capture_output=True, text=True, timeout=120)
@@ -43,3 +44,12 @@ def test_splat_transform_reads_the_exported_ply(scene, tmp_path):
     info = subprocess.run(["node", str(CLI), "-g", "cpu", str(ply), "--info", "json", "null"],
                           capture_output=True, text=True, timeout=120)
     assert '"shBands": 2' in info.stdout and f'"numGaussians": {len(ours)}' in info.stdout
+
+
+def test_a_splat_trained_without_antialiasing_is_not_tagged(scene, tmp_path):
+    from spaceport.stages.train.trainer import train
+
+    cfg = config_for("fast", {"model_dir": "gt/sparse/0", "downscale": "4", "steps": "3", "antialiased": "false"})
+    train(scene, tmp_path / "out", cfg)
+    assert not read_ply(tmp_path / "out" / "splat.ply").antialiased
+    assert b"SplatRenderMode" not in (tmp_path / "out" / "splat.ply").read_bytes()[:2000]

@@ -23,11 +23,11 @@ def _raise_at(call: int, exc: BaseException, module: str = "gsplat.cuda._wrapper
     scope = {"__name__": module, "exc": exc}
     exec("def rasterize_to_pixels():\n    raise exc\n", scope)  # a frame whose module is gsplat's
 
-    def render(params, view, sh, bg):
+    def render(params, view, sh, bg, antialiased=False):
         calls["n"] += 1
         if calls["n"] == call:
             scope["rasterize_to_pixels"]()
-        return real(params, view, sh, bg)
+        return real(params, view, sh, bg, antialiased)
 
     return render
 

@@ -138,6 +138,26 @@ def test_render_splat_contract():
     np.testing.assert_allclose(empty, np.broadcast_to([0.2, 0.4, 0.6], (6, 8, 3)), atol=1e-7)
 
 
+def test_render_splat_renders_an_antialiased_splat_as_it_was_trained():
+    """A splat tagged antialiased is rendered in gsplat's antialiased mode (the compress stage's quality
+    renders and the report use render_splat): its sub-pixel Gaussians fade instead of swelling."""
+    from dataclasses import replace
+
+    from spaceport.geometry.splat import Splat
+
+    means, quats, scales, opac, colors, vm, K = random_scene(200, 11, sh_degree=0, dtype=torch.float32)
+    scales = scales * 0.05
+    splat = Splat(means.numpy(), np.log(scales.numpy()), quats.numpy(),
+                  np.log(opac.numpy() / (1 - opac.numpy())), colors[:, 0].numpy(), colors[:, 1:].numpy())
+    for tagged, mode in ((False, "classic"), (True, "antialiased")):
+        img = render_splat(replace(splat, antialiased=tagged), K[0].numpy(), vm[0].numpy(), 64, 48)
+        ref, _, _ = rasterization_cpu(means, quats, scales, opac, colors, vm[:1], K[:1], 64, 48, sh_degree=0,
+                                      rasterize_mode=mode)
+        np.testing.assert_allclose(img, ref[0].clamp(0, 1).numpy(), atol=1e-6)
+    dim = render_splat(replace(splat, antialiased=True), K[0].numpy(), vm[0].numpy(), 64, 48).mean()
+    assert dim < 0.5 * render_splat(splat, K[0].numpy(), vm[0].numpy(), 64, 48).mean()
+
+
 def test_nothing_visible_gives_background_and_zero_gradients():
     means, quats, scales, opac, colors, vm, K = random_scene(30, 8, dtype=torch.float32)
     means = (means - torch.tensor([0.0, 0.0, 10.0])).requires_grad_(True)  # all behind the camera

@@ -308,9 +308,9 @@ def test_nan_stops_training_and_writes_no_splat(scene, tmp_path, monkeypatch):
     real = trainer.render
     calls = {"n": 0}
 
-    def poisoned(params, view, sh, bg):
+    def poisoned(params, view, sh, bg, antialiased=False):
         calls["n"] += 1
-        img, info = real(params, view, sh, bg)
+        img, info = real(params, view, sh, bg, antialiased)
         return (img * float("nan") if calls["n"] == 7 else img), info
 
     monkeypatch.setattr(trainer, "render", poisoned)
