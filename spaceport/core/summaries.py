@@ -299,6 +299,17 @@ class CaptureFigures(_Model):
     that learned nothing scores (None: nothing held out)."""
 
 
+class HeldOutAtSize(_Model):
+    """The held-out views measured at another image size than training's."""
+
+    width: int
+    height: int
+    downscale: int
+    psnr: float
+    """dB, mean over the held-out views."""
+    ssim: float
+
+
 class TrainMetrics(Summary):
     """``metrics.json``: held-out quality, counts, timings and the per-step history."""
 
@@ -335,6 +346,11 @@ class TrainMetrics(Summary):
     """With a time budget (``minutes``): what was planned and how it ended."""
     exposure: ExposureFit | None = None
     """How the photos' exposures were matched (None: off, or no EXIF exposures to match)."""
+    held_out_coarse: HeldOutAtSize | None = None
+    """The held-out views again at the coarsest size a time budget considers (the ``fast`` preset's: the
+    longest side the first power-of-two downscale that keeps it at least 150 px), when training ran
+    finer. ``test_psnr`` is measured at the training size, where finer detail is harder to match, so
+    runs trained at different sizes compare here (None: trained at that size, or nothing held out)."""
     config: dict[str, str]
     """Every option of the stage as run, as strings (:func:`spaceport.core.config.to_strings`), as request.json has them."""
     history: list[TrainStep] = Field(default_factory=list)

@@ -156,7 +156,10 @@ def sfm_rows(s: SfmSummary) -> list[tuple[str, Any]]:
 
 def train_rows(m: TrainMetrics) -> list[tuple[str, Any]]:
     """The training's headline numbers."""
-    return _shown([("test_psnr", m.test_psnr), ("test_ssim", m.test_ssim), ("lpips", m.lpips),
+    c = m.held_out_coarse
+    return _shown([("test_psnr", m.test_psnr), ("test_ssim", m.test_ssim), ("size", f"{m.width}x{m.height}"),
+                   ("held_out_coarse.psnr", c.psnr if c else None), ("held_out_coarse.ssim", c.ssim if c else None),
+                   ("held_out_coarse.size", f"{c.width}x{c.height}" if c else None), ("lpips", m.lpips),
                    ("num_gaussians", m.num_gaussians), ("steps", m.steps), ("strategy", m.strategy),
                    ("sh_degree", m.sh_degree), ("device", m.device), ("stopped_early", m.stopped_early),
                    ("peak_memory_mb", m.peak_memory_mb)])

@@ -78,9 +78,11 @@ class SfmConfig:
             raise ConfigInvalid("video_fps, min_sharpness and num_threads must not be negative")
 
 
-#: Overrides of the defaults, as strings. "fast" is the CPU demo/test preset.
+#: Overrides of the defaults, as strings. "fast" is the CPU demo/test preset (and a CPU run's with no
+#: flags). Its 8,192 features (the default's) against 2,048: monstree SfM 32.5 s against 18.3 s on the idle
+#: 2-core machine, and the splat trained on it 21.75/21.83 dB held out against 21.36/21.51 (two seeds).
 PRESETS: dict[str, dict[str, str]] = {
-    "fast": {"max_side": "800", "max_features": "2048", "video_frames": "40", "retrieval_neighbors": "10"},
+    "fast": {"max_side": "800", "video_frames": "40", "retrieval_neighbors": "10"},
     "default": {},
     "quality": {"max_side": "3200", "max_features": "16384", "exhaustive_max_images": "120",
                 "retrieval_neighbors": "25", "min_registered_fraction": "0.8"},

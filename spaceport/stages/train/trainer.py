@@ -24,10 +24,17 @@ import torch
 from spaceport.core.config import to_dict, to_strings
 from spaceport.core.errors import ConfigInvalid, TrainingDiverged
 from spaceport.core.files import atomic_path
-from spaceport.core.summaries import TrainBudget, TrainMetrics, TrainStep, write_summary
+from spaceport.core.summaries import HeldOutAtSize, TrainBudget, TrainMetrics, TrainStep, write_summary
 from spaceport.geometry.splat import write_ply
 from spaceport.local import progress
-from spaceport.stages.train.budget import REFIT_EVERY, REFIT_TOLERANCE, BudgetPlan, Schedule, steps_that_fit
+from spaceport.stages.train.budget import (
+    REFIT_EVERY,
+    REFIT_TOLERANCE,
+    BudgetPlan,
+    Schedule,
+    downscales,
+    steps_that_fit,
+)
 from spaceport.stages.train.capture import capture_figures
 from spaceport.stages.train.config import TrainConfig
 from spaceport.stages.train.data import View, cameras_json, load_model, load_views
@@ -115,6 +122,8 @@ class Evaluation:
     """dB, on up to 8 training views (how far the fit is from what it learned from)."""
     sh_degree: int
     renders: list[tuple[View, np.ndarray]]
+    coarse: HeldOutAtSize | None = None
+    """The held-out views at the coarsest budget size, when training ran finer."""
 
 
 class Trainer:
@@ -141,6 +150,10 @@ class Trainer:
         with progress.phase(STAGE, "load", self.timings):
             model = load_model(input_dir / cfg.data.model_dir)
             self.views = load_views(model, input_dir / cfg.data.images_dir, cfg.data.test_every, cfg.data.downscale)
+        self.input_dir = input_dir
+        cam = next(iter(model.cameras.values()))
+        #: the coarsest downscale a budget considers (the size held-out PSNR of every run compares at)
+        self.coarse_downscale = downscales(cam.width, cam.height)[0]
         self.train_views = [v for v in self.views if v.split == "train"]
         self.test_views = [v for v in self.views if v.split == "test"] or self.train_views
         centres = np.stack([np.linalg.inv(v.world_to_camera)[:3, 3] for v in self.views])
@@ -347,10 +360,26 @@ class Trainer:
             test_psnr, test_ssim, renders = evaluate_views(self.params, self.test_views, sh, self.background,
                                                            self.exposure, aa)
             train_psnr, _, _ = evaluate_views(self.params, self.train_views[:8], sh, self.background, self.exposure, aa)
+            coarse = self._evaluate_coarse(sh)
         if not math.isfinite(test_psnr):
             raise TrainingDiverged(f"The held-out renders are not finite at step {self.steps_done}; "
                                    "no splat was written")
-        return Evaluation(test_psnr, test_ssim, train_psnr, sh, renders)
+        return Evaluation(test_psnr, test_ssim, train_psnr, sh, renders, coarse)
+
+    def _evaluate_coarse(self, sh: int) -> HeldOutAtSize | None:
+        """The held-out views at :attr:`coarse_downscale` when training ran finer (metrics.json's
+        ``held_out_coarse``)."""
+        cfg = self.cfg
+        if not cfg.data.test_every or cfg.data.downscale >= self.coarse_downscale:
+            return None
+        model = load_model(self.input_dir / cfg.data.model_dir)
+        views = [v for v in load_views(model, self.input_dir / cfg.data.images_dir, cfg.data.test_every,
+                                       self.coarse_downscale) if v.split == "test"]
+        if not views:
+            return None
+        p, s, _ = evaluate_views(self.params, views, sh, self.background, self.exposure, cfg.optim.antialiased)
+        return HeldOutAtSize(width=views[0].width, height=views[0].height, downscale=self.coarse_downscale,
+                             psnr=round(p, 4), ssim=round(s, 5))
 
     def export(self, out_dir: Path, evaluation: Evaluation) -> TrainMetrics:
         """Write splat.ply, cameras.json, renders/ and metrics.json; clear the checkpoint (finished)."""
@@ -467,6 +496,7 @@ class Trainer:
                 stopped_at_deadline=self.stopped_early and self.steps_done < self.schedule.steps
                 and cfg.runtime.target_psnr is None),
             capture=capture_figures(self.views), exposure=self.exposure.fit() if self.exposure else None,
+            held_out_coarse=ev.coarse,
             config=to_strings(cfg), history=self.history)
 
     def _clear_checkpoint(self, out_dir: Path) -> None:

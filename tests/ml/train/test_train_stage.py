@@ -111,6 +111,28 @@ def test_rendered_splat_matches_held_out_view(scene, tmp_path):
     assert metrics.test_psnr > 10  # 40 steps: ~11.6 dB measured
 
 
+def test_a_run_trained_finer_than_the_coarsest_budget_size_is_also_measured_there(scene, tmp_path, monkeypatch):
+    """metrics.json's held_out_coarse: the held-out views at the coarsest size a budget considers, so runs
+    trained at different sizes compare; it is what the held-out renders downscaled score, not a re-fit."""
+    from PIL import Image
+
+    from spaceport.stages.train import budget
+    from spaceport.stages.train.trainer import train
+
+    monkeypatch.setattr(budget, "MIN_LONG_SIDE", 50)  # the 160x120 scene: candidates 80x60 and 160x120
+    fine = train(scene, tmp_path / "fine", tiny(downscale="1", steps="20"))
+    c = fine.held_out_coarse
+    assert c is not None and (c.width, c.height, c.downscale) == (80, 60, 2)
+    assert (fine.width, fine.height) == (160, 120) and np.isfinite(c.psnr) and 0 < c.ssim <= 1
+    # close to the full-size renders box-downscaled against the photos box-downscaled (same views)
+    def halve(path: Path) -> np.ndarray:
+        return np.asarray(Image.open(path).resize((80, 60), Image.BOX), dtype=np.float32) / 255
+    renders = sorted((tmp_path / "fine" / "renders").glob("*_render.png"))
+    mse = [np.mean((halve(r) - halve(Path(str(r).replace("_render", "_gt")))) ** 2) for r in renders]
+    assert abs(c.psnr - float(np.mean([10 * np.log10(1 / m) for m in mse]))) < 1.5
+    assert train(scene, tmp_path / "coarse", tiny(steps="5")).held_out_coarse is None  # trained at that size
+
+
 def _flags(values: dict[str, str]) -> list[str]:
     return [arg for key, value in values.items() for arg in (f"--{key.replace('_', '-')}", value)]
 

@@ -116,7 +116,7 @@ def test_presets_and_overrides_resolve_to_strings():
     sfm = p.stage("sfm")
     assert sfm.arguments[0] == "sfm" and len(sfm.arguments) == 1 + 2 * len(to_strings(SfmConfig()))
     pairs = dict(zip(sfm.arguments[1::2], sfm.arguments[2::2], strict=True))
-    assert pairs["--max-side"] == "800" and pairs["--max-features"] == "2048"  # fast preset
+    assert pairs["--max-side"] == "800" and pairs["--max-features"] == "8192"  # fast preset
     assert pairs["--matcher"] == "auto"  # default
     compress = dict(zip(p.stage("compress").arguments[1::2], p.stage("compress").arguments[2::2], strict=True))
     assert compress["--kmeans-iterations"] == "4" and compress["--quality-resolution"] == "160"
