@@ -357,8 +357,10 @@ class TrainMetrics(Summary):
     """Every progress line of the run, in step order (a resumed run keeps the steps before it)."""
 
     def headline(self) -> dict[str, Number | str | None]:
+        c = self.held_out_coarse
         return {"test_psnr": self.test_psnr, "test_ssim": self.test_ssim, "num_gaussians": self.num_gaussians,
-                "steps": self.steps}
+                "steps": self.steps, "size": f"{self.width}x{self.height}",
+                **({"coarse_psnr": c.psnr, "coarse_size": f"{c.width}x{c.height}"} if c else {})}
 
 
 # ---- cameras.json ----

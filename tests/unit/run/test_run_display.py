@@ -58,3 +58,12 @@ def test_quiet_prints_only_the_report_path_and_plain_prints_lines() -> None:
     _drive(PlainReporter(buf))
     assert "[sfm] phase=match" in buf.getvalue() and "report /tmp/o/report/index.html" in buf.getvalue()
     assert "summary:\n  sfm          done         3.2s  peak 400 MB" in buf.getvalue()
+
+
+def test_a_run_trained_finer_than_the_coarsest_size_shows_both_psnrs() -> None:
+    from spaceport.stages.train import describe
+
+    line = describe({"test_psnr": 21.5148, "num_gaussians": 59999, "size": "298x398", "coarse_psnr": 22.893,
+                     "coarse_size": "149x199"})
+    assert line == "PSNR 21.51 dB at 298x398 (22.89 at 149x199), 59999 Gaussians"
+    assert describe({"test_psnr": 24.1, "num_gaussians": 3, "size": "149x199"}) == "PSNR 24.10 dB, 3 Gaussians"
