@@ -142,6 +142,9 @@ def ours(cap: str, sfm: Path, minutes: float, work: Path) -> dict:
     return {"capture": cap, "trainer": "ours", "minutes": minutes, "wall_s": round(end - t0, 1),
             "cpu_s": round(cpu, 1), "load_start": round(load, 1), "load_end": round(os.getloadavg()[0], 1),
             "test_psnr": m.test_psnr, "test_ssim": m.test_ssim, "val_view": first, "val_psnr": round(view, 2),
+            "size": f"{m.width}x{m.height}",
+            "coarse_psnr": m.held_out_coarse.psnr if m.held_out_coarse else None,
+            "coarse_size": f"{m.held_out_coarse.width}x{m.held_out_coarse.height}" if m.held_out_coarse else None,
             "steps": m.steps, "planned_steps": plan["steps"], "downscale": plan["downscale"],
             "gaussians": m.num_gaussians, "expected_s": plan["expected_s"],
             "stage_s": m.seconds["total"],
@@ -210,7 +213,8 @@ def table(rows: list[dict], out: Path) -> None:
 
         loads = "; ".join(f"{r['trainer']} {r['load_start']}/{r['load_end']}" for r in (o, s) if r)
         steps = f"{o['steps']} ({o['planned_steps']})" if o else "not run"
-        lines.append(f"| {cap} | {m:g} | {g(o, 'test_psnr', '{:.2f}')} | {g(o, 'val_psnr', '{:.2f}')} | "
+        coarse = f" ({o['coarse_psnr']:.2f} at {o['coarse_size']})" if o and o.get("coarse_psnr") is not None else ""
+        lines.append(f"| {cap} | {m:g} | {g(o, 'test_psnr', '{:.2f}')}{coarse} | {g(o, 'val_psnr', '{:.2f}')} | "
                      f"{g(s, 'val_psnr', '{:.2f}')} | {steps} | {g(s, 'steps')} | {g(o, 'downscale')} | "
                      f"{g(o, 'gaussians')} | {loads} |")
     lines += ["", "## ETA accuracy (ours)", "",
