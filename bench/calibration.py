@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +29,7 @@ from spaceport.geometry.splat import read_ply
 from spaceport.stages.train import calibrate
 from spaceport.stages.train.config import config_for
 from spaceport.stages.train.data import load_model, load_views
-from spaceport.stages.train.gaussians import init_params, make_optimizers, render
-from spaceport.stages.train.metrics import ssim
+from spaceport.stages.train.gaussians import init_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,29 +43,13 @@ def trained_step_s(path: Path, views: list, cfg) -> tuple[float, int]:
         params["quats"][:] = torch.from_numpy(splat.quats)
         params["opacities"][:] = torch.from_numpy(splat.opacities)
         params["sh0"][:] = torch.from_numpy(splat.sh0)[:, None, :]
-    opts = make_optimizers(params, cfg.optim, 1.0)
-    lam = cfg.optim.ssim_lambda
-    times = []
-    for i in range(calibrate.STEPS + 3):
-        view = views[i % len(views)]
-        gt = torch.from_numpy(view.image)
-        t = time.perf_counter()
-        img, _ = render(params, view, min(1, cfg.optim.sh_degree), torch.zeros(3), splat.antialiased)  # as the probes
-        loss = (1 - lam) * torch.abs(img - gt).mean() + lam * (1 - ssim(img, gt))
-        loss.backward()
-        float(loss.detach())
-        for opt in opts.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if i:
-            times.append(time.perf_counter() - t)
-    return float(np.median(times)), len(splat.means)
+    return calibrate.time_params(params, views, cfg, torch.device("cpu"), steps=calibrate.STEPS + 2), len(splat.means)
 
 
 def measure(run: Path) -> dict:
     metrics = read_summary(TrainMetrics, run / "metrics.json")
     options = metrics.config
-    cfg = config_for("fast", {k: options[k] for k in ("model_dir", "downscale") if k in options})
+    cfg = config_for("fast", {k: options[k] for k in ("model_dir", "downscale", "antialiased") if k in options})
     sfm = run.parent / "sfm"
     model = load_model(sfm / cfg.data.model_dir)
     views = [v for v in load_views(model, sfm / "images", cfg.data.test_every, cfg.data.downscale) if v.split == "train"]

@@ -63,22 +63,30 @@ def _grown(xyz: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _time_steps(xyz, rgb, views, cfg: TrainConfig, device: torch.device, refined: bool = False) -> float:
-    """Mean wall seconds of one optimisation step over ``STEPS`` steps after a warm-up; ``refined``:
+    """Median wall seconds of one optimisation step (:func:`time_params`) of Gaussians at the points; ``refined``:
     Gaussians shaped like a trained splat's instead of fresh ones."""
-    from spaceport.stages.train.gaussians import init_params, make_optimizers, render
-    from spaceport.stages.train.metrics import ssim
+    from spaceport.stages.train.gaussians import init_params
 
     params = init_params(xyz, rgb, cfg.optim, device)
     if refined:
         with torch.no_grad():
             params["scales"] -= math.log(REFINED_SHRINK)
             params["opacities"].fill_(math.log(REFINED_OPACITY / (1 - REFINED_OPACITY)))
+    return time_params(params, views, cfg, device)
+
+
+def time_params(params, views, cfg: TrainConfig, device: torch.device, steps: int = STEPS) -> float:
+    """Median wall seconds of one optimisation step of ``params`` (render, L1 + D-SSIM, backward, Adam)
+    over ``steps`` steps after an untimed warm-up, at most SH degree 1 (what the budget's runs start with)."""
+    from spaceport.stages.train.gaussians import make_optimizers, render
+    from spaceport.stages.train.metrics import ssim
+
     optimizers = make_optimizers(params, cfg.optim, 1.0)
     bg = torch.zeros(3, device=device)
     sh = min(1, cfg.optim.sh_degree)
     lam = cfg.optim.ssim_lambda
     times = []
-    for i in range(STEPS + 1):
+    for i in range(steps + 1):
         view = views[i % len(views)]
         gt = torch.from_numpy(view.image).to(device)
         t = time.perf_counter()
