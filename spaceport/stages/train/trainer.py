@@ -150,7 +150,7 @@ class Trainer:
         with progress.phase(STAGE, "load", self.timings):
             model = load_model(input_dir / cfg.data.model_dir)
             self.views = load_views(model, input_dir / cfg.data.images_dir, cfg.data.test_every, cfg.data.downscale)
-        self.input_dir = input_dir
+        self.model, self.input_dir = model, input_dir  # the held-out views at the coarsest size reuse them
         cam = next(iter(model.cameras.values()))
         #: the coarsest downscale a budget considers (the size held-out PSNR of every run compares at)
         self.coarse_downscale = downscales(cam.width, cam.height)[0]
@@ -372,8 +372,7 @@ class Trainer:
         cfg = self.cfg
         if not cfg.data.test_every or cfg.data.downscale >= self.coarse_downscale:
             return None
-        model = load_model(self.input_dir / cfg.data.model_dir)
-        views = [v for v in load_views(model, self.input_dir / cfg.data.images_dir, cfg.data.test_every,
+        views = [v for v in load_views(self.model, self.input_dir / cfg.data.images_dir, cfg.data.test_every,
                                        self.coarse_downscale) if v.split == "test"]
         if not views:
             return None
