@@ -107,5 +107,11 @@ def test_exposures_are_compared_within_one_camera_only():
         e.gamma.fill_(1.0)
     assert [float(e.gain(n)) for n in ("a1", "a2", "a3", "b1", "b2", "b3", "c1")] == [0.5, 1, 2, 0.5, 1, 2, 1]
     assert e.fit().spread == 4.0
+    two = {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}
     same = {"a1": 0.1, "a2": 0.1, "b1": 0.2, "b2": 0.2}
-    assert Exposure.of(same, {"a1": "A", "a2": "A", "b1": "B", "b2": "B"}, list(same), torch.device("cpu")) is None
+    assert Exposure.of(same, two, list(same), torch.device("cpu")) is None
+    mixed = Exposure.of({**same, "b2": 0.8}, two, list(same), torch.device("cpu"))  # A constant, B varies
+    assert mixed is not None and mixed.references == {"A": 0.1, "B": 0.5}
+    with torch.no_grad():
+        mixed.gamma.fill_(1.0)
+    assert [float(mixed.gain(n)) for n in ("a1", "a2", "b1", "b2")] == pytest.approx([1, 1, 0.4, 1.6])

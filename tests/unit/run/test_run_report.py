@@ -230,7 +230,7 @@ def test_held_out_views_say_they_are_rendered_at_each_photos_exposure(job_dir: P
 
     publish(job_dir, tmp_path / "plain")
     assert "EXIF exposure" not in (tmp_path / "plain" / "index.html").read_text()
-    write_train(job_dir / "train", cams, exposure=ExposureFit(references={'Apple iPhone 7': 0.1286}, spread=1.875, gamma=0.39))
+    write_train(job_dir / "train", cams, exposure=ExposureFit(references={"Apple iPhone 7": 0.1286}, spread=1.875, gamma=0.39))
     publish(job_dir, tmp_path / "matched")
     page = (tmp_path / "matched" / "index.html").read_text()
     assert "render | ground truth; each render at its photo's EXIF exposure (photos span 1.88x" in page
