@@ -17,8 +17,8 @@ The rule, for a budget of ``B`` seconds of training wall time:
    (the first ``REFINE_STOP`` of the steps) and stays there: affordable steps follow.
 3. Pick the finest resolution where the smallest cap affords ``RESOLUTION_EPOCHS`` passes over
    the training images; at that resolution, the largest cap (at most ``GAUSSIANS_PER_VIEW`` per
-   training image, in proportion to the image's side at finer sizes) that still affords ``EPOCHS``.
-   With too little time for that anywhere: the coarsest resolution and the smallest cap.
+   training image) that still affords ``EPOCHS``. With too little time for that anywhere: the
+   coarsest resolution and the smallest cap.
 4. Never schedule more than ``EPOCHS`` passes: past them the held-out PSNR falls while the
    training views' keeps rising (the splat learns the photos, not the scene). A capture with few
    photos finishes before its budget, and the plan says so when it starts.
@@ -42,11 +42,8 @@ FILL = 0.9
 EPOCHS = 50
 #: Passes a plan must afford at a finer resolution before it trains there (twice ``EPOCHS``).
 RESOLUTION_EPOCHS = 2 * EPOCHS
-#: Most Gaussians per training image a plan's cap allows at the coarsest candidate size (never below
-#: ``CAP_RANGE[0]``), and in proportion to the image's side at finer sizes (a finer photo resolves more
-#: detail for Gaussians to fit). Held-out PSNR on monstree's 20 photos, 1,000 steps, seeds 0 / 1: at
-#: 149x199, 60,000 gave 22.13 / 22.47 dB and 120,000 22.21 / 22.04; at 298x398, measured at 149x199,
-#: 60,000 gave 22.67 / 22.64 and 120,000 22.95 / 22.68 (21.59 / 21.37 at 298x398, against 21.33 / 21.30).
+#: Most Gaussians per training image a plan's cap allows (never below ``CAP_RANGE[0]``): monstree's 20
+#: photos at 150,000 gave 21.11 dB against 21.43 at 60,000 (1,500 steps each), and cost twice the time.
 GAUSSIANS_PER_VIEW = 3_000
 #: Gaussian caps tried, as multiples of the initial count, bounded by ``CAP_RANGE``.
 #: The floor is the `fast` preset's cap: with 30,000 both monstree budget runs hit the cap (fast's own
@@ -228,14 +225,6 @@ def caps(start: int) -> list[int]:
     return sorted({min(hi, max(lo, f * start)) for f in CAP_FACTORS})
 
 
-def cap_options(capture: Capture, n_train: int, side: float) -> list[int]:
-    """The caps above the smallest a plan may grow to, smallest first: :func:`caps` up to what the photos
-    constrain (``GAUSSIANS_PER_VIEW`` per training image, times ``side``, the image's side against the
-    coarsest candidate's), and that limit itself."""
-    most = max(CAP_RANGE[0], min(CAP_RANGE[1], int(GAUSSIANS_PER_VIEW * n_train * side)))
-    return sorted({*(c for c in caps(capture.start_gaussians) if c < most), most})[1:]
-
-
 def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: float = 0.0) -> BudgetPlan:
     """The plan for ``budget_s`` seconds of training (see the module docstring for the rule)."""
     if not probes:
@@ -255,15 +244,16 @@ def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: floa
                           max_gaussians=cap, loop_s=round(loop_s, 1), tail_s=round(tail, 1),
                           spent_s=round(spent_s, 1), epochs=round(fits / n_train, 1), probe=p, max_steps=most)
 
-    smallest = caps(capture.start_gaussians)[0]
-    best = plan(probes[0], smallest)
+    most_gaussians = max(CAP_RANGE[0], GAUSSIANS_PER_VIEW * n_train)
+    options = [c for c in caps(capture.start_gaussians) if c <= most_gaussians] or caps(capture.start_gaussians)[:1]
+    best = plan(probes[0], options[0])
     for p in probes[1:]:
-        first = plan(p, smallest)
+        first = plan(p, options[0])
         if first.epochs < RESOLUTION_EPOCHS:
             break
         best = first
     p = next(q for q in probes if q.downscale == best.downscale)
-    for cap in cap_options(capture, n_train, side=math.sqrt(p.width * p.height / (probes[0].width * probes[0].height))):
+    for cap in options[1:]:
         bigger = plan(p, cap)
         if bigger.epochs < EPOCHS:
             break

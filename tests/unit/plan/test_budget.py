@@ -45,21 +45,6 @@ def test_few_photos_stop_at_epochs_passes_before_the_budget() -> None:
     assert plan.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
     hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
     assert hour.steps == plan.steps and hour.downscale < plan.downscale  # the hour buys pixels
-    # and, at 4x the side, Gaussians for the detail the finer photos resolve: 4x as many per photo
-    assert (hour.downscale, hour.max_gaussians) == (1, budget.GAUSSIANS_PER_VIEW * 20 * 4)
-
-
-def test_the_gaussian_cap_follows_the_photos_and_their_size() -> None:
-    """The caps above the smallest: the start's multiples up to GAUSSIANS_PER_VIEW per training photo at
-    the coarsest size, in proportion to the side at finer ones, and that limit itself."""
-    assert budget.cap_options(PHONE, 20, side=1.0) == []  # 20 photos constrain no more than 60,000
-    assert budget.cap_options(PHONE, 20, side=2.0) == [88_000, 120_000]
-    assert budget.cap_options(PHONE, 20, side=4.0) == [88_000, 176_000, 240_000]
-    assert budget.cap_options(WALK, 400, side=1.0) == [88_000, 176_000, 352_000, 1_200_000]
-    assert budget.cap_options(WALK, 400, side=4.0)[-1] == budget.CAP_RANGE[1]  # never past the range
-    few = Capture(train_images=7, test_images=1, start_gaussians=40_000)
-    assert budget.cap_options(few, 7, side=1.0) == []  # the smallest cap (80,000) is above the limit
-    assert budget.cap_options(few, 7, side=4.0) == [84_000]
 
 
 def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
