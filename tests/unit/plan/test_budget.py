@@ -42,20 +42,24 @@ def test_few_photos_stop_at_epochs_passes_before_the_budget() -> None:
     plan = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
     assert plan.steps == plan.max_steps == budget.EPOCHS * 20 and plan.epochs == budget.EPOCHS
     assert plan.finishes_early and plan.expected_s < 0.9 * 600
-    assert plan.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
+    # EPOCHS passes fit at twice the side, so it trains there
+    assert plan.downscale == 2 and plan.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
+    assert choose(600, PHONE, [COARSE]).max_gaussians == plan.max_gaussians
     hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
     assert hour.steps == plan.steps and hour.downscale < plan.downscale  # the hour buys pixels
 
 
-def test_more_time_buys_steps_then_gaussians_then_pixels() -> None:
-    """400 photos: a short budget buys steps; once EPOCHS passes fit, Gaussians; once twice that fits
-    at a finer size, pixels."""
+def test_more_time_buys_steps_then_pixels_then_gaussians() -> None:
+    """400 photos: a short budget buys steps; once EPOCHS passes fit at a finer size, pixels; then
+    Gaussians at that size; then the next size."""
     short = choose(300, WALK, [COARSE, MEDIUM, FINE])
+    mid = choose(3 * 3600, WALK, [COARSE, MEDIUM, FINE])
     long = choose(6 * 3600, WALK, [COARSE, MEDIUM, FINE])
     longer = choose(24 * 3600, WALK, [COARSE, MEDIUM, FINE])
     assert (short.downscale, short.max_gaussians) == (4, 60_000) and short.epochs < budget.EPOCHS
-    assert long.max_gaussians > 60_000 and long.steps == budget.EPOCHS * 400
-    assert longer.downscale < 4 and longer.steps == long.steps
+    assert mid.downscale == 2 and mid.steps == budget.EPOCHS * 400
+    assert long.downscale == 2 and long.max_gaussians > mid.max_gaussians and long.steps == mid.steps
+    assert longer.downscale == 1 and longer.max_gaussians > long.max_gaussians and longer.steps == long.steps
     assert all(p.steps * p.probe.step_seconds(budget.mean_gaussians(11_000, p.max_gaussians)) <= 0.9 * p.budget_s
                for p in (short, long, longer))
 
