@@ -6,7 +6,9 @@ that output: the same cameras, points and images.
 
 - ours: ``spaceport train SFM --preset fast --minutes M`` for each budget M (a separate run each:
   the plan differs per budget). Held-out PSNR is the mean over our held-out views (every 8th);
-  the PSNR on OpenSplat's validation view is read from our render of it (``renders/``).
+  the PSNR on OpenSplat's validation view is read from our render of it (``renders/``); when ours
+  trained finer than the coarsest size (``held_out_coarse``), that render is also box-downscaled to
+  the coarsest size and scored there, beside OpenSplat's render at that size.
 - OpenSplat (built by bench/opensplat_build.sh): one run per capture, ``--cpu -d D
   --num-downscales 0 --val-image V --val-render DIR``, stopped at the largest budget; it renders
   the validation view every 10 steps, so its PSNR at each budget is that of the last render
@@ -90,11 +92,15 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(1.0 / max(mse, 1e-12))
 
 
-def score(render: Path, photo: Path) -> float:
+def score(render: Path, photo: Path, size: tuple[int, int] | None = None) -> float:
+    """PSNR of a render against its photo, box-downscaled to the render's size (or both to ``size``:
+    a render at a finer size is scored beside one made at ``size``)."""
     from PIL import Image
 
     with Image.open(render) as r, Image.open(photo) as p:
         r = r.convert("RGB")
+        if size is not None and r.size != size:
+            r = r.resize(size, Image.Resampling.BOX)
         p = p.convert("RGB").resize(r.size, Image.Resampling.BOX)
         return psnr(np.asarray(r), np.asarray(p))
 
@@ -139,9 +145,13 @@ def ours(cap: str, sfm: Path, minutes: float, work: Path) -> dict:
     first = m.held_out[0]
     stem = Path(first).with_suffix("").as_posix().replace("/", "_")
     view = score(out / "renders" / f"{stem}_render.png", out / "renders" / f"{stem}_gt.png")
+    coarse = m.held_out_coarse
+    view_coarse = (score(out / "renders" / f"{stem}_render.png", out / "renders" / f"{stem}_gt.png",
+                         (coarse.width, coarse.height)) if coarse else view)
     return {"capture": cap, "trainer": "ours", "minutes": minutes, "wall_s": round(end - t0, 1),
             "cpu_s": round(cpu, 1), "load_start": round(load, 1), "load_end": round(os.getloadavg()[0], 1),
             "test_psnr": m.test_psnr, "test_ssim": m.test_ssim, "val_view": first, "val_psnr": round(view, 2),
+            "val_psnr_coarse": round(view_coarse, 2),
             "size": f"{m.width}x{m.height}",
             "coarse_psnr": m.held_out_coarse.psnr if m.held_out_coarse else None,
             "coarse_size": f"{m.held_out_coarse.width}x{m.held_out_coarse.height}" if m.held_out_coarse else None,
@@ -214,7 +224,9 @@ def table(rows: list[dict], out: Path) -> None:
         loads = "; ".join(f"{r['trainer']} {r['load_start']}/{r['load_end']}" for r in (o, s) if r)
         steps = f"{o['steps']} ({o['planned_steps']})" if o else "not run"
         coarse = f" ({o['coarse_psnr']:.2f} at {o['coarse_size']})" if o and o.get("coarse_psnr") is not None else ""
-        lines.append(f"| {cap} | {m:g} | {g(o, 'test_psnr', '{:.2f}')}{coarse} | {g(o, 'val_psnr', '{:.2f}')} | "
+        view = (f" ({o['val_psnr_coarse']:.2f} at {o['coarse_size']})"
+                if o and o.get("coarse_psnr") is not None and o.get("val_psnr_coarse") is not None else "")
+        lines.append(f"| {cap} | {m:g} | {g(o, 'test_psnr', '{:.2f}')}{coarse} | {g(o, 'val_psnr', '{:.2f}')}{view} | "
                      f"{g(s, 'val_psnr', '{:.2f}')} | {steps} | {g(s, 'steps')} | {g(o, 'downscale')} | "
                      f"{g(o, 'gaussians')} | {loads} |")
     lines += ["", "## ETA accuracy (ours)", "",
