@@ -42,7 +42,7 @@ FILL = 0.9
 EPOCHS = 50
 #: Passes a plan must afford at a finer resolution (with the smallest cap) before it trains there. The
 #: same ``EPOCHS`` passes at twice the side, held-out PSNR measured at the coarser size: monstree (1,000
-#: steps, five runs) 22.59-22.89 dB at 298x398 against 22.13-22.49 at 149x199; herzjesu-P8 18.83 against
+#: steps, six runs) 22.59-22.89 dB at 298x398 against 22.13-22.49 at 149x199 (five); herzjesu-P8 18.83 against
 #: 18.47-18.56. The other way: fountain-P11 (2 held-out views) 22.24-23.09 against 23.15-24.00, the demo
 #: 28.05 against 29.71 (rendering an antialiased splat smaller than it was trained fades its sub-pixel
 #: Gaussians: the demo's finer render, box-downscaled, scored 30.53 against 29.22 on one view).
@@ -50,7 +50,7 @@ RESOLUTION_EPOCHS = EPOCHS
 #: Most Gaussians per training image a plan's cap allows (never below ``CAP_RANGE[0]``): monstree's 20
 #: photos at 150,000 gave 21.11 dB against 21.43 at 60,000 (1,500 steps each), and cost twice the time.
 #: With antialiasing, 1,000 steps, seeds 0 / 1: 120,000 gave 22.21 / 22.04 dB against 22.13 / 22.47 at
-#: 149x199; at 298x398 (measured at 149x199) 22.61-22.95 in three runs against 22.59-22.89 in four, for
+#: 149x199; at 298x398 (measured at 149x199) 22.61-22.95 in three runs against 22.59-22.89 in six, for
 #: 40% more time.
 GAUSSIANS_PER_VIEW = 3_000
 #: Gaussian caps tried, as multiples of the initial count, bounded by ``CAP_RANGE``.
