@@ -12,9 +12,9 @@ The rule, for a budget of ``B`` seconds of training wall time:
 1. Time left for the loop: ``B`` minus what calibration and loading took, minus the expected
    evaluation and export (a held-out render costs about a third of a step), times ``FILL``
    (the loop also stops at the deadline, so a slow step costs quality, never time).
-2. At each resolution (coarsest first) and each Gaussian cap (smallest first), the mean step cost
-   over the run assumes the count grows linearly from the start to the cap during refinement
-   (the first ``REFINE_STOP`` of the steps) and stays there: affordable steps follow.
+2. At each resolution (coarsest first) and each Gaussian cap (smallest first), the run's cost
+   assumes each refinement round (:class:`Refinement`) multiplies the count by ``GROWTH_PER_ROUND``
+   up to the cap, and that it stays there once refinement ends: affordable steps follow.
 3. Pick the finest resolution where the smallest cap affords ``RESOLUTION_EPOCHS`` passes over
    the training images; at that resolution, the largest cap (at most ``GAUSSIANS_PER_VIEW`` per
    training image) that still affords ``EPOCHS``. With too little time for that anywhere: the
@@ -60,6 +60,14 @@ CAP_FACTORS = (2, 4, 8, 16, 32)
 CAP_RANGE = (60_000, 1_500_000)
 #: Refinement (densification) ends at this share of the steps; the rest fits what exists.
 REFINE_STOP = 0.7
+#: Each refinement round of a budgeted run multiplies the Gaussian count by about this much until the
+#: cap (growth takes the Gaussians whose gradient was high since the last round, each adds one).
+#: Fitted to the count's path in eight budgeted runs (monstree, fountain-P11, herzjesu-P8 and the demo;
+#: 350-1,050 steps, a round every 25-26 steps; 1.15-1.59 a round, slowing near the cap): the mean count
+#: over each run comes out at 0.92-1.18 times the measured, where growing linearly to the cap over
+#: refinement gave 0.83-1.35 (too little for 1,000 steps, which reach the cap by a quarter of the run,
+#: too much for 350, which reach it at refinement's end; bench/results/train_budget.md).
+GROWTH_PER_ROUND = 1.4
 #: The positions' learning rate decays geometrically to this share of its start by the last step.
 LR_END = 0.01
 #: A running budget re-fits its schedule when the steps that fit differ from the plan by more than this share.
@@ -142,31 +150,67 @@ class BudgetPlan:
 
     def growth_ahead(self, step: int, gaussians: int, steps: int | None = None) -> float:
         """How much dearer the remaining steps are than the current ones, as the count grows to the cap
-        until refinement ends (the rate measured so far does not see that growth). ``steps``: the run's
-        step count now (a re-fitted schedule's), the plan's by default."""
+        in the refinement rounds still to come (the rate measured so far does not see that growth).
+        ``steps``: the run's step count now (a re-fitted schedule's, which ends refinement at
+        ``REFINE_STOP`` of it), the plan's by default."""
         steps = self.steps if steps is None else steps
-        refine_end = int(steps * REFINE_STOP)
-        if step >= refine_end or step >= steps or gaussians >= self.max_gaussians or self.probe is None:
+        if step >= steps or gaussians >= self.max_gaussians or self.probe is None:
             return 1.0
-        left = steps - step
-        growing = refine_end - step
-        ahead = (growing * self.probe.step_seconds((gaussians + self.max_gaussians) / 2)
-                 + (left - growing) * self.probe.step_seconds(self.max_gaussians)) / left
+        refine = replace(Refinement.for_steps(self.steps), stop=int(steps * REFINE_STOP))
+        ahead = refine.seconds(self.probe, step, gaussians, self.max_gaussians, steps) / (steps - step)
         return max(1.0, ahead / self.probe.step_seconds(gaussians))
 
     def options(self, sh_degree: int) -> dict[str, str]:
         """Train options (as strings, like every option source) for this plan: the size, the
         step count and the refinement schedule scaled to it."""
         s = self.steps
-        refine_every = int(min(100, max(25, s // 40)))
+        refine = Refinement.for_steps(s)
         return {
             "downscale": str(self.downscale), "steps": str(s), "max_gaussians": str(self.max_gaussians),
-            "refine_start": str(int(min(500, max(50, s // 10)))), "refine_stop": str(int(s * REFINE_STOP)),
-            "refine_every": str(refine_every), "reset_every": str(3000 if s >= 6000 else 0),
+            "refine_start": str(refine.start), "refine_stop": str(refine.stop),
+            "refine_every": str(refine.every), "reset_every": str(3000 if s >= 6000 else 0),
             "sh_degree_interval": str(sh_interval(s, sh_degree)),
             "log_every": str(max(10, s // 50)), "eval_every": str(max(1, s)),
             "checkpoint_every": str(max(100, s // 10)),
         }
+
+
+@dataclass(frozen=True)
+class Refinement:
+    """When refinement rounds run (gsplat's DefaultStrategy's rule): at each multiple of ``every``
+    after step ``start`` and before ``stop``. A round at step ``r`` follows that step's backward pass, so
+    the grown count renders from step ``r + 1``."""
+
+    start: int
+    every: int
+    stop: int
+
+    @classmethod
+    def for_steps(cls, steps: int) -> Refinement:
+        """A budgeted run's refinement, scaled to its ``steps``."""
+        return cls(start=int(min(500, max(50, steps // 10))), every=int(min(100, max(25, steps // 40))),
+                   stop=int(steps * REFINE_STOP))
+
+    def counts(self, step: int, count: float, cap: int, end: int) -> list[tuple[int, float]]:
+        """The expected Gaussian count of each step from ``step`` to ``end`` (exclusive), as runs of
+        ``(steps, count)``: ``count`` now, ``GROWTH_PER_ROUND`` times more after each round, at most ``cap``."""
+        runs: list[tuple[int, float]] = []
+        r = -(-max(step, self.start + 1) // self.every) * self.every  # the first round from here
+        while count < cap and r < min(end, self.stop):
+            runs.append((r + 1 - step, count))
+            step, count = r + 1, min(float(cap), count * GROWTH_PER_ROUND)
+            r += self.every
+        runs.append((end - step, count))
+        return [(n, c) for n, c in runs if n > 0]
+
+    def seconds(self, probe: Probe, step: int, count: float, cap: int, end: int) -> float:
+        """Expected seconds of the steps from ``step`` to ``end`` at ``probe``'s cost (:meth:`counts`)."""
+        return sum(n * probe.step_seconds(c) for n, c in self.counts(step, count, cap, end))
+
+
+def loop_seconds(steps: int, probe: Probe, start: int, cap: int) -> float:
+    """Expected seconds of a budgeted run's ``steps`` steps that start from ``start`` Gaussians under ``cap``."""
+    return Refinement.for_steps(steps).seconds(probe, 0, start, cap, steps)
 
 
 @dataclass(frozen=True)
@@ -222,10 +266,16 @@ def steps_that_fit(done: int, seconds_left: float, step_s: float) -> int:
     return done + int(max(0.0, seconds_left) * REFIT_FILL / max(step_s, 1e-6))
 
 
-def mean_gaussians(start: int, cap: int) -> float:
-    """Mean Gaussian count over a run that grows linearly to ``cap`` during refinement, then holds."""
-    cap = max(cap, start)
-    return REFINE_STOP * (start + cap) / 2 + (1 - REFINE_STOP) * cap
+def steps_in(seconds: float, probe: Probe, start: int, cap: int) -> int:
+    """The most steps (at least 1) whose :func:`loop_seconds` fit in ``seconds``."""
+    lo, hi = 1, max(2, int(seconds / probe.step_seconds(start)) + 2)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if loop_seconds(mid, probe, start, cap) <= seconds:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 def caps(start: int) -> list[int]:
@@ -245,9 +295,9 @@ def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: floa
     def plan(p: Probe, cap: int) -> BudgetPlan:
         tail = EVAL_COST * p.step_seconds(cap) * (capture.test_images + min(8, n_train)) + 1.0 + p.load_s
         loop = max(0.0, (budget_s - spent_s - tail) * FILL)
-        fits = max(1, int(loop / p.step_seconds(mean_gaussians(capture.start_gaussians, cap))))
+        fits = steps_in(loop, p, capture.start_gaussians, cap)
         steps = min(fits, most)
-        loop_s = steps * p.step_seconds(mean_gaussians(capture.start_gaussians, cap))
+        loop_s = loop_seconds(steps, p, capture.start_gaussians, cap)
         return BudgetPlan(budget_s=budget_s, downscale=p.downscale, width=p.width, height=p.height, steps=steps,
                           max_gaussians=cap, loop_s=round(loop_s, 1), tail_s=round(tail, 1),
                           spent_s=round(spent_s, 1), epochs=round(fits / n_train, 1), probe=p, max_steps=most)
