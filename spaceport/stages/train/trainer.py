@@ -418,7 +418,7 @@ class Trainer:
             return
         step_s = rate * self.budget.growth_ahead(done, len(self.params["means"]), self.schedule.steps)
         fits = steps_that_fit(done, self.deadline - now, step_s)
-        if self.budget.max_steps is not None:  # past EPOCHS passes more steps only overfit the photos
+        if self.budget.max_steps is not None:  # never past EPOCHS passes (budget.EPOCHS)
             fits = min(fits, self.budget.max_steps)
         if abs(fits - self.schedule.steps) <= REFIT_TOLERANCE * self.schedule.steps:
             return

@@ -36,32 +36,35 @@ def test_the_plan_fills_the_budget_it_is_given() -> None:
     assert plan.epochs < budget.EPOCHS and plan.max_steps == budget.EPOCHS * 400
 
 
-def test_few_photos_stop_at_epochs_passes_before_the_budget() -> None:
-    """20 photos: EPOCHS passes fit in 10 minutes with time to spare; the plan schedules no more (more
-    steps overfit the photos) nor more Gaussians than 20 photos constrain, and says it finishes early."""
-    plan = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
-    assert plan.steps == plan.max_steps == budget.EPOCHS * 20 and plan.epochs == budget.EPOCHS
-    assert plan.finishes_early and plan.expected_s < 0.9 * 600
-    # EPOCHS passes fit at twice the side, so it trains there
-    assert plan.downscale == 2 and plan.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
-    assert choose(600, PHONE, [COARSE]).max_gaussians == plan.max_gaussians
-    hour = choose(3600, PHONE, [COARSE, MEDIUM, FINE])
-    assert hour.steps == plan.steps and hour.downscale < plan.downscale  # the hour buys pixels
+def test_few_photos_fill_the_budget_with_passes_then_stop_at_epochs() -> None:
+    """20 photos: in 10 minutes RESOLUTION_EPOCHS passes fit at twice the side, so it trains there, and
+    the rest of the time buys passes; in 3 hours EPOCHS passes fit at full size with time to spare, and
+    the plan schedules no more (nor more Gaussians than 20 photos constrain) and says it finishes early."""
+    ten = choose(600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
+    assert ten.downscale == 2 and budget.RESOLUTION_EPOCHS < ten.epochs < budget.EPOCHS
+    assert ten.loop_s == pytest.approx(budget.FILL * (600 - 20 - ten.tail_s), rel=0.01) and not ten.finishes_early
+    assert ten.max_gaussians == max(60_000, budget.GAUSSIANS_PER_VIEW * 20)
+    assert choose(600, PHONE, [COARSE]).max_gaussians == ten.max_gaussians
+    hours = choose(3 * 3600, PHONE, [COARSE, MEDIUM, FINE], spent_s=20)
+    assert hours.downscale == 1 and hours.steps == hours.max_steps == budget.EPOCHS * 20
+    assert hours.epochs == budget.EPOCHS and hours.finishes_early and hours.expected_s < 0.9 * 3 * 3600
+    assert hours.max_gaussians == ten.max_gaussians
 
 
-def test_more_time_buys_steps_then_pixels_then_gaussians() -> None:
-    """400 photos: a short budget buys steps; once EPOCHS passes fit at a finer size, pixels; then
-    Gaussians at that size; then the next size."""
+def test_more_time_buys_steps_then_pixels_then_passes_then_gaussians() -> None:
+    """400 photos: a short budget buys steps; once RESOLUTION_EPOCHS passes fit at a finer size, pixels;
+    short of that, passes at the size it has, up to EPOCHS; past EPOCHS at the finest size, Gaussians."""
     short = choose(300, WALK, [COARSE, MEDIUM, FINE])
     mid = choose(3 * 3600, WALK, [COARSE, MEDIUM, FINE])
-    long = choose(6 * 3600, WALK, [COARSE, MEDIUM, FINE])
-    longer = choose(24 * 3600, WALK, [COARSE, MEDIUM, FINE])
-    assert (short.downscale, short.max_gaussians) == (4, 60_000) and short.epochs < budget.EPOCHS
-    assert mid.downscale == 2 and mid.steps == budget.EPOCHS * 400
-    assert long.downscale == 2 and long.max_gaussians > mid.max_gaussians and long.steps == mid.steps
-    assert longer.downscale == 1 and longer.max_gaussians > long.max_gaussians and longer.steps == long.steps
+    long = choose(12 * 3600, WALK, [COARSE, MEDIUM, FINE])
+    longer = choose(48 * 3600, WALK, [COARSE, MEDIUM, FINE])
+    assert (short.downscale, short.max_gaussians) == (4, 60_000) and short.epochs < budget.RESOLUTION_EPOCHS
+    assert mid.downscale == 2 and budget.RESOLUTION_EPOCHS < mid.epochs < budget.EPOCHS
+    assert long.downscale == 1 and budget.RESOLUTION_EPOCHS < long.epochs < budget.EPOCHS
+    assert mid.max_gaussians == long.max_gaussians == 60_000
+    assert longer.downscale == 1 and longer.steps == budget.EPOCHS * 400 and longer.max_gaussians > 60_000
     assert all(p.loop_s == pytest.approx(budget.loop_seconds(p.steps, p.probe, 11_000, p.max_gaussians), abs=0.1)
-               and p.loop_s <= 0.9 * p.budget_s for p in (short, long, longer))
+               and p.loop_s <= 0.9 * p.budget_s for p in (short, mid, long, longer))
 
 
 def test_too_little_time_anywhere_gets_the_cheapest_plan() -> None:
