@@ -1,7 +1,7 @@
 """How well the budget plan's cost model matches the runs it planned: the Gaussian count's growth and
 the per-Gaussian step cost, read back from the logs of ``bench/train_budget.py``'s runs of ours.
 
-For each ``<capture>/ours_<minutes>.log`` under ``--work``:
+For each ``<capture>/ours_<minutes>.log`` under ``--work`` whose schedule was not re-fitted part-way:
 
 - the measured mean Gaussian count over the run: the count of each progress line, changed at the
   refinement round inside the interval it was first seen in (rounds fall at :class:`Refinement`'s
@@ -61,8 +61,8 @@ def analyse(log: Path) -> dict | None:
     ev = events(log)
     plan = next((e for e in ev if e.get("phase") == "plan"), None)
     lines = [e for e in ev if "step" in e and "eta_s" in e]
-    if plan is None or len(lines) < 8:
-        return None
+    if plan is None or len(lines) < 8 or any(e.get("phase") == "refit" for e in ev):
+        return None  # a re-fitted run's refinement changed part-way: not the plan's model to compare
     cal = next(e for e in ev if e.get("phase") == "calibrate" and e.get("downscale") == plan["downscale"])
     n0 = cal["gaussians"]
     per = max(0.0, (cal["step_s_4x"] - cal["step_s"]) / (3 * n0))
