@@ -39,8 +39,9 @@ FILL = 0.9
 #: schedule, seeds 0 / 1 (``bench/results/train_budget.md``): fountain-P11 (9 training photos, 399x265)
 #: 22.24 / 23.09 dB at 50 passes, 24.03 / 24.44 at 150 (its extrapolated view 0000: 18.35 / 20.44, then
 #: 22.46 / 23.31); herzjesu-P8 (7, 399x266) 19.06 / 18.95 at 50, 18.55 / 19.26 at 150 (SSIM 0.644 /
-#: 0.645, then 0.674 / 0.673); monstree (20, 149x199) 22.13 / 22.47 at 50 and 22.31 / 22.24 at 100. (Before growth within the cap, exposure matching and antialiasing, fountain's
-#: held-out PSNR fell past 56 passes.)
+#: 0.645, then 0.674 / 0.673); monstree (20, 149x199) 22.13 / 22.47 at 50 and 22.31 / 22.24 at 100.
+#: (Before growth within the cap, exposure matching and antialiasing, fountain's held-out PSNR fell
+#: past 56 passes.)
 EPOCHS = 150
 #: Passes a plan must afford at a finer resolution (with the smallest cap) before it trains there. At
 #: 50 passes, twice the side, held-out PSNR measured at the coarser size: monstree (1,000 steps, six
@@ -64,11 +65,11 @@ CAP_RANGE = (60_000, 1_500_000)
 REFINE_STOP = 0.7
 #: Each refinement round of a budgeted run multiplies the Gaussian count by about this much until the
 #: cap (growth takes the Gaussians whose gradient was high since the last round, each adds one).
-#: Fitted to the count's path in eight budgeted runs (monstree, fountain-P11, herzjesu-P8 and the demo;
+#: Fitted to the count's path in nine budgeted runs (monstree, fountain-P11, herzjesu-P8 and the demo;
 #: 350-1,050 steps, a round every 25-26 steps; 1.15-1.59 a round, slowing near the cap): the mean count
-#: over each run comes out at 0.92-1.18 times the measured, where growing linearly to the cap over
-#: refinement gave 0.83-1.35 (too little for 1,000 steps, which reach the cap by a quarter of the run,
-#: too much for 350, which reach it at refinement's end; bench/results/train_budget.md).
+#: over each run comes out at 0.89-1.15 times the measured, where growing linearly to the cap over
+#: refinement gave 0.84-1.38 (too little for 1,000 steps, which reach the cap by a quarter of the run,
+#: too much for 350, which reach it near refinement's end; ``bench/train_growth.py``).
 GROWTH_PER_ROUND = 1.4
 #: The positions' learning rate decays geometrically to this share of its start by the last step.
 LR_END = 0.01
