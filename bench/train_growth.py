@@ -4,8 +4,8 @@ the per-Gaussian step cost, read back from the logs of ``bench/train_budget.py``
 For each ``<capture>/ours_<minutes>.log`` under ``--work`` whose schedule was not re-fitted part-way:
 
 - the measured mean Gaussian count over the run: the count of each progress line, changed at the
-  refinement round inside the interval it was first seen in (rounds fall at :class:`Refinement`'s
-  steps, one per interval at most), against the plan's model (:meth:`Refinement.counts`, the
+  refinement round inside the interval it was first seen in (:meth:`Refinement.rounds`, one per
+  interval at most), against the plan's model (:meth:`Refinement.counts`, the
   plan's steps, start and cap) and against the linear growth to the cap over refinement the plan
   used before;
 - the per-Gaussian cost of a step: the calibration's probe at the plan's resolution (the line through
@@ -39,7 +39,7 @@ def measured_counts(lines: list[dict], refine: Refinement, start: int, steps: in
     for e in lines:
         step, seen = e["step"], float(e["num_gaussians"])
         if seen != count:
-            rounds = [r for r in range(at, step) if r > refine.start and r % refine.every == 0 and r < refine.stop]
+            rounds = refine.rounds(at, step)
             change = (rounds[-1] + 1) if rounds else step
             runs.append((change - at, count))
             at, count = change, seen

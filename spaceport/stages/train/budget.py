@@ -194,15 +194,20 @@ class Refinement:
         return cls(start=int(min(500, max(50, steps // 10))), every=int(min(100, max(25, steps // 40))),
                    stop=int(steps * REFINE_STOP))
 
+    def rounds(self, first: int, end: int) -> range:
+        """The steps from ``first`` to ``end`` (exclusive) that a round follows."""
+        r = -(-max(first, self.start + 1) // self.every) * self.every
+        return range(r, max(r, min(end, self.stop)), self.every)
+
     def counts(self, step: int, count: float, cap: int, end: int) -> list[tuple[int, float]]:
         """The expected Gaussian count of each step from ``step`` to ``end`` (exclusive), as runs of
         ``(steps, count)``: ``count`` now, ``GROWTH_PER_ROUND`` times more after each round, at most ``cap``."""
         runs: list[tuple[int, float]] = []
-        r = -(-max(step, self.start + 1) // self.every) * self.every  # the first round from here
-        while count < cap and r < min(end, self.stop):
+        for r in self.rounds(step, end):
+            if count >= cap:
+                break
             runs.append((r + 1 - step, count))
             step, count = r + 1, min(float(cap), count * GROWTH_PER_ROUND)
-            r += self.every
         runs.append((end - step, count))
         return [(n, c) for n, c in runs if n > 0]
 

@@ -100,6 +100,7 @@ def test_the_count_grows_at_the_rounds_gsplat_refines_at() -> None:
         if step > 50 and step % 25 == 0 and step < 245:
             count = min(60_000.0, count * budget.GROWTH_PER_ROUND)
     assert per_step == pytest.approx(expected)
+    assert list(refine.rounds(0, 350)) == [75, 100, 125, 150, 175, 200, 225] and not refine.rounds(245, 350)
     assert runs[0] == (76, 5_000) and runs[-1] == (124, pytest.approx(5_000 * budget.GROWTH_PER_ROUND ** 7))
     assert refine.counts(0, 20_000, 60_000, 350)[-1] == (350 - 151, 60_000)  # the cap by the round at 150
     # from part-way, with the count the run has then
