@@ -15,16 +15,18 @@ The rule, for a budget of ``B`` seconds of training wall time:
 2. At each resolution (coarsest first) and each Gaussian cap (smallest first), the run's cost
    assumes each refinement round (:class:`Refinement`) multiplies the count by ``GROWTH_PER_ROUND``
    up to the cap, and that it stays there once refinement ends: affordable steps follow.
-3. Pick the finest resolution where the smallest cap affords ``RESOLUTION_EPOCHS`` passes over
-   the training images; at that resolution, the largest cap (at most ``GAUSSIANS_PER_VIEW`` per
-   training image) that still affords ``EPOCHS``. With too little time for that anywhere: the
-   coarsest resolution and the smallest cap.
+3. Pick the finest resolution where the smallest cap that gives a Gaussian for every
+   ``PIXELS_PER_GAUSSIAN`` pixels of a training image (caps go up to ``GAUSSIANS_PER_VIEW`` per
+   training image) affords ``RESOLUTION_EPOCHS`` passes over the training images; at that
+   resolution, the largest cap that still affords ``EPOCHS``. With too little time for that
+   anywhere: the coarsest resolution and the smallest cap.
 4. Fill the time left with steps, but never schedule more than ``EPOCHS`` passes: a capture with
    few photos finishes before its budget, and the plan says so when it starts.
 
 More views seen more often beat more pixels seen rarely, up to ``RESOLUTION_EPOCHS``: resolution
-rises once they fit at the finer size; the rest of the time buys passes up to ``EPOCHS``, and
-Gaussians only as far as the photos can constrain them.
+rises once they fit at the finer size, and only as far as the Gaussians the photos can constrain
+can use its pixels; the rest of the time buys passes up to ``EPOCHS``, and Gaussians only as far
+as the photos can constrain them.
 """
 
 from __future__ import annotations
@@ -50,6 +52,14 @@ EPOCHS = 150
 #: 28.05 against 29.71 (rendering an antialiased splat smaller than it was trained fades its sub-pixel
 #: Gaussians: the demo's finer render, box-downscaled, scored 30.53 against 29.22 on one view).
 RESOLUTION_EPOCHS = 50
+#: A finer size is trained only with at least one Gaussian for every this many pixels of a training
+#: image (under the cap ``GAUSSIANS_PER_VIEW`` allows). Held-out PSNR at the coarser size, the finer
+#: size's run against the coarser one's (``bench/results/train_budget.md``): where the cap gave one
+#: Gaussian per 5-8 pixels the finer size lost every time (fountain-P11 and herzjesu-P8 at 799x531, 60,000
+#: Gaussians, 7.1 pixels each: 22.87 against 23.77 dB, 18.57 against 19.04; monstree at 597x797, 7.9: 22.59
+#: against 23.01; the demo at 640x480, 5.1: 26.24 against 28.05); at 1.8-2.0 pixels it won (monstree at
+#: 298x398: 22.59-23.01 against 22.13-22.49; herzjesu-P8 at 399x266: 18.83 against 18.47-18.56).
+PIXELS_PER_GAUSSIAN = 3
 #: Most Gaussians per training image a plan's cap allows (never below ``CAP_RANGE[0]``): monstree's 20
 #: photos at 150,000 gave 21.11 dB against 21.43 at 60,000 (1,500 steps each), and cost twice the time.
 #: With antialiasing, 1,000 steps, seeds 0 / 1: 120,000 gave 22.21 / 22.04 dB against 22.13 / 22.47 at
@@ -291,6 +301,19 @@ def caps(start: int) -> list[int]:
     return sorted({min(hi, max(lo, f * start)) for f in CAP_FACTORS})
 
 
+def gaussian_caps(capture: Capture) -> list[int]:
+    """The caps a plan may give this capture, smallest first: ``caps`` up to ``GAUSSIANS_PER_VIEW`` per
+    training image (at least the smallest)."""
+    most = max(CAP_RANGE[0], GAUSSIANS_PER_VIEW * max(1, capture.train_images))
+    return [c for c in caps(capture.start_gaussians) if c <= most] or caps(capture.start_gaussians)[:1]
+
+
+def gaussians_for(width: int, height: int, capture: Capture) -> int | None:
+    """The smallest cap that gives a ``width`` x ``height`` training image a Gaussian for every
+    ``PIXELS_PER_GAUSSIAN`` pixels; None: more than the capture's photos constrain (not worth training at)."""
+    return next((c for c in gaussian_caps(capture) if c * PIXELS_PER_GAUSSIAN >= width * height), None)
+
+
 def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: float = 0.0) -> BudgetPlan:
     """The plan for ``budget_s`` seconds of training (see the module docstring for the rule)."""
     if not probes:
@@ -310,16 +333,18 @@ def choose(budget_s: float, capture: Capture, probes: list[Probe], spent_s: floa
                           max_gaussians=cap, loop_s=round(loop_s, 1), tail_s=round(tail, 1),
                           spent_s=round(spent_s, 1), epochs=round(fits / n_train, 1), probe=p, max_steps=most)
 
-    most_gaussians = max(CAP_RANGE[0], GAUSSIANS_PER_VIEW * n_train)
-    options = [c for c in caps(capture.start_gaussians) if c <= most_gaussians] or caps(capture.start_gaussians)[:1]
+    options = gaussian_caps(capture)
     best = plan(probes[0], options[0])
     for p in probes[1:]:
-        first = plan(p, options[0])
+        enough = gaussians_for(p.width, p.height, capture)
+        if enough is None:
+            break
+        first = plan(p, enough)
         if first.epochs < RESOLUTION_EPOCHS:
             break
         best = first
     p = next(q for q in probes if q.downscale == best.downscale)
-    for cap in options[1:]:
+    for cap in (c for c in options if c > best.max_gaussians):
         bigger = plan(p, cap)
         if bigger.epochs < EPOCHS:
             break

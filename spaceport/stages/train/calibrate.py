@@ -6,7 +6,8 @@ Adam) after one untimed warm-up, then ``GROWTH`` times as many Gaussians shaped 
 splat's (:func:`_grown`, :data:`REFINED_SHRINK`, :data:`REFINED_OPACITY`): two points of the line
 ``seconds = fixed + per_gaussian * N``. Nothing is kept:
 the probes train throw-away copies. Finer resolutions are skipped once the calibration has used
-``MAX_SHARE`` of the budget. On the CPU the first probe also times one thread against all of them
+``MAX_SHARE`` of the budget, or once their pixels need more Gaussians than the plan would give
+(:func:`spaceport.stages.train.budget.gaussians_for`). On the CPU the first probe also times one thread against all of them
 and keeps the faster (a budgeted run is timing-dependent anyway, so it gives up the one-thread
 bit-for-bit reproducibility that fixed-step runs keep).
 """
@@ -138,6 +139,8 @@ def calibrate(input_dir: Path, cfg: TrainConfig, budget_s: float, device: torch.
     for ds in budget.downscales(cam.width, cam.height):
         if probes and time.perf_counter() - start > MAX_SHARE * budget_s:
             break
+        if capture is not None and budget.gaussians_for(cam.width // ds, cam.height // ds, capture) is None:
+            break  # too many pixels for the Gaussians its photos constrain: choose() would not train there
         t_load = time.perf_counter()
         views = load_views(model, Path(input_dir) / cfg.data.images_dir, cfg.data.test_every, ds)
         load_s = time.perf_counter() - t_load
