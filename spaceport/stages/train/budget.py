@@ -83,7 +83,8 @@ REFINE_STOP = 0.7
 GROWTH_PER_ROUND = 1.4
 #: The positions' learning rate decays geometrically to this share of its start by the last step.
 LR_END = 0.01
-#: A running budget re-fits its schedule when the steps that fit differ from the plan by more than this share.
+#: A running budget extends its schedule when more than this share more steps fit than it has (it
+#: shortens it as soon as the deadline would cut it: :func:`refit_steps`).
 REFIT_TOLERANCE = 0.1
 #: A running budget compares its pace with the schedule every this share of the budget.
 REFIT_EVERY = 0.05
@@ -282,6 +283,21 @@ def sh_interval(steps: int, sh_degree: int) -> int:
 def steps_that_fit(done: int, seconds_left: float, step_s: float) -> int:
     """The step count a run can reach by its deadline at ``step_s`` seconds a step (``REFIT_FILL``)."""
     return done + int(max(0.0, seconds_left) * REFIT_FILL / max(step_s, 1e-6))
+
+
+def refit_steps(done: int, steps: int, seconds_left: float, step_s: float, max_steps: int | None = None) -> int | None:
+    """The step count a running schedule of ``steps`` (``done`` behind it, ``seconds_left`` to the
+    deadline, ``step_s`` a step from here) re-fits to, or None to keep it. Shorter as soon as the
+    deadline would cut it, so the learning rate still anneals and the last steps are not lost (a pace
+    that drifts slower, as when an SH band switches on, used to stay within a 10% tolerance and be cut
+    6% short); longer when ``REFIT_TOLERANCE`` more would fit, never past ``max_steps``."""
+    fits = steps_that_fit(done, seconds_left, step_s)
+    if max_steps is not None:
+        fits = min(fits, max_steps)
+    reached = done + int(max(0.0, seconds_left) / max(step_s, 1e-6))
+    if steps > reached or fits > steps * (1 + REFIT_TOLERANCE):
+        return fits if fits != steps else None
+    return None
 
 
 def steps_in(seconds: float, probe: Probe, start: int, cap: int) -> int:

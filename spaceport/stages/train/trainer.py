@@ -29,11 +29,10 @@ from spaceport.geometry.splat import write_ply
 from spaceport.local import progress
 from spaceport.stages.train.budget import (
     REFIT_EVERY,
-    REFIT_TOLERANCE,
     BudgetPlan,
     Schedule,
     downscales,
-    steps_that_fit,
+    refit_steps,
 )
 from spaceport.stages.train.capture import capture_figures
 from spaceport.stages.train.config import TrainConfig
@@ -409,18 +408,16 @@ class Trainer:
         return max(0.0, min(eta, self.deadline - now)) + self.budget.tail_s
 
     def _refit(self, done: int, rate: float, now: float) -> None:
-        """With a budget: when the steps that fit by the deadline at the pace seen since the last progress
-        line (made dearer by the Gaussians still to come) differ from the schedule's by more than
-        ``REFIT_TOLERANCE``, re-fit the schedule to them. A machine slower than calibrated (other work
-        on it, a costlier scene) still gets an annealed, fully refined splat by the deadline, and a
-        faster one uses its time."""
+        """With a budget: re-fit the schedule to the steps that fit by the deadline at the pace seen
+        since the last look (made dearer by the Gaussians still to come) when the deadline would cut it
+        or many more would fit (:func:`~spaceport.stages.train.budget.refit_steps`; never past
+        ``EPOCHS`` passes). A machine slower than calibrated (other work on it, a costlier scene)
+        still gets an annealed, fully refined splat by the deadline, and a faster one uses its time."""
         if self.budget is None or self.deadline is None or done >= self.schedule.steps:
             return
         step_s = rate * self.budget.growth_ahead(done, len(self.params["means"]), self.schedule.steps)
-        fits = steps_that_fit(done, self.deadline - now, step_s)
-        if self.budget.max_steps is not None:  # never past EPOCHS passes (budget.EPOCHS)
-            fits = min(fits, self.budget.max_steps)
-        if abs(fits - self.schedule.steps) <= REFIT_TOLERANCE * self.schedule.steps:
+        fits = refit_steps(done, self.schedule.steps, self.deadline - now, step_s, self.budget.max_steps)
+        if fits is None:
             return
         self._set_schedule(self.schedule.refit(done, fits, self.cfg.optim.sh_degree))
         progress.emit(STAGE, phase="refit", step=done, steps=self.schedule.steps, step_s=round(step_s, 4))

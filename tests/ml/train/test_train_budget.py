@@ -65,7 +65,7 @@ def test_a_faster_pace_never_extends_the_run_past_epochs_passes(scene, tmp_path,
     slow = budget.Probe(1, 160, 120, fixed_s=3.0, per_gaussian_s=0.0)
     monkeypatch.setattr(calibrate, "calibrate", lambda *a, **k: ([slow], budget.Capture(21, 3, 2000), 1))
     monkeypatch.setattr(budget, "EPOCHS", 3)
-    monkeypatch.setattr(trainer, "steps_that_fit", lambda done, left, step_s: 10_000)  # a very fast pace
+    monkeypatch.setattr(budget, "steps_that_fit", lambda done, left, step_s: 10_000)  # a very fast pace
     monkeypatch.setattr(trainer, "REFIT_EVERY", 0.001)  # looked at every 0.12 s
     train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "2"}))
     events = _events(capsys.readouterr().out)
@@ -101,7 +101,7 @@ def test_the_deadline_stops_the_loop_and_the_splat_is_still_written(scene, tmp_p
 
     monkeypatch.setenv("SPACEPORT_LOG_FORMAT", "json")
     _optimistic_calibration(monkeypatch)
-    monkeypatch.setattr(trainer, "REFIT_TOLERANCE", float("inf"))  # no re-fit: only the deadline ends the loop
+    monkeypatch.setattr(trainer, "refit_steps", lambda *a, **k: None)  # no re-fit: only the deadline ends the loop
     train(scene, tmp_path / "out", config_for("fast", {**SMALL, "minutes": "0.2"}))
     events = _events(capsys.readouterr().out)
     plan = next(e for e in events if e.get("phase") == "plan")

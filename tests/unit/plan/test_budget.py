@@ -221,3 +221,18 @@ def test_a_refit_never_restarts_refinement_or_switches_a_band_off() -> None:
 def test_the_steps_that_fit_leave_a_margin() -> None:
     assert budget.steps_that_fit(100, 100.0, 0.5) == 100 + int(100 * budget.REFIT_FILL / 0.5)
     assert budget.steps_that_fit(100, -5.0, 0.5) == 100
+
+
+def test_a_running_schedule_shortens_as_soon_as_the_deadline_would_cut_it() -> None:
+    """The no-flag monstree run: 2,580 steps after its re-fit, and a pace that drifted 6% slower when SH
+    band 1 switched on, inside the old 10% tolerance; the deadline cut it at 2,423. Now: at 1,600 steps
+    done, 120 s left at 0.13 s a step reach 2,523, so it re-fits to what fits with the margin."""
+    assert budget.refit_steps(1_600, 2_580, 120.0, 0.13) == budget.steps_that_fit(1_600, 120.0, 0.13) == 2_476
+    # On pace (2,580 reached with 5% to spare) or a little ahead: kept.
+    assert budget.refit_steps(1_600, 2_580, 120.0, 0.12) is None
+    assert budget.refit_steps(1_600, 2_580, 130.0, 0.12) is None
+    # Far ahead: longer, up to EPOCHS passes.
+    assert budget.refit_steps(1_600, 2_580, 200.0, 0.12) == 1_600 + int(200 * budget.REFIT_FILL / 0.12)
+    assert budget.refit_steps(1_600, 2_580, 200.0, 0.12, max_steps=3_000) == 3_000
+    # Out of time: the steps done.
+    assert budget.refit_steps(1_600, 2_580, -1.0, 0.13) == 1_600
