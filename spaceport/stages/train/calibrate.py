@@ -4,12 +4,12 @@ At each candidate resolution (:func:`spaceport.stages.train.budget.downscales`) 
 the sparse points take ``STEPS`` timed optimisation steps (render, L1 + D-SSIM loss, backward,
 Adam) after one untimed warm-up, then ``GROWTH`` times as many Gaussians shaped like a trained
 splat's (:func:`_grown`, :data:`REFINED_SHRINK`, :data:`REFINED_OPACITY`): two points of the line
-``seconds = fixed + per_gaussian * N``. Nothing is kept:
-the probes train throw-away copies. Finer resolutions are skipped once the calibration has used
-``MAX_SHARE`` of the budget, or once their pixels need more Gaussians than the plan would give
-(:func:`spaceport.stages.train.budget.gaussians_for`). On the CPU the first probe also times one thread against all of them
-and keeps the faster (a budgeted run is timing-dependent anyway, so it gives up the one-thread
-bit-for-bit reproducibility that fixed-step runs keep).
+``seconds = fixed + per_gaussian * N``. Nothing is kept: the probes train throw-away copies.
+Finer resolutions are skipped once the calibration has used ``MAX_SHARE`` of the budget, or once
+their pixels need more Gaussians than the plan would give
+(:func:`spaceport.stages.train.budget.gaussians_for`). On the CPU the first probe also times one
+thread against all of them and keeps the faster (a budgeted run is timing-dependent anyway, so it
+gives up the one-thread bit-for-bit reproducibility that fixed-step runs keep).
 """
 
 from __future__ import annotations
