@@ -53,8 +53,9 @@ EPOCHS = 150
 #: Gaussians: the demo's finer render, box-downscaled, scored 30.53 against 29.22 on one view).
 RESOLUTION_EPOCHS = 50
 #: A finer size is trained only with at least one Gaussian for every this many pixels of a training
-#: image (under the cap ``GAUSSIANS_PER_VIEW`` allows). Held-out PSNR at the coarser size, the finer
-#: size's run against the coarser one's (``bench/results/train_budget.md``): where the cap gave one
+#: image (under the cap ``GAUSSIANS_PER_VIEW`` allows). Held-out PSNR, the finer size's run against the
+#: coarser one's (fountain-P11 and herzjesu-P8 at each run's own size, the others at the coarser size;
+#: ``bench/results/train_budget.md``): where the cap gave one
 #: Gaussian per 5-8 pixels the finer size lost every time (fountain-P11 and herzjesu-P8 at 799x531, 60,000
 #: Gaussians, 7.1 pixels each: 22.87 against 23.77 dB, 18.57 against 19.04; monstree at 597x797, 7.9: 22.59
 #: against 23.01; the demo at 640x480, 5.1: 26.24 against 28.05); at 1.8-2.0 pixels it won (monstree at
